@@ -1,0 +1,6 @@
+"""zbroker: RabbitMQ's messaging model as a small, fast Python broker on ZeroMQ."""
+
+__version__ = "0.1.0"
+
+DEFAULT_PORT = 5680
+DEFAULT_BIND = f"tcp://127.0.0.1:{DEFAULT_PORT}"

@@ -1,0 +1,459 @@
+"""``BlockingConnection``: pika's blocking connection, on one ZeroMQ DEALER socket.
+
+How it works:
+- The user's thread owns the socket. Every blocking call (a synchronous channel method,
+  ``process_data_events``, ``sleep``, ``start_consuming``, ``consume``) pumps the socket:
+  replies complete the call, deliveries and returns are queued as events.
+- Callbacks run only inside ``process_data_events``, ``sleep``, ``start_consuming`` and
+  ``consume``, never inside other calls, as in pika.
+- Liveness is ZeroMQ's ZMTP heartbeat, run by libzmq's I/O thread: a callback that
+  blocks the user's thread for ten minutes does not lose the connection. A socket
+  monitor reports the transport dropping, which becomes ``StreamLostError`` at once.
+- ``add_callback_threadsafe`` is the only method other threads may call: it queues the
+  callback and wakes the socket wait through a pipe.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Iterable
+
+import zmq
+
+from zbroker import __version__
+from zbroker.client import exceptions
+from zbroker.client.parameters import ConnectionParameters
+from zbroker.protocol import HEADER, Op, ProtocolError, check_header, decode_message, encode
+
+log = logging.getLogger(__name__)
+
+#: Heartbeat used for the transport when the program leaves it to the broker
+#: (RabbitMQ's default; the broker's own pings also keep the connection checked).
+DEFAULT_HEARTBEAT_S = 60
+#: How long ``close()`` waits for the broker's goodbye before giving up on it.
+CLOSE_TIMEOUT_S = 5.0
+#: Largest pause in one socket wait; bounds how late a timer or stop flag is noticed.
+MAX_WAIT_S = 1.0
+_TRANSPORT_LOST = zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
+_MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | _TRANSPORT_LOST | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+
+
+def _context() -> zmq.Context:
+    # Context.instance() makes a new context in a forked child, so this is fork-safe.
+    return zmq.Context.instance()
+
+
+class BlockingConnection:
+    def __init__(self, parameters: ConnectionParameters | Iterable[ConnectionParameters] | None = None,
+                 _impl_class: Any = None) -> None:
+        if parameters is None:
+            candidates = [ConnectionParameters()]
+        elif isinstance(parameters, ConnectionParameters):
+            candidates = [parameters]
+        else:
+            candidates = list(parameters)
+            if not candidates or not all(isinstance(p, ConnectionParameters) for p in candidates):
+                raise TypeError("parameters must be a ConnectionParameters or a sequence of them")
+        self._channels: dict[int, Any] = {}
+        self._events: deque[tuple[Any, str, Any]] = deque()
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._timer_ids = itertools.count(1)
+        self._cancelled_timers: set[int] = set()
+        self._threadsafe: deque[Callable[[], None]] = deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._lock = threading.Lock()
+        self._dispatching = 0
+        self._closed_reason: exceptions.AMQPConnectionError | None = None
+        self._close_ok = False
+        self._sock: zmq.Socket | None = None
+        self._monitor: zmq.Socket | None = None
+        self._poller: zmq.Poller | None = None
+        self._blocked_callbacks: list[Callable[..., None]] = []
+        self._unblocked_callbacks: list[Callable[..., None]] = []
+        self._open(candidates)
+
+    # -- opening ---------------------------------------------------------------------
+
+    def _open(self, candidates: list[ConnectionParameters]) -> None:
+        last_error: Exception | None = None
+        for params in candidates:
+            for attempt in range(params.connection_attempts):
+                if attempt:
+                    time.sleep(params.retry_delay)
+                try:
+                    self._connect(params)
+                    self.params = params
+                    return
+                except (exceptions.ProbableAccessDeniedError, exceptions.IncompatibleProtocolError,
+                        exceptions.ProbableAuthenticationError):
+                    self._teardown()
+                    raise
+                except exceptions.AMQPConnectionError as exc:
+                    last_error = exc
+                    self._teardown()
+        raise last_error or exceptions.AMQPConnectionError("no connection parameters")
+
+    def _connect(self, params: ConnectionParameters) -> None:
+        sock = _context().socket(zmq.DEALER)
+        sock.setsockopt(zmq.ROUTING_ID, b"zb" + os.urandom(14))
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)
+        hb = params.heartbeat if isinstance(params.heartbeat, int) else DEFAULT_HEARTBEAT_S
+        if hb > 0:
+            sock.setsockopt(zmq.HEARTBEAT_IVL, hb * 500)
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, hb * 1000)
+            sock.setsockopt(zmq.HEARTBEAT_TTL, min(hb * 1000, 6_553_500))
+        self._monitor = sock.get_monitor_socket(_MONITORED)
+        self._sock = sock
+        self._poller = zmq.Poller()
+        self._poller.register(sock, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
+        self._poller.register(self._wake_r, zmq.POLLIN)
+        self._closed_reason = None
+        self._close_ok = False
+        self._hello = None
+        self._endpoint = params.endpoint
+        sock.connect(params.endpoint)
+        creds = params.credentials
+        properties = {"product": "zbroker.client", "version": __version__, **(params.client_properties or {})}
+        self._send([encode(Op.HELLO, params.heartbeat if isinstance(params.heartbeat, int) else None,
+                           params.virtual_host, creds.username, creds.password, properties)])
+        deadline = time.monotonic() + max(params.stack_timeout, params.socket_timeout)
+        while self._hello is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise exceptions.AMQPConnectionError(f"timed out connecting to {params.endpoint}")
+            self._pump(min(remaining, MAX_WAIT_S), connecting=True)
+            reason = self._closed_reason
+            if reason is not None:
+                if isinstance(reason, exceptions.ConnectionClosedByBroker):
+                    if reason.reply_code == 530:
+                        raise exceptions.ProbableAccessDeniedError(repr(reason))
+                    if reason.reply_code == 540:
+                        raise exceptions.IncompatibleProtocolError(reason.reply_code, reason.reply_text)
+                if type(reason) is exceptions.AMQPConnectionError:
+                    raise reason
+                raise exceptions.AMQPConnectionError(f"cannot connect to {params.endpoint}: {reason!r}")
+        heartbeat, self.max_body_bytes, self.server_properties = self._hello
+        self.heartbeat = params.heartbeat(self, heartbeat) if callable(params.heartbeat) else heartbeat
+        if creds.erase_on_connect:
+            creds.username = creds.password = ""
+        log.debug("connected to %s (heartbeat %s)", params.endpoint, self.heartbeat)
+
+    def _teardown(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            self._sock.close(0)
+            self._sock = None
+        if self._monitor is not None:
+            self._monitor.close(0)
+            self._monitor = None
+
+    # -- sending and receiving -------------------------------------------------------
+
+    def _send(self, parts: list[Any]) -> None:
+        self._raise_if_lost()
+        assert self._sock is not None  # set while open; _raise_if_lost covers closed
+        self._sock.send_multipart([HEADER, *parts])
+
+    def _raise_if_lost(self) -> None:
+        """Raise why the connection ended: the broker's or transport's reason, or, once
+        the program itself closed it, ``ConnectionWrongStateError``."""
+        if self._closed_reason is None and self._sock is not None:
+            return
+        if self._close_ok or self._closed_reason is None:
+            raise exceptions.ConnectionWrongStateError("Connection is closed.")
+        raise self._closed_reason
+
+    def _pump(self, timeout: float | None, connecting: bool = False) -> None:
+        """Wait up to ``timeout`` seconds (None: forever) for input, then take all of it."""
+        if self._sock is None or self._poller is None:
+            return
+        ms = None if timeout is None else max(0, int(timeout * 1000))
+        try:
+            ready = dict(self._poller.poll(ms))
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EINTR:
+                return
+            raise
+        if self._wake_r in ready:
+            try:
+                while os.read(self._wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        if self._sock in ready:
+            self._read_all()
+        if self._monitor in ready:
+            self._read_monitor(connecting)
+
+    def _read_all(self) -> None:
+        sock = self._sock
+        while sock is not None:
+            try:
+                parts = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                check_header(parts[0])
+                for op, fields, body in decode_message(parts, 1):
+                    self._on_command(op, fields, body)
+            except ProtocolError as exc:
+                log.error("broker sent an invalid message: %s", exc)
+                self._lose(exceptions.StreamLostError(f"invalid message from broker: {exc}"))
+                return
+            sock = self._sock
+
+    def _read_monitor(self, connecting: bool) -> None:
+        from zmq.utils.monitor import recv_monitor_message
+        while self._monitor is not None:
+            try:
+                event = recv_monitor_message(self._monitor, zmq.NOBLOCK)["event"]
+            except zmq.Again:
+                return
+            if connecting and event & (zmq.EVENT_CONNECT_RETRIED | _TRANSPORT_LOST):
+                self._lose(exceptions.AMQPConnectionError(f"connection refused by {self._endpoint}"))
+            elif event & _TRANSPORT_LOST and not self._close_ok:
+                self._lose(exceptions.StreamLostError("Transport indicated EOF"))
+            elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+                self._lose(exceptions.IncompatibleProtocolError("ZeroMQ handshake failed"))
+
+    def _lose(self, reason: exceptions.AMQPConnectionError) -> None:
+        """The connection is over: remember why, close every channel, drop the socket."""
+        if self._closed_reason is None:
+            self._closed_reason = reason
+        for channel in list(self._channels.values()):
+            channel._on_connection_closed(self._closed_reason)
+        self._teardown()
+
+    def _on_command(self, op: int, fields: list[Any], body: Any) -> None:
+        if op == Op.HELLO_OK:
+            self._hello = fields
+        elif op == Op.CONNECTION_CLOSE:
+            try:
+                self._send([encode(Op.CONNECTION_CLOSE_OK)])
+            except exceptions.AMQPConnectionError:
+                pass
+            log.info("connection closed by broker: (%s) %s", fields[0], fields[1])
+            self._lose(exceptions.ConnectionClosedByBroker(fields[0], fields[1]))
+        elif op == Op.CONNECTION_CLOSE_OK:
+            self._close_ok = True
+        else:
+            channel = self._channels.get(fields[0])
+            if channel is not None:
+                channel._on_command(op, fields, body)
+            elif op == Op.BASIC_DELIVER:
+                log.debug("delivery for unknown channel %s dropped (broker requeues it)", fields[0])
+
+    # -- events and dispatch ---------------------------------------------------------
+
+    def _queue_event(self, channel: Any, kind: str, payload: Any) -> None:
+        self._events.append((channel, kind, payload))
+
+    def _has_ready(self) -> bool:
+        return bool(self._events or self._threadsafe or
+                    (self._timers and self._timers[0][0] <= time.monotonic()))
+
+    def _dispatch(self) -> int:
+        """Run the queued callbacks; returns how many ran."""
+        ran = 0
+        self._dispatching += 1
+        try:
+            while self._threadsafe:
+                self._threadsafe.popleft()()
+                ran += 1
+            now = time.monotonic()
+            while self._timers and self._timers[0][0] <= now:
+                _, timer_id, callback = heapq.heappop(self._timers)
+                if timer_id in self._cancelled_timers:
+                    self._cancelled_timers.discard(timer_id)
+                    continue
+                callback()
+                ran += 1
+            # Only the events present now: callbacks may queue more, handled next round.
+            for _ in range(len(self._events)):
+                if not self._events:
+                    break
+                channel, kind, payload = self._events.popleft()
+                if channel._dispatch_event(kind, payload):
+                    ran += 1
+        finally:
+            self._dispatching -= 1
+        return ran
+
+    def _next_timer_in(self) -> float | None:
+        while self._timers and self._timers[0][1] in self._cancelled_timers:
+            self._cancelled_timers.discard(heapq.heappop(self._timers)[1])
+        if not self._timers:
+            return None
+        return max(0.0, self._timers[0][0] - time.monotonic())
+
+    def _wait_until(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Pump the socket until ``done()`` or the timeout; no callbacks run."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not done():
+            self._raise_if_lost()
+            wait = MAX_WAIT_S if deadline is None else min(MAX_WAIT_S, deadline - time.monotonic())
+            if wait < 0:
+                return False
+            self._pump(wait)
+        return True
+
+    # -- public API ------------------------------------------------------------------
+
+    def channel(self, channel_number: int | None = None) -> Any:
+        from zbroker.client.channel import BlockingChannel
+        self._raise_if_lost()
+        if channel_number is None:
+            channel_number = next(n for n in itertools.count(1) if n not in self._channels)
+            if channel_number > self.params.channel_max:
+                raise exceptions.NoFreeChannels()
+        elif not isinstance(channel_number, int) or not 1 <= channel_number <= self.params.channel_max:
+            raise exceptions.InvalidChannelNumber(channel_number)
+        elif channel_number in self._channels:
+            raise exceptions.InvalidChannelNumber(channel_number)
+        channel = BlockingChannel(self, channel_number)
+        self._channels[channel_number] = channel
+        try:
+            channel._open()
+        except BaseException:
+            self._channels.pop(channel_number, None)
+            raise
+        return channel
+
+    def process_data_events(self, time_limit: float | None = 0) -> None:
+        """Process I/O and run due callbacks.
+
+        ``time_limit`` is how long to wait for something to do: 0 returns after one
+        pass; ``None`` waits until at least one callback has run. As in pika, it
+        returns once the events that arrived have been dispatched.
+        """
+        self._raise_if_lost()
+        deadline = None if time_limit is None else time.monotonic() + time_limit
+        while True:
+            if not self._has_ready():
+                wait = MAX_WAIT_S if deadline is None else max(0.0, deadline - time.monotonic())
+                timer_in = self._next_timer_in()
+                if timer_in is not None:
+                    wait = min(wait, timer_in)
+                self._pump(min(wait, MAX_WAIT_S))
+            else:
+                self._pump(0)
+            ran = self._dispatch()
+            self._raise_if_lost()
+            if ran or (deadline is not None and time.monotonic() >= deadline):
+                return
+
+    def sleep(self, duration: float) -> None:
+        """Sleep while processing I/O and callbacks (use it instead of time.sleep)."""
+        if duration < 0:
+            raise ValueError(f"duration must be >= 0, got {duration}")
+        deadline = time.monotonic() + duration
+        while True:
+            remaining = deadline - time.monotonic()
+            self.process_data_events(time_limit=max(0.0, remaining))
+            if remaining <= 0:
+                return
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> int:
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        timer_id = next(self._timer_ids)
+        heapq.heappush(self._timers, (time.monotonic() + delay, timer_id, callback))
+        return timer_id
+
+    def remove_timeout(self, timeout_id: int) -> None:
+        if any(t[1] == timeout_id for t in self._timers):
+            self._cancelled_timers.add(timeout_id)
+
+    def add_callback_threadsafe(self, callback: Callable[[], None]) -> None:
+        """The only thread-safe method: run ``callback`` in the connection's thread."""
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        if self.is_closed:
+            raise exceptions.ConnectionWrongStateError("BlockingConnection.add_callback_threadsafe() "
+                                                       "called on closed or closing connection.")
+        self._threadsafe.append(callback)
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full: a wake-up is pending anyway
+
+    def add_on_connection_blocked_callback(self, callback: Callable[..., None]) -> None:
+        self._blocked_callbacks.append(callback)
+
+    def add_on_connection_unblocked_callback(self, callback: Callable[..., None]) -> None:
+        self._unblocked_callbacks.append(callback)
+
+    def close(self, reply_code: int = 200, reply_text: str = "Normal shutdown") -> None:
+        if self.is_closed:
+            raise exceptions.ConnectionWrongStateError(
+                f"BlockingConnection.close({reply_code}, {reply_text!r}) called on closed connection.")
+        for channel in list(self._channels.values()):
+            channel._forget_consumers()
+        try:
+            self._send([encode(Op.CONNECTION_CLOSE, reply_code, reply_text)])
+            self._wait_until(lambda: self._close_ok, CLOSE_TIMEOUT_S)
+        except exceptions.AMQPConnectionError:
+            pass
+        self._close_ok = True
+        self._lose(exceptions.ConnectionClosedByClient(reply_code, reply_text))
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    @property
+    def is_open(self) -> bool:
+        return self._sock is not None and self._closed_reason is None
+
+    @property
+    def is_closed(self) -> bool:
+        return not self.is_open
+
+    @property
+    def basic_nack_supported(self) -> bool:
+        return True
+
+    @property
+    def consumer_cancel_notify_supported(self) -> bool:
+        return True
+
+    @property
+    def exchange_exchange_bindings_supported(self) -> bool:
+        return True
+
+    @property
+    def publisher_confirms_supported(self) -> bool:
+        return True
+
+    # pika's older names
+    basic_nack = basic_nack_supported
+    consumer_cancel_notify = consumer_cancel_notify_supported
+    exchange_exchange_bindings = exchange_exchange_bindings_supported
+    publisher_confirms = publisher_confirms_supported
+
+    def __enter__(self) -> "BlockingConnection":
+        return self
+
+    def __exit__(self, exc_type: Any, value: Any, traceback: Any) -> None:
+        if self.is_open:
+            self.close()
+
+    def __del__(self) -> None:
+        try:
+            self._teardown()
+        except Exception:
+            pass

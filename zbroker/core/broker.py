@@ -1,0 +1,455 @@
+"""The broker's semantics as a pure state machine: frames in, frames out.
+
+``Broker.handle(peer, parts)`` applies one ZeroMQ message from a peer (header, then
+commands) and leaves the frames to send in ``outbox``; ``peer_gone(peer)`` is called by
+the socket layer when a peer's transport died. Nothing here touches a socket, a clock
+or a thread, so tests drive it directly.
+
+Error handling, at this one boundary:
+- ``ProtocolError`` (the peer sent garbage): the connection is closed with the code the
+  codec chose (502/501/540), the peer told so.
+- ``ChannelError`` (a soft rule, e.g. 404 on a passive declare): the channel is closed
+  with the code; the rest of the batch goes on, frames on that channel are discarded
+  until the client's CHANNEL_CLOSE_OK, as in AMQP.
+- ``ConnectionError_`` (a hard rule, e.g. an unopened channel): the connection is closed.
+- Anything else is a bug in the broker: logged with its traceback, and the peer's
+  connection closed with 541 INTERNAL_ERROR, so one bad case cannot stop the broker.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+from typing import Any, Callable, Iterable
+
+from zbroker import __version__, errors
+from zbroker.core.consumers import Consumer, Unacked
+from zbroker.core.message import Message
+from zbroker.core.queues import Queue
+from zbroker.core.session import Channel, Connection, Outbox
+from zbroker.core.topology import VHOST, Topology, check_name, server_queue_name
+from zbroker.errors import BrokerError, ChannelError, ConnectionError_
+from zbroker.protocol import Op, ProtocolError, check_header, decode_message, encode
+
+log = logging.getLogger(__name__)
+
+#: RabbitMQ's default heartbeat timeout, in seconds.
+DEFAULT_HEARTBEAT_S = 60
+#: Largest body accepted. RabbitMQ 3.10 allows 128 MiB (its max_message_size default
+#: before 3.13); we keep that so programs written for it keep working.
+DEFAULT_MAX_BODY_BYTES = 128 * 1024 * 1024
+MAX_CHANNEL = 65535
+
+
+def consumer_tag() -> str:
+    return "amq.ctag-" + base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
+
+
+class Broker:
+    def __init__(self, heartbeat: int = DEFAULT_HEARTBEAT_S,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                 name_source: Callable[[], str] = server_queue_name) -> None:
+        self.heartbeat = heartbeat
+        self.max_body_bytes = max_body_bytes
+        self.topology = Topology(name_source)
+        self.outbox = Outbox()
+        self.connections: dict[bytes, Connection] = {}
+        self._confirms: dict[Channel, None] = {}
+        self._connection_ops = {
+            Op.CONNECTION_CLOSE: self._connection_close,
+            Op.CONNECTION_CLOSE_OK: lambda conn, *_: None,
+        }
+        self._channel_ops: dict[int, Callable[..., None]] = {
+            Op.EXCHANGE_DECLARE: self._exchange_declare,
+            Op.EXCHANGE_DELETE: self._exchange_delete,
+            Op.EXCHANGE_BIND: self._exchange_bind,
+            Op.EXCHANGE_UNBIND: self._exchange_unbind,
+            Op.QUEUE_DECLARE: self._queue_declare,
+            Op.QUEUE_BIND: self._queue_bind,
+            Op.QUEUE_UNBIND: self._queue_unbind,
+            Op.QUEUE_PURGE: self._queue_purge,
+            Op.QUEUE_DELETE: self._queue_delete,
+            Op.BASIC_QOS: self._basic_qos,
+            Op.BASIC_CONSUME: self._basic_consume,
+            Op.BASIC_CANCEL: self._basic_cancel,
+            Op.BASIC_PUBLISH: self._basic_publish,
+            Op.BASIC_GET: self._basic_get,
+            Op.BASIC_ACK: self._basic_ack,
+            Op.BASIC_NACK: self._basic_nack,
+            Op.BASIC_REJECT: self._basic_reject,
+            Op.BASIC_RECOVER: self._basic_recover,
+            Op.CONFIRM_SELECT: self._confirm_select,
+        }
+
+    # -- entry points ----------------------------------------------------------------
+
+    def handle(self, peer: bytes, parts: list[Any], start: int = 0) -> None:
+        """Apply one message from ``peer``: ``parts[start]`` is its header frame."""
+        conn = self.connections.get(peer)
+        try:
+            check_header(parts[start])
+            for op, fields, body in decode_message(parts, start + 1):
+                if conn is None:
+                    conn = self._unknown_peer(peer, op, fields)
+                    if conn is None:
+                        return
+                    continue
+                if op in self._connection_ops:
+                    self._connection_ops[op](conn, *fields)
+                    if peer not in self.connections:
+                        return
+                    continue
+                self._channel_command(conn, op, fields, body)
+                if peer not in self.connections:
+                    return
+        except ProtocolError as exc:
+            log.warning("protocol error from %s: %s", peer.hex()[:12], exc.detail)
+            self._close_connection(peer, exc.code, errors.reply_text(exc.code, exc.detail))
+        except Exception:
+            log.exception("internal error handling a message from %s", peer.hex()[:12])
+            self._close_connection(peer, errors.INTERNAL_ERROR,
+                                   errors.reply_text(errors.INTERNAL_ERROR, "internal error"))
+        finally:
+            if self._confirms:
+                self._flush_confirms()
+
+    def peer_gone(self, peer: bytes, reason: str = "transport closed") -> None:
+        """The peer's transport died: release everything it held, send it nothing."""
+        conn = self.connections.get(peer)
+        if conn is not None:
+            log.info("connection %s lost: %s", conn.name, reason)
+            self._drop_connection(conn)
+
+    def shutdown(self) -> None:
+        """Tell every client the broker is going away (320, as RabbitMQ does)."""
+        text = errors.reply_text(errors.CONNECTION_FORCED,
+                                 "broker forced connection closure with reason 'shutdown'")
+        for peer in list(self.connections):
+            self._close_connection(peer, errors.CONNECTION_FORCED, text)
+
+    def peers(self) -> list[bytes]:
+        return list(self.connections)
+
+    # -- connections -------------------------------------------------------------------
+
+    def _unknown_peer(self, peer: bytes, op: int, fields: list[Any]) -> Connection | None:
+        if op == Op.HELLO:
+            return self._hello(peer, *fields)
+        if op != Op.CONNECTION_CLOSE_OK:
+            log.debug("frame %s from unknown peer %s", op, peer.hex()[:12])
+            self.outbox.put(peer, encode(Op.CONNECTION_CLOSE, errors.CONNECTION_FORCED, errors.reply_text(
+                errors.CONNECTION_FORCED, "connection not open on this broker (was it restarted?)")))
+        return None
+
+    def _hello(self, peer: bytes, heartbeat: int | None, virtual_host: str, username: str,
+               password: str, client_properties: dict) -> Connection | None:
+        if virtual_host != VHOST:
+            self.outbox.put(peer, encode(Op.CONNECTION_CLOSE, errors.NOT_ALLOWED, errors.reply_text(
+                errors.NOT_ALLOWED, f"vhost {virtual_host} not found")))
+            return None
+        negotiated = self.heartbeat if heartbeat is None else heartbeat
+        conn = Connection(peer, self.outbox, negotiated, virtual_host, client_properties)
+        self.connections[peer] = conn
+        log.info("connection %s opened (%s)", conn.name,
+                 client_properties.get("connection_name") or client_properties.get("product", "client"))
+        conn.send(encode(Op.HELLO_OK, negotiated, self.max_body_bytes,
+                         {"product": "zbroker", "version": __version__}))
+        return conn
+
+    def _connection_close(self, conn: Connection, reply_code: int, reply_text: str) -> None:
+        log.info("connection %s closed by client (%s %s)", conn.name, reply_code, reply_text)
+        self._drop_connection(conn)
+        self.outbox.put(conn.peer, encode(Op.CONNECTION_CLOSE_OK))
+
+    def _close_connection(self, peer: bytes, code: int, text: str) -> None:
+        conn = self.connections.get(peer)
+        if conn is not None:
+            self._drop_connection(conn)
+        self.outbox.put(peer, encode(Op.CONNECTION_CLOSE, code, text))
+
+    def _drop_connection(self, conn: Connection) -> None:
+        self.connections.pop(conn.peer, None)
+        for channel in list(conn.channels.values()):
+            self._release_channel(channel)
+        for queue in list(conn.exclusive_queues):
+            self._delete_queue(queue)
+
+    # -- channels ----------------------------------------------------------------------
+
+    def _channel_command(self, conn: Connection, op: int, fields: list[Any], body: Any) -> None:
+        number = fields[0]
+        channel = conn.channels.get(number)
+        if channel is None:
+            self._channel_lifecycle(conn, op, number)
+            return
+        try:
+            handler = self._channel_ops.get(op)
+            if handler is not None:
+                handler(channel, body, *fields[1:])
+            elif op == Op.CHANNEL_CLOSE:
+                self._release_channel(channel)
+                channel.send(encode(Op.CHANNEL_CLOSE_OK, number))
+            elif op == Op.CHANNEL_OPEN:
+                raise ConnectionError_(errors.CHANNEL_ERROR, "second 'channel.open' seen")
+            else:
+                raise ConnectionError_(errors.COMMAND_INVALID, f"{Op(op).name} is not a client command")
+        except ChannelError as exc:
+            log.warning("channel %d of connection %s closed: %s", number, conn.name, exc.text)
+            self._release_channel(channel)
+            conn.closing_channels.add(number)
+            conn.send(encode(Op.CHANNEL_CLOSE, number, exc.code, exc.text))
+        except ConnectionError_ as exc:
+            log.warning("connection %s closed: %s", conn.name, exc.text)
+            self._close_connection(conn.peer, exc.code, exc.text)
+
+    def _channel_lifecycle(self, conn: Connection, op: int, number: int) -> None:
+        """Commands for a channel that is not open: open it, or finish closing it."""
+        if number in conn.closing_channels:
+            if op == Op.CHANNEL_CLOSE_OK:
+                conn.closing_channels.discard(number)
+            elif op == Op.CHANNEL_CLOSE:  # both sides closed at once
+                conn.closing_channels.discard(number)
+                conn.send(encode(Op.CHANNEL_CLOSE_OK, number))
+            return  # anything else on a closing channel is discarded
+        if op == Op.CHANNEL_OPEN and 1 <= number <= MAX_CHANNEL:
+            conn.channels[number] = Channel(number, conn)
+            conn.send(encode(Op.CHANNEL_OPEN_OK, number))
+            return
+        detail = "expected 'channel.open'" if op != Op.CHANNEL_OPEN else f"invalid channel number {number}"
+        log.warning("connection %s closed: %s", conn.name, detail)
+        self._close_connection(conn.peer, errors.CHANNEL_ERROR, errors.reply_text(errors.CHANNEL_ERROR, detail))
+
+    def _release_channel(self, channel: Channel) -> None:
+        """Cancel the channel's consumers and requeue what it held unacked."""
+        channel.connection.channels.pop(channel.number, None)
+        consumers = list(channel.consumers.values())
+        channel.consumers.clear()
+        for consumer in consumers:
+            consumer.queue.remove_consumer(consumer)
+        self._requeue(channel.take_all_unacked())
+        for consumer in consumers:
+            if consumer.queue.unused_auto_delete and not consumer.queue.deleted:
+                self._delete_queue(consumer.queue)
+        self._confirms.pop(channel, None)
+
+    # -- exchanges, queues, bindings ---------------------------------------------------
+
+    def _exchange_declare(self, channel: Channel, _: Any, exchange: str, exchange_type: str,
+                          passive: bool, durable: bool, auto_delete: bool, internal: bool,
+                          arguments: dict) -> None:
+        self.topology.declare_exchange(exchange, exchange_type, passive, durable, auto_delete,
+                                       internal, arguments)
+        channel.send(encode(Op.EXCHANGE_DECLARE_OK, channel.number))
+
+    def _exchange_delete(self, channel: Channel, _: Any, exchange: str, if_unused: bool) -> None:
+        self.topology.delete_exchange(exchange, if_unused)
+        channel.send(encode(Op.EXCHANGE_DELETE_OK, channel.number))
+
+    def _exchange_bind(self, channel: Channel, _: Any, destination: str, source: str,
+                       routing_key: str, arguments: dict) -> None:
+        check_name(routing_key, "routing key")
+        self.topology.bind(self.topology.exchange(destination), source, routing_key, arguments)
+        channel.send(encode(Op.EXCHANGE_BIND_OK, channel.number))
+
+    def _exchange_unbind(self, channel: Channel, _: Any, destination: str, source: str,
+                         routing_key: str, arguments: dict) -> None:
+        self.topology.unbind(self.topology.exchange(destination), source, routing_key, arguments)
+        channel.send(encode(Op.EXCHANGE_UNBIND_OK, channel.number))
+
+    def _queue_declare(self, channel: Channel, _: Any, queue: str, passive: bool, durable: bool,
+                       exclusive: bool, auto_delete: bool, arguments: dict) -> None:
+        q = self.topology.declare_queue(queue, passive, durable, exclusive, auto_delete, arguments,
+                                        channel.connection)
+        channel.send(encode(Op.QUEUE_DECLARE_OK, channel.number, q.name, len(q.messages),
+                            len(q.consumers)))
+
+    def _queue_bind(self, channel: Channel, _: Any, queue: str, exchange: str, routing_key: str,
+                    arguments: dict) -> None:
+        check_name(routing_key, "routing key")
+        q = self.topology.queue(queue, channel.connection)
+        self.topology.bind(q, exchange, routing_key, arguments)
+        channel.send(encode(Op.QUEUE_BIND_OK, channel.number))
+
+    def _queue_unbind(self, channel: Channel, _: Any, queue: str, exchange: str, routing_key: str,
+                      arguments: dict) -> None:
+        q = self.topology.queue(queue, channel.connection)
+        self.topology.unbind(q, exchange, routing_key, arguments)
+        channel.send(encode(Op.QUEUE_UNBIND_OK, channel.number))
+
+    def _queue_purge(self, channel: Channel, _: Any, queue: str) -> None:
+        count = self.topology.queue(queue, channel.connection).purge()
+        channel.send(encode(Op.QUEUE_PURGE_OK, channel.number, count))
+
+    def _queue_delete(self, channel: Channel, _: Any, queue: str, if_unused: bool,
+                      if_empty: bool) -> None:
+        count = 0
+        if queue in self.topology.queues:
+            q = self.topology.queue(queue, channel.connection)
+            if if_unused and q.consumers:
+                raise ChannelError(errors.PRECONDITION_FAILED, f"queue '{queue}' in vhost '{VHOST}' in use")
+            if if_empty and q.messages:
+                raise ChannelError(errors.PRECONDITION_FAILED, f"queue '{queue}' in vhost '{VHOST}' not empty")
+            count = self._delete_queue(q)
+        channel.send(encode(Op.QUEUE_DELETE_OK, channel.number, count))
+
+    def _delete_queue(self, queue: Queue) -> int:
+        """Delete a queue and tell its consumers (RabbitMQ's consumer cancel notify)."""
+        for consumer in list(queue.consumers):
+            queue.remove_consumer(consumer)
+            channel = consumer.channel
+            if channel.consumers.pop(consumer.tag, None) is not None:
+                channel.send(encode(Op.BASIC_CANCEL, channel.number, consumer.tag))
+        return self.topology.delete_queue(queue)
+
+    # -- basic ------------------------------------------------------------------------
+
+    def _basic_qos(self, channel: Channel, _: Any, prefetch_size: int, prefetch_count: int,
+                   global_qos: bool) -> None:
+        if prefetch_size:
+            raise ConnectionError_(errors.NOT_IMPLEMENTED, f"prefetch_size!=0 ({prefetch_size})")
+        if prefetch_count < 0 or prefetch_count > 65535:
+            raise ConnectionError_(errors.SYNTAX_ERROR, f"prefetch_count out of range ({prefetch_count})")
+        if global_qos:
+            channel.global_prefetch = prefetch_count
+        else:
+            channel.prefetch_count = prefetch_count
+        channel.send(encode(Op.BASIC_QOS_OK, channel.number))
+        self._dispatch_consumers_of(channel)
+
+    def _basic_consume(self, channel: Channel, _: Any, queue: str, consumer_tag_: str,
+                       auto_ack: bool, exclusive: bool, arguments: dict) -> None:
+        q = self.topology.queue(queue, channel.connection)
+        tag = consumer_tag_ or consumer_tag()
+        if tag in channel.consumers:
+            raise ConnectionError_(errors.NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'")
+        if q.has_exclusive_consumer or (exclusive and q.consumers):
+            raise ChannelError(errors.ACCESS_REFUSED, f"queue '{queue}' in vhost '{VHOST}' in exclusive use")
+        consumer = Consumer(tag, q, channel, auto_ack, exclusive, channel.prefetch_count, arguments)
+        channel.consumers[tag] = consumer
+        q.add_consumer(consumer)
+        channel.send(encode(Op.BASIC_CONSUME_OK, channel.number, tag))
+        q.dispatch()
+
+    def _basic_cancel(self, channel: Channel, _: Any, consumer_tag_: str) -> None:
+        consumer = channel.consumers.pop(consumer_tag_, None)
+        channel.send(encode(Op.BASIC_CANCEL_OK, channel.number, consumer_tag_))
+        if consumer is not None:
+            queue = consumer.queue
+            queue.remove_consumer(consumer)
+            if queue.unused_auto_delete:
+                self._delete_queue(queue)
+
+    def _basic_publish(self, channel: Channel, body: Any, exchange: str, routing_key: str,
+                       mandatory: bool, properties: dict) -> None:
+        if channel.confirm:
+            channel.publish_seq += 1
+            self._confirms[channel] = None
+        ex = self.topology.exchanges.get(exchange)
+        if ex is None:
+            raise ChannelError(errors.NOT_FOUND, f"no exchange '{exchange}' in vhost '{VHOST}'")
+        if ex.internal:
+            raise ChannelError(errors.ACCESS_REFUSED, f"cannot publish to internal exchange '{exchange}' in vhost '{VHOST}'")
+        if len(body) > self.max_body_bytes:
+            raise ChannelError(errors.PRECONDITION_FAILED,
+                               f"message size {len(body)} is larger than configured max size {self.max_body_bytes}")
+        queues = self.topology.route(ex, routing_key, properties)
+        if queues:
+            message = Message(exchange, routing_key, properties, body)
+            for queue in queues:
+                queue.messages.append(message)
+                if queue.consumers:
+                    queue.dispatch()
+        elif mandatory:
+            channel.send(encode(Op.BASIC_RETURN, channel.number, errors.NO_ROUTE, "NO_ROUTE",
+                                exchange, routing_key, properties), body)
+
+    def _basic_get(self, channel: Channel, _: Any, queue: str, auto_ack: bool) -> None:
+        q = self.topology.queue(queue, channel.connection)
+        if not q.messages:
+            channel.send(encode(Op.BASIC_GET_EMPTY, channel.number))
+            return
+        message = q.messages.popleft()
+        tag = channel.take_tag()
+        if not auto_ack:
+            channel.unacked[tag] = Unacked(q, message, None)
+        channel.send(encode(Op.BASIC_GET_OK, channel.number, tag, message.redelivered,
+                            message.exchange, message.routing_key, len(q.messages),
+                            message.properties), message.body)
+
+    def _basic_ack(self, channel: Channel, _: Any, delivery_tag: int, multiple: bool) -> None:
+        entries = channel.settle(delivery_tag, multiple)
+        for entry in entries:
+            entry.settle()
+        self._after_settle(channel, entries)
+
+    def _basic_nack(self, channel: Channel, _: Any, delivery_tag: int, multiple: bool,
+                    requeue: bool) -> None:
+        entries = channel.settle(delivery_tag, multiple)
+        if requeue:
+            self._requeue(entries)
+        else:
+            for entry in entries:
+                entry.settle()
+        self._after_settle(channel, entries)
+
+    def _basic_reject(self, channel: Channel, _: Any, delivery_tag: int, requeue: bool) -> None:
+        self._basic_nack(channel, None, delivery_tag, False, requeue)
+
+    def _basic_recover(self, channel: Channel, _: Any, requeue: bool) -> None:
+        if not requeue:
+            raise ConnectionError_(errors.NOT_IMPLEMENTED, "requeue=false")
+        self._requeue(channel.take_all_unacked())
+        channel.send(encode(Op.BASIC_RECOVER_OK, channel.number))
+
+    def _confirm_select(self, channel: Channel, _: Any) -> None:
+        channel.confirm = True
+        channel.send(encode(Op.CONFIRM_SELECT_OK, channel.number))
+
+    # -- delivery plumbing -------------------------------------------------------------
+
+    def _after_settle(self, channel: Channel, entries: list[Unacked]) -> None:
+        """Credit came back: let the queues those deliveries came from move again."""
+        if channel.global_prefetch:
+            self._dispatch_consumers_of(channel)
+            return
+        if len(entries) == 1:
+            queue = entries[0].queue
+            if queue.messages and not queue.deleted:
+                queue.dispatch()
+            return
+        for queue in {id(e.queue): e.queue for e in entries}.values():
+            if queue.messages and not queue.deleted:
+                queue.dispatch()
+
+    def _dispatch_consumers_of(self, channel: Channel) -> None:
+        for queue in {id(c.queue): c.queue for c in channel.consumers.values()}.values():
+            queue.dispatch()
+
+    def _requeue(self, entries: Iterable[Unacked]) -> None:
+        """Return deliveries to the head of their queues, in order, and dispatch them."""
+        by_queue: dict[int, tuple[Queue, list[Message]]] = {}
+        for entry in entries:
+            entry.settle()
+            by_queue.setdefault(id(entry.queue), (entry.queue, []))[1].append(entry.message)
+        for queue, messages in by_queue.values():
+            queue.requeue(messages)
+        for queue, _ in by_queue.values():
+            if not queue.deleted:
+                queue.dispatch()
+
+    def _flush_confirms(self) -> None:
+        """One ``multiple`` ack per confirm channel per batch, after its returns."""
+        for channel in self._confirms:
+            if channel.connection.channels.get(channel.number) is channel:
+                channel.send(encode(Op.BASIC_ACK, channel.number, channel.publish_seq, True))
+        self._confirms.clear()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "connections": len(self.connections),
+            "queues": {q.name: {"messages": len(q.messages), "consumers": len(q.consumers)}
+                       for q in self.topology.queues.values()},
+        }
+
+
+__all__ = ["Broker", "BrokerError", "DEFAULT_HEARTBEAT_S", "DEFAULT_MAX_BODY_BYTES"]

@@ -1,0 +1,73 @@
+"""Consumers and credit: how many deliveries may be out, unacknowledged, at once.
+
+The credit protocol (RabbitMQ's prefetch, as the broker applies it):
+
+1. ``basic_qos(prefetch_count=N, global_qos=False)`` sets the limit for consumers the
+   channel creates *afterwards*: each such consumer may hold at most N unacked
+   deliveries. ``global_qos=True`` sets one limit shared by all consumers of the channel.
+   Both may apply; a delivery needs credit under both. 0 means unlimited.
+2. A consumer with ``auto_ack=True`` needs no credit: its deliveries are settled when
+   sent, so prefetch does not limit it (as in RabbitMQ).
+3. The broker sends a delivery only to a consumer that has credit. Sending one takes one
+   unit (the delivery is recorded as unacked on the channel, under a delivery tag).
+4. ``basic_ack`` / ``basic_nack`` / ``basic_reject`` settle deliveries and give their
+   credit back; the queues that consumer reads from are then dispatched again.
+5. Competing consumers on one queue are served round robin, skipping those without
+   credit; a queue stops dispatching when no consumer has credit.
+6. Every unacked delivery is owned by exactly one (connection, channel, delivery tag).
+   When the channel closes, or its connection closes or dies, the owner's unacked
+   deliveries return to the head of their queues, marked redelivered.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from zbroker.core.message import Message
+    from zbroker.core.queues import Queue
+    from zbroker.core.session import Channel
+
+
+class Consumer:
+    __slots__ = ("tag", "queue", "channel", "auto_ack", "exclusive", "prefetch",
+                 "unacked", "arguments")
+
+    def __init__(self, tag: str, queue: "Queue", channel: "Channel", auto_ack: bool,
+                 exclusive: bool, prefetch: int, arguments: dict | None = None) -> None:
+        self.tag = tag
+        self.queue = queue
+        self.channel = channel
+        self.auto_ack = auto_ack
+        self.exclusive = exclusive
+        self.prefetch = prefetch
+        self.unacked = 0
+        self.arguments = arguments or {}
+
+    def has_credit(self) -> bool:
+        if self.auto_ack:
+            return True
+        if self.prefetch and self.unacked >= self.prefetch:
+            return False
+        return self.channel.has_credit()
+
+    def __repr__(self) -> str:
+        return f"<Consumer {self.tag!r} on {self.queue.name!r} unacked={self.unacked}>"
+
+
+class Unacked:
+    """One delivery awaiting its ack: where it came from and who holds its credit."""
+
+    __slots__ = ("queue", "message", "consumer")
+
+    def __init__(self, queue: "Queue", message: "Message", consumer: Consumer | None) -> None:
+        self.queue = queue
+        self.message = message
+        self.consumer = consumer
+
+    def settle(self) -> Any:
+        """Give the credit back; returns the consumer whose queue may dispatch again."""
+        consumer = self.consumer
+        if consumer is not None:
+            consumer.unacked -= 1
+            consumer.channel.consumer_unacked -= 1
+        return consumer

@@ -1,0 +1,212 @@
+"""Exchange types: each one small, behind one interface.
+
+An exchange keeps its bindings and answers one question, ``route``: to which
+destinations (queues, or exchanges for exchange-to-exchange bindings) does a message
+with this routing key and these headers go? The broker calls
+
+- ``bind`` / ``unbind`` when a binding is added or removed (both idempotent, as in
+  RabbitMQ: a second identical bind is a no-op, unbinding what is not bound is fine);
+- ``route`` once per published message, so it is the hot path: direct and fanout are
+  a dict or set lookup, topic goes through the cached ``TopicMatcher``.
+
+A binding is identified by (destination, routing key, arguments); ``bindings`` holds
+them all so the broker can answer ``if_unused`` and drop a deleted queue's bindings.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Hashable, Iterable
+
+from zbroker.core.topic import TopicMatcher
+
+BindingKey = tuple[Any, str, Hashable]  # (destination, routing_key, frozen arguments)
+
+
+def freeze(value: Any) -> Hashable:
+    """A hashable, order-independent form of binding arguments."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+class Exchange:
+    """Base: declaration attributes and the binding set; subclasses route."""
+
+    kind = ""
+
+    def __init__(self, name: str, durable: bool = False, auto_delete: bool = False,
+                 internal: bool = False, arguments: dict | None = None) -> None:
+        self.name = name
+        self.durable = durable
+        self.auto_delete = auto_delete
+        self.internal = internal
+        self.arguments = arguments or {}
+        self.bindings: dict[BindingKey, dict] = {}
+        #: Bindings in which this exchange is the destination (exchange-to-exchange).
+        self.sources: set[tuple[Exchange, str, Hashable]] = set()
+
+    def bind(self, destination: Any, routing_key: str, arguments: dict) -> bool:
+        key = (destination, routing_key, freeze(arguments))
+        if key in self.bindings:
+            return False
+        self.bindings[key] = arguments
+        self._add(destination, routing_key, arguments)
+        return True
+
+    def unbind(self, destination: Any, routing_key: str, arguments: dict) -> bool:
+        key = (destination, routing_key, freeze(arguments))
+        if self.bindings.pop(key, None) is None:
+            return False
+        self._remove(destination, routing_key, arguments)
+        return True
+
+    def unbind_all(self, destination: Any) -> None:
+        for key in [k for k in self.bindings if k[0] is destination]:
+            self.unbind(key[0], key[1], self.bindings[key])
+
+    def route(self, routing_key: str, headers: dict | None) -> Iterable[Any]:
+        raise NotImplementedError
+
+    def _add(self, destination: Any, routing_key: str, arguments: dict) -> None:
+        raise NotImplementedError
+
+    def _remove(self, destination: Any, routing_key: str, arguments: dict) -> None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class _KeyedExchange(Exchange):
+    """Shared bookkeeping for types that route by routing key: a count per
+    (key, destination), since bindings differing only in arguments route alike."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._counts: Counter[tuple[str, Any]] = Counter()
+
+    def _add(self, destination: Any, routing_key: str, arguments: dict) -> None:
+        self._counts[(routing_key, destination)] += 1
+        if self._counts[(routing_key, destination)] == 1:
+            self._link(routing_key, destination)
+
+    def _remove(self, destination: Any, routing_key: str, arguments: dict) -> None:
+        self._counts[(routing_key, destination)] -= 1
+        if self._counts[(routing_key, destination)] == 0:
+            del self._counts[(routing_key, destination)]
+            self._unlink(routing_key, destination)
+
+    def _link(self, routing_key: str, destination: Any) -> None:
+        raise NotImplementedError
+
+    def _unlink(self, routing_key: str, destination: Any) -> None:
+        raise NotImplementedError
+
+
+class DirectExchange(_KeyedExchange):
+    """Routes to the destinations bound with exactly the message's routing key."""
+
+    kind = "direct"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._table: dict[str, set[Any]] = {}
+
+    def route(self, routing_key: str, headers: dict | None) -> Iterable[Any]:
+        return self._table.get(routing_key, ())
+
+    def _link(self, routing_key: str, destination: Any) -> None:
+        self._table.setdefault(routing_key, set()).add(destination)
+
+    def _unlink(self, routing_key: str, destination: Any) -> None:
+        dests = self._table[routing_key]
+        dests.discard(destination)
+        if not dests:
+            del self._table[routing_key]
+
+
+class FanoutExchange(_KeyedExchange):
+    """Routes to every bound destination; routing keys are ignored."""
+
+    kind = "fanout"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._dests: Counter[Any] = Counter()
+
+    def route(self, routing_key: str, headers: dict | None) -> Iterable[Any]:
+        return self._dests.keys()
+
+    def _link(self, routing_key: str, destination: Any) -> None:
+        self._dests[destination] += 1
+
+    def _unlink(self, routing_key: str, destination: Any) -> None:
+        self._dests[destination] -= 1
+        if not self._dests[destination]:
+            del self._dests[destination]
+
+
+class TopicExchange(_KeyedExchange):
+    """Routes by pattern: ``*`` one word, ``#`` zero or more (see ``topic.py``)."""
+
+    kind = "topic"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._matcher = TopicMatcher()
+
+    def route(self, routing_key: str, headers: dict | None) -> Iterable[Any]:
+        return self._matcher.match(routing_key)
+
+    def _link(self, routing_key: str, destination: Any) -> None:
+        self._matcher.add(routing_key, destination)
+
+    def _unlink(self, routing_key: str, destination: Any) -> None:
+        self._matcher.remove(routing_key, destination)
+
+
+X_MATCH = "x-match"
+_MATCH_MODES = ("all", "any", "all-with-x", "any-with-x")
+
+
+class HeadersExchange(Exchange):
+    """Routes by message headers against binding arguments.
+
+    ``x-match`` is ``all`` (the default: every binding argument must be present with an
+    equal value) or ``any`` (at least one must); arguments starting with ``x-`` are not
+    compared unless the mode is ``all-with-x`` / ``any-with-x``, as in RabbitMQ.
+    """
+
+    kind = "headers"
+
+    def route(self, routing_key: str, headers: dict | None) -> Iterable[Any]:
+        headers = headers or {}
+        return {dest for (dest, _, _), args in self.bindings.items()
+                if headers_match(args, headers)}
+
+    def _add(self, destination: Any, routing_key: str, arguments: dict) -> None:
+        pass
+
+    def _remove(self, destination: Any, routing_key: str, arguments: dict) -> None:
+        pass
+
+
+def headers_match(binding_args: dict, headers: dict) -> bool:
+    mode = binding_args.get(X_MATCH, "all")
+    with_x = mode.endswith("-with-x") if isinstance(mode, str) else False
+    pairs = [(k, v) for k, v in binding_args.items()
+             if k != X_MATCH and (with_x or not k.startswith("x-"))]
+    if mode in ("any", "any-with-x"):
+        return any(k in headers and headers[k] == v for k, v in pairs)
+    return all(k in headers and headers[k] == v for k, v in pairs)
+
+
+EXCHANGE_TYPES: dict[str, type[Exchange]] = {
+    cls.kind: cls for cls in (DirectExchange, FanoutExchange, TopicExchange, HeadersExchange)
+}
+
+
+def valid_match_mode(arguments: dict) -> bool:
+    return arguments.get(X_MATCH, "all") in _MATCH_MODES

@@ -1,0 +1,102 @@
+"""A queue: its messages in order, its consumers, and round-robin dispatch.
+
+The queue owns message order and the choice of consumer; credit belongs to the
+consumer and its channel (``consumers.py``), delivery frames to the channel
+(``session.py``). ``dispatch`` is called whenever something changed that could let a
+message move: a publish, an ack that returned credit, a new consumer, a requeue.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any, Hashable, Iterable
+
+if TYPE_CHECKING:
+    from zbroker.core.consumers import Consumer
+    from zbroker.core.exchanges import Exchange
+    from zbroker.core.message import Message
+    from zbroker.core.session import Connection
+
+
+class Queue:
+    def __init__(self, name: str, durable: bool = False, exclusive_owner: "Connection | None" = None,
+                 auto_delete: bool = False, arguments: dict | None = None) -> None:
+        self.name = name
+        self.durable = durable
+        self.exclusive_owner = exclusive_owner
+        self.auto_delete = auto_delete
+        self.arguments = arguments or {}
+        self.messages: deque[Message] = deque()
+        self.consumers: list[Consumer] = []
+        self.had_consumer = False
+        self.deleted = False
+        #: Bindings that route into this queue: (source exchange, key, frozen args).
+        self.sources: set[tuple[Exchange, str, Hashable]] = set()
+        self._rr = 0
+
+    @property
+    def exclusive(self) -> bool:
+        return self.exclusive_owner is not None
+
+    @property
+    def has_exclusive_consumer(self) -> bool:
+        return any(c.exclusive for c in self.consumers)
+
+    def add_consumer(self, consumer: "Consumer") -> None:
+        self.consumers.append(consumer)
+        self.had_consumer = True
+
+    def remove_consumer(self, consumer: "Consumer") -> None:
+        try:
+            i = self.consumers.index(consumer)
+        except ValueError:
+            return
+        del self.consumers[i]
+        if i < self._rr:
+            self._rr -= 1
+        if self._rr >= len(self.consumers):
+            self._rr = 0
+
+    @property
+    def unused_auto_delete(self) -> bool:
+        """An auto-delete queue goes when its last consumer does (never before its first)."""
+        return self.auto_delete and self.had_consumer and not self.consumers
+
+    def requeue(self, messages: Iterable["Message"]) -> None:
+        """Put messages back at the head, in their original order, marked redelivered."""
+        if self.deleted:
+            return
+        self.messages.extendleft(m.as_redelivered() for m in reversed(list(messages)))
+
+    def purge(self) -> int:
+        count = len(self.messages)
+        self.messages.clear()
+        return count
+
+    def dispatch(self) -> None:
+        messages, consumers = self.messages, self.consumers
+        while messages and consumers:
+            consumer = self._next_with_credit()
+            if consumer is None:
+                return
+            consumer.channel.deliver(consumer, self, messages.popleft())
+
+    def _next_with_credit(self) -> "Consumer | None":
+        consumers = self.consumers
+        n = len(consumers)
+        start = self._rr
+        for k in range(n):
+            i = (start + k) % n
+            consumer = consumers[i]
+            if consumer.has_credit():
+                self._rr = (i + 1) % n
+                return consumer
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Queue {self.name!r} messages={len(self.messages)} consumers={len(self.consumers)}>"
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: Any) -> bool:
+        return self is other

@@ -1,0 +1,126 @@
+"""Connections and channels as the broker sees them, and the outbox they write to.
+
+A ``Connection`` is one client peer (one ZeroMQ routing id). Its ``Channel``s hold the
+per-channel facts: prefetch, the unacked deliveries keyed by delivery tag, consumers,
+confirm mode. Frames for a peer are appended to the shared ``Outbox``; the socket layer
+takes them all after each batch and sends one ZeroMQ message per peer.
+"""
+from __future__ import annotations
+
+from itertools import takewhile
+from typing import TYPE_CHECKING, Any
+
+from zbroker import errors
+from zbroker.core.consumers import Consumer, Unacked
+from zbroker.errors import ChannelError
+from zbroker.protocol import Op, encode
+
+if TYPE_CHECKING:
+    from zbroker.core.message import Message
+    from zbroker.core.queues import Queue
+
+
+class Outbox:
+    """Frames waiting to leave, per peer, in order."""
+
+    def __init__(self) -> None:
+        self.pending: dict[bytes, list[Any]] = {}
+
+    def put(self, peer: bytes, frame: bytes, body: Any = None) -> None:
+        parts = self.pending.get(peer)
+        if parts is None:
+            parts = self.pending[peer] = []
+        parts.append(frame)
+        if body is not None:
+            parts.append(body)
+
+    def take(self) -> dict[bytes, list[Any]]:
+        pending, self.pending = self.pending, {}
+        return pending
+
+
+class Connection:
+    def __init__(self, peer: bytes, outbox: Outbox, heartbeat: int, virtual_host: str,
+                 client_properties: dict) -> None:
+        self.peer = peer
+        self.outbox = outbox
+        self.heartbeat = heartbeat
+        self.virtual_host = virtual_host
+        self.client_properties = client_properties
+        self.channels: dict[int, Channel] = {}
+        #: Channels the broker closed and whose CHANNEL_CLOSE_OK has not come yet:
+        #: frames on them are discarded, as AMQP requires.
+        self.closing_channels: set[int] = set()
+        self.exclusive_queues: list[Queue] = []
+
+    @property
+    def name(self) -> str:
+        return self.peer.hex()[:12]
+
+    def send(self, frame: bytes, body: Any = None) -> None:
+        self.outbox.put(self.peer, frame, body)
+
+
+class Channel:
+    def __init__(self, number: int, connection: Connection) -> None:
+        self.number = number
+        self.connection = connection
+        self.prefetch_count = 0  # for consumers created from now on
+        self.global_prefetch = 0  # shared by all consumers of the channel
+        self.consumer_unacked = 0  # unacked deliveries that hold consumer credit
+        self.unacked: dict[int, Unacked] = {}
+        self.next_tag = 1
+        self.consumers: dict[str, Consumer] = {}
+        self.confirm = False
+        self.publish_seq = 0
+
+    def has_credit(self) -> bool:
+        return not self.global_prefetch or self.consumer_unacked < self.global_prefetch
+
+    def send(self, frame: bytes, body: Any = None) -> None:
+        self.connection.outbox.put(self.connection.peer, frame, body)
+
+    def take_tag(self) -> int:
+        tag = self.next_tag
+        self.next_tag = tag + 1
+        return tag
+
+    def deliver(self, consumer: Consumer, queue: "Queue", message: "Message") -> None:
+        tag = self.next_tag
+        self.next_tag = tag + 1
+        if not consumer.auto_ack:
+            self.unacked[tag] = Unacked(queue, message, consumer)
+            consumer.unacked += 1
+            self.consumer_unacked += 1
+        self.connection.outbox.put(
+            self.connection.peer,
+            encode(Op.BASIC_DELIVER, self.number, consumer.tag, tag, message.redelivered,
+                   message.exchange, message.routing_key, message.properties),
+            message.body,
+        )
+
+    def settle(self, delivery_tag: int, multiple: bool) -> list[Unacked]:
+        """Remove and return the deliveries an ack/nack/reject names.
+
+        ``multiple`` takes every tag up to and including ``delivery_tag`` (all of them
+        for tag 0); an unknown tag is RabbitMQ's 406, which closes the channel.
+        """
+        unacked = self.unacked
+        if multiple:
+            if delivery_tag == 0:
+                taken = list(unacked.values())
+                unacked.clear()
+                return taken
+            tags = list(takewhile(lambda t: t <= delivery_tag, unacked))
+            if not tags:
+                raise ChannelError(errors.PRECONDITION_FAILED, f"unknown delivery tag {delivery_tag}")
+            return [unacked.pop(t) for t in tags]
+        entry = unacked.pop(delivery_tag, None)
+        if entry is None:
+            raise ChannelError(errors.PRECONDITION_FAILED, f"unknown delivery tag {delivery_tag}")
+        return [entry]
+
+    def take_all_unacked(self) -> list[Unacked]:
+        taken = list(self.unacked.values())
+        self.unacked.clear()
+        return taken

@@ -1,0 +1,301 @@
+"""Exchanges, queues and the bindings between them; declaration rules; routing.
+
+Rules of this module (RabbitMQ's, with its reply codes and texts):
+- The default exchange ``''`` routes to the queue named by the routing key; it cannot
+  be declared, deleted, bound or unbound (403). The ``amq.*`` exchanges exist from the
+  start and cannot be deleted (403); no client may create a name with that prefix (403).
+- A redeclaration must match the existing entity: type, durable, auto_delete, internal,
+  and the queue arguments RabbitMQ compares (``EQUIVALENCE_ARGS``), else 406. Passive
+  declaration only checks existence (404).
+- An exclusive queue belongs to one connection: any other connection that declares,
+  binds, consumes, gets, purges or deletes it gets 405.
+- Deleting a queue removes its bindings; an auto-delete exchange goes with its last
+  binding. Deleting what does not exist succeeds, as in RabbitMQ 3.10.
+
+Nothing here knows about channels or frames: the broker calls in and turns the
+``ChannelError``/``ConnectionError_`` raised here into close frames.
+"""
+from __future__ import annotations
+
+import base64
+import secrets
+from typing import Any, Callable, Iterable
+
+from zbroker import errors
+from zbroker.core.exchanges import EXCHANGE_TYPES, Exchange, HeadersExchange, freeze, valid_match_mode
+from zbroker.core.queues import Queue
+from zbroker.core.session import Connection
+from zbroker.errors import ChannelError, ConnectionError_
+
+VHOST = "/"
+RESERVED_PREFIX = "amq."
+#: AMQP's short string limit, which names and routing keys must respect.
+MAX_NAME_BYTES = 255
+DEFAULT_EXCHANGES = {
+    "amq.direct": "direct",
+    "amq.fanout": "fanout",
+    "amq.topic": "topic",
+    "amq.headers": "headers",
+    "amq.match": "headers",
+}
+QUEUE_TYPES = ("classic", "quorum")
+#: Queue arguments whose values must agree on redeclaration (RabbitMQ's list; other
+#: ``x-`` arguments are stored and ignored, as RabbitMQ does).
+EQUIVALENCE_ARGS = (
+    "x-queue-type", "x-message-ttl", "x-expires", "x-max-length", "x-max-length-bytes",
+    "x-dead-letter-exchange", "x-dead-letter-routing-key", "x-max-priority", "x-overflow",
+    "x-queue-mode", "x-single-active-consumer",
+)
+
+
+def server_queue_name() -> str:
+    """A fresh ``amq.gen-…`` name, shaped like RabbitMQ's."""
+    return "amq.gen-" + base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
+
+
+class DefaultExchange(Exchange):
+    """``''``: every queue is reachable by its own name, with no binding stored."""
+
+    kind = "direct"
+
+    def __init__(self, queues: dict[str, Queue]) -> None:
+        super().__init__("", durable=True)
+        self._queues = queues
+
+    def route(self, routing_key: str, headers: dict | None) -> Iterable[Any]:
+        queue = self._queues.get(routing_key)
+        return (queue,) if queue is not None else ()
+
+
+def _amqp_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _typed_value(value: Any) -> str:
+    kind = {str: "longstr", bool: "bool", float: "double", dict: "table", list: "array"}.get(
+        type(value), "long" if isinstance(value, int) and not -2**31 <= value < 2**31 else "signedint")
+    return f"the value '{value}' of type '{kind}'"
+
+
+def check_name(name: str, what: str) -> None:
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise ConnectionError_(errors.SYNTAX_ERROR, f"{what} name longer than {MAX_NAME_BYTES} bytes")
+
+
+class Topology:
+    def __init__(self, name_source: Callable[[], str] = server_queue_name) -> None:
+        self.queues: dict[str, Queue] = {}
+        self.default = DefaultExchange(self.queues)
+        self.exchanges: dict[str, Exchange] = {"": self.default}
+        for name, kind in DEFAULT_EXCHANGES.items():
+            self.exchanges[name] = EXCHANGE_TYPES[kind](name, durable=True)
+        self._name_source = name_source
+
+    # -- lookups -------------------------------------------------------------------
+
+    def exchange(self, name: str) -> Exchange:
+        exchange = self.exchanges.get(name)
+        if exchange is None:
+            raise ChannelError(errors.NOT_FOUND, f"no exchange '{name}' in vhost '{VHOST}'")
+        return exchange
+
+    def queue(self, name: str, conn: Connection | None) -> Queue:
+        """The queue, checked for existence (404) and exclusive ownership (405)."""
+        queue = self.queues.get(name)
+        if queue is None:
+            raise ChannelError(errors.NOT_FOUND, f"no queue '{name}' in vhost '{VHOST}'")
+        self._check_owner(queue, conn)
+        return queue
+
+    @staticmethod
+    def _check_owner(queue: Queue, conn: Connection | None) -> None:
+        if queue.exclusive_owner is not None and queue.exclusive_owner is not conn:
+            raise ChannelError(
+                errors.RESOURCE_LOCKED,
+                f"cannot obtain exclusive access to locked queue '{queue.name}' in vhost "
+                f"'{VHOST}'. It could be originally declared on another connection or the "
+                "exclusive property value does not match that of the original declaration.",
+            )
+
+    # -- exchanges -----------------------------------------------------------------
+
+    def declare_exchange(self, name: str, kind: str, passive: bool, durable: bool,
+                         auto_delete: bool, internal: bool, arguments: dict) -> Exchange:
+        check_name(name, "exchange")
+        if name == "":
+            raise ChannelError(errors.ACCESS_REFUSED, "operation not permitted on the default exchange")
+        if passive:
+            return self.exchange(name)
+        if kind not in EXCHANGE_TYPES:
+            raise ConnectionError_(errors.COMMAND_INVALID, f"unknown exchange type '{kind}'")
+        existing = self.exchanges.get(name)
+        if existing is None:
+            if name.startswith(RESERVED_PREFIX):
+                raise ChannelError(errors.ACCESS_REFUSED,
+                                   f"exchange name '{name}' contains reserved prefix '{RESERVED_PREFIX}*'")
+            exchange = EXCHANGE_TYPES[kind](name, durable, auto_delete, internal, arguments)
+            self.exchanges[name] = exchange
+            return exchange
+        for arg, have, want in (("type", existing.kind, kind), ("durable", existing.durable, durable),
+                                ("auto_delete", existing.auto_delete, auto_delete),
+                                ("internal", existing.internal, internal)):
+            if have != want:
+                raise ChannelError(
+                    errors.PRECONDITION_FAILED,
+                    f"inequivalent arg '{arg}' for exchange '{name}' in vhost '{VHOST}': "
+                    f"received '{_amqp_value(want)}' but current is '{_amqp_value(have)}'")
+        return existing
+
+    def delete_exchange(self, name: str, if_unused: bool) -> None:
+        if name == "":
+            raise ChannelError(errors.ACCESS_REFUSED, "operation not permitted on the default exchange")
+        if name.startswith(RESERVED_PREFIX) and name in DEFAULT_EXCHANGES:
+            raise ChannelError(errors.ACCESS_REFUSED,
+                               f"deletion of system exchange '{name}' in vhost '{VHOST}' not allowed")
+        exchange = self.exchanges.get(name)
+        if exchange is None:
+            return
+        if if_unused and exchange.bindings:
+            raise ChannelError(errors.PRECONDITION_FAILED, f"exchange '{name}' in vhost '{VHOST}' in use")
+        self._drop_exchange(exchange)
+
+    def _drop_exchange(self, exchange: Exchange) -> None:
+        del self.exchanges[exchange.name]
+        for dest, key, frozen in list(exchange.bindings):
+            dest.sources.discard((exchange, key, frozen))
+        exchange.bindings.clear()
+        for source, key, frozen in list(exchange.sources):
+            self._unbind(source, exchange, key, source.bindings.get((exchange, key, frozen), {}))
+
+    # -- queues --------------------------------------------------------------------
+
+    def declare_queue(self, name: str, passive: bool, durable: bool, exclusive: bool,
+                      auto_delete: bool, arguments: dict, conn: Connection) -> Queue:
+        check_name(name, "queue")
+        if passive:
+            return self.queue(name, conn)
+        if name == "":
+            name = self._name_source()
+        elif name.startswith(RESERVED_PREFIX) and name not in self.queues:
+            raise ChannelError(errors.ACCESS_REFUSED,
+                               f"queue name '{name}' contains reserved prefix '{RESERVED_PREFIX}*'")
+        existing = self.queues.get(name)
+        if existing is not None:
+            self._check_owner(existing, conn)
+            if existing.exclusive != exclusive:
+                self._check_owner(existing, None if exclusive else conn)
+                # Same owner but the flag differs: RabbitMQ answers 405 too.
+                raise ChannelError(errors.RESOURCE_LOCKED, f"cannot obtain exclusive access to locked "
+                                   f"queue '{name}' in vhost '{VHOST}'. It could be originally declared on "
+                                   "another connection or the exclusive property value does not match "
+                                   "that of the original declaration.")
+            self._check_queue_equivalent(existing, durable, auto_delete, arguments)
+            return existing
+        self._check_queue_arguments(name, durable, exclusive, auto_delete, arguments)
+        queue = Queue(name, durable, conn if exclusive else None, auto_delete, arguments)
+        self.queues[name] = queue
+        if exclusive:
+            conn.exclusive_queues.append(queue)
+        return queue
+
+    @staticmethod
+    def _check_queue_arguments(name: str, durable: bool, exclusive: bool, auto_delete: bool,
+                               arguments: dict) -> None:
+        qtype = arguments.get("x-queue-type", "classic")
+        if qtype not in QUEUE_TYPES:
+            raise ChannelError(errors.PRECONDITION_FAILED,
+                               f"invalid arg 'x-queue-type' for queue '{name}' in vhost '{VHOST}': "
+                               f"\"unsupported queue type '{qtype}'\"")
+        if qtype == "quorum":
+            for bad, prop in ((not durable, "non-durable"), (exclusive, "exclusive-owner"),
+                              (auto_delete, "auto-delete")):
+                if bad:
+                    raise ChannelError(errors.PRECONDITION_FAILED,
+                                       f"invalid property '{prop}' for queue '{name}' in vhost '{VHOST}'")
+
+    @staticmethod
+    def _check_queue_equivalent(queue: Queue, durable: bool, auto_delete: bool, arguments: dict) -> None:
+        where = f"for queue '{queue.name}' in vhost '{VHOST}'"
+        for arg, have, want in (("durable", queue.durable, durable),
+                                ("auto_delete", queue.auto_delete, auto_delete)):
+            if have != want:
+                raise ChannelError(errors.PRECONDITION_FAILED,
+                                   f"inequivalent arg '{arg}' {where}: received '{_amqp_value(want)}' "
+                                   f"but current is '{_amqp_value(have)}'")
+        for arg in EQUIVALENCE_ARGS:
+            have, want = queue.arguments.get(arg), arguments.get(arg)
+            if have == want:
+                continue
+            received = _typed_value(want) if want is not None else "none"
+            current = _typed_value(have) if have is not None else "none"
+            if have is not None and want is not None:
+                received, current = f"'{_amqp_value(want)}'", f"'{_amqp_value(have)}'"
+            raise ChannelError(errors.PRECONDITION_FAILED,
+                               f"inequivalent arg '{arg}' {where}: received {received} but current is {current}")
+
+    def delete_queue(self, queue: Queue) -> int:
+        """Remove the queue and its bindings; the caller cancels its consumers."""
+        count = len(queue.messages)
+        self.queues.pop(queue.name, None)
+        queue.deleted = True
+        for source, key, frozen in list(queue.sources):
+            self._unbind(source, queue, key, source.bindings.get((queue, key, frozen), {}))
+        queue.messages.clear()
+        owner = queue.exclusive_owner
+        if owner is not None and queue in owner.exclusive_queues:
+            owner.exclusive_queues.remove(queue)
+        return count
+
+    # -- bindings ------------------------------------------------------------------
+
+    def bind(self, destination: Queue | Exchange, source_name: str, routing_key: str,
+             arguments: dict) -> None:
+        source = self._bindable_source(source_name)
+        if isinstance(source, HeadersExchange) and not valid_match_mode(arguments):
+            raise ChannelError(errors.PRECONDITION_FAILED,
+                               f"Invalid x-match field value {arguments.get('x-match')!r}; "
+                               "expected all, any, all-with-x, or any-with-x")
+        if source.bind(destination, routing_key, arguments):
+            destination.sources.add((source, routing_key, freeze(arguments)))
+
+    def unbind(self, destination: Queue | Exchange, source_name: str, routing_key: str,
+               arguments: dict) -> None:
+        source = self._bindable_source(source_name)
+        self._unbind(source, destination, routing_key, arguments)
+
+    def _bindable_source(self, name: str) -> Exchange:
+        if name == "":
+            raise ChannelError(errors.ACCESS_REFUSED, "operation not permitted on the default exchange")
+        return self.exchange(name)
+
+    def _unbind(self, source: Exchange, destination: Queue | Exchange, routing_key: str,
+                arguments: dict) -> None:
+        if not source.unbind(destination, routing_key, arguments):
+            return
+        destination.sources.discard((source, routing_key, freeze(arguments)))
+        if source.auto_delete and not source.bindings and source.name in self.exchanges:
+            self._drop_exchange(source)
+
+    # -- routing -------------------------------------------------------------------
+
+    def route(self, exchange: Exchange, routing_key: str, properties: dict) -> list[Queue]:
+        """The queues a message reaches, following exchange-to-exchange bindings once each."""
+        out: list[Queue] = []
+        seen: set[int] = set()
+        pending: list[Exchange] = [exchange]
+        while pending:
+            ex = pending.pop()
+            if id(ex) in seen:
+                continue
+            seen.add(id(ex))
+            headers = properties.get("headers") if type(ex) is HeadersExchange else None
+            for dest in ex.route(routing_key, headers):
+                if type(dest) is Queue:
+                    if id(dest) not in seen:
+                        seen.add(id(dest))
+                        out.append(dest)
+                else:
+                    pending.append(dest)
+        return out

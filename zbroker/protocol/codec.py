@@ -1,0 +1,104 @@
+"""Frames on the wire: one header frame, then commands, each followed by its body.
+
+A ZeroMQ message between a client and the broker is::
+
+    [HEADER, command, (body), command, (body), ...]
+
+``HEADER`` names the protocol version; every command is a msgpack array whose opcode
+says (through ``commands.SPECS``) whether a body frame follows. Several commands per
+message let either side batch; the body travels as its own frame so the broker hands
+it on without decoding, re-encoding or copying it.
+
+Peer input is validated here, once, and every defect becomes ``ProtocolError``: the
+caller decides what the peer gets back. Nothing here trusts the peer or uses assert.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+import msgpack
+
+from zbroker import errors
+from zbroker.protocol.commands import BODY_OPS, PROTOCOL_VERSION, SPECS
+
+MAGIC = b"ZB"
+HEADER = MAGIC + bytes([PROTOCOL_VERSION])
+
+_packb = msgpack.Packer(use_bin_type=True).pack
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not a valid zbroker message."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        self.code = code
+        self.detail = detail
+        super().__init__(detail)
+
+
+def encode(op: int, *fields: Any) -> bytes:
+    """One command frame. Callers pass fields in table order; types are theirs to keep."""
+    return _packb((op, *fields))
+
+
+def check_header(header: bytes) -> None:
+    """Reject a message that is not ours, or is ours at another protocol version."""
+    if header == HEADER:
+        return
+    if header[:2] == MAGIC and len(header) == 3:
+        raise ProtocolError(
+            errors.NOT_IMPLEMENTED,
+            f"protocol version mismatch: peer speaks {header[2]}, "
+            f"broker speaks {PROTOCOL_VERSION}",
+        )
+    raise ProtocolError(errors.FRAME_ERROR, "not a zbroker message (bad header frame)")
+
+
+def decode_command(frame: bytes) -> tuple[int, list[Any]]:
+    """Decode and validate one command frame against the table."""
+    try:
+        command = msgpack.unpackb(frame, raw=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise ProtocolError(errors.SYNTAX_ERROR, f"undecodable command frame: {exc}") from None
+    if type(command) is not list or not command:
+        raise ProtocolError(errors.SYNTAX_ERROR, "command frame is not a non-empty array")
+    op = command[0]
+    spec = SPECS.get(op) if type(op) is int else None
+    if spec is None:
+        raise ProtocolError(errors.NOT_IMPLEMENTED, f"unknown command {op!r}")
+    fields = command[1:]
+    types = spec.fields
+    if len(fields) != len(types):
+        raise ProtocolError(
+            errors.SYNTAX_ERROR,
+            f"{spec.op.name} takes {len(types)} fields, got {len(fields)}",
+        )
+    for value, (name, allowed) in zip(fields, types):
+        if not isinstance(value, allowed) or (bool not in allowed and type(value) is bool):
+            raise ProtocolError(
+                errors.SYNTAX_ERROR,
+                f"{spec.op.name}.{name} must be {'/'.join(t.__name__ for t in allowed)}, "
+                f"got {type(value).__name__}",
+            )
+    return op, fields
+
+
+def decode_message(parts: Sequence[Any], start: int = 1) -> Iterator[tuple[int, list[Any], Any]]:
+    """Yield ``(opcode, fields, body)`` for each command of ``parts[start:]``.
+
+    ``start`` skips the header (and, on the broker, the peer id); ``body`` is ``None``
+    for commands without one.
+    Commands before a defect are yielded before the ``ProtocolError`` is raised, so a
+    batch is applied up to the bad command, as a stream would be.
+    """
+    i, n = start, len(parts)
+    while i < n:
+        op, fields = decode_command(parts[i])
+        i += 1
+        body = None
+        if op in BODY_OPS:
+            if i >= n:
+                raise ProtocolError(errors.FRAME_ERROR, f"{SPECS[op].op.name} without its body frame")
+            body = parts[i]
+            i += 1
+        yield op, fields, body

@@ -1,0 +1,177 @@
+"""Every command on the wire, as one table.
+
+Rules of this module:
+- A command is a msgpack array ``[opcode, field, field, ...]``; the table below gives
+  each opcode its name, its fields (name and accepted types) and whether a body frame
+  follows it. Everything the decoder checks comes from this table.
+- Channel commands carry the channel number as their first field; connection commands
+  have none.
+- Opcodes are stable: a new command gets a new number, an old number is never reused.
+  Changing a command's fields means bumping ``PROTOCOL_VERSION``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+PROTOCOL_VERSION = 1
+
+_STR = (str,)
+_INT = (int,)
+_BOOL = (bool,)
+_DICT = (dict,)
+_OPT_INT = (int, type(None))
+
+
+class Op(IntEnum):
+    """Opcodes. Names follow AMQP's class.method so a reader can map them to pika."""
+
+    HELLO = 1
+    HELLO_OK = 2
+    CONNECTION_CLOSE = 3
+    CONNECTION_CLOSE_OK = 4
+    CHANNEL_OPEN = 10
+    CHANNEL_OPEN_OK = 11
+    CHANNEL_CLOSE = 12
+    CHANNEL_CLOSE_OK = 13
+    EXCHANGE_DECLARE = 20
+    EXCHANGE_DECLARE_OK = 21
+    EXCHANGE_DELETE = 22
+    EXCHANGE_DELETE_OK = 23
+    EXCHANGE_BIND = 24
+    EXCHANGE_BIND_OK = 25
+    EXCHANGE_UNBIND = 26
+    EXCHANGE_UNBIND_OK = 27
+    QUEUE_DECLARE = 30
+    QUEUE_DECLARE_OK = 31
+    QUEUE_BIND = 32
+    QUEUE_BIND_OK = 33
+    QUEUE_UNBIND = 34
+    QUEUE_UNBIND_OK = 35
+    QUEUE_PURGE = 36
+    QUEUE_PURGE_OK = 37
+    QUEUE_DELETE = 38
+    QUEUE_DELETE_OK = 39
+    BASIC_QOS = 40
+    BASIC_QOS_OK = 41
+    BASIC_CONSUME = 42
+    BASIC_CONSUME_OK = 43
+    BASIC_CANCEL = 44
+    BASIC_CANCEL_OK = 45
+    BASIC_PUBLISH = 46
+    BASIC_DELIVER = 47
+    BASIC_RETURN = 48
+    BASIC_GET = 49
+    BASIC_GET_OK = 50
+    BASIC_GET_EMPTY = 51
+    BASIC_ACK = 52
+    BASIC_NACK = 53
+    BASIC_REJECT = 54
+    BASIC_RECOVER = 55
+    BASIC_RECOVER_OK = 56
+    CONFIRM_SELECT = 60
+    CONFIRM_SELECT_OK = 61
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What one opcode carries: field names and accepted types, and a body or not."""
+
+    op: Op
+    fields: tuple[tuple[str, tuple[type, ...]], ...]
+    has_body: bool = False
+
+    @property
+    def types(self) -> tuple[tuple[type, ...], ...]:
+        return tuple(t for _, t in self.fields)
+
+
+_CH = ("channel", _INT)
+
+
+def _spec(op: Op, *fields: tuple[str, tuple[type, ...]], body: bool = False) -> Spec:
+    return Spec(op, tuple(fields), body)
+
+
+SPECS: dict[int, Spec] = {
+    s.op: s
+    for s in (
+        # HELLO: the client's wish for heartbeat (None: take the broker's), vhost,
+        # credentials and free-form client properties.
+        _spec(Op.HELLO, ("heartbeat", _OPT_INT), ("virtual_host", _STR),
+              ("username", _STR), ("password", _STR), ("client_properties", _DICT)),
+        _spec(Op.HELLO_OK, ("heartbeat", _INT), ("max_body_bytes", _INT),
+              ("server_properties", _DICT)),
+        _spec(Op.CONNECTION_CLOSE, ("reply_code", _INT), ("reply_text", _STR)),
+        _spec(Op.CONNECTION_CLOSE_OK),
+        _spec(Op.CHANNEL_OPEN, _CH),
+        _spec(Op.CHANNEL_OPEN_OK, _CH),
+        _spec(Op.CHANNEL_CLOSE, _CH, ("reply_code", _INT), ("reply_text", _STR)),
+        _spec(Op.CHANNEL_CLOSE_OK, _CH),
+        _spec(Op.EXCHANGE_DECLARE, _CH, ("exchange", _STR), ("exchange_type", _STR),
+              ("passive", _BOOL), ("durable", _BOOL), ("auto_delete", _BOOL),
+              ("internal", _BOOL), ("arguments", _DICT)),
+        _spec(Op.EXCHANGE_DECLARE_OK, _CH),
+        _spec(Op.EXCHANGE_DELETE, _CH, ("exchange", _STR), ("if_unused", _BOOL)),
+        _spec(Op.EXCHANGE_DELETE_OK, _CH),
+        _spec(Op.EXCHANGE_BIND, _CH, ("destination", _STR), ("source", _STR),
+              ("routing_key", _STR), ("arguments", _DICT)),
+        _spec(Op.EXCHANGE_BIND_OK, _CH),
+        _spec(Op.EXCHANGE_UNBIND, _CH, ("destination", _STR), ("source", _STR),
+              ("routing_key", _STR), ("arguments", _DICT)),
+        _spec(Op.EXCHANGE_UNBIND_OK, _CH),
+        _spec(Op.QUEUE_DECLARE, _CH, ("queue", _STR), ("passive", _BOOL),
+              ("durable", _BOOL), ("exclusive", _BOOL), ("auto_delete", _BOOL),
+              ("arguments", _DICT)),
+        _spec(Op.QUEUE_DECLARE_OK, _CH, ("queue", _STR), ("message_count", _INT),
+              ("consumer_count", _INT)),
+        _spec(Op.QUEUE_BIND, _CH, ("queue", _STR), ("exchange", _STR),
+              ("routing_key", _STR), ("arguments", _DICT)),
+        _spec(Op.QUEUE_BIND_OK, _CH),
+        _spec(Op.QUEUE_UNBIND, _CH, ("queue", _STR), ("exchange", _STR),
+              ("routing_key", _STR), ("arguments", _DICT)),
+        _spec(Op.QUEUE_UNBIND_OK, _CH),
+        _spec(Op.QUEUE_PURGE, _CH, ("queue", _STR)),
+        _spec(Op.QUEUE_PURGE_OK, _CH, ("message_count", _INT)),
+        _spec(Op.QUEUE_DELETE, _CH, ("queue", _STR), ("if_unused", _BOOL),
+              ("if_empty", _BOOL)),
+        _spec(Op.QUEUE_DELETE_OK, _CH, ("message_count", _INT)),
+        _spec(Op.BASIC_QOS, _CH, ("prefetch_size", _INT), ("prefetch_count", _INT),
+              ("global_qos", _BOOL)),
+        _spec(Op.BASIC_QOS_OK, _CH),
+        _spec(Op.BASIC_CONSUME, _CH, ("queue", _STR), ("consumer_tag", _STR),
+              ("auto_ack", _BOOL), ("exclusive", _BOOL), ("arguments", _DICT)),
+        _spec(Op.BASIC_CONSUME_OK, _CH, ("consumer_tag", _STR)),
+        _spec(Op.BASIC_CANCEL, _CH, ("consumer_tag", _STR)),
+        _spec(Op.BASIC_CANCEL_OK, _CH, ("consumer_tag", _STR)),
+        _spec(Op.BASIC_PUBLISH, _CH, ("exchange", _STR), ("routing_key", _STR),
+              ("mandatory", _BOOL), ("properties", _DICT), body=True),
+        _spec(Op.BASIC_DELIVER, _CH, ("consumer_tag", _STR), ("delivery_tag", _INT),
+              ("redelivered", _BOOL), ("exchange", _STR), ("routing_key", _STR),
+              ("properties", _DICT), body=True),
+        _spec(Op.BASIC_RETURN, _CH, ("reply_code", _INT), ("reply_text", _STR),
+              ("exchange", _STR), ("routing_key", _STR), ("properties", _DICT),
+              body=True),
+        _spec(Op.BASIC_GET, _CH, ("queue", _STR), ("auto_ack", _BOOL)),
+        _spec(Op.BASIC_GET_OK, _CH, ("delivery_tag", _INT), ("redelivered", _BOOL),
+              ("exchange", _STR), ("routing_key", _STR), ("message_count", _INT),
+              ("properties", _DICT), body=True),
+        _spec(Op.BASIC_GET_EMPTY, _CH),
+        _spec(Op.BASIC_ACK, _CH, ("delivery_tag", _INT), ("multiple", _BOOL)),
+        _spec(Op.BASIC_NACK, _CH, ("delivery_tag", _INT), ("multiple", _BOOL),
+              ("requeue", _BOOL)),
+        _spec(Op.BASIC_REJECT, _CH, ("delivery_tag", _INT), ("requeue", _BOOL)),
+        _spec(Op.BASIC_RECOVER, _CH, ("requeue", _BOOL)),
+        _spec(Op.BASIC_RECOVER_OK, _CH),
+        _spec(Op.CONFIRM_SELECT, _CH),
+        _spec(Op.CONFIRM_SELECT_OK, _CH),
+    )
+}
+
+#: Opcodes whose command frame is followed by a body frame.
+BODY_OPS: frozenset[int] = frozenset(op for op, s in SPECS.items() if s.has_body)
+
+#: Connection-level opcodes (no channel field).
+CONNECTION_OPS: frozenset[int] = frozenset(
+    {Op.HELLO, Op.HELLO_OK, Op.CONNECTION_CLOSE, Op.CONNECTION_CLOSE_OK}
+)

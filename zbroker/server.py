@@ -1,0 +1,232 @@
+"""The only broker module that touches ZeroMQ: the ROUTER loop around the pure core.
+
+Each pass of the loop: poll, drain up to ``DRAIN_BATCH`` messages into the core, send
+what the core queued (one ZeroMQ message per peer per pass), then retry anything a full
+peer pipe refused. Rules:
+
+- ``ROUTER_MANDATORY`` is on, so ZeroMQ never drops a frame silently: a full pipe
+  (EAGAIN) keeps the frames in a per-peer backlog, sent in order later; an unknown peer
+  (EHOSTUNREACH) means that client is gone and the core releases what it held.
+- ROUTER tells nobody when a peer disconnects. The socket monitor says *that* some
+  connection closed; the loop then probes every peer with an empty message, and the
+  ones ZeroMQ no longer knows are gone. Probes repeat a few times after an event
+  (the pipe's teardown reaches the socket a little after the event) and on a slow sweep.
+- Liveness of a silent-but-open connection is ZeroMQ's own ZMTP heartbeat, run by
+  libzmq's I/O thread on both sides: it needs no Python thread to be free, so a client
+  busy in a ten-minute callback stays connected, and a cut network is noticed.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections import deque
+from typing import Any
+
+import zmq
+
+from zbroker.core import Broker
+from zbroker.protocol import HEADER
+
+log = logging.getLogger(__name__)
+
+#: Messages taken from the socket per pass before sending what they produced: large
+#: enough to amortise a pass, small enough that deliveries go out while a producer floods.
+DRAIN_BATCH = 512
+#: Seconds after a disconnect event at which peers are probed again.
+PROBE_AFTER_DISCONNECT_S = (0.0, 0.02, 0.1, 0.5, 2.0)
+#: Seconds between probe sweeps with no event (a safety net for missed events).
+PROBE_SWEEP_S = 5.0
+#: Per-peer pipe limit in messages; beyond it frames wait in the loop's backlog.
+SNDHWM = 10_000
+#: How long a clean shutdown waits for the goodbye frames to leave, in milliseconds.
+SHUTDOWN_LINGER_MS = 500
+
+
+class Server:
+    def __init__(self, broker: Broker, bind: str, context: zmq.Context | None = None) -> None:
+        self.broker = broker
+        self.bind = bind
+        self.endpoint = bind
+        self.should_exit = False
+        self._ctx = context or zmq.Context.instance()
+        self._router: zmq.Socket | None = None
+        self._monitor: zmq.Socket | None = None
+        self._backlog: dict[bytes, deque[list[Any]]] = {}
+        self._probes: list[float] = []
+        self._next_sweep = 0.0
+
+    # -- set-up ------------------------------------------------------------------------
+
+    def open(self) -> str:
+        """Bind the ROUTER; returns the endpoint actually bound (port 0 picks one)."""
+        router = self._ctx.socket(zmq.ROUTER)
+        router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        router.setsockopt(zmq.SNDHWM, SNDHWM)
+        router.setsockopt(zmq.RCVHWM, SNDHWM)
+        router.setsockopt(zmq.LINGER, SHUTDOWN_LINGER_MS)
+        # A frame larger than any legal body plus headroom is cut by libzmq itself.
+        router.setsockopt(zmq.MAXMSGSIZE, self.broker.max_body_bytes + 1024 * 1024)
+        if self.broker.heartbeat > 0:
+            router.setsockopt(zmq.HEARTBEAT_IVL, self.broker.heartbeat * 500)
+            router.setsockopt(zmq.HEARTBEAT_TIMEOUT, self.broker.heartbeat * 1000)
+        try:
+            router.bind(self.bind)
+        except zmq.ZMQError as exc:
+            router.close(0)
+            raise OSError(f"cannot bind {self.bind}: {exc}") from None
+        self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._monitor = router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._router = router
+        return self.endpoint
+
+    def install_signal_handlers(self) -> None:
+        def stop(signum: int, _frame: Any) -> None:
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            self.should_exit = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def serve_forever(self) -> None:
+        if self._router is None:
+            self.open()
+        router, monitor = self._router, self._monitor
+        assert router is not None and monitor is not None  # set by open(); not peer input
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
+        self._next_sweep = time.monotonic() + PROBE_SWEEP_S
+        try:
+            while not self.should_exit:
+                try:
+                    events = dict(poller.poll(self._poll_timeout_ms()))
+                except zmq.ZMQError as exc:
+                    if exc.errno == zmq.EINTR:
+                        continue
+                    raise
+                if router in events:
+                    self._drain(router)
+                if monitor in events:
+                    self._read_monitor(monitor)
+                self._run_probes()
+                self._flush()
+        finally:
+            self.close()
+
+    def _poll_timeout_ms(self) -> int:
+        if self._backlog:
+            return 5
+        now = time.monotonic()
+        due = min([self._next_sweep, *self._probes])
+        return max(0, int((due - now) * 1000) + 1)
+
+    def _drain(self, router: zmq.Socket) -> None:
+        handle = self.broker.handle
+        recv = router.recv_multipart
+        for _ in range(DRAIN_BATCH):
+            try:
+                parts = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(parts) < 2:
+                log.warning("dropping a message with no header from %s", parts[0].hex()[:12])
+                continue
+            handle(parts[0], parts, 1)
+
+    def _flush(self) -> None:
+        router = self._router
+        assert router is not None
+        if self._backlog:
+            self._retry_backlog(router)
+        pending = self.broker.outbox.take()
+        while pending:
+            for peer, parts in pending.items():
+                if peer in self._backlog:
+                    self._backlog[peer].append(parts)
+                    continue
+                try:
+                    router.send_multipart([peer, HEADER, *parts], zmq.NOBLOCK)
+                except zmq.Again:
+                    self._backlog[peer] = deque([parts])
+                except zmq.ZMQError as exc:
+                    if exc.errno != zmq.EHOSTUNREACH:
+                        raise
+                    self.broker.peer_gone(peer, "peer unreachable")
+            # Releasing a gone peer may requeue messages to others: send those too.
+            pending = self.broker.outbox.take()
+
+    def _retry_backlog(self, router: zmq.Socket) -> None:
+        for peer in list(self._backlog):
+            queue = self._backlog[peer]
+            while queue:
+                try:
+                    router.send_multipart([peer, HEADER, *queue[0]], zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                except zmq.ZMQError as exc:
+                    if exc.errno != zmq.EHOSTUNREACH:
+                        raise
+                    queue.clear()
+                    self.broker.peer_gone(peer, "peer unreachable")
+                    break
+                queue.popleft()
+            if not queue:
+                del self._backlog[peer]
+
+    # -- finding dead peers ------------------------------------------------------------
+
+    def _read_monitor(self, monitor: zmq.Socket) -> None:
+        while True:
+            try:
+                monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+        now = time.monotonic()
+        self._probes = sorted({*self._probes, *(now + d for d in PROBE_AFTER_DISCONNECT_S)})
+
+    def _run_probes(self) -> None:
+        now = time.monotonic()
+        due = False
+        while self._probes and self._probes[0] <= now:
+            self._probes.pop(0)
+            due = True
+        if now >= self._next_sweep:
+            self._next_sweep = now + PROBE_SWEEP_S
+            due = True
+        if due:
+            self._probe_all()
+
+    def _probe_all(self) -> None:
+        router = self._router
+        assert router is not None
+        for peer in self.broker.peers():
+            if peer in self._backlog:
+                continue  # a full pipe means a live, slow reader
+            try:
+                router.send_multipart([peer, HEADER], zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+            except zmq.ZMQError as exc:
+                if exc.errno != zmq.EHOSTUNREACH:
+                    raise
+                self.broker.peer_gone(peer, "peer disconnected")
+
+    # -- shutdown ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._router is None:
+            return
+        self.broker.shutdown()
+        try:
+            self._flush()
+        except zmq.ZMQError:
+            pass
+        if self._monitor is not None:
+            self._router.disable_monitor()
+            self._monitor.close(0)
+        self._router.close()
+        self._router = None
+        log.info("zbroker stopped")
