@@ -1,6 +1,7 @@
 """Connection parameters with pika's names and defaults (the port is zbroker's, 5680)."""
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlparse
@@ -62,8 +63,10 @@ class ConnectionParameters:
         def pick(value: Any, default: Any) -> Any:
             return default if value is _DEFAULT else value
 
-        self.host: str = pick(host, DEFAULT_HOST)
-        self.port: int = int(pick(port, DEFAULT_PORT))
+        # ZBROKER_HOST / ZBROKER_PORT move the defaults only, so a program that names
+        # no broker can be pointed at one without editing it.
+        self.host: str = pick(host, os.environ.get("ZBROKER_HOST") or DEFAULT_HOST)
+        self.port: int = int(pick(port, os.environ.get("ZBROKER_PORT") or DEFAULT_PORT))
         self.virtual_host: str = pick(virtual_host, DEFAULT_VIRTUAL_HOST)
         self.credentials: PlainCredentials = pick(credentials, PlainCredentials("guest", "guest"))
         self.channel_max: int = pick(channel_max, self.DEFAULT_CHANNEL_MAX)

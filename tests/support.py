@@ -1,0 +1,142 @@
+"""Helpers for tests that run real processes: a broker on a free port, client programs.
+
+Readiness is always waited for by reading what a process prints, with a deadline;
+no test sleeps to wait for start-up.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENTS = ROOT / "clients"
+READY = re.compile(r"ready on (tcp://\S+):(\d+)")
+START_TIMEOUT_S = 20.0
+
+
+def child_env(port: int | None = None) -> dict[str, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    if port is not None:
+        env["ZBROKER_PORT"] = str(port)
+    return env
+
+
+class LineReader:
+    """Collects a process's output lines on a thread so tests can wait for one."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        """Wait for a line matching ``pattern`` (a regex), among lines seen so far or new ones."""
+        rx = re.compile(pattern)
+        for line in self.lines:
+            m = rx.search(line)
+            if m:
+                return m
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no line matching {pattern!r} within {timeout}s; got: {self.lines[-20:]}")
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(f"process ended before a line matching {pattern!r}; got: {self.lines[-20:]}")
+            self.lines.append(line)
+            m = rx.search(line)
+            if m:
+                return m
+
+    def count(self, pattern: str) -> int:
+        self.drain()
+        rx = re.compile(pattern)
+        return sum(1 for line in self.lines if rx.search(line))
+
+    def drain(self) -> None:
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if line is not None:
+                self.lines.append(line)
+
+
+class Process:
+    """A child process with its merged output read line by line."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path = ROOT) -> None:
+        self.args = args
+        self.popen = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      env=env, cwd=cwd)
+        assert self.popen.stdout is not None
+        self.output = LineReader(self.popen.stdout)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def wait_for(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        return self.output.wait_for(pattern, timeout)
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait(10)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                return self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                return self.popen.wait(timeout)
+        return self.popen.returncode
+
+    def wait(self, timeout: float = 30.0) -> int:
+        return self.popen.wait(timeout)
+
+
+class Broker(Process):
+    """A real ``zbroker serve`` on a free loopback port."""
+
+    def __init__(self, *extra: str) -> None:
+        super().__init__([sys.executable, "-m", "zbroker", "serve", "--bind", "tcp://127.0.0.1:0",
+                          "--log-level", "debug", *extra], child_env())
+        m = self.wait_for(READY.pattern, START_TIMEOUT_S)
+        self.host = "127.0.0.1"
+        self.port = int(m.group(2))
+        self.endpoint = f"tcp://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        self.output.drain()
+        return "\n".join(self.output.lines)
+
+
+def client_program(name: str, *args: str, port: int) -> Process:
+    return Process([sys.executable, str(CLIENTS / name), *args], child_env(port))
+
+
+def python_snippet(code: str, port: int) -> Process:
+    return Process([sys.executable, "-c", code], child_env(port))
