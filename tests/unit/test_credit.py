@@ -221,3 +221,24 @@ def test_queue_delete_cancels_consumers() -> None:
     b.consume("q", "cb")
     a.send(Op.QUEUE_DELETE, 1, "q", False, False)
     assert [(Op(op).name, f) for op, f, _ in b.collect()] == [("BASIC_CANCEL", [1, "cb"])]
+
+
+def test_single_rejects_restore_original_order() -> None:
+    broker, peer = setup()
+    for i in range(4):
+        peer.publish("", "q", b"%d" % i)
+    peer.send(Op.BASIC_CANCEL, 1, "c0")
+    for tag in (1, 2, 3, 4):  # one by one: each would go to the head, reversing them
+        peer.send(Op.BASIC_REJECT, 1, tag, True)
+    queue = broker.topology.queues["q"]
+    assert [m.body for m in queue.messages] == [b"0", b"1", b"2", b"3"]
+    assert all(m.redelivered for m in queue.messages)
+
+
+def test_requeued_message_goes_back_before_newer_ones() -> None:
+    broker, peer = setup(prefetch=1)
+    for i in range(3):
+        peer.publish("", "q", b"%d" % i)
+    peer.send(Op.BASIC_CANCEL, 1, "c0")
+    peer.send(Op.BASIC_REJECT, 1, 1, True)
+    assert [m.body for m in broker.topology.queues["q"].messages] == [b"0", b"1", b"2"]

@@ -451,37 +451,34 @@ class BlockingChannel:
     def basic_cancel(self, consumer_tag: str) -> list[tuple[Any, Any, Any]]:
         """Cancel a consumer. Manual-ack: undispatched deliveries are rejected with requeue
         and ``[]`` is returned; auto_ack: they are returned as (method, properties, body)."""
-        consumer = self._consumers.get(consumer_tag)
-        if consumer is None:
+        if consumer_tag not in self._consumers:
             log.warning("basic_cancel of unknown consumer %s; already cancelled by user or broker?", consumer_tag)
             return []
         self._raise_if_not_open()
-        pending = self._take_pending(consumer_tag)
-        if consumer.pending:
-            pending = [p for p in consumer.pending if p is not _CANCELLED] + pending
-            consumer.pending.clear()
-        self._cancelled[consumer_tag] = pending
+        consumer = self._consumers.pop(consumer_tag)
+        self._cancelled[consumer_tag] = []
         try:
-            if not consumer.auto_ack:
-                for method, _, _ in pending:
-                    self._send(Op.BASIC_REJECT, method.delivery_tag, True)
-                pending.clear()
+            # Cancel first, then hand back: rejected messages then stay in the queue
+            # instead of bouncing back to this consumer.
             self._send(Op.BASIC_CANCEL, consumer_tag)
             self._connection._wait_until(
                 lambda: (self._reply is not None and self._reply[0] == Op.BASIC_CANCEL_OK)
-                or consumer_tag not in self._consumers or self._closing_reason is not None)
+                or self._closing_reason is not None)
             self._reply = None
-            leftovers = self._cancelled[consumer_tag]
-            if not consumer.auto_ack:
-                for method, _, _ in leftovers:
-                    self._send(Op.BASIC_REJECT, method.delivery_tag, True)
-                return []
-            return list(leftovers)
         finally:
-            self._consumers.pop(consumer_tag, None)
-            self._cancelled.pop(consumer_tag, None)
+            late = self._cancelled.pop(consumer_tag, [])
             if self._generator is not None and self._generator[1] is consumer:
                 self._generator = None
+        held = [p for p in (consumer.pending or ()) if p is not _CANCELLED]
+        pending = held + self._take_pending(consumer_tag) + late
+        if consumer.pending:
+            consumer.pending.clear()
+        if consumer.auto_ack:
+            return pending
+        if self.is_open:
+            for method, _, _ in pending:
+                self._send(Op.BASIC_REJECT, method.delivery_tag, True)
+        return []
 
     def start_consuming(self) -> None:
         """Dispatch deliveries to callbacks until every consumer of this channel is cancelled."""

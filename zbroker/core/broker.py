@@ -55,6 +55,7 @@ class Broker:
         self.outbox = Outbox()
         self.connections: dict[bytes, Connection] = {}
         self._confirms: dict[Channel, None] = {}
+        self._publish_seq = 0
         self._connection_ops = {
             Op.CONNECTION_CLOSE: self._connection_close,
             Op.CONNECTION_CLOSE_OK: lambda conn, *_: None,
@@ -354,7 +355,8 @@ class Broker:
                                f"message size {len(body)} is larger than configured max size {self.max_body_bytes}")
         queues = self.topology.route(ex, routing_key, properties)
         if queues:
-            message = Message(exchange, routing_key, properties, body)
+            self._publish_seq += 1
+            message = Message(self._publish_seq, exchange, routing_key, properties, body)
             for queue in queues:
                 queue.messages.append(message)
                 if queue.consumers:

@@ -62,10 +62,19 @@ class Queue:
         return self.auto_delete and self.had_consumer and not self.consumers
 
     def requeue(self, messages: Iterable["Message"]) -> None:
-        """Put messages back at the head, in their original order, marked redelivered."""
+        """Put messages back where they were (by publish order), marked redelivered.
+
+        Requeued messages are usually older than everything queued, so each lands at or
+        near the head and the scan stops at once.
+        """
         if self.deleted:
             return
-        self.messages.extendleft(m.as_redelivered() for m in reversed(list(messages)))
+        queue = self.messages
+        for message in sorted(messages, key=lambda m: m.seq, reverse=True):
+            i, n = 0, len(queue)
+            while i < n and queue[i].seq < message.seq:
+                i += 1
+            queue.insert(i, message.as_redelivered())
 
     def purge(self) -> int:
         count = len(self.messages)

@@ -1,0 +1,410 @@
+"""The pika-shaped client API against a real broker process: shapes, defaults, semantics."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+import zbroker.client as pika
+from zbroker.client import exceptions
+
+
+def test_module_offers_pikas_names() -> None:
+    for name in ("BlockingConnection", "ConnectionParameters", "URLParameters", "PlainCredentials",
+                 "BasicProperties", "DeliveryMode", "spec", "frame", "exceptions", "exchange_type", "__version__"):
+        assert hasattr(pika, name), name
+    assert pika.BasicProperties is pika.spec.BasicProperties
+    assert pika.DeliveryMode.Persistent.value == 2
+    assert pika.exchange_type.ExchangeType.topic == "topic"
+    from zbroker.client.adapters.blocking_connection import BlockingChannel  # noqa: F401
+
+
+def test_queue_declare_returns_pika_frame(connect) -> None:
+    ch = connect().channel()
+    ok = ch.queue_declare("shapes")
+    assert isinstance(ok, pika.frame.Method)
+    assert ok.channel_number == ch.channel_number == 1
+    assert isinstance(ok.method, pika.spec.Queue.DeclareOk)
+    assert (ok.method.queue, ok.method.message_count, ok.method.consumer_count) == ("shapes", 0, 0)
+    ch.basic_publish("", "shapes", b"x")
+    ch.basic_consume("shapes", lambda *a: None)
+    again = ch.queue_declare("shapes", passive=True).method
+    assert again.consumer_count == 1
+
+
+def test_server_named_queue(connect) -> None:
+    ch = connect().channel()
+    name = ch.queue_declare("", exclusive=True).method.queue
+    assert name.startswith("amq.gen-") and len(name) == len("amq.gen-") + 22
+
+
+def test_every_property_arrives_as_sent(connect) -> None:
+    ch = connect().channel()
+    ch.queue_declare("props")
+    sent = pika.BasicProperties(
+        content_type="application/json", content_encoding="gzip",
+        headers={"str": "v", "int": 7, "float": 1.5, "bool": True, "none": None, "bytes": b"\x00\xff",
+                 "list": [1, "two"], "nested": {"a": {"b": 1}}},
+        delivery_mode=pika.DeliveryMode.Persistent, priority=5, correlation_id="corr-1",
+        reply_to="amq.gen-reply", expiration="60000", message_id="mid-1", timestamp=1_700_000_000,
+        type="kind", user_id="guest", app_id="tests", cluster_id="c1")
+    ch.basic_publish("", "props", b"body", properties=sent)
+    method, props, body = ch.basic_get("props", auto_ack=True)
+    assert body == b"body"
+    assert props == sent
+    for field in pika.BasicProperties.FIELDS:
+        assert getattr(props, field) == getattr(sent, field), field
+    assert props.delivery_mode == 2
+
+
+def test_bodies_are_binary_safe_and_str_is_utf8(connect) -> None:
+    ch = connect().channel()
+    ch.queue_declare("bin")
+    payloads = [b"", bytes(range(256)) * 4, b"\x00" * 10, "héllo ✓".encode()]
+    for p in payloads:
+        ch.basic_publish("", "bin", p)
+    ch.basic_publish("", "bin", "héllo ✓")
+    got = [ch.basic_get("bin", auto_ack=True)[2] for _ in range(5)]
+    assert got == payloads + ["héllo ✓".encode()]
+
+
+def test_64_mib_body_round_trips(connect) -> None:
+    ch = connect().channel()
+    ch.queue_declare("big")
+    body = os.urandom(1024) * (64 * 1024)
+    ch.basic_publish("", "big", body)
+    method, _, got = ch.basic_get("big", auto_ack=True)
+    assert got == body
+
+
+def test_body_over_the_limit_closes_channel_406(connect) -> None:
+    conn = connect()
+    limit = conn.max_body_bytes
+    assert limit >= 64 * 1024 * 1024
+    ch = conn.channel()
+    ch.basic_publish("", "nowhere", b"x" * (limit + 1))
+    with pytest.raises(exceptions.ChannelClosedByBroker) as info:
+        ch.queue_declare("", exclusive=True)
+    assert info.value.reply_code == 406 and "larger than configured max size" in info.value.reply_text
+
+
+def test_basic_get_shapes_and_ack(connect) -> None:
+    ch = connect().channel()
+    ch.queue_declare("get")
+    assert ch.basic_get("get") == (None, None, None)
+    ch.basic_publish("", "get", b"1")
+    ch.basic_publish("", "get", b"2")
+    method, props, body = ch.basic_get("get")
+    assert isinstance(method, pika.spec.Basic.GetOk)
+    assert (method.delivery_tag, method.redelivered, method.exchange, method.routing_key,
+            method.message_count) == (1, False, "", "get", 1)
+    assert isinstance(props, pika.BasicProperties) and body == b"1"
+    ch.basic_nack(method.delivery_tag, requeue=True)
+    method, _, body = ch.basic_get("get")
+    assert body == b"1" and method.redelivered is True
+    ch.basic_ack(method.delivery_tag)
+    assert ch.queue_declare("get", passive=True).method.message_count == 1
+
+
+def test_consume_callback_shapes(connect) -> None:
+    conn = connect()
+    ch = conn.channel()
+    ch.queue_declare("cb")
+    seen = []
+
+    def on_message(channel, method, properties, body):
+        seen.append((channel, method, properties, body))
+        channel.basic_ack(method.delivery_tag)
+        if len(seen) == 3:
+            channel.stop_consuming()
+
+    tag = ch.basic_consume("cb", on_message)
+    assert tag.startswith("ctag1.") and tag in ch.consumer_tags
+    for i in range(3):
+        ch.basic_publish("", "cb", b"%d" % i)
+    ch.start_consuming()
+    assert [s[3] for s in seen] == [b"0", b"1", b"2"]
+    channel, method, properties, _ = seen[0]
+    assert channel is ch
+    assert isinstance(method, pika.spec.Basic.Deliver)
+    assert (method.consumer_tag, method.delivery_tag, method.redelivered, method.exchange,
+            method.routing_key) == (tag, 1, False, "", "cb")
+    assert ch.consumer_tags == []
+
+
+def test_prefetch_is_never_exceeded(connect) -> None:
+    producer = connect().channel()
+    producer.queue_declare("pf")
+    for i in range(20):
+        producer.basic_publish("", "pf", b"%d" % i)
+    conn = connect()
+    ch = conn.channel()
+    ch.basic_qos(prefetch_count=3)
+    held = []
+    ch.basic_consume("pf", lambda c, m, p, b: held.append(m.delivery_tag))
+    conn.process_data_events(time_limit=0.5)
+    assert len(held) == 3
+    conn.process_data_events(time_limit=0.2)
+    assert len(held) == 3, "no delivery beyond prefetch without an ack"
+    ch.basic_ack(held[-1], multiple=True)
+    deadline = time.monotonic() + 5
+    while len(held) < 6 and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.1)
+    assert len(held) == 6
+    conn.process_data_events(time_limit=0.2)
+    assert len(held) == 6
+
+
+def test_consume_generator_with_inactivity_timeout_and_cancel(connect) -> None:
+    conn = connect()
+    ch = conn.channel()
+    ch.queue_declare("gen")
+    for i in range(3):
+        ch.basic_publish("", "gen", b"%d" % i)
+    got = []
+    for method, props, body in ch.consume("gen", inactivity_timeout=0.3):
+        if method is None:
+            break
+        got.append(body)
+        if len(got) == 1:
+            ch.basic_ack(method.delivery_tag)
+    assert got == [b"0", b"1", b"2"]
+    assert ch.cancel() == 0
+    # As in RabbitMQ, cancelling leaves yielded-but-unacked messages with the channel...
+    assert ch.queue_declare("gen", passive=True).method.message_count == 0
+    ch.close()
+    # ...and closing the channel returns them.
+    ch = conn.channel()
+    assert ch.queue_declare("gen", passive=True).method.message_count == 2
+
+
+def test_consume_generator_cancel_requeues_what_it_did_not_yield(connect) -> None:
+    conn = connect()
+    ch = conn.channel()
+    ch.queue_declare("gen2")
+    for i in range(5):
+        ch.basic_publish("", "gen2", b"%d" % i)
+    for method, _, body in ch.consume("gen2"):
+        ch.basic_ack(method.delivery_tag)
+        break
+    conn.process_data_events(time_limit=0.2)
+    assert ch.get_waiting_message_count() == 4
+    ch.cancel()
+    assert ch.get_waiting_message_count() == 0
+    assert ch.queue_declare("gen2", passive=True).method.message_count == 4
+
+
+def test_basic_cancel_returns_like_pika(connect) -> None:
+    conn = connect()
+    ch = conn.channel()
+    ch.queue_declare("cancel")
+    for i in range(5):
+        ch.basic_publish("", "cancel", b"%d" % i)
+    manual = ch.basic_consume("cancel", lambda *a: None)
+    ch.queue_declare("cancel", passive=True)  # deliveries arrive and wait for dispatch
+    assert ch.basic_cancel(manual) == []
+    assert ch.queue_declare("cancel", passive=True).method.message_count == 5
+    auto = ch.basic_consume("cancel", lambda *a: None, auto_ack=True)
+    ch.queue_declare("cancel", passive=True)
+    pending = ch.basic_cancel(auto)
+    assert [body for _, _, body in pending] == [b"0", b"1", b"2", b"3", b"4"]
+    assert isinstance(pending[0][0], pika.spec.Basic.Deliver)
+    assert ch.basic_cancel("unknown-tag") == []
+
+
+def test_duplicate_consumer_tag(connect) -> None:
+    ch = connect().channel()
+    ch.queue_declare("dup")
+    ch.basic_consume("dup", lambda *a: None, consumer_tag="mine")
+    with pytest.raises(exceptions.DuplicateConsumerTag):
+        ch.basic_consume("dup", lambda *a: None, consumer_tag="mine")
+
+
+def test_headers_exchange(connect) -> None:
+    ch = connect().channel()
+    ch.exchange_declare("hx", pika.exchange_type.ExchangeType.headers)
+    all_q = ch.queue_declare("", exclusive=True).method.queue
+    any_q = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(all_q, "hx", arguments={"x-match": "all", "format": "pdf", "type": "report"})
+    ch.queue_bind(any_q, "hx", arguments={"x-match": "any", "format": "pdf", "type": "log"})
+    ch.basic_publish("hx", "", b"both", pika.BasicProperties(headers={"format": "pdf", "type": "report"}))
+    ch.basic_publish("hx", "", b"any-only", pika.BasicProperties(headers={"type": "log"}))
+    assert [ch.basic_get(all_q, auto_ack=True)[2] for _ in range(2)] == [b"both", None]
+    assert [ch.basic_get(any_q, auto_ack=True)[2] for _ in range(3)] == [b"both", b"any-only", None]
+
+
+def test_exchange_to_exchange_binding_and_unbind(connect) -> None:
+    ch = connect().channel()
+    ch.exchange_declare("src", "topic")
+    ch.exchange_declare("dst", "fanout")
+    q = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(q, "dst")
+    assert isinstance(ch.exchange_bind("dst", "src", "a.#").method, pika.spec.Exchange.BindOk)
+    ch.basic_publish("src", "a.b", b"routed")
+    ch.basic_publish("src", "b.a", b"dropped")
+    assert ch.basic_get(q, auto_ack=True)[2] == b"routed"
+    assert ch.basic_get(q, auto_ack=True)[0] is None
+    ch.exchange_unbind("dst", "src", "a.#")
+    ch.basic_publish("src", "a.b", b"after")
+    assert ch.basic_get(q, auto_ack=True)[0] is None
+
+
+def test_queue_bind_defaults_routing_key_to_queue_name_and_unbind(connect) -> None:
+    ch = connect().channel()
+    q = ch.queue_declare("named").method.queue
+    ch.queue_bind(q, "amq.direct")
+    ch.basic_publish("amq.direct", "named", b"x")
+    assert ch.basic_get(q, auto_ack=True)[2] == b"x"
+    assert isinstance(ch.queue_unbind(q, "amq.direct").method, pika.spec.Queue.UnbindOk)
+    ch.basic_publish("amq.direct", "named", b"y")
+    assert ch.basic_get(q, auto_ack=True)[0] is None
+
+
+def test_purge_and_delete_counts(connect) -> None:
+    ch = connect().channel()
+    ch.queue_declare("pd")
+    for _ in range(4):
+        ch.basic_publish("", "pd", b"x")
+    assert ch.queue_purge("pd").method.message_count == 4
+    ch.basic_publish("", "pd", b"x")
+    assert ch.queue_delete("pd").method.message_count == 1
+    assert isinstance(ch.exchange_delete("nonexistent").method, pika.spec.Exchange.DeleteOk)
+
+
+def test_mandatory_return_callback(connect) -> None:
+    conn = connect()
+    ch = conn.channel()
+    returned = []
+    ch.add_on_return_callback(lambda c, m, p, b: returned.append((m, p, b)))
+    ch.basic_publish("", "no-such-queue", b"lost", pika.BasicProperties(message_id="m1"), mandatory=True)
+    ch.basic_publish("", "no-such-queue", b"silently dropped")
+    conn.process_data_events(time_limit=1)
+    [(method, props, body)] = returned
+    assert isinstance(method, pika.spec.Basic.Return)
+    assert (method.reply_code, method.reply_text, method.routing_key) == (312, "NO_ROUTE", "no-such-queue")
+    assert props.message_id == "m1" and body == b"lost"
+
+
+def test_confirms_unroutable_error(connect) -> None:
+    ch = connect().channel()
+    ch.confirm_delivery()
+    ch.queue_declare("conf")
+    assert ch.basic_publish("", "conf", b"ok") is None
+    with pytest.raises(exceptions.UnroutableError) as info:
+        ch.basic_publish("", "nowhere", b"x", mandatory=True)
+    [msg] = info.value.messages
+    assert msg.method.reply_code == 312 and msg.body == b"x"
+    assert ch.basic_publish("", "nowhere", b"not mandatory") is None
+    assert ch.queue_declare("conf", passive=True).method.message_count == 1
+
+
+def test_timers_threadsafe_callbacks_and_sleep(connect) -> None:
+    conn = connect()
+    fired = []
+    conn.call_later(0.05, lambda: fired.append("timer"))
+    removed = conn.call_later(0.05, lambda: fired.append("removed"))
+    conn.remove_timeout(removed)
+    threading.Thread(target=lambda: conn.add_callback_threadsafe(lambda: fired.append("thread"))).start()
+    started = time.monotonic()
+    conn.sleep(0.3)
+    assert time.monotonic() - started >= 0.3
+    assert sorted(fired) == ["thread", "timer"]
+
+
+def test_process_data_events_none_returns_after_a_callback(connect) -> None:
+    conn = connect()
+    ch = conn.channel()
+    ch.queue_declare("pde")
+    got = []
+    ch.basic_consume("pde", lambda c, m, p, b: got.append(b), auto_ack=True)
+    threading.Timer(0.2, lambda: conn.add_callback_threadsafe(lambda: ch.basic_publish("", "pde", b"x"))).start()
+    conn.process_data_events(time_limit=None)  # runs the thread's callback
+    while not got:
+        conn.process_data_events(time_limit=None)
+    assert got == [b"x"]
+
+
+def test_start_consuming_in_a_callback_is_reentrancy_error(connect) -> None:
+    conn = connect()
+    ch = conn.channel()
+    ch.queue_declare("re")
+    errors = []
+
+    def cb(c, m, p, b):
+        try:
+            c.start_consuming()
+        except exceptions.ReentrancyError as exc:
+            errors.append(exc)
+        c.stop_consuming()
+
+    ch.basic_consume("re", cb, auto_ack=True)
+    ch.basic_publish("", "re", b"x")
+    ch.start_consuming()
+    assert len(errors) == 1
+
+
+def test_context_managers_close(broker) -> None:
+    with pika.BlockingConnection(pika.ConnectionParameters(port=broker.port)) as conn:
+        with conn.channel() as ch:
+            ch.queue_declare("", exclusive=True)
+        assert ch.is_closed and conn.is_open
+    assert conn.is_closed
+    with pytest.raises(exceptions.ConnectionWrongStateError):
+        conn.close()
+
+
+def test_several_channels_and_url_parameters(broker) -> None:
+    conn = pika.BlockingConnection(pika.URLParameters(f"zbroker://guest:guest@127.0.0.1:{broker.port}/%2F?heartbeat=5"))
+    a, b = conn.channel(), conn.channel()
+    assert (a.channel_number, b.channel_number) == (1, 2)
+    a.queue_declare("multi")
+    b.basic_publish("", "multi", b"from b")
+    assert a.basic_get("multi", auto_ack=True)[2] == b"from b"
+    a.close()
+    with pytest.raises(exceptions.ChannelWrongStateError):
+        a.basic_publish("", "multi", b"x")
+    assert b.is_open
+    conn.close()
+
+
+def test_connection_list_of_parameters_tries_in_order(broker) -> None:
+    dead = pika.ConnectionParameters(port=1)  # nothing listens on port 1
+    live = pika.ConnectionParameters(port=broker.port)
+    conn = pika.BlockingConnection([dead, live])
+    assert conn.is_open
+    conn.close()
+
+
+def test_pika_0x_style_calls_still_work(connect) -> None:
+    ch = connect().channel()
+    ch.queue_declare("old")
+    got = []
+    with pytest.warns(DeprecationWarning):
+        ch.basic_consume(lambda c, m, p, b: (got.append(b), c.stop_consuming()), queue="old", no_ack=True)
+    ch.basic_publish("", "old", b"x")
+    ch.start_consuming()
+    assert got == [b"x"]
+    with pytest.warns(DeprecationWarning):
+        pika.ConnectionParameters(heartbeat_interval=5)
+
+
+def test_ordering_of_10000_messages_from_one_producer(connect) -> None:
+    conn = connect()
+    ch = conn.channel()
+    ch.queue_declare("order")
+    n = 10_000
+    for i in range(n):
+        ch.basic_publish("", "order", str(i))
+    received = []
+
+    def cb(c, m, p, b):
+        received.append(int(b))
+        if len(received) == n:
+            c.stop_consuming()
+
+    ch.basic_qos(prefetch_count=500)
+    ch.basic_consume("order", lambda c, m, p, b: (cb(c, m, p, b), c.basic_ack(m.delivery_tag)))
+    ch.start_consuming()
+    assert received == list(range(n))

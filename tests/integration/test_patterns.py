@@ -1,0 +1,109 @@
+"""Every program in clients/ run as its own process against a real broker."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.support import Broker, Process, client_program
+
+
+@pytest.fixture
+def run(broker: Broker):
+    started: list[Process] = []
+
+    def _run(name: str, *args: str) -> Process:
+        proc = client_program(name, *args, port=broker.port)
+        started.append(proc)
+        return proc
+
+    yield _run
+    for proc in started:
+        proc.kill()
+
+
+def finish(proc: Process) -> None:
+    assert proc.wait(30) == 0, proc.output.lines
+
+
+def test_hello_world(run) -> None:
+    receiver = run("receive.py")
+    receiver.wait_for(r"Waiting for messages")
+    sender = run("send.py")
+    finish(sender)
+    assert sender.output.count(r"\[x\] Sent 'Hello World!'") == 1
+    receiver.wait_for(r"\[x\] Received Hello World!")
+
+
+def test_work_queue_fair_dispatch_and_killed_worker_redelivery(run) -> None:
+    worker_a = run("worker.py")
+    worker_b = run("worker.py")
+    worker_a.wait_for(r"Waiting for messages")
+    worker_b.wait_for(r"Waiting for messages")
+    # A long task goes to one worker; with prefetch 1 the short ones go to the other.
+    finish(run("new_task.py", "long.........."))
+    for i in range(4):
+        finish(run("new_task.py", f"short{i}"))
+    busy, idle = (worker_a, worker_b) if worker_a.output.count("long") else (worker_b, worker_a)
+    busy.wait_for(r"Received long")
+    for i in range(4):
+        idle.wait_for(rf"Received short{i}")
+    assert busy.output.count("short") == 0, "fair dispatch: the busy worker got no short task"
+    # Kill the busy worker mid-task: the unacked task goes to the other one.
+    busy.kill()
+    idle.wait_for(r"Received long", timeout=10)
+
+
+def test_publish_subscribe_fanout(run) -> None:
+    subscribers = [run("receive_logs.py") for _ in range(2)]
+    for s in subscribers:
+        s.wait_for(r"Waiting for logs")
+    finish(run("emit_log.py", "info:", "disk", "almost", "full"))
+    for s in subscribers:
+        s.wait_for(r"\[x\] info: disk almost full")
+
+
+def test_routing_direct(run) -> None:
+    errors_only = run("receive_logs_direct.py", "error")
+    everything = run("receive_logs_direct.py", "info", "warning", "error")
+    errors_only.wait_for(r"Waiting for logs")
+    everything.wait_for(r"Waiting for logs")
+    finish(run("emit_log_direct.py", "info", "routine"))
+    finish(run("emit_log_direct.py", "error", "disk", "failed"))
+    everything.wait_for(r"info:routine")
+    everything.wait_for(r"error:disk failed")
+    errors_only.wait_for(r"error:disk failed")
+    assert errors_only.output.count("routine") == 0
+
+
+def test_topics(run) -> None:
+    kern = run("receive_logs_topic.py", "kern.*")
+    critical = run("receive_logs_topic.py", "*.critical")
+    everything = run("receive_logs_topic.py", "#")
+    for r in (kern, critical, everything):
+        r.wait_for(r"Waiting for logs")
+    finish(run("emit_log_topic.py", "kern.critical", "A critical kernel error"))
+    finish(run("emit_log_topic.py", "cron.info", "tick"))
+    finish(run("emit_log_topic.py", "kern.disk.info", "too deep for kern.*"))
+    kern.wait_for(r"kern.critical:A critical kernel error")
+    critical.wait_for(r"kern.critical:A critical kernel error")
+    everything.wait_for(r"cron.info:tick")
+    everything.wait_for(r"kern.disk.info")
+    assert critical.output.count("tick") == 0
+    assert kern.output.count("too deep") == 0
+
+
+def test_rpc(run) -> None:
+    server = run("rpc_server.py")
+    server.wait_for(r"Awaiting RPC requests")
+    client = run("rpc_client.py", "10")
+    finish(client)
+    assert client.output.count(r"\[\.\] Got 55") == 1
+    server.wait_for(r"fib\(10\)")
+
+
+def test_every_client_program_is_exercised() -> None:
+    from tests.support import CLIENTS
+    source = open(__file__).read()
+    for program in CLIENTS.glob("*.py"):
+        assert re.search(rf'"{program.name}"', source), f"{program.name} has no test"
