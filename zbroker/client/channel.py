@@ -184,6 +184,7 @@ class BlockingChannel:
             self._connection._queue_event(self, "cancel", fields[1])
         elif op == Op.CHANNEL_CLOSE:
             self._closed(exceptions.ChannelClosedByBroker(fields[1], fields[2]))
+            self._connection._queue_event(self, "closed", None)
             log.info("channel %d closed by broker: (%s) %s", self._number, fields[1], fields[2])
             self._connection._send([encode(Op.CHANNEL_CLOSE_OK, self._number)])
         elif op == Op.CHANNEL_CLOSE_OK:
@@ -204,6 +205,8 @@ class BlockingChannel:
             self._send(Op.BASIC_REJECT, method.delivery_tag, True)
 
     def _dispatch_event(self, kind: str, payload: Any) -> bool:
+        if kind == "closed":
+            return True  # wakes a waiting process_data_events, which then raises
         if not self.is_open:
             return False
         if kind == "deliver":
