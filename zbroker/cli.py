@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from pathlib import Path
 
 import click
 
@@ -43,8 +45,38 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, log_level: str) -> Non
     except OSError as exc:
         raise click.ClickException(str(exc)) from None
     server.install_signal_handlers()
-    logging.getLogger("zbroker").info("zbroker %s ready on %s", __version__, endpoint)
+    # Printed whatever the log level: people and scripts wait for this line.
+    click.echo(f"zbroker {__version__} ready on {endpoint}", err=True)
     server.serve_forever()
+
+
+@main.command()
+@click.option("--runs", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Rounds of every workload; the table shows medians.")
+@click.option("--quick", is_flag=True, help="Small message counts: a smoke run, not a measurement.")
+@click.option("--against", metavar="AMQP_URL",
+              help="Also run every workload with real pika against this RabbitMQ "
+                   "(e.g. amqp://guest:guest@127.0.0.1:5672/); needs 'pip install pika'.")
+@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds one workload may take.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the results as JSON [default: bench-results/bench-<time>.json].")
+def bench(runs: int, quick: bool, against: str | None, timeout: float, json_path: Path | None) -> None:
+    """Measure zbroker, side by side with the raw-ZeroMQ ceiling (and RabbitMQ with --against)."""
+    from zbroker.bench import runner
+
+    if against:
+        try:
+            import pika  # noqa: F401
+        except ImportError:
+            raise click.ClickException("--against needs pika: pip install 'zbroker[rabbitmq]'") from None
+    try:
+        results = runner.run(runs, quick, against, timeout, lambda msg: click.echo(f"  {msg} ...", err=True))
+    except runner.BenchError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(runner.table(results))
+    path = json_path or Path("bench-results") / time.strftime("bench-%Y%m%d-%H%M%S.json")
+    runner.write_json(results, path)
+    click.echo(f"results written to {path}", err=True)
 
 
 if __name__ == "__main__":

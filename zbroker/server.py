@@ -5,8 +5,9 @@ what the core queued (one ZeroMQ message per peer per pass), then retry anything
 peer pipe refused. Rules:
 
 - ``ROUTER_MANDATORY`` is on, so ZeroMQ never drops a frame silently: a full pipe
-  (EAGAIN) keeps the frames in a per-peer backlog, sent in order later; an unknown peer
-  (EHOSTUNREACH) means that client is gone and the core releases what it held.
+  (EAGAIN) keeps the frames in a per-peer backlog, sent in order later, and the core
+  stops delivering to that peer until it drains; an unknown peer (EHOSTUNREACH) means
+  that client is gone and the core releases what it held.
 - ROUTER tells nobody when a peer disconnects. The socket monitor says *that* some
   connection closed; the loop then probes every peer with an empty message, and the
   ones ZeroMQ no longer knows are gone. Probes repeat a few times after an event
@@ -112,11 +113,15 @@ class Server:
                 if monitor in events:
                     self._read_monitor(monitor)
                 self._run_probes()
+                if self.broker.has_pending_work:
+                    self.broker.run_pending()
                 self._flush()
         finally:
             self.close()
 
     def _poll_timeout_ms(self) -> int:
+        if self.broker.has_pending_work:
+            return 0
         if self._backlog:
             return 5
         now = time.monotonic()
@@ -151,6 +156,7 @@ class Server:
                     router.send_multipart([peer, HEADER, *parts], zmq.NOBLOCK)
                 except zmq.Again:
                     self._backlog[peer] = deque([parts])
+                    self.broker.set_blocked(peer, True)
                 except zmq.ZMQError as exc:
                     if exc.errno != zmq.EHOSTUNREACH:
                         raise
@@ -175,6 +181,7 @@ class Server:
                 queue.popleft()
             if not queue:
                 del self._backlog[peer]
+                self.broker.set_blocked(peer, False)
 
     # -- finding dead peers ------------------------------------------------------------
 

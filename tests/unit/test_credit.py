@@ -242,3 +242,38 @@ def test_requeued_message_goes_back_before_newer_ones() -> None:
     peer.send(Op.BASIC_CANCEL, 1, "c0")
     peer.send(Op.BASIC_REJECT, 1, 1, True)
     assert [m.body for m in broker.topology.queues["q"].messages] == [b"0", b"1", b"2"]
+
+
+def test_long_dispatch_is_cut_into_batches() -> None:
+    from zbroker.core.broker import DISPATCH_BATCH
+    broker = Broker()
+    peer = FakePeer(broker, b"p").open()
+    peer.declare("q")
+    for _ in range(DISPATCH_BATCH * 2 + 5):
+        peer.publish("", "q", b"x")
+    got = peer.consume("q", "c", auto_ack=True)
+    assert len(deliveries(got)) == DISPATCH_BATCH
+    assert broker.has_pending_work
+    broker.run_pending()
+    broker.run_pending()
+    assert len(deliveries(peer.collect())) == DISPATCH_BATCH + 5
+    assert not broker.has_pending_work
+
+
+def test_blocked_connection_gets_nothing_until_it_drains() -> None:
+    broker = Broker()
+    slow = FakePeer(broker, b"slow").open()
+    fast = FakePeer(broker, b"fast").open()
+    slow.declare("q")
+    slow.consume("q", "cs", auto_ack=True)
+    fast.consume("q", "cf", auto_ack=True)
+    broker.set_blocked(b"slow", True)
+    for i in range(4):
+        fast.publish("", "q", b"%d" % i)
+    assert deliveries(slow.collect()) == []
+    assert len(deliveries(fast.received)) == 4  # the other consumer takes them all
+    fast.send(Op.BASIC_CANCEL, 1, "cf")
+    fast.publish("", "q", b"waiting")
+    assert [m.body for m in broker.topology.queues["q"].messages] == [b"waiting"]
+    broker.set_blocked(b"slow", False)
+    assert bodies(slow.collect()) == [b"waiting"]

@@ -63,3 +63,18 @@ def test_overlong_names_are_a_syntax_error() -> None:
 def test_decode_command_names_the_field() -> None:
     with pytest.raises(ProtocolError, match=r"QUEUE_PURGE.queue must be str, got int"):
         decode_command(msgpack.packb([Op.QUEUE_PURGE, 1, 7]))
+
+
+def test_second_hello_is_503() -> None:
+    broker = Broker()
+    peer = FakePeer(broker, b"p").open()
+    [(op, fields, _)] = peer.send(Op.HELLO, None, "/", "guest", "guest", {})
+    assert (op, fields[0]) == (Op.CONNECTION_CLOSE, 503)
+    assert b"p" not in broker.connections
+
+
+def test_hello_ok_from_a_client_is_refused() -> None:
+    broker = Broker()
+    peer = FakePeer(broker, b"p").open()
+    [(op, fields, _)] = peer.send(Op.HELLO_OK, 60, 100, {})
+    assert (op, fields[0]) == (Op.CONNECTION_CLOSE, 503)

@@ -39,6 +39,8 @@ DEFAULT_HEARTBEAT_S = 60
 CLOSE_TIMEOUT_S = 5.0
 #: Largest pause in one socket wait; bounds how late a timer or stop flag is noticed.
 MAX_WAIT_S = 1.0
+#: Messages read per pump before callbacks get a turn: a flood cannot starve them.
+READ_BATCH = 64
 _TRANSPORT_LOST = zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
 _MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | _TRANSPORT_LOST | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
 
@@ -200,7 +202,9 @@ class BlockingConnection:
 
     def _read_all(self) -> None:
         sock = self._sock
-        while sock is not None:
+        for _ in range(READ_BATCH):
+            if sock is None:
+                return
             try:
                 parts = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:

@@ -39,6 +39,11 @@ DEFAULT_HEARTBEAT_S = 60
 #: before 3.13); we keep that so programs written for it keep working.
 DEFAULT_MAX_BODY_BYTES = 128 * 1024 * 1024
 MAX_CHANNEL = 65535
+#: Deliveries one queue makes per dispatch before yielding to the rest of the loop.
+DISPATCH_BATCH = 1000
+
+
+_CHANNEL_LIFECYCLE_OPS = frozenset({Op.CHANNEL_OPEN, Op.CHANNEL_CLOSE, Op.CHANNEL_CLOSE_OK})
 
 
 def consumer_tag() -> str:
@@ -56,7 +61,10 @@ class Broker:
         self.connections: dict[bytes, Connection] = {}
         self._confirms: dict[Channel, None] = {}
         self._publish_seq = 0
+        #: Queues that stopped at DISPATCH_BATCH with deliverable messages left.
+        self._pending_dispatch: dict[Queue, None] = {}
         self._connection_ops = {
+            Op.HELLO: self._second_hello,
             Op.CONNECTION_CLOSE: self._connection_close,
             Op.CONNECTION_CLOSE_OK: lambda conn, *_: None,
         }
@@ -131,6 +139,31 @@ class Broker:
     def peers(self) -> list[bytes]:
         return list(self.connections)
 
+    @property
+    def has_pending_work(self) -> bool:
+        return bool(self._pending_dispatch)
+
+    def run_pending(self) -> None:
+        """Continue dispatches cut short by DISPATCH_BATCH; the socket layer calls it each pass."""
+        pending, self._pending_dispatch = self._pending_dispatch, {}
+        for queue in pending:
+            if not queue.deleted:
+                self._dispatch(queue)
+
+    def set_blocked(self, peer: bytes, blocked: bool) -> None:
+        """The peer's pipe filled up (True) or drained (False): stop or resume its deliveries."""
+        conn = self.connections.get(peer)
+        if conn is None or conn.blocked == blocked:
+            return
+        conn.blocked = blocked
+        if not blocked:
+            for channel in list(conn.channels.values()):
+                self._dispatch_consumers_of(channel)
+
+    def _dispatch(self, queue: Queue) -> None:
+        if queue.dispatch(DISPATCH_BATCH):
+            self._pending_dispatch[queue] = None
+
     # -- connections -------------------------------------------------------------------
 
     def _unknown_peer(self, peer: bytes, op: int, fields: list[Any]) -> Connection | None:
@@ -157,6 +190,11 @@ class Broker:
                          {"product": "zbroker", "version": __version__}))
         return conn
 
+    def _second_hello(self, conn: Connection, *_: Any) -> None:
+        log.warning("connection %s closed: second HELLO", conn.name)
+        self._close_connection(conn.peer, errors.COMMAND_INVALID,
+                               errors.reply_text(errors.COMMAND_INVALID, "second 'connection.open' seen"))
+
     def _connection_close(self, conn: Connection, reply_code: int, reply_text: str) -> None:
         log.info("connection %s closed by client (%s %s)", conn.name, reply_code, reply_text)
         self._drop_connection(conn)
@@ -178,6 +216,11 @@ class Broker:
     # -- channels ----------------------------------------------------------------------
 
     def _channel_command(self, conn: Connection, op: int, fields: list[Any], body: Any) -> None:
+        if op not in self._channel_ops and op not in _CHANNEL_LIFECYCLE_OPS:
+            detail = f"{Op(op).name} is not a client command"
+            log.warning("connection %s closed: %s", conn.name, detail)
+            self._close_connection(conn.peer, errors.COMMAND_INVALID, errors.reply_text(errors.COMMAND_INVALID, detail))
+            return
         number = fields[0]
         channel = conn.channels.get(number)
         if channel is None:
@@ -192,8 +235,8 @@ class Broker:
                 channel.send(encode(Op.CHANNEL_CLOSE_OK, number))
             elif op == Op.CHANNEL_OPEN:
                 raise ConnectionError_(errors.CHANNEL_ERROR, "second 'channel.open' seen")
-            else:
-                raise ConnectionError_(errors.COMMAND_INVALID, f"{Op(op).name} is not a client command")
+            else:  # CHANNEL_CLOSE_OK for a channel the broker did not close
+                raise ConnectionError_(errors.CHANNEL_ERROR, "unexpected 'channel.close-ok'")
         except ChannelError as exc:
             log.warning("channel %d of connection %s closed: %s", number, conn.name, exc.text)
             self._release_channel(channel)
@@ -329,7 +372,7 @@ class Broker:
         channel.consumers[tag] = consumer
         q.add_consumer(consumer)
         channel.send(encode(Op.BASIC_CONSUME_OK, channel.number, tag))
-        q.dispatch()
+        self._dispatch(q)
 
     def _basic_cancel(self, channel: Channel, _: Any, consumer_tag_: str) -> None:
         consumer = channel.consumers.pop(consumer_tag_, None)
@@ -360,7 +403,7 @@ class Broker:
             for queue in queues:
                 queue.messages.append(message)
                 if queue.consumers:
-                    queue.dispatch()
+                    self._dispatch(queue)
         elif mandatory:
             channel.send(encode(Op.BASIC_RETURN, channel.number, errors.NO_ROUTE, "NO_ROUTE",
                                 exchange, routing_key, properties), body)
@@ -417,15 +460,15 @@ class Broker:
         if len(entries) == 1:
             queue = entries[0].queue
             if queue.messages and not queue.deleted:
-                queue.dispatch()
+                self._dispatch(queue)
             return
         for queue in {id(e.queue): e.queue for e in entries}.values():
             if queue.messages and not queue.deleted:
-                queue.dispatch()
+                self._dispatch(queue)
 
     def _dispatch_consumers_of(self, channel: Channel) -> None:
         for queue in {id(c.queue): c.queue for c in channel.consumers.values()}.values():
-            queue.dispatch()
+            self._dispatch(queue)
 
     def _requeue(self, entries: Iterable[Unacked]) -> None:
         """Return deliveries to the head of their queues, in order, and dispatch them."""
@@ -437,7 +480,7 @@ class Broker:
             queue.requeue(messages)
         for queue, _ in by_queue.values():
             if not queue.deleted:
-                queue.dispatch()
+                self._dispatch(queue)
 
     def _flush_confirms(self) -> None:
         """One ``multiple`` ack per confirm channel per batch, after its returns."""

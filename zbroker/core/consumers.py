@@ -14,6 +14,9 @@ The credit protocol (RabbitMQ's prefetch, as the broker applies it):
    credit back; the queues that consumer reads from are then dispatched again.
 5. Competing consumers on one queue are served round robin, skipping those without
    credit; a queue stops dispatching when no consumer has credit.
+   A connection whose socket pipe is full (the socket layer says ``blocked``) has no
+   credit at all until it drains, so a slow reader's messages wait in the queue, where
+   other consumers can take them, instead of piling up in the broker's send buffers.
 6. Every unacked delivery is owned by exactly one (connection, channel, delivery tag).
    When the channel closes, or its connection closes or dies, the owner's unacked
    deliveries return to the head of their queues, marked redelivered.
@@ -44,6 +47,8 @@ class Consumer:
         self.arguments = arguments or {}
 
     def has_credit(self) -> bool:
+        if self.channel.connection.blocked:
+            return False
         if self.auto_ack:
             return True
         if self.prefetch and self.unacked >= self.prefetch:

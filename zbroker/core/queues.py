@@ -81,13 +81,22 @@ class Queue:
         self.messages.clear()
         return count
 
-    def dispatch(self) -> None:
+    def dispatch(self, limit: int) -> bool:
+        """Deliver up to ``limit`` messages; True if it stopped at the limit with more to do.
+
+        The limit keeps one pass of the broker loop short when a consumer needs no credit
+        (auto-ack or prefetch 0) and the queue is long: the rest goes out next pass.
+        """
         messages, consumers = self.messages, self.consumers
         while messages and consumers:
+            if limit <= 0:
+                return True
             consumer = self._next_with_credit()
             if consumer is None:
-                return
+                return False
             consumer.channel.deliver(consumer, self, messages.popleft())
+            limit -= 1
+        return False
 
     def _next_with_credit(self) -> "Consumer | None":
         consumers = self.consumers

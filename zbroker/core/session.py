@@ -52,6 +52,8 @@ class Connection:
         #: frames on them are discarded, as AMQP requires.
         self.closing_channels: set[int] = set()
         self.exclusive_queues: list[Queue] = []
+        #: Set by the socket layer while the peer's pipe is full: no deliveries then.
+        self.blocked = False
 
     @property
     def name(self) -> str:
