@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -20,6 +21,16 @@ def run(broker: Broker):
     yield _run
     for proc in started:
         proc.kill()
+
+
+def first_to_print(procs: list[Process], pattern: str, timeout: float = 10.0) -> Process:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in procs:
+            if proc.output.count(pattern):
+                return proc
+        time.sleep(0.02)  # polling output already being read, not waiting for start-up
+    raise AssertionError(f"no process printed {pattern!r}")
 
 
 def finish(proc: Process) -> None:
@@ -44,8 +55,8 @@ def test_work_queue_fair_dispatch_and_killed_worker_redelivery(run) -> None:
     finish(run("new_task.py", "long.........."))
     for i in range(4):
         finish(run("new_task.py", f"short{i}"))
-    busy, idle = (worker_a, worker_b) if worker_a.output.count("long") else (worker_b, worker_a)
-    busy.wait_for(r"Received long")
+    busy = first_to_print([worker_a, worker_b], r"Received long")
+    idle = worker_b if busy is worker_a else worker_a
     for i in range(4):
         idle.wait_for(rf"Received short{i}")
     assert busy.output.count("short") == 0, "fair dispatch: the busy worker got no short task"
