@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from zbroker import DEFAULT_BIND, __version__
+from zbroker.bench.runner import WORKLOADS
 from zbroker.core.broker import DEFAULT_HEARTBEAT_S, DEFAULT_MAX_BODY_BYTES
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -58,9 +59,12 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, log_level: str) -> Non
               help="Also run every workload with real pika against this RabbitMQ "
                    "(e.g. amqp://guest:guest@127.0.0.1:5672/); needs 'pip install pika'.")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds one workload may take.")
+@click.option("--workload", "workloads", multiple=True, type=click.Choice(list(WORKLOADS)),
+              help="Run only these workloads (repeatable) [default: all].")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the results as JSON [default: bench-results/bench-<time>.json].")
-def bench(runs: int, quick: bool, against: str | None, timeout: float, json_path: Path | None) -> None:
+def bench(runs: int, quick: bool, against: str | None, timeout: float, workloads: tuple[str, ...],
+          json_path: Path | None) -> None:
     """Measure zbroker, side by side with the raw-ZeroMQ ceiling (and RabbitMQ with --against)."""
     from zbroker.bench import runner
 
@@ -70,7 +74,8 @@ def bench(runs: int, quick: bool, against: str | None, timeout: float, json_path
         except ImportError:
             raise click.ClickException("--against needs pika: pip install 'zbroker[rabbitmq]'") from None
     try:
-        results = runner.run(runs, quick, against, timeout, lambda msg: click.echo(f"  {msg} ...", err=True))
+        results = runner.run(runs, quick, against, timeout, list(workloads or WORKLOADS),
+                             lambda msg: click.echo(f"  {msg}", err=True))
     except runner.BenchError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(runner.table(results))

@@ -1,6 +1,13 @@
-"""The practical limit on this machine: raw pyzmq between processes, no broker logic."""
+"""The practical limit on this machine, in the same process layouts as the workloads.
+
+``relay`` is a bare pyzmq ROUTER in its own process that forwards what producers send to
+consumers: round robin, to all, to nobody (counting), or request/reply. No routing tables,
+no queues, no acks, no properties: what is left is the cost of Python moving ZeroMQ
+frames between processes. ``push``/``pull`` is rawer still: two processes, no relay.
+"""
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -8,8 +15,99 @@ import zmq
 
 from zbroker.bench.roles import BODY_100
 
+HELLO, OK, DATA, CALL, REPLY = b"hello", b"ok", b"data", b"call", b"reply"
 
-def pull(endpoint: str, count: int, report: Any) -> None:
+
+def relay(endpoint: str, mode: str, expect: int, report: Any) -> None:
+    """Forward until killed. ``mode``: ``rr``, ``fanout``, ``sink`` (count to ``expect``), ``rpc``."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.SNDHWM, 0)
+    sock.setsockopt(zmq.RCVHWM, 0)
+    sock.bind(endpoint)
+    report.put(("relay", None))
+    consumers: list[bytes] = []
+    servers: list[bytes] = []
+    turn = itertools.count()
+    count = 0
+    while True:
+        peer, kind, *rest = sock.recv_multipart()
+        if kind == DATA:
+            if mode == "rr":
+                sock.send_multipart([consumers[next(turn) % len(consumers)], DATA, rest[0]])
+            elif mode == "fanout":
+                for c in consumers:
+                    sock.send_multipart([c, DATA, rest[0]])
+            else:
+                count += 1
+                if count == expect:
+                    report.put(("end", time.time()))
+        elif kind == CALL:
+            sock.send_multipart([servers[0], peer, rest[0]])
+        elif kind == REPLY:
+            sock.send_multipart([rest[0], REPLY, rest[1]])
+        elif kind == HELLO:
+            (servers if rest[0] == b"server" else consumers if rest[0] == b"consumer" else []).append(peer)
+            sock.send_multipart([peer, OK])
+
+
+def _dealer(endpoint: str, role: bytes) -> tuple[Any, Any]:
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.SNDHWM, 0)
+    sock.setsockopt(zmq.RCVHWM, 0)
+    sock.connect(endpoint)
+    sock.send_multipart([HELLO, role])
+    sock.recv_multipart()
+    return ctx, sock
+
+
+def relay_producer(endpoint: str, count: int, report: Any, go: Any) -> None:
+    ctx, sock = _dealer(endpoint, b"producer")
+    report.put(("ready", None))
+    go.wait()
+    for _ in range(count):
+        sock.send_multipart([DATA, BODY_100])
+    sock.close()  # linger: everything queued is still sent
+    ctx.term()
+    report.put(("sent", count))
+
+
+def relay_consumer(endpoint: str, expect: int, report: Any, go: Any) -> None:
+    ctx, sock = _dealer(endpoint, b"consumer")
+    report.put(("ready", None))
+    go.wait()
+    for _ in range(expect):
+        sock.recv_multipart()
+    report.put(("done", (expect, time.time())))
+    sock.close(0)
+    ctx.term()
+
+
+def relay_server(endpoint: str, report: Any, go: Any) -> None:
+    ctx, sock = _dealer(endpoint, b"server")
+    report.put(("ready", None))
+    while True:
+        client, body = sock.recv_multipart()
+        sock.send_multipart([REPLY, client, body])
+
+
+def relay_client(endpoint: str, calls: int, report: Any, go: Any) -> None:
+    ctx, sock = _dealer(endpoint, b"client")
+    report.put(("ready", None))
+    go.wait()
+    latencies = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        sock.send_multipart([CALL, BODY_100])
+        sock.recv_multipart()
+        latencies.append(time.perf_counter() - started)
+    report.put(("latencies", latencies))
+    sock.close(0)
+    ctx.term()
+
+
+def pull(endpoint: str, count: int, report: Any, go: Any) -> None:
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PULL)
     sock.bind(endpoint)
@@ -18,15 +116,17 @@ def pull(endpoint: str, count: int, report: Any) -> None:
     started = time.perf_counter()
     for _ in range(count - 1):
         sock.recv()
-    report.put(("received", time.perf_counter() - started))
+    report.put(("elapsed", time.perf_counter() - started))
     sock.close(0)
     ctx.term()
 
 
-def push(endpoint: str, count: int) -> None:
+def push(endpoint: str, count: int, report: Any, go: Any) -> None:
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PUSH)
     sock.connect(endpoint)
+    report.put(("ready", None))
+    go.wait()
     for _ in range(count):
         sock.send(BODY_100)
     sock.close()

@@ -1,12 +1,21 @@
-"""Run the benchmark: start a broker, run each workload in separate processes, repeat the
-whole set alternating targets, and report medians (the machine is small and noisy)."""
+"""Run the benchmark: start a broker, run each workload as separate processes, repeat the
+whole set in rounds that alternate targets, and report medians (the machine is small and
+noisy, so one run proves nothing).
+
+Targets: ``zbroker`` (through ``zbroker.client``), ``rabbitmq`` (real pika, with
+``--against``) and ``relay`` (a bare pyzmq ROUTER relay in the same process layout: the
+practical ceiling for a Python broker). ``push_pull`` (two processes, raw pyzmq) is
+measured once per round as the rawest limit.
+"""
 from __future__ import annotations
 
+import importlib
 import json
 import multiprocessing
 import os
 import platform
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -18,9 +27,23 @@ from typing import Any, Callable
 from zbroker.bench import ceiling, roles
 
 READY = re.compile(r"ready on tcp://[^:]+:(\d+)")
-#: Message counts: the issue's figures, and a short run for smoke tests and --quick.
-FULL = {"publish": 100_000, "workqueue": 100_000, "push_pull": 200_000}
-QUICK = {"publish": 5_000, "workqueue": 5_000, "push_pull": 20_000}
+FULL = {"publish": 100_000, "workqueue": 100_000, "fanout": 50_000, "rpc": 5_000, "fanin": 80_000,
+        "push_pull": 200_000}
+QUICK = {"publish": 2_000, "workqueue": 2_000, "fanout": 1_000, "rpc": 200, "fanin": 4_000, "push_pull": 20_000}
+WORKLOADS = ("publish", "workqueue", "fanout", "rpc", "fanin")
+FANOUT_CONSUMERS = 4
+WORKQUEUE_WORKERS = 2
+FANIN_PRODUCERS = 8
+#: What the table prints for each metric, and whether bigger is better.
+METRICS = {
+    "publish": [("msgs_per_s", "publish: 1 producer, msgs/s", True)],
+    "workqueue": [("msgs_per_s", "workqueue: 1 producer, 2 workers, prefetch 100, msgs/s", True)],
+    "fanout": [("deliveries_per_s", "fanout: 1 producer, 4 consumers, deliveries/s", True)],
+    "rpc": [("p50_us", "rpc: round trip p50, us", False), ("p99_us", "rpc: round trip p99, us", False),
+            ("calls_per_s", "rpc: sequential calls/s", True)],
+    "fanin": [("msgs_per_s", "fanin: 8 producers, 1 consumer prefetch 1000, msgs/s", True)],
+    "push_pull": [("msgs_per_s", "raw pyzmq PUSH->PULL, 2 processes, msgs/s", True)],
+}
 
 
 class BenchError(RuntimeError):
@@ -32,21 +55,23 @@ class Target:
     """Who is measured: a client module speaking the pika API, and the broker's URL."""
 
     name: str
-    client: str
-    url: str
+    client: str = ""
+    url: str = ""
 
 
 @dataclass
 class Results:
     runs: int
     counts: dict[str, int]
-    samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    samples: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
 
-    def add(self, target: str, workload: str, value: float) -> None:
-        self.samples.setdefault(target, {}).setdefault(workload, []).append(value)
+    def add(self, target: str, workload: str, metrics: dict[str, float]) -> None:
+        per = self.samples.setdefault(target, {}).setdefault(workload, {})
+        for name, value in metrics.items():
+            per.setdefault(name, []).append(value)
 
-    def median(self, target: str, workload: str) -> float | None:
-        values = self.samples.get(target, {}).get(workload)
+    def median(self, target: str, workload: str, metric: str) -> float | None:
+        values = self.samples.get(target, {}).get(workload, {}).get(metric)
         return statistics.median(values) if values else None
 
     def to_json(self) -> dict[str, Any]:
@@ -56,10 +81,15 @@ class Results:
                         "platform": platform.platform()},
             "runs": self.runs,
             "counts": self.counts,
-            "unit": "messages per second",
-            "results": {t: {w: {"samples": v, "median": statistics.median(v)} for w, v in ws.items()}
-                        for t, ws in self.samples.items()},
+            "results": {t: {w: {m: {"samples": v, "median": statistics.median(v)} for m, v in ms.items()}
+                            for w, ms in ws.items()} for t, ws in self.samples.items()},
         }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class BrokerProcess:
@@ -70,19 +100,12 @@ class BrokerProcess:
             [sys.executable, "-m", "zbroker", "serve", "--bind", "tcp://127.0.0.1:0", "--log-level", "warning"],
             stderr=subprocess.PIPE, text=True)
         assert self.proc.stderr is not None
-        deadline = time.monotonic() + 20
-        for line in self.proc.stderr:
-            m = READY.search(line)
-            if m:
-                self.port = int(m.group(1))
-                break
-            if time.monotonic() > deadline:
-                break
-        else:
-            raise BenchError("zbroker serve exited before it was ready")
-        if not hasattr(self, "port"):
+        line = self.proc.stderr.readline()  # the ready line, or the error that stopped it
+        m = READY.search(line)
+        if not m:
             self.stop()
-            raise BenchError("zbroker serve did not become ready in 20 s")
+            raise BenchError(f"zbroker serve did not start: {line.strip() or 'no output'}")
+        self.port = int(m.group(1))
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -93,8 +116,67 @@ class BrokerProcess:
                 self.proc.kill()
 
 
+class Session:
+    """The processes of one workload run: spawned, waited for, released together, reaped."""
+
+    def __init__(self, mp: Any, timeout: float) -> None:
+        self._mp = mp
+        self.timeout = timeout
+        self.report = mp.Queue()
+        self.go_event = mp.Event()
+        self.procs: list[Any] = []
+        self._early: dict[str, list[Any]] = {}
+
+    def spawn(self, fn: Callable[..., None], *args: Any, with_go: bool = True) -> None:
+        extra = (self.report, self.go_event) if with_go else (self.report,)
+        proc = self._mp.Process(target=fn, args=(*args, *extra), daemon=True)
+        proc.start()
+        self.procs.append(proc)
+
+    def expect(self, kind: str) -> Any:
+        """The next report of this kind; reports of other kinds that come first are kept."""
+        if self._early.get(kind):
+            return self._early[kind].pop(0)
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            try:
+                got, value = self.report.get(timeout=0.5)
+            except Exception:  # queue.Empty: check nobody died, then wait on
+                dead = [p for p in self.procs if p.exitcode not in (None, 0)]
+                if dead:
+                    raise BenchError(f"a benchmark process exited with {dead[0].exitcode} "
+                                     f"while waiting for {kind!r}") from None
+                continue
+            if got != kind:
+                self._early.setdefault(got, []).append(value)
+                continue
+            return value
+        raise BenchError(f"timed out after {self.timeout:.0f}s waiting for {kind!r}")
+
+    def start(self, ready: int) -> float:
+        for _ in range(ready):
+            self.expect("ready")
+        started = time.time()
+        self.go_event.set()
+        return started
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+
+
+def _latency_metrics(latencies: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {"p50_us": statistics.median(ordered) * 1e6,
+            "p99_us": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1e6,
+            "calls_per_s": len(ordered) / sum(ordered)}
+
+
 class Workloads:
-    """Each workload: spawn its role processes, collect their reports, return msgs/s."""
+    """Each method runs one workload on one target and returns its metrics."""
 
     def __init__(self, counts: dict[str, int], timeout: float) -> None:
         self.counts = counts
@@ -102,126 +184,225 @@ class Workloads:
         self._mp = multiprocessing.get_context("spawn")
         self._serial = 0
 
-    def _queue_name(self, workload: str) -> str:
+    def _name(self, workload: str) -> str:
         self._serial += 1
         return f"bench.{workload}.{os.getpid()}.{self._serial}"
 
-    def _expect(self, report: Any, kind: str, procs: list[Any]) -> Any:
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            try:
-                got, value = report.get(timeout=0.5)
-            except Exception:  # queue.Empty; a dead role is checked below
-                if any(p.exitcode not in (None, 0) for p in procs):
-                    raise BenchError(f"a benchmark process failed while waiting for {kind!r}") from None
-                continue
-            if got != kind:
-                raise BenchError(f"expected {kind!r} from a benchmark process, got {got!r}")
-            return value
-        raise BenchError(f"timed out after {self.timeout:.0f}s waiting for {kind!r}")
+    def run(self, workload: str, target: Target) -> dict[str, float]:
+        session = Session(self._mp, self.timeout)
+        try:
+            if target.name == "relay":
+                return getattr(self, f"_relay_{workload}")(session)
+            return getattr(self, f"_{workload}")(session, target)
+        finally:
+            session.close()
 
-    def _run(self, procs: list[tuple[Callable[..., None], tuple[Any, ...]]]) -> list[Any]:
-        started = [self._mp.Process(target=fn, args=args, daemon=True) for fn, args in procs]
-        for p in started:
-            p.start()
-        return started
+    # -- through a broker (zbroker or RabbitMQ), pika API only --------------------------
 
-    @staticmethod
-    def _finish(procs: list[Any]) -> None:
-        for p in procs:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-
-    def publish(self, target: Target) -> float:
+    def _publish(self, s: Session, t: Target) -> dict[str, float]:
         n = self.counts["publish"]
-        report = self._mp.Queue()
-        procs = self._run([(roles.publisher, (target.client, target.url, self._queue_name("publish"), n, report))])
-        try:
-            return n / self._expect(report, "published", procs)
-        finally:
-            self._finish(procs)
+        s.spawn(roles.publisher, t.client, t.url, self._name("publish"), n)
+        s.start(1)
+        return {"msgs_per_s": n / s.expect("elapsed")}
 
-    def workqueue(self, target: Target) -> float:
-        n, workers, prefetch = self.counts["workqueue"], 2, 100
-        queue = self._queue_name("workqueue")
-        report = self._mp.Queue()
-        procs = self._run([(roles.worker, (target.client, target.url, queue, prefetch, report))] * workers)
+    def _workqueue(self, s: Session, t: Target) -> dict[str, float]:
+        n, queue = self.counts["workqueue"], self._name("workqueue")
+        for _ in range(WORKQUEUE_WORKERS):
+            s.spawn(roles.consumer, t.client, t.url, queue, "", 0, 100, False)
+        s.spawn(roles.producer, t.client, t.url, "", queue, n, WORKQUEUE_WORKERS)
         try:
-            for _ in range(workers):
-                self._expect(report, "ready", procs)
-            procs += self._run([(roles.producer, (target.client, target.url, queue, n, workers, report))])
-            started = self._expect(report, "start", procs)
-            done = [self._expect(report, "done", procs) for _ in range(workers)]
+            started = s.start(WORKQUEUE_WORKERS + 1)
+            s.expect("sent")
+            done = [s.expect("done") for _ in range(WORKQUEUE_WORKERS)]
         finally:
-            self._finish(procs)
-        total = sum(count for count, _ in done)
-        if total != n:
-            raise BenchError(f"workqueue: workers acked {total} messages, expected {n}")
-        return n / (max(last for _, last in done) - started)
+            _delete(t, queues=[queue])
+        return {"msgs_per_s": _rate(n, started, done)}
 
-    def push_pull(self, target: Target) -> float:
-        n = self.counts["push_pull"]
+    def _fanout(self, s: Session, t: Target) -> dict[str, float]:
+        n, exchange = self.counts["fanout"], self._name("fanout")
+        _declare_exchange(t, exchange, "fanout")
+        for _ in range(FANOUT_CONSUMERS):
+            s.spawn(roles.consumer, t.client, t.url, "", exchange, n, 0, True)
+        s.spawn(roles.producer, t.client, t.url, exchange, "", n, 0)
+        try:
+            started = s.start(FANOUT_CONSUMERS + 1)
+            s.expect("sent")
+            done = [s.expect("done") for _ in range(FANOUT_CONSUMERS)]
+        finally:
+            _delete(t, exchanges=[exchange])
+        return {"deliveries_per_s": _rate(n * FANOUT_CONSUMERS, started, done)}
+
+    def _rpc(self, s: Session, t: Target) -> dict[str, float]:
+        queue = self._name("rpc")
+        s.spawn(roles.rpc_server, t.client, t.url, queue)
+        s.expect("ready")  # the server's queue exists before the client's first call
+        s.spawn(roles.rpc_client, t.client, t.url, queue, self.counts["rpc"])
+        s.start(1)
+        return _latency_metrics(s.expect("latencies"))
+
+    def _fanin(self, s: Session, t: Target) -> dict[str, float]:
+        n, queue = self.counts["fanin"], self._name("fanin")
+        each = n // FANIN_PRODUCERS
+        s.spawn(roles.consumer, t.client, t.url, queue, "", each * FANIN_PRODUCERS, 1000, False)
+        s.expect("ready")  # the queue exists before anyone publishes
+        for _ in range(FANIN_PRODUCERS):
+            s.spawn(roles.producer, t.client, t.url, "", queue, each, 0)
+        try:
+            started = s.start(FANIN_PRODUCERS)
+            for _ in range(FANIN_PRODUCERS):
+                s.expect("sent")
+            done = [s.expect("done")]
+        finally:
+            _delete(t, queues=[queue])
+        return {"msgs_per_s": _rate(each * FANIN_PRODUCERS, started, done)}
+
+    # -- the bare relay, same layouts ----------------------------------------------------
+
+    def _relay(self, s: Session, mode: str, expect: int = 0) -> str:
         endpoint = f"tcp://127.0.0.1:{_free_port()}"
-        report = self._mp.Queue()
-        procs = self._run([(ceiling.pull, (endpoint, n, report))])
+        s.spawn(ceiling.relay, endpoint, mode, expect, with_go=False)
+        s.expect("relay")
+        return endpoint
+
+    def _relay_publish(self, s: Session) -> dict[str, float]:
+        n = self.counts["publish"]
+        endpoint = self._relay(s, "sink", n)
+        s.spawn(ceiling.relay_producer, endpoint, n)
+        started = s.start(1)
+        s.expect("sent")
+        return {"msgs_per_s": n / (s.expect("end") - started)}
+
+    def _relay_spread(self, s: Session, mode: str, n: int, consumers: int, producers: int) -> float:
+        """Producers -> relay -> consumers; returns deliveries per second."""
+        endpoint = self._relay(s, mode)
+        per_consumer = n if mode == "fanout" else n // consumers
+        for _ in range(consumers):
+            s.spawn(ceiling.relay_consumer, endpoint, per_consumer)
+        for _ in range(consumers):
+            s.expect("ready")
+        for _ in range(producers):
+            s.spawn(ceiling.relay_producer, endpoint, n // producers)
+        started = s.start(producers)
+        for _ in range(producers):
+            s.expect("sent")
+        done = [s.expect("done") for _ in range(consumers)]
+        return _rate(per_consumer * consumers, started, done)
+
+    def _relay_workqueue(self, s: Session) -> dict[str, float]:
+        n = self.counts["workqueue"]
+        return {"msgs_per_s": self._relay_spread(s, "rr", n, WORKQUEUE_WORKERS, 1)}
+
+    def _relay_fanout(self, s: Session) -> dict[str, float]:
+        return {"deliveries_per_s": self._relay_spread(s, "fanout", self.counts["fanout"], FANOUT_CONSUMERS, 1)}
+
+    def _relay_fanin(self, s: Session) -> dict[str, float]:
+        return {"msgs_per_s": self._relay_spread(s, "rr", self.counts["fanin"], 1, FANIN_PRODUCERS)}
+
+    def _relay_rpc(self, s: Session) -> dict[str, float]:
+        endpoint = self._relay(s, "rpc")
+        s.spawn(ceiling.relay_server, endpoint)
+        s.expect("ready")
+        s.spawn(ceiling.relay_client, endpoint, self.counts["rpc"])
+        s.start(1)
+        return _latency_metrics(s.expect("latencies"))
+
+    def push_pull(self) -> dict[str, float]:
+        n = self.counts["push_pull"]
+        session = Session(self._mp, self.timeout)
+        endpoint = f"tcp://127.0.0.1:{_free_port()}"
         try:
-            self._expect(report, "ready", procs)
-            procs += self._run([(ceiling.push, (endpoint, n))])
-            return (n - 1) / self._expect(report, "received", procs)
+            session.spawn(ceiling.pull, endpoint, n)
+            session.expect("ready")
+            session.spawn(ceiling.push, endpoint, n)
+            session.start(1)
+            return {"msgs_per_s": (n - 1) / session.expect("elapsed")}
         finally:
-            self._finish(procs)
+            session.close()
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _rate(messages: int, started: float, done: list[tuple[int, float]]) -> float:
+    total = sum(count for count, _ in done)
+    if total != messages:
+        raise BenchError(f"consumers got {total} messages, expected {messages}")
+    return messages / (max(last for _, last in done) - started)
 
 
-#: (target kind, workload) pairs in the order they run within one round.
-PLAN = [("broker", "publish"), ("broker", "workqueue"), ("ceiling", "push_pull")]
-LABELS = {"publish": "publish (1 producer, 100 B)", "workqueue": "workqueue (1 producer, 2 workers, prefetch 100)",
-          "push_pull": "raw pyzmq PUSH->PULL (ceiling)"}
+def _admin(target: Target) -> tuple[Any, Any]:
+    pika = importlib.import_module(target.client)
+    conn = pika.BlockingConnection(pika.URLParameters(target.url))
+    return conn, conn.channel()
 
 
-def run(runs: int, quick: bool, against: str | None, timeout: float,
+def _declare_exchange(target: Target, name: str, kind: str) -> None:
+    conn, ch = _admin(target)
+    ch.exchange_declare(name, kind)
+    conn.close()
+
+
+def _delete(target: Target, queues: list[str] = (), exchanges: list[str] = ()) -> None:  # type: ignore[assignment]
+    conn, ch = _admin(target)
+    for q in queues:
+        ch.queue_delete(q)
+    for x in exchanges:
+        ch.exchange_delete(x)
+    conn.close()
+
+
+def run(runs: int, quick: bool, against: str | None, timeout: float, workloads: list[str],
         progress: Callable[[str], None]) -> Results:
-    counts = QUICK if quick else FULL
-    results = Results(runs, dict(counts))
-    workloads = Workloads(counts, timeout)
+    counts = dict(QUICK if quick else FULL)
+    results = Results(runs, counts)
+    bench = Workloads(counts, timeout)
     broker = BrokerProcess()
     try:
         targets = [Target("zbroker", "zbroker.client", f"zbroker://127.0.0.1:{broker.port}")]
         if against:
             targets.append(Target("rabbitmq", "pika", against))
+        targets.append(Target("relay"))
+        steps = runs * (len(workloads) * len(targets) + 1)
+        step = 0
         for i in range(runs):
-            for kind, workload in PLAN:
-                for target in (targets if kind == "broker" else [Target("ceiling", "", "")]):
-                    progress(f"run {i + 1}/{runs}: {workload} on {target.name}")
-                    results.add(target.name, workload, getattr(workloads, workload)(target))
+            for workload in workloads:
+                for target in targets:
+                    step += 1
+                    metrics = bench.run(workload, target)
+                    results.add(target.name, workload, metrics)
+                    progress(f"[{step}/{steps}] round {i + 1}: {workload} on {target.name}: {_brief(metrics)}")
+            step += 1
+            metrics = bench.push_pull()
+            results.add("push_pull", "push_pull", metrics)
+            progress(f"[{step}/{steps}] round {i + 1}: raw PUSH->PULL: {_brief(metrics)}")
     finally:
         broker.stop()
     return results
 
 
+def _brief(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:,.0f}" for k, v in metrics.items())
+
+
 def table(results: Results) -> str:
-    names = [n for n in ("zbroker", "rabbitmq", "ceiling") if n in results.samples]
-    rows = [["workload (msgs/s, median of %d)" % results.runs, *names]]
-    if "rabbitmq" in names:
-        rows[0].append("zbroker / rabbitmq")
-    for _, workload in PLAN:
-        row = [LABELS[workload]]
-        for name in names:
-            value = results.median(name, workload)
-            row.append(f"{value:,.0f}" if value else "")
-        if "rabbitmq" in names:
-            z, r = results.median("zbroker", workload), results.median("rabbitmq", workload)
-            row.append(f"{z / r:.2f}x" if z and r else "")
-        rows.append(row)
+    """Medians side by side; ratios say how zbroker compares (for latencies, lower is better)."""
+    names = [n for n in ("zbroker", "rabbitmq", "relay") if n in results.samples]
+    ratios = [n for n in ("rabbitmq", "relay") if n in names]
+    rows = [[f"median of {results.runs} rounds", *names, *(f"zbroker/{n}" for n in ratios)]]
+    for workload in WORKLOADS:
+        for metric, label, _ in METRICS[workload]:
+            values = {n: results.median(n, workload, metric) for n in names}
+            if values.get("zbroker") is None:
+                continue
+            row = [label, *(f"{values[n]:,.0f}" if values[n] else "" for n in names)]
+            for other in ratios:
+                z, o = values["zbroker"], values[other]
+                row.append(f"{z / o:.2f}x" if z and o else "")
+            rows.append(row)
+    push_pull = results.median("push_pull", "push_pull", "msgs_per_s")
+    if push_pull:
+        rows.append([METRICS["push_pull"][0][1], *(f"{push_pull:,.0f}" if n == "relay" else "" for n in names),
+                     *([""] * len(ratios))])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
