@@ -12,7 +12,11 @@ def test_bench_quick_run_writes_a_table_and_json(tmp_path) -> None:
                            "--json", str(out_json)], capture_output=True, text=True, env=child_env(), cwd=ROOT,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "publish" in proc.stdout and "workqueue" in proc.stdout
-    data = json.loads(out_json.read_text())
-    for target, workload in (("zbroker", "publish"), ("zbroker", "workqueue"), ("ceiling", "push_pull")):
-        assert data["results"][target][workload]["median"] > 0
+    for label in ("publish", "workqueue", "fanout", "rpc", "fanin", "PUSH->PULL"):
+        assert label in proc.stdout
+    results = json.loads(out_json.read_text())["results"]
+    for target in ("zbroker", "relay"):
+        assert set(results[target]) == {"publish", "workqueue", "fanout", "rpc", "fanin"}
+        for workload, metrics in results[target].items():
+            assert all(m["median"] > 0 for m in metrics.values()), (target, workload)
+    assert results["push_pull"]["push_pull"]["msgs_per_s"]["median"] > 0
