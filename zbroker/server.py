@@ -28,6 +28,7 @@ import zmq
 
 from zbroker.core import Broker
 from zbroker.protocol import HEADER
+from zbroker.transport import NOBLOCK, recv_parts, send_parts
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +131,9 @@ class Server:
 
     def _drain(self, router: zmq.Socket) -> None:
         handle = self.broker.handle
-        recv = router.recv_multipart
         for _ in range(DRAIN_BATCH):
             try:
-                parts = recv(zmq.NOBLOCK)
+                parts = recv_parts(router, NOBLOCK)
             except zmq.Again:
                 return
             if len(parts) < 2:
@@ -153,7 +153,7 @@ class Server:
                     self._backlog[peer].append(parts)
                     continue
                 try:
-                    router.send_multipart([peer, HEADER, *parts], zmq.NOBLOCK)
+                    send_parts(router, [peer, HEADER, *parts], NOBLOCK)
                 except zmq.Again:
                     self._backlog[peer] = deque([parts])
                     self.broker.set_blocked(peer, True)
@@ -169,7 +169,7 @@ class Server:
             queue = self._backlog[peer]
             while queue:
                 try:
-                    router.send_multipart([peer, HEADER, *queue[0]], zmq.NOBLOCK)
+                    send_parts(router, [peer, HEADER, *queue[0]], NOBLOCK)
                 except zmq.Again:
                     break
                 except zmq.ZMQError as exc:
@@ -213,7 +213,7 @@ class Server:
             if peer in self._backlog:
                 continue  # a full pipe means a live, slow reader
             try:
-                router.send_multipart([peer, HEADER], zmq.NOBLOCK)
+                send_parts(router, [peer, HEADER], NOBLOCK)
             except zmq.Again:
                 pass
             except zmq.ZMQError as exc:

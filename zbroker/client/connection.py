@@ -29,6 +29,7 @@ from zbroker import __version__
 from zbroker.client import exceptions
 from zbroker.client.parameters import ConnectionParameters
 from zbroker.protocol import HEADER, Op, ProtocolError, check_header, decode_message, encode
+from zbroker.transport import NOBLOCK, recv_parts, send_parts
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ class BlockingConnection:
     def _send(self, parts: list[Any]) -> None:
         self._raise_if_lost()
         assert self._sock is not None  # set while open; _raise_if_lost covers closed
-        self._sock.send_multipart([HEADER, *parts])
+        send_parts(self._sock, [HEADER, *parts])
 
     def _raise_if_lost(self) -> None:
         """Raise why the connection ended: the broker's or transport's reason, or, once
@@ -206,7 +207,7 @@ class BlockingConnection:
             if sock is None:
                 return
             try:
-                parts = sock.recv_multipart(zmq.NOBLOCK)
+                parts = recv_parts(sock, NOBLOCK)
             except zmq.Again:
                 return
             try:

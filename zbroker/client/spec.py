@@ -58,14 +58,20 @@ class BasicProperties(Properties):
 
     @classmethod
     def from_wire(cls, fields: dict[str, Any]) -> "BasicProperties":
-        props = cls()
-        for key, value in fields.items():
-            if key in _FIELD_SET:
-                setattr(props, key, value)
+        """Build from the wire mapping; runs once per delivery, so it skips __init__."""
+        props = cls.__new__(cls)
+        attrs = props.__dict__
+        attrs.update(_UNSET)
+        if fields:
+            if fields.keys() <= _FIELD_SET:
+                attrs.update(fields)
+            else:  # a peer added names we do not know: keep only ours
+                attrs.update((k, v) for k, v in fields.items() if k in _FIELD_SET)
         return props
 
 
 _FIELD_SET = frozenset(BasicProperties.FIELDS)
+_UNSET = dict.fromkeys(BasicProperties.FIELDS)
 
 
 def _method(qualname: str, fields: dict[str, Any], synchronous: bool = False) -> type[Method]:
@@ -121,12 +127,25 @@ class Queue(Class):
 
 class Basic(Class):
     NAME = "Basic"
+
+    class Deliver(Method):
+        """``Basic.Deliver``, written out: one is built per delivery."""
+
+        NAME = "Basic.Deliver"
+
+        def __init__(self, consumer_tag: str | None = None, delivery_tag: int | None = None,
+                     redelivered: bool = False, exchange: str | None = None,
+                     routing_key: str | None = None) -> None:
+            self.consumer_tag = consumer_tag
+            self.delivery_tag = delivery_tag
+            self.redelivered = redelivered
+            self.exchange = exchange
+            self.routing_key = routing_key
+
     QosOk = _method("Basic.QosOk", {})
     ConsumeOk = _method("Basic.ConsumeOk", {"consumer_tag": None})
     Cancel = _method("Basic.Cancel", {"consumer_tag": None, "nowait": False}, True)
     CancelOk = _method("Basic.CancelOk", {"consumer_tag": None})
-    Deliver = _method("Basic.Deliver", {"consumer_tag": None, "delivery_tag": None,
-                                        "redelivered": False, "exchange": None, "routing_key": None})
     Return = _method("Basic.Return", {"reply_code": None, "reply_text": "", "exchange": None,
                                       "routing_key": None})
     GetOk = _method("Basic.GetOk", {"delivery_tag": None, "redelivered": False, "exchange": None,

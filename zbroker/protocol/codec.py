@@ -25,6 +25,9 @@ MAGIC = b"ZB"
 HEADER = MAGIC + bytes([PROTOCOL_VERSION])
 
 _packb = msgpack.Packer(use_bin_type=True).pack
+_unpackb = msgpack.unpackb
+#: opcode -> (spec, exact types per field), so validation is one set look-up per field.
+_CHECKS = {op: (spec, spec.exact_types) for op, spec in SPECS.items()}
 
 
 class ProtocolError(Exception):
@@ -57,30 +60,34 @@ def check_header(header: bytes) -> None:
 def decode_command(frame: bytes) -> tuple[int, list[Any]]:
     """Decode and validate one command frame against the table."""
     try:
-        command = msgpack.unpackb(frame, raw=False)
+        command = _unpackb(frame)
     except Exception as exc:  # msgpack raises several unrelated types
         raise ProtocolError(errors.SYNTAX_ERROR, f"undecodable command frame: {exc}") from None
     if type(command) is not list or not command:
         raise ProtocolError(errors.SYNTAX_ERROR, "command frame is not a non-empty array")
     op = command[0]
-    spec = SPECS.get(op) if type(op) is int else None
-    if spec is None:
+    check = _CHECKS.get(op) if type(op) is int else None
+    if check is None:
         raise ProtocolError(errors.NOT_IMPLEMENTED, f"unknown command {op!r}")
+    spec, types = check
     fields = command[1:]
-    types = spec.fields
     if len(fields) != len(types):
-        raise ProtocolError(
-            errors.SYNTAX_ERROR,
-            f"{spec.op.name} takes {len(types)} fields, got {len(fields)}",
-        )
-    for value, (name, allowed) in zip(fields, types):
-        if not isinstance(value, allowed) or (bool not in allowed and type(value) is bool):
+        raise ProtocolError(errors.SYNTAX_ERROR, f"{spec.op.name} takes {len(types)} fields, got {len(fields)}")
+    for value, allowed in zip(fields, types):
+        if type(value) not in allowed:
+            _bad_field(spec, fields)
+    return op, fields
+
+
+def _bad_field(spec: Any, fields: list[Any]) -> None:
+    """Name the first field of the wrong type: the slow path, for the error message."""
+    for value, (name, allowed) in zip(fields, spec.fields):
+        if type(value) not in allowed:
             raise ProtocolError(
                 errors.SYNTAX_ERROR,
                 f"{spec.op.name}.{name} must be {'/'.join(t.__name__ for t in allowed)}, "
                 f"got {type(value).__name__}",
             )
-    return op, fields
 
 
 def decode_message(parts: Sequence[Any], start: int = 1) -> Iterator[tuple[int, list[Any], Any]]:

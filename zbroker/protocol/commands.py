@@ -82,8 +82,9 @@ class Spec:
     has_body: bool = False
 
     @property
-    def types(self) -> tuple[tuple[type, ...], ...]:
-        return tuple(t for _, t in self.fields)
+    def exact_types(self) -> tuple[frozenset[type], ...]:
+        """Per field, the exact types msgpack may decode it as (bool is not an int here)."""
+        return tuple(frozenset(t) for _, t in self.fields)
 
 
 _CH = ("channel", _INT)
