@@ -3,7 +3,7 @@
 ``relay`` is a bare pyzmq ROUTER in its own process that forwards what producers send to
 consumers: round robin, to all, to nobody (counting), or request/reply. No routing tables,
 no queues, no acks, no properties: what is left is the cost of Python moving ZeroMQ
-frames between processes. ``push``/``pull`` is rawer still: two processes, no relay.
+frames between processes, with the same fast send/receive calls zbroker uses. ``push``/``pull`` is rawer still: two processes, no relay.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 import zmq
 
 from zbroker.bench.roles import BODY_100
+from zbroker.transport import recv_parts, send_parts
 
 HELLO, OK, DATA, CALL, REPLY = b"hello", b"ok", b"data", b"call", b"reply"
 
@@ -31,24 +32,24 @@ def relay(endpoint: str, mode: str, expect: int, report: Any) -> None:
     turn = itertools.count()
     count = 0
     while True:
-        peer, kind, *rest = sock.recv_multipart()
+        peer, kind, *rest = recv_parts(sock)
         if kind == DATA:
             if mode == "rr":
-                sock.send_multipart([consumers[next(turn) % len(consumers)], DATA, rest[0]])
+                send_parts(sock, [consumers[next(turn) % len(consumers)], DATA, rest[0]])
             elif mode == "fanout":
                 for c in consumers:
-                    sock.send_multipart([c, DATA, rest[0]])
+                    send_parts(sock, [c, DATA, rest[0]])
             else:
                 count += 1
                 if count == expect:
                     report.put(("end", time.time()))
         elif kind == CALL:
-            sock.send_multipart([servers[0], peer, rest[0]])
+            send_parts(sock, [servers[0], peer, rest[0]])
         elif kind == REPLY:
-            sock.send_multipart([rest[0], REPLY, rest[1]])
+            send_parts(sock, [rest[0], REPLY, rest[1]])
         elif kind == HELLO:
             (servers if rest[0] == b"server" else consumers if rest[0] == b"consumer" else []).append(peer)
-            sock.send_multipart([peer, OK])
+            send_parts(sock, [peer, OK])
 
 
 def _dealer(endpoint: str, role: bytes) -> tuple[Any, Any]:
@@ -57,8 +58,8 @@ def _dealer(endpoint: str, role: bytes) -> tuple[Any, Any]:
     sock.setsockopt(zmq.SNDHWM, 0)
     sock.setsockopt(zmq.RCVHWM, 0)
     sock.connect(endpoint)
-    sock.send_multipart([HELLO, role])
-    sock.recv_multipart()
+    send_parts(sock, [HELLO, role])
+    recv_parts(sock)
     return ctx, sock
 
 
@@ -67,7 +68,7 @@ def relay_producer(endpoint: str, count: int, report: Any, go: Any) -> None:
     report.put(("ready", None))
     go.wait()
     for _ in range(count):
-        sock.send_multipart([DATA, BODY_100])
+        send_parts(sock, [DATA, BODY_100])
     sock.close()  # linger: everything queued is still sent
     ctx.term()
     report.put(("sent", count))
@@ -78,7 +79,7 @@ def relay_consumer(endpoint: str, expect: int, report: Any, go: Any) -> None:
     report.put(("ready", None))
     go.wait()
     for _ in range(expect):
-        sock.recv_multipart()
+        recv_parts(sock)
     report.put(("done", (expect, time.time())))
     sock.close(0)
     ctx.term()
@@ -88,8 +89,8 @@ def relay_server(endpoint: str, report: Any, go: Any) -> None:
     ctx, sock = _dealer(endpoint, b"server")
     report.put(("ready", None))
     while True:
-        client, body = sock.recv_multipart()
-        sock.send_multipart([REPLY, client, body])
+        client, body = recv_parts(sock)
+        send_parts(sock, [REPLY, client, body])
 
 
 def relay_client(endpoint: str, calls: int, report: Any, go: Any) -> None:
@@ -99,8 +100,8 @@ def relay_client(endpoint: str, calls: int, report: Any, go: Any) -> None:
     latencies = []
     for _ in range(calls):
         started = time.perf_counter()
-        sock.send_multipart([CALL, BODY_100])
-        sock.recv_multipart()
+        send_parts(sock, [CALL, BODY_100])
+        recv_parts(sock)
         latencies.append(time.perf_counter() - started)
     report.put(("latencies", latencies))
     sock.close(0)
