@@ -51,9 +51,12 @@ class _Consumer:
 
 
 def _short(value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be a str, got {type(value).__name__}")
-    if len(value.encode()) > MAX_SHORT_STRING:
+    if type(value) is not str:
+        if not isinstance(value, str):
+            raise TypeError(f"{what} must be a str, got {type(value).__name__}")
+        value = str.__str__(value)  # a str subclass (an ExchangeType member): its plain text
+    # UTF-8 takes at most 4 bytes a character: only longer strings need encoding to check.
+    if len(value) > MAX_SHORT_STRING // 4 and len(value.encode()) > MAX_SHORT_STRING:
         raise exceptions.ShortStringTooLong(value.encode())
     return value
 
@@ -207,7 +210,7 @@ class BlockingChannel:
     def _dispatch_event(self, kind: str, payload: Any) -> bool:
         if kind == "closed":
             return True  # wakes a waiting process_data_events, which then raises
-        if not self.is_open:
+        if not self._open_state:  # closed by the broker, the program or the connection
             return False
         if kind == "deliver":
             consumer = self._consumers.get(payload[0].consumer_tag)

@@ -278,7 +278,7 @@ class BlockingConnection:
             while self._threadsafe:
                 self._threadsafe.popleft()()
                 ran += 1
-            now = time.monotonic()
+            now = time.monotonic() if self._timers else 0.0
             while self._timers and self._timers[0][0] <= now:
                 _, timer_id, callback = heapq.heappop(self._timers)
                 if timer_id in self._cancelled_timers:

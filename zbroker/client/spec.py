@@ -54,7 +54,8 @@ class BasicProperties(Properties):
         self.cluster_id = cluster_id
 
     def to_wire(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None and k in _FIELD_SET}
+        """The fields that are set; names a program added itself are dropped by receivers."""
+        return {k: v for k, v in self.__dict__.items() if v is not None}
 
     @classmethod
     def from_wire(cls, fields: dict[str, Any]) -> "BasicProperties":

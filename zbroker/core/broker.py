@@ -216,7 +216,8 @@ class Broker:
     # -- channels ----------------------------------------------------------------------
 
     def _channel_command(self, conn: Connection, op: int, fields: list[Any], body: Any) -> None:
-        if op not in self._channel_ops and op not in _CHANNEL_LIFECYCLE_OPS:
+        handler = self._channel_ops.get(op)
+        if handler is None and op not in _CHANNEL_LIFECYCLE_OPS:
             detail = f"{Op(op).name} is not a client command"
             log.warning("connection %s closed: %s", conn.name, detail)
             self._close_connection(conn.peer, errors.COMMAND_INVALID, errors.reply_text(errors.COMMAND_INVALID, detail))
@@ -227,7 +228,6 @@ class Broker:
             self._channel_lifecycle(conn, op, number)
             return
         try:
-            handler = self._channel_ops.get(op)
             if handler is not None:
                 handler(channel, body, *fields[1:])
             elif op == Op.CHANNEL_CLOSE:

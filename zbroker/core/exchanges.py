@@ -46,6 +46,9 @@ class Exchange:
         self.bindings: dict[BindingKey, dict] = {}
         #: Bindings in which this exchange is the destination (exchange-to-exchange).
         self.sources: set[tuple[Exchange, str, Hashable]] = set()
+        #: How many of this exchange's bindings lead to another exchange; while 0, routing
+        #: is one look-up with no graph walk (kept by the topology).
+        self.exchange_destinations = 0
 
     def bind(self, destination: Any, routing_key: str, arguments: dict) -> bool:
         key = (destination, routing_key, freeze(arguments))

@@ -101,6 +101,9 @@ class Queue:
     def _next_with_credit(self) -> "Consumer | None":
         consumers = self.consumers
         n = len(consumers)
+        if n == 1:
+            only = consumers[0]
+            return only if only.has_credit() else None
         start = self._rr
         for k in range(n):
             i = (start + k) % n

@@ -166,6 +166,7 @@ class Topology:
         for dest, key, frozen in list(exchange.bindings):
             dest.sources.discard((exchange, key, frozen))
         exchange.bindings.clear()
+        exchange.exchange_destinations = 0
         for source, key, frozen in list(exchange.sources):
             self._unbind(source, exchange, key, source.bindings.get((exchange, key, frozen), {}))
 
@@ -259,6 +260,8 @@ class Topology:
                                "expected all, any, all-with-x, or any-with-x")
         if source.bind(destination, routing_key, arguments):
             destination.sources.add((source, routing_key, freeze(arguments)))
+            if isinstance(destination, Exchange):
+                source.exchange_destinations += 1
 
     def unbind(self, destination: Queue | Exchange, source_name: str, routing_key: str,
                arguments: dict) -> None:
@@ -275,13 +278,18 @@ class Topology:
         if not source.unbind(destination, routing_key, arguments):
             return
         destination.sources.discard((source, routing_key, freeze(arguments)))
+        if isinstance(destination, Exchange):
+            source.exchange_destinations -= 1
         if source.auto_delete and not source.bindings and source.name in self.exchanges:
             self._drop_exchange(source)
 
     # -- routing -------------------------------------------------------------------
 
-    def route(self, exchange: Exchange, routing_key: str, properties: dict) -> list[Queue]:
+    def route(self, exchange: Exchange, routing_key: str, properties: dict) -> Iterable[Queue]:
         """The queues a message reaches, following exchange-to-exchange bindings once each."""
+        if not exchange.exchange_destinations:  # the common case: queues only, no walk
+            return exchange.route(routing_key, properties.get("headers") if type(exchange) is HeadersExchange
+                                  else None)
         out: list[Queue] = []
         seen: set[int] = set()
         pending: list[Exchange] = [exchange]
