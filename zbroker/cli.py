@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from zbroker import DEFAULT_BIND, __version__
-from zbroker.bench.runner import WORKLOADS
+from zbroker.bench import WORKLOADS
 from zbroker.core.broker import DEFAULT_HEARTBEAT_S, DEFAULT_MAX_BODY_BYTES
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"

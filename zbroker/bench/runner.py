@@ -24,13 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from zbroker.bench import ceiling, roles
+from zbroker.bench import WORKLOADS, ceiling, roles
 
 READY = re.compile(r"ready on tcp://[^:]+:(\d+)")
 FULL = {"publish": 100_000, "workqueue": 100_000, "fanout": 50_000, "rpc": 5_000, "fanin": 80_000,
         "push_pull": 200_000}
 QUICK = {"publish": 2_000, "workqueue": 2_000, "fanout": 1_000, "rpc": 200, "fanin": 4_000, "push_pull": 20_000}
-WORKLOADS = ("publish", "workqueue", "fanout", "rpc", "fanin")
 FANOUT_CONSUMERS = 4
 WORKQUEUE_WORKERS = 2
 FANIN_PRODUCERS = 8
