@@ -204,32 +204,33 @@ class Workloads:
         s.start(1)
         return {"msgs_per_s": n / s.expect("elapsed")}
 
+    def _spread(self, s: Session, t: Target, consumer_args: tuple[Any, ...], consumers: int,
+                producer_args: tuple[Any, ...], messages: int) -> float:
+        """One producer, ``consumers`` consumers; deliveries per second, first publish to last."""
+        for _ in range(consumers):
+            s.spawn(roles.consumer, t.client, t.url, *consumer_args)
+        s.spawn(roles.producer, t.client, t.url, *producer_args)
+        started = s.start(consumers + 1)
+        s.expect("sent")
+        return _rate(messages, started, [s.expect("done") for _ in range(consumers)])
+
     def _workqueue(self, s: Session, t: Target) -> dict[str, float]:
         n, queue = self.counts["workqueue"], self._name("workqueue")
-        for _ in range(WORKQUEUE_WORKERS):
-            s.spawn(roles.consumer, t.client, t.url, queue, "", 0, 100, False)
-        s.spawn(roles.producer, t.client, t.url, "", queue, n, WORKQUEUE_WORKERS)
         try:
-            started = s.start(WORKQUEUE_WORKERS + 1)
-            s.expect("sent")
-            done = [s.expect("done") for _ in range(WORKQUEUE_WORKERS)]
+            # Competing workers cannot know their share: each stops at a stop marker.
+            return {"msgs_per_s": self._spread(s, t, (queue, "", 0, 100, False), WORKQUEUE_WORKERS,
+                                               ("", queue, n, WORKQUEUE_WORKERS), n)}
         finally:
             _delete(t, queues=[queue])
-        return {"msgs_per_s": _rate(n, started, done)}
 
     def _fanout(self, s: Session, t: Target) -> dict[str, float]:
         n, exchange = self.counts["fanout"], self._name("fanout")
         _declare_exchange(t, exchange, "fanout")
-        for _ in range(FANOUT_CONSUMERS):
-            s.spawn(roles.consumer, t.client, t.url, "", exchange, n, 0, True)
-        s.spawn(roles.producer, t.client, t.url, exchange, "", n, 0)
         try:
-            started = s.start(FANOUT_CONSUMERS + 1)
-            s.expect("sent")
-            done = [s.expect("done") for _ in range(FANOUT_CONSUMERS)]
+            return {"deliveries_per_s": self._spread(s, t, ("", exchange, n, 0, True), FANOUT_CONSUMERS,
+                                                     (exchange, "", n, 0), n * FANOUT_CONSUMERS)}
         finally:
             _delete(t, exchanges=[exchange])
-        return {"deliveries_per_s": _rate(n * FANOUT_CONSUMERS, started, done)}
 
     def _rpc(self, s: Session, t: Target) -> dict[str, float]:
         queue = self._name("rpc")

@@ -52,7 +52,9 @@ class ConnectionWrongStateError(AMQPConnectionError):
     """The connection is in the wrong state for the requested operation."""
 
 
-class ConnectionClosed(AMQPConnectionError):
+class _Closed(Exception):
+    """``reply_code`` and ``reply_text`` as the exception's two args, as pika's carry them."""
+
     def __init__(self, reply_code: int, reply_text: str) -> None:
         super().__init__(int(reply_code), str(reply_text))
 
@@ -66,6 +68,10 @@ class ConnectionClosed(AMQPConnectionError):
     @property
     def reply_text(self) -> str:
         return self.args[1]
+
+
+class ConnectionClosed(_Closed, AMQPConnectionError):
+    """The connection was closed, by the broker or by the client."""
 
 
 class ConnectionClosedByBroker(ConnectionClosed):
@@ -93,20 +99,8 @@ class ChannelWrongStateError(AMQPChannelError):
     """The channel is in the wrong state for the requested operation."""
 
 
-class ChannelClosed(AMQPChannelError):
-    def __init__(self, reply_code: int, reply_text: str) -> None:
-        super().__init__(int(reply_code), str(reply_text))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}: ({self.reply_code}) {self.reply_text!r}"
-
-    @property
-    def reply_code(self) -> int:
-        return self.args[0]
-
-    @property
-    def reply_text(self) -> str:
-        return self.args[1]
+class ChannelClosed(_Closed, AMQPChannelError):
+    """The channel was closed, by the broker or by the client."""
 
 
 class ChannelClosedByBroker(ChannelClosed):
