@@ -28,7 +28,7 @@ import zmq
 
 from zbroker.core import Broker
 from zbroker.protocol import HEADER
-from zbroker.transport import NOBLOCK, recv_parts, send_parts
+from zbroker.transport import NOBLOCK, recv_batch, send_parts
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +131,7 @@ class Server:
 
     def _drain(self, router: zmq.Socket) -> None:
         handle = self.broker.handle
-        for _ in range(DRAIN_BATCH):
-            try:
-                parts = recv_parts(router, NOBLOCK)
-            except zmq.Again:
-                return
+        for parts in recv_batch(router, DRAIN_BATCH):
             if len(parts) < 2:
                 log.warning("dropping a message with no header from %s", parts[0].hex()[:12])
                 continue

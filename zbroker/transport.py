@@ -9,13 +9,16 @@ libzmq without a copy, as pyzmq itself does.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import zmq
 from zmq.backend.cython._zmq import Socket as _CSocket
 
 _send = _CSocket.send
 _recv = _CSocket.recv
+_get = _CSocket.get
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 SNDMORE = int(zmq.SNDMORE)
 NOBLOCK = int(zmq.NOBLOCK)
 #: pyzmq's own threshold (zmq.COPY_THRESHOLD): larger frames are sent without a copy.
@@ -42,3 +45,20 @@ def recv_parts(sock: zmq.Socket, flags: int = 0) -> list[bytes]:
         frame = _recv(sock, 0, False)
         parts.append(frame.bytes)
     return parts
+
+
+def recv_batch(sock: zmq.Socket, limit: int) -> Iterator[list[bytes]]:
+    """The messages waiting on ``sock`` (a poll said it is readable), at most ``limit``.
+
+    A lone message is the common case for request/reply: asking the socket whether more
+    is waiting (3 µs) is cheaper than a receive that fails with zmq.Again (6.5 µs, an
+    exception). When more is waiting, the loop runs until the one zmq.Again at its end.
+    """
+    try:
+        yield recv_parts(sock, NOBLOCK)
+        if not _get(sock, _EVENTS) & _POLLIN:
+            return
+        for _ in range(limit - 1):
+            yield recv_parts(sock, NOBLOCK)
+    except zmq.Again:
+        return

@@ -29,7 +29,7 @@ from zbroker import __version__
 from zbroker.client import exceptions
 from zbroker.client.parameters import ConnectionParameters
 from zbroker.protocol import HEADER, Op, ProtocolError, check_header, decode_message, encode
-from zbroker.transport import NOBLOCK, recv_parts, send_parts
+from zbroker.transport import recv_batch, send_parts
 
 log = logging.getLogger(__name__)
 
@@ -203,13 +203,9 @@ class BlockingConnection:
 
     def _read_all(self) -> None:
         sock = self._sock
-        for _ in range(READ_BATCH):
-            if sock is None:
-                return
-            try:
-                parts = recv_parts(sock, NOBLOCK)
-            except zmq.Again:
-                return
+        if sock is None:
+            return
+        for parts in recv_batch(sock, READ_BATCH):
             try:
                 check_header(parts[0])
                 for op, fields, body in decode_message(parts, 1):
@@ -218,7 +214,8 @@ class BlockingConnection:
                 log.error("broker sent an invalid message: %s", exc)
                 self._lose(exceptions.StreamLostError(f"invalid message from broker: {exc}"))
                 return
-            sock = self._sock
+            if self._sock is None:  # a command closed the connection
+                return
 
     def _read_monitor(self, connecting: bool) -> None:
         from zmq.utils.monitor import recv_monitor_message
