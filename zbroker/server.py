@@ -28,7 +28,7 @@ import zmq
 
 from zbroker.core import Broker
 from zbroker.protocol import HEADER
-from zbroker.transport import NOBLOCK, recv_batch, send_parts
+from zbroker.transport import NOBLOCK, POLLIN, recv_batch, send_parts, wait_readable
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +97,12 @@ class Server:
             self.open()
         router, monitor = self._router, self._monitor
         assert router is not None and monitor is not None  # set by open(); not peer input
-        poller = zmq.Poller()
-        poller.register(router, zmq.POLLIN)
-        poller.register(monitor, zmq.POLLIN)
+        items = [(router, POLLIN), (monitor, POLLIN)]
         self._next_sweep = time.monotonic() + PROBE_SWEEP_S
         try:
             while not self.should_exit:
                 try:
-                    events = dict(poller.poll(self._poll_timeout_ms()))
+                    events = wait_readable(items, self._poll_timeout_ms())
                 except zmq.ZMQError as exc:
                     if exc.errno == zmq.EINTR:
                         continue

@@ -29,7 +29,7 @@ from zbroker import __version__
 from zbroker.client import exceptions
 from zbroker.client.parameters import ConnectionParameters
 from zbroker.protocol import HEADER, Op, ProtocolError, check_header, decode_message, encode
-from zbroker.transport import recv_batch, send_parts
+from zbroker.transport import POLLIN, recv_batch, send_parts, wait_readable
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class BlockingConnection:
         self._close_ok = False
         self._sock: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None
-        self._poller: zmq.Poller | None = None
+        self._poll_items: list[tuple[Any, int]] = []
         self._blocked_callbacks: list[Callable[..., None]] = []
         self._unblocked_callbacks: list[Callable[..., None]] = []
         self._open(candidates)
@@ -116,10 +116,7 @@ class BlockingConnection:
             sock.setsockopt(zmq.HEARTBEAT_TTL, min(hb * 1000, 6_553_500))
         self._monitor = sock.get_monitor_socket(_MONITORED)
         self._sock = sock
-        self._poller = zmq.Poller()
-        self._poller.register(sock, zmq.POLLIN)
-        self._poller.register(self._monitor, zmq.POLLIN)
-        self._poller.register(self._wake_r, zmq.POLLIN)
+        self._poll_items = [(sock, POLLIN), (self._monitor, POLLIN), (self._wake_r, POLLIN)]
         self._closed_reason = None
         self._close_ok = False
         self._hello = None
@@ -181,11 +178,11 @@ class BlockingConnection:
 
     def _pump(self, timeout: float | None, connecting: bool = False) -> None:
         """Wait up to ``timeout`` seconds (None: forever) for input, then take all of it."""
-        if self._sock is None or self._poller is None:
+        if self._sock is None:
             return
-        ms = None if timeout is None else max(0, int(timeout * 1000))
+        ms = -1 if timeout is None else max(0, int(timeout * 1000))
         try:
-            ready = dict(self._poller.poll(ms))
+            ready = wait_readable(self._poll_items, ms)
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EINTR:
                 return
