@@ -129,7 +129,7 @@ class Server:
 
     def _drain(self, router: zmq.Socket) -> None:
         handle = self.broker.handle
-        for parts in recv_batch(router, DRAIN_BATCH):
+        for parts in recv_batch(router, DRAIN_BATCH, keep_large=True):
             if len(parts) < 2:
                 log.warning("dropping a message with no header from %s", parts[0].hex()[:12])
                 continue

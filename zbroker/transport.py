@@ -39,17 +39,21 @@ def send_parts(sock: zmq.Socket, parts: list[Any], flags: int = 0) -> None:
         _send(sock, part, more if i < last else flags, len(part) <= ZERO_COPY_BYTES)
 
 
-def recv_parts(sock: zmq.Socket, flags: int = 0) -> list[bytes]:
-    """Receive one whole message as a list of bytes; NOBLOCK raises zmq.Again if none."""
+def recv_parts(sock: zmq.Socket, flags: int = 0, keep_large: bool = False) -> list[Any]:
+    """Receive one whole message as a list of bytes; NOBLOCK raises zmq.Again if none.
+
+    With ``keep_large``, parts above ``ZERO_COPY_BYTES`` stay ``zmq.Frame`` objects: the
+    broker hands such a body on by reference, never copying it (``len()`` works on both).
+    """
     frame = _recv(sock, flags, False)
     parts = [frame.bytes]
     while frame.more:
         frame = _recv(sock, 0, False)
-        parts.append(frame.bytes)
+        parts.append(frame if keep_large and len(frame) > ZERO_COPY_BYTES else frame.bytes)
     return parts
 
 
-def recv_batch(sock: zmq.Socket, limit: int) -> Iterator[list[bytes]]:
+def recv_batch(sock: zmq.Socket, limit: int, keep_large: bool = False) -> Iterator[list[Any]]:
     """The messages waiting on ``sock`` (a poll said it is readable), at most ``limit``.
 
     A lone message is the common case for request/reply: asking the socket whether more
@@ -57,11 +61,11 @@ def recv_batch(sock: zmq.Socket, limit: int) -> Iterator[list[bytes]]:
     exception). When more is waiting, the loop runs until the one zmq.Again at its end.
     """
     try:
-        yield recv_parts(sock, NOBLOCK)
+        yield recv_parts(sock, NOBLOCK, keep_large)
         if not _get(sock, _EVENTS) & _POLLIN:
             return
         for _ in range(limit - 1):
-            yield recv_parts(sock, NOBLOCK)
+            yield recv_parts(sock, NOBLOCK, keep_large)
     except zmq.Again:
         return
 
