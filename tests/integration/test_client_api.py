@@ -164,7 +164,7 @@ def test_consume_generator_with_inactivity_timeout_and_cancel(connect) -> None:
     for i in range(3):
         ch.basic_publish("", "gen", b"%d" % i)
     got = []
-    for method, props, body in ch.consume("gen", inactivity_timeout=0.3):
+    for method, _props, body in ch.consume("gen", inactivity_timeout=0.3):
         if method is None:
             break
         got.append(body)
@@ -186,7 +186,7 @@ def test_consume_generator_cancel_requeues_what_it_did_not_yield(connect) -> Non
     ch.queue_declare("gen2")
     for i in range(5):
         ch.basic_publish("", "gen2", b"%d" % i)
-    for method, _, body in ch.consume("gen2"):
+    for method, _, _ in ch.consume("gen2"):
         ch.basic_ack(method.delivery_tag)
         break
     conn.process_data_events(time_limit=0.2)

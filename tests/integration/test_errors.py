@@ -40,7 +40,7 @@ def test_exclusive_queue_from_another_connection_is_405(connect) -> None:
     other = connect()
     for call in (lambda ch: ch.queue_declare("owned"), lambda ch: ch.basic_consume("owned", print),
                  lambda ch: ch.queue_purge("owned"), lambda ch: ch.basic_get("owned")):
-        e = closed_by_broker(lambda: call(other.channel()))
+        e = closed_by_broker(lambda call=call: call(other.channel()))
         assert e.reply_code == 405 and e.reply_text.startswith("RESOURCE_LOCKED - cannot obtain exclusive access")
 
 

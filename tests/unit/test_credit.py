@@ -38,7 +38,7 @@ def test_ack_returns_credit_one_for_one() -> None:
 def test_prefetch_zero_is_unlimited() -> None:
     _, peer = setup(prefetch=0)
     got = []
-    for i in range(100):
+    for _ in range(100):
         got += peer.publish("", "q", b"x")
     assert len(bodies(got)) == 100
 
@@ -204,7 +204,7 @@ def test_confirms_ack_each_batch_once_after_returns() -> None:
     peer.declare("q")
     from zbroker.protocol import HEADER, encode
     parts = [HEADER]
-    for i in range(3):
+    for _ in range(3):
         parts += [encode(Op.BASIC_PUBLISH, 1, "", "q", False, {}), b"x"]
     parts += [encode(Op.BASIC_PUBLISH, 1, "", "nowhere", True, {}), b"lost"]
     got = peer.send_parts(parts)
