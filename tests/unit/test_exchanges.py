@@ -51,16 +51,6 @@ def test_topic_exchange() -> None:
     assert set(x.route("quick.brown.fox", None)) == set()
 
 
-def test_unbind_all_drops_every_binding_of_a_destination() -> None:
-    x = TopicExchange("t")
-    x.bind("q", "a.*", {})
-    x.bind("q", "b.#", {})
-    x.bind("other", "a.*", {})
-    x.unbind_all("q")
-    assert set(x.route("a.x", None)) == {"other"}
-    assert set(x.route("b.x", None)) == set()
-
-
 def test_headers_all_and_any() -> None:
     x = HeadersExchange("h")
     x.bind("all", "", {"x-match": "all", "format": "pdf", "type": "report"})

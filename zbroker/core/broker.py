@@ -489,12 +489,5 @@ class Broker:
                 channel.send(encode(Op.BASIC_ACK, channel.number, channel.publish_seq, True))
         self._confirms.clear()
 
-    def stats(self) -> dict[str, Any]:
-        return {
-            "connections": len(self.connections),
-            "queues": {q.name: {"messages": len(q.messages), "consumers": len(q.consumers)}
-                       for q in self.topology.queues.values()},
-        }
-
 
 __all__ = ["Broker", "BrokerError", "DEFAULT_HEARTBEAT_S", "DEFAULT_MAX_BODY_BYTES"]

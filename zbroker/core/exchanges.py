@@ -65,10 +65,6 @@ class Exchange:
         self._remove(destination, routing_key, arguments)
         return True
 
-    def unbind_all(self, destination: Any) -> None:
-        for key in [k for k in self.bindings if k[0] is destination]:
-            self.unbind(key[0], key[1], self.bindings[key])
-
     def route(self, routing_key: str, headers: dict | None) -> Iterable[Any]:
         raise NotImplementedError
 
