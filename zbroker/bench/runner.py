@@ -333,6 +333,15 @@ def _admin(target: Target) -> tuple[Any, Any]:
     return conn, conn.channel()
 
 
+def _check_reachable(target: Target) -> None:
+    """Fail with one clear line, before any process starts, if a broker cannot be reached."""
+    try:
+        conn, _ = _admin(target)
+        conn.close()
+    except Exception as exc:  # whatever the client raises, the user needs one line, not a trace
+        raise BenchError(f"cannot connect to {target.name} at {target.url}: {exc!r}") from None
+
+
 def _declare_exchange(target: Target, name: str, kind: str) -> None:
     conn, ch = _admin(target)
     ch.exchange_declare(name, kind)
@@ -358,6 +367,8 @@ def run(runs: int, quick: bool, against: str | None, timeout: float, workloads: 
         targets = [Target("zbroker", "zbroker.client", f"zbroker://127.0.0.1:{broker.port}")]
         if against:
             targets.append(Target("rabbitmq", "pika", against))
+        for target in targets:
+            _check_reachable(target)
         targets.append(Target("relay"))
         steps = runs * (len(workloads) * len(targets) + 1)
         step = 0
