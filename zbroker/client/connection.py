@@ -80,7 +80,18 @@ class BlockingConnection:
         self._poll_items: list[tuple[Any, int]] = []
         self._blocked_callbacks: list[Callable[..., None]] = []
         self._unblocked_callbacks: list[Callable[..., None]] = []
-        self._open(candidates)
+        try:
+            self._open(candidates)
+        except BaseException:
+            self._close_wake_pipe()  # a failed attempt must not leak descriptors
+            raise
+
+    def _close_wake_pipe(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     # -- opening ---------------------------------------------------------------------
 
@@ -408,11 +419,7 @@ class BlockingConnection:
             pass
         self._close_ok = True
         self._lose(exceptions.ConnectionClosedByClient(reply_code, reply_text))
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._close_wake_pipe()
 
     @property
     def is_open(self) -> bool:
