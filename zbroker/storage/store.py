@@ -1,0 +1,104 @@
+"""The one interface the broker keeps its durable state behind.
+
+A store holds two things:
+
+- the **durable topology** (durable exchanges, durable queues, the bindings between
+  them) as one snapshot, replaced whole when it changes: declarations are rare, and a
+  snapshot written atomically can never be half applied;
+- a **journal of persistent messages** in durable queues: a message is appended once
+  (with the ids of every durable queue it reached) and later *removed* from each queue
+  (ack, reject, auto-ack delivery), *purged*, or its queue dropped. ``delivered``
+  records that a queue handed its messages up to a sequence number to a consumer, so
+  after a crash those come back with ``redelivered=True`` as in RabbitMQ.
+
+Nothing the store is told is durable until ``commit()`` returns: the broker commits
+once per pass of its loop, before any frame of that pass leaves, so a publisher's
+confirm, a declare-ok or a delivery is only ever sent for state already on disk
+(persistent publishes and topology are synced; removals and delivery marks are written
+but not synced, so an OS crash may redeliver a message, never lose one).
+
+A message's ``location`` is an opaque int from ``append``; ``read`` returns the message
+from it, which lets the broker drop a queued body from memory and fetch it again when
+its turn comes (``pages``).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+
+class StoreError(Exception):
+    """The store cannot be used (directory in use, unreadable); the broker must not start."""
+
+
+@dataclass
+class StoredMessage:
+    """A recovered message: its place in a queue's order and where its bytes are."""
+
+    seq: int
+    location: int
+    redelivered: bool
+
+
+@dataclass
+class Recovered:
+    """What a store held when opened."""
+
+    #: The last topology snapshot saved, or None for a new store.
+    topology: dict | None = None
+    #: Live messages per durable queue id, in publish (``seq``) order.
+    queues: dict[int, list[StoredMessage]] = field(default_factory=dict)
+    #: The highest message sequence number ever appended (0 for a new store).
+    max_seq: int = 0
+
+
+class MessageStore(ABC):
+    #: True if ``read`` can fetch a message whose body the broker dropped from memory.
+    pages = False
+
+    @abstractmethod
+    def open(self) -> Recovered:
+        """Recover what was committed before; call once, before anything else."""
+
+    @abstractmethod
+    def save_topology(self, snapshot: dict) -> None:
+        """Replace the durable topology (takes effect at the next commit)."""
+
+    @abstractmethod
+    def append(self, seq: int, queue_ids: list[int], exchange: str, routing_key: str,
+               properties: dict, body: Any) -> int:
+        """Journal a persistent message for ``queue_ids``; returns its location."""
+
+    @abstractmethod
+    def read(self, location: int) -> tuple[str, str, dict, bytes]:
+        """(exchange, routing_key, properties, body) of the message at ``location``."""
+
+    @abstractmethod
+    def remove(self, queue_id: int, seq: int, location: int) -> None:
+        """The message left the queue for good (acked, rejected, auto-acked)."""
+
+    @abstractmethod
+    def delivered(self, queue_id: int, seq: int) -> None:
+        """The queue delivered its messages up to ``seq``: they come back as redelivered."""
+
+    @abstractmethod
+    def purge(self, queue_id: int, up_to_seq: int, locations: Iterable[int]) -> None:
+        """Every message of the queue up to ``up_to_seq`` is gone (``locations`` are theirs)."""
+
+    @abstractmethod
+    def drop_queue(self, queue_id: int, locations: Iterable[int]) -> None:
+        """The queue was deleted with these messages in it (it is gone from the topology)."""
+
+    @property
+    @abstractmethod
+    def needs_sync(self) -> bool:
+        """True while something appended must reach the disk before a confirm is sent."""
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Make everything told so far durable (see the module text); OSError if it cannot."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Commit and release the store (a second broker may then open it)."""
