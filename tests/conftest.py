@@ -20,6 +20,7 @@ def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
     proc = Broker()
     yield proc
     code = proc.stop()
+    proc.remove_data()
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
         print("---- broker log ----\n" + proc.log())

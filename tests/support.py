@@ -8,9 +8,11 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -119,11 +121,14 @@ class Process:
 
 
 class Broker(Process):
-    """A real ``zbroker serve`` on a free loopback port."""
+    """A real ``zbroker serve`` on a free loopback port, with its own data directory
+    (a fresh temporary one unless ``data_dir`` names one to restart from)."""
 
-    def __init__(self, *extra: str) -> None:
-        super().__init__([sys.executable, "-m", "zbroker", "serve", "--bind", "tcp://127.0.0.1:0",
-                          "--log-level", "debug", *extra], child_env())
+    def __init__(self, *extra: str, data_dir: Path | None = None, bind: str = "tcp://127.0.0.1:0") -> None:
+        self.data_dir = data_dir if data_dir is not None else Path(tempfile.mkdtemp(prefix="zbroker-test-"))
+        self._own_dir = data_dir is None
+        super().__init__([sys.executable, "-m", "zbroker", "serve", "--bind", bind,
+                          "--data-dir", str(self.data_dir), "--log-level", "debug", *extra], child_env())
         m = self.wait_for(READY.pattern, START_TIMEOUT_S)
         self.host = "127.0.0.1"
         self.port = int(m.group(2))
@@ -132,6 +137,11 @@ class Broker(Process):
     def log(self) -> str:
         self.output.drain()
         return "\n".join(self.output.lines)
+
+    def remove_data(self) -> None:
+        """Delete the data directory if this broker made it (call once it has stopped)."""
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def client_program(name: str, *args: str, port: int) -> Process:

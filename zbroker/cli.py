@@ -32,18 +32,34 @@ def main() -> None:
               help="Heartbeat timeout offered to clients, in seconds (0 disables).")
 @click.option("--max-body-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_BODY_BYTES,
               show_default=True, help="Largest message body accepted.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where durable queues, exchanges and persistent messages are kept; one broker "
+                   "per directory.  [default: $XDG_DATA_HOME/zbroker, i.e. ~/.local/share/zbroker]")
+@click.option("--in-memory", is_flag=True,
+              help="Keep nothing on disk: durable things last only as long as the process.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
-def serve(bind: str, heartbeat: int, max_body_bytes: int, log_level: str) -> None:
+def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None, in_memory: bool,
+          log_level: str) -> None:
     """Run the broker until Ctrl-C or SIGTERM."""
     from zbroker.core import Broker
     from zbroker.server import Server
+    from zbroker.storage import DiskStore, MemoryStore, StoreError
+    from zbroker.storage.datadir import default_data_dir
 
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
-    server = Server(Broker(heartbeat=heartbeat, max_body_bytes=max_body_bytes), bind)
+    if in_memory and data_dir is not None:
+        raise click.UsageError("--in-memory and --data-dir exclude each other")
+    store = MemoryStore() if in_memory else DiskStore(data_dir or default_data_dir())
+    try:
+        broker = Broker(heartbeat=heartbeat, max_body_bytes=max_body_bytes, store=store)
+    except (StoreError, OSError) as exc:
+        raise click.ClickException(f"cannot open the store: {exc}") from None
+    server = Server(broker, bind)
     try:
         endpoint = server.open()
     except OSError as exc:
+        broker.close()
         raise click.ClickException(str(exc)) from None
     server.install_signal_handlers()
     # Printed whatever the log level: people and scripts wait for this line.

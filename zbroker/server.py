@@ -1,8 +1,9 @@
 """The only broker module that touches ZeroMQ: the ROUTER loop around the pure core.
 
-Each pass of the loop: poll, drain up to ``DRAIN_BATCH`` messages into the core, send
-what the core queued (one ZeroMQ message per peer per pass), then retry anything a full
-peer pipe refused. Rules:
+Each pass of the loop: poll, drain up to ``DRAIN_BATCH`` messages into the core, commit
+the store (one fsync for every persistent message of the pass: group commit), send what
+the core queued (one ZeroMQ message per peer per pass), then retry anything a full peer
+pipe refused. Rules:
 
 - ``ROUTER_MANDATORY`` is on, so ZeroMQ never drops a frame silently: a full pipe
   (EAGAIN) keeps the frames in a per-peer backlog, sent in order later, and the core
@@ -114,6 +115,7 @@ class Server:
                 self._run_probes()
                 if self.broker.has_pending_work:
                     self.broker.run_pending()
+                self.broker.commit()  # durable before anything of this pass is sent
                 self._flush()
         finally:
             self.close()
@@ -221,6 +223,10 @@ class Server:
         if self._router is None:
             return
         self.broker.shutdown()
+        try:
+            self.broker.close()
+        except OSError as exc:
+            log.error("closing the store failed: %s", exc)
         try:
             self._flush()
         except zmq.ZMQError:

@@ -152,6 +152,7 @@ def test_broker_killed_raises_stream_lost_promptly() -> None:
         assert conn.is_closed
     finally:
         broker.kill()
+        broker.remove_data()
 
 
 def test_broker_shutdown_tells_clients_320() -> None:
@@ -159,6 +160,7 @@ def test_broker_shutdown_tells_clients_320() -> None:
     conn = pika.BlockingConnection(pika.ConnectionParameters(port=broker.port))
     ch = conn.channel()
     broker.stop()
+    broker.remove_data()
     with pytest.raises(exceptions.ConnectionClosedByBroker) as info:
         ch.queue_declare("", exclusive=True)
     assert info.value.reply_code == 320

@@ -15,10 +15,12 @@ import multiprocessing
 import os
 import platform
 import re
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,8 +97,11 @@ class BrokerProcess:
     """A ``zbroker serve`` on a free loopback port, for the length of the benchmark."""
 
     def __init__(self) -> None:
+        # Its own data directory, so the benchmark never touches a user's broker state.
+        self.data_dir = tempfile.mkdtemp(prefix="zbroker-bench-")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "zbroker", "serve", "--bind", "tcp://127.0.0.1:0", "--log-level", "warning"],
+            [sys.executable, "-m", "zbroker", "serve", "--bind", "tcp://127.0.0.1:0", "--log-level", "warning",
+             "--data-dir", self.data_dir],
             stderr=subprocess.PIPE, text=True)
         assert self.proc.stderr is not None
         line = self.proc.stderr.readline()  # the ready line, or the error that stopped it
@@ -113,6 +118,8 @@ class BrokerProcess:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait(10)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 class Session:

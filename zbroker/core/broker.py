@@ -14,6 +14,13 @@ Error handling, at this one boundary:
 - ``ConnectionError_`` (a hard rule, e.g. an unopened channel): the connection is closed.
 - Anything else is a bug in the broker: logged with its traceback, and the peer's
   connection closed with 541 INTERNAL_ERROR, so one bad case cannot stop the broker.
+
+Durability: the broker keeps its durable state in a ``MessageStore`` (memory unless the
+server gives it a disk store). A persistent message (``delivery_mode`` 2) routed to
+durable queues is appended to the store; the socket layer calls ``commit()`` once per
+loop pass, before sending anything, and publisher confirms are held until then, so a
+confirm is never sent for a message that is not yet on disk. Deep in a long durable
+queue, persistent messages are kept *paged* (contents on disk only, ``PAGE_AFTER``).
 """
 from __future__ import annotations
 
@@ -23,13 +30,17 @@ import secrets
 from typing import Any, Callable, Iterable
 
 from zbroker import __version__, errors
+from zbroker.core import snapshot
 from zbroker.core.consumers import Consumer, Unacked
+from zbroker.core.journal import QueueJournal
 from zbroker.core.message import Message
 from zbroker.core.queues import Queue
 from zbroker.core.session import Channel, Connection, Outbox
 from zbroker.core.topology import VHOST, Topology, check_name, server_queue_name
 from zbroker.errors import BrokerError, ChannelError, ConnectionError_
 from zbroker.protocol import Op, ProtocolError, check_header, decode_message, encode
+from zbroker.storage.memory import MemoryStore
+from zbroker.storage.store import MessageStore, Recovered
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +52,10 @@ DEFAULT_MAX_BODY_BYTES = 128 * 1024 * 1024
 MAX_CHANNEL = 65535
 #: Deliveries one queue makes per dispatch before yielding to the rest of the loop.
 DISPATCH_BATCH = 1000
+#: Persistent messages beyond this many in a durable queue are held paged (contents on
+#: disk only): memory per queued message is then a small index entry, not its body.
+PAGE_AFTER = 2000
+PERSISTENT = 2
 
 
 _CHANNEL_LIFECYCLE_OPS = frozenset({Op.CHANNEL_OPEN, Op.CHANNEL_CLOSE, Op.CHANNEL_CLOSE_OK})
@@ -53,14 +68,19 @@ def consumer_tag() -> str:
 class Broker:
     def __init__(self, heartbeat: int = DEFAULT_HEARTBEAT_S,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                 name_source: Callable[[], str] = server_queue_name) -> None:
+                 name_source: Callable[[], str] = server_queue_name,
+                 store: MessageStore | None = None) -> None:
         self.heartbeat = heartbeat
         self.max_body_bytes = max_body_bytes
-        self.topology = Topology(name_source)
+        self.store = store if store is not None else MemoryStore()
+        self.topology = Topology(name_source, lambda queue_id: QueueJournal(self.store, queue_id))
         self.outbox = Outbox()
         self.connections: dict[bytes, Connection] = {}
         self._confirms: dict[Channel, None] = {}
+        #: Channels whose outstanding publishes could not be stored: nacked, not acked.
+        self._failed: set[Channel] = set()
         self._publish_seq = 0
+        self._saved_changes = 0
         #: Queues that stopped at DISPATCH_BATCH with deliverable messages left.
         self._pending_dispatch: dict[Queue, None] = {}
         self._connection_ops = {
@@ -89,6 +109,7 @@ class Broker:
             Op.BASIC_RECOVER: self._basic_recover,
             Op.CONFIRM_SELECT: self._confirm_select,
         }
+        self._recover(self.store.open())
 
     # -- entry points ----------------------------------------------------------------
 
@@ -119,7 +140,7 @@ class Broker:
             self._close_connection(peer, errors.INTERNAL_ERROR,
                                    errors.reply_text(errors.INTERNAL_ERROR, "internal error"))
         finally:
-            if self._confirms:
+            if self._confirms and not self.store.needs_sync:
                 self._flush_confirms()
 
     def peer_gone(self, peer: bytes, reason: str = "transport closed") -> None:
@@ -138,6 +159,54 @@ class Broker:
 
     def peers(self) -> list[bytes]:
         return list(self.connections)
+
+    # -- durability ------------------------------------------------------------------
+
+    def _recover(self, recovered: Recovered) -> None:
+        """Rebuild the durable topology and the persistent messages the store held."""
+        by_id: dict[int, Queue] = {}
+        if recovered.topology is not None:
+            by_id = snapshot.restore(self.topology, recovered.topology)
+        self._saved_changes = self.topology.durable_changes
+        self._publish_seq = recovered.max_seq
+        for queue_id, stored in recovered.queues.items():
+            queue = by_id.get(queue_id)
+            if queue is None:  # deleted before the crash, after its last snapshot
+                self.store.drop_queue(queue_id, [m.location for m in stored])
+                continue
+            paging = self.store.pages
+            for i, m in enumerate(stored):
+                message = Message.paged(m.seq, m.location, m.redelivered)
+                if not paging or i < PAGE_AFTER:
+                    message = queue.journal.load(message)
+                queue.messages.append(message)
+        if recovered.queues:
+            log.info("recovered %d durable queue(s), %d persistent message(s)", len(by_id),
+                     sum(len(q.messages) for q in by_id.values()))
+
+    def commit(self) -> None:
+        """Make this pass's durable changes durable, then release the confirms they held.
+
+        The socket layer calls it once per loop pass before sending anything. If the
+        store fails (disk full, I/O error), the publishes waiting are nacked, never acked.
+        """
+        if self.topology.durable_changes != self._saved_changes:
+            self.store.save_topology(snapshot.snapshot(self.topology))
+            self._saved_changes = self.topology.durable_changes
+        try:
+            self.store.commit()
+        except OSError as exc:
+            log.error("store commit failed: %s; nacking %d channel(s)' publishes", exc, len(self._confirms))
+            self._failed.update(self._confirms)
+        if self._confirms:
+            self._flush_confirms()
+
+    def close(self) -> None:
+        """Commit and release the store (the data directory's lock with it)."""
+        try:
+            self.commit()
+        finally:
+            self.store.close()
 
     @property
     def has_pending_work(self) -> bool:
@@ -400,20 +469,39 @@ class Broker:
         if queues:
             self._publish_seq += 1
             message = Message(self._publish_seq, exchange, routing_key, properties, body)
+            if properties.get("delivery_mode") == PERSISTENT:
+                self._store_message(channel, message, queues)
             for queue in queues:
-                queue.messages.append(message)
+                if message.location is not None and queue.journal is not None \
+                        and len(queue.messages) >= PAGE_AFTER and self.store.pages:
+                    queue.messages.append(Message.paged(message.seq, message.location))
+                else:
+                    queue.messages.append(message)
                 if queue.consumers:
                     self._dispatch(queue)
         elif mandatory:
             channel.send(encode(Op.BASIC_RETURN, channel.number, errors.NO_ROUTE, "NO_ROUTE",
                                 exchange, routing_key, properties), body)
 
+    def _store_message(self, channel: Channel, message: Message, queues: Iterable[Queue]) -> None:
+        """Journal a persistent message for the durable queues it reached."""
+        queue_ids = [q.journal.queue_id for q in queues if q.journal is not None]
+        if not queue_ids:
+            return
+        try:
+            message.location = self.store.append(message.seq, queue_ids, message.exchange,
+                                                 message.routing_key, message.properties, message.body)
+        except OSError as exc:  # kept in memory; a confirming publisher gets a nack
+            log.error("cannot store a persistent message: %s", exc)
+            if channel.confirm:
+                self._failed.add(channel)
+
     def _basic_get(self, channel: Channel, _: Any, queue: str, auto_ack: bool) -> None:
         q = self.topology.queue(queue, channel.connection)
         if not q.messages:
             channel.send(encode(Op.BASIC_GET_EMPTY, channel.number))
             return
-        message = q.messages.popleft()
+        message = q.take(auto_ack)
         tag = channel.take_tag()
         if not auto_ack:
             channel.unacked[tag] = Unacked(q, message, None)
@@ -424,8 +512,16 @@ class Broker:
     def _basic_ack(self, channel: Channel, _: Any, delivery_tag: int, multiple: bool) -> None:
         entries = channel.settle(delivery_tag, multiple)
         for entry in entries:
-            entry.settle()
+            self._forget(entry)
         self._after_settle(channel, entries)
+
+    @staticmethod
+    def _forget(entry: Unacked) -> None:
+        """A delivery is settled for good: free its credit and its place in the store."""
+        entry.settle()
+        journal = entry.queue.journal
+        if journal is not None and entry.message.location is not None:
+            journal.remove(entry.message)
 
     def _basic_nack(self, channel: Channel, _: Any, delivery_tag: int, multiple: bool,
                     requeue: bool) -> None:
@@ -434,7 +530,7 @@ class Broker:
             self._requeue(entries)
         else:
             for entry in entries:
-                entry.settle()
+                self._forget(entry)
         self._after_settle(channel, entries)
 
     def _basic_reject(self, channel: Channel, _: Any, delivery_tag: int, requeue: bool) -> None:
@@ -474,6 +570,9 @@ class Broker:
         """Return deliveries to the head of their queues, in order, and dispatch them."""
         by_queue: dict[int, tuple[Queue, list[Message]]] = {}
         for entry in entries:
+            if entry.queue.deleted:  # nowhere to go back to
+                self._forget(entry)
+                continue
             entry.settle()
             by_queue.setdefault(id(entry.queue), (entry.queue, []))[1].append(entry.message)
         for queue, messages in by_queue.values():
@@ -483,11 +582,15 @@ class Broker:
                 self._dispatch(queue)
 
     def _flush_confirms(self) -> None:
-        """One ``multiple`` ack per confirm channel per batch, after its returns."""
+        """One ``multiple`` ack (or nack, if storing failed) per confirm channel per batch,
+        after its returns."""
         for channel in self._confirms:
             if channel.connection.channels.get(channel.number) is channel:
-                channel.send(encode(Op.BASIC_ACK, channel.number, channel.publish_seq, True))
+                op = Op.BASIC_NACK if channel in self._failed else Op.BASIC_ACK
+                fields = (True, False) if op == Op.BASIC_NACK else (True,)
+                channel.send(encode(op, channel.number, channel.publish_seq, *fields))
         self._confirms.clear()
+        self._failed.clear()
 
 
 __all__ = ["Broker", "BrokerError", "DEFAULT_HEARTBEAT_S", "DEFAULT_MAX_BODY_BYTES"]

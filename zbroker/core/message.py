@@ -4,6 +4,11 @@ The body is whatever the socket layer handed in (bytes or a zmq frame); the core
 reads, decodes or copies it. One ``Message`` may sit in several queues at once (fanout),
 so it is never mutated: a requeue makes a copy marked ``redelivered``. ``seq`` is the
 broker-wide publish order; a requeued message goes back to its place by it, as in RabbitMQ.
+
+A persistent message in a durable queue also has a ``location`` in the store. Far back
+in a long queue it may be held *paged*: only ``seq``, ``redelivered`` and ``location``,
+with exchange, routing key, properties and body read back from the store when the
+message reaches the head (``Queue.take``).
 """
 from __future__ import annotations
 
@@ -11,21 +16,32 @@ from typing import Any
 
 
 class Message:
-    __slots__ = ("seq", "exchange", "routing_key", "properties", "body", "redelivered")
+    __slots__ = ("seq", "exchange", "routing_key", "properties", "body", "redelivered", "location")
 
-    def __init__(self, seq: int, exchange: str, routing_key: str, properties: dict, body: Any,
-                 redelivered: bool = False) -> None:
+    def __init__(self, seq: int, exchange: Any, routing_key: Any, properties: Any, body: Any,
+                 redelivered: bool = False, location: int | None = None) -> None:
         self.seq = seq
         self.exchange = exchange
         self.routing_key = routing_key
         self.properties = properties
         self.body = body
         self.redelivered = redelivered
+        self.location = location
+
+    @classmethod
+    def paged(cls, seq: int, location: int, redelivered: bool = False) -> "Message":
+        """A message whose contents stay in the store until it is taken."""
+        return cls(seq, None, None, None, None, redelivered, location)
+
+    @property
+    def is_paged(self) -> bool:
+        return self.body is None
 
     def as_redelivered(self) -> "Message":
         if self.redelivered:
             return self
-        return Message(self.seq, self.exchange, self.routing_key, self.properties, self.body, True)
+        return Message(self.seq, self.exchange, self.routing_key, self.properties, self.body, True,
+                       self.location)
 
     def __repr__(self) -> str:
         return f"<Message {self.exchange!r}/{self.routing_key!r} redelivered={self.redelivered}>"

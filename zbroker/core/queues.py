@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Hashable, Iterable
 if TYPE_CHECKING:
     from zbroker.core.consumers import Consumer
     from zbroker.core.exchanges import Exchange
+    from zbroker.core.journal import QueueJournal
     from zbroker.core.message import Message
     from zbroker.core.session import Connection
 
@@ -31,6 +32,8 @@ class Queue:
         self.deleted = False
         #: Bindings that route into this queue: (source exchange, key, frozen args).
         self.sources: set[tuple[Exchange, str, Hashable]] = set()
+        #: Set for a durable queue: where its persistent messages' moves are recorded.
+        self.journal: QueueJournal | None = None
         self._rr = 0
 
     @property
@@ -78,8 +81,19 @@ class Queue:
 
     def purge(self) -> int:
         count = len(self.messages)
+        if self.journal is not None:
+            for message in self.messages:
+                if message.location is not None:
+                    self.journal.remove(message)
         self.messages.clear()
         return count
+
+    def take(self, settled: bool) -> "Message":
+        """The head message, leaving for a consumer (``settled``: it needs no ack)."""
+        message = self.messages.popleft()
+        if message.location is not None and self.journal is not None:
+            message = self.journal.take(message, settled)
+        return message
 
     def dispatch(self, limit: int) -> bool:
         """Deliver up to ``limit`` messages; True if it stopped at the limit with more to do.
@@ -94,7 +108,7 @@ class Queue:
             consumer = self._next_with_credit()
             if consumer is None:
                 return False
-            consumer.channel.deliver(consumer, self, messages.popleft())
+            consumer.channel.deliver(consumer, self, self.take(consumer.auto_ack))
             limit -= 1
         return False
 

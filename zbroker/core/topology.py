@@ -12,6 +12,11 @@ Rules of this module (RabbitMQ's, with its reply codes and texts):
 - Deleting a queue removes its bindings; an auto-delete exchange goes with its last
   binding. Deleting what does not exist succeeds, as in RabbitMQ 3.10.
 
+- Durable exchanges and queues, and bindings whose both ends are durable, are the
+  *durable topology*: every change to it bumps ``durable_changes`` so the broker knows
+  to save a new snapshot (``snapshot.py``). A durable, non-exclusive queue gets a
+  journal from ``journal_for`` (its store id): its persistent messages are recorded.
+
 Nothing here knows about channels or frames: the broker calls in and turns the
 ``ChannelError``/``ConnectionError_`` raised here into close frames.
 """
@@ -23,6 +28,7 @@ from typing import Any, Callable, Iterable
 
 from zbroker import errors
 from zbroker.core.exchanges import EXCHANGE_TYPES, Exchange, HeadersExchange, freeze, valid_match_mode
+from zbroker.core.journal import QueueJournal
 from zbroker.core.queues import Queue
 from zbroker.core.session import Connection
 from zbroker.errors import ChannelError, ConnectionError_
@@ -84,9 +90,17 @@ def check_name(name: str, what: str) -> None:
         raise ConnectionError_(errors.SYNTAX_ERROR, f"{what} name longer than {MAX_NAME_BYTES} bytes")
 
 
+def is_durable_binding(source: Exchange, destination: Queue | Exchange) -> bool:
+    return source.durable and destination.durable and not getattr(destination, "exclusive", False)
+
+
 class Topology:
-    def __init__(self, name_source: Callable[[], str] = server_queue_name) -> None:
+    def __init__(self, name_source: Callable[[], str] = server_queue_name,
+                 journal_for: Callable[[int], QueueJournal] | None = None) -> None:
         self.queues: dict[str, Queue] = {}
+        self.durable_changes = 0
+        self.next_queue_id = 1
+        self._journal_for = journal_for
         self.default = DefaultExchange(self.queues)
         self.exchanges: dict[str, Exchange] = {"": self.default}
         for name, kind in DEFAULT_EXCHANGES.items():
@@ -137,6 +151,7 @@ class Topology:
                                    f"exchange name '{name}' contains reserved prefix '{RESERVED_PREFIX}*'")
             exchange = EXCHANGE_TYPES[kind](name, durable, auto_delete, internal, arguments)
             self.exchanges[name] = exchange
+            self.durable_changes += durable
             return exchange
         for arg, have, want in (("type", existing.kind, kind), ("durable", existing.durable, durable),
                                 ("auto_delete", existing.auto_delete, auto_delete),
@@ -163,6 +178,7 @@ class Topology:
 
     def _drop_exchange(self, exchange: Exchange) -> None:
         del self.exchanges[exchange.name]
+        self.durable_changes += exchange.durable
         for dest, key, frozen in list(exchange.bindings):
             dest.sources.discard((exchange, key, frozen))
         exchange.bindings.clear()
@@ -196,10 +212,21 @@ class Topology:
             return existing
         self._check_queue_arguments(name, durable, exclusive, auto_delete, arguments)
         queue = Queue(name, durable, conn if exclusive else None, auto_delete, arguments)
-        self.queues[name] = queue
+        self.add_queue(queue)
         if exclusive:
             conn.exclusive_queues.append(queue)
         return queue
+
+    def add_queue(self, queue: Queue, store_id: int | None = None) -> None:
+        """Register a new queue; a durable one gets its journal (``store_id`` on recovery)."""
+        self.queues[queue.name] = queue
+        if queue.durable and not queue.exclusive:
+            if store_id is None:
+                store_id = self.next_queue_id
+            self.next_queue_id = max(self.next_queue_id, store_id + 1)
+            if self._journal_for is not None:
+                queue.journal = self._journal_for(store_id)
+            self.durable_changes += 1
 
     @staticmethod
     def _check_queue_arguments(name: str, durable: bool, exclusive: bool, auto_delete: bool,
@@ -241,6 +268,9 @@ class Topology:
         count = len(queue.messages)
         self.queues.pop(queue.name, None)
         queue.deleted = True
+        if queue.journal is not None:
+            queue.journal.drop(queue.messages)
+            self.durable_changes += 1
         for source, key, frozen in list(queue.sources):
             self._unbind(source, queue, key, source.bindings.get((queue, key, frozen), {}))
         queue.messages.clear()
@@ -260,6 +290,7 @@ class Topology:
                                "expected all, any, all-with-x, or any-with-x")
         if source.bind(destination, routing_key, arguments):
             destination.sources.add((source, routing_key, freeze(arguments)))
+            self.durable_changes += is_durable_binding(source, destination)
             if isinstance(destination, Exchange):
                 source.exchange_destinations += 1
 
@@ -278,6 +309,7 @@ class Topology:
         if not source.unbind(destination, routing_key, arguments):
             return
         destination.sources.discard((source, routing_key, freeze(arguments)))
+        self.durable_changes += is_durable_binding(source, destination)
         if isinstance(destination, Exchange):
             source.exchange_destinations -= 1
         if source.auto_delete and not source.bindings and source.name in self.exchanges:

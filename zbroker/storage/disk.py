@@ -169,10 +169,9 @@ class DiskStore(MessageStore):
             queues.get(meta[1], {}).pop(meta[2], None)
         elif kind == records.DELIVERED:
             delivered[meta[1]] = max(delivered.get(meta[1], 0), meta[2])
-        elif kind == records.PURGE:
-            held = queues.get(meta[1], {})
-            for seq in [s for s in held if s <= meta[2]]:
-                del held[seq]
+        elif kind == records.DROP:
+            queues.pop(meta[1], None)
+            delivered.pop(meta[1], None)
         return 0
 
     def _zero_from(self, fd: int, start: int, end: int) -> None:
@@ -303,16 +302,13 @@ class DiskStore(MessageStore):
         if seq > self._marks.get(queue_id, 0):
             self._marks[queue_id] = seq
 
-    def purge(self, queue_id: int, up_to_seq: int, locations: Iterable[int]) -> None:
-        self._write(records.encode([records.PURGE, queue_id, up_to_seq]))
+    def drop_queue(self, queue_id: int, locations: Iterable[int]) -> None:
+        # The queue's id is gone from the topology already; the record makes its
+        # messages dead in the journal too, so recovery needs no topology to be right.
+        self._marks.pop(queue_id, None)
+        self._write(records.encode([records.DROP, queue_id]))
         for location in locations:
             self._release(location)
-
-    def drop_queue(self, queue_id: int, locations: Iterable[int]) -> None:
-        # The queue's id is gone from the topology; a purge record makes its messages
-        # dead in the journal too, so recovery does not have to know the topology.
-        self._marks.pop(queue_id, None)
-        self.purge(queue_id, 1 << 62, locations)
 
     @property
     def needs_sync(self) -> bool:

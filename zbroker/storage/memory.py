@@ -63,13 +63,6 @@ class MemoryStore(MessageStore):
         if seq > delivered.get(queue_id, 0):
             delivered[queue_id] = seq
 
-    def purge(self, queue_id: int, up_to_seq: int, locations: Iterable[int]) -> None:
-        held = self.state.queues.get(queue_id, {})
-        for seq in [s for s in held if s <= up_to_seq]:
-            del held[seq]
-        for location in locations:
-            self._collect(location)
-
     def drop_queue(self, queue_id: int, locations: Iterable[int]) -> None:
         self.state.queues.pop(queue_id, None)
         self.state.delivered.pop(queue_id, None)

@@ -26,7 +26,7 @@ HEADER_BYTES = HEADER.size + META_LEN.size
 PUBLISH = 1  # [PUBLISH, seq, [queue ids], exchange, routing key, properties] + body
 REMOVE = 2  # [REMOVE, queue id, seq]
 DELIVERED = 3  # [DELIVERED, queue id, seq]: the queue delivered everything up to seq
-PURGE = 4  # [PURGE, queue id, up to seq]
+DROP = 4  # [DROP, queue id]: the queue was deleted, all its messages are dead
 
 _pack = msgpack.Packer(use_bin_type=True).pack
 

@@ -7,7 +7,7 @@ A store holds two things:
   snapshot written atomically can never be half applied;
 - a **journal of persistent messages** in durable queues: a message is appended once
   (with the ids of every durable queue it reached) and later *removed* from each queue
-  (ack, reject, auto-ack delivery), *purged*, or its queue dropped. ``delivered``
+  (ack, reject, auto-ack delivery, purge), or its whole queue dropped. ``delivered``
   records that a queue handed its messages up to a sequence number to a consumer, so
   after a crash those come back with ``redelivered=True`` as in RabbitMQ.
 
@@ -83,12 +83,9 @@ class MessageStore(ABC):
         """The queue delivered its messages up to ``seq``: they come back as redelivered."""
 
     @abstractmethod
-    def purge(self, queue_id: int, up_to_seq: int, locations: Iterable[int]) -> None:
-        """Every message of the queue up to ``up_to_seq`` is gone (``locations`` are theirs)."""
-
-    @abstractmethod
     def drop_queue(self, queue_id: int, locations: Iterable[int]) -> None:
-        """The queue was deleted with these messages in it (it is gone from the topology)."""
+        """The queue was deleted: every message journaled for it is dead, including ones
+        delivered and not yet acked (``locations`` are the messages it still held)."""
 
     @property
     @abstractmethod

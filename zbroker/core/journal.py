@@ -1,0 +1,46 @@
+"""What a durable queue tells the store as its persistent messages move.
+
+Only persistent messages (those with a store ``location``) in durable queues are
+journaled; everything else never reaches the store. The queue calls ``take`` when a
+message leaves its head for a consumer, the broker calls ``remove`` when a delivery is
+settled for good and ``drop`` when the queue is deleted.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from zbroker.core.message import Message
+from zbroker.storage.store import MessageStore
+
+
+class QueueJournal:
+    __slots__ = ("store", "queue_id")
+
+    def __init__(self, store: MessageStore, queue_id: int) -> None:
+        self.store = store
+        self.queue_id = queue_id
+
+    def take(self, message: Message, settled: bool) -> Message:
+        """The message leaves the queue's head: settled (auto-ack) or now awaiting an ack.
+
+        A paged message is read back here. An unsettled one is marked delivered, so a
+        crash before its ack brings it back with ``redelivered=True``.
+        """
+        if message.body is None:
+            message = self.load(message)
+        if settled:
+            self.store.remove(self.queue_id, message.seq, message.location)
+        else:
+            self.store.delivered(self.queue_id, message.seq)
+        return message
+
+    def load(self, message: Message) -> Message:
+        exchange, routing_key, properties, body = self.store.read(message.location)
+        return Message(message.seq, exchange, routing_key, properties, body, message.redelivered,
+                       message.location)
+
+    def remove(self, message: Message) -> None:
+        self.store.remove(self.queue_id, message.seq, message.location)
+
+    def drop(self, messages: Iterable[Message]) -> None:
+        self.store.drop_queue(self.queue_id, [m.location for m in messages if m.location is not None])
