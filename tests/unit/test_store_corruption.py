@@ -1,0 +1,75 @@
+"""A torn or corrupt journal tail is found by its checksum and cut off, never delivered."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from zbroker.storage import DiskStore
+
+
+def write_three(directory: Path) -> Path:
+    store = DiskStore(directory)
+    store.open()
+    for seq in (1, 2, 3):
+        store.append(seq, [1], "", "q", {}, b"message-%d" % seq * 20)
+    store.commit()
+    store.close()
+    return next((directory / "journal").glob("*.seg"))
+
+
+def record_offsets(directory: Path) -> list[int]:
+    store = DiskStore(directory)
+    offsets = [m.location & ((1 << 40) - 1) for m in store.open().queues[1]]
+    store.close()
+    return offsets
+
+
+def reopen_and_read(directory: Path) -> list[bytes]:
+    store = DiskStore(directory)
+    try:
+        return [store.read(m.location)[3] for m in store.open().queues.get(1, [])]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("damage", ["torn", "flipped", "garbage"])
+def test_damaged_tail_is_truncated_with_a_log_line(tmp_path: Path, damage: str,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    segment = write_three(tmp_path)
+    third = record_offsets(tmp_path)[2]
+    fd = os.open(segment, os.O_RDWR)
+    try:
+        if damage == "torn":  # a crash mid-write: the record's end never made it
+            length = int.from_bytes(os.pread(fd, 4, third), "little")
+            os.pwrite(fd, bytes(length // 2), third + 8 + length // 2)
+        elif damage == "flipped":  # one bit of the body changed
+            os.pwrite(fd, bytes([os.pread(fd, 1, third + 30)[0] ^ 0x01]), third + 30)
+        else:  # bytes that were never a record, after the last good one
+            os.pwrite(fd, b"\xde\xad\xbe\xef" * 8, third)
+    finally:
+        os.close(fd)
+    with caplog.at_level(logging.WARNING, logger="zbroker.storage.disk"):
+        bodies = reopen_and_read(tmp_path)
+    assert bodies == [b"message-1" * 20, b"message-2" * 20]
+    assert any("truncating the journal" in r.getMessage() for r in caplog.records)
+    # After the cut the journal is clean: new records land there and survive a restart.
+    store = DiskStore(tmp_path)
+    store.open()
+    store.append(9, [1], "", "q", {}, b"after")
+    store.commit()
+    store.close()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="zbroker.storage.disk"):
+        assert reopen_and_read(tmp_path) == [b"message-1" * 20, b"message-2" * 20, b"after"]
+    assert not any("truncating" in r.getMessage() for r in caplog.records)
+
+
+def test_garbage_in_the_zero_region_is_not_read_as_records(tmp_path: Path) -> None:
+    segment = write_three(tmp_path)
+    with open(segment, "r+b") as f:
+        f.seek(0, os.SEEK_END)
+        f.write(os.urandom(4096))
+    assert len(reopen_and_read(tmp_path)) == 3
