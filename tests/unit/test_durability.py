@@ -1,0 +1,210 @@
+"""The broker's durability rules, driven without sockets over a disk store: a restart is
+a new ``Broker`` on the same directory."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from tests.unit.wire import FakePeer, bodies, deliveries
+from zbroker.core import Broker
+from zbroker.core import broker as broker_module
+from zbroker.protocol import Op
+from zbroker.storage import DiskStore, MemoryStore
+
+PERSISTENT = {"delivery_mode": 2}
+
+
+class Restartable:
+    """A broker on a data directory that can be stopped (closed or crashed) and started."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.broker = self._start()
+
+    def _start(self) -> Broker:
+        return Broker(store=DiskStore(self.directory, segment_bytes=64 * 1024))
+
+    def peer(self, name: bytes = b"p1") -> FakePeer:
+        return FakePeer(self.broker, name).open()
+
+    def restart(self, crash: bool = False) -> FakePeer:
+        """``crash``: nothing more is committed, as after SIGKILL (the kernel keeps what was written)."""
+        if crash:
+            self.broker.store._lock.release()  # what the kernel does for a killed process
+        else:
+            self.broker.close()
+        self.broker = self._start()
+        return self.peer()
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Restartable]:
+    node = Restartable(tmp_path)
+    yield node
+    node.broker.store.close()
+
+
+def declare_durable(peer: FakePeer, queue: str = "tasks", **kw: Any) -> None:
+    assert peer.declare(queue, durable=True, **kw)[0][0] == Op.QUEUE_DECLARE_OK
+
+
+def publish_committed(node: Restartable, peer: FakePeer, queue: str, *messages: bytes,
+                      properties: dict | None = PERSISTENT) -> None:
+    for body in messages:
+        peer.publish("", queue, body, properties=properties)
+    node.broker.commit()
+
+
+def message_count(peer: FakePeer, queue: str) -> int:
+    frames = peer.declare(queue, passive=True)
+    assert frames[0][0] == Op.QUEUE_DECLARE_OK, frames
+    return frames[0][1][2]
+
+
+def test_durable_topology_survives_and_transient_does_not(node: Restartable) -> None:
+    p = node.peer()
+    declare_durable(p, "dq", arguments={"x-queue-type": "quorum"})
+    p.declare("tq")
+    p.send(Op.EXCHANGE_DECLARE, 1, "dx", "topic", False, True, False, False, {})
+    p.send(Op.EXCHANGE_DECLARE, 1, "tx", "fanout", False, False, False, False, {})
+    p.send(Op.QUEUE_BIND, 1, "dq", "dx", "a.*", {})
+    p.send(Op.QUEUE_BIND, 1, "dq", "amq.direct", "k", {})
+    node.broker.commit()
+    p = node.restart()
+    assert set(node.broker.topology.queues) == {"dq"}
+    assert "dx" in node.broker.topology.exchanges and "tx" not in node.broker.topology.exchanges
+    assert node.broker.topology.queues["dq"].arguments == {"x-queue-type": "quorum"}
+    # The bindings route again.
+    p.publish("dx", "a.b", b"via-topic")
+    p.publish("amq.direct", "k", b"via-amq")
+    assert message_count(p, "dq") == 2
+
+
+def test_persistent_messages_survive_a_graceful_restart(node: Restartable) -> None:
+    p = node.peer()
+    declare_durable(p)
+    publish_committed(node, p, "tasks", b"one", b"two")
+    publish_committed(node, p, "tasks", b"transient", properties={})
+    p = node.restart()
+    p.consume("tasks", "c", auto_ack=True)
+    assert bodies(p.received) == [b"one", b"two"]
+
+
+def test_crash_keeps_committed_messages_and_marks_delivered_ones(node: Restartable) -> None:
+    p = node.peer()
+    declare_durable(p)
+    publish_committed(node, p, "tasks", b"a", b"b", b"c", b"d")
+    p.qos(2)
+    p.consume("tasks", "c")
+    got = deliveries(p.received)
+    assert [d[2] for d in got] == [1, 2]
+    p.ack(1)  # "a" is done and its credit lets "c" go: "b" and "c" are unacked at the crash
+    assert bodies(p.received) == [b"a", b"b", b"c"]
+    node.broker.commit()
+    p = node.restart(crash=True)
+    p.consume("tasks", "c", auto_ack=True)
+    redelivered = [f[3] for f in deliveries(p.received)]
+    assert list(zip(redelivered, bodies(p.received))) == [(True, b"b"), (True, b"c"), (False, b"d")]
+
+
+def test_nothing_acked_comes_back_after_auto_ack_get_reject_purge(node: Restartable) -> None:
+    p = node.peer()
+    declare_durable(p, "q1")
+    declare_durable(p, "q2")
+    publish_committed(node, p, "q1", b"got", b"rejected", b"kept")
+    publish_committed(node, p, "q2", b"purged1", b"purged2")
+    assert p.send(Op.BASIC_GET, 1, "q1", True)[0][0] == Op.BASIC_GET_OK
+    frames = p.send(Op.BASIC_GET, 1, "q1", False)
+    p.send(Op.BASIC_REJECT, 1, frames[0][1][1], False)
+    assert p.send(Op.QUEUE_PURGE, 1, "q2")[0][1][1] == 2
+    node.broker.commit()
+    p = node.restart(crash=True)
+    assert message_count(p, "q1") == 1 and message_count(p, "q2") == 0
+
+
+def test_deleted_queue_stays_deleted_with_its_messages(node: Restartable) -> None:
+    p = node.peer()
+    declare_durable(p, "gone")
+    publish_committed(node, p, "gone", b"x", b"y")
+    p.send(Op.QUEUE_DELETE, 1, "gone", False, False)
+    node.broker.commit()
+    p = node.restart(crash=True)
+    declare_durable(p, "gone")  # a new queue of the same name starts empty
+    assert message_count(p, "gone") == 0
+
+
+def test_confirms_wait_for_the_commit(node: Restartable) -> None:
+    p = node.peer()
+    declare_durable(p)
+    p.send(Op.CONFIRM_SELECT, 1)
+    assert p.publish("", "tasks", b"m", properties=PERSISTENT) == []  # held: not on disk yet
+    node.broker.commit()
+    assert [(op, f[1]) for op, f, _ in p.collect()] == [(Op.BASIC_ACK, 1)]
+    # A transient message needs no sync: confirmed at once, as before.
+    assert [op for op, _, _ in p.publish("", "tasks", b"t")] == [Op.BASIC_ACK]
+
+
+class FailingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dirty = False
+
+    def append(self, *args: Any) -> int:
+        self.dirty = True
+        return super().append(*args)
+
+    @property
+    def needs_sync(self) -> bool:
+        return self.dirty
+
+    def commit(self) -> None:
+        self.dirty = False
+        raise OSError(28, "No space left on device")
+
+
+def test_a_failed_commit_nacks_instead_of_acking() -> None:
+    broker = Broker(store=FailingStore())
+    p = FakePeer(broker, b"p").open()
+    declare_durable(p)
+    p.send(Op.CONFIRM_SELECT, 1)
+    p.publish("", "tasks", b"m", properties=PERSISTENT)
+    broker.commit()
+    assert [(op, f[1], f[2]) for op, f, _ in p.collect()] == [(Op.BASIC_NACK, 1, True)]
+
+
+def test_long_queue_is_paged_and_delivered_whole_in_order(node: Restartable,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(broker_module, "PAGE_AFTER", 10)
+    p = node.peer()
+    declare_durable(p)
+    publish_committed(node, p, "tasks", *[b"m%03d" % i for i in range(50)])
+    queue = node.broker.topology.queues["tasks"]
+    assert sum(m.is_paged for m in queue.messages) == 40
+    p.consume("tasks", "c", auto_ack=True)
+    assert bodies(p.received) == [b"m%03d" % i for i in range(50)]
+    assert all(f[5] == "tasks" for f in deliveries(p.received))  # routing key read back too
+
+
+def test_recovery_pages_a_long_backlog(node: Restartable, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(broker_module, "PAGE_AFTER", 5)
+    p = node.peer()
+    declare_durable(p)
+    publish_committed(node, p, "tasks", *[b"%d" % i for i in range(30)])
+    p = node.restart(crash=True)
+    queue = node.broker.topology.queues["tasks"]
+    assert sum(not m.is_paged for m in queue.messages) == 5
+    p.consume("tasks", "c", auto_ack=True)
+    assert bodies(p.received) == [b"%d" % i for i in range(30)]
+
+
+def test_sequence_continues_after_restart_so_requeue_order_holds(node: Restartable) -> None:
+    p = node.peer()
+    declare_durable(p)
+    publish_committed(node, p, "tasks", b"old")
+    p = node.restart()
+    publish_committed(node, p, "tasks", b"new")
+    p.consume("tasks", "c")
+    p.send(Op.BASIC_NACK, 1, 0, True, True)  # requeue both: order must stay old, new
+    assert bodies(p.received)[-2:] == [b"old", b"new"]
