@@ -52,9 +52,12 @@ DEFAULT_MAX_BODY_BYTES = 128 * 1024 * 1024
 MAX_CHANNEL = 65535
 #: Deliveries one queue makes per dispatch before yielding to the rest of the loop.
 DISPATCH_BATCH = 1000
-#: Persistent messages beyond this many in a durable queue are held paged (contents on
-#: disk only): memory per queued message is then a small index entry, not its body.
+#: A persistent message joining a durable queue is held paged (contents on disk only,
+#: memory per message a small index entry) once the queue holds this many messages, or
+#: once that many messages of its size would exceed ``PAGE_AFTER_BYTES``: with bodies of
+#: similar size, each queue keeps about that much of them in memory at most.
 PAGE_AFTER = 2000
+PAGE_AFTER_BYTES = 16 * 1024 * 1024
 PERSISTENT = 2
 
 
@@ -174,11 +177,12 @@ class Broker:
             if queue is None:  # deleted before the crash, after its last snapshot
                 self.store.drop_queue(queue_id, [m.location for m in stored])
                 continue
-            paging = self.store.pages
+            resident = 0  # bytes of bodies loaded: the same bound as _page
             for i, m in enumerate(stored):
                 message = Message.paged(m.seq, m.location, m.redelivered)
-                if not paging or i < PAGE_AFTER:
+                if not self.store.pages or (i < PAGE_AFTER and resident < PAGE_AFTER_BYTES):
                     message = queue.journal.load(message)
+                    resident += len(message.body)
                 queue.messages.append(message)
         if recovered.queues:
             log.info("recovered %d durable queue(s), %d persistent message(s)", len(by_id),
@@ -472,8 +476,7 @@ class Broker:
             if properties.get("delivery_mode") == PERSISTENT:
                 self._store_message(channel, message, queues)
             for queue in queues:
-                if message.location is not None and queue.journal is not None \
-                        and len(queue.messages) >= PAGE_AFTER and self.store.pages:
+                if message.location is not None and queue.journal is not None and self._page(queue, body):
                     queue.messages.append(Message.paged(message.seq, message.location))
                 else:
                     queue.messages.append(message)
@@ -482,6 +485,10 @@ class Broker:
         elif mandatory:
             channel.send(encode(Op.BASIC_RETURN, channel.number, errors.NO_ROUTE, "NO_ROUTE",
                                 exchange, routing_key, properties), body)
+
+    def _page(self, queue: Queue, body: Any) -> bool:
+        held = len(queue.messages)
+        return self.store.pages and (held >= PAGE_AFTER or held * len(body) >= PAGE_AFTER_BYTES)
 
     def _store_message(self, channel: Channel, message: Message, queues: Iterable[Queue]) -> None:
         """Journal a persistent message for the durable queues it reached."""
