@@ -12,11 +12,14 @@ def test_bench_quick_run_writes_a_table_and_json(tmp_path) -> None:
                            "--json", str(out_json)], capture_output=True, text=True, env=child_env(), cwd=ROOT,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
-    for label in ("publish", "workqueue", "fanout", "rpc", "fanin", "PUSH->PULL"):
+    for label in ("publish", "workqueue", "fanout", "rpc", "fanin", "persistent", "pipelined", "PUSH->PULL"):
         assert label in proc.stdout
     results = json.loads(out_json.read_text())["results"]
-    for target in ("zbroker", "relay"):
-        assert set(results[target]) == {"publish", "workqueue", "fanout", "rpc", "fanin"}
+    relayed = {"publish", "workqueue", "fanout", "rpc", "fanin"}
+    for target, workloads in (("zbroker", relayed | {"persistent"}), ("relay", relayed)):
+        assert set(results[target]) == workloads
         for workload, metrics in results[target].items():
             assert all(m["median"] > 0 for m in metrics.values()), (target, workload)
+    assert set(results["zbroker"]["persistent"]) == {"confirmed_100b_per_s", "confirmed_64k_per_s",
+                                                     "pipelined_100b_per_s", "pipelined_64k_per_s"}
     assert results["push_pull"]["push_pull"]["msgs_per_s"]["median"] > 0

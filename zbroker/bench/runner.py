@@ -30,8 +30,11 @@ from zbroker.bench import WORKLOADS, ceiling, roles
 
 READY = re.compile(r"ready on tcp://[^:]+:(\d+)")
 FULL = {"publish": 100_000, "workqueue": 100_000, "fanout": 50_000, "rpc": 5_000, "fanin": 80_000,
-        "push_pull": 200_000}
-QUICK = {"publish": 2_000, "workqueue": 2_000, "fanout": 1_000, "rpc": 200, "fanin": 4_000, "push_pull": 20_000}
+        "persistent": 20_000, "persistent_64k": 5_000, "push_pull": 200_000}
+QUICK = {"publish": 2_000, "workqueue": 2_000, "fanout": 1_000, "rpc": 200, "fanin": 4_000,
+         "persistent": 300, "persistent_64k": 100, "push_pull": 20_000}
+#: Messages per wait_for_confirms in the pipelined persistent runs.
+PIPELINE_BATCH = 1000
 FANOUT_CONSUMERS = 4
 WORKQUEUE_WORKERS = 2
 FANIN_PRODUCERS = 8
@@ -43,6 +46,10 @@ METRICS = {
     "rpc": [("p50_us", "rpc: round trip p50, us", False), ("p99_us", "rpc: round trip p99, us", False),
             ("calls_per_s", "rpc: sequential calls/s", True)],
     "fanin": [("msgs_per_s", "fanin: 8 producers, 1 consumer prefetch 1000, msgs/s", True)],
+    "persistent": [("confirmed_100b_per_s", "persistent 100 B, a confirm per message, msgs/s", True),
+                   ("confirmed_64k_per_s", "persistent 64 KiB, a confirm per message, msgs/s", True),
+                   ("pipelined_100b_per_s", f"persistent 100 B, pipelined confirms ({PIPELINE_BATCH}), msgs/s", True),
+                   ("pipelined_64k_per_s", f"persistent 64 KiB, pipelined confirms ({PIPELINE_BATCH}), msgs/s", True)],
     "push_pull": [("msgs_per_s", "raw pyzmq PUSH->PULL, 2 processes, msgs/s", True)],
 }
 
@@ -194,6 +201,10 @@ class Workloads:
         self._serial += 1
         return f"bench.{workload}.{os.getpid()}.{self._serial}"
 
+    def has_relay(self, workload: str) -> bool:
+        """Whether the bare relay has this workload (the persistent one is disk work: no)."""
+        return hasattr(self, f"_relay_{workload}")
+
     def run(self, workload: str, target: Target) -> dict[str, float]:
         session = Session(self._mp, self.timeout)
         try:
@@ -262,6 +273,26 @@ class Workloads:
         finally:
             _delete(t, queues=[queue])
         return {"msgs_per_s": _rate(each * FANIN_PRODUCERS, started, done)}
+
+    def _persistent(self, s: Session, t: Target) -> dict[str, float]:
+        """Each case in its own processes; pipelined ones only where the client has the calls."""
+        metrics = {}
+        pipelined = t.client == "zbroker.client"
+        for key, count, size, batch in (("confirmed_100b_per_s", self.counts["persistent"], 100, 0),
+                                        ("confirmed_64k_per_s", self.counts["persistent_64k"], 65536, 0),
+                                        ("pipelined_100b_per_s", self.counts["persistent"], 100, PIPELINE_BATCH),
+                                        ("pipelined_64k_per_s", self.counts["persistent_64k"], 65536, PIPELINE_BATCH)):
+            if batch and not pipelined:
+                continue
+            case = Session(self._mp, self.timeout)
+            try:
+                case.spawn(roles.persistent_publisher, t.client, t.url, self._name("persistent"), count, size,
+                           batch)
+                case.start(1)
+                metrics[key] = count / case.expect("elapsed")
+            finally:
+                case.close()
+        return metrics
 
     # -- the bare relay, same layouts ----------------------------------------------------
 
@@ -377,15 +408,15 @@ def run(runs: int, quick: bool, against: str | None, timeout: float, workloads: 
         for target in targets:
             _check_reachable(target)
         targets.append(Target("relay"))
-        steps = runs * (len(workloads) * len(targets) + 1)
+        cases = [(w, t) for w in workloads for t in targets if t.name != "relay" or bench.has_relay(w)]
+        steps = runs * (len(cases) + 1)
         step = 0
         for i in range(runs):
-            for workload in workloads:
-                for target in targets:
-                    step += 1
-                    metrics = bench.run(workload, target)
-                    results.add(target.name, workload, metrics)
-                    progress(f"[{step}/{steps}] round {i + 1}: {workload} on {target.name}: {_brief(metrics)}")
+            for workload, target in cases:
+                step += 1
+                metrics = bench.run(workload, target)
+                results.add(target.name, workload, metrics)
+                progress(f"[{step}/{steps}] round {i + 1}: {workload} on {target.name}: {_brief(metrics)}")
             step += 1
             metrics = bench.push_pull()
             results.add("push_pull", "push_pull", metrics)
