@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -29,6 +29,15 @@ def data_dir() -> Iterator[Path]:
 
 def connect(broker: Broker) -> pika.BlockingConnection:
     return pika.BlockingConnection(pika.ConnectionParameters(port=broker.port))
+
+
+def durable_channel(broker: Broker, queue: str) -> tuple[pika.BlockingConnection, Any]:
+    """A connection and a confirm-mode channel with the durable ``queue`` declared."""
+    conn = connect(broker)
+    ch = conn.channel()
+    ch.queue_declare(queue, durable=True)
+    ch.confirm_delivery()
+    return conn, ch
 
 
 def drain(ch: pika.adapters.blocking_connection.BlockingChannel, queue: str) -> list[tuple[bytes, bool]]:
@@ -69,12 +78,15 @@ def test_durable_things_survive_a_restart_and_transient_ones_do_not(data_dir: Pa
         conn = connect(broker)
         ch = conn.channel()
         assert ch.queue_declare("task_queue", passive=True).method.message_count == 3
-        for name, declare in (("temp", lambda: ch.queue_declare("temp", passive=True)),
-                              ("scratch", lambda: ch.exchange_declare("scratch", passive=True))):
-            with pytest.raises(exceptions.ChannelClosedByBroker) as info:
-                declare()
-            assert info.value.reply_code == 404, name
+        for kind in ("queue", "exchange"):  # the transient queue "temp" and exchange "scratch"
             ch = conn.channel()
+            with pytest.raises(exceptions.ChannelClosedByBroker) as info:
+                if kind == "queue":
+                    ch.queue_declare("temp", passive=True)
+                else:
+                    ch.exchange_declare("scratch", passive=True)
+            assert info.value.reply_code == 404, kind
+        ch = conn.channel()
         ch.confirm_delivery()
         ch.basic_publish("logs", "kern.disk", b"routed by a recovered binding", PERSISTENT)
         assert drain(ch, "task_queue") == [(b"task 0", False), (b"task 1", False), (b"task 2", False),
@@ -87,10 +99,7 @@ def test_durable_things_survive_a_restart_and_transient_ones_do_not(data_dir: Pa
 def test_unacked_messages_come_back_redelivered_after_sigkill_and_acked_never(data_dir: Path) -> None:
     broker = Broker(data_dir=data_dir)
     try:
-        conn = connect(broker)
-        ch = conn.channel()
-        ch.queue_declare("work", durable=True)
-        ch.confirm_delivery()
+        conn, ch = durable_channel(broker, "work")
         for i in range(5):
             ch.basic_publish("", "work", b"job %d" % i, PERSISTENT)
         ch.basic_qos(prefetch_count=3)
@@ -130,10 +139,7 @@ def test_second_broker_on_the_same_data_dir_refuses_to_start(data_dir: Path) -> 
 def test_pipelined_confirms_survive_sigkill(data_dir: Path) -> None:
     broker = Broker(data_dir=data_dir)
     try:
-        conn = connect(broker)
-        ch = conn.channel()
-        ch.queue_declare("bulk", durable=True)
-        ch.confirm_delivery()
+        _, ch = durable_channel(broker, "bulk")
         seqs = [ch.publish("", "bulk", b"%05d" % i, PERSISTENT) for i in range(2000)]
         assert seqs == list(range(1, 2001))
         assert ch.wait_for_confirms(timeout=30) is True

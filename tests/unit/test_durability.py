@@ -181,10 +181,13 @@ def test_long_queue_is_paged_and_delivered_whole_in_order(node: Restartable,
     declare_durable(p)
     publish_committed(node, p, "tasks", *[b"m%03d" % i for i in range(50)])
     queue = node.broker.topology.queues["tasks"]
-    assert sum(m.is_paged for m in queue.messages) == 40
+    assert (len(queue.messages), len(queue.paged)) == (10, 40)
+    p.publish("", "tasks", b"transient")  # behind the tail: paged too, to keep its place
+    assert len(queue.paged) == 41 and message_count(p, "tasks") == 51
     p.consume("tasks", "c", auto_ack=True)
-    assert bodies(p.received) == [b"m%03d" % i for i in range(50)]
+    assert bodies(p.received) == [b"m%03d" % i for i in range(50)] + [b"transient"]
     assert all(f[5] == "tasks" for f in deliveries(p.received))  # routing key read back too
+    assert deliveries(p.received)[-1][6] == {}  # and properties: the transient one has none
 
 
 def test_recovery_pages_a_long_backlog(node: Restartable, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -192,11 +195,13 @@ def test_recovery_pages_a_long_backlog(node: Restartable, monkeypatch: pytest.Mo
     p = node.peer()
     declare_durable(p)
     publish_committed(node, p, "tasks", *[b"%d" % i for i in range(30)])
+    p.publish("", "tasks", b"transient, paged")
+    node.broker.commit()
     p = node.restart(crash=True)
     queue = node.broker.topology.queues["tasks"]
-    assert sum(not m.is_paged for m in queue.messages) == 5
+    assert (len(queue.messages), len(queue.paged)) == (5, 25)
     p.consume("tasks", "c", auto_ack=True)
-    assert bodies(p.received) == [b"%d" % i for i in range(30)]
+    assert bodies(p.received) == [b"%d" % i for i in range(30)]  # the transient one is gone
 
 
 def test_sequence_continues_after_restart_so_requeue_order_holds(node: Restartable) -> None:
@@ -208,3 +213,33 @@ def test_sequence_continues_after_restart_so_requeue_order_holds(node: Restartab
     p.consume("tasks", "c")
     p.send(Op.BASIC_NACK, 1, 0, True, True)  # requeue both: order must stay old, new
     assert bodies(p.received)[-2:] == [b"old", b"new"]
+
+
+def test_purge_and_delete_reach_the_paged_tail(node: Restartable, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(broker_module, "PAGE_AFTER", 3)
+    p = node.peer()
+    declare_durable(p, "purged")
+    declare_durable(p, "deleted")
+    publish_committed(node, p, "purged", *[b"%d" % i for i in range(10)])
+    publish_committed(node, p, "deleted", *[b"%d" % i for i in range(10)])
+    assert p.send(Op.QUEUE_PURGE, 1, "purged")[0][1][1] == 10
+    assert p.send(Op.QUEUE_DELETE, 1, "deleted", False, False)[0][1][1] == 10
+    node.broker.commit()
+    p = node.restart(crash=True)
+    assert message_count(p, "purged") == 0
+    assert "deleted" not in node.broker.topology.queues
+    # Every segment but the active one is gone: nothing is left holding them.
+    assert all(n == 0 for n in node.broker.store._live.values())
+
+
+def test_paged_tail_is_compact_and_ordered() -> None:
+    from zbroker.core.paging import PagedTail
+    tail = PagedTail()
+    for seq in range(1, 100_001):
+        tail.append(seq, seq * 10)
+    assert len(tail) == 100_000
+    taken = tail.take(70_000)
+    assert taken[0] == (1, 10) and taken[-1] == (70_000, 700_000) and len(tail) == 30_000
+    assert next(iter(tail)) == (70_001, 700_010)
+    assert [seq for seq, _ in tail.take(10)] == list(range(70_001, 70_011))
+    assert len(tail.take(10**6)) == 29_990 and len(tail) == 0

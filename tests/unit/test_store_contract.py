@@ -156,3 +156,13 @@ def test_second_disk_store_on_one_directory_is_refused(tmp_path: Path) -> None:
     second = DiskStore(tmp_path)  # the lock goes with the first store
     second.open()
     second.close()
+
+
+def test_transient_records_are_readable_but_never_recovered(reopen: Reopen) -> None:
+    store = reopen()
+    store.open()
+    loc = store.append(1, [4], "", "q", {"x": 1}, b"paged only", persistent=False)
+    store.append(2, [4], "", "q", {}, b"kept")
+    store.commit()
+    assert store.read(loc) == ("", "q", {"x": 1}, b"paged only")
+    assert live(reopen()) == {4: [(2, False)]}

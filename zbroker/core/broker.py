@@ -40,7 +40,7 @@ from zbroker.core.topology import VHOST, Topology, check_name, server_queue_name
 from zbroker.errors import BrokerError, ChannelError, ConnectionError_
 from zbroker.protocol import Op, ProtocolError, check_header, decode_message, encode
 from zbroker.storage.memory import MemoryStore
-from zbroker.storage.store import MessageStore, Recovered
+from zbroker.storage.store import MessageStore, Recovered, StoredMessage
 
 log = logging.getLogger(__name__)
 
@@ -177,16 +177,24 @@ class Broker:
             if queue is None:  # deleted before the crash, after its last snapshot
                 self.store.drop_queue(queue_id, [m.location for m in stored])
                 continue
-            resident = 0  # bytes of bodies loaded: the same bound as _page
-            for i, m in enumerate(stored):
-                message = Message.paged(m.seq, m.location, m.redelivered)
-                if not self.store.pages or (i < PAGE_AFTER and resident < PAGE_AFTER_BYTES):
-                    message = queue.journal.load(message)
-                    resident += len(message.body)
-                queue.messages.append(message)
+            self._recover_messages(queue, stored)
         if recovered.queues:
             log.info("recovered %d durable queue(s), %d persistent message(s)", len(by_id),
-                     sum(len(q.messages) for q in by_id.values()))
+                     sum(q.message_count for q in by_id.values()))
+
+    def _recover_messages(self, queue: Queue, stored: list[StoredMessage]) -> None:
+        """The head window (and every redelivered message, all at the front) in memory,
+        the rest as the paged tail: the same bound as ``_page``."""
+        assert queue.journal is not None  # recovered queues are durable
+        resident = 0
+        for i, m in enumerate(stored):
+            if not self.store.pages or m.redelivered or (
+                    not queue.paged and i < PAGE_AFTER and resident < PAGE_AFTER_BYTES):
+                message = queue.journal.load(Message.paged(m.seq, m.location, m.redelivered))
+                resident += len(message.body)
+                queue.messages.append(message)
+            else:
+                queue.paged.append(m.seq, m.location)
 
     def commit(self) -> None:
         """Make this pass's durable changes durable, then release the confirms they held.
@@ -377,7 +385,7 @@ class Broker:
                        exclusive: bool, auto_delete: bool, arguments: dict) -> None:
         q = self.topology.declare_queue(queue, passive, durable, exclusive, auto_delete, arguments,
                                         channel.connection)
-        channel.send(encode(Op.QUEUE_DECLARE_OK, channel.number, q.name, len(q.messages),
+        channel.send(encode(Op.QUEUE_DECLARE_OK, channel.number, q.name, q.message_count,
                             len(q.consumers)))
 
     def _queue_bind(self, channel: Channel, _: Any, queue: str, exchange: str, routing_key: str,
@@ -404,7 +412,7 @@ class Broker:
             q = self.topology.queue(queue, channel.connection)
             if if_unused and q.consumers:
                 raise ChannelError(errors.PRECONDITION_FAILED, f"queue '{queue}' in vhost '{VHOST}' in use")
-            if if_empty and q.messages:
+            if if_empty and q.has_messages:
                 raise ChannelError(errors.PRECONDITION_FAILED, f"queue '{queue}' in vhost '{VHOST}' not empty")
             count = self._delete_queue(q)
         channel.send(encode(Op.QUEUE_DELETE_OK, channel.number, count))
@@ -476,8 +484,9 @@ class Broker:
             if properties.get("delivery_mode") == PERSISTENT:
                 self._store_message(channel, message, queues)
             for queue in queues:
-                if message.location is not None and queue.journal is not None and self._page(queue, body):
-                    queue.messages.append(Message.paged(message.seq, message.location))
+                location = self._page(queue, message) if queue.journal is not None else None
+                if location is not None:
+                    queue.paged.append(message.seq, location)
                 else:
                     queue.messages.append(message)
                 if queue.consumers:
@@ -486,9 +495,26 @@ class Broker:
             channel.send(encode(Op.BASIC_RETURN, channel.number, errors.NO_ROUTE, "NO_ROUTE",
                                 exchange, routing_key, properties), body)
 
-    def _page(self, queue: Queue, body: Any) -> bool:
+    def _page(self, queue: Queue, message: Message) -> int | None:
+        """The store location under which ``message`` joins the durable queue's paged
+        tail, or None to keep it in memory (the head is not full, or no tail is kept).
+
+        Once a queue has a tail, every newcomer joins it, to keep the order: a transient
+        message is then journaled too (``QueueJournal.page``).
+        """
+        if not self.store.pages:
+            return None
         held = len(queue.messages)
-        return self.store.pages and (held >= PAGE_AFTER or held * len(body) >= PAGE_AFTER_BYTES)
+        if not (len(queue.paged) or held >= PAGE_AFTER or held * len(message.body) >= PAGE_AFTER_BYTES):
+            return None
+        if message.location is not None:
+            return message.location
+        assert queue.journal is not None  # only durable queues page
+        try:
+            return queue.journal.page(message)
+        except OSError as exc:
+            log.error("cannot page a message of queue '%s' to disk: %s", queue.name, exc)
+            return None
 
     def _store_message(self, channel: Channel, message: Message, queues: Iterable[Queue]) -> None:
         """Journal a persistent message for the durable queues it reached."""
@@ -505,7 +531,7 @@ class Broker:
 
     def _basic_get(self, channel: Channel, _: Any, queue: str, auto_ack: bool) -> None:
         q = self.topology.queue(queue, channel.connection)
-        if not q.messages:
+        if not q.has_messages:
             channel.send(encode(Op.BASIC_GET_EMPTY, channel.number))
             return
         message = q.take(auto_ack)
@@ -513,7 +539,7 @@ class Broker:
         if not auto_ack:
             channel.unacked[tag] = Unacked(q, message, None)
         channel.send(encode(Op.BASIC_GET_OK, channel.number, tag, message.redelivered,
-                            message.exchange, message.routing_key, len(q.messages),
+                            message.exchange, message.routing_key, q.message_count,
                             message.properties), message.body)
 
     def _basic_ack(self, channel: Channel, _: Any, delivery_tag: int, multiple: bool) -> None:
@@ -528,7 +554,7 @@ class Broker:
         entry.settle()
         journal = entry.queue.journal
         if journal is not None and entry.message.location is not None:
-            journal.remove(entry.message)
+            journal.remove(entry.message.seq, entry.message.location)
 
     def _basic_nack(self, channel: Channel, _: Any, delivery_tag: int, multiple: bool,
                     requeue: bool) -> None:
@@ -562,11 +588,11 @@ class Broker:
             return
         if len(entries) == 1:
             queue = entries[0].queue
-            if queue.messages and not queue.deleted:
+            if queue.has_messages and not queue.deleted:
                 self._dispatch(queue)
             return
         for queue in {id(e.queue): e.queue for e in entries}.values():
-            if queue.messages and not queue.deleted:
+            if queue.has_messages and not queue.deleted:
                 self._dispatch(queue)
 
     def _dispatch_consumers_of(self, channel: Channel) -> None:

@@ -1,7 +1,8 @@
 """What a durable queue tells the store as its persistent messages move.
 
-Only persistent messages (those with a store ``location``) in durable queues are
-journaled; everything else never reaches the store. The queue calls ``take`` when a
+Persistent messages in durable queues are journaled, and so is a transient message that
+joins a durable queue whose tail is paged (it must wait its turn on disk; recovery
+skips it). The broker calls ``page`` for those. The queue calls ``take`` when a
 message leaves its head for a consumer, the broker calls ``remove`` when a delivery is
 settled for good and ``drop`` when the queue is deleted.
 """
@@ -30,17 +31,23 @@ class QueueJournal:
             message = self.load(message)
         if settled:
             self.store.remove(self.queue_id, message.seq, message.location)
-        else:
+        else:  # (paged transient messages are marked too: harmless, recovery skips them)
             self.store.delivered(self.queue_id, message.seq)
         return message
+
+    def page(self, message: Message) -> int:
+        """Journal a transient message so it can wait in the paged tail; its location."""
+        return self.store.append(message.seq, [self.queue_id], message.exchange, message.routing_key,
+                                 message.properties, message.body, persistent=False)
 
     def load(self, message: Message) -> Message:
         exchange, routing_key, properties, body = self.store.read(message.location)
         return Message(message.seq, exchange, routing_key, properties, body, message.redelivered,
                        message.location)
 
-    def remove(self, message: Message) -> None:
-        self.store.remove(self.queue_id, message.seq, message.location)
+    def remove(self, seq: int, location: int) -> None:
+        self.store.remove(self.queue_id, seq, location)
 
-    def drop(self, messages: Iterable[Message]) -> None:
-        self.store.drop_queue(self.queue_id, [m.location for m in messages if m.location is not None])
+    def drop(self, stored: Iterable[tuple[int, int]]) -> None:
+        """The queue is deleted; ``stored`` are (seq, location) of what it still held."""
+        self.store.drop_queue(self.queue_id, [location for _, location in stored])

@@ -1,5 +1,9 @@
 """A queue: its messages in order, its consumers, and round-robin dispatch.
 
+Messages are ``messages`` (the head, in memory) followed by ``paged`` (a durable queue's
+tail that lives on disk only, see ``paging.py``); the head is refilled from the tail as
+it drains, ``REFILL`` at a time.
+
 The queue owns message order and the choice of consumer; credit belongs to the
 consumer and its channel (``consumers.py``), delivery frames to the channel
 (``session.py``). ``dispatch`` is called whenever something changed that could let a
@@ -8,14 +12,20 @@ message move: a publish, an ack that returned credit, a new consumer, a requeue.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, Hashable, Iterable
+from typing import TYPE_CHECKING, Any, Hashable, Iterable, Iterator
+
+from zbroker.core.message import Message
+from zbroker.core.paging import PagedTail
 
 if TYPE_CHECKING:
     from zbroker.core.consumers import Consumer
     from zbroker.core.exchanges import Exchange
     from zbroker.core.journal import QueueJournal
-    from zbroker.core.message import Message
     from zbroker.core.session import Connection
+
+
+#: Paged messages moved to the head at a time (as index entries: read when taken).
+REFILL = 256
 
 
 class Queue:
@@ -27,6 +37,7 @@ class Queue:
         self.auto_delete = auto_delete
         self.arguments = arguments or {}
         self.messages: deque[Message] = deque()
+        self.paged = PagedTail()
         self.consumers: list[Consumer] = []
         self.had_consumer = False
         self.deleted = False
@@ -79,17 +90,43 @@ class Queue:
                 i += 1
             queue.insert(i, message.as_redelivered())
 
+    @property
+    def message_count(self) -> int:
+        return len(self.messages) + len(self.paged)
+
+    @property
+    def has_messages(self) -> bool:
+        return bool(self.messages) or len(self.paged) > 0
+
+    def stored(self) -> Iterator[tuple[int, int]]:
+        """(seq, location) of every message the queue holds that is in the store."""
+        for message in self.messages:
+            if message.location is not None:
+                yield message.seq, message.location
+        yield from self.paged
+
     def purge(self) -> int:
-        count = len(self.messages)
+        count = self.message_count
         if self.journal is not None:
-            for message in self.messages:
-                if message.location is not None:
-                    self.journal.remove(message)
-        self.messages.clear()
+            for seq, location in self.stored():
+                self.journal.remove(seq, location)
+        self.clear()
         return count
+
+    def clear(self) -> None:
+        self.messages.clear()
+        self.paged.clear()
+
+    def _refill(self) -> bool:
+        """Move the front of the paged tail to the head; False if there was none."""
+        entries = self.paged.take(REFILL)
+        self.messages.extend(Message.paged(seq, location) for seq, location in entries)
+        return bool(entries)
 
     def take(self, settled: bool) -> "Message":
         """The head message, leaving for a consumer (``settled``: it needs no ack)."""
+        if not self.messages:
+            self._refill()
         message = self.messages.popleft()
         if message.location is not None and self.journal is not None:
             message = self.journal.take(message, settled)
@@ -102,7 +139,7 @@ class Queue:
         (auto-ack or prefetch 0) and the queue is long: the rest goes out next pass.
         """
         messages, consumers = self.messages, self.consumers
-        while messages and consumers:
+        while consumers and (messages or self._refill()):
             if limit <= 0:
                 return True
             consumer = self._next_with_credit()

@@ -265,15 +265,15 @@ class Topology:
 
     def delete_queue(self, queue: Queue) -> int:
         """Remove the queue and its bindings; the caller cancels its consumers."""
-        count = len(queue.messages)
+        count = queue.message_count
         self.queues.pop(queue.name, None)
         queue.deleted = True
         if queue.journal is not None:
-            queue.journal.drop(queue.messages)
+            queue.journal.drop(queue.stored())
             self.durable_changes += 1
         for source, key, frozen in list(queue.sources):
             self._unbind(source, queue, key, source.bindings.get((queue, key, frozen), {}))
-        queue.messages.clear()
+        queue.clear()
         owner = queue.exclusive_owner
         if owner is not None and queue in owner.exclusive_queues:
             owner.exclusive_queues.remove(queue)

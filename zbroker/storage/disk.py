@@ -143,8 +143,9 @@ class DiskStore(MessageStore):
         if size:
             data = _read_all(fd, size)  # one segment at a time: SEGMENT_BYTES of memory at most
             try:
-                for offset, meta, _body, end in records.scan(data):
+                for offset, meta, _body, following in records.scan(data):
                     max_seq = max(max_seq, self._apply(number, offset, meta, queues, delivered))
+                    end = following  # the valid journal reaches this far
             except records.Corrupt as exc:
                 log.warning("store %s: segment %s: %s; truncating the journal there",
                             self.directory, path.name, exc)
@@ -161,6 +162,8 @@ class DiskStore(MessageStore):
         kind = meta[0]
         if kind == records.PUBLISH:
             seq, qids = meta[1], meta[2]
+            if not meta[6]:  # a transient message paged to disk: gone with the process
+                return seq
             location = (number << OFFSET_BITS) | offset
             for qid in qids:
                 queues.setdefault(qid, {})[seq] = location
@@ -267,12 +270,12 @@ class DiskStore(MessageStore):
         self._need_sync = True
 
     def append(self, seq: int, queue_ids: list[int], exchange: str, routing_key: str,
-               properties: dict, body: Any) -> int:
+               properties: dict, body: Any, persistent: bool = True) -> int:
         location = self._write(records.encode([records.PUBLISH, seq, queue_ids, exchange, routing_key,
-                                               properties], body))
+                                               properties, persistent], body))
         number = location >> OFFSET_BITS
         self._live[number] = self._live.get(number, 0) + len(queue_ids)
-        self._need_sync = True
+        self._need_sync |= persistent  # a transient record waits for no confirm
         return location
 
     def read(self, location: int) -> tuple[str, str, dict, bytes]:

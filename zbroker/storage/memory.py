@@ -38,12 +38,14 @@ class MemoryStore(MessageStore):
         self.state.topology = snapshot
 
     def append(self, seq: int, queue_ids: list[int], exchange: str, routing_key: str,
-               properties: dict, body: Any) -> int:
+               properties: dict, body: Any, persistent: bool = True) -> int:
         s = self.state
         location = s.next_location
         s.next_location += 1
         s.messages[location] = (exchange, routing_key, properties, body)
         s.refs[location] = len(queue_ids)
+        if not persistent:  # readable while the process lives, never recovered
+            return location
         for qid in queue_ids:
             s.queues.setdefault(qid, {})[seq] = location
         s.max_seq = max(s.max_seq, seq)

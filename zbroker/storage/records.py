@@ -23,7 +23,7 @@ META_LEN = struct.Struct("<I")
 HEADER_BYTES = HEADER.size + META_LEN.size
 
 # Record kinds (the first metadata field).
-PUBLISH = 1  # [PUBLISH, seq, [queue ids], exchange, routing key, properties] + body
+PUBLISH = 1  # [PUBLISH, seq, [queue ids], exchange, routing key, properties, persistent] + body
 REMOVE = 2  # [REMOVE, queue id, seq]
 DELIVERED = 3  # [DELIVERED, queue id, seq]: the queue delivered everything up to seq
 DROP = 4  # [DROP, queue id]: the queue was deleted, all its messages are dead

@@ -67,8 +67,9 @@ class MessageStore(ABC):
 
     @abstractmethod
     def append(self, seq: int, queue_ids: list[int], exchange: str, routing_key: str,
-               properties: dict, body: Any) -> int:
-        """Journal a persistent message for ``queue_ids``; returns its location."""
+               properties: dict, body: Any, persistent: bool = True) -> int:
+        """Journal a message for ``queue_ids``; returns its location. A transient one
+        (``persistent=False``: paged only to save memory) is never recovered."""
 
     @abstractmethod
     def read(self, location: int) -> tuple[str, str, dict, bytes]:
