@@ -243,3 +243,47 @@ def test_paged_tail_is_compact_and_ordered() -> None:
     assert next(iter(tail)) == (70_001, 700_010)
     assert [seq for seq, _ in tail.take(10)] == list(range(70_001, 70_011))
     assert len(tail.take(10**6)) == 29_990 and len(tail) == 0
+
+
+def test_an_old_unacked_message_does_not_pin_the_journal(node: Restartable) -> None:
+    """One delivery never acked while thousands flow past: compaction copies it forward,
+    the old segments go, and after a crash it is still there, redelivered, with nothing else."""
+    p = node.peer()
+    declare_durable(p, "stuck")
+    declare_durable(p, "flow")
+    publish_committed(node, p, "stuck", b"the old one")
+    p.consume("stuck", "holder")  # delivered, never acked
+    p.consume("flow", "worker", ch=1, auto_ack=True)
+    for round_ in range(40):
+        publish_committed(node, p, "flow", *[b"%04d" % i * 25 for i in range(50)])
+        p.collect()
+    journal = node.directory / "journal"
+    segments = sorted(journal.glob("*.seg"))
+    assert len(segments) <= 3, [s.name for s in segments]  # 40 x 50 x ~150 B would be ~5 segments of 64 KiB
+    assert not (journal / "00000001.seg").exists()
+    p = node.restart(crash=True)
+    p.consume("stuck", "again", auto_ack=True)
+    p.consume("flow", "w2", auto_ack=True)
+    assert [(f[3], b) for f, b in zip(deliveries(p.received), bodies(p.received))] == [(True, b"the old one")]
+
+
+def test_compaction_moves_paged_and_queued_messages(node: Restartable, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(broker_module, "PAGE_AFTER", 2)
+    p = node.peer()
+    declare_durable(p, "backlog")
+    declare_durable(p, "flow")
+    p.consume("flow", "worker", auto_ack=True)
+    for round_ in range(40):  # one backlog message per round among 50 that flow away
+        publish_committed(node, p, "backlog", b"backlog %02d" % round_)
+        publish_committed(node, p, "flow", *[b"%04d" % i * 25 for i in range(50)])
+        p.collect()
+    queue = node.broker.topology.queues["backlog"]
+    assert len(queue.paged) == 38
+    assert not (node.directory / "journal" / "00000001.seg").exists()  # compacted away
+    p2 = FakePeer(node.broker, b"p2").open()
+    frames = [f for _ in range(3) for f in p2.send(Op.BASIC_GET, 1, "backlog", True)]
+    assert [body for _, _, body in frames] == [b"backlog 00", b"backlog 01", b"backlog 02"]  # 02 was paged
+    node.broker.commit()  # as the server does before the get-oks leave
+    p = node.restart(crash=True)
+    p.consume("backlog", "c", auto_ack=True)
+    assert bodies(p.received) == [b"backlog %02d" % i for i in range(3, 40)]

@@ -212,6 +212,45 @@ class Broker:
             self._failed.update(self._confirms)
         if self._confirms:
             self._flush_confirms()
+        try:
+            moved = self.store.compact(self._held)
+        except OSError as exc:
+            log.error("store compaction failed: %s", exc)
+            return
+        if moved:
+            self._relocate(moved)
+
+    def _stored_references(self) -> Iterable[tuple[int, int, Message | None]]:
+        """(queue id, location, message or None if paged) of everything the store holds for us."""
+        for queue in self.topology.queues.values():
+            if queue.journal is not None:
+                qid = queue.journal.queue_id
+                for message in queue.messages:
+                    if message.location is not None:
+                        yield qid, message.location, message
+                for _, location in queue.paged:
+                    yield qid, location, None
+        for conn in self.connections.values():
+            for channel in conn.channels.values():
+                for entry in channel.unacked.values():
+                    if entry.queue.journal is not None and entry.message.location is not None:
+                        yield entry.queue.journal.queue_id, entry.message.location, entry.message
+
+    def _held(self, selects: Callable[[int], bool]) -> dict[int, list[int]]:
+        held: dict[int, list[int]] = {}
+        for qid, location, _ in self._stored_references():
+            if selects(location):
+                held.setdefault(location, []).append(qid)
+        return held
+
+    def _relocate(self, moved: dict[int, int]) -> None:
+        """A compaction copied records: point messages and paged entries at the copies."""
+        # A message object can be referenced from several places: move each one once.
+        messages = {id(m): m for _, loc, m in self._stored_references() if m is not None and loc in moved}
+        for message in messages.values():
+            message.location = moved[message.location]
+        for queue in self.topology.queues.values():
+            queue.paged.relocate(moved)
 
     def close(self) -> None:
         """Commit and release the store (the data directory's lock with it)."""

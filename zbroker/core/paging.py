@@ -45,6 +45,14 @@ class PagedTail:
     def __iter__(self) -> Iterator[tuple[int, int]]:
         return zip(self._seqs[self._start:], self._locations[self._start:])
 
+    def relocate(self, moved: dict[int, int]) -> None:
+        """Point entries at their new store locations after a compaction."""
+        locations = self._locations
+        for i in range(self._start, len(locations)):
+            new = moved.get(locations[i])
+            if new is not None:
+                locations[i] = new
+
     def clear(self) -> None:
         self._seqs = array("q")
         self._locations = array("q")

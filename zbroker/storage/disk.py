@@ -18,15 +18,17 @@ drop a queued body from memory and read it back when its turn comes.
 Space comes back a segment at a time: a segment is deleted once no queue holds any
 message in it *and* every older segment is already gone. A removal record always sits
 in the same segment as its message or a later one, so deleting oldest-first can never
-bring a removed message back. One message that is never acked keeps its segment and
-every later one on disk; copying such messages forward is not done yet.
+bring a removed message back. So that one message that is never acked cannot keep every
+later segment on disk, the oldest segment is *compacted* once little of it is live: the
+broker says which queues still hold which of its messages, those are appended again
+(with the delivery marks), synced, and the old segment deleted.
 """
 from __future__ import annotations
 
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import msgpack
 
@@ -43,6 +45,9 @@ ZERO_STEP = 4 * 1024 * 1024
 #: Bits of a location that hold the offset; the segment number sits above them.
 OFFSET_BITS = 40
 _OFFSET_MASK = (1 << OFFSET_BITS) - 1
+#: The oldest segment is compacted (its live messages copied forward, so it and the
+#: segments behind it can go) once at most 1/this of what was written to it is live.
+COMPACT_LIVE_FRACTION = 10
 #: Buffers per pwritev call (the kernel's IOV_MAX is 1024).
 _IOV_BATCH = 512
 _ZEROS = bytes(1024 * 1024)
@@ -82,7 +87,10 @@ class DiskStore(MessageStore):
         self._active: _Segment | None = None
         self._pending: list[Any] = []
         self._live: dict[int, int] = {}  # segment number -> queue references to its messages
+        self._appended: dict[int, int] = {}  # segment number -> queue references ever written
         self._marks: dict[int, int] = {}  # queue id -> delivered-up-to seq not yet journaled
+        self._watermarks: dict[int, int] = {}  # queue id -> delivered-up-to seq, all told
+        self._no_compact: set[int] = set()  # segments a compaction could not free
         self._unsynced: set[int] = set()  # segments written since the last sync
         self._need_sync = False
         self._topology: dict | None = None
@@ -106,6 +114,7 @@ class DiskStore(MessageStore):
         if not self._segments:
             self._start_segment(1)
         self._active = self._segments[max(self._segments)]
+        self._watermarks = dict(delivered)
         recovered: dict[int, list[StoredMessage]] = {}
         for qid, held in queues.items():
             if not held:
@@ -156,14 +165,14 @@ class DiskStore(MessageStore):
         self._segments[number] = _Segment(number, path, fd, end, size)
         return max_seq
 
-    @staticmethod
-    def _apply(number: int, offset: int, meta: list[Any], queues: dict[int, dict[int, int]],
+    def _apply(self, number: int, offset: int, meta: list[Any], queues: dict[int, dict[int, int]],
                delivered: dict[int, int]) -> int:
         kind = meta[0]
         if kind == records.PUBLISH:
             seq, qids = meta[1], meta[2]
             if not meta[6]:  # a transient message paged to disk: gone with the process
                 return seq
+            self._appended[number] = self._appended.get(number, 0) + len(qids)
             location = (number << OFFSET_BITS) | offset
             for qid in qids:
                 queues.setdefault(qid, {})[seq] = location
@@ -222,6 +231,7 @@ class DiskStore(MessageStore):
             segment.path.unlink(missing_ok=True)
             del self._segments[number]
             self._live.pop(number, None)
+            self._appended.pop(number, None)
             self._unsynced.discard(number)
             removed = True
         if removed:
@@ -273,12 +283,20 @@ class DiskStore(MessageStore):
                properties: dict, body: Any, persistent: bool = True) -> int:
         location = self._write(records.encode([records.PUBLISH, seq, queue_ids, exchange, routing_key,
                                                properties, persistent], body))
-        number = location >> OFFSET_BITS
-        self._live[number] = self._live.get(number, 0) + len(queue_ids)
+        self._count(location, len(queue_ids))
         self._need_sync |= persistent  # a transient record waits for no confirm
         return location
 
+    def _count(self, location: int, references: int) -> None:
+        number = location >> OFFSET_BITS
+        self._live[number] = self._live.get(number, 0) + references
+        self._appended[number] = self._appended.get(number, 0) + references
+
     def read(self, location: int) -> tuple[str, str, dict, bytes]:
+        meta, body = self._read_record(location)
+        return meta[3], meta[4], meta[5], body
+
+    def _read_record(self, location: int) -> tuple[list[Any], bytes]:
         number, offset = location >> OFFSET_BITS, location & _OFFSET_MASK
         segment = self._segments[number]
         if offset >= segment.flushed:
@@ -290,7 +308,7 @@ class DiskStore(MessageStore):
         if record is None:
             raise StoreError(f"no record at {segment.path.name}:{offset}")
         meta, body, _ = record
-        return meta[3], meta[4], meta[5], bytes(body)
+        return meta, bytes(body)
 
     def _release(self, location: int) -> None:
         number = location >> OFFSET_BITS
@@ -304,11 +322,14 @@ class DiskStore(MessageStore):
     def delivered(self, queue_id: int, seq: int) -> None:
         if seq > self._marks.get(queue_id, 0):
             self._marks[queue_id] = seq
+        if seq > self._watermarks.get(queue_id, 0):
+            self._watermarks[queue_id] = seq
 
     def drop_queue(self, queue_id: int, locations: Iterable[int]) -> None:
         # The queue's id is gone from the topology already; the record makes its
         # messages dead in the journal too, so recovery needs no topology to be right.
         self._marks.pop(queue_id, None)
+        self._watermarks.pop(queue_id, None)
         self._write(records.encode([records.DROP, queue_id]))
         for location in locations:
             self._release(location)
@@ -334,6 +355,46 @@ class DiskStore(MessageStore):
             self._unsynced.clear()
             self._need_sync = False
         self._collect_segments()
+
+    # -- compaction -----------------------------------------------------------------
+
+    def _compaction_candidate(self) -> int | None:
+        """The oldest segment, if it holds back newer ones and little of it is still live."""
+        if len(self._segments) < 3:
+            return None
+        number = min(self._segments)
+        if number in self._no_compact or self._segments[number] is self._active:
+            return None
+        live, appended = self._live.get(number, 0), self._appended.get(number, 0)
+        return number if 0 < live and live * COMPACT_LIVE_FRACTION <= appended else None
+
+    def compact(self, held: Callable[[Callable[[int], bool]], dict[int, list[int]]]) -> dict[int, int]:
+        number = self._compaction_candidate()
+        if number is None:
+            return {}
+        holders = held(lambda location: location >> OFFSET_BITS == number)
+        moved: dict[int, int] = {}
+        for old in sorted(holders):
+            meta, body = self._read_record(old)
+            qids = sorted(set(holders[old]))
+            new = self._write(records.encode([records.PUBLISH, meta[1], qids, meta[3], meta[4], meta[5],
+                                              meta[6]], body))
+            self._count(new, len(qids))
+            self._live[number] = self._live.get(number, 0) - len(qids)
+            moved[old] = new
+        # The oldest delivery marks may live in the segment that is about to go.
+        for qid, seq in self._watermarks.items():
+            self._write(records.encode([records.DELIVERED, qid, seq]))
+        self._need_sync = True
+        self.commit()  # the copies are on disk before the segment is deleted
+        if number in self._segments:
+            log.warning("store %s: compacting segment %d left %d reference(s); not retrying it",
+                        self.directory, number, self._live.get(number, 0))
+            self._no_compact.add(number)
+        else:
+            log.info("store %s: compacted segment %d: %d message(s) copied forward",
+                     self.directory, number, len(moved))
+        return moved
 
     def close(self) -> None:
         try:

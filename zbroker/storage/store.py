@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 
 class StoreError(Exception):
@@ -87,6 +87,15 @@ class MessageStore(ABC):
     def drop_queue(self, queue_id: int, locations: Iterable[int]) -> None:
         """The queue was deleted: every message journaled for it is dead, including ones
         delivered and not yet acked (``locations`` are the messages it still held)."""
+
+    def compact(self, held: Callable[[Callable[[int], bool]], dict[int, list[int]]]) -> dict[int, int]:
+        """Copy the few messages still held in the oldest part of the store forward so the
+        space they pin can be freed; returns {old location: new location}, usually empty.
+
+        ``held(selects)`` is the broker's answer to "which queues still hold each location
+        that ``selects`` accepts" (queued, paged or delivered and unacked).
+        """
+        return {}
 
     @property
     @abstractmethod
