@@ -254,7 +254,7 @@ def test_an_old_unacked_message_does_not_pin_the_journal(node: Restartable) -> N
     publish_committed(node, p, "stuck", b"the old one")
     p.consume("stuck", "holder")  # delivered, never acked
     p.consume("flow", "worker", ch=1, auto_ack=True)
-    for round_ in range(40):
+    for _ in range(40):
         publish_committed(node, p, "flow", *[b"%04d" % i * 25 for i in range(50)])
         p.collect()
     journal = node.directory / "journal"
