@@ -40,7 +40,7 @@ from zbroker.core.topology import VHOST, Topology, check_name, server_queue_name
 from zbroker.errors import BrokerError, ChannelError, ConnectionError_
 from zbroker.protocol import Op, ProtocolError, check_header, decode_message, encode
 from zbroker.storage.memory import MemoryStore
-from zbroker.storage.store import MessageStore, Recovered, StoredMessage
+from zbroker.storage.store import MessageStore, Recovered, RecoveredQueue
 
 log = logging.getLogger(__name__)
 
@@ -175,26 +175,28 @@ class Broker:
         for queue_id, stored in recovered.queues.items():
             queue = by_id.get(queue_id)
             if queue is None:  # deleted before the crash, after its last snapshot
-                self.store.drop_queue(queue_id, [m.location for m in stored])
+                self.store.drop_queue(queue_id, stored.locations)
                 continue
             self._recover_messages(queue, stored)
         if recovered.queues:
             log.info("recovered %d durable queue(s), %d persistent message(s)", len(by_id),
                      sum(q.message_count for q in by_id.values()))
 
-    def _recover_messages(self, queue: Queue, stored: list[StoredMessage]) -> None:
+    def _recover_messages(self, queue: Queue, stored: RecoveredQueue) -> None:
         """The head window (and every redelivered message, all at the front) in memory,
         the rest as the paged tail: the same bound as ``_page``."""
         assert queue.journal is not None  # recovered queues are durable
         resident = 0
-        for i, m in enumerate(stored):
-            if not self.store.pages or m.redelivered or (
-                    not queue.paged and i < PAGE_AFTER and resident < PAGE_AFTER_BYTES):
-                message = queue.journal.load(Message.paged(m.seq, m.location, m.redelivered))
+        delivered_up_to = stored.delivered_up_to
+        for seq, location in zip(stored.seqs, stored.locations):
+            redelivered = seq <= delivered_up_to
+            if not self.store.pages or redelivered or (
+                    not queue.paged and len(queue.messages) < PAGE_AFTER and resident < PAGE_AFTER_BYTES):
+                message = queue.journal.load(Message.paged(seq, location, redelivered))
                 resident += len(message.body)
                 queue.messages.append(message)
             else:
-                queue.paged.append(m.seq, m.location)
+                queue.paged.append(seq, location)
 
     def commit(self) -> None:
         """Make this pass's durable changes durable, then release the confirms they held.

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+from array import array
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -34,7 +35,7 @@ import msgpack
 
 from zbroker.storage import records
 from zbroker.storage.datadir import DataDirLock, fsync_dir, replace_file
-from zbroker.storage.store import MessageStore, Recovered, StoredMessage, StoreError
+from zbroker.storage.store import MessageStore, Recovered, RecoveredQueue, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,68 @@ def _read_all(fd: int, size: int) -> bytes:
         chunks.append(chunk)
         position += len(chunk)
     return b"".join(chunks)
+
+
+class _Replay:
+    """The journal's records applied in order: each queue's messages as two integer
+    arrays in journal order, plus what was removed, delivered and dropped."""
+
+    def __init__(self) -> None:
+        self.seqs: dict[int, array] = {}
+        self.locations: dict[int, array] = {}
+        self.removed: dict[int, set[int]] = {}
+        self.delivered: dict[int, int] = {}
+        self.appended: dict[int, int] = {}  # segment number -> queue references written
+        self.disordered: set[int] = set()  # queues with a message copied forward by compaction
+        self.max_seq = 0
+
+    def apply(self, number: int, offset: int, meta: list[Any]) -> None:
+        kind = meta[0]
+        if kind == records.PUBLISH:
+            seq = meta[1]
+            if seq > self.max_seq:
+                self.max_seq = seq
+            if not meta[6]:  # a transient message paged to disk: gone with the process
+                return
+            qids = meta[2]
+            self.appended[number] = self.appended.get(number, 0) + len(qids)
+            location = (number << OFFSET_BITS) | offset
+            for qid in qids:
+                seqs = self.seqs.get(qid)
+                if seqs is None:
+                    seqs = self.seqs[qid] = array("q")
+                    self.locations[qid] = array("q")
+                elif seq <= seqs[-1]:
+                    self.disordered.add(qid)
+                seqs.append(seq)
+                self.locations[qid].append(location)
+        elif kind == records.REMOVE:
+            self.removed.setdefault(meta[1], set()).add(meta[2])
+        elif kind == records.DELIVERED:
+            self.delivered[meta[1]] = max(self.delivered.get(meta[1], 0), meta[2])
+        elif kind == records.DROP:
+            for table in (self.seqs, self.locations, self.removed, self.delivered):
+                table.pop(meta[1], None)
+
+    def queues(self) -> dict[int, RecoveredQueue]:
+        out = {}
+        for qid, seqs in self.seqs.items():
+            locations = self.locations[qid]
+            removed = self.removed.get(qid, ())
+            if qid in self.disordered:  # rare: sort, and keep the newest copy of a seq
+                latest = {seq: loc for seq, loc in zip(seqs, locations) if seq not in removed}
+                order = sorted(latest)
+                seqs, locations = array("q", order), array("q", (latest[s] for s in order))
+            elif removed:
+                kept_seqs, kept_locations = array("q"), array("q")
+                for seq, location in zip(seqs, locations):
+                    if seq not in removed:
+                        kept_seqs.append(seq)
+                        kept_locations.append(location)
+                seqs, locations = kept_seqs, kept_locations
+            if seqs:
+                out[qid] = RecoveredQueue(seqs, locations, self.delivered.get(qid, 0))
+        return out
 
 
 class _Segment:
@@ -105,30 +168,25 @@ class DiskStore(MessageStore):
             raise StoreError(f"cannot create data directory {self.directory}: {exc}") from None
         self._lock.acquire()
         topology = self._load_topology()
-        queues: dict[int, dict[int, int]] = {}
-        delivered: dict[int, int] = {}
-        max_seq = 0
+        replay = _Replay()
         numbers = sorted(int(p.stem) for p in self._journal_dir.glob("*.seg") if p.stem.isdigit())
         for number in numbers:
-            max_seq = max(max_seq, self._replay(number, queues, delivered))
+            self._replay(number, replay)
         if not self._segments:
             self._start_segment(1)
         self._active = self._segments[max(self._segments)]
-        self._watermarks = dict(delivered)
-        recovered: dict[int, list[StoredMessage]] = {}
-        for qid, held in queues.items():
-            if not held:
-                continue
-            mark = delivered.get(qid, 0)
-            recovered[qid] = [StoredMessage(seq, loc, seq <= mark) for seq, loc in sorted(held.items())]
-            for loc in held.values():
-                number = loc >> OFFSET_BITS
+        self._watermarks = dict(replay.delivered)
+        self._appended = replay.appended
+        recovered = replay.queues()
+        for queue in recovered.values():
+            for location in queue.locations:
+                number = location >> OFFSET_BITS
                 self._live[number] = self._live.get(number, 0) + 1
         self._collect_segments()
         count = sum(len(v) for v in recovered.values())
         log.info("store %s: %d message(s) in %d queue(s) recovered from %d segment(s)",
                  self.directory, count, len(recovered), len(self._segments))
-        return Recovered(topology, recovered, max_seq)
+        return Recovered(topology, recovered, replay.max_seq)
 
     def _load_topology(self) -> dict | None:
         try:
@@ -143,17 +201,17 @@ class DiskStore(MessageStore):
         self._topology = topology
         return topology
 
-    def _replay(self, number: int, queues: dict[int, dict[int, int]], delivered: dict[int, int]) -> int:
+    def _replay(self, number: int, replay: "_Replay") -> None:
         """Apply one segment's records; truncate it where they stop being valid."""
         path = self._segment_path(number)
         fd = os.open(path, os.O_RDWR)
         size = os.fstat(fd).st_size
-        end, max_seq = 0, 0
+        end = 0
         if size:
             data = _read_all(fd, size)  # one segment at a time: SEGMENT_BYTES of memory at most
             try:
                 for offset, meta, _body, following in records.scan(data):
-                    max_seq = max(max_seq, self._apply(number, offset, meta, queues, delivered))
+                    replay.apply(number, offset, meta)
                     end = following  # the valid journal reaches this far
             except records.Corrupt as exc:
                 log.warning("store %s: segment %s: %s; truncating the journal there",
@@ -163,28 +221,6 @@ class DiskStore(MessageStore):
         if end < size:
             self._zero_from(fd, end, size)
         self._segments[number] = _Segment(number, path, fd, end, size)
-        return max_seq
-
-    def _apply(self, number: int, offset: int, meta: list[Any], queues: dict[int, dict[int, int]],
-               delivered: dict[int, int]) -> int:
-        kind = meta[0]
-        if kind == records.PUBLISH:
-            seq, qids = meta[1], meta[2]
-            if not meta[6]:  # a transient message paged to disk: gone with the process
-                return seq
-            self._appended[number] = self._appended.get(number, 0) + len(qids)
-            location = (number << OFFSET_BITS) | offset
-            for qid in qids:
-                queues.setdefault(qid, {})[seq] = location
-            return seq
-        if kind == records.REMOVE:
-            queues.get(meta[1], {}).pop(meta[2], None)
-        elif kind == records.DELIVERED:
-            delivered[meta[1]] = max(delivered.get(meta[1], 0), meta[2])
-        elif kind == records.DROP:
-            queues.pop(meta[1], None)
-            delivered.pop(meta[1], None)
-        return 0
 
     def _zero_from(self, fd: int, start: int, end: int) -> None:
         """Overwrite ``start..end`` with zeros so nothing after a torn record can ever parse."""

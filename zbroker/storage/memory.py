@@ -5,10 +5,11 @@ too; ``MemoryState`` can be handed to a second ``MemoryStore`` to play a restart
 """
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from zbroker.storage.store import MessageStore, Recovered, StoredMessage
+from zbroker.storage.store import MessageStore, Recovered, RecoveredQueue
 
 
 @dataclass
@@ -28,10 +29,12 @@ class MemoryStore(MessageStore):
 
     def open(self) -> Recovered:
         s = self.state
-        queues = {
-            qid: [StoredMessage(seq, loc, seq <= s.delivered.get(qid, 0)) for seq, loc in sorted(held.items())]
-            for qid, held in s.queues.items() if held
-        }
+        queues = {}
+        for qid, held in s.queues.items():
+            if held:
+                order = sorted(held)
+                queues[qid] = RecoveredQueue(array("q", order), array("q", (held[q] for q in order)),
+                                             s.delivered.get(qid, 0))
         return Recovered(s.topology, queues, s.max_seq)
 
     def save_topology(self, snapshot: dict) -> None:

@@ -20,7 +20,11 @@ import msgpack
 
 HEADER = struct.Struct("<II")
 META_LEN = struct.Struct("<I")
-HEADER_BYTES = HEADER.size + META_LEN.size
+HEADER_SIZE = HEADER.size
+_unpack_header = HEADER.unpack_from
+_unpack_meta_len = META_LEN.unpack_from
+_crc32 = zlib.crc32
+_unpackb = msgpack.unpackb
 
 # Record kinds (the first metadata field).
 PUBLISH = 1  # [PUBLISH, seq, [queue ids], exchange, routing key, properties, persistent] + body
@@ -55,40 +59,45 @@ class Corrupt(Exception):
 def decode_at(data: Any, offset: int) -> tuple[list[Any], memoryview, int] | None:
     """The record at ``offset`` of ``data`` (bytes-like) as (metadata, body, next offset);
     None at the clean end; ``Corrupt`` if the bytes there are not a whole valid record."""
-    view = memoryview(data)
-    if offset + HEADER.size > len(view):
+    return _decode(memoryview(data), offset)
+
+
+def _decode(view: memoryview, offset: int) -> tuple[list[Any], memoryview, int] | None:
+    size = len(view)
+    if offset + HEADER_SIZE > size:
         if any(view[offset:]):
             raise Corrupt(offset, "truncated header")
         return None
-    length, crc = HEADER.unpack_from(view, offset)
+    length, crc = _unpack_header(view, offset)
     if length == 0:
         if crc:
             raise Corrupt(offset, "zero length with a checksum")
         return None
-    start = offset + HEADER.size
+    start = offset + HEADER_SIZE
     end = start + length
-    if length < META_LEN.size or end > len(view):
+    if length < META_LEN.size or end > size:
         raise Corrupt(offset, f"record of {length} bytes runs past the end")
     payload = view[start:end]
-    if zlib.crc32(payload) != crc:
+    if _crc32(payload) != crc:
         raise Corrupt(offset, "checksum mismatch")
-    (meta_len,) = META_LEN.unpack_from(payload, 0)
-    if META_LEN.size + meta_len > length:
+    meta_end = META_LEN.size + _unpack_meta_len(payload, 0)[0]
+    if meta_end > length:
         raise Corrupt(offset, "metadata longer than the record")
     try:
-        meta = msgpack.unpackb(payload[META_LEN.size:META_LEN.size + meta_len], raw=False)
+        meta = _unpackb(payload[META_LEN.size:meta_end], raw=False)
     except Exception as exc:  # a checksummed record that does not decode: still corrupt
         raise Corrupt(offset, f"undecodable metadata ({exc})") from None
-    if not isinstance(meta, list) or not meta:
+    if type(meta) is not list or not meta:
         raise Corrupt(offset, "metadata is not a record")
-    return meta, payload[META_LEN.size + meta_len:], end
+    return meta, payload[meta_end:], end
 
 
 def scan(data: Any, offset: int = 0) -> Iterator[tuple[int, list[Any], memoryview, int]]:
     """Every record from ``offset`` as (offset, metadata, body, next offset); raises
     ``Corrupt`` where the valid records end in garbage (after yielding the good ones)."""
+    view = memoryview(data)
     while True:
-        record = decode_at(data, offset)
+        record = _decode(view, offset)
         if record is None:
             return
         meta, body, following = record
