@@ -73,3 +73,28 @@ def test_garbage_in_the_zero_region_is_not_read_as_records(tmp_path: Path) -> No
         f.seek(0, os.SEEK_END)
         f.write(os.urandom(4096))
     assert len(reopen_and_read(tmp_path)) == 3
+
+
+def test_a_full_disk_loses_nothing_already_accepted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writes fail with ENOSPC for a while: commits raise, nothing moves, and once space
+    is back every record lands where its location said it would."""
+    store = DiskStore(tmp_path)
+    store.open()
+    first = store.append(1, [1], "", "q", {}, b"before")
+    store.commit()
+    real_pwritev = os.pwritev
+
+    def full(*args: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "pwritev", full)
+    during = [store.append(seq, [1], "", "q", {}, b"during %d" % seq) for seq in (2, 3)]
+    for _ in range(2):
+        with pytest.raises(OSError):
+            store.commit()
+    monkeypatch.setattr(os, "pwritev", real_pwritev)
+    store.append(4, [1], "", "q", {}, b"after")
+    store.commit()
+    assert [store.read(loc)[3] for loc in (first, *during)] == [b"before", b"during 2", b"during 3"]
+    store.close()
+    assert reopen_and_read(tmp_path) == [b"before", b"during 2", b"during 3", b"after"]

@@ -84,6 +84,7 @@ class Broker:
         self._failed: set[Channel] = set()
         self._publish_seq = 0
         self._saved_changes = 0
+        self._store_failing = False
         #: Queues that stopped at DISPATCH_BATCH with deliverable messages left.
         self._pending_dispatch: dict[Queue, None] = {}
         self._connection_ops = {
@@ -210,8 +211,15 @@ class Broker:
         try:
             self.store.commit()
         except OSError as exc:
-            log.error("store commit failed: %s; nacking %d channel(s)' publishes", exc, len(self._confirms))
+            if not self._store_failing:  # once per outage, not once per loop pass
+                log.error("store commit failed: %s; publishes waiting for confirms are nacked "
+                          "until it works again", exc)
+            self._store_failing = True
             self._failed.update(self._confirms)
+        else:
+            if self._store_failing:
+                log.warning("store commits work again")
+            self._store_failing = False
         if self._confirms:
             self._flush_confirms()
         try:

@@ -237,17 +237,28 @@ class DiskStore(MessageStore):
     def _start_segment(self, number: int) -> _Segment:
         path = self._segment_path(number)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            fsync_dir(self._journal_dir)
+        except OSError:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
         segment = _Segment(number, path, fd, 0, 0)
         self._segments[number] = segment
         self._active = segment
-        fsync_dir(self._journal_dir)
         return segment
 
     def _ensure_zeroed(self, segment: _Segment, upto: int) -> None:
         if segment.zeroed >= upto:
             return
         target = max(upto, segment.zeroed + ZERO_STEP)
-        self._zero_range(segment.fd, segment.zeroed, target)
+        try:
+            self._zero_range(segment.fd, segment.zeroed, target)
+        except OSError:  # a nearly full disk: zero only what the records need
+            if target == upto:
+                raise
+            target = upto
+            self._zero_range(segment.fd, segment.zeroed, target)
         segment.zeroed = target
 
     @staticmethod
@@ -281,19 +292,30 @@ class DiskStore(MessageStore):
         segment = self._active
         assert segment is not None, "open() first"
         if segment.end and segment.end + size > self.segment_bytes:
-            self._flush()
-            segment = self._start_segment(segment.number + 1)
+            segment = self._roll_over(segment)
         location = (segment.number << OFFSET_BITS) | segment.end
         segment.end += size
         self._pending.extend(buffers)
         return location
+
+    def _roll_over(self, segment: _Segment) -> _Segment:
+        """Start the next segment; if the disk refuses, this one grows past its size."""
+        try:
+            self._flush()
+            return self._start_segment(segment.number + 1)
+        except OSError as exc:
+            log.error("store %s: cannot start a new segment (%s); %s grows on", self.directory, exc,
+                      segment.path.name)
+            return segment
 
     def _flush(self) -> None:
         """Hand the pending records to the kernel (no sync)."""
         segment = self._active
         if not self._pending or segment is None:
             return
-        pending, self._pending = self._pending, []
+        # On failure (ENOSPC, EIO) nothing changes: the records stay pending and are
+        # written again at the same offsets next time, so locations stay true.
+        pending = self._pending
         self._ensure_zeroed(segment, segment.end)
         position = segment.flushed
         for i in range(0, len(pending), _IOV_BATCH):
@@ -305,6 +327,7 @@ class DiskStore(MessageStore):
                 while done < total:
                     done += os.pwrite(segment.fd, joined[done:], position + done)
             position += total
+        self._pending = []
         segment.flushed = position
         self._unsynced.add(segment.number)
 
