@@ -169,9 +169,13 @@ def test_a_failed_commit_nacks_instead_of_acking() -> None:
     p = FakePeer(broker, b"p").open()
     declare_durable(p)
     p.send(Op.CONFIRM_SELECT, 1)
+    other = FakePeer(broker, b"other").open()  # only transient messages: not the disk's fault
+    other.send(Op.CONFIRM_SELECT, 1)
     p.publish("", "tasks", b"m", properties=PERSISTENT)
+    other.publish("", "tasks", b"t")  # held: a sync is pending when it arrives
     broker.commit()
     assert [(op, f[1], f[2]) for op, f, _ in p.collect()] == [(Op.BASIC_NACK, 1, True)]
+    assert [(op, f[1]) for op, f, _ in other.collect()] == [(Op.BASIC_ACK, 1)]
 
 
 def test_long_queue_is_paged_and_delivered_whole_in_order(node: Restartable,

@@ -82,6 +82,8 @@ class Broker:
         self._confirms: dict[Channel, None] = {}
         #: Channels whose outstanding publishes could not be stored: nacked, not acked.
         self._failed: set[Channel] = set()
+        #: Confirm channels that published persistent messages since the last commit.
+        self._awaiting_disk: set[Channel] = set()
         self._publish_seq = 0
         self._saved_changes = 0
         self._store_failing = False
@@ -215,13 +217,14 @@ class Broker:
                 log.error("store commit failed: %s; publishes waiting for confirms are nacked "
                           "until it works again", exc)
             self._store_failing = True
-            self._failed.update(self._confirms)
+            self._failed.update(ch for ch in self._confirms if ch in self._awaiting_disk)
         else:
             if self._store_failing:
                 log.warning("store commits work again")
             self._store_failing = False
         if self._confirms:
             self._flush_confirms()
+        self._awaiting_disk.clear()
         try:
             moved = self.store.compact(self._held)
         except OSError as exc:
@@ -570,6 +573,8 @@ class Broker:
         queue_ids = [q.journal.queue_id for q in queues if q.journal is not None]
         if not queue_ids:
             return
+        if channel.confirm:
+            self._awaiting_disk.add(channel)
         try:
             message.location = self.store.append(message.seq, queue_ids, message.exchange,
                                                  message.routing_key, message.properties, message.body)
