@@ -225,6 +225,8 @@ class Broker:
         if self._confirms:
             self._flush_confirms()
         self._awaiting_disk.clear()
+        if self._store_failing:
+            return  # compaction writes too: not while the disk refuses
         try:
             moved = self.store.compact(self._held)
         except OSError as exc:
