@@ -394,12 +394,19 @@ class BlockingChannel:
         self._rpc(Op.CONFIRM_SELECT, expect={Op.CONFIRM_SELECT_OK})
         self._confirm = True
 
-    def basic_publish(self, exchange: str, routing_key: str, body: bytes | str,
-                      properties: spec.BasicProperties | None = None, mandatory: bool = False) -> None:
+    def _send_publish(self, exchange: str, routing_key: str, body: bytes | str,
+                      properties: spec.BasicProperties | None, mandatory: bool) -> Any:
+        """Send one publish; returns the body as sent."""
         self._raise_if_not_open()
         props = properties.to_wire() if properties is not None else {}
+        data = _body(body)
         self._send(Op.BASIC_PUBLISH, _short(exchange, "exchange"), _short(routing_key, "routing_key"),
-                   bool(mandatory), props, body=_body(body))
+                   bool(mandatory), props, body=data)
+        return data
+
+    def basic_publish(self, exchange: str, routing_key: str, body: bytes | str,
+                      properties: spec.BasicProperties | None = None, mandatory: bool = False) -> None:
+        data = self._send_publish(exchange, routing_key, body, properties, mandatory)
         if not self._confirm:
             return
         self._publish_seq += 1
@@ -408,7 +415,7 @@ class BlockingChannel:
         returned, self._returned = self._returned, []
         if seq in self._nacked:
             self._nacked.discard(seq)
-            raise exceptions.NackError(returned or [ReturnedMessage(None, properties or spec.BasicProperties(), _body(body))])
+            raise exceptions.NackError(returned or [ReturnedMessage(None, properties or spec.BasicProperties(), data)])
         if returned:
             raise exceptions.UnroutableError(returned)
 
@@ -431,14 +438,9 @@ class BlockingChannel:
         put them all on disk with one sync (group commit) instead of one sync per message.
         Without ``confirm_delivery()`` it is ``basic_publish`` and returns 0.
         """
+        data = self._send_publish(exchange, routing_key, body, properties, mandatory)
         if not self._confirm:
-            self.basic_publish(exchange, routing_key, body, properties, mandatory)
             return 0
-        self._raise_if_not_open()
-        props = properties.to_wire() if properties is not None else {}
-        data = _body(body)
-        self._send(Op.BASIC_PUBLISH, _short(exchange, "exchange"), _short(routing_key, "routing_key"),
-                   bool(mandatory), props, body=data)
         self._publish_seq += 1
         self._unconfirmed[self._publish_seq] = ReturnedMessage(None, properties or spec.BasicProperties(), data)
         return self._publish_seq
