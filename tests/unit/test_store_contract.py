@@ -166,3 +166,17 @@ def test_transient_records_are_readable_but_never_recovered(reopen: Reopen) -> N
     store.commit()
     assert store.read(loc) == ("", "q", {"x": 1}, b"paged only")
     assert live(reopen()) == {4: [(2, False)]}
+
+
+def test_disk_store_refuses_another_format(tmp_path: Path) -> None:
+    store = DiskStore(tmp_path)
+    store.open()
+    store.close()
+    assert (tmp_path / "format").read_text().strip() == "zbroker-journal 1"
+    (tmp_path / "format").write_text("zbroker-journal 99\n")
+    with pytest.raises(StoreError, match="format 'zbroker-journal 99'"):
+        DiskStore(tmp_path).open()
+    (tmp_path / "format").write_text("zbroker-journal 1\n")
+    again = DiskStore(tmp_path)
+    again.open()  # the refused attempt left the lock free
+    again.close()

@@ -3,6 +3,7 @@
 Layout of a data directory::
 
     lock               flock'ed by the running broker (its pid inside)
+    format             the store format's name and version
     topology.msgpack   durable exchanges, queues, bindings; replaced atomically
     journal/00000001.seg ...
 
@@ -39,6 +40,8 @@ from zbroker.storage.store import MessageStore, Recovered, RecoveredQueue, Store
 
 log = logging.getLogger(__name__)
 
+#: Written to ``<data dir>/format``; a directory in another format is refused, not misread.
+STORE_FORMAT = "zbroker-journal 1"
 #: A new segment is started once the current one holds this many bytes.
 SEGMENT_BYTES = 64 * 1024 * 1024
 #: Zeros written ahead of the write position at a time.
@@ -167,6 +170,11 @@ class DiskStore(MessageStore):
         except OSError as exc:
             raise StoreError(f"cannot create data directory {self.directory}: {exc}") from None
         self._lock.acquire()
+        try:
+            self._check_format()
+        except StoreError:
+            self._lock.release()
+            raise
         topology = self._load_topology()
         replay = _Replay()
         numbers = sorted(int(p.stem) for p in self._journal_dir.glob("*.seg") if p.stem.isdigit())
@@ -187,6 +195,18 @@ class DiskStore(MessageStore):
         log.info("store %s: %d message(s) in %d queue(s) recovered from %d segment(s)",
                  self.directory, count, len(recovered), len(self._segments))
         return Recovered(topology, recovered, replay.max_seq)
+
+    def _check_format(self) -> None:
+        """Refuse a directory written in another store format rather than misread it."""
+        path = self.directory / "format"
+        try:
+            found = path.read_text().strip()
+        except FileNotFoundError:
+            replace_file(path, (STORE_FORMAT + "\n").encode())
+            return
+        if found != STORE_FORMAT:
+            raise StoreError(f"{self.directory} holds a store in format {found!r}; this zbroker "
+                             f"reads {STORE_FORMAT!r}")
 
     def _load_topology(self) -> dict | None:
         try:
