@@ -84,9 +84,16 @@ def test_basic_publish_raises_nack_error_for_its_own_message_only(channel) -> No
 
 def test_wait_for_confirms_hands_back_exactly_the_nacked_messages(channel) -> None:
     bodies = [b"ok a", b"bad b", b"ok c", b"bad d", b"ok e"]
-    assert [channel.publish("", "q", b) for b in bodies] == [1, 2, 3, 4, 5]
+    assert [channel.publish_nowait("", "q", b) for b in bodies] == [1, 2, 3, 4, 5]
     with pytest.raises(exceptions.NackError) as info:
         channel.wait_for_confirms(timeout=5)
     assert [m.body for m in info.value.messages] == [b"bad b", b"bad d"]
-    channel.publish("", "q", b"ok f")
+    channel.publish_nowait("", "q", b"ok f")
     assert channel.wait_for_confirms(timeout=5) is True
+
+
+def test_pika_0x_publish_waits_and_raises_for_its_own_message(channel) -> None:
+    with pytest.warns(DeprecationWarning, match="pika 0.x"):
+        channel.publish("", "q", b"ok 1")
+    with pytest.warns(DeprecationWarning), pytest.raises(exceptions.NackError):
+        channel.publish("", "q", b"refused")

@@ -140,7 +140,7 @@ def test_pipelined_confirms_survive_sigkill(data_dir: Path) -> None:
     broker = Broker(data_dir=data_dir)
     try:
         _, ch = durable_channel(broker, "bulk")
-        seqs = [ch.publish("", "bulk", b"%05d" % i, PERSISTENT) for i in range(2000)]
+        seqs = [ch.publish_nowait("", "bulk", b"%05d" % i, PERSISTENT) for i in range(2000)]
         assert seqs == list(range(1, 2001))
         assert ch.wait_for_confirms(timeout=30) is True
         broker = restart(broker, data_dir, kill=True)
@@ -154,8 +154,8 @@ def test_pipelined_unroutable_mandatory_is_reported_by_wait(broker: Broker) -> N
     ch = connect(broker).channel()
     ch.queue_declare("here")
     ch.confirm_delivery()
-    ch.publish("", "here", b"fine", mandatory=True)
-    ch.publish("", "nowhere", b"lost", mandatory=True)
+    ch.publish_nowait("", "here", b"fine", mandatory=True)
+    ch.publish_nowait("", "nowhere", b"lost", mandatory=True)
     with pytest.raises(exceptions.UnroutableError) as info:
         ch.wait_for_confirms(timeout=10)
     assert [m.body for m in info.value.messages] == [b"lost"]
@@ -188,7 +188,7 @@ while i < count:
             if batch:  # pipelined: a batch, then one wait
                 last = min(count, i + batch)
                 for j in range(i, last):
-                    ch.publish("", "crash", body(j), props)
+                    ch.publish_nowait("", "crash", body(j), props)
                 if not ch.wait_for_confirms(timeout=5):
                     raise pika.exceptions.AMQPConnectionError("no confirms")
                 print("confirmed", batch, *range(i, last), flush=True)

@@ -148,7 +148,7 @@ def persistent_publisher(client: str, url: str, queue: str, count: int, size: in
     """Persistent messages to a durable queue in confirm mode; report seconds for all of them.
 
     ``batch`` 0: pika's way, each ``basic_publish`` waits for its own confirm. Otherwise
-    zbroker's pipelined extension: ``publish`` ``batch`` messages, then one
+    zbroker's pipelined extension: ``publish_nowait`` ``batch`` messages, then one
     ``wait_for_confirms`` (pika has neither call, so this runs on zbroker only).
     """
     pika, conn = _connect(client, url)
@@ -163,7 +163,7 @@ def persistent_publisher(client: str, url: str, queue: str, count: int, size: in
     if batch:
         for first in range(0, count, batch):
             for _ in range(min(batch, count - first)):
-                ch.publish("", queue, body, props)
+                ch.publish_nowait("", queue, body, props)
             if not ch.wait_for_confirms(timeout=60):
                 raise RuntimeError("confirms did not arrive within 60 s")
     else:

@@ -122,7 +122,7 @@ class BlockingChannel:
         self._publish_seq = 0
         self._confirmed_seq = 0  # every publish up to here is acked or nacked
         self._nacked: set[int] = set()
-        #: Messages sent with publish() awaiting their confirm, kept for a NackError.
+        #: Messages sent with publish_nowait() awaiting their confirm, kept for a NackError.
         self._unconfirmed: dict[int, ReturnedMessage] = {}
         self._nacked_messages: list[ReturnedMessage] = []
         self._returned: list[ReturnedMessage] = []
@@ -430,7 +430,17 @@ class BlockingChannel:
     # -- pipelined confirms (an extension: pika has no such calls) ---------------------------
 
     def publish(self, exchange: str, routing_key: str, body: bytes | str,
-                properties: spec.BasicProperties | None = None, mandatory: bool = False) -> int:
+                properties: spec.BasicProperties | None = None, mandatory: bool = False,
+                immediate: bool = False) -> None:
+        """pika 0.x's name for a publish that raises ``UnroutableError`` / ``NackError`` for
+        its own message in confirm mode: today's ``basic_publish``."""
+        warnings.warn("publish() is pika 0.x; use basic_publish()", DeprecationWarning, stacklevel=2)
+        if immediate:
+            raise exceptions.AMQPChannelError("immediate=True is not supported (RabbitMQ dropped it)")
+        self.basic_publish(exchange, routing_key, body, properties, mandatory)
+
+    def publish_nowait(self, exchange: str, routing_key: str, body: bytes | str,
+                       properties: spec.BasicProperties | None = None, mandatory: bool = False) -> int:
         """Publish without waiting for the confirm; returns the message's sequence number.
 
         zbroker's faster path beside pika's ``basic_publish``: in confirm mode a producer
@@ -446,7 +456,7 @@ class BlockingChannel:
         return self._publish_seq
 
     def _settle_unconfirmed(self, up_to: int) -> None:
-        """Let go of confirmed publish() messages; keep the nacked ones for wait_for_confirms."""
+        """Let go of confirmed publish_nowait() messages; keep the nacked ones for wait_for_confirms."""
         unconfirmed = self._unconfirmed
         while unconfirmed:
             seq = next(iter(unconfirmed))  # insertion order is sequence order
