@@ -98,3 +98,22 @@ def test_a_full_disk_loses_nothing_already_accepted(tmp_path: Path, monkeypatch:
     assert [store.read(loc)[3] for loc in (first, *during)] == [b"before", b"during 2", b"during 3"]
     store.close()
     assert reopen_and_read(tmp_path) == [b"before", b"during 2", b"during 3", b"after"]
+
+
+def test_a_crash_between_compaction_copy_and_delete_recovers_each_message_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = DiskStore(tmp_path, segment_bytes=4096)
+    store.open()
+    locations = {seq: store.append(seq, [1], "", "q", {}, b"%03d" % seq + b"." * 100) for seq in range(1, 121)}
+    store.commit()
+    for seq in range(2, 118):  # seq 1 stays, pinning the first segment
+        store.remove(1, seq, locations[seq])
+    store.commit()
+    # The copies are written and synced, then the process dies before the old segment goes.
+    monkeypatch.setattr(Path, "unlink", lambda self, missing_ok=False: None)
+    moved = store.compact(lambda selects: {loc: [1] for seq, loc in locations.items()
+                                           if seq in (1, 118, 119, 120) and selects(loc)})
+    assert moved and (tmp_path / "journal" / "00000001.seg").exists()
+    store._lock.release()
+    monkeypatch.undo()
+    assert [body[:3] for body in reopen_and_read(tmp_path)] == [b"001", b"118", b"119", b"120"]
