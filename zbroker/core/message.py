@@ -33,10 +33,6 @@ class Message:
         """A message whose contents stay in the store until it is taken."""
         return cls(seq, None, None, None, None, redelivered, location)
 
-    @property
-    def is_paged(self) -> bool:
-        return self.body is None
-
     def as_redelivered(self) -> "Message":
         if self.redelivered:
             return self

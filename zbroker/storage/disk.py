@@ -244,9 +244,7 @@ class DiskStore(MessageStore):
 
     def _zero_from(self, fd: int, start: int, end: int) -> None:
         """Overwrite ``start..end`` with zeros so nothing after a torn record can ever parse."""
-        position = start
-        while position < end:
-            position += os.pwrite(fd, _ZEROS[:min(len(_ZEROS), end - position)], position)
+        self._zero_range(fd, start, end)
         os.fsync(fd)
 
     # -- segments -------------------------------------------------------------------

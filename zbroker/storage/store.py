@@ -67,9 +67,6 @@ class RecoveredQueue(Sequence[StoredMessage]):
         seq = self.seqs[i]
         return StoredMessage(seq, self.locations[i], seq <= self.delivered_up_to)
 
-    def __eq__(self, other: object) -> bool:
-        return list(self) == list(other) if isinstance(other, Sequence) else NotImplemented
-
     def __repr__(self) -> str:
         return f"<RecoveredQueue {len(self)} message(s)>"
 
