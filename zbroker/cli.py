@@ -52,7 +52,7 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None,
         raise click.UsageError("--in-memory and --data-dir exclude each other")
     store = MemoryStore() if in_memory else DiskStore(data_dir or default_data_dir())
     try:
-        broker = Broker(heartbeat=heartbeat, max_body_bytes=max_body_bytes, store=store)
+        broker = Broker(heartbeat=heartbeat, max_body_bytes=max_body_bytes, store=store, now=time.time())
     except (StoreError, OSError) as exc:
         raise click.ClickException(f"cannot open the store: {exc}") from None
     server = Server(broker, bind)

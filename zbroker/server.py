@@ -1,9 +1,12 @@
-"""The only broker module that touches ZeroMQ: the ROUTER loop around the pure core.
+"""The only broker module that touches ZeroMQ or the clock: the ROUTER loop around the
+pure core and its zbroker wire adapter.
 
-Each pass of the loop: poll, drain up to ``DRAIN_BATCH`` messages into the core, commit
-the store (one fsync for every persistent message of the pass: group commit), send what
-the core queued (one ZeroMQ message per peer per pass), then retry anything a full peer
-pipe refused. Rules:
+Each pass of the loop: poll (timeout: the core's next deadline), drain up to
+``DRAIN_BATCH`` messages into the wire, ``tick`` the core's timers, commit the store (one
+fsync for every persistent message of the pass: group commit), send what the core
+queued (one ZeroMQ message per peer per pass), then retry anything a full peer pipe
+refused. ``now`` is wall-clock seconds (a persistent message's expiry must hold across
+a restart). Rules:
 
 - ``ROUTER_MANDATORY`` is on, so ZeroMQ never drops a frame silently: a full pipe
   (EAGAIN) keeps the frames in a per-peer backlog, sent in order later, and the core
@@ -29,6 +32,7 @@ import zmq
 
 from zbroker.core import Broker
 from zbroker.protocol import HEADER
+from zbroker.wires.native import NativeWire
 from zbroker.transport import NOBLOCK, POLLIN, recv_batch, send_parts, wait_readable
 
 log = logging.getLogger(__name__)
@@ -49,6 +53,7 @@ SHUTDOWN_LINGER_MS = 500
 class Server:
     def __init__(self, broker: Broker, bind: str, context: zmq.Context | None = None) -> None:
         self.broker = broker
+        self.wire = NativeWire(broker)
         self.bind = bind
         self.endpoint = bind
         self.should_exit = False
@@ -113,9 +118,11 @@ class Server:
                 if monitor in events:
                     self._read_monitor(monitor)
                 self._run_probes()
+                now = time.time()
+                self.broker.tick(now)
                 if self.broker.has_pending_work:
-                    self.broker.run_pending()
-                self.broker.commit()  # durable before anything of this pass is sent
+                    self.broker.run_pending(now)
+                self.broker.commit(now)  # durable before anything of this pass is sent
                 self._flush()
         finally:
             self.close()
@@ -127,22 +134,27 @@ class Server:
             return 5
         now = time.monotonic()
         due = min([self._next_sweep, *self._probes])
-        return max(0, int((due - now) * 1000) + 1)
+        timeout = max(0, int((due - now) * 1000) + 1)
+        deadline = self.broker.next_deadline()
+        if deadline is not None:
+            timeout = min(timeout, max(0, int((deadline - time.time()) * 1000) + 1))
+        return timeout
 
     def _drain(self, router: zmq.Socket) -> None:
-        handle = self.broker.handle
+        handle = self.wire.handle
+        now = time.time()
         for parts in recv_batch(router, DRAIN_BATCH, keep_large=True):
             if len(parts) < 2:
                 log.warning("dropping a message with no header from %s", parts[0].hex()[:12])
                 continue
-            handle(parts[0], parts, 1)
+            handle(parts[0], parts, 1, now)
 
     def _flush(self) -> None:
         router = self._router
         assert router is not None
         if self._backlog:
             self._retry_backlog(router)
-        pending = self.broker.outbox.take()
+        pending = self.wire.take_outgoing()
         while pending:
             for peer, parts in pending.items():
                 if peer in self._backlog:
@@ -156,9 +168,9 @@ class Server:
                 except zmq.ZMQError as exc:
                     if exc.errno != zmq.EHOSTUNREACH:
                         raise
-                    self.broker.peer_gone(peer, "peer unreachable")
+                    self.broker.connection_lost(peer, time.time(), "peer unreachable")
             # Releasing a gone peer may requeue messages to others: send those too.
-            pending = self.broker.outbox.take()
+            pending = self.wire.take_outgoing()
 
     def _retry_backlog(self, router: zmq.Socket) -> None:
         for peer in list(self._backlog):
@@ -172,7 +184,7 @@ class Server:
                     if exc.errno != zmq.EHOSTUNREACH:
                         raise
                     queue.clear()
-                    self.broker.peer_gone(peer, "peer unreachable")
+                    self.broker.connection_lost(peer, time.time(), "peer unreachable")
                     break
                 queue.popleft()
             if not queue:
@@ -205,7 +217,7 @@ class Server:
     def _probe_all(self) -> None:
         router = self._router
         assert router is not None
-        for peer in self.broker.peers():
+        for peer in self.broker.conn_ids():
             if peer in self._backlog:
                 continue  # a full pipe means a live, slow reader
             try:
@@ -215,7 +227,7 @@ class Server:
             except zmq.ZMQError as exc:
                 if exc.errno != zmq.EHOSTUNREACH:
                     raise
-                self.broker.peer_gone(peer, "peer disconnected")
+                self.broker.connection_lost(peer, time.time(), "peer disconnected")
 
     # -- shutdown ----------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ def test_prefetch_caps_unacked_deliveries() -> None:
     for i in range(10):
         got += peer.publish("", "q", b"m%d" % i)
     assert bodies(got) == [b"m0", b"m1", b"m2"]
-    assert len(broker.topology.queues["q"].messages) == 7
+    assert broker.topology.queues["q"].resident_count == 7
 
 
 def test_ack_returns_credit_one_for_one() -> None:
@@ -133,7 +133,7 @@ def test_closing_channel_requeues_unacked_in_order_to_others() -> None:
     b_first = bodies(b.collect())
     a.collect()
     # b took one, a three; a's connection dies: its three go back, b gets them as credit allows.
-    broker.peer_gone(b"a")
+    broker.connection_lost(b"a", 0.0)
     assert broker.topology.queues["q"].consumers[0].tag == "cb"
     got = b.ack(1)
     assert len(b_first) == 1
@@ -148,11 +148,11 @@ def test_peer_gone_deletes_exclusive_queues_and_requeues() -> None:
     a.declare("shared")
     a.consume("shared", "c")
     a.publish("", "shared", b"x")
-    broker.peer_gone(b"a")
+    broker.connection_lost(b"a", 0.0)
     assert "excl" not in broker.topology.queues
     shared = broker.topology.queues["shared"]
-    assert [m.body for m in shared.messages] == [b"x"]
-    assert shared.messages[0].redelivered is True
+    assert [m.body for m in shared.resident()] == [b"x"]
+    assert list(shared.resident())[0].redelivered is True
     assert broker.connections == {}
 
 
@@ -231,8 +231,8 @@ def test_single_rejects_restore_original_order() -> None:
     for tag in (1, 2, 3, 4):  # one by one: each would go to the head, reversing them
         peer.send(Op.BASIC_REJECT, 1, tag, True)
     queue = broker.topology.queues["q"]
-    assert [m.body for m in queue.messages] == [b"0", b"1", b"2", b"3"]
-    assert all(m.redelivered for m in queue.messages)
+    assert [m.body for m in queue.resident()] == [b"0", b"1", b"2", b"3"]
+    assert all(m.redelivered for m in queue.resident())
 
 
 def test_requeued_message_goes_back_before_newer_ones() -> None:
@@ -241,7 +241,7 @@ def test_requeued_message_goes_back_before_newer_ones() -> None:
         peer.publish("", "q", b"%d" % i)
     peer.send(Op.BASIC_CANCEL, 1, "c0")
     peer.send(Op.BASIC_REJECT, 1, 1, True)
-    assert [m.body for m in broker.topology.queues["q"].messages] == [b"0", b"1", b"2"]
+    assert [m.body for m in broker.topology.queues["q"].resident()] == [b"0", b"1", b"2"]
 
 
 def test_long_dispatch_is_cut_into_batches() -> None:
@@ -274,6 +274,6 @@ def test_blocked_connection_gets_nothing_until_it_drains() -> None:
     assert len(deliveries(fast.received)) == 4  # the other consumer takes them all
     fast.send(Op.BASIC_CANCEL, 1, "cf")
     fast.publish("", "q", b"waiting")
-    assert [m.body for m in broker.topology.queues["q"].messages] == [b"waiting"]
+    assert [m.body for m in broker.topology.queues["q"].resident()] == [b"waiting"]
     broker.set_blocked(b"slow", False)
     assert bodies(slow.collect()) == [b"waiting"]

@@ -9,7 +9,7 @@ import pytest
 
 from tests.unit.wire import FakePeer, bodies, deliveries
 from zbroker.core import Broker
-from zbroker.core import broker as broker_module
+from zbroker.core import queues as broker_module
 from zbroker.protocol import Op
 from zbroker.storage import DiskStore, MemoryStore
 
@@ -151,9 +151,9 @@ class FailingStore(MemoryStore):
         super().__init__()
         self.dirty = False
 
-    def append(self, *args: Any) -> int:
+    def append(self, *args: Any, **kwargs: Any) -> int:
         self.dirty = True
-        return super().append(*args)
+        return super().append(*args, **kwargs)
 
     @property
     def needs_sync(self) -> bool:
@@ -185,9 +185,9 @@ def test_long_queue_is_paged_and_delivered_whole_in_order(node: Restartable,
     declare_durable(p)
     publish_committed(node, p, "tasks", *[b"m%03d" % i for i in range(50)])
     queue = node.broker.topology.queues["tasks"]
-    assert (len(queue.messages), len(queue.paged)) == (10, 40)
+    assert (queue.resident_count, queue.paged_count) == (10, 40)
     p.publish("", "tasks", b"transient")  # behind the tail: paged too, to keep its place
-    assert len(queue.paged) == 41 and message_count(p, "tasks") == 51
+    assert queue.paged_count == 41 and message_count(p, "tasks") == 51
     p.consume("tasks", "c", auto_ack=True)
     assert bodies(p.received) == [b"m%03d" % i for i in range(50)] + [b"transient"]
     assert all(f[5] == "tasks" for f in deliveries(p.received))  # routing key read back too
@@ -203,7 +203,7 @@ def test_recovery_pages_a_long_backlog(node: Restartable, monkeypatch: pytest.Mo
     node.broker.commit()
     p = node.restart(crash=True)
     queue = node.broker.topology.queues["tasks"]
-    assert (len(queue.messages), len(queue.paged)) == (5, 25)
+    assert (queue.resident_count, queue.paged_count) == (5, 25)
     p.consume("tasks", "c", auto_ack=True)
     assert bodies(p.received) == [b"%d" % i for i in range(30)]  # the transient one is gone
 
@@ -240,12 +240,12 @@ def test_paged_tail_is_compact_and_ordered() -> None:
     from zbroker.core.paging import PagedTail
     tail = PagedTail()
     for seq in range(1, 100_001):
-        tail.append(seq, seq * 10)
+        tail.append(seq, seq * 10, 1)
     assert len(tail) == 100_000
     taken = tail.take(70_000)
-    assert taken[0] == (1, 10) and taken[-1] == (70_000, 700_000) and len(tail) == 30_000
+    assert taken[0][:2] == (1, 10) and taken[-1][:2] == (70_000, 700_000) and len(tail) == 30_000
     assert next(iter(tail)) == (70_001, 700_010)
-    assert [seq for seq, _ in tail.take(10)] == list(range(70_001, 70_011))
+    assert [entry[0] for entry in tail.take(10)] == list(range(70_001, 70_011))
     assert len(tail.take(10**6)) == 29_990 and len(tail) == 0
 
 
@@ -282,7 +282,7 @@ def test_compaction_moves_paged_and_queued_messages(node: Restartable, monkeypat
         publish_committed(node, p, "flow", *[b"%04d" % i * 25 for i in range(50)])
         p.collect()
     queue = node.broker.topology.queues["backlog"]
-    assert len(queue.paged) == 38
+    assert queue.paged_count == 38
     assert not (node.directory / "journal" / "00000001.seg").exists()  # compacted away
     p2 = FakePeer(node.broker, b"p2").open()
     frames = [f for _ in range(3) for f in p2.send(Op.BASIC_GET, 1, "backlog", True)]

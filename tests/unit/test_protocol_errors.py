@@ -29,7 +29,7 @@ def test_bad_frames_close_only_that_connection(parts: list, code: int) -> None:
     assert b"bad" not in broker.connections
     # The other client is untouched.
     assert good.publish("", "q", b"still here") == []
-    assert [m.body for m in broker.topology.queues["q"].messages] == [b"still here"]
+    assert [m.body for m in broker.topology.queues["q"].resident()] == [b"still here"]
 
 
 def test_frames_before_hello_get_a_close() -> None:

@@ -114,7 +114,7 @@ def test_exclusive_queue_is_405_for_other_connections(peer: FakePeer) -> None:
     other.send(Op.CHANNEL_CLOSE_OK, 1)
     other.send(Op.CHANNEL_OPEN, 1)
     assert other.publish("", "mine", b"x") == []
-    assert len(peer.broker.topology.queues["mine"].messages) == 1
+    assert peer.broker.topology.queues["mine"].resident_count == 1
 
 
 def test_publish_to_missing_exchange_is_404_and_later_frames_are_discarded(peer: FakePeer) -> None:
@@ -183,7 +183,7 @@ def test_exchange_to_exchange_binding_routes_once(peer: FakePeer) -> None:
     peer.send(Op.EXCHANGE_BIND, 1, "up", "down", "k", {})  # a cycle
     peer.send(Op.QUEUE_BIND, 1, "q", "down", "k", {})
     peer.publish("up", "k", b"x")
-    assert [m.body for m in peer.broker.topology.queues["q"].messages] == [b"x"]
+    assert [m.body for m in peer.broker.topology.queues["q"].resident()] == [b"x"]
 
 
 def test_auto_delete_exchange_goes_with_last_binding(peer: FakePeer) -> None:

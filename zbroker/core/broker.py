@@ -1,46 +1,54 @@
-"""The broker's semantics as a pure state machine: frames in, frames out.
+"""The broker's semantics as a pure state machine: typed commands and ``now`` in, events
+out, timers through ``tick(now)`` and ``next_deadline()``.
 
-``Broker.handle(peer, parts)`` applies one ZeroMQ message from a peer (header, then
-commands) and leaves the frames to send in ``outbox``; ``peer_gone(peer)`` is called by
-the socket layer when a peer's transport died. Nothing here touches a socket, a clock
-or a thread, so tests drive it directly.
+A wire (``zbroker/wires/``) turns its frames into calls and the events back into frames:
+- ``open_connection(conn_id, now, ...)`` once its handshake is done, then
+  ``command(conn, method, fields, body, now)`` for each command (``zbroker/methods.py``
+  names them; ``fields`` are in the zbroker command table's order);
+- ``connection_lost(conn_id, now)`` when its transport died, ``close_connection`` when
+  the peer broke the wire's own rules;
+- each loop pass: ``tick(now)``, ``run_pending(now)``, ``commit(now)``, then it sends
+  what ``outbox`` holds. Its poll timeout is ``next_deadline()``.
+Nothing here touches a socket, reads a clock or starts a thread; ``now`` (seconds, wall
+clock, since a recovered message's expiry must survive a restart) comes with every call.
+
+Who does what: ``topology.py`` declares and routes, ``queues.py`` owns messages and picks
+consumers, ``consumers.py`` keeps credit, ``confirms.py`` answers publishers,
+``durability.py`` talks to the store, ``deadletter.py`` shapes dead letters,
+``timers.py`` keeps deadlines. This module applies commands and connects them.
 
 Error handling, at this one boundary:
-- ``ProtocolError`` (the peer sent garbage): the connection is closed with the code the
-  codec chose (502/501/540), the peer told so.
 - ``ChannelError`` (a soft rule, e.g. 404 on a passive declare): the channel is closed
-  with the code; the rest of the batch goes on, frames on that channel are discarded
-  until the client's CHANNEL_CLOSE_OK, as in AMQP.
+  with the code; frames on it are discarded until the client's CHANNEL_CLOSE_OK.
 - ``ConnectionError_`` (a hard rule, e.g. an unopened channel): the connection is closed.
-- Anything else is a bug in the broker: logged with its traceback, and the peer's
-  connection closed with 541 INTERNAL_ERROR, so one bad case cannot stop the broker.
-
-Durability: the broker keeps its durable state in a ``MessageStore`` (memory unless the
-server gives it a disk store). A persistent message (``delivery_mode`` 2) routed to
-durable queues is appended to the store; the socket layer calls ``commit()`` once per
-loop pass, before sending anything, and publisher confirms are held until then, so a
-confirm is never sent for a message that is not yet on disk. Deep in a long durable
-queue, persistent messages are kept *paged* (contents on disk only, ``PAGE_AFTER``).
+- Anything else is a bug in the broker: logged with its traceback, and that one
+  connection closed with 541 INTERNAL_ERROR. The timer, commit and connection-loss entry
+  points are guarded alike, so one bad case can never stop the broker loop.
 """
 from __future__ import annotations
 
 import base64
 import logging
 import secrets
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Hashable, Iterable
 
-from zbroker import __version__, errors
-from zbroker.core import snapshot
+from zbroker import errors
+from zbroker.core.arguments import REPLY_TO, consumer_priority, parse_expiration, precondition
+from zbroker.core.confirms import Confirms
 from zbroker.core.consumers import Consumer, Unacked
+from zbroker.core.deadletter import DELIVERY_LIMIT, EXPIRED, MAXLEN, REJECTED, dead_letter_properties, is_cycle
+from zbroker.core.durability import PERSISTENT, Durability
+from zbroker.core.exchanges import Exchange
 from zbroker.core.journal import QueueJournal
 from zbroker.core.message import Message
 from zbroker.core.queues import Queue
 from zbroker.core.session import Channel, Connection, Outbox
+from zbroker.core.timers import Timers
 from zbroker.core.topology import VHOST, Topology, check_name, server_queue_name
 from zbroker.errors import BrokerError, ChannelError, ConnectionError_
-from zbroker.protocol import Op, ProtocolError, check_header, decode_message, encode
+from zbroker.methods import Method as M
 from zbroker.storage.memory import MemoryStore
-from zbroker.storage.store import MessageStore, Recovered, RecoveredQueue
+from zbroker.storage.store import MessageStore
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +60,10 @@ DEFAULT_MAX_BODY_BYTES = 128 * 1024 * 1024
 MAX_CHANNEL = 65535
 #: Deliveries one queue makes per dispatch before yielding to the rest of the loop.
 DISPATCH_BATCH = 1000
-#: A persistent message joining a durable queue is held paged (contents on disk only,
-#: memory per message a small index entry) once the queue holds this many messages, or
-#: once that many messages of its size would exceed ``PAGE_AFTER_BYTES``: with bodies of
-#: similar size, each queue keeps about that much of them in memory at most.
-PAGE_AFTER = 2000
-PAGE_AFTER_BYTES = 16 * 1024 * 1024
-PERSISTENT = 2
+#: Direct reply-to: a reply queue's name is this prefix and a token naming the channel.
+REPLY_PREFIX = REPLY_TO + "."
 
-
-_CHANNEL_LIFECYCLE_OPS = frozenset({Op.CHANNEL_OPEN, Op.CHANNEL_CLOSE, Op.CHANNEL_CLOSE_OK})
+_TX_HELD = frozenset({M.BASIC_PUBLISH, M.BASIC_ACK, M.BASIC_NACK, M.BASIC_REJECT})
 
 
 def consumer_tag() -> str:
@@ -72,331 +74,255 @@ class Broker:
     def __init__(self, heartbeat: int = DEFAULT_HEARTBEAT_S,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                  name_source: Callable[[], str] = server_queue_name,
-                 store: MessageStore | None = None) -> None:
+                 store: MessageStore | None = None, now: float = 0.0) -> None:
         self.heartbeat = heartbeat
         self.max_body_bytes = max_body_bytes
+        self.now = now
         self.store = store if store is not None else MemoryStore()
-        self.topology = Topology(name_source, lambda queue_id: QueueJournal(self.store, queue_id))
+        self.topology = Topology(name_source, lambda queue_id: QueueJournal(self.store, queue_id, now))
         self.outbox = Outbox()
-        self.connections: dict[bytes, Connection] = {}
-        self._confirms: dict[Channel, None] = {}
-        #: Channels whose outstanding publishes could not be stored: nacked, not acked.
-        self._failed: set[Channel] = set()
-        #: Confirm channels that published persistent messages since the last commit.
-        self._awaiting_disk: set[Channel] = set()
+        self.connections: dict[Hashable, Connection] = {}
+        self.confirms = Confirms()
+        self.timers = Timers()
+        self.durability = Durability(self.store, self.topology, self.confirms, self._all_unacked)
         self._publish_seq = 0
-        self._saved_changes = 0
-        self._store_failing = False
         #: Queues that stopped at DISPATCH_BATCH with deliverable messages left.
         self._pending_dispatch: dict[Queue, None] = {}
-        self._connection_ops = {
-            Op.HELLO: self._second_hello,
-            Op.CONNECTION_CLOSE: self._connection_close,
-            Op.CONNECTION_CLOSE_OK: lambda conn, *_: None,
-        }
+        #: Direct reply-to: reply queue name -> the channel consuming it.
+        self._reply_channels: dict[str, Channel] = {}
+        self._cycles_logged: set[tuple[str, ...]] = set()
         self._channel_ops: dict[int, Callable[..., None]] = {
-            Op.EXCHANGE_DECLARE: self._exchange_declare,
-            Op.EXCHANGE_DELETE: self._exchange_delete,
-            Op.EXCHANGE_BIND: self._exchange_bind,
-            Op.EXCHANGE_UNBIND: self._exchange_unbind,
-            Op.QUEUE_DECLARE: self._queue_declare,
-            Op.QUEUE_BIND: self._queue_bind,
-            Op.QUEUE_UNBIND: self._queue_unbind,
-            Op.QUEUE_PURGE: self._queue_purge,
-            Op.QUEUE_DELETE: self._queue_delete,
-            Op.BASIC_QOS: self._basic_qos,
-            Op.BASIC_CONSUME: self._basic_consume,
-            Op.BASIC_CANCEL: self._basic_cancel,
-            Op.BASIC_PUBLISH: self._basic_publish,
-            Op.BASIC_GET: self._basic_get,
-            Op.BASIC_ACK: self._basic_ack,
-            Op.BASIC_NACK: self._basic_nack,
-            Op.BASIC_REJECT: self._basic_reject,
-            Op.BASIC_RECOVER: self._basic_recover,
-            Op.CONFIRM_SELECT: self._confirm_select,
+            M.EXCHANGE_DECLARE: self._exchange_declare,
+            M.EXCHANGE_DELETE: self._exchange_delete,
+            M.EXCHANGE_BIND: self._exchange_bind,
+            M.EXCHANGE_UNBIND: self._exchange_unbind,
+            M.QUEUE_DECLARE: self._queue_declare,
+            M.QUEUE_BIND: self._queue_bind,
+            M.QUEUE_UNBIND: self._queue_unbind,
+            M.QUEUE_PURGE: self._queue_purge,
+            M.QUEUE_DELETE: self._queue_delete,
+            M.BASIC_QOS: self._basic_qos,
+            M.BASIC_CONSUME: self._basic_consume,
+            M.BASIC_CANCEL: self._basic_cancel,
+            M.BASIC_PUBLISH: self._basic_publish,
+            M.BASIC_GET: self._basic_get,
+            M.BASIC_ACK: self._basic_ack,
+            M.BASIC_NACK: self._basic_nack,
+            M.BASIC_REJECT: self._basic_reject,
+            M.BASIC_RECOVER: self._basic_recover,
+            M.CONFIRM_SELECT: self._confirm_select,
+            M.CHANNEL_FLOW: self._channel_flow,
+            M.TX_SELECT: self._tx_select,
+            M.TX_COMMIT: self._tx_commit,
+            M.TX_ROLLBACK: self._tx_rollback,
         }
-        self._recover(self.store.open())
+        self._publish_seq = self.durability.recover(self.store.open(), now)
+        for queue in self.topology.queues.values():
+            queue.last_used = now
+            if queue.timed:
+                self.timers.watch(queue)
 
     # -- entry points ----------------------------------------------------------------
 
-    def handle(self, peer: bytes, parts: list[Any], start: int = 0) -> None:
-        """Apply one message from ``peer``: ``parts[start]`` is its header frame."""
-        conn = self.connections.get(peer)
-        try:
-            check_header(parts[start])
-            for op, fields, body in decode_message(parts, start + 1):
-                if conn is None:
-                    conn = self._unknown_peer(peer, op, fields)
-                    if conn is None:
-                        return
-                    continue
-                if op in self._connection_ops:
-                    self._connection_ops[op](conn, *fields)
-                    if peer not in self.connections:
-                        return
-                    continue
-                self._channel_command(conn, op, fields, body)
-                if peer not in self.connections:
-                    return
-        except ProtocolError as exc:
-            log.warning("protocol error from %s: %s", peer.hex()[:12], exc.detail)
-            self._close_connection(peer, exc.code, errors.reply_text(exc.code, exc.detail))
-        except Exception:
-            log.exception("internal error handling a message from %s", peer.hex()[:12])
-            self._close_connection(peer, errors.INTERNAL_ERROR,
-                                   errors.reply_text(errors.INTERNAL_ERROR, "internal error"))
-        finally:
-            if self._confirms and not self.store.needs_sync:
-                self._flush_confirms()
+    def open_connection(self, conn_id: Hashable, now: float, heartbeat: int | None,
+                        virtual_host: str, username: str, password: str,
+                        client_properties: dict) -> Connection | None:
+        """A wire finished its handshake; None (and a close event) if it is refused."""
+        self.now = now
+        if virtual_host != VHOST:
+            self.close_connection(conn_id, errors.NOT_ALLOWED, f"vhost {virtual_host} not found")
+            return None
+        negotiated = self.heartbeat if heartbeat is None else heartbeat
+        conn = Connection(conn_id, self.outbox, negotiated, virtual_host, client_properties)
+        self.connections[conn_id] = conn
+        log.info("connection %s opened (%s)", conn.name,
+                 client_properties.get("connection_name") or client_properties.get("product", "client"))
+        return conn
 
-    def peer_gone(self, peer: bytes, reason: str = "transport closed") -> None:
-        """The peer's transport died: release everything it held, send it nothing."""
-        conn = self.connections.get(peer)
+    def command(self, conn: Connection, op: int, fields: list[Any], body: Any, now: float) -> None:
+        """Apply one command of an open connection (channel commands and connection.close)."""
+        self.now = now
+        try:
+            if op == M.CONNECTION_CLOSE:
+                log.info("connection %s closed by client (%s %s)", conn.name, *fields)
+                self._drop_connection(conn)
+                conn.send((M.CONNECTION_CLOSE_OK,))
+            elif op != M.CONNECTION_CLOSE_OK:
+                self._channel_command(conn, op, fields, body)
+        except Exception:
+            log.exception("internal error handling a command from %s", conn.name)
+            self.close_connection(conn.conn_id, errors.INTERNAL_ERROR, "internal error")
+
+    def close_connection(self, conn_id: Hashable, code: int, detail: str) -> None:
+        """Close a connection (known or not) with ``code``: release it, tell the peer."""
+        conn = self.connections.get(conn_id)
+        if conn is not None:
+            self._guarded(self._drop_connection, conn)
+        self.outbox.put(conn_id, (M.CONNECTION_CLOSE, code, errors.reply_text(code, detail)))
+
+    def connection_lost(self, conn_id: Hashable, now: float, reason: str = "transport closed") -> None:
+        """The transport died: release everything the connection held, send it nothing."""
+        self.now = now
+        conn = self.connections.get(conn_id)
         if conn is not None:
             log.info("connection %s lost: %s", conn.name, reason)
-            self._drop_connection(conn)
+            self._guarded(self._drop_connection, conn)
 
-    def shutdown(self) -> None:
-        """Tell every client the broker is going away (320, as RabbitMQ does)."""
-        text = errors.reply_text(errors.CONNECTION_FORCED,
-                                 "broker forced connection closure with reason 'shutdown'")
-        for peer in list(self.connections):
-            self._close_connection(peer, errors.CONNECTION_FORCED, text)
+    def tick(self, now: float) -> None:
+        """Act on what is due: expire messages, delete unused queues (``x-expires``)."""
+        self.now = now
+        for queue in self.timers.due(now):
+            if not queue.deleted:
+                self._guarded(self._timer, queue)
 
-    def peers(self) -> list[bytes]:
-        return list(self.connections)
+    def next_deadline(self) -> float | None:
+        """When ``tick`` next has something to do (seconds, as ``now``), or None."""
+        return self.timers.next_deadline()
 
-    # -- durability ------------------------------------------------------------------
+    def commit(self, now: float | None = None) -> None:
+        """Make this pass's durable changes durable, then answer the publishers waiting.
 
-    def _recover(self, recovered: Recovered) -> None:
-        """Rebuild the durable topology and the persistent messages the store held."""
-        by_id: dict[int, Queue] = {}
-        if recovered.topology is not None:
-            by_id = snapshot.restore(self.topology, recovered.topology)
-        self._saved_changes = self.topology.durable_changes
-        self._publish_seq = recovered.max_seq
-        for queue_id, stored in recovered.queues.items():
-            queue = by_id.get(queue_id)
-            if queue is None:  # deleted before the crash, after its last snapshot
-                self.store.drop_queue(queue_id, stored.locations)
-                continue
-            self._recover_messages(queue, stored)
-        if recovered.queues:
-            log.info("recovered %d durable queue(s), %d persistent message(s)", len(by_id),
-                     sum(q.message_count for q in by_id.values()))
-
-    def _recover_messages(self, queue: Queue, stored: RecoveredQueue) -> None:
-        """The head window (and every redelivered message, all at the front) in memory,
-        the rest as the paged tail: the same bound as ``_page``."""
-        assert queue.journal is not None  # recovered queues are durable
-        resident = 0
-        delivered_up_to = stored.delivered_up_to
-        for seq, location in zip(stored.seqs, stored.locations):
-            redelivered = seq <= delivered_up_to
-            if not self.store.pages or redelivered or (
-                    not queue.paged and len(queue.messages) < PAGE_AFTER and resident < PAGE_AFTER_BYTES):
-                message = queue.journal.load(Message.paged(seq, location, redelivered))
-                resident += len(message.body)
-                queue.messages.append(message)
-            else:
-                queue.paged.append(seq, location)
-
-    def commit(self) -> None:
-        """Make this pass's durable changes durable, then release the confirms they held.
-
-        The socket layer calls it once per loop pass before sending anything. If the
-        store fails (disk full, I/O error), the publishes waiting are nacked, never acked.
+        The wire's loop calls it once per pass, before sending anything.
         """
-        if self.topology.durable_changes != self._saved_changes:
-            self.store.save_topology(snapshot.snapshot(self.topology))
-            self._saved_changes = self.topology.durable_changes
-        try:
-            self.store.commit()
-        except OSError as exc:
-            if not self._store_failing:  # once per outage, not once per loop pass
-                log.error("store commit failed: %s; publishes waiting for confirms are nacked "
-                          "until it works again", exc)
-            self._store_failing = True
-            self._failed.update(ch for ch in self._confirms if ch in self._awaiting_disk)
-        else:
-            if self._store_failing:
-                log.warning("store commits work again")
-            self._store_failing = False
-        if self._confirms:
-            self._flush_confirms()
-        self._awaiting_disk.clear()
-        if self._store_failing:
-            return  # compaction writes too: not while the disk refuses
-        try:
-            moved = self.store.compact(self._held)
-        except OSError as exc:
-            log.error("store compaction failed: %s", exc)
-            return
-        if moved:
-            self._relocate(moved)
+        if now is not None:
+            self.now = now
+        self._guarded(self.durability.commit)
 
-    def _stored_references(self) -> Iterable[tuple[int, int, Message | None]]:
-        """(queue id, location, message or None if paged) of everything the store holds for us."""
-        for queue in self.topology.queues.values():
-            if queue.journal is not None:
-                qid = queue.journal.queue_id
-                for message in queue.messages:
-                    if message.location is not None:
-                        yield qid, message.location, message
-                for _, location in queue.paged:
-                    yield qid, location, None
-        for conn in self.connections.values():
-            for channel in conn.channels.values():
-                for entry in channel.unacked.values():
-                    if entry.queue.journal is not None and entry.message.location is not None:
-                        yield entry.queue.journal.queue_id, entry.message.location, entry.message
-
-    def _held(self, selects: Callable[[int], bool]) -> dict[int, list[int]]:
-        held: dict[int, list[int]] = {}
-        for qid, location, _ in self._stored_references():
-            if selects(location):
-                held.setdefault(location, []).append(qid)
-        return held
-
-    def _relocate(self, moved: dict[int, int]) -> None:
-        """A compaction copied records: point messages and paged entries at the copies."""
-        # A message object can be referenced from several places: move each one once.
-        messages = {id(m): m for _, loc, m in self._stored_references() if m is not None and loc in moved}
-        for message in messages.values():
-            message.location = moved[message.location]
-        for queue in self.topology.queues.values():
-            queue.paged.relocate(moved)
-
-    def close(self) -> None:
-        """Commit and release the store (the data directory's lock with it)."""
-        try:
-            self.commit()
-        finally:
-            self.store.close()
+    def after_input(self) -> None:
+        """A batch of input was applied: answer publishers now if nothing waits for the disk."""
+        if self.confirms and not self.store.needs_sync:
+            self._guarded(self.confirms.flush)
 
     @property
     def has_pending_work(self) -> bool:
         return bool(self._pending_dispatch)
 
-    def run_pending(self) -> None:
-        """Continue dispatches cut short by DISPATCH_BATCH; the socket layer calls it each pass."""
+    def run_pending(self, now: float | None = None) -> None:
+        """Continue dispatches cut short by DISPATCH_BATCH; the loop calls it each pass."""
+        if now is not None:
+            self.now = now
         pending, self._pending_dispatch = self._pending_dispatch, {}
         for queue in pending:
             if not queue.deleted:
-                self._dispatch(queue)
+                self._guarded(self._dispatch, queue)
 
-    def set_blocked(self, peer: bytes, blocked: bool) -> None:
+    def set_blocked(self, conn_id: Hashable, blocked: bool) -> None:
         """The peer's pipe filled up (True) or drained (False): stop or resume its deliveries."""
-        conn = self.connections.get(peer)
+        conn = self.connections.get(conn_id)
         if conn is None or conn.blocked == blocked:
             return
         conn.blocked = blocked
         if not blocked:
             for channel in list(conn.channels.values()):
-                self._dispatch_consumers_of(channel)
+                self._guarded(self._dispatch_consumers_of, channel)
 
-    def _dispatch(self, queue: Queue) -> None:
-        if queue.dispatch(DISPATCH_BATCH):
-            self._pending_dispatch[queue] = None
+    def shutdown(self) -> None:
+        """Tell every client the broker is going away (320, as RabbitMQ does)."""
+        for conn_id in list(self.connections):
+            self.close_connection(conn_id, errors.CONNECTION_FORCED,
+                                  "broker forced connection closure with reason 'shutdown'")
 
-    # -- connections -------------------------------------------------------------------
+    def close(self) -> None:
+        """Commit and release the store (the data directory's lock with it)."""
+        try:
+            self.durability.commit()
+        finally:
+            self.store.close()
 
-    def _unknown_peer(self, peer: bytes, op: int, fields: list[Any]) -> Connection | None:
-        if op == Op.HELLO:
-            return self._hello(peer, *fields)
-        if op != Op.CONNECTION_CLOSE_OK:
-            log.debug("frame %s from unknown peer %s", op, peer.hex()[:12])
-            self.outbox.put(peer, encode(Op.CONNECTION_CLOSE, errors.CONNECTION_FORCED, errors.reply_text(
-                errors.CONNECTION_FORCED, "connection not open on this broker (was it restarted?)")))
-        return None
+    def conn_ids(self) -> list[Hashable]:
+        return list(self.connections)
 
-    def _hello(self, peer: bytes, heartbeat: int | None, virtual_host: str, username: str,
-               password: str, client_properties: dict) -> Connection | None:
-        if virtual_host != VHOST:
-            self.outbox.put(peer, encode(Op.CONNECTION_CLOSE, errors.NOT_ALLOWED, errors.reply_text(
-                errors.NOT_ALLOWED, f"vhost {virtual_host} not found")))
-            return None
-        negotiated = self.heartbeat if heartbeat is None else heartbeat
-        conn = Connection(peer, self.outbox, negotiated, virtual_host, client_properties)
-        self.connections[peer] = conn
-        log.info("connection %s opened (%s)", conn.name,
-                 client_properties.get("connection_name") or client_properties.get("product", "client"))
-        conn.send(encode(Op.HELLO_OK, negotiated, self.max_body_bytes,
-                         {"product": "zbroker", "version": __version__}))
-        return conn
+    def _guarded(self, action: Callable[..., Any], *args: Any) -> None:
+        """Run an entry point's work; a bug is logged, never allowed to stop the loop."""
+        try:
+            action(*args)
+        except Exception:
+            log.exception("internal error in %s", getattr(action, "__name__", action))
 
-    def _second_hello(self, conn: Connection, *_: Any) -> None:
-        log.warning("connection %s closed: second HELLO", conn.name)
-        self._close_connection(conn.peer, errors.COMMAND_INVALID,
-                               errors.reply_text(errors.COMMAND_INVALID, "second 'connection.open' seen"))
+    def _all_unacked(self) -> Iterable[Unacked]:
+        for conn in self.connections.values():
+            for channel in conn.channels.values():
+                yield from channel.unacked.values()
+                for _, entries, _, _ in self._held_settlements(channel):
+                    yield from entries
 
-    def _connection_close(self, conn: Connection, reply_code: int, reply_text: str) -> None:
-        log.info("connection %s closed by client (%s %s)", conn.name, reply_code, reply_text)
-        self._drop_connection(conn)
-        self.outbox.put(conn.peer, encode(Op.CONNECTION_CLOSE_OK))
+    # -- timers ------------------------------------------------------------------------
 
-    def _close_connection(self, peer: bytes, code: int, text: str) -> None:
-        conn = self.connections.get(peer)
-        if conn is not None:
-            self._drop_connection(conn)
-        self.outbox.put(peer, encode(Op.CONNECTION_CLOSE, code, text))
+    def _timer(self, queue: Queue) -> None:
+        now = self.now
+        self._expire(queue)
+        if queue.unused_since(now):
+            log.info("queue '%s' expired: unused for %d ms", queue.name, queue.settings.expires)
+            self._delete_queue(queue)
+            return
+        self.timers.watch(queue)
+
+    def _expire(self, queue: Queue) -> None:
+        self._give_up(queue, queue.expire(self.now), EXPIRED)
+
+    # -- connections and channels ------------------------------------------------------
 
     def _drop_connection(self, conn: Connection) -> None:
-        self.connections.pop(conn.peer, None)
+        self.connections.pop(conn.conn_id, None)
         for channel in list(conn.channels.values()):
             self._release_channel(channel)
         for queue in list(conn.exclusive_queues):
             self._delete_queue(queue)
 
-    # -- channels ----------------------------------------------------------------------
-
     def _channel_command(self, conn: Connection, op: int, fields: list[Any], body: Any) -> None:
         handler = self._channel_ops.get(op)
-        if handler is None and op not in _CHANNEL_LIFECYCLE_OPS:
-            detail = f"{Op(op).name} is not a client command"
-            log.warning("connection %s closed: %s", conn.name, detail)
-            self._close_connection(conn.peer, errors.COMMAND_INVALID, errors.reply_text(errors.COMMAND_INVALID, detail))
-            return
-        number = fields[0]
+        number = fields[0] if fields else 0
         channel = conn.channels.get(number)
         if channel is None:
             self._channel_lifecycle(conn, op, number)
             return
         try:
             if handler is not None:
-                handler(channel, body, *fields[1:])
-            elif op == Op.CHANNEL_CLOSE:
+                if channel.tx is not None and op in _TX_HELD:
+                    self._tx_hold(channel, op, fields, body)
+                else:
+                    handler(channel, body, *fields[1:])
+            elif op == M.CHANNEL_CLOSE:
                 self._release_channel(channel)
-                channel.send(encode(Op.CHANNEL_CLOSE_OK, number))
-            elif op == Op.CHANNEL_OPEN:
+                channel.send((M.CHANNEL_CLOSE_OK, number))
+            elif op == M.CHANNEL_OPEN:
                 raise ConnectionError_(errors.CHANNEL_ERROR, "second 'channel.open' seen")
-            else:  # CHANNEL_CLOSE_OK for a channel the broker did not close
+            elif op == M.CHANNEL_CLOSE_OK:  # for a channel the broker did not close
                 raise ConnectionError_(errors.CHANNEL_ERROR, "unexpected 'channel.close-ok'")
+            else:
+                raise ConnectionError_(errors.COMMAND_INVALID, f"{M(op).name} is not a client command")
         except ChannelError as exc:
             log.warning("channel %d of connection %s closed: %s", number, conn.name, exc.text)
             self._release_channel(channel)
             conn.closing_channels.add(number)
-            conn.send(encode(Op.CHANNEL_CLOSE, number, exc.code, exc.text))
+            conn.send((M.CHANNEL_CLOSE, number, exc.code, exc.text))
         except ConnectionError_ as exc:
             log.warning("connection %s closed: %s", conn.name, exc.text)
-            self._close_connection(conn.peer, exc.code, exc.text)
+            self._drop_connection(conn)
+            conn.send((M.CONNECTION_CLOSE, exc.code, exc.text))
 
     def _channel_lifecycle(self, conn: Connection, op: int, number: int) -> None:
         """Commands for a channel that is not open: open it, or finish closing it."""
         if number in conn.closing_channels:
-            if op == Op.CHANNEL_CLOSE_OK:
+            if op == M.CHANNEL_CLOSE_OK:
                 conn.closing_channels.discard(number)
-            elif op == Op.CHANNEL_CLOSE:  # both sides closed at once
+            elif op == M.CHANNEL_CLOSE:  # both sides closed at once
                 conn.closing_channels.discard(number)
-                conn.send(encode(Op.CHANNEL_CLOSE_OK, number))
+                conn.send((M.CHANNEL_CLOSE_OK, number))
             return  # anything else on a closing channel is discarded
-        if op == Op.CHANNEL_OPEN and 1 <= number <= MAX_CHANNEL:
+        if op == M.CHANNEL_OPEN and 1 <= number <= MAX_CHANNEL:
             conn.channels[number] = Channel(number, conn)
-            conn.send(encode(Op.CHANNEL_OPEN_OK, number))
+            conn.send((M.CHANNEL_OPEN_OK, number))
             return
-        detail = "expected 'channel.open'" if op != Op.CHANNEL_OPEN else f"invalid channel number {number}"
+        if op not in self._channel_ops and op not in (M.CHANNEL_OPEN, M.CHANNEL_CLOSE, M.CHANNEL_CLOSE_OK):
+            detail = f"{M(op).name} is not a client command"
+            code = errors.COMMAND_INVALID
+        else:
+            detail = "expected 'channel.open'" if op != M.CHANNEL_OPEN else f"invalid channel number {number}"
+            code = errors.CHANNEL_ERROR
         log.warning("connection %s closed: %s", conn.name, detail)
-        self._close_connection(conn.peer, errors.CHANNEL_ERROR, errors.reply_text(errors.CHANNEL_ERROR, detail))
+        self._drop_connection(conn)
+        conn.send((M.CONNECTION_CLOSE, code, errors.reply_text(code, detail)))
 
     def _release_channel(self, channel: Channel) -> None:
         """Cancel the channel's consumers and requeue what it held unacked."""
@@ -405,11 +331,34 @@ class Broker:
         channel.consumers.clear()
         for consumer in consumers:
             consumer.queue.remove_consumer(consumer)
-        self._requeue(channel.take_all_unacked())
+        held = [entry for _, entries, _, _ in self._held_settlements(channel) for entry in entries]
+        channel.tx = None
+        if channel.reply_to is not None:
+            self._reply_channels.pop(channel.reply_to[1], None)
+            channel.reply_to = None
+        self._requeue(channel.take_all_unacked() + held)
         for consumer in consumers:
-            if consumer.queue.unused_auto_delete and not consumer.queue.deleted:
-                self._delete_queue(consumer.queue)
-        self._confirms.pop(channel, None)
+            self._consumer_left(consumer.queue)
+        self.confirms.forget(channel)
+
+    def _consumer_left(self, queue: Queue) -> None:
+        """A consumer went: delete an auto-delete queue, start x-expires, let the next
+        consumer (a new single active one) take the waiting messages."""
+        if queue.deleted:
+            return
+        if queue.unused_auto_delete:
+            self._delete_queue(queue)
+            return
+        if not queue.consumers:
+            self._used(queue)
+        elif queue.has_messages:
+            self._dispatch(queue)
+
+    def _used(self, queue: Queue) -> None:
+        """x-expires counts from the last use: a declare, a get, a consumer leaving."""
+        queue.last_used = self.now
+        if queue.settings.expires is not None:
+            self.timers.watch(queue)
 
     # -- exchanges, queues, bindings ---------------------------------------------------
 
@@ -418,46 +367,49 @@ class Broker:
                           arguments: dict) -> None:
         self.topology.declare_exchange(exchange, exchange_type, passive, durable, auto_delete,
                                        internal, arguments)
-        channel.send(encode(Op.EXCHANGE_DECLARE_OK, channel.number))
+        channel.send((M.EXCHANGE_DECLARE_OK, channel.number))
 
     def _exchange_delete(self, channel: Channel, _: Any, exchange: str, if_unused: bool) -> None:
         self.topology.delete_exchange(exchange, if_unused)
-        channel.send(encode(Op.EXCHANGE_DELETE_OK, channel.number))
+        channel.send((M.EXCHANGE_DELETE_OK, channel.number))
 
     def _exchange_bind(self, channel: Channel, _: Any, destination: str, source: str,
                        routing_key: str, arguments: dict) -> None:
         check_name(routing_key, "routing key")
         self.topology.bind(self.topology.exchange(destination), source, routing_key, arguments)
-        channel.send(encode(Op.EXCHANGE_BIND_OK, channel.number))
+        channel.send((M.EXCHANGE_BIND_OK, channel.number))
 
     def _exchange_unbind(self, channel: Channel, _: Any, destination: str, source: str,
                          routing_key: str, arguments: dict) -> None:
         self.topology.unbind(self.topology.exchange(destination), source, routing_key, arguments)
-        channel.send(encode(Op.EXCHANGE_UNBIND_OK, channel.number))
+        channel.send((M.EXCHANGE_UNBIND_OK, channel.number))
 
     def _queue_declare(self, channel: Channel, _: Any, queue: str, passive: bool, durable: bool,
                        exclusive: bool, auto_delete: bool, arguments: dict) -> None:
+        if queue == REPLY_TO or queue.startswith(REPLY_PREFIX):
+            self._reply_queue_declare(channel, queue)
+            return
         q = self.topology.declare_queue(queue, passive, durable, exclusive, auto_delete, arguments,
                                         channel.connection)
-        channel.send(encode(Op.QUEUE_DECLARE_OK, channel.number, q.name, q.message_count,
-                            len(q.consumers)))
+        self._used(q)
+        channel.send((M.QUEUE_DECLARE_OK, channel.number, q.name, q.message_count, len(q.consumers)))
 
     def _queue_bind(self, channel: Channel, _: Any, queue: str, exchange: str, routing_key: str,
                     arguments: dict) -> None:
         check_name(routing_key, "routing key")
         q = self.topology.queue(queue, channel.connection)
         self.topology.bind(q, exchange, routing_key, arguments)
-        channel.send(encode(Op.QUEUE_BIND_OK, channel.number))
+        channel.send((M.QUEUE_BIND_OK, channel.number))
 
     def _queue_unbind(self, channel: Channel, _: Any, queue: str, exchange: str, routing_key: str,
                       arguments: dict) -> None:
         q = self.topology.queue(queue, channel.connection)
         self.topology.unbind(q, exchange, routing_key, arguments)
-        channel.send(encode(Op.QUEUE_UNBIND_OK, channel.number))
+        channel.send((M.QUEUE_UNBIND_OK, channel.number))
 
     def _queue_purge(self, channel: Channel, _: Any, queue: str) -> None:
         count = self.topology.queue(queue, channel.connection).purge()
-        channel.send(encode(Op.QUEUE_PURGE_OK, channel.number, count))
+        channel.send((M.QUEUE_PURGE_OK, channel.number, count))
 
     def _queue_delete(self, channel: Channel, _: Any, queue: str, if_unused: bool,
                       if_empty: bool) -> None:
@@ -469,7 +421,7 @@ class Broker:
             if if_empty and q.has_messages:
                 raise ChannelError(errors.PRECONDITION_FAILED, f"queue '{queue}' in vhost '{VHOST}' not empty")
             count = self._delete_queue(q)
-        channel.send(encode(Op.QUEUE_DELETE_OK, channel.number, count))
+        channel.send((M.QUEUE_DELETE_OK, channel.number, count))
 
     def _delete_queue(self, queue: Queue) -> int:
         """Delete a queue and tell its consumers (RabbitMQ's consumer cancel notify)."""
@@ -477,10 +429,11 @@ class Broker:
             queue.remove_consumer(consumer)
             channel = consumer.channel
             if channel.consumers.pop(consumer.tag, None) is not None:
-                channel.send(encode(Op.BASIC_CANCEL, channel.number, consumer.tag))
+                channel.send((M.BASIC_CANCEL, channel.number, consumer.tag))
+        self._pending_dispatch.pop(queue, None)
         return self.topology.delete_queue(queue)
 
-    # -- basic ------------------------------------------------------------------------
+    # -- consuming ---------------------------------------------------------------------
 
     def _basic_qos(self, channel: Channel, _: Any, prefetch_size: int, prefetch_count: int,
                    global_qos: bool) -> None:
@@ -492,37 +445,83 @@ class Broker:
             channel.global_prefetch = prefetch_count
         else:
             channel.prefetch_count = prefetch_count
-        channel.send(encode(Op.BASIC_QOS_OK, channel.number))
+        channel.send((M.BASIC_QOS_OK, channel.number))
         self._dispatch_consumers_of(channel)
 
     def _basic_consume(self, channel: Channel, _: Any, queue: str, consumer_tag_: str,
                        auto_ack: bool, exclusive: bool, arguments: dict) -> None:
-        q = self.topology.queue(queue, channel.connection)
         tag = consumer_tag_ or consumer_tag()
-        if tag in channel.consumers:
+        if tag in channel.consumers or (channel.reply_to is not None and channel.reply_to[0] == tag):
             raise ConnectionError_(errors.NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'")
+        if queue == REPLY_TO:
+            self._reply_consume(channel, tag, auto_ack)
+            return
+        q = self.topology.queue(queue, channel.connection)
+        priority = consumer_priority(queue, arguments)
         if q.has_exclusive_consumer or (exclusive and q.consumers):
             raise ChannelError(errors.ACCESS_REFUSED, f"queue '{queue}' in vhost '{VHOST}' in exclusive use")
-        consumer = Consumer(tag, q, channel, auto_ack, exclusive, channel.prefetch_count, arguments)
+        consumer = Consumer(tag, q, channel, auto_ack, exclusive, channel.prefetch_count, arguments, priority)
         channel.consumers[tag] = consumer
         q.add_consumer(consumer)
-        channel.send(encode(Op.BASIC_CONSUME_OK, channel.number, tag))
+        self._used(q)
+        channel.send((M.BASIC_CONSUME_OK, channel.number, tag))
         self._dispatch(q)
 
     def _basic_cancel(self, channel: Channel, _: Any, consumer_tag_: str) -> None:
+        if channel.reply_to is not None and channel.reply_to[0] == consumer_tag_:
+            self._reply_channels.pop(channel.reply_to[1], None)
+            channel.reply_to = None
         consumer = channel.consumers.pop(consumer_tag_, None)
-        channel.send(encode(Op.BASIC_CANCEL_OK, channel.number, consumer_tag_))
+        channel.send((M.BASIC_CANCEL_OK, channel.number, consumer_tag_))
         if consumer is not None:
-            queue = consumer.queue
-            queue.remove_consumer(consumer)
-            if queue.unused_auto_delete:
-                self._delete_queue(queue)
+            consumer.queue.remove_consumer(consumer)
+            self._consumer_left(consumer.queue)
+
+    def _basic_get(self, channel: Channel, _: Any, queue: str, auto_ack: bool) -> None:
+        q = self.topology.queue(queue, channel.connection)
+        self._used(q)
+        if q.due(self.now):
+            self._expire(q)
+        if not q.has_messages:
+            channel.send((M.BASIC_GET_EMPTY, channel.number))
+            return
+        message = q.take(auto_ack)  # an auto-acked message leaves the store here
+        tag = channel.take_tag()
+        if not auto_ack:
+            channel.unacked[tag] = Unacked(q, message, None, tag)
+        channel.send((M.BASIC_GET_OK, channel.number, tag, message.redelivered, message.exchange,
+                      message.routing_key, q.message_count, message.properties), message.body)
+
+    # -- publishing --------------------------------------------------------------------
 
     def _basic_publish(self, channel: Channel, body: Any, exchange: str, routing_key: str,
                        mandatory: bool, properties: dict) -> None:
-        if channel.confirm:
-            channel.publish_seq += 1
-            self._confirms[channel] = None
+        seq = self.confirms.published(channel) if channel.confirm else 0
+        ex = self._publishable(exchange, body)
+        ttl = None
+        if properties:
+            expiration = properties.get("expiration")
+            if expiration is not None:
+                ttl = parse_expiration(expiration)
+            if properties.get("reply_to") == REPLY_TO:
+                properties = self._reply_address(channel, properties)
+        if exchange == "" and routing_key.startswith(REPLY_PREFIX):
+            if self._reply(routing_key, properties, body) or not mandatory:
+                return
+            queues: Iterable[Queue] = ()
+        else:
+            queues = self.topology.route(ex, routing_key, properties)
+        if queues:
+            self._publish_seq += 1
+            message = Message(self._publish_seq, exchange, routing_key, properties, body, self.now, ttl,
+                              len(body))
+            self._enqueue(queues, message, channel if channel.confirm else None, seq)
+        elif mandatory:
+            channel.send((M.BASIC_RETURN, channel.number, errors.NO_ROUTE, "NO_ROUTE", exchange,
+                          routing_key, properties), body)
+
+    def _publishable(self, exchange: str, body: Any) -> Exchange:
+        """The exchange a publish names, checked: it exists, is not internal, the body fits."""
         ex = self.topology.exchanges.get(exchange)
         if ex is None:
             raise ChannelError(errors.NOT_FOUND, f"no exchange '{exchange}' in vhost '{VHOST}'")
@@ -531,72 +530,36 @@ class Broker:
         if len(body) > self.max_body_bytes:
             raise ChannelError(errors.PRECONDITION_FAILED,
                                f"message size {len(body)} is larger than configured max size {self.max_body_bytes}")
-        queues = self.topology.route(ex, routing_key, properties)
-        if queues:
-            self._publish_seq += 1
-            message = Message(self._publish_seq, exchange, routing_key, properties, body)
-            if properties.get("delivery_mode") == PERSISTENT:
-                self._store_message(channel, message, queues)
-            for queue in queues:
-                location = self._page(queue, message) if queue.journal is not None else None
-                if location is not None:
-                    queue.paged.append(message.seq, location)
-                else:
-                    queue.messages.append(message)
-                if queue.consumers:
-                    self._dispatch(queue)
-        elif mandatory:
-            channel.send(encode(Op.BASIC_RETURN, channel.number, errors.NO_ROUTE, "NO_ROUTE",
-                                exchange, routing_key, properties), body)
+        return ex
 
-    def _page(self, queue: Queue, message: Message) -> int | None:
-        """The store location under which ``message`` joins the durable queue's paged
-        tail, or None to keep it in memory (the head is not full, or no tail is kept).
+    def _enqueue(self, queues: Iterable[Queue], message: Message, confirming: Channel | None,
+                 seq: int) -> None:
+        """Put a routed message into its queues (a publish, or a dead letter)."""
+        refused = [q for q in queues if q.rejects and q.would_overflow(message)]
+        if refused:
+            queues = [q for q in queues if q not in refused]
+            if confirming is not None:
+                self.confirms.refuse(confirming, seq)
+            for queue in refused:
+                if queue.settings.overflow == "reject-publish-dlx":
+                    self._give_up(queue, [message], MAXLEN, stored=False)
+        if message.properties.get("delivery_mode") == PERSISTENT:
+            self.durability.store_message(message, queues, confirming)
+        for queue in queues:
+            queue.enqueue(message)
+            if queue.consumers:
+                self._dispatch(queue)
+            if queue.careful or message.ttl is not None:
+                self._after_enqueue(queue)
 
-        Once a queue has a tail, every newcomer joins it, to keep the order: a transient
-        message is then journaled too (``QueueJournal.page``).
-        """
-        if not self.store.pages:
-            return None
-        held = len(queue.messages)
-        if not (len(queue.paged) or held >= PAGE_AFTER or held * len(message.body) >= PAGE_AFTER_BYTES):
-            return None
-        if message.location is not None:
-            return message.location
-        assert queue.journal is not None  # only durable queues page
-        try:
-            return queue.journal.page(message)
-        except OSError as exc:
-            log.error("cannot page a message of queue '%s' to disk: %s", queue.name, exc)
-            return None
+    def _after_enqueue(self, queue: Queue) -> None:
+        """Apply drop-head limits and due expiry (TTL 0: delivered at once or expired)."""
+        if queue.settings.limited:
+            self._give_up(queue, queue.over_limit(), MAXLEN)
+        self._expire(queue)  # what is due now, not delivered at once, goes now
+        self.timers.watch(queue)
 
-    def _store_message(self, channel: Channel, message: Message, queues: Iterable[Queue]) -> None:
-        """Journal a persistent message for the durable queues it reached."""
-        queue_ids = [q.journal.queue_id for q in queues if q.journal is not None]
-        if not queue_ids:
-            return
-        if channel.confirm:
-            self._awaiting_disk.add(channel)
-        try:
-            message.location = self.store.append(message.seq, queue_ids, message.exchange,
-                                                 message.routing_key, message.properties, message.body)
-        except OSError as exc:  # kept in memory; a confirming publisher gets a nack
-            log.error("cannot store a persistent message: %s", exc)
-            if channel.confirm:
-                self._failed.add(channel)
-
-    def _basic_get(self, channel: Channel, _: Any, queue: str, auto_ack: bool) -> None:
-        q = self.topology.queue(queue, channel.connection)
-        if not q.has_messages:
-            channel.send(encode(Op.BASIC_GET_EMPTY, channel.number))
-            return
-        message = q.take(auto_ack)
-        tag = channel.take_tag()
-        if not auto_ack:
-            channel.unacked[tag] = Unacked(q, message, None)
-        channel.send(encode(Op.BASIC_GET_OK, channel.number, tag, message.redelivered,
-                            message.exchange, message.routing_key, q.message_count,
-                            message.properties), message.body)
+    # -- settling ----------------------------------------------------------------------
 
     def _basic_ack(self, channel: Channel, _: Any, delivery_tag: int, multiple: bool) -> None:
         entries = channel.settle(delivery_tag, multiple)
@@ -604,13 +567,11 @@ class Broker:
             self._forget(entry)
         self._after_settle(channel, entries)
 
-    @staticmethod
-    def _forget(entry: Unacked) -> None:
+    def _forget(self, entry: Unacked) -> None:
         """A delivery is settled for good: free its credit and its place in the store."""
         entry.settle()
-        journal = entry.queue.journal
-        if journal is not None and entry.message.location is not None:
-            journal.remove(entry.message.seq, entry.message.location)
+        entry.queue.settled()
+        self.durability.forget(entry.queue, entry.message)
 
     def _basic_nack(self, channel: Channel, _: Any, delivery_tag: int, multiple: bool,
                     requeue: bool) -> None:
@@ -618,24 +579,27 @@ class Broker:
         if requeue:
             self._requeue(entries)
         else:
-            for entry in entries:
-                self._forget(entry)
+            self._reject(entries)
         self._after_settle(channel, entries)
 
     def _basic_reject(self, channel: Channel, _: Any, delivery_tag: int, requeue: bool) -> None:
         self._basic_nack(channel, None, delivery_tag, False, requeue)
 
+    def _reject(self, entries: list[Unacked]) -> None:
+        """Rejected without requeue: dead-lettered where the queue says so, else dropped."""
+        by_queue: dict[int, tuple[Queue, list[Message]]] = {}
+        for entry in entries:
+            entry.settle()
+            entry.queue.settled()
+            by_queue.setdefault(id(entry.queue), (entry.queue, []))[1].append(entry.message)
+        for queue, messages in by_queue.values():
+            self._give_up(queue, messages, REJECTED)
+
     def _basic_recover(self, channel: Channel, _: Any, requeue: bool) -> None:
         if not requeue:
             raise ConnectionError_(errors.NOT_IMPLEMENTED, "requeue=false")
         self._requeue(channel.take_all_unacked())
-        channel.send(encode(Op.BASIC_RECOVER_OK, channel.number))
-
-    def _confirm_select(self, channel: Channel, _: Any) -> None:
-        channel.confirm = True
-        channel.send(encode(Op.CONFIRM_SELECT_OK, channel.number))
-
-    # -- delivery plumbing -------------------------------------------------------------
+        channel.send((M.BASIC_RECOVER_OK, channel.number))
 
     def _after_settle(self, channel: Channel, entries: list[Unacked]) -> None:
         """Credit came back: let the queues those deliveries came from move again."""
@@ -651,35 +615,181 @@ class Broker:
             if queue.has_messages and not queue.deleted:
                 self._dispatch(queue)
 
-    def _dispatch_consumers_of(self, channel: Channel) -> None:
-        for queue in {id(c.queue): c.queue for c in channel.consumers.values()}.values():
-            self._dispatch(queue)
-
     def _requeue(self, entries: Iterable[Unacked]) -> None:
-        """Return deliveries to the head of their queues, in order, and dispatch them."""
+        """Return deliveries to their queues, in order, and dispatch them."""
         by_queue: dict[int, tuple[Queue, list[Message]]] = {}
         for entry in entries:
-            if entry.queue.deleted:  # nowhere to go back to
-                self._forget(entry)
-                continue
             entry.settle()
+            if entry.queue.deleted:  # nowhere to go back to
+                self.durability.forget(entry.queue, entry.message)
+                continue
             by_queue.setdefault(id(entry.queue), (entry.queue, []))[1].append(entry.message)
         for queue, messages in by_queue.values():
-            queue.requeue(messages)
+            self._give_up(queue, queue.requeue(messages), DELIVERY_LIMIT)
+            if queue.timed:
+                if queue.due(self.now):
+                    self._expire(queue)
+                self.timers.watch(queue)
         for queue, _ in by_queue.values():
             if not queue.deleted:
                 self._dispatch(queue)
 
-    def _flush_confirms(self) -> None:
-        """One ``multiple`` ack (or nack, if storing failed) per confirm channel per batch,
-        after its returns."""
-        for channel in self._confirms:
-            if channel.connection.channels.get(channel.number) is channel:
-                op = Op.BASIC_NACK if channel in self._failed else Op.BASIC_ACK
-                fields = (True, False) if op == Op.BASIC_NACK else (True,)
-                channel.send(encode(op, channel.number, channel.publish_seq, *fields))
-        self._confirms.clear()
-        self._failed.clear()
+    # -- giving messages up: dead-lettering ------------------------------------------------
+
+    def _give_up(self, queue: Queue, messages: list[Message], reason: str, stored: bool = True) -> None:
+        """Messages leave ``queue`` for ``reason``: dead-lettered if it has a DLX, then
+        removed from the store (in that order: durability rule 4)."""
+        if not messages:
+            return
+        dlx = queue.settings.dead_letter_exchange
+        exchange = self.topology.exchanges.get(dlx) if dlx is not None and not queue.deleted else None
+        if exchange is not None:
+            for message in messages:
+                self._dead_letter(queue, exchange, message, reason)
+        if stored:
+            for message in messages:
+                self.durability.forget(queue, message)
+
+    def _dead_letter(self, queue: Queue, exchange: Exchange, message: Message, reason: str) -> None:
+        if not message.is_loaded:
+            assert queue.journal is not None  # only a durable queue holds paged messages
+            message = queue.journal.load(message)
+        properties = dead_letter_properties(message, queue.name, reason, self.now)
+        key = queue.settings.dead_letter_routing_key
+        routing_key = message.routing_key if key is None else key
+        targets = []
+        for target in self.topology.route(exchange, routing_key, properties):
+            if is_cycle(target.name, properties):
+                self._log_cycle(target.name, properties)
+            else:
+                targets.append(target)
+        if targets:
+            self._publish_seq += 1
+            self._enqueue(targets, Message(self._publish_seq, exchange.name, routing_key, properties,
+                                           message.body, self.now, None, message.size), None, 0)
+
+    def _log_cycle(self, queue: str, properties: dict) -> None:
+        names = (queue, *(d.get("queue") for d in properties["headers"]["x-death"]))
+        if names not in self._cycles_logged and len(self._cycles_logged) < 1000:
+            self._cycles_logged.add(names)
+            log.warning("message dropped: dead-lettering it to queue '%s' closes a cycle without a "
+                        "rejection (queues by death recency: %s)", queue, ", ".join(map(str, names[1:])))
+
+    # -- direct reply-to ---------------------------------------------------------------------
+
+    def _reply_consume(self, channel: Channel, tag: str, auto_ack: bool) -> None:
+        if not auto_ack:
+            raise precondition("reply consumer cannot acknowledge")
+        if channel.reply_to is not None:
+            raise precondition("reply consumer already set")
+        name = REPLY_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(18)).decode()
+        channel.reply_to = (tag, name)
+        self._reply_channels[name] = channel
+        channel.send((M.BASIC_CONSUME_OK, channel.number, tag))
+
+    def _reply_address(self, channel: Channel, properties: dict) -> dict:
+        if channel.reply_to is None:
+            raise precondition("fast reply consumer does not exist")
+        return {**properties, "reply_to": channel.reply_to[1]}
+
+    def _reply(self, routing_key: str, properties: dict, body: Any) -> bool:
+        """Deliver a reply straight to the channel that asked; False if it is gone."""
+        channel = self._reply_channels.get(routing_key)
+        if channel is None or channel.reply_to is None:
+            return False
+        channel.send((M.BASIC_DELIVER, channel.number, channel.reply_to[0], channel.take_tag(), False,
+                      "", routing_key, properties), body)
+        return True
+
+    def _reply_queue_declare(self, channel: Channel, queue: str) -> None:
+        """All declares of reply queues are passive: it exists if its channel does."""
+        if queue != REPLY_TO and queue not in self._reply_channels:
+            raise ChannelError(errors.NOT_FOUND, f"no queue '{queue}' in vhost '{VHOST}'")
+        channel.send((M.QUEUE_DECLARE_OK, channel.number, queue, 0, 1))
+
+    # -- confirms, flow, transactions ---------------------------------------------------------
+
+    def _confirm_select(self, channel: Channel, _: Any) -> None:
+        if channel.tx is not None:
+            raise precondition("cannot switch from tx to confirm mode")
+        channel.confirm = True
+        channel.send((M.CONFIRM_SELECT_OK, channel.number))
+
+    def _channel_flow(self, channel: Channel, _: Any, active: bool) -> None:
+        if not active:
+            raise ConnectionError_(errors.NOT_IMPLEMENTED, "active=false")
+        channel.send((M.CHANNEL_FLOW_OK, channel.number, True))
+
+    def _tx_select(self, channel: Channel, _: Any) -> None:
+        if channel.confirm:
+            raise precondition("cannot switch from confirm to tx mode")
+        if channel.tx is None:
+            channel.tx = []
+        channel.send((M.TX_SELECT_OK, channel.number))
+
+    def _tx_hold(self, channel: Channel, op: int, fields: list[Any], body: Any) -> None:
+        """In a transaction, publishes are checked now and applied at commit; settlements
+        are checked now (the tags leave ``unacked``) and applied at commit."""
+        assert channel.tx is not None  # only called in tx mode
+        if op == M.BASIC_PUBLISH:
+            self._publishable(fields[1], body)
+            expiration = fields[4].get("expiration")
+            if expiration is not None:
+                parse_expiration(expiration)
+            channel.tx.append((op, fields, body))
+            return
+        multiple = fields[2] if op != M.BASIC_REJECT else False
+        requeue = fields[-1] if op != M.BASIC_ACK else None
+        channel.tx.append((op, channel.settle(fields[1], multiple), requeue, None))
+
+    @staticmethod
+    def _held_settlements(channel: Channel) -> list[tuple[int, list[Unacked], Any, Any]]:
+        return [item for item in channel.tx or () if item[0] != M.BASIC_PUBLISH]  # type: ignore[misc]
+
+    def _tx_commit(self, channel: Channel, _: Any) -> None:
+        if channel.tx is None:
+            raise precondition("channel is not transactional")
+        held, channel.tx = channel.tx, None
+        try:
+            for item in held:
+                if item[0] == M.BASIC_PUBLISH:
+                    _, fields, body = item
+                    self._basic_publish(channel, body, *fields[1:])
+                    continue
+                op, entries, requeue, _ = item
+                if op == M.BASIC_ACK:
+                    for entry in entries:
+                        self._forget(entry)
+                elif requeue:
+                    self._requeue(entries)
+                else:
+                    self._reject(entries)
+                self._after_settle(channel, entries)
+        finally:
+            channel.tx = []
+        channel.send((M.TX_COMMIT_OK, channel.number))
+
+    def _tx_rollback(self, channel: Channel, _: Any) -> None:
+        if channel.tx is None:
+            raise precondition("channel is not transactional")
+        entries = [entry for _, held, _, _ in self._held_settlements(channel) for entry in held]
+        channel.tx = []
+        if entries:  # settled in the transaction: unacked again, in tag order
+            channel.unacked.update((entry.tag, entry) for entry in entries)
+            channel.unacked = dict(sorted(channel.unacked.items()))
+        channel.send((M.TX_ROLLBACK_OK, channel.number))
+
+    # -- delivery plumbing -----------------------------------------------------------------
+
+    def _dispatch(self, queue: Queue) -> None:
+        if queue.due(self.now):
+            self._expire(queue)
+        if queue.dispatch(DISPATCH_BATCH):
+            self._pending_dispatch[queue] = None
+
+    def _dispatch_consumers_of(self, channel: Channel) -> None:
+        for queue in {id(c.queue): c.queue for c in channel.consumers.values()}.values():
+            self._dispatch(queue)
 
 
 __all__ = ["Broker", "BrokerError", "DEFAULT_HEARTBEAT_S", "DEFAULT_MAX_BODY_BYTES"]

@@ -12,8 +12,11 @@ The credit protocol (RabbitMQ's prefetch, as the broker applies it):
    unit (the delivery is recorded as unacked on the channel, under a delivery tag).
 4. ``basic_ack`` / ``basic_nack`` / ``basic_reject`` settle deliveries and give their
    credit back; the queues that consumer reads from are then dispatched again.
-5. Competing consumers on one queue are served round robin, skipping those without
-   credit; a queue stops dispatching when no consumer has credit.
+5. Competing consumers on one queue are served highest ``x-priority`` first and round
+   robin among equal priorities, skipping those without credit; a lower-priority
+   consumer gets messages only while every higher one is out of credit. With
+   ``x-single-active-consumer`` only the queue's active consumer is served
+   (``queues.py``). A queue stops dispatching when no consumer it may serve has credit.
    A connection whose socket pipe is full (the socket layer says ``blocked``) has no
    credit at all until it drains, so a slow reader's messages wait in the queue, where
    other consumers can take them, instead of piling up in the broker's send buffers.
@@ -33,10 +36,11 @@ if TYPE_CHECKING:
 
 class Consumer:
     __slots__ = ("tag", "queue", "channel", "auto_ack", "exclusive", "prefetch",
-                 "unacked", "arguments")
+                 "unacked", "arguments", "priority")
 
     def __init__(self, tag: str, queue: "Queue", channel: "Channel", auto_ack: bool,
-                 exclusive: bool, prefetch: int, arguments: dict | None = None) -> None:
+                 exclusive: bool, prefetch: int, arguments: dict | None = None,
+                 priority: int = 0) -> None:
         self.tag = tag
         self.queue = queue
         self.channel = channel
@@ -45,6 +49,7 @@ class Consumer:
         self.prefetch = prefetch
         self.unacked = 0
         self.arguments = arguments or {}
+        self.priority = priority
 
     def has_credit(self) -> bool:
         if self.channel.connection.blocked:
@@ -62,12 +67,13 @@ class Consumer:
 class Unacked:
     """One delivery awaiting its ack: where it came from and who holds its credit."""
 
-    __slots__ = ("queue", "message", "consumer")
+    __slots__ = ("queue", "message", "consumer", "tag")
 
-    def __init__(self, queue: "Queue", message: "Message", consumer: Consumer | None) -> None:
+    def __init__(self, queue: "Queue", message: "Message", consumer: Consumer | None, tag: int) -> None:
         self.queue = queue
         self.message = message
         self.consumer = consumer
+        self.tag = tag
 
     def settle(self) -> Any:
         """Give the credit back; returns the consumer whose queue may dispatch again."""

@@ -43,6 +43,9 @@ class Exchange:
         self.auto_delete = auto_delete
         self.internal = internal
         self.arguments = arguments or {}
+        #: The ``alternate-exchange`` argument: where messages this one cannot route go.
+        alternate = self.arguments.get("alternate-exchange")
+        self.alternate: str | None = alternate if isinstance(alternate, str) else None
         self.bindings: dict[BindingKey, dict] = {}
         #: Bindings in which this exchange is the destination (exchange-to-exchange).
         self.sources: set[tuple[Exchange, str, Hashable]] = set()

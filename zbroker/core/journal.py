@@ -15,11 +15,13 @@ from zbroker.storage.store import MessageStore
 
 
 class QueueJournal:
-    __slots__ = ("store", "queue_id")
+    __slots__ = ("store", "queue_id", "recovered_at")
 
-    def __init__(self, store: MessageStore, queue_id: int) -> None:
+    def __init__(self, store: MessageStore, queue_id: int, recovered_at: float = 0.0) -> None:
         self.store = store
         self.queue_id = queue_id
+        #: Stands in for the publish time of records written before it was kept.
+        self.recovered_at = recovered_at
 
     def take(self, message: Message, settled: bool) -> Message:
         """The message leaves the queue's head: settled (auto-ack) or now awaiting an ack.
@@ -38,12 +40,17 @@ class QueueJournal:
     def page(self, message: Message) -> int:
         """Journal a transient message so it can wait in the paged tail; its location."""
         return self.store.append(message.seq, [self.queue_id], message.exchange, message.routing_key,
-                                 message.properties, message.body, persistent=False)
+                                 message.properties, message.body, persistent=False,
+                                 published_at=message.published_at)
 
     def load(self, message: Message) -> Message:
-        exchange, routing_key, properties, body = self.store.read(message.location)
-        return Message(message.seq, exchange, routing_key, properties, body, message.redelivered,
-                       message.location)
+        """The whole message behind a paged one."""
+        exchange, routing_key, properties, body, published_at = self.store.read(message.location)
+        ttl = properties.get("expiration")
+        return Message(message.seq, exchange, routing_key, properties, body,
+                       self.recovered_at if published_at is None else published_at,
+                       int(ttl) if isinstance(ttl, str) and ttl.isdigit() else None,
+                       len(body), message.redelivered, message.location, message.returns)
 
     def remove(self, seq: int, location: int) -> None:
         self.store.remove(self.queue_id, seq, location)

@@ -1,14 +1,19 @@
 """A message as the broker holds it: routing facts, properties and an opaque body.
 
-The body is whatever the socket layer handed in (bytes or a zmq frame); the core never
-reads, decodes or copies it. One ``Message`` may sit in several queues at once (fanout),
-so it is never mutated: a requeue makes a copy marked ``redelivered``. ``seq`` is the
-broker-wide publish order; a requeued message goes back to its place by it, as in RabbitMQ.
+The body is whatever the wire handed in (bytes or a zmq frame); the core never reads,
+decodes or copies it. One ``Message`` may sit in several queues at once (fanout), so it
+is never mutated: a requeue makes a copy marked ``redelivered`` (and, for a quorum
+queue, counting the return). ``seq`` is the broker-wide publish order; a requeued
+message goes back to its place by it, as in RabbitMQ.
+
+``published_at`` (the publish's ``now``, seconds) and ``ttl`` (its own ``expiration``,
+ms, or None) are what a queue needs to know when the message expires there: each queue
+combines them with its own ``x-message-ttl`` (``Queue.expiry_of``). ``size`` is the
+body's length, for byte limits and counters.
 
 A persistent message in a durable queue also has a ``location`` in the store. Far back
-in a long queue it may be held *paged*: only ``seq``, ``redelivered`` and ``location``,
-with exchange, routing key, properties and body read back from the store when the
-message reaches the head (``Queue.take``).
+in a long queue it may be held *paged*: only ``seq``, ``size``, ``redelivered`` and
+``location``, with the rest read back from the store when the message reaches the head.
 """
 from __future__ import annotations
 
@@ -16,28 +21,44 @@ from typing import Any
 
 
 class Message:
-    __slots__ = ("seq", "exchange", "routing_key", "properties", "body", "redelivered", "location")
+    __slots__ = ("seq", "exchange", "routing_key", "properties", "body", "published_at", "ttl",
+                 "size", "redelivered", "location", "returns")
 
     def __init__(self, seq: int, exchange: Any, routing_key: Any, properties: Any, body: Any,
-                 redelivered: bool = False, location: int | None = None) -> None:
+                 published_at: float = 0.0, ttl: int | None = None, size: int = 0,
+                 redelivered: bool = False, location: int | None = None, returns: int = 0) -> None:
         self.seq = seq
         self.exchange = exchange
         self.routing_key = routing_key
         self.properties = properties
         self.body = body
+        self.published_at = published_at
+        self.ttl = ttl
+        self.size = size
         self.redelivered = redelivered
         self.location = location
+        #: Times a quorum queue got this message back unsettled (its x-delivery-count).
+        self.returns = returns
 
     @classmethod
-    def paged(cls, seq: int, location: int, redelivered: bool = False) -> "Message":
+    def paged(cls, seq: int, location: int, size: int, redelivered: bool = False) -> "Message":
         """A message whose contents stay in the store until it is taken."""
-        return cls(seq, None, None, None, None, redelivered, location)
+        return cls(seq, None, None, None, None, 0.0, None, size, redelivered, location)
 
-    def as_redelivered(self) -> "Message":
-        if self.redelivered:
+    @property
+    def is_loaded(self) -> bool:
+        return self.properties is not None
+
+    def copy(self, **changes: Any) -> "Message":
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        fields.update(changes)
+        return Message(**fields)
+
+    def as_redelivered(self, returned: bool = False) -> "Message":
+        """The copy that goes back to a queue; ``returned`` counts it for a delivery limit."""
+        if self.redelivered and not returned:
             return self
-        return Message(self.seq, self.exchange, self.routing_key, self.properties, self.body, True,
-                       self.location)
+        return self.copy(redelivered=True, returns=self.returns + returned)
 
     def __repr__(self) -> str:
-        return f"<Message {self.exchange!r}/{self.routing_key!r} redelivered={self.redelivered}>"
+        return f"<Message {self.seq} {self.exchange!r}/{self.routing_key!r} redelivered={self.redelivered}>"

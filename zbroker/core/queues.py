@@ -1,19 +1,43 @@
-"""A queue: its messages in order, its consumers, and round-robin dispatch.
+"""A queue owns its messages: their order in priority lanes, paging, expiry, length
+limits and counters; and it chooses which of its consumers gets the next one.
 
-Messages are ``messages`` (the head, in memory) followed by ``paged`` (a durable queue's
-tail that lives on disk only, see ``paging.py``); the head is refilled from the tail as
-it drains, ``REFILL`` at a time.
-
-The queue owns message order and the choice of consumer; credit belongs to the
-consumer and its channel (``consumers.py``), delivery frames to the channel
-(``session.py``). ``dispatch`` is called whenever something changed that could let a
-message move: a publish, an ack that returned credit, a new consumer, a requeue.
+Rules of this module:
+1. Order. A queue has one lane per priority (``x-max-priority`` + 1 lanes; a queue
+   without it has one). A message's lane is its ``priority`` (none = 0, above the
+   maximum = the maximum). Within a lane messages are in publish (``seq``) order and a
+   requeued message goes back to its place by seq. The next message is the oldest one
+   of the highest non-empty lane.
+2. Paging. A durable queue keeps at most ``PAGE_AFTER`` messages, or about
+   ``PAGE_AFTER_BYTES`` of bodies, in memory (the lanes' heads); past that, newcomers
+   join their lane's paged tail (``paging.py``), refilled into the head ``REFILL`` at
+   a time. Once a lane has a tail every newcomer to it joins the tail, to keep order.
+3. Counters. ``ready`` / ``ready_bytes`` count the messages waiting (expired ones are
+   out the moment they expire), ``unacked`` those taken and not yet settled.
+4. Expiry. A message expires ``min(its expiration, x-message-ttl)`` ms after it was
+   published, and keeps that time when requeued. Every ready message with an expiry
+   sits in a heap; ``expire(now)`` takes out every one that is due, wherever it is in
+   the queue -- not only at the head, as RabbitMQ does -- and marks it dead where it
+   lies, to be skipped when reached. Dead messages at the front of a lane are dropped
+   at once, so memory does not hold them for long.
+5. Limits. ``x-max-length`` / ``x-max-length-bytes`` count ready messages. With
+   ``drop-head`` the broker asks ``over_limit()`` after an enqueue and drops what it
+   returns from the front; with ``reject-publish(-dlx)`` ``would_overflow`` refuses the
+   newcomer before it is enqueued, as RabbitMQ does.
+6. Consumers. Higher ``x-priority`` first; round robin among consumers of equal
+   priority, skipping those without credit (``consumers.py``). With
+   ``x-single-active-consumer`` only ``active`` receives; when it goes, the first of
+   the others (highest priority, earliest registered) takes over.
+7. Delivery limit (quorum queues). A message that comes back unsettled is counted;
+   past ``x-delivery-limit`` returns ``requeue`` does not put it back but hands it to
+   the broker, to be dead-lettered with reason ``delivery_limit`` or dropped.
 """
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from typing import TYPE_CHECKING, Any, Hashable, Iterable, Iterator
 
+from zbroker.core.arguments import QUORUM, QueueSettings
 from zbroker.core.message import Message
 from zbroker.core.paging import PagedTail
 
@@ -23,41 +47,420 @@ if TYPE_CHECKING:
     from zbroker.core.journal import QueueJournal
     from zbroker.core.session import Connection
 
-
-#: Paged messages moved to the head at a time (as index entries: read when taken).
+#: Paged messages moved to a lane's head at a time (as index entries: read when taken).
 REFILL = 256
+#: A durable queue holds a newcomer paged once its heads hold this many messages, or
+#: once that many messages of the newcomer's size would exceed ``PAGE_AFTER_BYTES``:
+#: with bodies of similar size, each queue keeps about that much in memory at most.
+PAGE_AFTER = 2000
+PAGE_AFTER_BYTES = 16 * 1024 * 1024
+NEVER = float("inf")
+
+
+class Lane:
+    """Messages of one priority: the in-memory head, then the paged tail."""
+
+    __slots__ = ("head", "tail")
+
+    def __init__(self) -> None:
+        self.head: deque[Message] = deque()
+        self.tail = PagedTail()
 
 
 class Queue:
     def __init__(self, name: str, durable: bool = False, exclusive_owner: "Connection | None" = None,
-                 auto_delete: bool = False, arguments: dict | None = None) -> None:
+                 auto_delete: bool = False, arguments: dict | None = None,
+                 settings: QueueSettings | None = None) -> None:
         self.name = name
         self.durable = durable
         self.exclusive_owner = exclusive_owner
         self.auto_delete = auto_delete
         self.arguments = arguments or {}
-        self.messages: deque[Message] = deque()
-        self.paged = PagedTail()
+        self.settings = settings or QueueSettings()
+        self.lanes = [Lane() for _ in range((self.settings.max_priority or 0) + 1)]
+        self._lane0 = self.lanes[0]
+        self._highest_first = self.lanes[::-1]
+        self.ready = 0
+        self.ready_bytes = 0
+        self.unacked = 0
+        self._resident = 0  # messages in the heads, dead ones included
+        self._dead: set[int] = set()
+        #: seq -> (expiry, the message if in a head / None if paged, lane) of ready messages.
+        self._expiring: dict[int, tuple[float, Message | None, int]] = {}
+        self._heap: list[tuple[float, int]] = []
+        self._plain = self.settings.plain
+        #: Limits or a TTL: the broker looks again after each enqueue.
+        self.careful = self.settings.message_ttl is not None or self.settings.limited
+        #: reject-publish(-dlx): a full queue refuses newcomers.
+        self.rejects = self.settings.limited and self.settings.overflow != "drop-head"
+        self.quorum = self.settings.queue_type == QUORUM
         self.consumers: list[Consumer] = []
+        self.active: Consumer | None = None  # the single active consumer, if that is on
+        self._prioritised = False
+        self._rr = 0
         self.had_consumer = False
         self.deleted = False
+        #: When the queue was last used (x-expires counts from here).
+        self.last_used = 0.0
+        #: The earliest deadline the broker's timers hold for this queue.
+        self.scheduled_at = NEVER
         #: Bindings that route into this queue: (source exchange, key, frozen args).
         self.sources: set[tuple[Exchange, str, Hashable]] = set()
         #: Set for a durable queue: where its persistent messages' moves are recorded.
         self.journal: QueueJournal | None = None
-        self._rr = 0
+        self.pages = False  # set with a journal whose store can page
+
+    # -- facts ---------------------------------------------------------------------
 
     @property
     def exclusive(self) -> bool:
         return self.exclusive_owner is not None
 
     @property
+    def message_count(self) -> int:
+        return self.ready
+
+    @property
+    def has_messages(self) -> bool:
+        return self.ready > 0
+
+    @property
+    def resident_count(self) -> int:
+        """Ready messages held in memory (RabbitMQ's messages_ram)."""
+        return self.ready - self.paged_count
+
+    @property
+    def paged_count(self) -> int:
+        """Ready messages held on disk only (RabbitMQ's messages_paged_out)."""
+        dead_paged = sum(1 for lane in self.lanes for seq, _ in lane.tail if seq in self._dead) \
+            if self._dead else 0
+        return sum(len(lane.tail) for lane in self.lanes) - dead_paged
+
+    @property
+    def unused_auto_delete(self) -> bool:
+        """An auto-delete queue goes when its last consumer does (never before its first)."""
+        return self.auto_delete and self.had_consumer and not self.consumers
+
+    def expiry_of(self, message: Message) -> float | None:
+        """When ``message`` expires in this queue (seconds), or None."""
+        ttl, queue_ttl = message.ttl, self.settings.message_ttl
+        if queue_ttl is not None and (ttl is None or queue_ttl < ttl):
+            ttl = queue_ttl
+        return None if ttl is None else message.published_at + ttl / 1000.0
+
+    def lane_of(self, message: Message) -> int:
+        top = len(self.lanes) - 1
+        if not top:
+            return 0
+        priority = message.properties.get("priority") if message.properties else None
+        return 0 if not priority else min(priority, top)
+
+    def next_deadline(self) -> float:
+        """The earliest time something may be due here (expiry, x-expires); NEVER if none."""
+        due = self._heap[0][0] if self._heap else NEVER
+        expires = self.settings.expires
+        if expires is not None and not self.consumers:
+            due = min(due, self.last_used + expires / 1000.0)
+        return due
+
+    def due(self, now: float) -> bool:
+        """True if some ready message is past its expiry at ``now`` (one whose expiry is
+        ``now`` itself, as with TTL 0, may still be delivered at once)."""
+        heap = self._heap
+        return bool(heap) and heap[0][0] < now
+
+    @property
+    def timed(self) -> bool:
+        return bool(self._heap) or self.settings.expires is not None
+
+    def unused_since(self, now: float) -> bool:
+        """True if x-expires says the queue is due for deletion at ``now``."""
+        expires = self.settings.expires
+        return (expires is not None and not self.consumers
+                and now >= self.last_used + expires / 1000.0)
+
+    # -- in ------------------------------------------------------------------------
+
+    def would_overflow(self, message: Message) -> bool:
+        """reject-publish(-dlx): accepting ``message`` would pass a limit."""
+        s = self.settings
+        return s.overflow != "drop-head" and (
+            (s.max_length is not None and self.ready >= s.max_length)
+            or (s.max_length_bytes is not None and self.ready_bytes + message.size > s.max_length_bytes))
+
+    def enqueue(self, message: Message) -> None:
+        """Add a newly published message at the back of its lane."""
+        if self._plain and message.ttl is None and not self.pages:
+            self._lane0.head.append(message)
+            self._resident += 1
+            self.ready += 1
+            self.ready_bytes += message.size
+            return
+        index = self.lane_of(message)
+        lane = self.lanes[index]
+        expires = self.expiry_of(message)
+        location = self._page_location(lane, message)
+        if location is None:
+            lane.head.append(message)
+            self._resident += 1
+        else:
+            lane.tail.append(message.seq, location, message.size, expires)
+        self.ready += 1
+        self.ready_bytes += message.size
+        if expires is not None:
+            self._track(message.seq, expires, message if location is None else None, index)
+
+    def _page_location(self, lane: Lane, message: Message) -> int | None:
+        """The store location under which ``message`` joins the lane's paged tail, or
+        None to keep it in memory (the heads are not full, or this queue does not page).
+        A transient newcomer behind a tail is journaled too (``QueueJournal.page``)."""
+        if not self.pages:
+            return None
+        held = self._resident
+        if not (len(lane.tail) or held >= PAGE_AFTER or held * message.size >= PAGE_AFTER_BYTES):
+            return None
+        if message.location is not None:
+            return message.location
+        assert self.journal is not None  # pages is only set with a journal
+        try:
+            return self.journal.page(message)
+        except OSError:
+            return None  # kept in memory instead; the broker's commit reports the disk
+
+    def append_recovered(self, message: Message | None, seq: int, location: int, size: int,
+                         priority: int, expires: float | None) -> None:
+        """A message recovered from the store, in order: in memory, or paged if None."""
+        index = min(priority, len(self.lanes) - 1)
+        if message is not None:
+            self.lanes[index].head.append(message)
+            self._resident += 1
+        else:
+            self.lanes[index].tail.append(seq, location, size, expires)
+        self.ready += 1
+        self.ready_bytes += size
+        if expires is not None:
+            self._track(seq, expires, message, index)
+
+    def _track(self, seq: int, expires: float, message: Message | None, lane: int) -> None:
+        self._expiring[seq] = (expires, message, lane)
+        heapq.heappush(self._heap, (expires, seq))
+
+    def requeue(self, messages: Iterable[Message]) -> list[Message]:
+        """Put messages back where they were (by seq), marked redelivered. Returns those a
+        quorum queue's delivery limit keeps out (the broker dead-letters them)."""
+        if self.deleted:
+            return []
+        over: list[Message] = []
+        limit = self.settings.delivery_limit
+        for message in sorted(messages, key=lambda m: m.seq, reverse=True):
+            self.unacked -= 1
+            message = message.as_redelivered(returned=self.quorum)
+            if limit is not None and message.returns > limit:
+                over.append(message)
+                continue
+            index = self.lane_of(message)
+            head = self.lanes[index].head
+            i, n = 0, len(head)
+            while i < n and head[i].seq < message.seq:
+                i += 1
+            head.insert(i, message)
+            self._resident += 1
+            self.ready += 1
+            self.ready_bytes += message.size
+            expires = self.expiry_of(message)
+            if expires is not None:
+                self._track(message.seq, expires, message, index)
+        return over
+
+    # -- out -----------------------------------------------------------------------
+
+    def _front(self) -> tuple[Lane, Message] | None:
+        """The next live message and its lane; dead messages on the way are dropped."""
+        for lane in self._highest_first:
+            head = lane.head
+            while head or self._refill(lane):
+                message = head[0]
+                if self._dead and message.seq in self._dead:
+                    head.popleft()
+                    self._resident -= 1
+                    self._dead.discard(message.seq)
+                    continue
+                return lane, message
+        return None
+
+    def _refill(self, lane: Lane) -> bool:
+        """Move the front of the lane's paged tail to its head; False if there was none."""
+        entries = lane.tail.take(REFILL)
+        dead, expiring = self._dead, self._expiring
+        for seq, location, size, _ in entries:
+            if seq in dead:
+                dead.discard(seq)
+                continue
+            message = Message.paged(seq, location, size)
+            lane.head.append(message)
+            self._resident += 1
+            if seq in expiring:
+                expires, _, index = expiring[seq]
+                expiring[seq] = (expires, message, index)
+        return bool(entries)
+
+    def take(self, settled: bool) -> Message:
+        """The next message, leaving for a consumer (``settled``: it needs no ack).
+
+        A paged message is read from the store before it leaves the queue, so a read
+        error leaves it where it was.
+        """
+        lane, message = self._next()
+        if message.location is not None and self.journal is not None:
+            message = self.journal.take(message, settled)
+        self._pop(lane, message)
+        if not settled:
+            self.unacked += 1
+        if message.returns and self.quorum:
+            message = _with_delivery_count(message)
+        return message
+
+    def _next(self) -> tuple[Lane, Message]:
+        if self._plain and not self._dead and self._lane0.head:
+            return self._lane0, self._lane0.head[0]
+        front = self._front()
+        if front is None:
+            raise LookupError(f"queue '{self.name}' has no message to take")
+        return front
+
+    def _pop(self, lane: Lane, message: Message) -> None:
+        """The front message of ``lane`` leaves the queue (read first, by the caller)."""
+        lane.head.popleft()
+        self._resident -= 1
+        self.ready -= 1
+        self.ready_bytes -= message.size
+        if self._expiring:
+            self._expiring.pop(message.seq, None)
+
+    def settled(self, count: int = 1) -> None:
+        """Deliveries taken unsettled were acked, rejected or lost for good."""
+        self.unacked -= count
+
+    def expire(self, now: float) -> list[Message]:
+        """Take out every ready message whose time has come (rule 4); returns them (a
+        paged one as a paged ``Message``, contents still in the store)."""
+        heap, expiring = self._heap, self._expiring
+        expired: list[Message] = []
+        while heap and heap[0][0] <= now:
+            when, seq = heapq.heappop(heap)
+            entry = expiring.get(seq)
+            if entry is None or entry[0] != when:
+                continue  # taken, or requeued with a new entry
+            del expiring[seq]
+            _, message, index = entry
+            if message is None:
+                found = self.lanes[index].tail.find(seq)
+                if found is None:
+                    continue
+                message = Message.paged(seq, found[0], found[1])
+            self._dead.add(seq)
+            self.ready -= 1
+            self.ready_bytes -= message.size
+            expired.append(message)
+        if expired:
+            self._prune()
+        return expired
+
+    def _prune(self) -> None:
+        """Drop dead messages from the front of every lane, and compact a head that is
+        mostly dead (expired messages behind live ones)."""
+        dead = self._dead
+        for lane in self.lanes:
+            head = lane.head
+            while head and head[0].seq in dead:
+                dead.discard(head.popleft().seq)
+                self._resident -= 1
+            if len(dead) > 64 and len(dead) * 2 > len(head):
+                kept = deque(m for m in head if m.seq not in dead)
+                for m in head:
+                    if m.seq in dead:
+                        dead.discard(m.seq)
+                self._resident -= len(head) - len(kept)
+                lane.head = kept
+
+    def over_limit(self) -> list[Message]:
+        """drop-head: take messages from the front until the queue is within its limits."""
+        s = self.settings
+        dropped: list[Message] = []
+        if s.overflow != "drop-head":
+            return dropped
+        while self.ready and ((s.max_length is not None and self.ready > s.max_length) or
+                              (s.max_length_bytes is not None and self.ready_bytes > s.max_length_bytes)):
+            lane, message = self._next()  # stays in the store: the broker dead-letters, then removes
+            self._pop(lane, message)
+            dropped.append(message)
+        return dropped
+
+    def purge(self) -> int:
+        count = self.ready
+        if self.journal is not None:
+            for seq, location in self.stored():
+                self.journal.remove(seq, location)
+        self.clear()
+        return count
+
+    def clear(self) -> None:
+        for lane in self.lanes:
+            lane.head.clear()
+            lane.tail.clear()
+        self.ready = self.ready_bytes = self._resident = 0
+        self._dead.clear()
+        self._expiring.clear()
+        self._heap.clear()
+
+    def stored(self) -> Iterator[tuple[int, int]]:
+        """(seq, location) of every ready message the queue holds that is in the store."""
+        for message in self.resident():
+            if message.location is not None:
+                yield message.seq, message.location
+        yield from self.paged()
+
+    def paged(self) -> Iterator[tuple[int, int]]:
+        """(seq, location) of the live messages in the lanes' paged tails."""
+        dead = self._dead
+        for lane in self.lanes:
+            for seq, location in lane.tail:
+                if seq not in dead:
+                    yield seq, location
+
+    def resident(self) -> Iterator[Message]:
+        """The live messages held in memory (the heads)."""
+        dead = self._dead
+        for lane in self.lanes:
+            for message in lane.head:
+                if message.seq not in dead:
+                    yield message
+
+    def relocate(self, moved: dict[int, int]) -> None:
+        for lane in self.lanes:
+            lane.tail.relocate(moved)
+
+    # -- consumers -----------------------------------------------------------------
+
+    @property
     def has_exclusive_consumer(self) -> bool:
         return any(c.exclusive for c in self.consumers)
 
     def add_consumer(self, consumer: "Consumer") -> None:
-        self.consumers.append(consumer)
+        """Register a consumer, after those of higher or equal priority."""
+        consumers = self.consumers
+        if consumer.priority:
+            self._prioritised = True
+        if self._prioritised:
+            i = len(consumers)
+            while i > 0 and consumers[i - 1].priority < consumer.priority:
+                i -= 1
+            consumers.insert(i, consumer)
+        else:
+            consumers.append(consumer)
         self.had_consumer = True
+        if self.settings.single_active_consumer and self.active is None:
+            self.active = consumer
 
     def remove_consumer(self, consumer: "Consumer") -> None:
         try:
@@ -69,68 +472,8 @@ class Queue:
             self._rr -= 1
         if self._rr >= len(self.consumers):
             self._rr = 0
-
-    @property
-    def unused_auto_delete(self) -> bool:
-        """An auto-delete queue goes when its last consumer does (never before its first)."""
-        return self.auto_delete and self.had_consumer and not self.consumers
-
-    def requeue(self, messages: Iterable["Message"]) -> None:
-        """Put messages back where they were (by publish order), marked redelivered.
-
-        Requeued messages are usually older than everything queued, so each lands at or
-        near the head and the scan stops at once.
-        """
-        if self.deleted:
-            return
-        queue = self.messages
-        for message in sorted(messages, key=lambda m: m.seq, reverse=True):
-            i, n = 0, len(queue)
-            while i < n and queue[i].seq < message.seq:
-                i += 1
-            queue.insert(i, message.as_redelivered())
-
-    @property
-    def message_count(self) -> int:
-        return len(self.messages) + len(self.paged)
-
-    @property
-    def has_messages(self) -> bool:
-        return bool(self.messages) or len(self.paged) > 0
-
-    def stored(self) -> Iterator[tuple[int, int]]:
-        """(seq, location) of every message the queue holds that is in the store."""
-        for message in self.messages:
-            if message.location is not None:
-                yield message.seq, message.location
-        yield from self.paged
-
-    def purge(self) -> int:
-        count = self.message_count
-        if self.journal is not None:
-            for seq, location in self.stored():
-                self.journal.remove(seq, location)
-        self.clear()
-        return count
-
-    def clear(self) -> None:
-        self.messages.clear()
-        self.paged.clear()
-
-    def _refill(self) -> bool:
-        """Move the front of the paged tail to the head; False if there was none."""
-        entries = self.paged.take(REFILL)
-        self.messages.extend(Message.paged(seq, location) for seq, location in entries)
-        return bool(entries)
-
-    def take(self, settled: bool) -> "Message":
-        """The head message, leaving for a consumer (``settled``: it needs no ack)."""
-        if not self.messages:
-            self._refill()
-        message = self.messages.popleft()
-        if message.location is not None and self.journal is not None:
-            message = self.journal.take(message, settled)
-        return message
+        if self.active is consumer:
+            self.active = self.consumers[0] if self.consumers else None
 
     def dispatch(self, limit: int) -> bool:
         """Deliver up to ``limit`` messages; True if it stopped at the limit with more to do.
@@ -138,8 +481,7 @@ class Queue:
         The limit keeps one pass of the broker loop short when a consumer needs no credit
         (auto-ack or prefetch 0) and the queue is long: the rest goes out next pass.
         """
-        messages, consumers = self.messages, self.consumers
-        while consumers and (messages or self._refill()):
+        while self.consumers and self.ready:
             if limit <= 0:
                 return True
             consumer = self._next_with_credit()
@@ -150,11 +492,15 @@ class Queue:
         return False
 
     def _next_with_credit(self) -> "Consumer | None":
+        if self.active is not None:
+            return self.active if self.active.has_credit() else None
         consumers = self.consumers
         n = len(consumers)
         if n == 1:
             only = consumers[0]
             return only if only.has_credit() else None
+        if self._prioritised:
+            return self._next_by_priority()
         start = self._rr
         for k in range(n):
             i = (start + k) % n
@@ -164,11 +510,34 @@ class Queue:
                 return consumer
         return None
 
+    def _next_by_priority(self) -> "Consumer | None":
+        """The first consumer with credit in priority order; it then moves behind the
+        others of its priority, which makes equal priorities take turns."""
+        consumers = self.consumers
+        for i, consumer in enumerate(consumers):
+            if consumer.has_credit():
+                j = i + 1
+                while j < len(consumers) and consumers[j].priority == consumer.priority:
+                    j += 1
+                if j > i + 1:
+                    consumers.insert(j - 1, consumers.pop(i))
+                return consumer
+        return None
+
     def __repr__(self) -> str:
-        return f"<Queue {self.name!r} messages={len(self.messages)} consumers={len(self.consumers)}>"
+        return f"<Queue {self.name!r} ready={self.ready} consumers={len(self.consumers)}>"
 
     def __hash__(self) -> int:
         return id(self)
 
     def __eq__(self, other: Any) -> bool:
         return self is other
+
+
+def _with_delivery_count(message: Message) -> Message:
+    """A quorum queue's redelivery carries ``x-delivery-count``: returns so far."""
+    properties = dict(message.properties)
+    headers = dict(properties.get("headers") or {})
+    headers["x-delivery-count"] = message.returns
+    properties["headers"] = headers
+    return message.copy(properties=properties)

@@ -1,48 +1,53 @@
-"""Connections and channels as the broker sees them, and the outbox they write to.
+"""Connections and channels as the core sees them, and the outbox their events go to.
 
-A ``Connection`` is one client peer (one ZeroMQ routing id). Its ``Channel``s hold the
-per-channel facts: prefetch, the unacked deliveries keyed by delivery tag, consumers,
-confirm mode. Frames for a peer are appended to the shared ``Outbox``; the socket layer
-takes them all after each batch and sends one ZeroMQ message per peer.
+A ``Connection`` is one client connection, whatever wire it came over; ``conn_id`` is
+the wire's opaque name for it (the zbroker wire uses the ZeroMQ routing id). Its
+``Channel``s hold the per-channel facts: prefetch, the unacked deliveries keyed by
+delivery tag, consumers, confirm and transaction mode. Events for a connection are
+``(Method, fields...)`` tuples (``zbroker/methods.py``), each followed by its body when
+it has one, appended to the shared ``Outbox``; the wire takes them all after each batch
+and encodes them its own way.
 """
 from __future__ import annotations
 
 from itertools import takewhile
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Hashable
 
 from zbroker import errors
 from zbroker.core.consumers import Consumer, Unacked
 from zbroker.errors import ChannelError
-from zbroker.protocol import Op, encode
+from zbroker.methods import Method
 
 if TYPE_CHECKING:
     from zbroker.core.message import Message
     from zbroker.core.queues import Queue
 
+_DELIVER = Method.BASIC_DELIVER
+
 
 class Outbox:
-    """Frames waiting to leave, per peer, in order."""
+    """Events waiting to leave, per connection, in order."""
 
     def __init__(self) -> None:
-        self.pending: dict[bytes, list[Any]] = {}
+        self.pending: dict[Hashable, list[Any]] = {}
 
-    def put(self, peer: bytes, frame: bytes, body: Any = None) -> None:
-        parts = self.pending.get(peer)
+    def put(self, conn_id: Hashable, event: tuple, body: Any = None) -> None:
+        parts = self.pending.get(conn_id)
         if parts is None:
-            parts = self.pending[peer] = []
-        parts.append(frame)
+            parts = self.pending[conn_id] = []
+        parts.append(event)
         if body is not None:
             parts.append(body)
 
-    def take(self) -> dict[bytes, list[Any]]:
+    def take(self) -> dict[Hashable, list[Any]]:
         pending, self.pending = self.pending, {}
         return pending
 
 
 class Connection:
-    def __init__(self, peer: bytes, outbox: Outbox, heartbeat: int, virtual_host: str,
+    def __init__(self, conn_id: Hashable, outbox: Outbox, heartbeat: int, virtual_host: str,
                  client_properties: dict) -> None:
-        self.peer = peer
+        self.conn_id = conn_id
         self.outbox = outbox
         self.heartbeat = heartbeat
         self.virtual_host = virtual_host
@@ -52,15 +57,16 @@ class Connection:
         #: frames on them are discarded, as AMQP requires.
         self.closing_channels: set[int] = set()
         self.exclusive_queues: list[Queue] = []
-        #: Set by the socket layer while the peer's pipe is full: no deliveries then.
+        #: Set by the wire while the peer's pipe is full: no deliveries then.
         self.blocked = False
 
     @property
     def name(self) -> str:
-        return self.peer.hex()[:12]
+        conn_id = self.conn_id
+        return conn_id.hex()[:12] if isinstance(conn_id, bytes) else str(conn_id)
 
-    def send(self, frame: bytes, body: Any = None) -> None:
-        self.outbox.put(self.peer, frame, body)
+    def send(self, event: tuple, body: Any = None) -> None:
+        self.outbox.put(self.conn_id, event, body)
 
 
 class Channel:
@@ -75,12 +81,17 @@ class Channel:
         self.consumers: dict[str, Consumer] = {}
         self.confirm = False
         self.publish_seq = 0
+        self.confirmed_seq = 0  # publishes up to here are answered (confirms.py)
+        #: In transaction mode (tx_select): the publishes and settlements held for commit.
+        self.tx: list[tuple[int, list[Any], Any]] | None = None
+        #: Direct reply-to: (consumer tag, reply queue name) once it consumes amq.rabbitmq.reply-to.
+        self.reply_to: tuple[str, str] | None = None
 
     def has_credit(self) -> bool:
         return not self.global_prefetch or self.consumer_unacked < self.global_prefetch
 
-    def send(self, frame: bytes, body: Any = None) -> None:
-        self.connection.outbox.put(self.connection.peer, frame, body)
+    def send(self, event: tuple, body: Any = None) -> None:
+        self.connection.outbox.put(self.connection.conn_id, event, body)
 
     def take_tag(self) -> int:
         tag = self.next_tag
@@ -91,13 +102,13 @@ class Channel:
         tag = self.next_tag
         self.next_tag = tag + 1
         if not consumer.auto_ack:
-            self.unacked[tag] = Unacked(queue, message, consumer)
+            self.unacked[tag] = Unacked(queue, message, consumer, tag)
             consumer.unacked += 1
             self.consumer_unacked += 1
         self.connection.outbox.put(
-            self.connection.peer,
-            encode(Op.BASIC_DELIVER, self.number, consumer.tag, tag, message.redelivered,
-                   message.exchange, message.routing_key, message.properties),
+            self.connection.conn_id,
+            (_DELIVER, self.number, consumer.tag, tag, message.redelivered,
+             message.exchange, message.routing_key, message.properties),
             message.body,
         )
 

@@ -4,16 +4,24 @@ Saved: durable exchanges (not the predeclared ``amq.*`` ones), durable non-exclu
 queues with their store ids, and bindings whose source and destination are both
 durable, as RabbitMQ keeps them. Transient things are never written, so after a
 restart they are simply gone.
+
+A durable queue's arguments are applied again on recovery, including those an older
+zbroker stored without applying them (TTL, limits, dead-lettering, priorities).
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from zbroker.core.arguments import QueueSettings, queue_settings
 from zbroker.core.exchanges import EXCHANGE_TYPES, Exchange
 from zbroker.core.queues import Queue
 from zbroker.core.topology import DEFAULT_EXCHANGES, Topology, is_durable_binding
+from zbroker.errors import BrokerError
 
 FORMAT = 1
+
+log = logging.getLogger(__name__)
 
 
 def snapshot(topology: Topology) -> dict[str, Any]:
@@ -40,7 +48,7 @@ def restore(topology: Topology, data: dict[str, Any]) -> dict[int, Queue]:
         topology.exchanges[name] = EXCHANGE_TYPES[kind](name, True, auto_delete, internal, arguments)
     by_id: dict[int, Queue] = {}
     for name, store_id, auto_delete, arguments in data["queues"]:
-        queue = Queue(name, True, None, auto_delete, arguments)
+        queue = Queue(name, True, None, auto_delete, arguments, _settings(name, arguments))
         topology.add_queue(queue, store_id)
         by_id[store_id] = queue
     topology.next_queue_id = max(topology.next_queue_id, data["next_queue_id"])
@@ -50,3 +58,22 @@ def restore(topology: Topology, data: dict[str, Any]) -> dict[int, Queue]:
         if dest is not None and source in topology.exchanges:
             topology.bind(dest, source, key, arguments)
     return by_id
+
+
+def _settings(name: str, arguments: dict) -> QueueSettings:
+    """The recovered queue's settings. An older zbroker accepted arguments RabbitMQ
+    refuses; such a queue is recovered (its messages are not lost) with the valid
+    arguments applied and the refusal logged."""
+    try:
+        return queue_settings(name, arguments)
+    except BrokerError as exc:
+        log.error("durable queue '%s' has arguments this zbroker refuses (%s); recovered "
+                  "without them: delete and redeclare it", name, exc.text)
+        valid = {}
+        for key, value in arguments.items():
+            try:
+                queue_settings(name, {**valid, key: value})
+            except BrokerError:
+                continue
+            valid[key] = value
+        return queue_settings(name, valid)

@@ -27,6 +27,7 @@ import secrets
 from typing import Any, Callable, Iterable
 
 from zbroker import errors
+from zbroker.core.arguments import QUORUM, amqp_type, queue_settings
 from zbroker.core.exchanges import EXCHANGE_TYPES, Exchange, HeadersExchange, freeze, valid_match_mode
 from zbroker.core.journal import QueueJournal
 from zbroker.core.queues import Queue
@@ -44,9 +45,8 @@ DEFAULT_EXCHANGES = {
     "amq.headers": "headers",
     "amq.match": "headers",
 }
-QUEUE_TYPES = ("classic", "quorum")
-#: Queue arguments whose values must agree on redeclaration (RabbitMQ's list; other
-#: ``x-`` arguments are stored and ignored, as RabbitMQ does).
+#: Queue arguments whose values must agree on redeclaration (RabbitMQ's list); what the
+#: others may be is ``arguments.py``'s business.
 EQUIVALENCE_ARGS = (
     "x-queue-type", "x-message-ttl", "x-expires", "x-max-length", "x-max-length-bytes",
     "x-dead-letter-exchange", "x-dead-letter-routing-key", "x-max-priority", "x-overflow",
@@ -80,9 +80,7 @@ def _amqp_value(value: Any) -> str:
 
 
 def _typed_value(value: Any) -> str:
-    kind = {str: "longstr", bool: "bool", float: "double", dict: "table", list: "array"}.get(
-        type(value), "long" if isinstance(value, int) and not -2**31 <= value < 2**31 else "signedint")
-    return f"the value '{value}' of type '{kind}'"
+    return f"the value '{value}' of type '{amqp_type(value)}'"
 
 
 def check_name(name: str, what: str) -> None:
@@ -149,6 +147,11 @@ class Topology:
             if name.startswith(RESERVED_PREFIX):
                 raise ChannelError(errors.ACCESS_REFUSED,
                                    f"exchange name '{name}' contains reserved prefix '{RESERVED_PREFIX}*'")
+            alternate = arguments.get("alternate-exchange")
+            if alternate is not None and not isinstance(alternate, str):
+                raise ChannelError(errors.PRECONDITION_FAILED,
+                                   f"invalid arg 'alternate-exchange' for exchange '{name}' in vhost "
+                                   f"'{VHOST}': {{unacceptable_type,{amqp_type(alternate)}}}")
             exchange = EXCHANGE_TYPES[kind](name, durable, auto_delete, internal, arguments)
             self.exchanges[name] = exchange
             self.durable_changes += durable
@@ -210,8 +213,9 @@ class Topology:
                                    "that of the original declaration.")
             self._check_queue_equivalent(existing, durable, auto_delete, arguments)
             return existing
-        self._check_queue_arguments(name, durable, exclusive, auto_delete, arguments)
-        queue = Queue(name, durable, conn if exclusive else None, auto_delete, arguments)
+        settings = queue_settings(name, arguments)
+        self._check_queue_type(name, settings.queue_type, durable, exclusive, auto_delete)
+        queue = Queue(name, durable, conn if exclusive else None, auto_delete, arguments, settings)
         self.add_queue(queue)
         if exclusive:
             conn.exclusive_queues.append(queue)
@@ -226,17 +230,14 @@ class Topology:
             self.next_queue_id = max(self.next_queue_id, store_id + 1)
             if self._journal_for is not None:
                 queue.journal = self._journal_for(store_id)
+                queue.pages = queue.journal.store.pages
             self.durable_changes += 1
 
     @staticmethod
-    def _check_queue_arguments(name: str, durable: bool, exclusive: bool, auto_delete: bool,
-                               arguments: dict) -> None:
-        qtype = arguments.get("x-queue-type", "classic")
-        if qtype not in QUEUE_TYPES:
-            raise ChannelError(errors.PRECONDITION_FAILED,
-                               f"invalid arg 'x-queue-type' for queue '{name}' in vhost '{VHOST}': "
-                               f"\"unsupported queue type '{qtype}'\"")
-        if qtype == "quorum":
+    def _check_queue_type(name: str, qtype: str, durable: bool, exclusive: bool,
+                          auto_delete: bool) -> None:
+        """A quorum queue is durable, shared and kept (RabbitMQ's rules)."""
+        if qtype == QUORUM:
             for bad, prop in ((not durable, "non-durable"), (exclusive, "exclusive-owner"),
                               (auto_delete, "auto-delete")):
                 if bad:
@@ -318,6 +319,22 @@ class Topology:
     # -- routing -------------------------------------------------------------------
 
     def route(self, exchange: Exchange, routing_key: str, properties: dict) -> Iterable[Queue]:
+        """The queues a message reaches; where an exchange routes it nowhere and has an
+        ``alternate-exchange``, the alternate's (and so on, each exchange once)."""
+        queues = self._route(exchange, routing_key, properties)
+        if queues or exchange.alternate is None:
+            return queues
+        tried = {exchange.name}
+        while not queues and exchange.alternate is not None and exchange.alternate not in tried:
+            tried.add(exchange.alternate)
+            alternate = self.exchanges.get(exchange.alternate)
+            if alternate is None:
+                break  # RabbitMQ treats a missing alternate as unroutable
+            exchange = alternate
+            queues = self._route(exchange, routing_key, properties)
+        return queues
+
+    def _route(self, exchange: Exchange, routing_key: str, properties: dict) -> Iterable[Queue]:
         """The queues a message reaches, following exchange-to-exchange bindings once each."""
         if not exchange.exchange_destinations:  # the common case: queues only, no walk
             return exchange.route(routing_key, properties.get("headers") if type(exchange) is HeadersExchange

@@ -19,15 +19,25 @@ from typing import Any, Iterator, Sequence
 import msgpack
 
 from zbroker import errors
-from zbroker.protocol.commands import BODY_OPS, PROTOCOL_VERSION, SPECS
+from zbroker.protocol.commands import BODY_OPS, PROPERTY_FIELDS, PROTOCOL_VERSION, SPECS, TABLE_FIELDS
+from zbroker.protocol.tables import TableError, check_properties, check_table
 
 MAGIC = b"ZB"
 HEADER = MAGIC + bytes([PROTOCOL_VERSION])
 
-_packb = msgpack.Packer(use_bin_type=True).pack
+#: Timestamps travel as msgpack's timestamp type: a timezone-aware ``datetime`` (the
+#: time of a dead letter's ``x-death``) packs as one, and unpacks back into one.
+_packb = msgpack.Packer(use_bin_type=True, datetime=True).pack
+pack = _packb
 _unpackb = msgpack.unpackb
 #: opcode -> (spec, exact types per field), so validation is one set look-up per field.
 _CHECKS = {op: (spec, spec.exact_types) for op, spec in SPECS.items()}
+#: opcode -> ((field index, checker, name), ...) for fields whose nested values are checked.
+_DEEP = {
+    op: tuple((i, check_properties if name in PROPERTY_FIELDS else None, name)
+              for i, (name, _) in enumerate(spec.fields) if name in PROPERTY_FIELDS | TABLE_FIELDS)
+    for op, spec in SPECS.items()
+}
 
 
 class ProtocolError(Exception):
@@ -60,7 +70,7 @@ def check_header(header: bytes) -> None:
 def decode_command(frame: bytes) -> tuple[int, list[Any]]:
     """Decode and validate one command frame against the table."""
     try:
-        command = _unpackb(frame)
+        command = _unpackb(frame, timestamp=3)
     except Exception as exc:  # msgpack raises several unrelated types
         raise ProtocolError(errors.SYNTAX_ERROR, f"undecodable command frame: {exc}") from None
     if type(command) is not list or not command:
@@ -76,6 +86,15 @@ def decode_command(frame: bytes) -> tuple[int, list[Any]]:
     for value, allowed in zip(fields, types):
         if type(value) not in allowed:
             _bad_field(spec, fields)
+    for i, checker, name in _DEEP[op]:
+        if fields[i]:
+            try:
+                if checker is None:
+                    check_table(fields[i], f"{spec.op.name}.{name}")
+                else:
+                    checker(fields[i])
+            except TableError as exc:
+                raise ProtocolError(errors.SYNTAX_ERROR, str(exc)) from None
     return op, fields
 
 

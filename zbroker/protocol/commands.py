@@ -12,7 +12,8 @@ Rules of this module:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
+
+from zbroker.methods import BODY_METHODS, Method
 
 PROTOCOL_VERSION = 1
 
@@ -23,54 +24,8 @@ _DICT = (dict,)
 _OPT_INT = (int, type(None))
 
 
-class Op(IntEnum):
-    """Opcodes. Names follow AMQP's class.method so a reader can map them to pika."""
-
-    HELLO = 1
-    HELLO_OK = 2
-    CONNECTION_CLOSE = 3
-    CONNECTION_CLOSE_OK = 4
-    CHANNEL_OPEN = 10
-    CHANNEL_OPEN_OK = 11
-    CHANNEL_CLOSE = 12
-    CHANNEL_CLOSE_OK = 13
-    EXCHANGE_DECLARE = 20
-    EXCHANGE_DECLARE_OK = 21
-    EXCHANGE_DELETE = 22
-    EXCHANGE_DELETE_OK = 23
-    EXCHANGE_BIND = 24
-    EXCHANGE_BIND_OK = 25
-    EXCHANGE_UNBIND = 26
-    EXCHANGE_UNBIND_OK = 27
-    QUEUE_DECLARE = 30
-    QUEUE_DECLARE_OK = 31
-    QUEUE_BIND = 32
-    QUEUE_BIND_OK = 33
-    QUEUE_UNBIND = 34
-    QUEUE_UNBIND_OK = 35
-    QUEUE_PURGE = 36
-    QUEUE_PURGE_OK = 37
-    QUEUE_DELETE = 38
-    QUEUE_DELETE_OK = 39
-    BASIC_QOS = 40
-    BASIC_QOS_OK = 41
-    BASIC_CONSUME = 42
-    BASIC_CONSUME_OK = 43
-    BASIC_CANCEL = 44
-    BASIC_CANCEL_OK = 45
-    BASIC_PUBLISH = 46
-    BASIC_DELIVER = 47
-    BASIC_RETURN = 48
-    BASIC_GET = 49
-    BASIC_GET_OK = 50
-    BASIC_GET_EMPTY = 51
-    BASIC_ACK = 52
-    BASIC_NACK = 53
-    BASIC_REJECT = 54
-    BASIC_RECOVER = 55
-    BASIC_RECOVER_OK = 56
-    CONFIRM_SELECT = 60
-    CONFIRM_SELECT_OK = 61
+#: Opcodes are the shared method numbers (``zbroker/methods.py``).
+Op = Method
 
 
 @dataclass(frozen=True)
@@ -166,11 +121,25 @@ SPECS: dict[int, Spec] = {
         _spec(Op.BASIC_RECOVER_OK, _CH),
         _spec(Op.CONFIRM_SELECT, _CH),
         _spec(Op.CONFIRM_SELECT_OK, _CH),
+        _spec(Op.CHANNEL_FLOW, _CH, ("active", _BOOL)),
+        _spec(Op.CHANNEL_FLOW_OK, _CH, ("active", _BOOL)),
+        _spec(Op.TX_SELECT, _CH),
+        _spec(Op.TX_SELECT_OK, _CH),
+        _spec(Op.TX_COMMIT, _CH),
+        _spec(Op.TX_COMMIT_OK, _CH),
+        _spec(Op.TX_ROLLBACK, _CH),
+        _spec(Op.TX_ROLLBACK_OK, _CH),
     )
 }
 
 #: Opcodes whose command frame is followed by a body frame.
 BODY_OPS: frozenset[int] = frozenset(op for op, s in SPECS.items() if s.has_body)
+assert BODY_OPS == BODY_METHODS  # one list of body-carrying methods for every wire
+
+#: Fields holding a table whose nested values come from the peer: each is checked in
+#: depth by the codec (``tables.py``) before any of it reaches the broker.
+PROPERTY_FIELDS = frozenset({"properties"})
+TABLE_FIELDS = frozenset({"arguments", "client_properties"})
 
 #: Connection-level opcodes (no channel field).
 CONNECTION_OPS: frozenset[int] = frozenset(

@@ -36,7 +36,8 @@ import msgpack
 
 from zbroker.storage import records
 from zbroker.storage.datadir import DataDirLock, fsync_dir, replace_file
-from zbroker.storage.store import MessageStore, Recovered, RecoveredQueue, StoreError
+from zbroker.storage.store import (MessageStore, Recovered, RecoveredQueue, StoreError, fact_arrays,
+                                   message_facts)
 
 log = logging.getLogger(__name__)
 
@@ -69,19 +70,19 @@ def _read_all(fd: int, size: int) -> bytes:
 
 
 class _Replay:
-    """The journal's records applied in order: each queue's messages as two integer
-    arrays in journal order, plus what was removed, delivered and dropped."""
+    """The journal's records applied in order: each queue's messages as integer arrays
+    in journal order (seq, location and the facts of ``store.FACT_COLUMNS``), plus what
+    was removed, delivered and dropped."""
 
     def __init__(self) -> None:
-        self.seqs: dict[int, array] = {}
-        self.locations: dict[int, array] = {}
+        self.columns: dict[int, tuple[array, ...]] = {}  # qid -> (seqs, locations, *facts)
         self.removed: dict[int, set[int]] = {}
         self.delivered: dict[int, int] = {}
         self.appended: dict[int, int] = {}  # segment number -> queue references written
         self.disordered: set[int] = set()  # queues with a message copied forward by compaction
         self.max_seq = 0
 
-    def apply(self, number: int, offset: int, meta: list[Any]) -> None:
+    def apply(self, number: int, offset: int, meta: list[Any], body_size: int) -> None:
         kind = meta[0]
         if kind == records.PUBLISH:
             seq = meta[1]
@@ -92,42 +93,42 @@ class _Replay:
             qids = meta[2]
             self.appended[number] = self.appended.get(number, 0) + len(qids)
             location = (number << OFFSET_BITS) | offset
+            facts = message_facts(meta[5], body_size, meta[7] if len(meta) > 7 else None)
             for qid in qids:
-                seqs = self.seqs.get(qid)
-                if seqs is None:
-                    seqs = self.seqs[qid] = array("q")
-                    self.locations[qid] = array("q")
-                elif seq <= seqs[-1]:
+                columns = self.columns.get(qid)
+                if columns is None:
+                    columns = self.columns[qid] = (array("q"), array("q"), *fact_arrays())
+                elif seq <= columns[0][-1]:
                     self.disordered.add(qid)
-                seqs.append(seq)
-                self.locations[qid].append(location)
+                columns[0].append(seq)
+                columns[1].append(location)
+                for column, value in zip(columns[2:], facts):
+                    column.append(value)
         elif kind == records.REMOVE:
             self.removed.setdefault(meta[1], set()).add(meta[2])
         elif kind == records.DELIVERED:
             self.delivered[meta[1]] = max(self.delivered.get(meta[1], 0), meta[2])
         elif kind == records.DROP:
-            for table in (self.seqs, self.locations, self.removed, self.delivered):
+            for table in (self.columns, self.removed, self.delivered):
                 table.pop(meta[1], None)
 
     def queues(self) -> dict[int, RecoveredQueue]:
         out = {}
-        for qid, seqs in self.seqs.items():
-            locations = self.locations[qid]
+        for qid, columns in self.columns.items():
+            seqs = columns[0]
             removed = self.removed.get(qid, ())
             if qid in self.disordered:  # rare: sort, and keep the newest copy of a seq
-                latest = {seq: loc for seq, loc in zip(seqs, locations) if seq not in removed}
-                order = sorted(latest)
-                seqs, locations = array("q", order), array("q", (latest[s] for s in order))
+                latest = {seq: i for i, seq in enumerate(seqs) if seq not in removed}
+                columns = _select(columns, [latest[s] for s in sorted(latest)])
             elif removed:
-                kept_seqs, kept_locations = array("q"), array("q")
-                for seq, location in zip(seqs, locations):
-                    if seq not in removed:
-                        kept_seqs.append(seq)
-                        kept_locations.append(location)
-                seqs, locations = kept_seqs, kept_locations
-            if seqs:
-                out[qid] = RecoveredQueue(seqs, locations, self.delivered.get(qid, 0))
+                columns = _select(columns, [i for i, seq in enumerate(seqs) if seq not in removed])
+            if columns[0]:
+                out[qid] = RecoveredQueue(columns[0], columns[1], self.delivered.get(qid, 0), columns[2:])
         return out
+
+
+def _select(columns: tuple[array, ...], indices: list[int]) -> tuple[array, ...]:
+    return tuple(array(column.typecode, (column[i] for i in indices)) for column in columns)
 
 
 class _Segment:
@@ -230,8 +231,8 @@ class DiskStore(MessageStore):
         if size:
             data = _read_all(fd, size)  # one segment at a time: SEGMENT_BYTES of memory at most
             try:
-                for offset, meta, _body, following in records.scan(data):
-                    replay.apply(number, offset, meta)
+                for offset, meta, body, following in records.scan(data):
+                    replay.apply(number, offset, meta, len(body))
                     end = following  # the valid journal reaches this far
             except records.Corrupt as exc:
                 log.warning("store %s: segment %s: %s; truncating the journal there",
@@ -357,9 +358,10 @@ class DiskStore(MessageStore):
         self._need_sync = True
 
     def append(self, seq: int, queue_ids: list[int], exchange: str, routing_key: str,
-               properties: dict, body: Any, persistent: bool = True) -> int:
+               properties: dict, body: Any, persistent: bool = True,
+               published_at: float = 0.0) -> int:
         location = self._write(records.encode([records.PUBLISH, seq, queue_ids, exchange, routing_key,
-                                               properties, persistent], body))
+                                               properties, persistent, published_at], body))
         self._count(location, len(queue_ids))
         self._need_sync |= persistent  # a transient record waits for no confirm
         return location
@@ -369,9 +371,9 @@ class DiskStore(MessageStore):
         self._live[number] = self._live.get(number, 0) + references
         self._appended[number] = self._appended.get(number, 0) + references
 
-    def read(self, location: int) -> tuple[str, str, dict, bytes]:
+    def read(self, location: int) -> tuple[str, str, dict, bytes, float | None]:
         meta, body = self._read_record(location)
-        return meta[3], meta[4], meta[5], body
+        return meta[3], meta[4], meta[5], body, meta[7] if len(meta) > 7 else None
 
     def _read_record(self, location: int) -> tuple[list[Any], bytes]:
         number, offset = location >> OFFSET_BITS, location & _OFFSET_MASK
@@ -417,7 +419,7 @@ class DiskStore(MessageStore):
 
     def commit(self) -> None:
         if self._topology_dirty:
-            replace_file(self._topology_path, msgpack.packb(self._topology, use_bin_type=True))
+            replace_file(self._topology_path, msgpack.packb(self._topology, use_bin_type=True, datetime=True))
             self._topology_dirty = False
         if self._marks:
             for qid, seq in self._marks.items():
@@ -454,8 +456,7 @@ class DiskStore(MessageStore):
         for old in sorted(holders):
             meta, body = self._read_record(old)
             qids = sorted(set(holders[old]))
-            new = self._write(records.encode([records.PUBLISH, meta[1], qids, meta[3], meta[4], meta[5],
-                                              meta[6]], body))
+            new = self._write(records.encode([records.PUBLISH, meta[1], qids, *meta[3:]], body))
             self._count(new, len(qids))
             self._live[number] = self._live.get(number, 0) - len(qids)
             moved[old] = new

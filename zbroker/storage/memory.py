@@ -9,13 +9,13 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from zbroker.storage.store import MessageStore, Recovered, RecoveredQueue
+from zbroker.storage.store import MessageStore, Recovered, RecoveredQueue, fact_arrays, message_facts
 
 
 @dataclass
 class MemoryState:
     topology: dict | None = None
-    messages: dict[int, tuple[str, str, dict, Any]] = field(default_factory=dict)
+    messages: dict[int, tuple[str, str, dict, Any, float]] = field(default_factory=dict)
     refs: dict[int, int] = field(default_factory=dict)  # location -> queues holding it
     queues: dict[int, dict[int, int]] = field(default_factory=dict)  # queue id -> seq -> location
     delivered: dict[int, int] = field(default_factory=dict)
@@ -33,19 +33,25 @@ class MemoryStore(MessageStore):
         for qid, held in s.queues.items():
             if held:
                 order = sorted(held)
-                queues[qid] = RecoveredQueue(array("q", order), array("q", (held[q] for q in order)),
-                                             s.delivered.get(qid, 0))
+                locations = array("q", (held[q] for q in order))
+                facts = fact_arrays()
+                for location in locations:
+                    _, _, properties, body, published_at = s.messages[location]
+                    for column, value in zip(facts, message_facts(properties, len(body), published_at)):
+                        column.append(value)
+                queues[qid] = RecoveredQueue(array("q", order), locations, s.delivered.get(qid, 0), facts)
         return Recovered(s.topology, queues, s.max_seq)
 
     def save_topology(self, snapshot: dict) -> None:
         self.state.topology = snapshot
 
     def append(self, seq: int, queue_ids: list[int], exchange: str, routing_key: str,
-               properties: dict, body: Any, persistent: bool = True) -> int:
+               properties: dict, body: Any, persistent: bool = True,
+               published_at: float = 0.0) -> int:
         s = self.state
         location = s.next_location
         s.next_location += 1
-        s.messages[location] = (exchange, routing_key, properties, body)
+        s.messages[location] = (exchange, routing_key, properties, body, published_at)
         s.refs[location] = len(queue_ids)
         if not persistent:  # readable while the process lives, never recovered
             return location
@@ -54,7 +60,7 @@ class MemoryStore(MessageStore):
         s.max_seq = max(s.max_seq, seq)
         return location
 
-    def read(self, location: int) -> tuple[str, str, dict, Any]:
+    def read(self, location: int) -> tuple[str, str, dict, Any, float | None]:
         return self.state.messages[location]
 
     def remove(self, queue_id: int, seq: int, location: int) -> None:

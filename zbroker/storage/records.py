@@ -27,12 +27,15 @@ _crc32 = zlib.crc32
 _unpackb = msgpack.unpackb
 
 # Record kinds (the first metadata field).
-PUBLISH = 1  # [PUBLISH, seq, [queue ids], exchange, routing key, properties, persistent] + body
+#: [PUBLISH, seq, [queue ids], exchange, routing key, properties, persistent, published_at]
+#: + body; published_at (seconds) was added without a format change: a reader takes a
+#: record without it as published at recovery.
+PUBLISH = 1
 REMOVE = 2  # [REMOVE, queue id, seq]
 DELIVERED = 3  # [DELIVERED, queue id, seq]: the queue delivered everything up to seq
 DROP = 4  # [DROP, queue id]: the queue was deleted, all its messages are dead
 
-_pack = msgpack.Packer(use_bin_type=True).pack
+_pack = msgpack.Packer(use_bin_type=True, datetime=True).pack
 
 
 def encode(meta: list[Any], body: Any = b"") -> list[Any]:

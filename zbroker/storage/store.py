@@ -43,15 +43,44 @@ class StoredMessage:
     redelivered: bool
 
 
-class RecoveredQueue(Sequence[StoredMessage]):
-    """One queue's recovered messages in ``seq`` order, held as two integer arrays
-    (16 bytes a message), so recovering a long backlog costs little memory."""
+#: What recovery keeps per message besides (seq, location), so that a queue can apply
+#: its rules (expiry, byte limits, priority lanes) to messages it has not read back:
+#: body size, publish time (NaN when the record predates this field), own TTL in ms
+#: (-1: none) and priority.
+FACT_COLUMNS = ("sizes", "published", "ttls", "priorities")
+_FACT_TYPES = ("q", "d", "q", "q")
+NO_TTL = -1
 
-    def __init__(self, seqs: array, locations: array, delivered_up_to: int) -> None:
+
+def message_facts(properties: Any, size: int, published_at: Any) -> tuple[int, float, int, int]:
+    """(size, published, ttl, priority) of a stored message, read tolerantly: the record
+    was checked when it was published."""
+    props = properties if isinstance(properties, dict) else {}
+    expiration = props.get("expiration")
+    ttl = int(expiration) if isinstance(expiration, str) and expiration.isdigit() else NO_TTL
+    priority = props.get("priority")
+    priority = priority if isinstance(priority, int) and not isinstance(priority, bool) else 0
+    published = float(published_at) if isinstance(published_at, (int, float)) else float("nan")
+    return size, published, ttl, priority
+
+
+def fact_arrays() -> tuple[array, ...]:
+    return tuple(array(t) for t in _FACT_TYPES)
+
+
+class RecoveredQueue(Sequence[StoredMessage]):
+    """One queue's recovered messages in ``seq`` order, held as integer arrays (48 bytes
+    a message with its facts), so recovering a long backlog costs little memory."""
+
+    def __init__(self, seqs: array, locations: array, delivered_up_to: int,
+                 facts: tuple[array, ...] | None = None) -> None:
         self.seqs = seqs
         self.locations = locations
         #: Messages up to this seq had been delivered: they come back redelivered.
         self.delivered_up_to = delivered_up_to
+        if facts is None:
+            facts = tuple(array(t, [0]) * len(seqs) for t in _FACT_TYPES)
+        self.sizes, self.published, self.ttls, self.priorities = facts
 
     def __len__(self) -> int:
         return len(self.seqs)
@@ -97,13 +126,16 @@ class MessageStore(ABC):
 
     @abstractmethod
     def append(self, seq: int, queue_ids: list[int], exchange: str, routing_key: str,
-               properties: dict, body: Any, persistent: bool = True) -> int:
+               properties: dict, body: Any, persistent: bool = True,
+               published_at: float = 0.0) -> int:
         """Journal a message for ``queue_ids``; returns its location. A transient one
-        (``persistent=False``: paged only to save memory) is never recovered."""
+        (``persistent=False``: paged only to save memory) is never recovered.
+        ``published_at`` (seconds) lets a recovered message expire when it would have."""
 
     @abstractmethod
-    def read(self, location: int) -> tuple[str, str, dict, bytes]:
-        """(exchange, routing_key, properties, body) of the message at ``location``."""
+    def read(self, location: int) -> tuple[str, str, dict, bytes, float | None]:
+        """(exchange, routing_key, properties, body, published_at) of the message at
+        ``location``; published_at is None for a record written before it was kept."""
 
     @abstractmethod
     def remove(self, queue_id: int, seq: int, location: int) -> None:
