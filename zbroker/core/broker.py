@@ -117,9 +117,11 @@ class Broker:
             M.TX_ROLLBACK: self._tx_rollback,
         }
         self._publish_seq = self.durability.recover(self.store.open(), now)
-        for queue in self.topology.queues.values():
+        for queue in list(self.topology.queues.values()):
             queue.last_used = now
-            if queue.timed:
+            if queue.settings.limited:  # limits an older zbroker stored but did not apply
+                self._guarded(self._after_enqueue, queue)
+            elif queue.timed:
                 self.timers.watch(queue)
 
     # -- entry points ----------------------------------------------------------------

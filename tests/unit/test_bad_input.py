@@ -1,0 +1,113 @@
+"""Bad input from one peer hurts that peer alone: nested values are checked at the codec,
+and a failure inside the core (a store read, a bug in a timer) loses nothing."""
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import pytest
+
+from tests.unit.wire import FakeClock, FakePeer, bodies, closes
+from zbroker.core import Broker
+from zbroker.protocol import HEADER, Op
+from zbroker.storage import MemoryStore
+
+
+def raw(op: int, *fields: Any) -> bytes:
+    return msgpack.packb([op, *fields], use_bin_type=True)
+
+
+def test_a_headers_binding_with_a_bytes_key_is_refused_and_others_publish_on() -> None:
+    broker = Broker()
+    bad, good = FakePeer(broker, b"bad").open(), FakePeer(broker, b"good").open()
+    good.exchange("hx", "headers")
+    good.declare("q")
+    frames = bad.send_parts([HEADER, raw(Op.QUEUE_BIND, 1, "q", "hx", "", {b"k": "v"})])
+    assert [code for code, _ in closes(frames)] == [502]
+    assert "bytes" in closes(frames)[0][1]
+    good.bind("q", "hx", arguments={"k": "v"})
+    good.publish("hx", "", b"routed", properties={"headers": {"k": "v"}})
+    assert good.count("q") == 1
+
+
+@pytest.mark.parametrize("value", [
+    {1: "int key"}, {"nested": {b"deep": 1}}, {"list": [{"x": {2: "y"}}]},
+    {"ext": msgpack.ExtType(5, b"?")},
+])
+def test_nested_argument_values_are_checked_in_depth(value: dict) -> None:
+    peer = FakePeer(Broker(), b"p").open()
+    frames = peer.send_parts([HEADER, raw(Op.QUEUE_DECLARE, 1, "q", False, False, False, False, value)])
+    assert [code for code, _ in closes(frames)] == [502]
+    assert "q" not in peer.broker.topology.queues
+
+
+def test_deeply_nested_headers_are_refused_without_recursion() -> None:
+    peer = FakePeer(Broker(), b"p").open()
+    deep: Any = "bottom"
+    for _ in range(100):
+        deep = [deep]
+    frames = peer.send_parts([HEADER, raw(Op.BASIC_PUBLISH, 1, "", "q", False, {"headers": {"d": deep}}), b"x"])
+    assert closes(frames) == [(502, "SYNTAX_ERROR - headers nests deeper than 32 levels")]
+
+
+@pytest.mark.parametrize("properties, reason", [
+    ({"priority": 256}, "property 'priority' must be an integer from 0 to 255, got 256"),
+    ({"delivery_mode": "2"}, "property 'delivery_mode' must be an integer from 0 to 255, got '2'"),
+    ({"expiration": 1000}, "property 'expiration' must be a string, got int"),
+    ({"headers": [1]}, "property 'headers' must be a table, got list"),
+    ({"no_such_property": 1}, "unknown message property 'no_such_property'"),
+])
+def test_message_properties_are_checked(properties: dict, reason: str) -> None:
+    peer = FakePeer(Broker(), b"p").open()
+    frames = peer.send_parts([HEADER, raw(Op.BASIC_PUBLISH, 1, "", "q", False, properties), b"x"])
+    assert closes(frames) == [(502, "SYNTAX_ERROR - " + reason)]
+
+
+class FlakyStore(MemoryStore):
+    """A memory store whose reads fail while ``failing`` is set."""
+
+    pages = True
+    failing = False
+
+    def read(self, location: int) -> Any:
+        if self.failing:
+            raise OSError(5, "Input/output error")
+        return super().read(location)
+
+
+def test_a_failed_store_read_leaves_the_message_in_its_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zbroker.core import queues
+    monkeypatch.setattr(queues, "PAGE_AFTER", 1)
+    store = FlakyStore()
+    broker = Broker(store=store)
+    peer = FakePeer(broker, b"p").open()
+    peer.declare("q", durable=True)
+    for body in (b"head", b"paged"):
+        peer.publish("", "q", body, properties={"delivery_mode": 2})
+    assert broker.topology.queues["q"].paged_count == 1
+    peer.get("q")
+    store.failing = True
+    frames = peer.get("q")  # the read fails: that connection gets a 541, the message stays
+    assert [code for code, _ in closes(frames)] == [541]
+    assert broker.topology.queues["q"].ready == 1
+    store.failing = False
+    other = FakePeer(broker, b"o").open()
+    assert [b for op, _, b in other.get("q") if op == Op.BASIC_GET_OK] == [b"paged"]
+
+
+def test_a_bug_in_a_timer_is_logged_and_the_broker_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    broker = Broker(now=clock.now)
+    peer = FakePeer(broker, b"p", clock).open()
+    peer.declare("q", arguments={"x-message-ttl": 10})
+    peer.publish("", "q", b"x")
+    queue = broker.topology.queues["q"]
+
+    def broken(now: float) -> list:
+        raise RuntimeError("bug")
+    queue.expire = broken  # type: ignore[method-assign]
+    clock.advance(1, broker)
+    assert "internal error in _timer" in caplog.text
+    peer.declare("other")
+    peer.consume("other", "c", auto_ack=True)
+    assert bodies(peer.publish("", "other", b"still serving")) == [b"still serving"]
