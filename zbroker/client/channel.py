@@ -184,10 +184,9 @@ class BlockingChannel:
             _, code, text, exchange, routing_key, props = fields
             returned = ReturnedMessage(spec.Basic.Return(code, text, exchange, routing_key),
                                        spec.BasicProperties.from_wire(props), body)
-            if self._confirm:
+            if self._confirm:  # raised by the publish as UnroutableError, and called back
                 self._returned.append(returned)
-            else:
-                self._connection._queue_event(self, "return", returned)
+            self._connection._queue_event(self, "return", returned)
         elif op == Op.BASIC_CANCEL:
             self._connection._queue_event(self, "cancel", fields[1])
         elif op == Op.CHANNEL_CLOSE:
@@ -324,7 +323,26 @@ class BlockingChannel:
         self._on_cancel.append(callback)
 
     def flow(self, active: bool) -> bool:
-        raise exceptions.MethodNotImplemented("channel.flow is not supported (RabbitMQ does not support it either)")
+        """``channel.flow``: RabbitMQ (and zbroker) answer True for active=True and close
+        the connection (540 NOT_IMPLEMENTED) for active=False, which it never honours."""
+        fields, _ = self._rpc(Op.CHANNEL_FLOW, bool(active), expect={Op.CHANNEL_FLOW_OK})
+        return fields[1]
+
+    # -- transactions -------------------------------------------------------------------
+
+    def tx_select(self) -> frame.Method:
+        """Transaction mode: publishes and acks take effect at ``tx_commit``."""
+        self._rpc(Op.TX_SELECT, expect={Op.TX_SELECT_OK})
+        return self._method_frame(spec.Tx.SelectOk())
+
+    def tx_commit(self) -> frame.Method:
+        self._rpc(Op.TX_COMMIT, expect={Op.TX_COMMIT_OK})
+        return self._method_frame(spec.Tx.CommitOk())
+
+    def tx_rollback(self) -> frame.Method:
+        """Discard the transaction's publishes; its acked messages are unacked again."""
+        self._rpc(Op.TX_ROLLBACK, expect={Op.TX_ROLLBACK_OK})
+        return self._method_frame(spec.Tx.RollbackOk())
 
     # -- exchanges ------------------------------------------------------------------------
 
@@ -573,7 +591,7 @@ class BlockingChannel:
                 "start_consuming may not be called from the scope of another BlockingConnection "
                 "or BlockingChannel callback")
         self._raise_if_not_open()
-        while any(c.callback is not None for c in self._consumers.values()):
+        while self.is_open and any(c.callback is not None for c in self._consumers.values()):
             self._process_data_events(time_limit=None)
 
     def stop_consuming(self, consumer_tag: str | None = None) -> None:

@@ -74,6 +74,9 @@ class BlockingConnection:
         self._lock = threading.Lock()
         self._dispatching = 0
         self._closed_reason: exceptions.AMQPConnectionError | None = None
+        #: Set once the reason was raised to the program: later calls get
+        #: ConnectionWrongStateError, as in pika.
+        self._reason_raised = False
         self._close_ok = False
         self._sock: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None
@@ -137,9 +140,10 @@ class BlockingConnection:
         properties = {"product": "zbroker.client", "version": __version__, **(params.client_properties or {})}
         self._send([encode(Op.HELLO, params.heartbeat if isinstance(params.heartbeat, int) else None,
                            params.virtual_host, creds.username, creds.password, properties)])
-        deadline = time.monotonic() + max(params.stack_timeout, params.socket_timeout)
+        limits = [t for t in (params.stack_timeout, params.socket_timeout) if t is not None]
+        deadline = time.monotonic() + max(limits) if limits else None  # None: no timeout
         while self._hello is None:
-            remaining = deadline - time.monotonic()
+            remaining = MAX_WAIT_S if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 raise exceptions.AMQPConnectionError(f"timed out connecting to {params.endpoint}")
             self._pump(min(remaining, MAX_WAIT_S), connecting=True)
@@ -183,8 +187,9 @@ class BlockingConnection:
         the program itself closed it, ``ConnectionWrongStateError``."""
         if self._closed_reason is None and self._sock is not None:
             return
-        if self._close_ok or self._closed_reason is None:
+        if self._close_ok or self._closed_reason is None or self._reason_raised:
             raise exceptions.ConnectionWrongStateError("Connection is closed.")
+        self._reason_raised = True
         raise self._closed_reason
 
     def _pump(self, timeout: float | None, connecting: bool = False) -> None:
@@ -361,6 +366,8 @@ class BlockingConnection:
             else:
                 self._pump(0)
             ran = self._dispatch()
+            if self._close_ok:
+                return  # the program closed it in a callback: pika returns normally
             self._raise_if_lost()
             if ran or (deadline is not None and time.monotonic() >= deadline):
                 return
@@ -399,6 +406,11 @@ class BlockingConnection:
             os.write(self._wake_w, b"x")
         except (BlockingIOError, OSError):
             pass  # the pipe is full: a wake-up is pending anyway
+
+    def update_secret(self, new_secret: str, reason: str) -> None:
+        """pika's connection.update-secret: zbroker has no expiring credentials to renew."""
+        raise exceptions.MethodNotImplemented(
+            "update_secret is not supported: zbroker does not use expiring credentials")
 
     def add_on_connection_blocked_callback(self, callback: Callable[..., None]) -> None:
         self._blocked_callbacks.append(callback)

@@ -97,7 +97,9 @@ class ConnectionParameters:
             raise ValueError("connection_attempts must be an int >= 1")
         for name in ("retry_delay", "socket_timeout", "stack_timeout"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0:
+            if value is None and name != "retry_delay":
+                continue  # pika: None means no timeout
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")
 
     @property

@@ -6,6 +6,7 @@ mapping the wire carries (only the fields that are set).
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from zbroker.client.amqp_object import Class, Method, Properties
@@ -68,7 +69,21 @@ class BasicProperties(Properties):
                 attrs.update(fields)
             else:  # a peer added names we do not know: keep only ours
                 attrs.update((k, v) for k, v in fields.items() if k in _FIELD_SET)
+            if attrs["headers"]:
+                attrs["headers"] = naive_utc(attrs["headers"])
         return props
+
+
+def naive_utc(value: Any) -> Any:
+    """Timestamps inside headers (an ``x-death`` entry's ``time``) as pika gives them:
+    naive ``datetime`` objects in UTC."""
+    if isinstance(value, dict):
+        return {k: naive_utc(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [naive_utc(v) for v in value]
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
 
 
 _FIELD_SET = frozenset(BasicProperties.FIELDS)
@@ -106,6 +121,8 @@ class Channel(Class):
     Close = _method("Channel.Close", {"reply_code": None, "reply_text": "", "class_id": None,
                                       "method_id": None}, True)
     CloseOk = _method("Channel.CloseOk", {})
+    Flow = _method("Channel.Flow", {"active": None}, True)
+    FlowOk = _method("Channel.FlowOk", {"active": None})
 
 
 class Exchange(Class):
@@ -160,3 +177,10 @@ class Basic(Class):
 class Confirm(Class):
     NAME = "Confirm"
     SelectOk = _method("Confirm.SelectOk", {})
+
+
+class Tx(Class):
+    NAME = "Tx"
+    SelectOk = _method("Tx.SelectOk", {})
+    CommitOk = _method("Tx.CommitOk", {})
+    RollbackOk = _method("Tx.RollbackOk", {})

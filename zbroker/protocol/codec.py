@@ -14,6 +14,7 @@ caller decides what the peer gets back. Nothing here trusts the peer or uses ass
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, Iterator, Sequence
 
 import msgpack
@@ -27,7 +28,14 @@ HEADER = MAGIC + bytes([PROTOCOL_VERSION])
 
 #: Timestamps travel as msgpack's timestamp type: a timezone-aware ``datetime`` (the
 #: time of a dead letter's ``x-death``) packs as one, and unpacks back into one.
-_packb = msgpack.Packer(use_bin_type=True, datetime=True).pack
+def _default(value: Any) -> Any:
+    """A naive ``datetime`` (pika's way to send an AMQP timestamp) is taken as UTC."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    raise TypeError(f"cannot send a value of type {type(value).__name__}")
+
+
+_packb = msgpack.Packer(use_bin_type=True, datetime=True, default=_default).pack
 pack = _packb
 _unpackb = msgpack.unpackb
 #: opcode -> (spec, exact types per field), so validation is one set look-up per field.

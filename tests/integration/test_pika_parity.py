@@ -1,0 +1,114 @@
+"""pika behaviours a program relies on, against a real broker: closing inside a callback,
+return callbacks with confirms, None timeouts, transactions, channel.flow, and the
+exception after a lost connection."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Callable
+
+import pytest
+
+import zbroker.client as pika
+from tests.support import Broker
+from zbroker.client import exceptions
+
+
+def test_closing_the_connection_in_a_callback_ends_start_consuming(connect: Callable) -> None:
+    """pika's "handle one message and quit" pattern."""
+    conn = connect()
+    ch = conn.channel()
+    ch.queue_declare("once")
+    ch.basic_publish("", "once", b"only one")
+    seen = []
+
+    def on_message(channel, method, properties, body) -> None:  # noqa: ANN001
+        seen.append(body)
+        channel.basic_ack(method.delivery_tag)
+        conn.close()
+
+    ch.basic_consume("once", on_message)
+    ch.start_consuming()  # returns, no exception
+    assert seen == [b"only one"] and conn.is_closed
+
+
+def test_return_callbacks_run_with_confirms_and_the_publish_raises(connect: Callable) -> None:
+    conn = connect()
+    ch = conn.channel()
+    ch.confirm_delivery()
+    returned = []
+    ch.add_on_return_callback(lambda c, method, props, body: returned.append((method.reply_code, body)))
+    with pytest.raises(exceptions.UnroutableError):
+        ch.basic_publish("", "no-such-queue", b"lost", mandatory=True)
+    conn.process_data_events(0)
+    assert returned == [(312, b"lost")]
+
+
+def test_none_timeouts_mean_no_timeout(broker: Broker) -> None:
+    params = pika.ConnectionParameters(port=broker.port, socket_timeout=None, stack_timeout=None)
+    conn = pika.BlockingConnection(params)
+    assert conn.is_open
+    conn.close()
+
+
+def test_transactions(connect: Callable) -> None:
+    conn = connect()
+    ch = conn.channel()
+    ch.queue_declare("tx")
+    assert ch.tx_select().method.NAME == "Tx.SelectOk"
+    ch.basic_publish("", "tx", b"rolled back")
+    ch.tx_rollback()
+    ch.basic_publish("", "tx", b"committed")
+    assert ch.queue_declare("tx", passive=True).method.message_count == 0
+    assert ch.tx_commit().method.NAME == "Tx.CommitOk"
+    assert ch.queue_declare("tx", passive=True).method.message_count == 1
+    method, _, body = ch.basic_get("tx")
+    ch.basic_ack(method.delivery_tag)
+    ch.tx_rollback()  # the ack is undone: still unacked, so closing requeues it
+    ch.close()
+    ch = conn.channel()
+    assert ch.queue_declare("tx", passive=True).method.message_count == 1
+    with pytest.raises(exceptions.ChannelClosedByBroker) as info:
+        ch.tx_commit()
+    assert (info.value.reply_code, info.value.reply_text) == (406, "PRECONDITION_FAILED - channel is not transactional")
+
+
+def test_channel_flow_true_answers_true(connect: Callable) -> None:
+    ch = connect().channel()
+    assert ch.flow(True) is True
+
+
+def test_update_secret_is_refused_with_pikas_exception(connect: Callable) -> None:
+    with pytest.raises(exceptions.MethodNotImplemented):
+        connect().update_secret("new", "rotation")
+
+
+def test_after_a_lost_connection_later_calls_raise_wrong_state() -> None:
+    broker = Broker()
+    try:
+        conn = pika.BlockingConnection(pika.ConnectionParameters(port=broker.port))
+        ch = conn.channel()
+        broker.kill()
+        with pytest.raises(exceptions.StreamLostError):
+            for _ in range(50):
+                conn.process_data_events(0.1)
+        with pytest.raises(exceptions.ConnectionWrongStateError):
+            conn.process_data_events(0)
+        with pytest.raises(exceptions.ChannelWrongStateError):
+            ch.basic_publish("", "q", b"x")
+    finally:
+        broker.kill()
+        broker.remove_data()
+
+
+def test_x_death_time_is_a_naive_utc_datetime_as_in_pika(connect: Callable) -> None:
+    ch = connect().channel()
+    ch.queue_declare("dead")
+    ch.queue_declare("work", arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dead"})
+    stamp = datetime(2024, 5, 6, 7, 8, 9)
+    ch.basic_publish("", "work", b"x", pika.BasicProperties(headers={"sent": stamp}))
+    method, _, _ = ch.basic_get("work")
+    ch.basic_reject(method.delivery_tag, requeue=False)
+    _, props, _ = ch.basic_get("dead", auto_ack=True)
+    death = props.headers["x-death"][0]
+    assert isinstance(death["time"], datetime) and death["time"].tzinfo is None
+    assert props.headers["sent"] == stamp  # a naive datetime goes out as UTC and comes back
