@@ -113,6 +113,22 @@ def test_rpc(run) -> None:
     server.wait_for(r"fib\(10\)")
 
 
+def test_retry_with_delay_through_dead_lettering(run) -> None:
+    """A failing job is retried after the delay queue's TTL, then parked; a good one is
+    done at once. The delay is real time through the broker's timers."""
+    worker = run("retry_worker.py", "300")
+    worker.wait_for(r"Waiting for jobs")
+    finish(run("retry_send.py", "fail on purpose"))
+    worker.wait_for(r"Failed fail on purpose \(attempt 1\)")
+    started = time.monotonic()
+    finish(run("retry_send.py", "resize image 7"))
+    worker.wait_for(r"Done resize image 7 \(attempt 1\)")
+    worker.wait_for(r"Parked fail on purpose after 3 attempts", timeout=10)
+    waited = time.monotonic() - started
+    assert worker.output.count(r"Failed fail on purpose \(attempt 2\)") == 1
+    assert 0.55 <= waited < 5.0, f"two retries 300 ms apart took {waited:.2f} s"
+
+
 def test_every_client_program_is_exercised() -> None:
     from tests.support import CLIENTS
     source = open(__file__).read()
