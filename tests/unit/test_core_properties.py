@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from tests.unit.wire import FakeClock, FakePeer
-from zbroker.core import Broker
+from zbroker.core import Broker, transactions
 from zbroker.protocol import HEADER, Op
 
 EXAMPLES = int(os.environ.get("ZBROKER_FUZZ_EXAMPLES", "40"))
@@ -95,10 +95,7 @@ class CoreMachine(RuleBasedStateMachine):
         pool = [m.body for m in queue.resident()]
         for conn in self.broker.connections.values():
             for channel in conn.channels.values():
-                entries = list(channel.unacked.values())
-                for item in channel.tx or ():
-                    if item[0] != Op.BASIC_PUBLISH:
-                        entries += item[1]
+                entries = [*channel.unacked.values(), *transactions.held_deliveries(channel)]
                 pool += [e.message.body for e in entries if e.queue is queue]
         return pool
 
@@ -131,7 +128,7 @@ class CoreMachine(RuleBasedStateMachine):
         self.plain_sent += 1
         body = b"plain-%d" % self.plain_sent
         self._step(True, lambda: self._cmd(i, Op.BASIC_PUBLISH, 1, "", "plain", False, {}, body=body))
-        in_tx = any(item[0] == Op.BASIC_PUBLISH for conn in self.broker.connections.values()
+        in_tx = any(isinstance(item, transactions.Publish) for conn in self.broker.connections.values()
                     for ch in conn.channels.values() for item in ch.tx or ())
         if not in_tx and body not in self._plain_pool():  # (a transaction may hold it)
             # Not held: then it went straight to an auto-ack consumer, in someone's outbox.
@@ -203,10 +200,7 @@ class CoreMachine(RuleBasedStateMachine):
         held: dict[int, int] = {}
         for conn in self.broker.connections.values():
             for channel in conn.channels.values():
-                entries = list(channel.unacked.values())
-                for item in channel.tx or ():
-                    if item[0] != Op.BASIC_PUBLISH:
-                        entries += item[1]
+                entries = [*channel.unacked.values(), *transactions.held_deliveries(channel)]
                 per_consumer: dict[int, int] = {}
                 for entry in entries:
                     held[id(entry.queue)] = held.get(id(entry.queue), 0) + 1

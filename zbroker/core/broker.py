@@ -15,7 +15,8 @@ clock, since a recovered message's expiry must survive a restart) comes with eve
 Who does what: ``topology.py`` declares and routes, ``queues.py`` owns messages and picks
 consumers, ``consumers.py`` keeps credit, ``confirms.py`` answers publishers,
 ``durability.py`` talks to the store, ``deadletter.py`` shapes dead letters,
-``timers.py`` keeps deadlines. This module applies commands and connects them.
+``timers.py`` keeps deadlines, ``reply_to.py`` and ``transactions.py`` are what their
+names say. This module applies commands and connects them.
 
 Error handling, at this one boundary:
 - ``ChannelError`` (a soft rule, e.g. 404 on a passive declare): the channel is closed
@@ -33,6 +34,7 @@ import secrets
 from typing import Any, Callable, Hashable, Iterable
 
 from zbroker import errors
+from zbroker.core import transactions
 from zbroker.core.arguments import REPLY_TO, consumer_priority, parse_expiration, precondition
 from zbroker.core.confirms import Confirms
 from zbroker.core.consumers import Consumer, Unacked
@@ -42,6 +44,7 @@ from zbroker.core.exchanges import Exchange
 from zbroker.core.journal import QueueJournal
 from zbroker.core.message import Message
 from zbroker.core.queues import Queue
+from zbroker.core.reply_to import REPLY_PREFIX, DirectReplyTo, is_reply_name
 from zbroker.core.session import Channel, Connection, Outbox
 from zbroker.core.timers import Timers
 from zbroker.core.topology import VHOST, Topology, check_name, server_queue_name
@@ -60,11 +63,6 @@ DEFAULT_MAX_BODY_BYTES = 128 * 1024 * 1024
 MAX_CHANNEL = 65535
 #: Deliveries one queue makes per dispatch before yielding to the rest of the loop.
 DISPATCH_BATCH = 1000
-#: Direct reply-to: a reply queue's name is this prefix and a token naming the channel.
-REPLY_PREFIX = REPLY_TO + "."
-
-_TX_HELD = frozenset({M.BASIC_PUBLISH, M.BASIC_ACK, M.BASIC_NACK, M.BASIC_REJECT})
-
 
 def consumer_tag() -> str:
     return "amq.ctag-" + base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
@@ -88,8 +86,7 @@ class Broker:
         self._publish_seq = 0
         #: Queues that stopped at DISPATCH_BATCH with deliverable messages left.
         self._pending_dispatch: dict[Queue, None] = {}
-        #: Direct reply-to: reply queue name -> the channel consuming it.
-        self._reply_channels: dict[str, Channel] = {}
+        self.reply_to = DirectReplyTo()
         self._cycles_logged: set[tuple[str, ...]] = set()
         self._channel_ops: dict[int, Callable[..., None]] = {
             M.EXCHANGE_DECLARE: self._exchange_declare,
@@ -245,8 +242,7 @@ class Broker:
         for conn in self.connections.values():
             for channel in conn.channels.values():
                 yield from channel.unacked.values()
-                for _, entries, _, _ in self._held_settlements(channel):
-                    yield from entries
+                yield from transactions.held_deliveries(channel)
 
     # -- timers ------------------------------------------------------------------------
 
@@ -280,8 +276,8 @@ class Broker:
             return
         try:
             if handler is not None:
-                if channel.tx is not None and op in _TX_HELD:
-                    self._tx_hold(channel, op, fields, body)
+                if channel.tx is not None and op in transactions.HELD:
+                    transactions.hold(channel, op, fields, body, self._check_publish)
                 else:
                     handler(channel, body, *fields[1:])
             elif op == M.CHANNEL_CLOSE:
@@ -333,11 +329,9 @@ class Broker:
         channel.consumers.clear()
         for consumer in consumers:
             consumer.queue.remove_consumer(consumer)
-        held = [entry for _, entries, _, _ in self._held_settlements(channel) for entry in entries]
+        held = list(transactions.held_deliveries(channel))
         channel.tx = None
-        if channel.reply_to is not None:
-            self._reply_channels.pop(channel.reply_to[1], None)
-            channel.reply_to = None
+        self.reply_to.release(channel)
         self._requeue(channel.take_all_unacked() + held)
         for consumer in consumers:
             self._consumer_left(consumer.queue)
@@ -388,8 +382,8 @@ class Broker:
 
     def _queue_declare(self, channel: Channel, _: Any, queue: str, passive: bool, durable: bool,
                        exclusive: bool, auto_delete: bool, arguments: dict) -> None:
-        if queue == REPLY_TO or queue.startswith(REPLY_PREFIX):
-            self._reply_queue_declare(channel, queue)
+        if is_reply_name(queue):
+            self.reply_to.declare(channel, queue)
             return
         q = self.topology.declare_queue(queue, passive, durable, exclusive, auto_delete, arguments,
                                         channel.connection)
@@ -456,7 +450,7 @@ class Broker:
         if tag in channel.consumers or (channel.reply_to is not None and channel.reply_to[0] == tag):
             raise ConnectionError_(errors.NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'")
         if queue == REPLY_TO:
-            self._reply_consume(channel, tag, auto_ack)
+            self.reply_to.consume(channel, tag, auto_ack)
             return
         q = self.topology.queue(queue, channel.connection)
         priority = consumer_priority(queue, arguments)
@@ -470,9 +464,7 @@ class Broker:
         self._dispatch(q)
 
     def _basic_cancel(self, channel: Channel, _: Any, consumer_tag_: str) -> None:
-        if channel.reply_to is not None and channel.reply_to[0] == consumer_tag_:
-            self._reply_channels.pop(channel.reply_to[1], None)
-            channel.reply_to = None
+        self.reply_to.cancel(channel, consumer_tag_)
         consumer = channel.consumers.pop(consumer_tag_, None)
         channel.send((M.BASIC_CANCEL_OK, channel.number, consumer_tag_))
         if consumer is not None:
@@ -506,9 +498,9 @@ class Broker:
             if expiration is not None:
                 ttl = parse_expiration(expiration)
             if properties.get("reply_to") == REPLY_TO:
-                properties = self._reply_address(channel, properties)
+                properties = self.reply_to.address(channel, properties)
         if exchange == "" and routing_key.startswith(REPLY_PREFIX):
-            if self._reply(routing_key, properties, body) or not mandatory:
+            if self.reply_to.deliver(routing_key, properties, body) or not mandatory:
                 return
             queues: Iterable[Queue] = ()
         else:
@@ -677,38 +669,6 @@ class Broker:
             log.warning("message dropped: dead-lettering it to queue '%s' closes a cycle without a "
                         "rejection (queues by death recency: %s)", queue, ", ".join(map(str, names[1:])))
 
-    # -- direct reply-to ---------------------------------------------------------------------
-
-    def _reply_consume(self, channel: Channel, tag: str, auto_ack: bool) -> None:
-        if not auto_ack:
-            raise precondition("reply consumer cannot acknowledge")
-        if channel.reply_to is not None:
-            raise precondition("reply consumer already set")
-        name = REPLY_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(18)).decode()
-        channel.reply_to = (tag, name)
-        self._reply_channels[name] = channel
-        channel.send((M.BASIC_CONSUME_OK, channel.number, tag))
-
-    def _reply_address(self, channel: Channel, properties: dict) -> dict:
-        if channel.reply_to is None:
-            raise precondition("fast reply consumer does not exist")
-        return {**properties, "reply_to": channel.reply_to[1]}
-
-    def _reply(self, routing_key: str, properties: dict, body: Any) -> bool:
-        """Deliver a reply straight to the channel that asked; False if it is gone."""
-        channel = self._reply_channels.get(routing_key)
-        if channel is None or channel.reply_to is None:
-            return False
-        channel.send((M.BASIC_DELIVER, channel.number, channel.reply_to[0], channel.take_tag(), False,
-                      "", routing_key, properties), body)
-        return True
-
-    def _reply_queue_declare(self, channel: Channel, queue: str) -> None:
-        """All declares of reply queues are passive: it exists if its channel does."""
-        if queue != REPLY_TO and queue not in self._reply_channels:
-            raise ChannelError(errors.NOT_FOUND, f"no queue '{queue}' in vhost '{VHOST}'")
-        channel.send((M.QUEUE_DECLARE_OK, channel.number, queue, 0, 1))
-
     # -- confirms, flow, transactions ---------------------------------------------------------
 
     def _confirm_select(self, channel: Channel, _: Any) -> None:
@@ -723,62 +683,38 @@ class Broker:
         channel.send((M.CHANNEL_FLOW_OK, channel.number, True))
 
     def _tx_select(self, channel: Channel, _: Any) -> None:
-        if channel.confirm:
-            raise precondition("cannot switch from confirm to tx mode")
-        if channel.tx is None:
-            channel.tx = []
+        transactions.select(channel)
         channel.send((M.TX_SELECT_OK, channel.number))
 
-    def _tx_hold(self, channel: Channel, op: int, fields: list[Any], body: Any) -> None:
-        """In a transaction, publishes are checked now and applied at commit; settlements
-        are checked now (the tags leave ``unacked``) and applied at commit."""
-        assert channel.tx is not None  # only called in tx mode
-        if op == M.BASIC_PUBLISH:
-            self._publishable(fields[1], body)
-            expiration = fields[4].get("expiration")
-            if expiration is not None:
-                parse_expiration(expiration)
-            channel.tx.append((op, fields, body))
-            return
-        multiple = fields[2] if op != M.BASIC_REJECT else False
-        requeue = fields[-1] if op != M.BASIC_ACK else None
-        channel.tx.append((op, channel.settle(fields[1], multiple), requeue, None))
-
-    @staticmethod
-    def _held_settlements(channel: Channel) -> list[tuple[int, list[Unacked], Any, Any]]:
-        return [item for item in channel.tx or () if item[0] != M.BASIC_PUBLISH]  # type: ignore[misc]
+    def _check_publish(self, fields: list[Any], body: Any) -> None:
+        """What a transaction checks of a publish when it arrives (transactions rule 1)."""
+        self._publishable(fields[1], body)
+        expiration = fields[4].get("expiration")
+        if expiration is not None:
+            parse_expiration(expiration)
 
     def _tx_commit(self, channel: Channel, _: Any) -> None:
-        if channel.tx is None:
-            raise precondition("channel is not transactional")
-        held, channel.tx = channel.tx, None
+        held = transactions.take(channel)
+        channel.tx = None  # applied as if outside a transaction
         try:
             for item in held:
-                if item[0] == M.BASIC_PUBLISH:
-                    _, fields, body = item
-                    self._basic_publish(channel, body, *fields[1:])
+                if isinstance(item, transactions.Publish):
+                    self._basic_publish(channel, item.body, *item.fields[1:])
                     continue
-                op, entries, requeue, _ = item
-                if op == M.BASIC_ACK:
-                    for entry in entries:
+                if item.requeue is None:
+                    for entry in item.entries:
                         self._forget(entry)
-                elif requeue:
-                    self._requeue(entries)
+                elif item.requeue:
+                    self._requeue(item.entries)
                 else:
-                    self._reject(entries)
-                self._after_settle(channel, entries)
+                    self._reject(item.entries)
+                self._after_settle(channel, item.entries)
         finally:
             channel.tx = []
         channel.send((M.TX_COMMIT_OK, channel.number))
 
     def _tx_rollback(self, channel: Channel, _: Any) -> None:
-        if channel.tx is None:
-            raise precondition("channel is not transactional")
-        entries = [entry for _, held, _, _ in self._held_settlements(channel) for entry in held]
-        channel.tx = []
-        if entries:  # settled in the transaction: unacked again, in tag order
-            channel.unacked.update((entry.tag, entry) for entry in entries)
-            channel.unacked = dict(sorted(channel.unacked.items()))
+        transactions.rollback(channel)
         channel.send((M.TX_ROLLBACK_OK, channel.number))
 
     # -- delivery plumbing -----------------------------------------------------------------

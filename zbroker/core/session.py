@@ -82,8 +82,9 @@ class Channel:
         self.confirm = False
         self.publish_seq = 0
         self.confirmed_seq = 0  # publishes up to here are answered (confirms.py)
-        #: In transaction mode (tx_select): the publishes and settlements held for commit.
-        self.tx: list[tuple[int, list[Any], Any]] | None = None
+        #: In transaction mode (tx_select): the publishes and settlements held for
+        #: the commit (``transactions.py``); None outside a transaction.
+        self.tx: list[Any] | None = None
         #: Direct reply-to: (consumer tag, reply queue name) once it consumes amq.rabbitmq.reply-to.
         self.reply_to: tuple[str, str] | None = None
 
