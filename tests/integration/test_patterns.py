@@ -126,7 +126,8 @@ def test_retry_with_delay_through_dead_lettering(run) -> None:
     worker.wait_for(r"Parked fail on purpose after 3 attempts", timeout=10)
     waited = time.monotonic() - started
     assert worker.output.count(r"Failed fail on purpose \(attempt 2\)") == 1
-    assert 0.55 <= waited < 5.0, f"two retries 300 ms apart took {waited:.2f} s"
+    # (the clock starts when the first failure is read, a little after the reject)
+    assert 0.4 <= waited < 5.0, f"two retries 300 ms apart took {waited:.2f} s"
 
 
 def test_every_client_program_is_exercised() -> None:
