@@ -5,15 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.wire import FakePeer, closes
-from zbroker.core import Broker
 from zbroker.protocol import Op
 
 Q = "for queue 'q' in vhost '/'"
-
-
-@pytest.fixture
-def peer() -> FakePeer:
-    return FakePeer(Broker(), b"p").open()
 
 
 @pytest.mark.parametrize("arguments, detail", [

@@ -2,25 +2,11 @@
 nack one refused message among acked ones."""
 from __future__ import annotations
 
-import pytest
 
 from tests.unit.wire import FakePeer
-from zbroker.core import Broker
 from zbroker.protocol import HEADER, Op, encode
 
 
-@pytest.fixture
-def peer() -> FakePeer:
-    return FakePeer(Broker(), b"p").open()
-
-
-def drain(peer: FakePeer, queue: str) -> list[bytes]:
-    out = []
-    while True:
-        frames = [(op, body) for op, _, body in peer.get(queue) if op in (Op.BASIC_GET_OK, Op.BASIC_GET_EMPTY)]
-        if frames[0][0] == Op.BASIC_GET_EMPTY:
-            return out
-        out.append(frames[0][1])
 
 
 def confirms(frames: list) -> list[tuple[str, int, bool]]:
@@ -31,14 +17,14 @@ def test_max_length_drop_head_keeps_the_newest(peer: FakePeer) -> None:
     peer.declare("q", arguments={"x-max-length": 3})
     for i in range(6):
         peer.publish("", "q", b"%d" % i)
-    assert drain(peer, "q") == [b"3", b"4", b"5"]
+    assert peer.drain("q") == [b"3", b"4", b"5"]
 
 
 def test_max_length_bytes_counts_ready_bodies(peer: FakePeer) -> None:
     peer.declare("q", arguments={"x-max-length-bytes": 10})
     for body in (b"aaaa", b"bbbb", b"cccc"):  # 12 bytes: the oldest goes
         peer.publish("", "q", body)
-    assert drain(peer, "q") == [b"bbbb", b"cccc"]
+    assert peer.drain("q") == [b"bbbb", b"cccc"]
 
 
 def test_limits_count_ready_messages_only(peer: FakePeer) -> None:
@@ -57,7 +43,7 @@ def test_reject_publish_nacks_only_the_refused_message(peer: FakePeer) -> None:
         parts += [encode(Op.BASIC_PUBLISH, 1, "", "q", False, {}), b"%d" % i]
     assert confirms(peer.send_parts(parts)) == [("BASIC_ACK", 2, True), ("BASIC_NACK", 3, False),
                                                 ("BASIC_NACK", 4, False)]
-    assert drain(peer, "q") == [b"0", b"1"]
+    assert peer.drain("q") == [b"0", b"1"]
     assert confirms(peer.publish("", "q", b"room again")) == [("BASIC_ACK", 5, True)]
 
 
@@ -71,7 +57,7 @@ def test_a_refused_message_still_reaches_the_other_queues(peer: FakePeer) -> Non
     peer.publish("fan", "", b"x")
     peer.broker.commit()
     assert confirms(peer.received) == [("BASIC_NACK", 1, False)]
-    assert drain(peer, "open") == [b"x"] and drain(peer, "full") == []
+    assert peer.drain("open") == [b"x"] and peer.drain("full") == []
 
 
 def test_reject_publish_dlx_dead_letters_the_refused_message(peer: FakePeer) -> None:
@@ -80,7 +66,7 @@ def test_reject_publish_dlx_dead_letters_the_refused_message(peer: FakePeer) -> 
                                  "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dead"})
     peer.publish("", "q", b"kept")
     peer.publish("", "q", b"refused")
-    assert drain(peer, "q") == [b"kept"] and drain(peer, "dead") == [b"refused"]
+    assert peer.drain("q") == [b"kept"] and peer.drain("dead") == [b"refused"]
 
 
 def test_a_waiting_consumer_takes_the_message_before_the_limit_is_applied(peer: FakePeer) -> None:

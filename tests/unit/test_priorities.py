@@ -8,13 +8,7 @@ import pytest
 from tests.unit.wire import FakePeer, bodies, closes, deliveries
 from zbroker.core import Broker
 from zbroker.core import queues as queue_module
-from zbroker.protocol import Op
 from zbroker.storage import DiskStore
-
-
-@pytest.fixture
-def peer() -> FakePeer:
-    return FakePeer(Broker(), b"p").open()
 
 
 def publish_priorities(peer: FakePeer, queue: str, priorities: list[int | None], persistent: bool = False) -> None:
@@ -25,25 +19,18 @@ def publish_priorities(peer: FakePeer, queue: str, priorities: list[int | None],
         peer.publish("", queue, b"%d:%s" % (i, str(priority).encode()), properties=props)
 
 
-def drain(peer: FakePeer, queue: str) -> list[bytes]:
-    out = []
-    while True:
-        got = [body for op, _, body in peer.get(queue) if op == Op.BASIC_GET_OK]
-        if not got:
-            return out
-        out += got
 
 
 def test_higher_priority_first_fifo_within_none_is_zero_above_max_is_max(peer: FakePeer) -> None:
     peer.declare("q", arguments={"x-max-priority": 5})
     publish_priorities(peer, "q", [None, 1, 9, 5, 0, 1])
-    assert drain(peer, "q") == [b"2:9", b"3:5", b"1:1", b"5:1", b"0:None", b"4:0"]
+    assert peer.drain("q") == [b"2:9", b"3:5", b"1:1", b"5:1", b"0:None", b"4:0"]
 
 
 def test_a_queue_without_max_priority_ignores_message_priority(peer: FakePeer) -> None:
     peer.declare("q")
     publish_priorities(peer, "q", [1, 9, 5])
-    assert drain(peer, "q") == [b"0:1", b"1:9", b"2:5"]
+    assert peer.drain("q") == [b"0:1", b"1:9", b"2:5"]
 
 
 def test_a_requeued_message_goes_back_to_its_place_in_its_lane(peer: FakePeer) -> None:
@@ -54,7 +41,7 @@ def test_a_requeued_message_goes_back_to_its_place_in_its_lane(peer: FakePeer) -
     first = deliveries(got)[0]
     peer.cancel("c")
     peer.nack(first[2])
-    assert drain(peer, "q") == [b"0:2", b"1:2", b"2:1"]
+    assert peer.drain("q") == [b"0:2", b"1:2", b"2:1"]
 
 
 def test_priorities_hold_for_the_paged_tail_and_across_restart(tmp_path: Path,
@@ -73,7 +60,7 @@ def test_priorities_hold_for_the_paged_tail_and_across_restart(tmp_path: Path,
     broker = Broker(store=DiskStore(tmp_path))
     peer = FakePeer(broker, b"p").open()
     assert broker.topology.queues["q"].paged_count > 0
-    assert drain(peer, "q") == expected
+    assert peer.drain("q") == expected
     broker.store.close()
 
 

@@ -2,25 +2,12 @@
 channel.flow, through the pure core."""
 from __future__ import annotations
 
-import pytest
 
 from tests.unit.wire import FakePeer, bodies, closes, deliveries, props_of
 from zbroker.core import Broker
 from zbroker.protocol import Op
 
 
-@pytest.fixture
-def peer() -> FakePeer:
-    return FakePeer(Broker(), b"p").open()
-
-
-def drain(peer: FakePeer, queue: str) -> list[bytes]:
-    out = []
-    while True:
-        got = [body for op, _, body in peer.get(queue) if op == Op.BASIC_GET_OK]
-        if not got:
-            return out
-        out += got
 
 
 # -- alternate exchanges ---------------------------------------------------------------
@@ -35,7 +22,7 @@ def test_unroutable_messages_go_to_the_alternate_exchange(peer: FakePeer) -> Non
     got = peer.publish("main", "other", b"to the alternate", mandatory=True)
     assert not [op for op, _, _ in got if op == Op.BASIC_RETURN]  # routed, for mandatory
     peer.publish("main", "k", b"routed normally")
-    assert drain(peer, "unrouted") == [b"to the alternate"] and drain(peer, "known") == [b"routed normally"]
+    assert peer.drain("unrouted") == [b"to the alternate"] and peer.drain("known") == [b"routed normally"]
 
 
 def test_a_missing_or_looping_alternate_is_unroutable(peer: FakePeer) -> None:

@@ -91,6 +91,15 @@ class FakePeer:
     def bind(self, queue: str, exchange: str, key: str = "", ch: int = 1, arguments: dict | None = None) -> list:
         return self.send(Op.QUEUE_BIND, ch, queue, exchange, key, arguments or {})
 
+    def drain(self, queue: str, ch: int = 1) -> list[Any]:
+        """Every body ``basic_get`` (auto-ack) still finds in the queue, in order."""
+        out = []
+        while True:
+            got = [body for op, _, body in self.get(queue, ch) if op == Op.BASIC_GET_OK]
+            if not got:
+                return out
+            out += got
+
     def count(self, queue: str, ch: int = 1) -> int:
         """The message count a passive declare reports."""
         frames = self.declare(queue, ch, passive=True)
