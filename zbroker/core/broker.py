@@ -64,6 +64,11 @@ MAX_CHANNEL = 65535
 #: Deliveries one queue makes per dispatch before yielding to the rest of the loop.
 DISPATCH_BATCH = 1000
 
+#: Hot-path method numbers as plain ints (an IntEnum member look-up costs ~90 ns on 3.11).
+_CONNECTION_CLOSE, _CONNECTION_CLOSE_OK = int(M.CONNECTION_CLOSE), int(M.CONNECTION_CLOSE_OK)
+_GET_OK, _GET_EMPTY, _RETURN = int(M.BASIC_GET_OK), int(M.BASIC_GET_EMPTY), int(M.BASIC_RETURN)
+
+
 def consumer_tag() -> str:
     return "amq.ctag-" + base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
 
@@ -142,11 +147,11 @@ class Broker:
         """Apply one command of an open connection (channel commands and connection.close)."""
         self.now = now
         try:
-            if op == M.CONNECTION_CLOSE:
+            if op == _CONNECTION_CLOSE:
                 log.info("connection %s closed by client (%s %s)", conn.name, *fields)
                 self._drop_connection(conn)
-                conn.send((M.CONNECTION_CLOSE_OK,))
-            elif op != M.CONNECTION_CLOSE_OK:
+                conn.send((_CONNECTION_CLOSE_OK,))
+            elif op != _CONNECTION_CLOSE_OK:
                 self._channel_command(conn, op, fields, body)
         except Exception:
             log.exception("internal error handling a command from %s", conn.name)
@@ -477,13 +482,13 @@ class Broker:
         if q.due(self.now):
             self._expire(q)
         if not q.has_messages:
-            channel.send((M.BASIC_GET_EMPTY, channel.number))
+            channel.send((_GET_EMPTY, channel.number))
             return
         message = q.take(auto_ack)  # an auto-acked message leaves the store here
         tag = channel.take_tag()
         if not auto_ack:
             channel.unacked[tag] = Unacked(q, message, None, tag)
-        channel.send((M.BASIC_GET_OK, channel.number, tag, message.redelivered, message.exchange,
+        channel.send((_GET_OK, channel.number, tag, message.redelivered, message.exchange,
                       message.routing_key, q.message_count, message.properties), message.body)
 
     # -- publishing --------------------------------------------------------------------
@@ -511,7 +516,7 @@ class Broker:
                               len(body))
             self._enqueue(queues, message, channel if channel.confirm else None, seq)
         elif mandatory:
-            channel.send((M.BASIC_RETURN, channel.number, errors.NO_ROUTE, "NO_ROUTE", exchange,
+            channel.send((_RETURN, channel.number, errors.NO_ROUTE, "NO_ROUTE", exchange,
                           routing_key, properties), body)
 
     def _publishable(self, exchange: str, body: Any) -> Exchange:
@@ -529,14 +534,10 @@ class Broker:
     def _enqueue(self, queues: Iterable[Queue], message: Message, confirming: Channel | None,
                  seq: int) -> None:
         """Put a routed message into its queues (a publish, or a dead letter)."""
-        refused = [q for q in queues if q.rejects and q.would_overflow(message)]
-        if refused:
-            queues = [q for q in queues if q not in refused]
-            if confirming is not None:
-                self.confirms.refuse(confirming, seq)
-            for queue in refused:
-                if queue.settings.overflow == "reject-publish-dlx":
-                    self._give_up(queue, [message], MAXLEN, stored=False)
+        for queue in queues:
+            if queue.rejects and queue.would_overflow(message):
+                queues = self._refuse(queues, message, confirming, seq)
+                break
         if message.properties.get("delivery_mode") == PERSISTENT:
             self.durability.store_message(message, queues, confirming)
         for queue in queues:
@@ -545,6 +546,18 @@ class Broker:
                 self._dispatch(queue)
             if queue.careful or message.ttl is not None:
                 self._after_enqueue(queue)
+
+    def _refuse(self, queues: Iterable[Queue], message: Message, confirming: Channel | None,
+                seq: int) -> list[Queue]:
+        """reject-publish(-dlx): the full queues refuse the message, the publisher gets a
+        nack for it; returns the queues that take it."""
+        refused = [q for q in queues if q.rejects and q.would_overflow(message)]
+        if confirming is not None:
+            self.confirms.refuse(confirming, seq)
+        for queue in refused:
+            if queue.settings.overflow == "reject-publish-dlx":
+                self._give_up(queue, [message], MAXLEN, stored=False)
+        return [q for q in queues if q not in refused]
 
     def _after_enqueue(self, queue: Queue) -> None:
         """Apply drop-head limits and due expiry (TTL 0: delivered at once or expired)."""

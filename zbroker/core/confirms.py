@@ -21,7 +21,7 @@ from zbroker.methods import Method
 if TYPE_CHECKING:
     from zbroker.core.session import Channel
 
-_ACK, _NACK = Method.BASIC_ACK, Method.BASIC_NACK
+_ACK, _NACK = int(Method.BASIC_ACK), int(Method.BASIC_NACK)
 
 
 class Confirms:

@@ -310,7 +310,11 @@ class Queue:
         A paged message is read from the store before it leaves the queue, so a read
         error leaves it where it was.
         """
-        lane, message = self._next()
+        head = self._lane0.head
+        if self._plain and head and not self._dead:  # the common case, without calls
+            lane, message = self._lane0, head[0]
+        else:
+            lane, message = self._next()
         if message.location is not None and self.journal is not None:
             message = self.journal.take(message, settled)
         self._pop(lane, message)

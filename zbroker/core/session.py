@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from zbroker.core.message import Message
     from zbroker.core.queues import Queue
 
-_DELIVER = Method.BASIC_DELIVER
+_DELIVER = int(Method.BASIC_DELIVER)
 
 
 class Outbox:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from zbroker.core.session import Channel
 
 #: Methods a transaction holds until its commit.
-HELD = frozenset({M.BASIC_PUBLISH, M.BASIC_ACK, M.BASIC_NACK, M.BASIC_REJECT})
+HELD = frozenset(int(m) for m in (M.BASIC_PUBLISH, M.BASIC_ACK, M.BASIC_NACK, M.BASIC_REJECT))
 
 
 class Publish:

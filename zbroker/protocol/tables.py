@@ -78,22 +78,36 @@ def _check_value(item: Any, depth: int, what: str, stack: list[tuple[Any, int]])
     raise TableError(f"{what} holds a value of unsupported type {kind.__name__}")
 
 
+_NONE = type(None)
+#: property -> the exact types it may have (None too); the common case is one set look-up.
+_PROPERTY_EXACT = {name: frozenset({str, _NONE}) if kind is _STR else
+                   frozenset({dict, _NONE}) if kind == "table" else frozenset({int, _NONE})
+                   for name, kind in PROPERTY_TYPES.items()}
+_OCTETS = frozenset(name for name, kind in PROPERTY_TYPES.items() if kind == _OCTET)
+
+
 def check_properties(properties: dict) -> None:
     """Message properties: known names, AMQP types, headers checked as a table."""
+    exact = _PROPERTY_EXACT
     for name, value in properties.items():
-        kind = PROPERTY_TYPES.get(name)
-        if kind is None:
-            raise TableError(f"unknown message property {name!r}")
-        if value is None:
-            continue
-        if kind is _STR:
-            if type(value) is not str:
-                raise TableError(f"property '{name}' must be a string, got {type(value).__name__}")
-        elif kind == "table":
-            if type(value) is not dict:
-                raise TableError(f"property 'headers' must be a table, got {type(value).__name__}")
+        allowed = exact.get(name)
+        if allowed is None or type(value) not in allowed:
+            _property_error(name, value)
+        if type(value) is int:
+            if not 0 <= value <= (255 if name in _OCTETS else _UINT_MAX):
+                _property_error(name, value)
+        elif type(value) is dict and value:
             check_table(value, "headers")
-        else:
-            top = 255 if kind == _OCTET else _UINT_MAX
-            if type(value) is not int or not 0 <= value <= top:
-                raise TableError(f"property '{name}' must be an integer from 0 to {top}, got {value!r}")
+
+
+def _property_error(name: str, value: Any) -> None:
+    """Say what is wrong with one property (the slow path)."""
+    kind = PROPERTY_TYPES.get(name)
+    if kind is None:
+        raise TableError(f"unknown message property {name!r}")
+    if kind is _STR:
+        raise TableError(f"property '{name}' must be a string, got {type(value).__name__}")
+    if kind == "table":
+        raise TableError(f"property 'headers' must be a table, got {type(value).__name__}")
+    top = 255 if kind == _OCTET else _UINT_MAX
+    raise TableError(f"property '{name}' must be an integer from 0 to {top}, got {value!r}")

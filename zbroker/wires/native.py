@@ -28,6 +28,8 @@ from zbroker.protocol.codec import pack
 
 log = logging.getLogger(__name__)
 
+_HELLO = int(M.HELLO)  # a plain int: an IntEnum member look-up costs ~90 ns on 3.11
+
 
 class NativeWire:
     def __init__(self, broker: Broker) -> None:
@@ -45,7 +47,7 @@ class NativeWire:
                     if conn is None:
                         return
                     continue
-                if op == M.HELLO:
+                if op == _HELLO:
                     log.warning("connection %s closed: second HELLO", conn.name)
                     broker.close_connection(peer, errors.COMMAND_INVALID, "second 'connection.open' seen")
                     return
