@@ -112,3 +112,16 @@ def test_x_death_time_is_a_naive_utc_datetime_as_in_pika(connect: Callable) -> N
     death = props.headers["x-death"][0]
     assert isinstance(death["time"], datetime) and death["time"].tzinfo is None
     assert props.headers["sent"] == stamp  # a naive datetime goes out as UTC and comes back
+
+
+@pytest.mark.parametrize("properties, text", [
+    (pika.BasicProperties(expiration=60000), "property 'expiration' must be a string, got int"),
+    (pika.BasicProperties(priority=300), "property 'priority' must be an integer from 0 to 255, got 300"),
+    (pika.BasicProperties(headers={1: "x"}), "headers has a key of type int"),
+])
+def test_a_bad_property_is_refused_before_it_leaves(connect: Callable, properties, text: str) -> None:  # noqa: ANN001
+    ch = connect().channel()
+    with pytest.raises(ValueError, match=text):
+        ch.basic_publish("", "q", b"x", properties)
+    assert ch.is_open  # nothing was sent: the connection and channel go on
+    ch.queue_declare("q")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, NamedTuple
 from zbroker.client import exceptions, frame, spec
 from zbroker.client.exchange_type import ExchangeType
 from zbroker.protocol import Op, encode
+from zbroker.protocol.tables import TableError, check_properties
 
 if TYPE_CHECKING:
     from zbroker.client.connection import BlockingConnection
@@ -417,6 +418,11 @@ class BlockingChannel:
         """Send one publish; returns the body as sent."""
         self._raise_if_not_open()
         props = properties.to_wire() if properties is not None else {}
+        if props:
+            try:  # the broker would close the connection (502) for these: say it here
+                check_properties(props)
+            except TableError as exc:
+                raise ValueError(f"invalid message properties: {exc}") from None
         data = _body(body)
         self._send(Op.BASIC_PUBLISH, _short(exchange, "exchange"), _short(routing_key, "routing_key"),
                    bool(mandatory), props, body=data)
