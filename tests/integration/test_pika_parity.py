@@ -125,3 +125,19 @@ def test_a_bad_property_is_refused_before_it_leaves(connect: Callable, propertie
         ch.basic_publish("", "q", b"x", properties)
     assert ch.is_open  # nothing was sent: the connection and channel go on
     ch.queue_declare("q")
+
+
+def test_bytes_keys_are_strings_as_in_pika_and_other_clients_publish_on(connect: Callable) -> None:
+    """A headers binding written with a bytes key is the string key, as pika sends it;
+    (a raw peer sending a bytes key gets a 502 alone: tests/unit/test_bad_input.py)."""
+    a, b = connect().channel(), connect().channel()
+    a.exchange_declare("hx", "headers")
+    a.queue_declare("matched")
+    a.queue_bind("matched", "hx", arguments={b"k": "v", "x-match": "all"})
+    b.basic_publish("hx", "", b"routed", pika.BasicProperties(headers={b"k": "v"}))
+    b.basic_publish("hx", "", b"not routed", pika.BasicProperties(headers={"k": "other"}))
+    method, props, body = a.basic_get("matched", auto_ack=True)
+    assert body == b"routed" and props.headers == {"k": "v"}
+    assert a.basic_get("matched")[0] is None
+    with pytest.raises(ValueError, match="keys must be strings"):
+        a.queue_declare("q", arguments={1: "int key"})

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, NamedTuple
 from zbroker.client import exceptions, frame, spec
 from zbroker.client.exchange_type import ExchangeType
 from zbroker.protocol import Op, encode
-from zbroker.protocol.tables import TableError, check_properties
+from zbroker.protocol.tables import TableError, check_properties, check_table
 
 if TYPE_CHECKING:
     from zbroker.client.connection import BlockingConnection
@@ -67,7 +67,12 @@ def _table(arguments: dict | None) -> dict:
         return {}
     if not isinstance(arguments, dict):
         raise TypeError(f"arguments must be a dict or None, got {type(arguments).__name__}")
-    return arguments
+    table = spec.amqp_table(arguments)
+    try:  # the broker would close the connection (502) for these: say it here
+        check_table(table, "arguments")
+    except TableError as exc:
+        raise ValueError(f"invalid arguments: {exc}") from None
+    return table
 
 
 def _body(body: Any) -> bytes:

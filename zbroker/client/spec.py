@@ -56,7 +56,10 @@ class BasicProperties(Properties):
 
     def to_wire(self) -> dict[str, Any]:
         """The fields that are set; names a program added itself are dropped by receivers."""
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        wire = {k: v for k, v in self.__dict__.items() if v is not None}
+        if wire.get("headers"):
+            wire["headers"] = amqp_table(wire["headers"])
+        return wire
 
     @classmethod
     def from_wire(cls, fields: dict[str, Any]) -> "BasicProperties":
@@ -72,6 +75,22 @@ class BasicProperties(Properties):
             if attrs["headers"]:
                 attrs["headers"] = naive_utc(attrs["headers"])
         return props
+
+
+def amqp_table(table: dict) -> dict:
+    """A table as AMQP carries it: keys are strings. pika sends a ``bytes`` key as the
+    string it spells, so ``{b"k": 1}`` and ``{"k": 1}`` are one table, here too."""
+    if all(type(k) is str and type(v) not in (dict, list) for k, v in table.items()):
+        return table  # the common case, unchanged
+    return {(k.decode() if isinstance(k, bytes) else k): _amqp_value(v) for k, v in table.items()}
+
+
+def _amqp_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return amqp_table(value)
+    if isinstance(value, list):
+        return [_amqp_value(v) for v in value]
+    return value
 
 
 def naive_utc(value: Any) -> Any:
