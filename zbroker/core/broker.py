@@ -38,7 +38,7 @@ from zbroker.core import transactions
 from zbroker.core.arguments import REPLY_TO, consumer_priority, parse_expiration, precondition
 from zbroker.core.confirms import Confirms
 from zbroker.core.consumers import Consumer, Unacked
-from zbroker.core.deadletter import DELIVERY_LIMIT, EXPIRED, MAXLEN, REJECTED, dead_letter_properties, is_cycle
+from zbroker.core.deadletter import DELIVERY_LIMIT, EXPIRED, MAXLEN, REJECTED, DeadLetters
 from zbroker.core.durability import PERSISTENT, Durability
 from zbroker.core.exchanges import Exchange
 from zbroker.core.journal import QueueJournal
@@ -92,7 +92,8 @@ class Broker:
         #: Queues that stopped at DISPATCH_BATCH with deliverable messages left.
         self._pending_dispatch: dict[Queue, None] = {}
         self.reply_to = DirectReplyTo()
-        self._cycles_logged: set[tuple[str, ...]] = set()
+        self.dead_letters = DeadLetters(self.topology, self._next_seq,
+                                        lambda queues, message: self._enqueue(queues, message, None, 0))
         self._channel_ops: dict[int, Callable[..., None]] = {
             M.EXCHANGE_DECLARE: self._exchange_declare,
             M.EXCHANGE_DELETE: self._exchange_delete,
@@ -648,39 +649,14 @@ class Broker:
         removed from the store (in that order: durability rule 4)."""
         if not messages:
             return
-        dlx = queue.settings.dead_letter_exchange
-        exchange = self.topology.exchanges.get(dlx) if dlx is not None and not queue.deleted else None
-        if exchange is not None:
-            for message in messages:
-                self._dead_letter(queue, exchange, message, reason)
+        self.dead_letters.give_up(queue, messages, reason, self.now)
         if stored:
             for message in messages:
                 self.durability.forget(queue, message)
 
-    def _dead_letter(self, queue: Queue, exchange: Exchange, message: Message, reason: str) -> None:
-        if not message.is_loaded:
-            assert queue.journal is not None  # only a durable queue holds paged messages
-            message = queue.journal.load(message)
-        properties = dead_letter_properties(message, queue.name, reason, self.now)
-        key = queue.settings.dead_letter_routing_key
-        routing_key = message.routing_key if key is None else key
-        targets = []
-        for target in self.topology.route(exchange, routing_key, properties):
-            if is_cycle(target.name, properties):
-                self._log_cycle(target.name, properties)
-            else:
-                targets.append(target)
-        if targets:
-            self._publish_seq += 1
-            self._enqueue(targets, Message(self._publish_seq, exchange.name, routing_key, properties,
-                                           message.body, self.now, None, message.size), None, 0)
-
-    def _log_cycle(self, queue: str, properties: dict) -> None:
-        names = (queue, *(d.get("queue") for d in properties["headers"]["x-death"]))
-        if names not in self._cycles_logged and len(self._cycles_logged) < 1000:
-            self._cycles_logged.add(names)
-            log.warning("message dropped: dead-lettering it to queue '%s' closes a cycle without a "
-                        "rejection (queues by death recency: %s)", queue, ", ".join(map(str, names[1:])))
+    def _next_seq(self) -> int:
+        self._publish_seq += 1
+        return self._publish_seq
 
     # -- confirms, flow, transactions ---------------------------------------------------------
 

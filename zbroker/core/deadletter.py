@@ -21,13 +21,73 @@ Rules (RabbitMQ's, from its dead-letter and message-container modules):
 """
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from zbroker.core.message import Message
 
+if TYPE_CHECKING:
+    from zbroker.core.exchanges import Exchange
+    from zbroker.core.queues import Queue
+    from zbroker.core.topology import Topology
+
+log = logging.getLogger(__name__)
+
 REJECTED, EXPIRED, MAXLEN, DELIVERY_LIMIT = "rejected", "expired", "maxlen", "delivery_limit"
 X_DEATH = "x-death"
+#: Distinct dead-letter cycles logged (each once, as RabbitMQ does), at most.
+MAX_CYCLES_LOGGED = 1000
+
+
+class DeadLetters:
+    """Republishes what queues give up (rules 1, 2 and 5), through the broker's own
+    enqueue path, so limits, confirms and persistence apply to a dead letter as to any
+    publish."""
+
+    def __init__(self, topology: "Topology", next_seq: Callable[[], int],
+                 enqueue: Callable[[list["Queue"], Message], None]) -> None:
+        self._topology = topology
+        self._next_seq = next_seq
+        self._enqueue = enqueue
+        self._cycles_logged: set[tuple[str, ...]] = set()
+
+    def give_up(self, queue: "Queue", messages: list[Message], reason: str, now: float) -> None:
+        """Dead-letter ``messages`` if ``queue`` (still there) has a dead-letter exchange
+        that exists; otherwise they are simply gone."""
+        dlx = queue.settings.dead_letter_exchange
+        if dlx is None or queue.deleted:
+            return
+        exchange = self._topology.exchanges.get(dlx)
+        if exchange is None:
+            return
+        for message in messages:
+            self._dead_letter(queue, exchange, message, reason, now)
+
+    def _dead_letter(self, queue: "Queue", exchange: "Exchange", message: Message, reason: str,
+                     now: float) -> None:
+        if not message.is_loaded:
+            assert queue.journal is not None  # only a durable queue holds paged messages
+            message = queue.journal.load(message)
+        properties = dead_letter_properties(message, queue.name, reason, now)
+        key = queue.settings.dead_letter_routing_key
+        routing_key = message.routing_key if key is None else key
+        targets = []
+        for target in self._topology.route(exchange, routing_key, properties):
+            if is_cycle(target.name, properties):
+                self._log_cycle(target.name, properties)
+            else:
+                targets.append(target)
+        if targets:
+            self._enqueue(targets, Message(self._next_seq(), exchange.name, routing_key, properties,
+                                           message.body, now, None, message.size))
+
+    def _log_cycle(self, queue: str, properties: dict) -> None:
+        names = (queue, *(str(d.get("queue")) for d in properties["headers"][X_DEATH]))
+        if names not in self._cycles_logged and len(self._cycles_logged) < MAX_CYCLES_LOGGED:
+            self._cycles_logged.add(names)
+            log.warning("message dropped: dead-lettering it to queue '%s' closes a cycle without a "
+                        "rejection (queues by death recency: %s)", queue, ", ".join(names[1:]))
 
 
 def dead_letter_properties(message: Message, queue: str, reason: str, now: float) -> dict:
