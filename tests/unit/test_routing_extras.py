@@ -135,3 +135,36 @@ def test_transaction_mode_rules(peer: FakePeer) -> None:
 def test_channel_flow(peer: FakePeer) -> None:
     assert [(op, f) for op, f, _ in peer.send(Op.CHANNEL_FLOW, 1, True)] == [(Op.CHANNEL_FLOW_OK, [1, True])]
     assert closes(peer.send(Op.CHANNEL_FLOW, 1, False)) == [(540, "NOT_IMPLEMENTED - active=false")]
+
+
+# -- sender-selected distribution (CC / BCC) --------------------------------------------------
+
+def test_cc_and_bcc_headers_add_routing_keys_and_bcc_does_not_travel(peer: FakePeer) -> None:
+    for name in ("main", "copy", "hidden"):
+        peer.declare(name)
+    peer.publish("", "main", b"x", properties={"headers": {"CC": ["copy"], "BCC": ["hidden"], "app": 1}})
+    seen = {name: [(f[-1], b) for op, f, b in peer.get(name) if op == Op.BASIC_GET_OK] for name in
+            ("main", "copy", "hidden")}
+    assert all(got and got[0][1] == b"x" for got in seen.values())
+    assert all(got[0][0]["headers"] == {"CC": ["copy"], "app": 1} for got in seen.values())
+
+
+def test_a_cc_header_of_another_type_is_406(peer: FakePeer) -> None:
+    peer.declare("main")
+    assert closes(peer.publish("", "main", b"x", properties={"headers": {"CC": "copy"}})) == [
+        (406, "PRECONDITION_FAILED - invalid message: {unacceptable_type_in_header,\"CC\",longstr}")]
+
+
+def test_a_dead_letter_keeps_its_cc_routing_keys(peer: FakePeer) -> None:
+    peer.exchange("dlx", "direct")
+    for name, key in (("dead-main", "main"), ("dead-copy", "copy")):
+        peer.declare(name)
+        peer.bind(name, "dlx", key)
+    peer.declare("main", arguments={"x-dead-letter-exchange": "dlx"})
+    peer.declare("copy")
+    peer.consume("main", "c")
+    frames = peer.publish("", "main", b"x", properties={"headers": {"CC": ["copy"]}})
+    peer.reject(deliveries(frames)[0][2], requeue=False)
+    [props] = [f[-1] for op, f, _ in peer.get("dead-main") if op == Op.BASIC_GET_OK]
+    assert props["headers"]["x-death"][0]["routing-keys"] == ["main", "copy"]
+    assert peer.drain("dead-copy") == [b"x"]  # routed by the CC key too

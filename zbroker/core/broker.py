@@ -47,7 +47,7 @@ from zbroker.core.queues import Queue
 from zbroker.core.reply_to import REPLY_PREFIX, DirectReplyTo, is_reply_name
 from zbroker.core.session import Channel, Connection, Outbox
 from zbroker.core.timers import Timers
-from zbroker.core.topology import VHOST, Topology, check_name, server_queue_name
+from zbroker.core.topology import VHOST, Topology, check_name, header_routes, server_queue_name
 from zbroker.errors import BrokerError, ChannelError, ConnectionError_
 from zbroker.methods import Method as M
 from zbroker.storage.memory import MemoryStore
@@ -509,6 +509,9 @@ class Broker:
             if self.reply_to.deliver(routing_key, properties, body) or not mandatory:
                 return
             queues: Iterable[Queue] = ()
+        elif properties and properties.get("headers") and (
+                "CC" in properties["headers"] or "BCC" in properties["headers"]):
+            queues, properties = self._sender_selected(ex, routing_key, properties)
         else:
             queues = self.topology.route(ex, routing_key, properties)
         if queues:
@@ -519,6 +522,16 @@ class Broker:
         elif mandatory:
             channel.send((_RETURN, channel.number, errors.NO_ROUTE, "NO_ROUTE", exchange,
                           routing_key, properties), body)
+
+    def _sender_selected(self, exchange: Exchange, routing_key: str,
+                         properties: dict) -> tuple[list[Queue], dict]:
+        """CC/BCC routing keys (``topology.header_routes``); the BCC header does not travel."""
+        cc, bcc = header_routes(properties["headers"])
+        queues = self.topology.route_keys(exchange, [routing_key, *cc, *bcc], properties)
+        if "BCC" in properties["headers"]:
+            headers = {k: v for k, v in properties["headers"].items() if k != "BCC"}
+            properties = {**properties, "headers": headers}
+        return queues, properties
 
     def _publishable(self, exchange: str, body: Any) -> Exchange:
         """The exchange a publish names, checked: it exists, is not internal, the body fits."""

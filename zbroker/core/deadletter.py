@@ -6,7 +6,8 @@ Rules (RabbitMQ's, from its dead-letter and message-container modules):
    requeue=False, ``multiple`` included), ``expired`` (TTL), ``maxlen`` (a length
    limit) and ``delivery_limit`` (a quorum queue's ``x-delivery-limit``). A queue that
    itself expires (``x-expires``) dead-letters nothing. A missing exchange drops it.
-2. The routing keys are ``x-dead-letter-routing-key`` if set, else the message's own.
+2. The routing keys are ``x-dead-letter-routing-key`` if set, else the message's own
+   (its routing key and those of its ``CC`` header).
 3. The ``x-death`` header is a list of tables, newest first, one per (queue, reason):
    ``count``, ``reason``, ``queue``, ``time`` (of the first such death), ``exchange`` and
    ``routing-keys`` (where the message was published before that death), and
@@ -71,9 +72,10 @@ class DeadLetters:
             message = queue.journal.load(message)
         properties = dead_letter_properties(message, queue.name, reason, now)
         key = queue.settings.dead_letter_routing_key
-        routing_key = message.routing_key if key is None else key
+        keys = routing_keys(message) if key is None else [key]
+        routing_key = keys[0]
         targets = []
-        for target in self._topology.route(exchange, routing_key, properties):
+        for target in self._topology.route_keys(exchange, keys, properties):
             if is_cycle(target.name, properties):
                 self._log_cycle(target.name, properties)
             else:
@@ -111,7 +113,7 @@ def dead_letter_properties(message: Message, queue: str, reason: str, now: float
         death.update({
             "count": 1, "reason": reason, "queue": queue,
             "time": datetime.fromtimestamp(int(now), tz=timezone.utc),
-            "exchange": message.exchange, "routing-keys": [message.routing_key],
+            "exchange": message.exchange, "routing-keys": routing_keys(message),
         })
         deaths = [death] + deaths
     headers[X_DEATH] = deaths
@@ -120,6 +122,14 @@ def dead_letter_properties(message: Message, queue: str, reason: str, now: float
         headers[f"x-last-death-{what}"] = value
     properties["headers"] = headers
     return properties
+
+
+def routing_keys(message: Message) -> list[str]:
+    """The keys the message was routed by: its own and its CC header's (BCC never
+    travels with the message), as RabbitMQ records and reuses them."""
+    cc = (message.properties.get("headers") or {}).get("CC")
+    return [message.routing_key, *(k for k in cc if isinstance(k, str))] if isinstance(cc, list) \
+        else [message.routing_key]
 
 
 def is_cycle(target_queue: str, properties: dict) -> bool:

@@ -83,6 +83,23 @@ def _typed_value(value: Any) -> str:
     return f"the value '{value}' of type '{amqp_type(value)}'"
 
 
+def header_routes(headers: dict) -> tuple[list[str], list[str]]:
+    """RabbitMQ's sender-selected distribution: the ``CC`` and ``BCC`` headers (arrays of
+    strings) add routing keys to a publish; ``BCC`` is removed before delivery. Another
+    type is RabbitMQ's 406 ``invalid message: {unacceptable_type_in_header,"CC",longstr}``."""
+    found: list[list[str]] = []
+    for name in ("CC", "BCC"):
+        value = headers.get(name)
+        if value is None:
+            found.append([])
+        elif isinstance(value, list):
+            found.append([key for key in value if isinstance(key, str)])
+        else:
+            raise ChannelError(errors.PRECONDITION_FAILED, f"invalid message: {{unacceptable_type_in_header,"
+                               f"\"{name}\",{amqp_type(value)}}}")
+    return found[0], found[1]
+
+
 def check_name(name: str, what: str) -> None:
     if len(name.encode()) > MAX_NAME_BYTES:
         raise ConnectionError_(errors.SYNTAX_ERROR, f"{what} name longer than {MAX_NAME_BYTES} bytes")
@@ -317,6 +334,14 @@ class Topology:
             self._drop_exchange(source)
 
     # -- routing -------------------------------------------------------------------
+
+    def route_keys(self, exchange: Exchange, routing_keys: list[str], properties: dict) -> list[Queue]:
+        """The queues a message with several routing keys (CC/BCC) reaches, each once."""
+        found: dict[int, Queue] = {}
+        for key in routing_keys:
+            for queue in self.route(exchange, key, properties):
+                found.setdefault(id(queue), queue)
+        return list(found.values())
 
     def route(self, exchange: Exchange, routing_key: str, properties: dict) -> Iterable[Queue]:
         """The queues a message reaches; where an exchange routes it nowhere and has an
