@@ -167,4 +167,5 @@ def test_a_dead_letter_keeps_its_cc_routing_keys(peer: FakePeer) -> None:
     peer.reject(deliveries(frames)[0][2], requeue=False)
     [props] = [f[-1] for op, f, _ in peer.get("dead-main") if op == Op.BASIC_GET_OK]
     assert props["headers"]["x-death"][0]["routing-keys"] == ["main", "copy"]
+    assert "CC" not in props["headers"]  # RabbitMQ drops it from the dead letter
     assert peer.drain("dead-copy") == [b"x"]  # routed by the CC key too

@@ -62,7 +62,7 @@ class _Invalid(Exception):
 
 def _integer(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _Invalid(f"{{unacceptable_type,{amqp_type(value)}}}")
+        raise _Invalid(f'"expected integer, got {amqp_type(value)}"')
     return value
 
 
@@ -98,6 +98,16 @@ def _max_priority(value: Any) -> int:
 def _string(value: Any) -> str:
     if not isinstance(value, str):
         raise _Invalid(f"{{unacceptable_type,{amqp_type(value)}}}")
+    return value
+
+
+class _BadType(Exception):
+    """RabbitMQ words a wrong type for some arguments its own way (see queue_settings)."""
+
+
+def _exchange_name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _BadType(amqp_type(value))
     return value
 
 
@@ -138,7 +148,7 @@ QUEUE_ARGUMENTS: dict[str, tuple[Callable[[Any], Any], tuple[str, ...]]] = {
     "x-max-length": (_non_negative, _BOTH),
     "x-max-length-bytes": (_non_negative, _BOTH),
     "x-overflow": (_choice(OVERFLOW_MODES, "invalid_overflow"), _BOTH),
-    "x-dead-letter-exchange": (_string, _BOTH),
+    "x-dead-letter-exchange": (_exchange_name, _BOTH),
     "x-dead-letter-routing-key": (_string, _BOTH),
     "x-max-priority": (_max_priority, (CLASSIC,)),
     "x-single-active-consumer": (_boolean, _BOTH),
@@ -229,6 +239,8 @@ def queue_settings(name: str, arguments: dict) -> QueueSettings:
             raise precondition(f"invalid arg '{key}' for {where}: {exc}") from None
         except _Unsupported:
             raise precondition(f"invalid arg '{key}' for {where}: not supported by zbroker") from None
+        except _BadType as exc:
+            raise precondition(f"invalid type '{exc}' for arg '{key}' in {where}") from None
         if key in _SETTING_NAMES:
             values[_SETTING_NAMES[key]] = typed
     if "dead_letter_routing_key" in values and "dead_letter_exchange" not in values:

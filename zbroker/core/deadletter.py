@@ -14,8 +14,9 @@ Rules (RabbitMQ's, from its dead-letter and message-container modules):
    ``original-expiration`` if it had a per-message TTL. A repeat of the same (queue,
    reason) counts up and moves that table to the front. ``x-first-death-reason`` /
    ``-queue`` / ``-exchange`` are set once; ``x-last-death-*`` at every death.
-4. The dead-lettered copy has no ``expiration`` (its TTL would kill it again at once);
-   it keeps every other property, persistence included.
+4. The dead-lettered copy has no ``expiration`` (its TTL would kill it again at once)
+   and no ``CC`` header (its keys are in ``routing-keys``); it keeps every other
+   property, persistence included. (``x-last-death-*`` are RabbitMQ 3.13's.)
 5. Cycles: a target queue the message already died in is skipped -- the message is
    dropped there -- unless some death since (and including) the last one in that
    queue was a rejection, i.e. a client took part in the cycle.
@@ -97,6 +98,7 @@ def dead_letter_properties(message: Message, queue: str, reason: str, now: float
     properties = dict(message.properties)
     expiration = properties.pop("expiration", None)
     headers = dict(properties.get("headers") or {})
+    headers.pop("CC", None)  # its keys are in routing-keys; RabbitMQ removes the header
     deaths = [d for d in headers.get(X_DEATH) or () if isinstance(d, dict)] \
         if isinstance(headers.get(X_DEATH), list) else []
     for i, death in enumerate(deaths):
@@ -107,14 +109,13 @@ def dead_letter_properties(message: Message, queue: str, reason: str, now: float
             deaths = [updated] + deaths[:i] + deaths[i + 1:]
             break
     else:
-        death: dict[str, Any] = {}
-        if expiration is not None:
-            death["original-expiration"] = expiration
-        death.update({
+        death: dict[str, Any] = {
             "count": 1, "reason": reason, "queue": queue,
             "time": datetime.fromtimestamp(int(now), tz=timezone.utc),
             "exchange": message.exchange, "routing-keys": routing_keys(message),
-        })
+        }
+        if expiration is not None:
+            death["original-expiration"] = expiration
         deaths = [death] + deaths
     headers[X_DEATH] = deaths
     for what, value in (("reason", reason), ("queue", queue), ("exchange", message.exchange)):
