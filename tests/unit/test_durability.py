@@ -358,3 +358,17 @@ def test_arguments_an_older_zbroker_stored_are_applied_after_restart(tmp_path: P
     assert message_count(p, "old") == 2  # applied on recovery: the oldest three dropped
     assert [b for op, _, b in p.get("old") if op == Op.BASIC_GET_OK] == [b"4"]
     broker.store.close()
+
+
+def test_a_quorum_queue_keeps_transient_messages_too(node: Restartable) -> None:
+    """RabbitMQ's quorum queues store every message durably, whatever its delivery mode."""
+    p = node.peer()
+    declare_durable(p, "quorum", arguments={"x-queue-type": "quorum"})
+    declare_durable(p, "classic")
+    p.send(Op.EXCHANGE_DECLARE, 1, "both", "fanout", False, True, False, False, {})
+    p.send(Op.QUEUE_BIND, 1, "quorum", "both", "", {})
+    p.send(Op.QUEUE_BIND, 1, "classic", "both", "", {})
+    p.publish("both", "", b"transient")
+    node.broker.commit()
+    p = node.restart(crash=True)
+    assert (message_count(p, "quorum"), message_count(p, "classic")) == (1, 0)

@@ -554,6 +554,10 @@ class Broker:
                 break
         if message.properties.get("delivery_mode") == PERSISTENT:
             self.durability.store_message(message, queues, confirming)
+        elif self.topology.quorum_queues:  # a quorum queue keeps every message, as RabbitMQ's
+            quorum = [q for q in queues if q.quorum]
+            if quorum:
+                self.durability.store_message(message, quorum, confirming)
         for queue in queues:
             queue.enqueue(message)
             if queue.consumers:

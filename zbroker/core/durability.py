@@ -3,7 +3,8 @@
 Rules of this module:
 1. A persistent message (``delivery_mode`` 2) routed to durable queues is appended to
    the store once, with the ids of every durable queue it reached, and its publish time
-   (so a recovered message expires when it would have).
+   (so a recovered message expires when it would have). A quorum queue keeps every
+   message it gets, persistent or not, as RabbitMQ's quorum queues do.
 2. The wire's loop calls ``Broker.commit`` once per pass, before sending anything; it
    saves the durable topology if it changed and commits the store, and only then are
    publisher confirms released (``confirms.py``): a confirm, a declare-ok or a delivery

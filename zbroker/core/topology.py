@@ -113,6 +113,8 @@ class Topology:
     def __init__(self, name_source: Callable[[], str] = server_queue_name,
                  journal_for: Callable[[int], QueueJournal] | None = None) -> None:
         self.queues: dict[str, Queue] = {}
+        #: How many quorum queues exist: while 0, a transient publish needs no store look.
+        self.quorum_queues = 0
         self.durable_changes = 0
         self.next_queue_id = 1
         self._journal_for = journal_for
@@ -241,6 +243,7 @@ class Topology:
     def add_queue(self, queue: Queue, store_id: int | None = None) -> None:
         """Register a new queue; a durable one gets its journal (``store_id`` on recovery)."""
         self.queues[queue.name] = queue
+        self.quorum_queues += queue.quorum
         if queue.durable and not queue.exclusive:
             if store_id is None:
                 store_id = self.next_queue_id
@@ -286,6 +289,7 @@ class Topology:
         count = queue.message_count
         self.queues.pop(queue.name, None)
         queue.deleted = True
+        self.quorum_queues -= queue.quorum
         if queue.journal is not None:
             queue.journal.drop(queue.stored())
             self.durable_changes += 1
