@@ -51,3 +51,13 @@ def test_redeclaring_with_another_ttl_is_406(peer: FakePeer) -> None:
     peer.declare("q", arguments={"x-message-ttl": 1000})
     assert closes(peer.declare("q", arguments={"x-message-ttl": 2000})) == [
         (406, f"PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' {Q}: received '2000' but current is '1000'")]
+
+
+@pytest.mark.parametrize("arguments, detail", [
+    ({"x-consumer-timeout": 60000}, f"invalid arg 'x-consumer-timeout' {Q}: not supported by zbroker"),
+    ({"x-stream-offset": "first"}, f"invalid arg 'x-stream-offset' {Q} of queue type rabbit_classic_queue"),
+])
+def test_consumer_arguments_zbroker_does_not_implement_are_refused(peer: FakePeer, arguments: dict,
+                                                                   detail: str) -> None:
+    peer.declare("q")
+    assert closes(peer.consume("q", "c", arguments=arguments)) == [(406, "PRECONDITION_FAILED - " + detail)]

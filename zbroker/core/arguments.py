@@ -256,8 +256,20 @@ def queue_settings(name: str, arguments: dict) -> QueueSettings:
     return QueueSettings(**values)
 
 
-def consumer_priority(queue: str, arguments: dict) -> int:
-    """``x-priority`` of ``basic_consume(arguments=...)``; 0 when absent."""
+#: Consumer arguments RabbitMQ knows besides x-priority: refused, never ignored.
+CONSUMER_UNSUPPORTED = ("x-consumer-timeout",)
+CONSUMER_STREAM_ONLY = ("x-stream-offset", "x-stream-filter", "x-stream-match-unfiltered", "x-credit")
+
+
+def consumer_priority(queue: str, queue_type: str, arguments: dict) -> int:
+    """``x-priority`` of ``basic_consume(arguments=...)`` (0 when absent), after refusing
+    the consumer arguments zbroker does not implement."""
+    for key in arguments:
+        if key in CONSUMER_UNSUPPORTED:
+            raise precondition(f"invalid arg '{key}' for {queue_resource(queue)}: not supported by zbroker")
+        if key in CONSUMER_STREAM_ONLY:
+            raise precondition(f"invalid arg '{key}' for {queue_resource(queue)} of queue type "
+                               f"{TYPE_MODULES[queue_type]}")
     value = arguments.get("x-priority")
     if value is None:
         return 0

@@ -459,7 +459,7 @@ class Broker:
             self.reply_to.consume(channel, tag, auto_ack)
             return
         q = self.topology.queue(queue, channel.connection)
-        priority = consumer_priority(queue, arguments)
+        priority = consumer_priority(queue, q.settings.queue_type, arguments)
         if q.has_exclusive_consumer or (exclusive and q.consumers):
             raise ChannelError(errors.ACCESS_REFUSED, f"queue '{queue}' in vhost '{VHOST}' in exclusive use")
         consumer = Consumer(tag, q, channel, auto_ack, exclusive, channel.prefetch_count, arguments, priority)
