@@ -67,17 +67,19 @@ def test_durable_things_survive_a_restart_and_transient_ones_do_not(data_dir: Pa
         ch.exchange_declare("logs", "topic", durable=True)
         ch.exchange_declare("scratch", "fanout")
         ch.queue_declare("task_queue", durable=True, arguments={"x-queue-type": "quorum"})
+        ch.queue_declare("classic_queue", durable=True)
         ch.queue_declare("temp")
         ch.queue_bind("task_queue", "logs", "kern.*")
         ch.confirm_delivery()
         for i in range(3):
             ch.basic_publish("", "task_queue", b"task %d" % i, PERSISTENT)
-        ch.basic_publish("", "task_queue", b"transient")  # a transient message in a durable queue
+        ch.basic_publish("", "classic_queue", b"transient")  # a transient message in a durable classic queue
         ch.basic_publish("", "temp", b"lost", PERSISTENT)  # persistent, but in a transient queue
         broker = restart(broker, data_dir, kill)
         conn = connect(broker)
         ch = conn.channel()
         assert ch.queue_declare("task_queue", passive=True).method.message_count == 3
+        assert ch.queue_declare("classic_queue", passive=True).method.message_count == 0
         for kind in ("queue", "exchange"):  # the transient queue "temp" and exchange "scratch"
             ch = conn.channel()
             with pytest.raises(exceptions.ChannelClosedByBroker) as info:
