@@ -15,6 +15,7 @@ import click
 from zbroker import DEFAULT_BIND, __version__
 from zbroker.bench import WORKLOADS
 from zbroker.core.broker import DEFAULT_HEARTBEAT_S, DEFAULT_MAX_BODY_BYTES
+from zbroker.core.limits import DEFAULT_CHANNEL_MAX, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_QUEUES, Limits
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -37,10 +38,16 @@ def main() -> None:
                    "per directory.  [default: $XDG_DATA_HOME/zbroker, i.e. ~/.local/share/zbroker]")
 @click.option("--in-memory", is_flag=True,
               help="Keep nothing on disk: durable things last only as long as the process.")
+@click.option("--channel-max", type=click.IntRange(min=0, max=65535), default=DEFAULT_CHANNEL_MAX,
+              show_default=True, help="Channels one connection may open (RabbitMQ's default; 0: 65535).")
+@click.option("--max-connections", type=click.IntRange(min=0), default=DEFAULT_MAX_CONNECTIONS,
+              show_default=True, help="Connections the broker accepts at once (0: no limit).")
+@click.option("--max-queues", type=click.IntRange(min=0), default=DEFAULT_MAX_QUEUES, show_default=True,
+              help="Queues the broker holds at once (0: no limit).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None, in_memory: bool,
-          log_level: str) -> None:
+          channel_max: int, max_connections: int, max_queues: int, log_level: str) -> None:
     """Run the broker until Ctrl-C or SIGTERM."""
     from zbroker.core import Broker
     from zbroker.server import Server
@@ -52,7 +59,8 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None,
         raise click.UsageError("--in-memory and --data-dir exclude each other")
     store = MemoryStore() if in_memory else DiskStore(data_dir or default_data_dir())
     try:
-        broker = Broker(heartbeat=heartbeat, max_body_bytes=max_body_bytes, store=store, now=time.time())
+        broker = Broker(heartbeat=heartbeat, max_body_bytes=max_body_bytes, store=store, now=time.time(),
+                        limits=Limits(channel_max or 65535, max_connections, max_queues))
     except (StoreError, OSError) as exc:
         raise click.ClickException(f"cannot open the store: {exc}") from None
     server = Server(broker, bind)

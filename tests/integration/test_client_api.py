@@ -408,3 +408,21 @@ def test_ordering_of_10000_messages_from_one_producer(connect) -> None:
     ch.basic_consume("order", lambda c, m, p, b: (cb(c, m, p, b), c.basic_ack(m.delivery_tag)))
     ch.start_consuming()
     assert received == list(range(n))
+
+
+def test_the_client_keeps_to_the_broker_s_channel_max() -> None:
+    """``zbroker serve --channel-max 3``: the client negotiates 3, as pika does with
+    RabbitMQ's channel_max, and a fourth channel is NoFreeChannels."""
+    from tests.support import Broker as BrokerProcess
+    broker = BrokerProcess("--channel-max", "3")
+    try:
+        conn = pika.BlockingConnection(pika.ConnectionParameters(port=broker.port))
+        assert conn.channel_max == 3
+        channels = [conn.channel() for _ in range(3)]
+        with pytest.raises(pika.exceptions.NoFreeChannels):
+            conn.channel()
+        assert all(ch.is_open for ch in channels)
+        conn.close()
+    finally:
+        assert broker.stop() == 0
+        broker.remove_data()

@@ -158,6 +158,9 @@ class BlockingConnection:
                     raise reason
                 raise exceptions.AMQPConnectionError(f"cannot connect to {params.endpoint}: {reason!r}")
         heartbeat, self.max_body_bytes, self.server_properties = self._hello
+        # The lower of ours and the broker's, as AMQP's tune negotiates it (0: no limit).
+        offered = self.server_properties.get("channel_max") or 0
+        self.channel_max = min(params.channel_max, offered) if offered else params.channel_max
         self.heartbeat = params.heartbeat(self, heartbeat) if callable(params.heartbeat) else heartbeat
         if creds.erase_on_connect:
             creds.username = creds.password = ""
@@ -332,9 +335,9 @@ class BlockingConnection:
         self._raise_if_lost()
         if channel_number is None:
             channel_number = next(n for n in itertools.count(1) if n not in self._channels)
-            if channel_number > self.params.channel_max:
+            if channel_number > self.channel_max:
                 raise exceptions.NoFreeChannels()
-        elif not isinstance(channel_number, int) or not 1 <= channel_number <= self.params.channel_max:
+        elif not isinstance(channel_number, int) or not 1 <= channel_number <= self.channel_max:
             raise exceptions.InvalidChannelNumber(channel_number)
         elif channel_number in self._channels:
             raise exceptions.InvalidChannelNumber(channel_number)

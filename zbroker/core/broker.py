@@ -42,6 +42,7 @@ from zbroker.core.deadletter import DELIVERY_LIMIT, EXPIRED, MAXLEN, REJECTED, D
 from zbroker.core.durability import PERSISTENT, Durability
 from zbroker.core.exchanges import Exchange
 from zbroker.core.journal import QueueJournal
+from zbroker.core.limits import Limits
 from zbroker.core.message import Message
 from zbroker.core.queues import Queue
 from zbroker.core.reply_to import REPLY_PREFIX, DirectReplyTo, is_reply_name
@@ -77,12 +78,15 @@ class Broker:
     def __init__(self, heartbeat: int = DEFAULT_HEARTBEAT_S,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                  name_source: Callable[[], str] = server_queue_name,
-                 store: MessageStore | None = None, now: float = 0.0) -> None:
+                 store: MessageStore | None = None, now: float = 0.0,
+                 limits: Limits | None = None) -> None:
         self.heartbeat = heartbeat
         self.max_body_bytes = max_body_bytes
+        self.limits = limits or Limits()
         self.now = now
         self.store = store if store is not None else MemoryStore()
-        self.topology = Topology(name_source, lambda queue_id: QueueJournal(self.store, queue_id, now))
+        self.topology = Topology(name_source, lambda queue_id: QueueJournal(self.store, queue_id, now),
+                                 self.limits)
         self.outbox = Outbox()
         self.connections: dict[Hashable, Connection] = {}
         self.confirms = Confirms()
@@ -137,6 +141,13 @@ class Broker:
         if virtual_host != VHOST:
             self.close_connection(conn_id, errors.NOT_ALLOWED, f"vhost {virtual_host} not found")
             return None
+        limit = self.limits.max_connections
+        if self.limits.reached(limit, len(self.connections)):
+            text = f"connection refused: node connection limit ({limit}) is reached"
+            self.limits.report("connections", text)
+            self.close_connection(conn_id, errors.NOT_ALLOWED, text)
+            return None
+        self.limits.clear("connections")
         negotiated = self.heartbeat if heartbeat is None else heartbeat
         conn = Connection(conn_id, self.outbox, negotiated, virtual_host, client_properties)
         self.connections[conn_id] = conn
@@ -315,6 +326,14 @@ class Broker:
                 conn.send((M.CHANNEL_CLOSE_OK, number))
             return  # anything else on a closing channel is discarded
         if op == M.CHANNEL_OPEN and 1 <= number <= MAX_CHANNEL:
+            channel_max = self.limits.channel_max
+            if self.limits.reached(channel_max, len(conn.channels)):
+                text = (f"number of channels opened ({len(conn.channels)}) has reached the "
+                        f"negotiated channel_max ({channel_max})")
+                log.warning("connection %s closed: %s", conn.name, text)
+                self._drop_connection(conn)
+                conn.send((M.CONNECTION_CLOSE, errors.NOT_ALLOWED, errors.reply_text(errors.NOT_ALLOWED, text)))
+                return
             conn.channels[number] = Channel(number, conn)
             conn.send((M.CHANNEL_OPEN_OK, number))
             return

@@ -11,6 +11,7 @@ Rules of this module (RabbitMQ's, with its reply codes and texts):
   binds, consumes, gets, purges or deletes it gets 405.
 - Deleting a queue removes its bindings; an auto-delete exchange goes with its last
   binding. Deleting what does not exist succeeds, as in RabbitMQ 3.10.
+- A new queue beyond ``limits.max_queues`` is refused (406, ``limits.py``).
 
 - Durable exchanges and queues, and bindings whose both ends are durable, are the
   *durable topology*: every change to it bumps ``durable_changes`` so the broker knows
@@ -30,6 +31,7 @@ from zbroker import errors
 from zbroker.core.arguments import QUORUM, amqp_type, queue_settings
 from zbroker.core.exchanges import EXCHANGE_TYPES, Exchange, HeadersExchange, freeze, valid_match_mode
 from zbroker.core.journal import QueueJournal
+from zbroker.core.limits import Limits
 from zbroker.core.queues import Queue
 from zbroker.core.session import Connection
 from zbroker.errors import ChannelError, ConnectionError_
@@ -111,7 +113,9 @@ def is_durable_binding(source: Exchange, destination: Queue | Exchange) -> bool:
 
 class Topology:
     def __init__(self, name_source: Callable[[], str] = server_queue_name,
-                 journal_for: Callable[[int], QueueJournal] | None = None) -> None:
+                 journal_for: Callable[[int], QueueJournal] | None = None,
+                 limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
         self.queues: dict[str, Queue] = {}
         #: How many quorum queues exist: while 0, a transient publish needs no store look.
         self.quorum_queues = 0
@@ -234,6 +238,12 @@ class Topology:
             return existing
         settings = queue_settings(name, arguments)
         self._check_queue_type(name, settings.queue_type, durable, exclusive, auto_delete)
+        limit = self.limits.max_queues
+        if self.limits.reached(limit, len(self.queues)):
+            text = f"cannot declare queue '{name}': queue limit in cluster ({limit}) is reached"
+            self.limits.report("queues", f"queue limit in cluster ({limit}) is reached")
+            raise ChannelError(errors.PRECONDITION_FAILED, text)
+        self.limits.clear("queues")
         queue = Queue(name, durable, conn if exclusive else None, auto_delete, arguments, settings)
         self.add_queue(queue)
         if exclusive:

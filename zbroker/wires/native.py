@@ -68,7 +68,8 @@ class NativeWire:
                                           client_properties)
             if conn is not None:
                 conn.send((M.HELLO_OK, conn.heartbeat, broker.max_body_bytes,
-                           {"product": "zbroker", "version": __version__}))
+                           {"product": "zbroker", "version": __version__,
+                            "channel_max": broker.limits.channel_max}))
             return conn
         if op != M.CONNECTION_CLOSE_OK:
             log.debug("frame %s from unknown peer %s", op, peer.hex()[:12])
