@@ -199,3 +199,40 @@ def test_malformed_frames_get_an_error_and_the_broker_serves_on(broker, connect,
     healthy.basic_publish("", "still-served", b"ok")
     assert healthy.basic_get("still-served", auto_ack=True)[2] == b"ok"
     assert "Traceback" not in broker.log()
+
+
+def test_a_100_mb_header_table_is_cut_and_a_bystander_goes_on(broker: Broker) -> None:
+    """A raw peer sends one command frame of 100 MB (a header table): 501 for it alone,
+    refused before any decoding; a well-behaved client publishes and consumes throughout."""
+    conn = pika.BlockingConnection(pika.ConnectionParameters(port=broker.port))
+    ch = conn.channel()
+    ch.queue_declare("bystander")
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(broker.endpoint)
+    try:
+        sock.send_multipart([HEADER, msgpack.packb([Op.HELLO, None, "/", "g", "g", {}])])
+        assert sock.poll(5000)
+        sock.recv_multipart()
+        sock.send_multipart([HEADER, msgpack.packb([Op.CHANNEL_OPEN, 1])])
+        assert sock.poll(5000)
+        sock.recv_multipart()
+        table = {"h": "x" * (100 * 1024 * 1024)}
+        started = time.monotonic()
+        sock.send_multipart([HEADER, msgpack.packb([Op.BASIC_PUBLISH, 1, "", "bystander", False,
+                                                    {"headers": table}]), b"body"])
+        del table
+        ch.basic_publish("", "bystander", b"still served")
+        assert sock.poll(10_000)
+        reply = msgpack.unpackb(sock.recv_multipart()[1])
+        assert reply[0] == Op.CONNECTION_CLOSE and reply[1] == 501, reply
+        assert time.monotonic() - started < 10
+        method, _, body = ch.basic_get("bystander", auto_ack=True)
+        assert body == b"still served"
+        assert ch.queue_declare("bystander", passive=True).method.message_count == 0
+    finally:
+        sock.close(0)
+        ctx.term()
+        conn.close()
+    broker.wait_for("command frame of 104857\\d+ bytes is larger than frame_max")

@@ -141,3 +141,15 @@ def test_bytes_keys_are_strings_as_in_pika_and_other_clients_publish_on(connect:
     assert a.basic_get("matched")[0] is None
     with pytest.raises(ValueError, match="keys must be strings"):
         a.queue_declare("q", arguments={1: "int key"})
+
+
+def test_headers_up_to_frame_max_travel_and_larger_are_refused_before_sending(connect: Callable) -> None:
+    ch = connect().channel()
+    ch.queue_declare("big-headers")
+    big = {"blob": "x" * 120_000}
+    ch.basic_publish("", "big-headers", b"m", pika.BasicProperties(headers=big))
+    _, props, body = ch.basic_get("big-headers", auto_ack=True)
+    assert body == b"m" and props.headers == big
+    with pytest.raises(ValueError, match="frame_max is 131072"):
+        ch.basic_publish("", "big-headers", b"m", pika.BasicProperties(headers={"blob": "x" * 200_000}))
+    assert ch.is_open

@@ -111,3 +111,14 @@ def test_a_bug_in_a_timer_is_logged_and_the_broker_goes_on(caplog: pytest.LogCap
     peer.declare("other")
     peer.consume("other", "c", auto_ack=True)
     assert bodies(peer.publish("", "other", b"still serving")) == [b"still serving"]
+
+
+def test_a_command_frame_over_frame_max_is_refused_before_decoding() -> None:
+    broker = Broker()
+    bad, good = FakePeer(broker, b"bad").open(), FakePeer(broker, b"good").open()
+    good.declare("q")
+    huge = raw(Op.BASIC_PUBLISH, 1, "", "q", False, {"headers": {"h": "x" * 200_000}})
+    assert closes(bad.send_parts([HEADER, huge, b"body"])) == [
+        (501, f"FRAME_ERROR - command frame of {len(huge)} bytes is larger than frame_max (131072 bytes)")]
+    good.publish("", "q", b"fine", properties={"headers": {"h": "x" * 100_000}})  # under the limit
+    assert good.count("q") == 1

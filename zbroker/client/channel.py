@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, NamedTuple
 from zbroker.client import exceptions, frame, spec
 from zbroker.client.exchange_type import ExchangeType
 from zbroker.protocol import Op, encode
+from zbroker.protocol.codec import MAX_COMMAND_BYTES
 from zbroker.protocol.tables import TableError, check_properties, check_table
 
 if TYPE_CHECKING:
@@ -429,8 +430,12 @@ class BlockingChannel:
             except TableError as exc:
                 raise ValueError(f"invalid message properties: {exc}") from None
         data = _body(body)
-        self._send(Op.BASIC_PUBLISH, _short(exchange, "exchange"), _short(routing_key, "routing_key"),
-                   bool(mandatory), props, body=data)
+        command = encode(Op.BASIC_PUBLISH, self._number, _short(exchange, "exchange"),
+                         _short(routing_key, "routing_key"), bool(mandatory), props)
+        if len(command) > MAX_COMMAND_BYTES:  # the broker would close the connection (501)
+            raise ValueError(f"message properties too large: {len(command)} bytes encoded, "
+                             f"frame_max is {MAX_COMMAND_BYTES}")
+        self._connection._send([command, data])
         return data
 
     def basic_publish(self, exchange: str, routing_key: str, body: bytes | str,

@@ -29,6 +29,7 @@ from zbroker import __version__
 from zbroker.client import exceptions
 from zbroker.client.parameters import ConnectionParameters
 from zbroker.protocol import HEADER, Op, ProtocolError, check_header, decode_message, encode
+from zbroker.protocol.codec import DELIVERY_OVERHEAD_BYTES, MAX_COMMAND_BYTES
 from zbroker.transport import POLLIN, recv_batch, send_parts, wait_readable
 
 log = logging.getLogger(__name__)
@@ -224,7 +225,7 @@ class BlockingConnection:
         for parts in recv_batch(sock, READ_BATCH):
             try:
                 check_header(parts[0])
-                for op, fields, body in decode_message(parts, 1):
+                for op, fields, body in decode_message(parts, 1, MAX_COMMAND_BYTES + DELIVERY_OVERHEAD_BYTES):
                     self._on_command(op, fields, body)
             except ProtocolError as exc:
                 log.error("broker sent an invalid message: %s", exc)

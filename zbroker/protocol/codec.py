@@ -48,6 +48,16 @@ _DEEP = {
 }
 
 
+#: The largest command frame a peer may send: RabbitMQ's default frame_max (128 KiB),
+#: which in AMQP bounds a message's properties and headers (its content header frame
+#: cannot be split). Checked before decoding, so a 100 MB header table costs no parsing.
+MAX_COMMAND_BYTES = 131072
+#: What the broker adds to a published command when it delivers it (consumer tag,
+#: delivery tag, exchange and routing key, each at most 255 bytes): a client accepts
+#: command frames this much larger.
+DELIVERY_OVERHEAD_BYTES = 4096
+
+
 class ProtocolError(Exception):
     """The peer sent something that is not a valid zbroker message."""
 
@@ -75,8 +85,11 @@ def check_header(header: bytes) -> None:
     raise ProtocolError(errors.FRAME_ERROR, "not a zbroker message (bad header frame)")
 
 
-def decode_command(frame: bytes) -> tuple[int, list[Any]]:
+def decode_command(frame: bytes, max_bytes: int = MAX_COMMAND_BYTES) -> tuple[int, list[Any]]:
     """Decode and validate one command frame against the table."""
+    if len(frame) > max_bytes:
+        raise ProtocolError(errors.FRAME_ERROR, f"command frame of {len(frame)} bytes is larger than "
+                                                f"frame_max ({max_bytes} bytes)")
     try:
         command = _unpackb(frame, timestamp=3)
     except Exception as exc:  # msgpack raises several unrelated types
@@ -117,7 +130,8 @@ def _bad_field(spec: Any, fields: list[Any]) -> None:
             )
 
 
-def decode_message(parts: Sequence[Any], start: int = 1) -> Iterator[tuple[int, list[Any], Any]]:
+def decode_message(parts: Sequence[Any], start: int = 1,
+                   max_bytes: int = MAX_COMMAND_BYTES) -> Iterator[tuple[int, list[Any], Any]]:
     """Yield ``(opcode, fields, body)`` for each command of ``parts[start:]``.
 
     ``start`` skips the header (and, on the broker, the peer id); ``body`` is ``None``
@@ -127,7 +141,7 @@ def decode_message(parts: Sequence[Any], start: int = 1) -> Iterator[tuple[int, 
     """
     i, n = start, len(parts)
     while i < n:
-        op, fields = decode_command(parts[i])
+        op, fields = decode_command(parts[i], max_bytes)
         i += 1
         body = None
         if op in BODY_OPS:
