@@ -50,7 +50,7 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None,
           channel_max: int, max_connections: int, max_queues: int, log_level: str) -> None:
     """Run the broker until Ctrl-C or SIGTERM."""
     from zbroker.core import Broker
-    from zbroker.server import Server
+    from zbroker.server import Server, raise_descriptor_limit
     from zbroker.storage import DiskStore, MemoryStore, StoreError
     from zbroker.storage.datadir import default_data_dir
 
@@ -58,6 +58,12 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None,
     if in_memory and data_dir is not None:
         raise click.UsageError("--in-memory and --data-dir exclude each other")
     store = MemoryStore() if in_memory else DiskStore(data_dir or default_data_dir())
+    fit = raise_descriptor_limit()
+    if not max_connections or max_connections > fit:
+        logging.getLogger("zbroker").warning(
+            "--max-connections %s lowered to %d: the open-file limit leaves room for no more "
+            "(raise it with ulimit -n or LimitNOFILE=)", max_connections or "unlimited", fit)
+        max_connections = fit
     try:
         broker = Broker(heartbeat=heartbeat, max_body_bytes=max_body_bytes, store=store, now=time.time(),
                         limits=Limits(channel_max or 65535, max_connections, max_queues))

@@ -23,6 +23,7 @@ a restart). Rules:
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import time
 from collections import deque
@@ -48,6 +49,27 @@ PROBE_SWEEP_S = 5.0
 SNDHWM = 10_000
 #: How long a clean shutdown waits for the goodbye frames to leave, in milliseconds.
 SHUTDOWN_LINGER_MS = 500
+
+
+#: Descriptors kept for everything that is not a client connection (the store's
+#: segments, the data-directory lock, libzmq's own mailboxes and monitor sockets).
+RESERVED_DESCRIPTORS = 256
+
+
+def raise_descriptor_limit() -> int:
+    """Take every file descriptor the system allows (soft limit up to the hard one), as
+    a server should: each client connection costs one, and a desktop's default soft
+    limit (1024) would otherwise cap the broker near a thousand connections. Returns how
+    many client connections fit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, exc)
+    return max(1, soft - RESERVED_DESCRIPTORS)
 
 
 class Server:
