@@ -426,3 +426,47 @@ def test_the_client_keeps_to_the_broker_s_channel_max() -> None:
     finally:
         assert broker.stop() == 0
         broker.remove_data()
+
+
+AUTO_ACK_DRAIN = r'''
+import sys, time
+import zbroker.client as pika
+count = int(sys.argv[1])
+def rss():
+    return int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1]) // 1024
+ch = pika.BlockingConnection(pika.ConnectionParameters()).channel()
+queue = f"backlog-{count}"
+ch.queue_declare(queue)
+ch.confirm_delivery()
+for _ in range(count // 1000):
+    for _ in range(1000):
+        ch.publish_nowait("", queue, b"x" * 2048)
+    ch.wait_for_confirms()
+peak, n = 0, 0
+for method, _, _ in ch.consume(queue, auto_ack=True, inactivity_timeout=3):
+    if method is None:
+        break
+    n += 1
+    if n < 2000:
+        time.sleep(0.001)  # busy at first, while the broker keeps sending
+    if n % 1000 == 0:
+        peak = max(peak, rss())
+print("consumed", n, "peak", peak, flush=True)
+'''
+
+
+def test_an_auto_ack_consumer_holds_a_bounded_number_of_deliveries(broker) -> None:  # noqa: ANN001
+    """Draining a backlog with consume(auto_ack=True), a client holds what a few broker
+    messages carry, not the queue: its peak memory is the same for a backlog of
+    100,000 x 2 KiB as for 200,000 (it grew with the backlog before: 596 and 895 MiB)."""
+    from tests.support import python_snippet
+    peaks = {}
+    for count in (100_000, 200_000):
+        proc = python_snippet(AUTO_ACK_DRAIN.replace("sys.argv[1]", str(count)), broker.port)
+        m = proc.wait_for(r"consumed (\d+) peak (\d+)", timeout=120)
+        assert int(m.group(1)) == count
+        peaks[count] = int(m.group(2))
+        assert proc.wait(30) == 0
+    print("client peak RSS (MiB) by backlog:", peaks)
+    assert peaks[200_000] < peaks[100_000] * 1.5, peaks  # does not grow with the backlog
+    assert peaks[200_000] < 300, peaks  # the backlog itself is 400 MB

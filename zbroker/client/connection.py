@@ -43,6 +43,15 @@ CLOSE_TIMEOUT_S = 5.0
 MAX_WAIT_S = 1.0
 #: Messages read per pump before callbacks get a turn: a flood cannot starve them.
 READ_BATCH = 64
+#: Broker messages libzmq may hold for this connection before the program reads them.
+#: Past it libzmq stops reading the socket, the broker's pipe to us fills, and the broker
+#: stops delivering to this connection (its "blocked peer" rule) until we catch up: a
+#: program busy in a callback, or an auto-ack consumer of a long queue, holds a bounded
+#: number of deliveries, not the queue.
+RCVHWM = 32
+#: Frames read per pump at most (about half as many deliveries): with READ_BATCH and
+#: RCVHWM, what a connection holds unread is a few broker messages, not the queue.
+READ_PARTS = 2048
 _TRANSPORT_LOST = zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
 _MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | _TRANSPORT_LOST | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
 
@@ -123,7 +132,7 @@ class BlockingConnection:
         sock.setsockopt(zmq.ROUTING_ID, b"zb" + os.urandom(14))
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 0)
-        sock.setsockopt(zmq.RCVHWM, 0)
+        sock.setsockopt(zmq.RCVHWM, RCVHWM)
         hb = params.heartbeat if isinstance(params.heartbeat, int) else DEFAULT_HEARTBEAT_S
         if hb > 0:
             sock.setsockopt(zmq.HEARTBEAT_IVL, hb * 500)
@@ -222,7 +231,9 @@ class BlockingConnection:
         sock = self._sock
         if sock is None:
             return
+        taken = 0
         for parts in recv_batch(sock, READ_BATCH):
+            taken += len(parts)
             try:
                 check_header(parts[0])
                 for op, fields, body in decode_message(parts, 1, MAX_COMMAND_BYTES + DELIVERY_OVERHEAD_BYTES):
@@ -233,6 +244,8 @@ class BlockingConnection:
                 return
             if self._sock is None:  # a command closed the connection
                 return
+            if taken >= READ_PARTS:
+                return  # the rest waits in libzmq (RCVHWM) until the program catches up
 
     def _read_monitor(self, connecting: bool) -> None:
         from zmq.utils.monitor import recv_monitor_message
