@@ -47,14 +47,6 @@ def amqp_type(value: Any) -> str:
             type(None): "void"}.get(type(value), "longstr")
 
 
-def erlang_term(value: Any) -> str:
-    """How RabbitMQ's ``~p`` prints the value inside an error term."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f'<<"{value}">>'
-    return str(value)
-
 
 class _Invalid(Exception):
     """A validator's verdict: the Erlang-shaped reason RabbitMQ would print."""
@@ -300,9 +292,3 @@ def parse_expiration(expiration: str) -> int:
     if n < 0:
         raise precondition(f"invalid expiration '{expiration}': {{value_negative,{n}}}")
     return n
-
-
-def alternate_exchange(arguments: dict) -> str | None:
-    """An exchange's ``alternate-exchange`` argument (a name), or None."""
-    value = arguments.get("alternate-exchange")
-    return value if isinstance(value, str) else None

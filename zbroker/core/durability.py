@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from zbroker.core import snapshot
 from zbroker.core.confirms import Confirms
@@ -33,6 +33,9 @@ from zbroker.core import queues as paging_rules
 from zbroker.core.queues import Queue
 from zbroker.core.topology import Topology
 from zbroker.storage.store import NO_TTL, MessageStore, Recovered, RecoveredQueue
+
+if TYPE_CHECKING:
+    from zbroker.core.session import Channel
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +102,8 @@ class Durability:
 
     # -- writing (rules 1-3) -----------------------------------------------------------
 
-    def store_message(self, message: Message, queues: Iterable[Queue], confirming: object = None) -> None:
+    def store_message(self, message: Message, queues: Iterable[Queue],
+                      confirming: "Channel | None" = None) -> None:
         """Journal a persistent message for the durable queues it reached.
 
         ``confirming`` is the publisher's confirm channel, if any: it learns of a failure.
@@ -108,7 +112,7 @@ class Durability:
         if not queue_ids:
             return
         if confirming is not None:
-            self.confirms.awaits_disk(confirming)  # type: ignore[arg-type]
+            self.confirms.awaits_disk(confirming)
         try:
             message.location = self.store.append(message.seq, queue_ids, message.exchange,
                                                  message.routing_key, message.properties, message.body,
@@ -116,7 +120,7 @@ class Durability:
         except OSError as exc:  # kept in memory; a confirming publisher gets a nack
             log.error("cannot store a persistent message: %s", exc)
             if confirming is not None:
-                self.confirms.store_failed(confirming)  # type: ignore[arg-type]
+                self.confirms.store_failed(confirming)
 
     @staticmethod
     def forget(queue: Queue, message: Message) -> None:

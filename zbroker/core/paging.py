@@ -2,9 +2,9 @@
 
 Past a queue's in-memory window, a message is remembered only as (seq, store location,
 body size) in machine-integer arrays, not as a Python object: a backlog of a million
-messages costs 24 MB here instead of ~160 MB of objects, and nothing of its bodies. A
-queue with message expiry keeps each entry's expiry time too (8 more bytes; the array
-exists only once some entry has one). Messages leave the tail in order (the queue moves
+messages costs 24 MB here instead of ~160 MB of objects, and nothing of its bodies (the
+expiry of a paged message is in its queue's expiry heap, not here). Messages leave the
+tail in order (the queue moves
 them to its head when the head runs low); a tail is only ever appended to, so every
 message in it is newer than every message at its lane's head, which keeps
 requeue-by-seq and delivery order right, and lets ``find`` search by seq.
@@ -15,11 +15,9 @@ from array import array
 from bisect import bisect_left
 from typing import Iterator
 
-NO_EXPIRY = float("inf")
-
 
 class PagedTail:
-    __slots__ = ("_seqs", "_locations", "_sizes", "_expires", "_start")
+    __slots__ = ("_seqs", "_locations", "_sizes", "_start")
 
     def __init__(self) -> None:
         self.clear()
@@ -27,30 +25,22 @@ class PagedTail:
     def __len__(self) -> int:
         return len(self._seqs) - self._start
 
-    def append(self, seq: int, location: int, size: int, expires: float | None = None) -> None:
+    def append(self, seq: int, location: int, size: int) -> None:
         self._seqs.append(seq)
         self._locations.append(location)
         self._sizes.append(size)
-        if expires is not None and self._expires is None:
-            self._expires = array("d", [NO_EXPIRY]) * (len(self._seqs) - 1)
-        if self._expires is not None:
-            self._expires.append(NO_EXPIRY if expires is None else expires)
 
-    def take(self, limit: int) -> list[tuple[int, int, int, float | None]]:
-        """Up to ``limit`` (seq, location, size, expiry or None) from the front, removed."""
+    def take(self, limit: int) -> list[tuple[int, int, int]]:
+        """Up to ``limit`` (seq, location, size) from the front, removed."""
         start = self._start
         end = min(len(self._seqs), start + limit)
-        expires = self._expires
-        taken = [(self._seqs[i], self._locations[i], self._sizes[i],
-                  None if expires is None or expires[i] == NO_EXPIRY else expires[i])
-                 for i in range(start, end)]
+        taken = list(zip(self._seqs[start:end], self._locations[start:end], self._sizes[start:end]))
         self._start = end
         if end == len(self._seqs):
             self.clear()
         elif end > 65536 and end * 2 > len(self._seqs):  # reclaim the consumed front
-            for column in (self._seqs, self._locations, self._sizes, self._expires):
-                if column is not None:
-                    del column[:end]
+            for column in (self._seqs, self._locations, self._sizes):
+                del column[:end]
             self._start = 0
         return taken
 
@@ -77,5 +67,4 @@ class PagedTail:
         self._seqs = array("q")
         self._locations = array("q")
         self._sizes = array("q")
-        self._expires: array | None = None
         self._start = 0

@@ -204,7 +204,7 @@ class Queue:
             lane.head.append(message)
             self._resident += 1
         else:
-            lane.tail.append(message.seq, location, message.size, expires)
+            lane.tail.append(message.seq, location, message.size)
         self.ready += 1
         self.ready_bytes += message.size
         if expires is not None:
@@ -235,7 +235,7 @@ class Queue:
             self.lanes[index].head.append(message)
             self._resident += 1
         else:
-            self.lanes[index].tail.append(seq, location, size, expires)
+            self.lanes[index].tail.append(seq, location, size)
         self.ready += 1
         self.ready_bytes += size
         if expires is not None:
@@ -292,7 +292,7 @@ class Queue:
         """Move the front of the lane's paged tail to its head; False if there was none."""
         entries = lane.tail.take(REFILL)
         dead, expiring = self._dead, self._expiring
-        for seq, location, size, _ in entries:
+        for seq, location, size in entries:
             if seq in dead:
                 dead.discard(seq)
                 continue
