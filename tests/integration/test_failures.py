@@ -1,9 +1,12 @@
 """Processes dying, hanging or misbehaving: nothing is lost, everyone else is served."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
+
+from typing import Iterator
 
 import msgpack
 import pytest
@@ -238,8 +241,10 @@ def test_a_100_mb_header_table_is_cut_and_a_bystander_goes_on(broker: Broker) ->
     broker.wait_for("command frame of 104857\\d+ bytes is larger than frame_max")
 
 
-def _hello_many(port: int, n: int) -> tuple[list[zmq.Socket], zmq.Context, dict[str, int]]:
-    """``n`` raw connections, each saying HELLO; how the broker answered them."""
+@contextlib.contextmanager
+def _hello_many(port: int, n: int) -> Iterator[dict[str, int]]:
+    """``n`` raw connections, each saying HELLO, held open for the block; yields how the
+    broker answered them, closes them all afterwards."""
     ctx = zmq.Context()
     ctx.setsockopt(zmq.MAX_SOCKETS, n + 64)
     socks, answers = [], {"ok": 0, "refused": 0, "silent": 0}
@@ -256,7 +261,12 @@ def _hello_many(port: int, n: int) -> tuple[list[zmq.Socket], zmq.Context, dict[
             answers["ok" if op == Op.HELLO_OK else "refused"] += 1
         else:
             answers["silent"] += 1
-    return socks, ctx, answers
+    try:
+        yield answers
+    finally:
+        for sock in socks:
+            sock.close(0)
+        ctx.term()
 
 
 def test_the_broker_takes_the_descriptors_the_system_allows() -> None:
@@ -264,15 +274,12 @@ def test_the_broker_takes_the_descriptors_the_system_allows() -> None:
     limit: 400 connections are all served and a bystander connects and works."""
     broker = Broker(prefix=("prlimit", "--nofile=300:4096"))
     try:
-        socks, ctx, answers = _hello_many(broker.port, 400)
-        assert answers == {"ok": 400, "refused": 0, "silent": 0}
-        ch = pika.BlockingConnection(pika.ConnectionParameters(port=broker.port)).channel()
-        ch.queue_declare("bystander")
-        ch.basic_publish("", "bystander", b"x")
-        assert ch.queue_declare("bystander", passive=True).method.message_count == 1
-        for sock in socks:
-            sock.close(0)
-        ctx.term()
+        with _hello_many(broker.port, 400) as answers:
+            assert answers == {"ok": 400, "refused": 0, "silent": 0}
+            ch = pika.BlockingConnection(pika.ConnectionParameters(port=broker.port)).channel()
+            ch.queue_declare("bystander")
+            ch.basic_publish("", "bystander", b"x")
+            assert ch.queue_declare("bystander", passive=True).method.message_count == 1
     finally:
         assert broker.stop() == 0
         broker.remove_data()
@@ -281,12 +288,9 @@ def test_the_broker_takes_the_descriptors_the_system_allows() -> None:
 def test_connections_past_the_limit_are_refused_with_530_and_logged_once() -> None:
     broker = Broker("--max-connections", "50")
     try:
-        socks, ctx, answers = _hello_many(broker.port, 80)
-        assert answers == {"ok": 50, "refused": 30, "silent": 0}
-        assert broker.output.count("node connection limit \\(50\\) is reached") == 1
-        for sock in socks:
-            sock.close(0)
-        ctx.term()
+        with _hello_many(broker.port, 80) as answers:
+            assert answers == {"ok": 50, "refused": 30, "silent": 0}
+            assert broker.output.count("node connection limit \\(50\\) is reached") == 1
     finally:
         assert broker.stop() == 0
         broker.remove_data()
