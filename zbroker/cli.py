@@ -12,12 +12,22 @@ from pathlib import Path
 
 import click
 
-from zbroker import DEFAULT_BIND, __version__
+from zbroker import DEFAULT_BIND, __version__, resources
 from zbroker.bench import WORKLOADS
 from zbroker.core.broker import DEFAULT_HEARTBEAT_S, DEFAULT_MAX_BODY_BYTES
 from zbroker.core.limits import DEFAULT_CHANNEL_MAX, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_QUEUES, Limits
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def _size_option(parse):
+    """A click callback turning a size text into bytes, with the parser's error."""
+    def convert(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return convert
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "ZBROKER"})
@@ -44,11 +54,27 @@ def main() -> None:
               show_default=True, help="Connections the broker accepts at once (0: no limit).")
 @click.option("--max-queues", type=click.IntRange(min=0), default=DEFAULT_MAX_QUEUES, show_default=True,
               help="Queues the broker holds at once (0: no limit).")
+@click.option("--memory-limit", default=resources.DEFAULT_MEMORY_LIMIT, show_default=True,
+              callback=_size_option(resources.memory_limit),
+              help="Memory alarm: while the broker's resident memory is at or above this, publishing "
+                   "connections are blocked (consumers go on). A fraction of the machine's memory "
+                   "(0.4, like RabbitMQ's vm_memory_high_watermark) or a size (1GiB, 512MB).")
+@click.option("--disk-free-limit", default=resources.DEFAULT_DISK_FREE_LIMIT, show_default=True,
+              callback=_size_option(resources.parse_size),
+              help="Disk alarm: while the data directory's filesystem has less free space than "
+                   "this, publishing connections are blocked (RabbitMQ's disk_free_limit). "
+                   "No effect with --in-memory.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None, in_memory: bool,
-          channel_max: int, max_connections: int, max_queues: int, log_level: str) -> None:
-    """Run the broker until Ctrl-C or SIGTERM."""
+          channel_max: int, max_connections: int, max_queues: int, memory_limit: int,
+          disk_free_limit: int, log_level: str) -> None:
+    """Run the broker until Ctrl-C or SIGTERM.
+
+    Limits and alarms: a publisher gets 4 MiB of publish credit and a consumer a 4 MiB
+    delivery window (flow control); a command frame is at most 128 KiB (header tables
+    included); queue and exchange names at most 255 bytes; see also the options below.
+    """
     from zbroker.core import Broker
     from zbroker.server import Server, raise_descriptor_limit
     from zbroker.storage import DiskStore, MemoryStore, StoreError
@@ -57,7 +83,8 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None,
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
     if in_memory and data_dir is not None:
         raise click.UsageError("--in-memory and --data-dir exclude each other")
-    store = MemoryStore() if in_memory else DiskStore(data_dir or default_data_dir())
+    data_dir = None if in_memory else (data_dir or default_data_dir())
+    store = MemoryStore() if data_dir is None else DiskStore(data_dir)
     fit = raise_descriptor_limit()
     if not max_connections or max_connections > fit:
         logging.getLogger("zbroker").warning(
@@ -69,7 +96,7 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None,
                         limits=Limits(channel_max or 65535, max_connections, max_queues))
     except (StoreError, OSError) as exc:
         raise click.ClickException(f"cannot open the store: {exc}") from None
-    server = Server(broker, bind)
+    server = Server(broker, bind, monitor=resources.Monitor(memory_limit, data_dir, disk_free_limit))
     try:
         endpoint = server.open()
     except OSError as exc:

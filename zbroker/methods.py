@@ -20,6 +20,10 @@ class Method(IntEnum):
     HELLO_OK = 2
     CONNECTION_CLOSE = 3
     CONNECTION_CLOSE_OK = 4
+    CONNECTION_BLOCKED = 5  # RabbitMQ's extension: publishing is held (an alarm is on)
+    CONNECTION_UNBLOCKED = 6
+    PUBLISH_CREDIT = 7  # the zbroker wire's flow control: bytes a client may publish more
+    DELIVERY_READ = 8  # the zbroker wire's flow control: delivery bytes a client took in
     CHANNEL_OPEN = 10
     CHANNEL_OPEN_OK = 11
     CHANNEL_CLOSE = 12

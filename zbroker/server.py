@@ -33,6 +33,7 @@ import zmq
 
 from zbroker.core import Broker
 from zbroker.protocol import HEADER
+from zbroker.resources import Monitor
 from zbroker.wires.native import NativeWire
 from zbroker.transport import NOBLOCK, POLLIN, recv_batch, send_parts, wait_readable
 
@@ -73,8 +74,10 @@ def raise_descriptor_limit() -> int:
 
 
 class Server:
-    def __init__(self, broker: Broker, bind: str, context: zmq.Context | None = None) -> None:
+    def __init__(self, broker: Broker, bind: str, context: zmq.Context | None = None,
+                 monitor: Monitor | None = None) -> None:
         self.broker = broker
+        self.monitor = monitor
         self.wire = NativeWire(broker)
         self.bind = bind
         self.endpoint = bind
@@ -140,6 +143,8 @@ class Server:
                 if monitor in events:
                     self._read_monitor(monitor)
                 self._run_probes()
+                if self.monitor is not None:
+                    self._check_resources()
                 now = time.time()
                 self.broker.tick(now)
                 if self.broker.has_pending_work:
@@ -149,6 +154,20 @@ class Server:
         finally:
             self.close()
 
+    def _check_resources(self) -> None:
+        monitor = self.monitor
+        assert monitor is not None
+        mono = time.monotonic()
+        if not monitor.due(mono):
+            return
+        for resource, (active, figures) in monitor.check(mono).items():
+            if active != (resource in self.broker.alarms.active):
+                if active:
+                    log.warning("%s alarm set (%s): publishing connections are blocked", resource, figures)
+                else:
+                    log.warning("%s alarm cleared (%s)", resource, figures)
+                self.broker.set_alarm(resource, active, time.time())
+
     def _poll_timeout_ms(self) -> int:
         if self.broker.has_pending_work:
             return 0
@@ -156,6 +175,8 @@ class Server:
             return 5
         now = time.monotonic()
         due = min([self._next_sweep, *self._probes])
+        if self.monitor is not None and self.broker.alarms.active:
+            due = min(due, self.monitor.next_check)  # input may never come: see it clear
         timeout = max(0, int((due - now) * 1000) + 1)
         deadline = self.broker.next_deadline()
         if deadline is not None:
@@ -186,7 +207,7 @@ class Server:
                     send_parts(router, [peer, HEADER, *parts], NOBLOCK)
                 except zmq.Again:
                     self._backlog[peer] = deque([parts])
-                    self.broker.set_blocked(peer, True)
+                    self.broker.set_pipe_full(peer, True)
                 except zmq.ZMQError as exc:
                     if exc.errno != zmq.EHOSTUNREACH:
                         raise
@@ -211,7 +232,7 @@ class Server:
                 queue.popleft()
             if not queue:
                 del self._backlog[peer]
-                self.broker.set_blocked(peer, False)
+                self.broker.set_pipe_full(peer, False)
 
     # -- finding dead peers ------------------------------------------------------------
 

@@ -267,7 +267,7 @@ def test_blocked_connection_gets_nothing_until_it_drains() -> None:
     slow.declare("q")
     slow.consume("q", "cs", auto_ack=True)
     fast.consume("q", "cf", auto_ack=True)
-    broker.set_blocked(b"slow", True)
+    broker.set_pipe_full(b"slow", True)
     for i in range(4):
         fast.publish("", "q", b"%d" % i)
     assert deliveries(slow.collect()) == []
@@ -275,5 +275,5 @@ def test_blocked_connection_gets_nothing_until_it_drains() -> None:
     fast.send(Op.BASIC_CANCEL, 1, "cf")
     fast.publish("", "q", b"waiting")
     assert [m.body for m in broker.topology.queues["q"].resident()] == [b"waiting"]
-    broker.set_blocked(b"slow", False)
+    broker.set_pipe_full(b"slow", False)
     assert bodies(slow.collect()) == [b"waiting"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from zbroker.core import Broker
+from zbroker.credit import DELIVERY_COST
 from zbroker.protocol import HEADER, Op, decode_message, encode
 from zbroker.protocol.codec import pack
 from zbroker.wires.native import NativeWire
@@ -27,12 +28,17 @@ class FakeClock:
 class FakePeer:
     """One client connection: sends commands, reads back what the broker queued for it."""
 
-    def __init__(self, broker: Broker, name: bytes, clock: FakeClock | None = None) -> None:
+    def __init__(self, broker: Broker, name: bytes, clock: FakeClock | None = None,
+                 reads: bool = True, wire: NativeWire | None = None) -> None:
         self.broker = broker
-        self.wire = NativeWire(broker)
+        self.wire = wire or NativeWire(broker)
         self.clock = clock or FakeClock(broker.now)
         self.peer = name
         self.received: list[tuple[int, list[Any], Any]] = []
+        #: Report deliveries read, as the zbroker client does (a quarter window at a time).
+        self.reads = reads
+        self.unreported = 0
+        self.credit_returned = 0
 
     def send(self, op: int, *fields: Any, body: bytes | None = None) -> list[tuple[int, list[Any], Any]]:
         parts = [HEADER, encode(op, *fields)]
@@ -45,10 +51,22 @@ class FakePeer:
         return self.collect()
 
     def collect(self) -> list[tuple[int, list[Any], Any]]:
-        """Take every frame queued for this peer (others' frames stay queued for them)."""
+        """Take every frame queued for this peer (others' frames stay queued for them),
+        publish credit returned as the server loop would."""
+        self.wire.grant_credit()
         mine = [pack(p) if type(p) is tuple else p for p in self.broker.outbox.pending.pop(self.peer, [])]
-        got = list(decode_message(mine, 0))
+        got = []
+        for op, fields, body in decode_message(mine, 0):
+            if op == Op.PUBLISH_CREDIT:  # flow control, as the client takes it: not an event
+                self.credit_returned += fields[0]
+            else:
+                got.append((op, fields, body))
         self.received.extend(got)
+        if self.reads:
+            self.unreported += sum(len(body) + DELIVERY_COST for op, _, body in got if op == Op.BASIC_DELIVER)
+            if self.unreported >= self.wire.delivery_window // 4:
+                n, self.unreported = self.unreported, 0
+                self.wire.handle(self.peer, [HEADER, encode(Op.DELIVERY_READ, n)], 0, self.clock.now)
         return got
 
     def open(self, channel: int = 1) -> "FakePeer":

@@ -28,6 +28,7 @@ import zmq
 from zbroker import __version__
 from zbroker.client import exceptions
 from zbroker.client.parameters import ConnectionParameters
+from zbroker.credit import DELIVERY_COST, message_cost
 from zbroker.protocol import HEADER, Op, ProtocolError, check_header, decode_message, encode
 from zbroker.protocol.codec import DELIVERY_OVERHEAD_BYTES, MAX_COMMAND_BYTES
 from zbroker.transport import POLLIN, recv_batch, send_parts, wait_readable
@@ -52,6 +53,10 @@ RCVHWM = 32
 #: Frames read per pump at most (about half as many deliveries): with READ_BATCH and
 #: RCVHWM, what a connection holds unread is a few broker messages, not the queue.
 READ_PARTS = 2048
+#: Undispatched events past which the client stops reporting deliveries read: a program
+#: that does not keep up gets no more deliveries (the broker's delivery window closes).
+HELD_EVENTS = 1024
+_DELIVER = int(Op.BASIC_DELIVER)
 _TRANSPORT_LOST = zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
 _MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | _TRANSPORT_LOST | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
 
@@ -93,6 +98,14 @@ class BlockingConnection:
         self._poll_items: list[tuple[Any, int]] = []
         self._blocked_callbacks: list[Callable[..., None]] = []
         self._unblocked_callbacks: list[Callable[..., None]] = []
+        #: Flow control (``zbroker/wires/flow.py``): publish bytes we may still send
+        #: (None: the broker keeps no credit), delivery bytes taken in and not reported.
+        self._credit: int | None = None
+        self._unreported = 0
+        self._report_step = 0
+        #: Set while the broker holds our publishing (an alarm); when it times out.
+        self._blocked: Any = None
+        self._blocked_deadline: float | None = None
         try:
             self._open(candidates)
         except BaseException:
@@ -171,6 +184,9 @@ class BlockingConnection:
         # The lower of ours and the broker's, as AMQP's tune negotiates it (0: no limit).
         offered = self.server_properties.get("channel_max") or 0
         self.channel_max = min(params.channel_max, offered) if offered else params.channel_max
+        self._credit = self.server_properties.get("publish_credit")
+        window = self.server_properties.get("delivery_window") or 0
+        self._report_step = max(1, window // 4) if window else 0
         self.heartbeat = params.heartbeat(self, heartbeat) if callable(params.heartbeat) else heartbeat
         if creds.erase_on_connect:
             creds.username = creds.password = ""
@@ -194,6 +210,23 @@ class BlockingConnection:
         self._raise_if_lost()
         assert self._sock is not None  # set while open; _raise_if_lost covers closed
         send_parts(self._sock, [HEADER, *parts])
+
+    def _publish(self, parts: list[Any]) -> None:
+        """Send a message holding a publish: only with publish credit and not blocked."""
+        if self._blocked is not None or (self._credit is not None and self._credit <= 0):
+            self._wait_until(self._may_publish)
+        if self._credit is not None:
+            self._credit -= message_cost((HEADER, *parts))
+        self._send(parts)
+
+    def _may_publish(self) -> bool:
+        return self._blocked is None and (self._credit is None or self._credit > 0)
+
+    def _report_read(self) -> None:
+        """Tell the broker the deliveries we took in, unless the program is behind."""
+        if self._unreported >= self._report_step > 0 and len(self._events) < HELD_EVENTS:
+            n, self._unreported = self._unreported, 0
+            self._send([encode(Op.DELIVERY_READ, n)])
 
     def _raise_if_lost(self) -> None:
         """Raise why the connection ended: the broker's or transport's reason, or, once
@@ -226,6 +259,10 @@ class BlockingConnection:
             self._read_all()
         if self._monitor in ready:
             self._read_monitor(connecting)
+        if self._blocked_deadline is not None and time.monotonic() >= self._blocked_deadline:
+            self._blocked_deadline = None
+            log.warning("connection blocked for longer than blocked_connection_timeout")
+            self._lose(exceptions.ConnectionBlockedTimeout("Blocked connection timeout expired."))
 
     def _read_all(self) -> None:
         sock = self._sock
@@ -245,7 +282,9 @@ class BlockingConnection:
             if self._sock is None:  # a command closed the connection
                 return
             if taken >= READ_PARTS:
-                return  # the rest waits in libzmq (RCVHWM) until the program catches up
+                break  # the rest waits in libzmq (RCVHWM) until the program catches up
+        if self._unreported:
+            self._report_read()
 
     def _read_monitor(self, connecting: bool) -> None:
         from zmq.utils.monitor import recv_monitor_message
@@ -270,6 +309,15 @@ class BlockingConnection:
         self._teardown()
 
     def _on_command(self, op: int, fields: list[Any], body: Any) -> None:
+        if op == _DELIVER:
+            self._unreported += len(body) + DELIVERY_COST
+        elif op == Op.PUBLISH_CREDIT:
+            if self._credit is not None:
+                self._credit += fields[0]
+            return
+        elif op == Op.CONNECTION_BLOCKED or op == Op.CONNECTION_UNBLOCKED:
+            self._on_blocked(op == Op.CONNECTION_BLOCKED, fields)
+            return
         if op == Op.HELLO_OK:
             self._hello = fields
         elif op == Op.CONNECTION_CLOSE:
@@ -287,6 +335,31 @@ class BlockingConnection:
                 channel._on_command(op, fields, body)
             elif op == Op.BASIC_DELIVER:
                 log.debug("delivery for unknown channel %s dropped (broker requeues it)", fields[0])
+
+    def _on_blocked(self, blocked: bool, fields: list[Any]) -> None:
+        """The broker holds (or releases) our publishing: pika's Connection.Blocked."""
+        from zbroker.client import frame, spec
+        if blocked:
+            method: Any = spec.Connection.Blocked(reason=fields[0])
+            log.warning("connection blocked by the broker: %s", fields[0])
+            self._blocked = method
+            timeout = self.params.blocked_connection_timeout
+            if timeout is not None and self._blocked_deadline is None:
+                self._blocked_deadline = time.monotonic() + timeout
+        else:
+            method = spec.Connection.Unblocked()
+            log.info("connection unblocked by the broker")
+            self._blocked = None
+            self._blocked_deadline = None
+        callbacks = self._blocked_callbacks if blocked else self._unblocked_callbacks
+        for callback in callbacks:
+            self._events.append((self, "connection", (callback, frame.Method(0, method))))
+
+    def _dispatch_event(self, kind: str, payload: Any) -> bool:
+        """A connection-level event (blocked/unblocked): pika calls ``cb(connection, frame)``."""
+        callback, method_frame = payload
+        callback(self, method_frame)
+        return True
 
     # -- events and dispatch ---------------------------------------------------------
 
@@ -322,6 +395,8 @@ class BlockingConnection:
                     ran += 1
         finally:
             self._dispatching -= 1
+        if self._unreported and self._sock is not None:
+            self._report_read()
         return ran
 
     def _next_timer_in(self) -> float | None:

@@ -131,6 +131,8 @@ class Connection(Class):
     Close = _method("Connection.Close", {"reply_code": None, "reply_text": "", "class_id": None,
                                          "method_id": None}, True)
     CloseOk = _method("Connection.CloseOk", {})
+    Blocked = _method("Connection.Blocked", {"reason": ""})
+    Unblocked = _method("Connection.Unblocked", {})
 
 
 class Channel(Class):

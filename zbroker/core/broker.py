@@ -35,6 +35,7 @@ from typing import Any, Callable, Hashable, Iterable
 
 from zbroker import errors
 from zbroker.core import transactions
+from zbroker.core.alarms import Alarms
 from zbroker.core.arguments import REPLY_TO, consumer_priority, parse_expiration, precondition
 from zbroker.core.confirms import Confirms
 from zbroker.core.consumers import Consumer, Unacked
@@ -96,6 +97,7 @@ class Broker:
         #: Queues that stopped at DISPATCH_BATCH with deliverable messages left.
         self._pending_dispatch: dict[Queue, None] = {}
         self.reply_to = DirectReplyTo()
+        self.alarms = Alarms()
         self.dead_letters = DeadLetters(self.topology, self._next_seq,
                                         lambda queues, message: self._enqueue(queues, message, None, 0))
         self._channel_ops: dict[int, Callable[..., None]] = {
@@ -135,8 +137,12 @@ class Broker:
 
     def open_connection(self, conn_id: Hashable, now: float, heartbeat: int | None,
                         virtual_host: str, username: str, password: str,
-                        client_properties: dict) -> Connection | None:
-        """A wire finished its handshake; None (and a close event) if it is refused."""
+                        client_properties: dict, delivery_window: int = 0) -> Connection | None:
+        """A wire finished its handshake; None (and a close event) if it is refused.
+
+        ``delivery_window``: delivery bytes the peer may hold unread before deliveries to
+        it pause (0: none; the wire bounds the peer another way, e.g. TCP).
+        """
         self.now = now
         if virtual_host != VHOST:
             self.close_connection(conn_id, errors.NOT_ALLOWED, f"vhost {virtual_host} not found")
@@ -150,6 +156,7 @@ class Broker:
         self.limits.clear("connections")
         negotiated = self.heartbeat if heartbeat is None else heartbeat
         conn = Connection(conn_id, self.outbox, negotiated, virtual_host, client_properties)
+        conn.unread_limit = delivery_window
         self.connections[conn_id] = conn
         log.info("connection %s opened (%s)", conn.name,
                  client_properties.get("connection_name") or client_properties.get("product", "client"))
@@ -222,13 +229,29 @@ class Broker:
             if not queue.deleted:
                 self._guarded(self._dispatch, queue)
 
-    def set_blocked(self, conn_id: Hashable, blocked: bool) -> None:
+    def set_pipe_full(self, conn_id: Hashable, full: bool) -> None:
         """The peer's pipe filled up (True) or drained (False): stop or resume its deliveries."""
         conn = self.connections.get(conn_id)
-        if conn is None or conn.blocked == blocked:
+        if conn is None or conn.pipe_full == full:
             return
-        conn.blocked = blocked
-        if not blocked:
+        conn.pipe_full = full
+        self._update_blocked(conn)
+
+    def deliveries_read(self, conn_id: Hashable, nbytes: int) -> None:
+        """The peer reports ``nbytes`` of its delivery window read: it may get more."""
+        conn = self.connections.get(conn_id)
+        if conn is None:
+            return
+        conn.unread = max(0, conn.unread - nbytes)
+        self._update_blocked(conn)
+
+    def set_alarm(self, resource: str, active: bool, now: float) -> None:
+        """A resource alarm went on or off (``alarms.py``): block or release publishers."""
+        self.now = now
+        self.alarms.set(resource, active, self.connections.values())
+
+    def _update_blocked(self, conn: Connection) -> None:
+        if conn.update_blocked():
             for channel in list(conn.channels.values()):
                 self._guarded(self._dispatch_consumers_of, channel)
 
@@ -279,6 +302,7 @@ class Broker:
 
     def _drop_connection(self, conn: Connection) -> None:
         self.connections.pop(conn.conn_id, None)
+        self.alarms.forget(conn)
         for channel in list(conn.channels.values()):
             self._release_channel(channel)
         for queue in list(conn.exclusive_queues):
@@ -515,6 +539,8 @@ class Broker:
 
     def _basic_publish(self, channel: Channel, body: Any, exchange: str, routing_key: str,
                        mandatory: bool, properties: dict) -> None:
+        if self.alarms.active or not channel.connection.has_published:
+            self._publisher(channel.connection)
         seq = self.confirms.published(channel) if channel.confirm else 0
         ex = self._publishable(exchange, body)
         ttl = None
@@ -541,6 +567,12 @@ class Broker:
         elif mandatory:
             channel.send((_RETURN, channel.number, errors.NO_ROUTE, "NO_ROUTE", exchange,
                           routing_key, properties), body)
+
+    def _publisher(self, conn: Connection) -> None:
+        """``conn`` publishes: remember it, and block it while an alarm is on."""
+        conn.has_published = True
+        if self.alarms.active:
+            self.alarms.block(conn)
 
     def _sender_selected(self, exchange: Exchange, routing_key: str,
                          properties: dict) -> tuple[list[Queue], dict]:

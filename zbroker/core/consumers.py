@@ -17,9 +17,10 @@ The credit protocol (RabbitMQ's prefetch, as the broker applies it):
    consumer gets messages only while every higher one is out of credit. With
    ``x-single-active-consumer`` only the queue's active consumer is served
    (``queues.py``). A queue stops dispatching when no consumer it may serve has credit.
-   A connection whose socket pipe is full (the socket layer says ``blocked``) has no
-   credit at all until it drains, so a slow reader's messages wait in the queue, where
-   other consumers can take them, instead of piling up in the broker's send buffers.
+   A connection that is ``blocked`` has no credit at all until it catches up: its
+   socket pipe is full, or it holds a whole delivery window it has not reported read
+   (``session.py``). So a slow reader's messages wait in the queue, where other
+   consumers can take them, instead of piling up in the broker's send buffers.
 6. Every unacked delivery is owned by exactly one (connection, channel, delivery tag).
    When the channel closes, or its connection closes or dies, the owner's unacked
    deliveries return to the head of their queues, marked redelivered.

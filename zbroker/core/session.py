@@ -14,6 +14,7 @@ from itertools import takewhile
 from typing import TYPE_CHECKING, Any, Hashable
 
 from zbroker import errors
+from zbroker.credit import DELIVERY_COST
 from zbroker.core.consumers import Consumer, Unacked
 from zbroker.errors import ChannelError
 from zbroker.methods import Method
@@ -57,8 +58,17 @@ class Connection:
         #: frames on them are discarded, as AMQP requires.
         self.closing_channels: set[int] = set()
         self.exclusive_queues: list[Queue] = []
-        #: Set by the wire while the peer's pipe is full: no deliveries then.
+        #: No deliveries while set: the peer's pipe is full (``pipe_full``, set by the
+        #: wire) or it holds a full delivery window unread (``unread >= unread_limit``).
         self.blocked = False
+        self.pipe_full = False
+        #: Delivery bytes (``zbroker/credit.py``) sent and not yet reported read by
+        #: the peer; 0 as limit: the wire keeps no window (it bounds the peer otherwise).
+        self.unread = 0
+        self.unread_limit = 0
+        #: Publishing (``alarms.py``): it has published; it is held by an alarm.
+        self.has_published = False
+        self.publish_blocked = False
 
     @property
     def name(self) -> str:
@@ -67,6 +77,12 @@ class Connection:
 
     def send(self, event: tuple, body: Any = None) -> None:
         self.outbox.put(self.conn_id, event, body)
+
+    def update_blocked(self) -> bool:
+        """Recompute ``blocked``; returns True when deliveries may resume."""
+        was = self.blocked
+        self.blocked = self.pipe_full or bool(self.unread_limit and self.unread >= self.unread_limit)
+        return was and not self.blocked
 
 
 class Channel:
@@ -106,8 +122,13 @@ class Channel:
             self.unacked[tag] = Unacked(queue, message, consumer, tag)
             consumer.unacked += 1
             self.consumer_unacked += 1
-        self.connection.outbox.put(
-            self.connection.conn_id,
+        conn = self.connection
+        if conn.unread_limit:
+            conn.unread += len(message.body) + DELIVERY_COST
+            if conn.unread >= conn.unread_limit:
+                conn.blocked = True
+        conn.outbox.put(
+            conn.conn_id,
             (_DELIVER, self.number, consumer.tag, tag, message.redelivered,
              message.exchange, message.routing_key, message.properties),
             message.body,

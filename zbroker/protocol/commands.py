@@ -60,6 +60,12 @@ SPECS: dict[int, Spec] = {
               ("server_properties", _DICT)),
         _spec(Op.CONNECTION_CLOSE, ("reply_code", _INT), ("reply_text", _STR)),
         _spec(Op.CONNECTION_CLOSE_OK),
+        _spec(Op.CONNECTION_BLOCKED, ("reason", _STR)),
+        _spec(Op.CONNECTION_UNBLOCKED),
+        # Flow control (``zbroker/wires/flow.py``): the broker returns publish credit in
+        # bytes; the client reports the delivery bytes it handed to the program.
+        _spec(Op.PUBLISH_CREDIT, ("bytes", _INT)),
+        _spec(Op.DELIVERY_READ, ("bytes", _INT)),
         _spec(Op.CHANNEL_OPEN, _CH),
         _spec(Op.CHANNEL_OPEN_OK, _CH),
         _spec(Op.CHANNEL_CLOSE, _CH, ("reply_code", _INT), ("reply_text", _STR)),
@@ -143,5 +149,6 @@ TABLE_FIELDS = frozenset({"arguments", "client_properties"})
 
 #: Connection-level opcodes (no channel field).
 CONNECTION_OPS: frozenset[int] = frozenset(
-    {Op.HELLO, Op.HELLO_OK, Op.CONNECTION_CLOSE, Op.CONNECTION_CLOSE_OK}
+    {Op.HELLO, Op.HELLO_OK, Op.CONNECTION_CLOSE, Op.CONNECTION_CLOSE_OK, Op.CONNECTION_BLOCKED,
+     Op.CONNECTION_UNBLOCKED, Op.PUBLISH_CREDIT, Op.DELIVERY_READ}
 )

@@ -12,6 +12,10 @@ Rules:
 - A malformed frame (``ProtocolError``: bad header, undecodable or ill-typed command,
   a nested value the broker will not take) closes that connection alone, with the code
   the codec chose (502/501/540); commands before it in the batch were applied.
+- Flow control (``flow.py``): publish credit and the delivery window. A publish beyond
+  the credit, or a read report beyond what was delivered, closes the connection (503).
+- A connection-level event only the broker sends (HELLO_OK, CONNECTION_BLOCKED, ...)
+  coming from a client closes its connection (503).
 - Events are encoded here and nowhere else: a core event tuple is exactly a command
   frame's array, so encoding is one msgpack call per event; bodies pass untouched.
 """
@@ -25,20 +29,30 @@ from zbroker.core import Broker
 from zbroker.methods import Method as M
 from zbroker.protocol import ProtocolError, check_header, decode_message
 from zbroker.protocol.codec import pack
+from zbroker.credit import DELIVERY_WINDOW, PUBLISH_CREDIT, message_cost
+from zbroker.wires.flow import PublishCredit
 
 log = logging.getLogger(__name__)
 
-_HELLO = int(M.HELLO)  # a plain int: an IntEnum member look-up costs ~90 ns on 3.11
+# Plain ints: an IntEnum member look-up costs ~90 ns on 3.11.
+_HELLO, _PUBLISH, _DELIVERY_READ = int(M.HELLO), int(M.BASIC_PUBLISH), int(M.DELIVERY_READ)
+_PUBLISH_CREDIT = int(M.PUBLISH_CREDIT)
+#: Connection-level methods only the broker sends.
+_SERVER_ONLY = frozenset({M.HELLO_OK, M.CONNECTION_BLOCKED, M.CONNECTION_UNBLOCKED, M.PUBLISH_CREDIT})
 
 
 class NativeWire:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, publish_credit: int = PUBLISH_CREDIT,
+                 delivery_window: int = DELIVERY_WINDOW) -> None:
         self.broker = broker
+        self.credit = PublishCredit(publish_credit)
+        self.delivery_window = delivery_window
 
     def handle(self, peer: bytes, parts: list[Any], start: int, now: float) -> None:
         """Apply one message from ``peer``: ``parts[start]`` is its header frame."""
         broker = self.broker
         conn = broker.connections.get(peer)
+        charged = False
         try:
             check_header(parts[start])
             for op, fields, body in decode_message(parts, start + 1):
@@ -47,9 +61,24 @@ class NativeWire:
                     if conn is None:
                         return
                     continue
-                if op == _HELLO:
-                    log.warning("connection %s closed: second HELLO", conn.name)
-                    broker.close_connection(peer, errors.COMMAND_INVALID, "second 'connection.open' seen")
+                if op == _PUBLISH:
+                    if not charged:
+                        charged = True
+                        if not self.credit.spend(peer, message_cost(parts, start)):
+                            self._refuse(conn, f"publish beyond the publish credit window "
+                                               f"({self.credit.window} bytes)")
+                            return
+                elif op == _DELIVERY_READ:
+                    if not 0 <= fields[0] <= conn.unread:
+                        self._refuse(conn, f"DELIVERY_READ of {fields[0]} bytes; {conn.unread} are unread")
+                        return
+                    broker.deliveries_read(peer, fields[0])
+                    continue
+                elif op == _HELLO:
+                    self._refuse(conn, "second 'connection.open' seen")
+                    return
+                elif op in _SERVER_ONLY:
+                    self._refuse(conn, f"{M(op).name} is not a client command")
                     return
                 broker.command(conn, op, fields, body, now)
                 if peer not in broker.connections:
@@ -60,16 +89,22 @@ class NativeWire:
         finally:
             broker.after_input()
 
+    def _refuse(self, conn: Any, detail: str) -> None:
+        log.warning("connection %s closed: %s", conn.name, detail)
+        self.broker.close_connection(conn.conn_id, errors.COMMAND_INVALID, detail)
+
     def _unknown_peer(self, peer: bytes, op: int, fields: list[Any], now: float) -> Any:
         broker = self.broker
         if op == M.HELLO:
             heartbeat, virtual_host, username, password, client_properties = fields
             conn = broker.open_connection(peer, now, heartbeat, virtual_host, username, password,
-                                          client_properties)
+                                          client_properties, self.delivery_window)
             if conn is not None:
                 conn.send((M.HELLO_OK, conn.heartbeat, broker.max_body_bytes,
                            {"product": "zbroker", "version": __version__,
-                            "channel_max": broker.limits.channel_max}))
+                            "channel_max": broker.limits.channel_max,
+                            "publish_credit": self.credit.window,
+                            "delivery_window": self.delivery_window}))
             return conn
         if op != M.CONNECTION_CLOSE_OK:
             log.debug("frame %s from unknown peer %s", op, peer.hex()[:12])
@@ -77,8 +112,16 @@ class NativeWire:
                                     "connection not open on this broker (was it restarted?)")
         return None
 
+    def grant_credit(self) -> None:
+        """Return the publish credit this pass used (the loop calls it after commit)."""
+        outbox = self.broker.outbox
+        for peer, amount in self.credit.grants(self.broker.connections):
+            outbox.put(peer, (_PUBLISH_CREDIT, amount))
+
     def take_outgoing(self) -> dict[Any, list[Any]]:
-        """Frames to send, per peer: each event encoded, bodies as they are."""
+        """Frames to send, per peer, credit returned: each event encoded, bodies as they are."""
+        if self.credit.used:
+            self.grant_credit()
         out = {}
         for peer, parts in self.broker.outbox.take().items():
             out[peer] = [pack(p) if type(p) is tuple else p for p in parts]
