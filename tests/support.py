@@ -122,15 +122,17 @@ class Process:
 
 class Broker(Process):
     """A real ``zbroker serve`` on a free loopback port, with its own data directory
-    (a fresh temporary one unless ``data_dir`` names one to restart from); ``prefix``
+    (a fresh temporary one unless ``data_dir`` names one to restart from, none with
+    ``in_memory``); ``prefix``
     runs it under another command (``prlimit …``)."""
 
     def __init__(self, *extra: str, data_dir: Path | None = None, bind: str = "tcp://127.0.0.1:0",
-                 prefix: tuple[str, ...] = ()) -> None:
+                 prefix: tuple[str, ...] = (), in_memory: bool = False) -> None:
         self.data_dir = data_dir if data_dir is not None else Path(tempfile.mkdtemp(prefix="zbroker-test-"))
         self._own_dir = data_dir is None
+        store = ["--in-memory"] if in_memory else ["--data-dir", str(self.data_dir)]
         super().__init__([*prefix, sys.executable, "-m", "zbroker", "serve", "--bind", bind,
-                          "--data-dir", str(self.data_dir), "--log-level", "debug", *extra], child_env())
+                          *store, "--log-level", "debug", *extra], child_env())
         m = self.wait_for(READY.pattern, START_TIMEOUT_S)
         self.host = "127.0.0.1"
         self.port = int(m.group(2))
