@@ -160,13 +160,13 @@ class Server:
         mono = time.monotonic()
         if not monitor.due(mono):
             return
-        for resource, (active, figures) in monitor.check(mono).items():
-            if active != (resource in self.broker.alarms.active):
+        for name, (active, figures) in monitor.check(mono).items():
+            if active != (name in self.broker.alarms.active):
                 if active:
-                    log.warning("%s alarm set (%s): publishing connections are blocked", resource, figures)
+                    log.warning("%s alarm set (%s): publishing connections are blocked", name, figures)
                 else:
-                    log.warning("%s alarm cleared (%s)", resource, figures)
-                self.broker.set_alarm(resource, active, time.time())
+                    log.warning("%s alarm cleared (%s)", name, figures)
+                self.broker.set_alarm(name, active, time.time())
 
     def _poll_timeout_ms(self) -> int:
         if self.broker.has_pending_work:
