@@ -5,6 +5,7 @@ no test sleeps to wait for start-up.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -16,7 +17,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Iterator
+
+import msgpack
+import zmq
+
+from zbroker.protocol import HEADER, Op
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = ROOT / "clients"
@@ -154,3 +160,35 @@ def client_program(name: str, *args: str, port: int) -> Process:
 
 def python_snippet(code: str, port: int) -> Process:
     return Process([sys.executable, "-c", code], child_env(port))
+
+
+@contextlib.contextmanager
+def hello_many(port: int, n: int) -> Iterator[dict[str, int]]:
+    """``n`` raw connections, each saying HELLO, held open for the block; yields how the
+    broker answered them, closes them all afterwards."""
+    ctx = zmq.Context()
+    ctx.set(zmq.MAX_SOCKETS, n + 64)  # a context option (setsockopt would set socket defaults)
+    socks, answers = [], {"ok": 0, "refused": 0, "silent": 0}
+    for _ in range(n):
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(f"tcp://127.0.0.1:{port}")
+        sock.send_multipart([HEADER, msgpack.packb([Op.HELLO, None, "/", "g", "g", {}])])
+        socks.append(sock)
+    deadline = time.monotonic() + 10
+    for sock in socks:
+        reply = None
+        while reply is None and sock.poll(max(0, int((deadline - time.monotonic()) * 1000))):
+            parts = sock.recv_multipart()
+            if len(parts) > 1:  # a bare header is the broker's liveness probe
+                reply = msgpack.unpackb(parts[1])[0]
+        if reply is None:
+            answers["silent"] += 1
+        else:
+            answers["ok" if reply == Op.HELLO_OK else "refused"] += 1
+    try:
+        yield answers
+    finally:
+        for sock in socks:
+            sock.close(0)
+        ctx.term()

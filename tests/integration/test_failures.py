@@ -1,12 +1,9 @@
 """Processes dying, hanging or misbehaving: nothing is lost, everyone else is served."""
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
-
-from typing import Iterator
 
 import msgpack
 import pytest
@@ -15,7 +12,7 @@ import zmq
 import zbroker.client as pika
 from zbroker.client import exceptions
 from zbroker.protocol import HEADER, Op, decode_message, encode
-from tests.support import Broker, python_snippet
+from tests.support import Broker, hello_many, python_snippet
 
 HOLDER = """
 import zbroker.client as pika
@@ -241,40 +238,12 @@ def test_a_100_mb_header_table_is_cut_and_a_bystander_goes_on(broker: Broker) ->
     broker.wait_for("command frame of 104857\\d+ bytes is larger than frame_max")
 
 
-@contextlib.contextmanager
-def _hello_many(port: int, n: int) -> Iterator[dict[str, int]]:
-    """``n`` raw connections, each saying HELLO, held open for the block; yields how the
-    broker answered them, closes them all afterwards."""
-    ctx = zmq.Context()
-    ctx.setsockopt(zmq.MAX_SOCKETS, n + 64)
-    socks, answers = [], {"ok": 0, "refused": 0, "silent": 0}
-    for _ in range(n):
-        sock = ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(f"tcp://127.0.0.1:{port}")
-        sock.send_multipart([HEADER, msgpack.packb([Op.HELLO, None, "/", "g", "g", {}])])
-        socks.append(sock)
-    deadline = time.monotonic() + 10
-    for sock in socks:
-        if sock.poll(max(0, int((deadline - time.monotonic()) * 1000))):
-            op = msgpack.unpackb(sock.recv_multipart()[1])[0]
-            answers["ok" if op == Op.HELLO_OK else "refused"] += 1
-        else:
-            answers["silent"] += 1
-    try:
-        yield answers
-    finally:
-        for sock in socks:
-            sock.close(0)
-        ctx.term()
-
-
 def test_the_broker_takes_the_descriptors_the_system_allows() -> None:
     """Started with a soft open-file limit of 300 (hard 4096), the broker raises its own
     limit: 400 connections are all served and a bystander connects and works."""
     broker = Broker(prefix=("prlimit", "--nofile=300:4096"))
     try:
-        with _hello_many(broker.port, 400) as answers:
+        with hello_many(broker.port, 400) as answers:
             assert answers == {"ok": 400, "refused": 0, "silent": 0}
             ch = pika.BlockingConnection(pika.ConnectionParameters(port=broker.port)).channel()
             ch.queue_declare("bystander")
@@ -288,7 +257,7 @@ def test_the_broker_takes_the_descriptors_the_system_allows() -> None:
 def test_connections_past_the_limit_are_refused_with_530_and_logged_once() -> None:
     broker = Broker("--max-connections", "50")
     try:
-        with _hello_many(broker.port, 80) as answers:
+        with hello_many(broker.port, 80) as answers:
             assert answers == {"ok": 50, "refused": 30, "silent": 0}
             assert broker.output.count("node connection limit \\(50\\) is reached") == 1
     finally:

@@ -1,0 +1,149 @@
+"""Hostile peers, each bounded and refused or paused with a clear log line, while a
+well-behaved bystander keeps publishing and consuming at a fair share of its rate.
+
+The bystander's rate is printed (``-s`` shows it) and checked only loosely (at least
+a quarter of its rate with the broker to itself): speed is measured by ``zbroker bench``;
+here the point is that nobody stalls."""
+from __future__ import annotations
+
+import resource
+import time
+
+import msgpack
+import zmq
+
+import zbroker.client as pika
+from tests.support import Broker, hello_many
+from zbroker.protocol import HEADER, Op, encode
+
+#: The bystander must keep at least this fraction of its undisturbed rate.
+FAIR_SHARE = 0.25
+
+
+def bystander_rate(port: int, n: int = 2000) -> float:
+    """Messages a second one client publishes and then consumes (100 B each)."""
+    with pika.BlockingConnection(pika.ConnectionParameters(port=port)) as conn:
+        ch = conn.channel()
+        ch.queue_declare("bystander")
+        started = time.monotonic()
+        for i in range(n):
+            ch.basic_publish("", "bystander", b"%06d" % i + b"." * 94)
+        got = 0
+        for method, _, body in ch.consume("bystander", auto_ack=True, inactivity_timeout=5):
+            assert method is not None, "the bystander stalled"
+            assert int(body[:6]) == got
+            got += 1
+            if got == n:
+                break
+        ch.cancel()
+        return n / (time.monotonic() - started)
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def raw_peer(endpoint: str, ctx: zmq.Context, rcvhwm: int = 1000) -> zmq.Socket:
+    """A ZeroMQ peer that says HELLO and opens channel 1, and from then on reads only
+    what the test asks it to."""
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, rcvhwm)
+    sock.connect(endpoint)
+    sock.send_multipart([HEADER, encode(Op.HELLO, None, "/", "g", "g", {})])
+    assert sock.poll(5000)
+    sock.recv_multipart()
+    sock.send_multipart([HEADER, encode(Op.CHANNEL_OPEN, 1)])
+    assert sock.poll(5000)
+    sock.recv_multipart()
+    return sock
+
+
+def test_a_peer_that_stops_reading_with_50000_deliveries_pending_costs_one_window() -> None:
+    broker = Broker()
+    ctx = zmq.Context()
+    try:
+        baseline = bystander_rate(broker.port)
+        with pika.BlockingConnection(pika.ConnectionParameters(port=broker.port)) as conn:
+            ch = conn.channel()
+            ch.queue_declare("pending")
+            for i in range(50_000):
+                ch.basic_publish("", "pending", b"." * 1024)
+            before = rss_mib(broker.pid)
+            sock = raw_peer(broker.endpoint, ctx, rcvhwm=1)
+            sock.send_multipart([HEADER, encode(Op.BASIC_CONSUME, 1, "pending", "silent", False, False, {})])
+            time.sleep(1.0)  # let the broker send all it will
+            ready = ch.queue_declare("pending", passive=True).method.message_count
+            during = bystander_rate(broker.port)
+            after = rss_mib(broker.pid)
+            print(f"\nsilent reader holds {50_000 - ready} deliveries; broker RSS {before:.0f} -> "
+                  f"{after:.0f} MiB; bystander {during:.0f} msg/s (alone: {baseline:.0f})")
+            # One 4 MiB window of 1 KiB messages is ~3,280 deliveries; the rest stay queued.
+            assert 50_000 - 3_400 <= ready < 50_000
+            assert during >= FAIR_SHARE * baseline
+            sock.close(0)  # gone: what it held goes back to the queue
+            deadline = time.monotonic() + 15
+            while ch.queue_declare("pending", passive=True).method.message_count < 50_000:
+                assert time.monotonic() < deadline, "the silent reader's deliveries were not requeued"
+                conn.sleep(0.1)
+    finally:
+        ctx.term()
+        assert broker.stop() == 0
+        broker.remove_data()
+    assert "Traceback" not in broker.log()
+
+
+def test_a_peer_declaring_100000_queues_is_refused_past_the_limit_and_logged_once() -> None:
+    broker = Broker()
+    ctx = zmq.Context()
+    try:
+        baseline = bystander_rate(broker.port)
+        sock = raw_peer(broker.endpoint, ctx)
+        started = time.monotonic()
+        closed = None
+        try:
+            for batch in range(100):
+                sock.send_multipart([HEADER, *(encode(Op.QUEUE_DECLARE, 1, f"q{batch}-{i}", False, False,
+                                                      False, False, {}) for i in range(1000))])
+            while closed is None:
+                assert sock.poll(30_000), "no CHANNEL_CLOSE for the declare past the limit"
+                for frame in sock.recv_multipart()[1:]:
+                    command = msgpack.unpackb(frame)
+                    if command[0] == Op.CHANNEL_CLOSE:
+                        closed = command
+        finally:
+            sock.close(0)
+        elapsed = time.monotonic() - started
+        during = bystander_rate(broker.port)
+        print(f"\n100,000 declares in {elapsed:.1f} s; broker RSS {rss_mib(broker.pid):.0f} MiB; "
+              f"bystander {during:.0f} msg/s (alone: {baseline:.0f})")
+        assert closed is not None and closed[2] == 406
+        assert "queue limit in cluster (50000) is reached" in closed[3]
+        assert broker.output.count(r"limit reached: queue limit in cluster \(50000\) is reached") == 1
+        assert during >= FAIR_SHARE * baseline
+    finally:
+        ctx.term()
+        assert broker.stop() == 0
+        broker.remove_data()
+
+
+def test_a_peer_opening_2000_connections_is_served_and_a_bystander_goes_on() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    broker = Broker()
+    try:
+        baseline = bystander_rate(broker.port)
+        with hello_many(broker.port, 2000) as answers:
+            during = bystander_rate(broker.port)
+            print(f"\n2,000 connections: broker RSS {rss_mib(broker.pid):.0f} MiB; "
+                  f"bystander {during:.0f} msg/s (alone: {baseline:.0f})")
+            assert answers == {"ok": 2000, "refused": 0, "silent": 0}
+            assert during >= FAIR_SHARE * baseline
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert broker.stop() == 0
+        broker.remove_data()
