@@ -69,7 +69,7 @@ class DeadLetters:
     def _dead_letter(self, queue: "Queue", exchange: "Exchange", message: Message, reason: str,
                      now: float) -> None:
         if not message.is_loaded:
-            assert queue.journal is not None  # only a durable queue holds paged messages
+            assert queue.journal is not None  # only a queue with a journal holds paged messages
             message = queue.journal.load(message)
         properties = dead_letter_properties(message, queue.name, reason, now)
         key = queue.settings.dead_letter_routing_key

@@ -108,9 +108,12 @@ class Durability:
 
         ``confirming`` is the publisher's confirm channel, if any: it learns of a failure.
         """
-        queue_ids = [q.journal.queue_id for q in queues if q.journal is not None]
+        queue_ids = [q.journal.queue_id for q in queues if q.persists and q.journal is not None]
         if not queue_ids:
             return
+        # Transient queues it also reached share the record (and count in it), so that
+        # a message's location always names a record of every queue holding it.
+        queue_ids += [q.journal.queue_id for q in queues if not q.persists and q.journal is not None]
         if confirming is not None:
             self.confirms.awaits_disk(confirming)
         try:

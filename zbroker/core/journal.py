@@ -1,8 +1,11 @@
-"""What a durable queue tells the store as its persistent messages move.
+"""What a queue tells the store as its stored messages move.
 
 Persistent messages in durable queues are journaled, and so is a transient message that
-joins a durable queue whose tail is paged (it must wait its turn on disk; recovery
-skips it). The broker calls ``page`` for those. The queue calls ``take`` when a
+joins a queue whose tail is paged (it must wait its turn on disk; recovery skips it).
+A transient queue has a journal too when the store pages (negative ids, never
+recovered): a persistent message it shares with durable queues is recorded for it as
+well, so a message's location always names a record of every queue holding it, and
+the same take/remove/drop rules apply to every queue. The broker calls ``page`` for those. The queue calls ``take`` when a
 message leaves its head for a consumer, the broker calls ``remove`` when a delivery is
 settled for good and ``drop`` when the queue is deleted.
 """

@@ -7,7 +7,8 @@ Rules of this module:
    maximum = the maximum). Within a lane messages are in publish (``seq``) order and a
    requeued message goes back to its place by seq. The next message is the oldest one
    of the highest non-empty lane.
-2. Paging. A durable queue keeps at most ``PAGE_AFTER`` messages, or about
+2. Paging. A queue (durable or not, when the store is on disk) keeps at most
+   ``PAGE_AFTER`` messages, or about
    ``PAGE_AFTER_BYTES`` of bodies, in memory (the lanes' heads); past that, newcomers
    join their lane's paged tail (``paging.py``), refilled into the head ``REFILL`` at
    a time. Once a lane has a tail every newcomer to it joins the tail, to keep order.
@@ -117,6 +118,11 @@ class Queue:
         return self.exclusive_owner is not None
 
     @property
+    def persists(self) -> bool:
+        """Survives a restart: durable and not exclusive (RabbitMQ drops exclusive ones)."""
+        return self.durable and self.exclusive_owner is None
+
+    @property
     def message_count(self) -> int:
         return self.ready
 
@@ -190,7 +196,9 @@ class Queue:
 
     def enqueue(self, message: Message) -> None:
         """Add a newly published message at the back of its lane."""
-        if self._plain and message.ttl is None and not self.pages:
+        held = self._resident
+        if self._plain and message.ttl is None and (not self.pages or (
+                held < PAGE_AFTER and held * message.size < PAGE_AFTER_BYTES and not self._lane0.tail)):
             self._lane0.head.append(message)
             self._resident += 1
             self.ready += 1

@@ -29,7 +29,7 @@ def snapshot(topology: Topology) -> dict[str, Any]:
                  for e in topology.exchanges.values()
                  if e.durable and e.name and e.name not in DEFAULT_EXCHANGES]
     queues = [[q.name, q.journal.queue_id, q.auto_delete, q.arguments]
-              for q in topology.queues.values() if q.journal is not None]
+              for q in topology.queues.values() if q.persists and q.journal is not None]
     bindings = []
     for source in topology.exchanges.values():
         for (destination, key, _), arguments in source.bindings.items():

@@ -121,6 +121,7 @@ class Topology:
         self.quorum_queues = 0
         self.durable_changes = 0
         self.next_queue_id = 1
+        self._next_transient_id = -1
         self._journal_for = journal_for
         self.default = DefaultExchange(self.queues)
         self.exchanges: dict[str, Exchange] = {"": self.default}
@@ -254,7 +255,7 @@ class Topology:
         """Register a new queue; a durable one gets its journal (``store_id`` on recovery)."""
         self.queues[queue.name] = queue
         self.quorum_queues += queue.quorum
-        if queue.durable and not queue.exclusive:
+        if queue.persists:
             if store_id is None:
                 store_id = self.next_queue_id
             self.next_queue_id = max(self.next_queue_id, store_id + 1)
@@ -262,6 +263,15 @@ class Topology:
                 queue.journal = self._journal_for(store_id)
                 queue.pages = queue.journal.store.pages
             self.durable_changes += 1
+        elif self._journal_for is not None:
+            # A transient queue pages too, when the store can: its backlog is bounded by
+            # disk, not memory. Its records are transient (never recovered) and its ids
+            # negative, so they never meet a durable queue's.
+            journal = self._journal_for(self._next_transient_id)
+            if journal.store.pages:
+                self._next_transient_id -= 1
+                queue.journal = journal
+                queue.pages = True
 
     @staticmethod
     def _check_queue_type(name: str, qtype: str, durable: bool, exclusive: bool,
@@ -302,7 +312,7 @@ class Topology:
         self.quorum_queues -= queue.quorum
         if queue.journal is not None:
             queue.journal.drop(queue.stored())
-            self.durable_changes += 1
+            self.durable_changes += queue.persists
         for source, key, frozen in list(queue.sources):
             self._unbind(source, queue, key, source.bindings.get((queue, key, frozen), {}))
         queue.clear()
