@@ -2,10 +2,11 @@
 pure core and its zbroker wire adapter.
 
 Each pass of the loop: poll (timeout: the core's next deadline), drain up to
-``DRAIN_BATCH`` messages into the wire, ``tick`` the core's timers, commit the store (one
+``DRAIN_BATCH`` messages into the wire, check memory and disk (at most every 0.1 s,
+``resources.py``: the core's alarms), ``tick`` the core's timers, commit the store (one
 fsync for every persistent message of the pass: group commit), send what the core
-queued (one ZeroMQ message per peer per pass), then retry anything a full peer pipe
-refused. ``now`` is wall-clock seconds (a persistent message's expiry must hold across
+queued with the publish credit the pass used (one ZeroMQ message per peer per pass),
+then retry anything a full peer pipe refused. ``now`` is wall-clock seconds (a persistent message's expiry must hold across
 a restart). Rules:
 
 - ``ROUTER_MANDATORY`` is on, so ZeroMQ never drops a frame silently: a full pipe

@@ -11,6 +11,9 @@ How it works:
   monitor reports the transport dropping, which becomes ``StreamLostError`` at once.
 - ``add_callback_threadsafe`` is the only method other threads may call: it queues the
   callback and wakes the socket wait through a pipe.
+- Flow control (``zbroker/wires/flow.py``): a publish waits, pumping the socket, while the
+  connection has no publish credit or an alarm blocks it (``Connection.Blocked``); the
+  deliveries read are reported so the broker's delivery window stays open.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from typing import Any, Callable, Iterable
 import zmq
 
 from zbroker import __version__
-from zbroker.client import exceptions
+from zbroker.client import exceptions, frame, spec
 from zbroker.client.parameters import ConnectionParameters
 from zbroker.credit import DELIVERY_COST, message_cost
 from zbroker.protocol import HEADER, Op, ProtocolError, check_header, decode_message, encode
@@ -338,7 +341,6 @@ class BlockingConnection:
 
     def _on_blocked(self, blocked: bool, fields: list[Any]) -> None:
         """The broker holds (or releases) our publishing: pika's Connection.Blocked."""
-        from zbroker.client import frame, spec
         if blocked:
             method: Any = spec.Connection.Blocked(reason=fields[0])
             log.warning("connection blocked by the broker: %s", fields[0])
