@@ -20,7 +20,6 @@ import threading
 import time
 from pathlib import Path
 
-import zbroker.client as pika
 from tests.support import Broker, python_snippet
 
 PUBLISHER = """
@@ -41,6 +40,31 @@ for i in range(count):
 print("sent", count, flush=True)
 print("done", flush=True)
 conn.close()
+"""
+
+
+CONSUMER = """
+import resource, zbroker.client as pika
+total, publishers = {total}, {publishers}
+expect = [0] * publishers
+got = 0
+with pika.BlockingConnection(pika.ConnectionParameters(port={port})) as conn:
+    ch = conn.channel()
+    for method, _, body in ch.consume("flood", auto_ack=True, inactivity_timeout=30):
+        if method is None:
+            break
+        me, seq = int(body[:3]), int(body[4:14])
+        if seq != expect[me]:
+            raise SystemExit(f"publisher {{me}}: got {{seq}}, expected {{expect[me]}}")
+        expect[me] += 1
+        got += 1
+        if got % 10000 == 0:
+            print("consumed", got, flush=True)
+        if got == total:
+            break
+    ch.cancel()
+print("consumed", got, flush=True)
+print("maxrss", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, flush=True)
 """
 
 
@@ -89,9 +113,14 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     stop = threading.Event()
     pubs: list[Publisher] = []
+    pub_peak = [0.0]
+    consumer_peak = 0
 
     def sample() -> None:
         while not stop.is_set():
+            for p in pubs:
+                if p.proc.popen.poll() is None:
+                    pub_peak.append(rss_mib(p.proc.pid))
             queued = sum(p.sent for p in pubs) - consumed
             rows.append((round(time.monotonic() - started, 1), queued, round(rss_mib(broker.pid), 1),
                          sum(p.blocked for p in pubs)))
@@ -117,24 +146,26 @@ def run(args: argparse.Namespace) -> int:
         blocked = sum(p.blocked for p in pubs)
         print(f"flood: {at_block:,} queued in {time.monotonic() - started:.0f} s, broker RSS peak "
               f"{flood_peak:.0f} MiB, {blocked} of {args.publishers} publisher(s) blocked", flush=True)
-        expect = [0] * args.publishers
-        with pika.BlockingConnection(pika.ConnectionParameters(port=broker.port)) as conn:
-            ch = conn.channel()
-            for method, _, body in ch.consume("flood", auto_ack=True, inactivity_timeout=30):
-                if method is None:
-                    break
-                me, seq = int(body[:3]), int(body[4:14])
-                if seq != expect[me]:
-                    raise AssertionError(f"publisher {me}: got {seq}, expected {expect[me]}")
-                expect[me] += 1
-                consumed += 1
-                if consumed == total:
-                    break
-            ch.cancel()
-        ok = consumed == total and all(p.proc.wait(60) == 0 for p in pubs)
+        consumer = python_snippet(CONSUMER.format(total=total, publishers=args.publishers, port=broker.port),
+                                  broker.port)
+        while consumer.popen.poll() is None or not consumer.output._queue.empty():
+            try:
+                line = consumer.output._queue.get(timeout=1)
+            except Exception:
+                continue
+            if line is None:
+                break
+            if line.startswith("consumed "):
+                consumed = int(line.split()[1])
+            elif line.startswith("maxrss "):
+                consumer_peak = int(line.split()[1])
+            elif line:
+                print("consumer:", line, flush=True)
+        ok = consumer.wait(60) == 0 and consumed == total and all(p.proc.wait(60) == 0 for p in pubs)
         print(f"drained: {consumed:,} of {total:,} messages, each once and in order per publisher; "
-              f"publishers {'all finished' if ok else 'FAILED'}; total {time.monotonic() - started:.0f} s",
-              flush=True)
+              f"publishers {'all finished' if ok else 'FAILED'}; total {time.monotonic() - started:.0f} s; "
+              f"peak RSS: broker {max(r[2] for r in rows):.0f} MiB, each publisher <= "
+              f"{max(pub_peak):.0f} MiB, consumer {consumer_peak} MiB", flush=True)
     finally:
         stop.set()
         sampler.join()

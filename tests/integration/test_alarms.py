@@ -150,3 +150,30 @@ def test_disk_alarm_blocks_before_writes_fail_and_nothing_confirmed_is_lost(smal
             assert drain(conn, "flood", count) == list(range(count))
     finally:
         again.stop()
+
+
+def test_a_transient_backlog_is_paged_to_disk_and_the_broker_stays_small() -> None:
+    """300,000 transient 1 KiB messages (300 MB of bodies) into a queue nobody reads: the
+    broker pages them to its data directory and stays under 150 MiB, with no alarm; then
+    every message is drained once and in order. (Before paging, 400,000 x 2 KiB took the
+    broker to 955 MiB.)"""
+    broker = Broker("--memory-limit", "150MiB")
+    count = 300_000
+    pub = python_snippet(PUBLISHER.format(count=count, size=1024, persistent=False, port=broker.port), broker.port)
+    peak = 0.0
+    try:
+        while pub.popen.poll() is None:
+            with open(f"/proc/{broker.pid}/status") as f:
+                rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+            peak = max(peak, rss)
+            time.sleep(0.2)
+        assert pub.wait(5) == 0
+        print(f"\nbroker peak RSS with {count:,} x 1 KiB queued: {peak:.0f} MiB")
+        assert peak < 150
+        with pika.BlockingConnection(pika.ConnectionParameters(port=broker.port)) as conn:
+            assert drain(conn, "flood", count, timeout=120) == list(range(count))
+    finally:
+        pub.kill()
+        broker.stop()
+        broker.remove_data()
+    assert "alarm set" not in broker.log()
