@@ -184,8 +184,10 @@ def run_frames(count: int, seed: int, report: Callable[[str], None] = lambda _: 
     AssertionError with the seed and the frame on the first bug."""
     rng = random.Random(seed)
     bugs = Bugs()
-    logging.getLogger("zbroker").addHandler(bugs)
-    logging.getLogger("zbroker").setLevel(logging.ERROR)
+    logger = logging.getLogger("zbroker")
+    level = logger.level
+    logger.addHandler(bugs)
+    logger.setLevel(logging.ERROR)  # the fuzzer's frames are meant to be refused: quiet
     stats = {"messages": 0, "codec_errors": 0, "closes": 0, "brokers": 0}
     try:
         broker, wire, now = Broker(), None, 1_000_000.0
@@ -222,7 +224,8 @@ def run_frames(count: int, seed: int, report: Callable[[str], None] = lambda _: 
             if n and n % 100_000 == 0:
                 report(f"{n:,} messages, {n / (time.monotonic() - started):,.0f}/s")
     finally:
-        logging.getLogger("zbroker").removeHandler(bugs)
+        logger.removeHandler(bugs)
+        logger.setLevel(level)
     return stats
 
 

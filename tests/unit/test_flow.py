@@ -79,8 +79,11 @@ def test_unknown_resource_is_a_programming_error() -> None:
         Broker().set_alarm("cpu", True, 0.0)
 
 
-def test_publish_credit_is_held_while_blocked_and_returned_when_clear(pair) -> None:
-    broker, pub, _ = pair
+def test_publish_credit_is_held_while_blocked_and_returned_when_clear() -> None:
+    broker = Broker()
+    wire = NativeWire(broker, publish_credit=300)  # returned from 75 bytes taken: every publish
+    pub = FakePeer(broker, b"pub", wire=wire).open()
+    pub.declare("q")
     pub.publish("", "q", b"x")
     assert pub.credit_returned == message_cost([HEADER, encode(Op.BASIC_PUBLISH, 1, "", "q", False, {}), b"x"])
     returned = pub.credit_returned
@@ -120,6 +123,18 @@ def test_publishing_beyond_the_credit_window_closes_the_connection() -> None:
     assert code == 503 and "publish credit window (1000 bytes)" in text
     assert broker.topology.queues["q"].ready == 3  # what it had credit for was kept
     assert ops(bystander.publish("", "q", b"fine")) == []
+
+
+def test_credit_is_returned_a_quarter_window_at_a_time() -> None:
+    broker = Broker()
+    wire = NativeWire(broker, publish_credit=4000)
+    peer = FakePeer(broker, b"p", wire=wire).open()
+    peer.declare("q")
+    peer.publish("", "q", b"x" * 400)
+    assert peer.credit_returned == 0  # ~480 of 4000 taken: three quarters left, nothing sent
+    peer.publish("", "q", b"x" * 400)
+    peer.publish("", "q", b"x" * 400)
+    assert peer.credit_returned > 1000  # past a quarter: all of it comes back
 
 
 def test_credit_returned_each_pass_lets_a_well_behaved_peer_publish_forever() -> None:

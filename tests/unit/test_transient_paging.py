@@ -19,6 +19,7 @@ from zbroker.storage import DiskStore
 @pytest.fixture
 def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Restartable]:
     monkeypatch.setattr(queues_module, "PAGE_AFTER", 5)
+    monkeypatch.setattr(queues_module, "TRANSIENT_PAGE_AFTER", 5)
     node = Restartable(tmp_path)
     yield node
     node.broker.store.close()
@@ -98,6 +99,7 @@ def test_purge_and_delete_release_a_transient_paged_tail(node: Restartable) -> N
 def test_paged_transient_messages_expire_dead_letter_and_are_released(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(queues_module, "PAGE_AFTER", 5)
+    monkeypatch.setattr(queues_module, "TRANSIENT_PAGE_AFTER", 5)
     clock = FakeClock()
     broker = Broker(store=DiskStore(tmp_path, segment_bytes=64 * 1024), now=clock.now)
     try:

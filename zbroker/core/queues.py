@@ -8,8 +8,9 @@ Rules of this module:
    requeued message goes back to its place by seq. The next message is the oldest one
    of the highest non-empty lane.
 2. Paging. A queue (durable or not, when the store is on disk) keeps at most
-   ``PAGE_AFTER`` messages, or about
-   ``PAGE_AFTER_BYTES`` of bodies, in memory (the lanes' heads); past that, newcomers
+   ``PAGE_AFTER`` messages, or about ``PAGE_AFTER_BYTES`` of bodies, in memory (the
+   lanes' heads) when they are in the store already; for transient messages, which
+   paging must write, the windows are ``TRANSIENT_PAGE_AFTER(_BYTES)``. Past that, newcomers
    join their lane's paged tail (``paging.py``), refilled into the head ``REFILL`` at
    a time. Once a lane has a tail every newcomer to it joins the tail, to keep order.
 3. Counters. ``ready`` / ``ready_bytes`` count the messages waiting (expired ones are
@@ -55,6 +56,13 @@ REFILL = 256
 #: with bodies of similar size, each queue keeps about that much in memory at most.
 PAGE_AFTER = 2000
 PAGE_AFTER_BYTES = 16 * 1024 * 1024
+#: A message not yet in the store (a transient one) costs a write and a read to page, so
+#: it is paged only once the heads hold this many messages or this much memory (bodies
+#: plus ``MESSAGE_MEMORY`` each, what a message object costs besides its body): a queue
+#: draining at about the rate it fills never touches the disk, a real backlog does.
+TRANSIENT_PAGE_AFTER = 100_000
+TRANSIENT_PAGE_AFTER_BYTES = 64 * 1024 * 1024
+MESSAGE_MEMORY = 256
 NEVER = float("inf")
 
 
@@ -196,9 +204,8 @@ class Queue:
 
     def enqueue(self, message: Message) -> None:
         """Add a newly published message at the back of its lane."""
-        held = self._resident
         if self._plain and message.ttl is None and (not self.pages or (
-                held < PAGE_AFTER and held * message.size < PAGE_AFTER_BYTES and not self._lane0.tail)):
+                not self._lane0.tail and self._fits(message))):
             self._lane0.head.append(message)
             self._resident += 1
             self.ready += 1
@@ -222,10 +229,7 @@ class Queue:
         """The store location under which ``message`` joins the lane's paged tail, or
         None to keep it in memory (the heads are not full, or this queue does not page).
         A transient newcomer behind a tail is journaled too (``QueueJournal.page``)."""
-        if not self.pages:
-            return None
-        held = self._resident
-        if not (len(lane.tail) or held >= PAGE_AFTER or held * message.size >= PAGE_AFTER_BYTES):
+        if not self.pages or (not len(lane.tail) and self._fits(message)):
             return None
         if message.location is not None:
             return message.location
@@ -234,6 +238,13 @@ class Queue:
             return self.journal.page(message)
         except OSError:
             return None  # kept in memory instead; the broker's commit reports the disk
+
+    def _fits(self, message: Message) -> bool:
+        """The heads have room for ``message`` (rule 2's windows)."""
+        held = self._resident
+        if message.location is not None:
+            return held < PAGE_AFTER and held * message.size < PAGE_AFTER_BYTES
+        return held < TRANSIENT_PAGE_AFTER and held * (message.size + MESSAGE_MEMORY) < TRANSIENT_PAGE_AFTER_BYTES
 
     def append_recovered(self, message: Message | None, seq: int, location: int, size: int,
                          priority: int, expires: float | None) -> None:

@@ -9,7 +9,9 @@ Publish credit (RabbitMQ's credit flow, between the client and the broker):
 - The client sends a message holding a publish only while its credit is positive, and
   takes each such message's cost from it.
 - After each loop pass (after its commit, so persistent messages are on disk) the broker
-  returns what it took from each peer in a ``PUBLISH_CREDIT`` event, except to a
+  returns what it took from each peer in a ``PUBLISH_CREDIT`` event once that is a
+  quarter window or more (so a slow publisher, an RPC client, gets no extra message per
+  publish; one with less than that taken still has three quarters to go on), except to a
   connection an alarm blocks (``core/alarms.py``): it gets its credit when the alarm
   clears. A publisher is therefore never more than one window ahead of what the broker
   has applied and written: its send queue, the socket buffers and the broker's receive
@@ -35,6 +37,7 @@ class PublishCredit:
 
     def __init__(self, window: int = PUBLISH_CREDIT) -> None:
         self.window = window
+        self.step = max(1, window // 4)
         self.used: dict[Hashable, int] = {}
 
     def spend(self, peer: Hashable, cost: int) -> bool:
@@ -46,13 +49,14 @@ class PublishCredit:
         return True
 
     def grants(self, connections: Mapping[Hashable, Any]) -> list[tuple[Hashable, int]]:
-        """The credit to return now, per open connection; an alarm-blocked one waits."""
+        """The credit to return now (a quarter window or more), per open connection; an
+        alarm-blocked one waits."""
         out = []
         for peer, used in list(self.used.items()):
             conn = connections.get(peer)
             if conn is None:
                 del self.used[peer]
-            elif not conn.publish_blocked:
+            elif used >= self.step and not conn.publish_blocked:
                 out.append((peer, used))
                 del self.used[peer]
         return out

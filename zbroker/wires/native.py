@@ -121,7 +121,7 @@ class NativeWire:
     def take_outgoing(self) -> dict[Any, list[Any]]:
         """Frames to send, per peer, credit returned: each event encoded, bodies as they are."""
         if self.credit.used:
-            self.grant_credit()
+            self.grant_credit()  # (a dict of the peers that published since their last grant)
         out = {}
         for peer, parts in self.broker.outbox.take().items():
             out[peer] = [pack(p) if type(p) is tuple else p for p in parts]
