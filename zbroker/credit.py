@@ -21,6 +21,8 @@ DELIVERY_COST = 256
 
 def message_cost(parts: Sequence[Any], start: int = 0) -> int:
     """What the message ``parts[start:]`` (header frame first) costs against publish credit."""
+    if len(parts) - start == 3:  # header, publish, body: the common case, without a slice
+        return len(parts[start]) + len(parts[start + 1]) + len(parts[start + 2]) + MESSAGE_COST
     return sum(map(len, parts[start:])) + MESSAGE_COST
 
 

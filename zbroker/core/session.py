@@ -124,7 +124,7 @@ class Channel:
             self.consumer_unacked += 1
         conn = self.connection
         if conn.unread_limit:
-            conn.unread += len(message.body) + DELIVERY_COST
+            conn.unread += message.size + DELIVERY_COST  # size is len(body)
             if conn.unread >= conn.unread_limit:
                 conn.blocked = True
         conn.outbox.put(

@@ -53,6 +53,7 @@ class NativeWire:
         broker = self.broker
         conn = broker.connections.get(peer)
         charged = False
+        credit_used, window = self.credit.used, self.credit.window
         try:
             check_header(parts[start])
             for op, fields, body in decode_message(parts, start + 1):
@@ -62,9 +63,12 @@ class NativeWire:
                         return
                     continue
                 if op == _PUBLISH:
-                    if not charged:
+                    if not charged:  # one charge per message that holds a publish
                         charged = True
-                        if not self.credit.spend(peer, message_cost(parts, start)):
+                        used = credit_used.get(peer, 0)
+                        if used < window:
+                            credit_used[peer] = used + message_cost(parts, start)
+                        else:
                             self._refuse(conn, f"publish beyond the publish credit window "
                                                f"({self.credit.window} bytes)")
                             return
