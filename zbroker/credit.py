@@ -14,6 +14,8 @@ PUBLISH_CREDIT = 4 * 1024 * 1024
 DELIVERY_WINDOW = 4 * 1024 * 1024
 #: A message's cost besides its frames' bytes: the transport's per-message overhead.
 MESSAGE_COST = 64
+#: The zbroker header frame is 3 bytes (``zbroker/protocol/codec.py``: magic + version).
+_HEADER_AND_MESSAGE_COST = 3 + MESSAGE_COST
 #: What one delivery counts against the delivery window besides its body (its command
 #: frame and the transport's per-message cost).
 DELIVERY_COST = 256
@@ -26,5 +28,6 @@ def message_cost(parts: Sequence[Any], start: int = 0) -> int:
     return sum(map(len, parts[start:])) + MESSAGE_COST
 
 
-def delivery_cost(body: Any) -> int:
-    return len(body) + DELIVERY_COST
+def publish_cost(command: bytes, body: Any) -> int:
+    """``message_cost`` of the client's ``[HEADER, command, body]``, without building it."""
+    return len(command) + len(body) + _HEADER_AND_MESSAGE_COST

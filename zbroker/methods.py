@@ -4,7 +4,9 @@ broker answers with, named as AMQP 0-9-1 names its methods.
 Shared by the core (which speaks only this) and by each wire: the zbroker wire uses
 these numbers as its opcodes (``protocol/commands.py`` gives each its field types); an
 AMQP 0-9-1 wire maps its class/method ids onto the same names. Numbers are stable: a new
-method gets a new number, an old number is never reused.
+method gets a new number, an old number is never reused. Connection-level methods are
+numbered below ``CHANNEL_OPEN`` (10), channel methods from it up: a reader can tell them
+apart with one comparison.
 
 A core event is a plain tuple ``(Method, field, field, ...)`` in the field order of the
 zbroker command table, followed in the outbox by its body when the method carries one

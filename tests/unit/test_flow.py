@@ -200,3 +200,9 @@ def test_memory_limit_is_a_fraction_of_memory_or_a_size() -> None:
     assert memory_limit("0") == 0  # RabbitMQ: 0 blocks every publisher
     with pytest.raises(ValueError, match="fraction"):
         memory_limit("1.5")
+
+
+def test_client_and_broker_count_a_publish_alike() -> None:
+    from zbroker.credit import publish_cost
+    command = encode(Op.BASIC_PUBLISH, 1, "", "q", False, {"headers": {"a": 1}})
+    assert publish_cost(command, b"body") == message_cost([HEADER, command, b"body"])

@@ -435,7 +435,7 @@ class BlockingChannel:
         if len(command) > MAX_COMMAND_BYTES:  # the broker would close the connection (501)
             raise ValueError(f"message properties too large: {len(command)} bytes encoded, "
                              f"frame_max is {MAX_COMMAND_BYTES}")
-        self._connection._publish([command, data])
+        self._connection._publish(command, data)
         return data
 
     def basic_publish(self, exchange: str, routing_key: str, body: bytes | str,

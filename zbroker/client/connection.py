@@ -31,7 +31,7 @@ import zmq
 from zbroker import __version__
 from zbroker.client import exceptions, frame, spec
 from zbroker.client.parameters import ConnectionParameters
-from zbroker.credit import DELIVERY_COST, message_cost
+from zbroker.credit import DELIVERY_COST, publish_cost
 from zbroker.protocol import HEADER, Op, ProtocolError, check_header, decode_message, encode
 from zbroker.protocol.codec import DELIVERY_OVERHEAD_BYTES, MAX_COMMAND_BYTES
 from zbroker.transport import POLLIN, recv_batch, send_parts, wait_readable
@@ -56,10 +56,14 @@ RCVHWM = 32
 #: Frames read per pump at most (about half as many deliveries): with READ_BATCH and
 #: RCVHWM, what a connection holds unread is a few broker messages, not the queue.
 READ_PARTS = 2048
+#: Publish credit when the broker keeps none: more than any program sends.
+NO_CREDIT_LIMIT = 1 << 62
 #: Undispatched events past which the client stops reporting deliveries read: a program
 #: that does not keep up gets no more deliveries (the broker's delivery window closes).
 HELD_EVENTS = 1024
 _DELIVER = int(Op.BASIC_DELIVER)
+#: Methods numbered below this are connection-level (``zbroker/methods.py``).
+_FIRST_CHANNEL_OP = int(Op.CHANNEL_OPEN)
 _TRANSPORT_LOST = zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
 _MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | _TRANSPORT_LOST | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
 
@@ -102,8 +106,8 @@ class BlockingConnection:
         self._blocked_callbacks: list[Callable[..., None]] = []
         self._unblocked_callbacks: list[Callable[..., None]] = []
         #: Flow control (``zbroker/wires/flow.py``): publish bytes we may still send
-        #: (None: the broker keeps no credit), delivery bytes taken in and not reported.
-        self._credit: int | None = None
+        #: (NO_CREDIT_LIMIT: the broker keeps none), delivery bytes taken in, not reported.
+        self._credit = NO_CREDIT_LIMIT
         self._unreported = 0
         self._report_step = 0
         #: Set while the broker holds our publishing (an alarm); when it times out.
@@ -187,7 +191,8 @@ class BlockingConnection:
         # The lower of ours and the broker's, as AMQP's tune negotiates it (0: no limit).
         offered = self.server_properties.get("channel_max") or 0
         self.channel_max = min(params.channel_max, offered) if offered else params.channel_max
-        self._credit = self.server_properties.get("publish_credit")
+        # No figure from the broker: it keeps no credit (an older zbroker), so neither do we.
+        self._credit = self.server_properties.get("publish_credit") or NO_CREDIT_LIMIT
         window = self.server_properties.get("delivery_window") or 0
         self._report_step = max(1, window // 4) if window else 0
         self.heartbeat = params.heartbeat(self, heartbeat) if callable(params.heartbeat) else heartbeat
@@ -214,16 +219,15 @@ class BlockingConnection:
         assert self._sock is not None  # set while open; _raise_if_lost covers closed
         send_parts(self._sock, [HEADER, *parts])
 
-    def _publish(self, parts: list[Any]) -> None:
-        """Send a message holding a publish: only with publish credit and not blocked."""
-        if self._blocked is not None or (self._credit is not None and self._credit <= 0):
+    def _publish(self, command: bytes, body: Any) -> None:
+        """Send a publish: only with publish credit and not blocked."""
+        if self._credit <= 0 or self._blocked is not None:
             self._wait_until(self._may_publish)
-        if self._credit is not None:
-            self._credit -= message_cost((HEADER, *parts))
-        self._send(parts)
+        self._credit -= publish_cost(command, body)
+        self._send([command, body])
 
     def _may_publish(self) -> bool:
-        return self._blocked is None and (self._credit is None or self._credit > 0)
+        return self._blocked is None and self._credit > 0
 
     def _report_read(self) -> None:
         """Tell the broker the deliveries we took in, unless the program is behind."""
@@ -312,16 +316,23 @@ class BlockingConnection:
         self._teardown()
 
     def _on_command(self, op: int, fields: list[Any], body: Any) -> None:
+        if op < _FIRST_CHANNEL_OP:
+            self._on_connection_command(op, fields)
+            return
         if op == _DELIVER:
             self._unreported += len(body) + DELIVERY_COST
-        elif op == Op.PUBLISH_CREDIT:
-            if self._credit is not None:
-                self._credit += fields[0]
-            return
+        channel = self._channels.get(fields[0])
+        if channel is not None:
+            channel._on_command(op, fields, body)
+        elif op == _DELIVER:
+            log.debug("delivery for unknown channel %s dropped (broker requeues it)", fields[0])
+
+    def _on_connection_command(self, op: int, fields: list[Any]) -> None:
+        if op == Op.PUBLISH_CREDIT:
+            self._credit += fields[0]
         elif op == Op.CONNECTION_BLOCKED or op == Op.CONNECTION_UNBLOCKED:
             self._on_blocked(op == Op.CONNECTION_BLOCKED, fields)
-            return
-        if op == Op.HELLO_OK:
+        elif op == Op.HELLO_OK:
             self._hello = fields
         elif op == Op.CONNECTION_CLOSE:
             try:
@@ -332,12 +343,6 @@ class BlockingConnection:
             self._lose(exceptions.ConnectionClosedByBroker(fields[0], fields[1]))
         elif op == Op.CONNECTION_CLOSE_OK:
             self._close_ok = True
-        else:
-            channel = self._channels.get(fields[0])
-            if channel is not None:
-                channel._on_command(op, fields, body)
-            elif op == Op.BASIC_DELIVER:
-                log.debug("delivery for unknown channel %s dropped (broker requeues it)", fields[0])
 
     def _on_blocked(self, blocked: bool, fields: list[Any]) -> None:
         """The broker holds (or releases) our publishing: pika's Connection.Blocked."""

@@ -152,3 +152,4 @@ CONNECTION_OPS: frozenset[int] = frozenset(
     {Op.HELLO, Op.HELLO_OK, Op.CONNECTION_CLOSE, Op.CONNECTION_CLOSE_OK, Op.CONNECTION_BLOCKED,
      Op.CONNECTION_UNBLOCKED, Op.PUBLISH_CREDIT, Op.DELIVERY_READ}
 )
+assert all(op < Op.CHANNEL_OPEN for op in CONNECTION_OPS)  # methods.py numbers them so
