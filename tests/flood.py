@@ -180,11 +180,25 @@ def run(args: argparse.Namespace) -> int:
             writer.writerow(["seconds", "queued", "rss_mib", "publishers_blocked"])
             writer.writerows(rows)
     if args.plot:
-        plot(rows, args)
+        plot(rows, title(args), args.plot)
     return 0 if ok else 1
 
 
-def plot(rows: list[tuple[float, int, float, int]], args: argparse.Namespace) -> None:
+def title(args: argparse.Namespace) -> str:
+    kind = "persistent" if args.persistent else "transient"
+    store = ", --in-memory" if args.in_memory else ""
+    return f"{args.publishers} publisher(s), {args.size} B {kind}, memory limit {args.memory_limit}{store}"
+
+
+def replot(csv_path: Path, png: Path, heading: str) -> None:
+    """Draw a plot again from a run's CSV."""
+    with open(csv_path) as f:
+        rows = [(float(r["seconds"]), int(r["queued"]), float(r["rss_mib"]), int(r["publishers_blocked"]))
+                for r in csv.DictReader(f)]
+    plot(rows, heading, png)
+
+
+def plot(rows: list[tuple[float, int, float, int]], heading: str, path: Path) -> None:
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -199,11 +213,10 @@ def plot(rows: list[tuple[float, int, float, int]], args: argparse.Namespace) ->
     ax2 = ax.twinx()
     ax2.plot([r[0] for r in rows], [r[1] / 1e6 for r in rows], color="tab:orange", label="queued, millions")
     ax2.set_ylabel("messages queued (millions)")
-    kind = "persistent" if args.persistent else "transient"
-    ax.set_title(f"{args.publishers} publisher(s), {args.size} B {kind}, memory limit {args.memory_limit}")
-    fig.legend(loc="upper left")
+    ax.set_title(heading, fontsize=10)
+    fig.legend(loc="upper left", bbox_to_anchor=(0.1, 0.88), fontsize=9)
     fig.tight_layout()
-    fig.savefig(args.plot)
+    fig.savefig(path)
 
 
 def main() -> int:
@@ -218,7 +231,13 @@ def main() -> int:
     parser.add_argument("--csv", type=Path)
     parser.add_argument("--plot", type=Path)
     parser.add_argument("-v", "--verbose", action="store_true", help="print each sample")
-    return run(parser.parse_args())
+    parser.add_argument("--replot", nargs=3, metavar=("CSV", "PNG", "TITLE"),
+                        help="only draw a plot again from a run's CSV")
+    args = parser.parse_args()
+    if args.replot:
+        replot(Path(args.replot[0]), Path(args.replot[1]), args.replot[2])
+        return 0
+    return run(args)
 
 
 if __name__ == "__main__":
