@@ -47,6 +47,9 @@ DRAIN_BATCH = 512
 PROBE_AFTER_DISCONNECT_S = (0.0, 0.02, 0.1, 0.5, 2.0)
 #: Seconds between probe sweeps with no event (a safety net for missed events).
 PROBE_SWEEP_S = 5.0
+#: Least seconds between two probes of every peer: a mass disconnect (an event per
+#: connection) must not make the loop probe thousands of peers on every pass.
+PROBE_MIN_INTERVAL_S = 0.02
 #: Per-peer pipe limit in messages; beyond it frames wait in the loop's backlog.
 SNDHWM = 10_000
 #: How long a clean shutdown waits for the goodbye frames to leave, in milliseconds.
@@ -89,6 +92,7 @@ class Server:
         self._backlog: dict[bytes, deque[list[Any]]] = {}
         self._probes: list[float] = []
         self._next_sweep = 0.0
+        self._last_probe = 0.0
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -110,9 +114,26 @@ class Server:
             router.close(0)
             raise OSError(f"cannot bind {self.bind}: {exc}") from None
         self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._monitor = router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._monitor = self._open_monitor(router)
         self._router = router
         return self.endpoint
+
+    def _open_monitor(self, router: zmq.Socket) -> zmq.Socket:
+        """The ROUTER's disconnect events, on a pipe with no high-water mark.
+
+        libzmq's I/O thread sends monitor events with a blocking send while holding the
+        socket's monitor lock; on a bounded pipe (pyzmq's ``get_monitor_socket``: 1,000
+        events) a mass disconnect fills it while the loop is busy, and the loop's next
+        call on the ROUTER waits for that lock: a deadlock (seen with 2,000 connections
+        closing at once). With RCVHWM 0 on our end the inproc pipe is unbounded; an
+        event is a few dozen bytes.
+        """
+        address = f"inproc://zbroker-monitor-{id(router):x}"
+        router.monitor(address, zmq.EVENT_DISCONNECTED)
+        monitor = self._ctx.socket(zmq.PAIR)
+        monitor.setsockopt(zmq.RCVHWM, 0)
+        monitor.connect(address)
+        return monitor
 
     def install_signal_handlers(self) -> None:
         def stop(signum: int, _frame: Any) -> None:
@@ -175,7 +196,7 @@ class Server:
         if self._backlog:
             return 5
         now = time.monotonic()
-        due = min([self._next_sweep, *self._probes])
+        due = max(min([self._next_sweep, *self._probes]), self._last_probe + PROBE_MIN_INTERVAL_S)
         if self.monitor is not None and self.broker.alarms.active:
             due = min(due, self.monitor.next_check)  # input may never come: see it clear
         timeout = max(0, int((due - now) * 1000) + 1)
@@ -248,6 +269,8 @@ class Server:
 
     def _run_probes(self) -> None:
         now = time.monotonic()
+        if now - self._last_probe < PROBE_MIN_INTERVAL_S:
+            return  # what is due stays due: probed on a pass a moment later
         due = False
         while self._probes and self._probes[0] <= now:
             self._probes.pop(0)
@@ -256,6 +279,7 @@ class Server:
             self._next_sweep = now + PROBE_SWEEP_S
             due = True
         if due:
+            self._last_probe = now
             self._probe_all()
 
     def _probe_all(self) -> None:

@@ -145,5 +145,5 @@ def test_a_peer_opening_2000_connections_is_served_and_a_bystander_goes_on() -> 
             assert during >= FAIR_SHARE * baseline
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-        assert broker.stop() == 0
+        assert broker.stop(timeout=30) == 0
         broker.remove_data()
