@@ -111,7 +111,7 @@ class BlockingConnection:
         self._unreported = 0
         self._report_step = 0
         #: Set while the broker holds our publishing (an alarm); when it times out.
-        self._blocked: Any = None
+        self._blocked = False
         self._blocked_deadline: float | None = None
         try:
             self._open(candidates)
@@ -221,13 +221,13 @@ class BlockingConnection:
 
     def _publish(self, command: bytes, body: Any) -> None:
         """Send a publish: only with publish credit and not blocked."""
-        if self._credit <= 0 or self._blocked is not None:
+        if self._credit <= 0 or self._blocked:
             self._wait_until(self._may_publish)
         self._credit -= publish_cost(command, body)
         self._send([command, body])
 
     def _may_publish(self) -> bool:
-        return self._blocked is None and self._credit > 0
+        return not self._blocked and self._credit > 0
 
     def _report_read(self) -> None:
         """Tell the broker the deliveries we took in, unless the program is behind."""
@@ -349,14 +349,14 @@ class BlockingConnection:
         if blocked:
             method: Any = spec.Connection.Blocked(reason=fields[0])
             log.warning("connection blocked by the broker: %s", fields[0])
-            self._blocked = method
+            self._blocked = True
             timeout = self.params.blocked_connection_timeout
             if timeout is not None and self._blocked_deadline is None:
                 self._blocked_deadline = time.monotonic() + timeout
         else:
             method = spec.Connection.Unblocked()
             log.info("connection unblocked by the broker")
-            self._blocked = None
+            self._blocked = False
             self._blocked_deadline = None
         callbacks = self._blocked_callbacks if blocked else self._unblocked_callbacks
         for callback in callbacks:

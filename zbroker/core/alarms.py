@@ -37,12 +37,12 @@ class Alarms:
         self.active: set[str] = set()
         self.blocked: set["Connection"] = set()
 
-    def set(self, resource: str, active: bool, connections: Iterable["Connection"]) -> bool:
-        """Raise or clear one alarm; returns whether anything changed."""
+    def set(self, resource: str, active: bool, connections: Iterable["Connection"]) -> None:
+        """Raise or clear one alarm (setting it as it is changes nothing)."""
         if resource not in RESOURCES:
             raise ValueError(f"unknown resource {resource!r}; expected one of {RESOURCES}")
         if active == (resource in self.active):
-            return False
+            return
         if active:
             self.active.add(resource)
             for conn in connections:
@@ -52,7 +52,6 @@ class Alarms:
             self.active.discard(resource)
             if not self.active:
                 self._unblock_all()
-        return True
 
     def block(self, conn: "Connection") -> None:
         """Hold ``conn``'s publishing (it publishes during an alarm)."""
