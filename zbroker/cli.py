@@ -63,7 +63,7 @@ def main() -> None:
               callback=_size_option(resources.parse_size),
               help="Disk alarm: while the data directory's filesystem has less free space than "
                    "this, publishing connections are blocked (RabbitMQ's disk_free_limit). "
-                   "No effect with --in-memory.")
+                   "Refused with --in-memory, which has no disk.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None, in_memory: bool,
@@ -83,6 +83,9 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None,
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
     if in_memory and data_dir is not None:
         raise click.UsageError("--in-memory and --data-dir exclude each other")
+    given = click.get_current_context().get_parameter_source("disk_free_limit")
+    if in_memory and given not in (click.core.ParameterSource.DEFAULT, None):
+        raise click.UsageError("--disk-free-limit has no meaning with --in-memory: there is no disk to watch")
     data_dir = None if in_memory else (data_dir or default_data_dir())
     store = MemoryStore() if data_dir is None else DiskStore(data_dir)
     fit = raise_descriptor_limit()

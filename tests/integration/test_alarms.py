@@ -3,6 +3,7 @@ low, consumers drain, the publishers resume, and nothing is lost or duplicated."
 from __future__ import annotations
 
 import os
+import sys
 import subprocess
 import tempfile
 import time
@@ -180,3 +181,11 @@ def test_a_transient_backlog_is_paged_to_disk_and_the_broker_stays_small() -> No
         broker.stop()
         broker.remove_data()
     assert "alarm set" not in broker.log()
+
+
+def test_a_disk_limit_with_no_disk_is_refused_not_ignored() -> None:
+    out = subprocess.run([sys.executable, "-m", "zbroker", "serve", "--in-memory", "--disk-free-limit", "1GB"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    assert "--disk-free-limit has no meaning with --in-memory" in out.stderr
+    assert "Traceback" not in out.stderr
