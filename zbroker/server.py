@@ -24,8 +24,10 @@ a restart). Rules:
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import signal
+import socket
 import time
 from collections import deque
 from typing import Any
@@ -34,9 +36,10 @@ import zmq
 
 from zbroker.core import Broker
 from zbroker.protocol import HEADER
-from zbroker.resources import Monitor
+from zbroker.resources import Monitor, resident_bytes
+from zbroker.wires.management import ManagementWire
 from zbroker.wires.native import NativeWire
-from zbroker.transport import NOBLOCK, POLLIN, recv_batch, send_parts, wait_readable
+from zbroker.transport import NOBLOCK, POLLIN, peer_address, recv_batch, send_parts, wait_readable
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +85,17 @@ class Server:
                  monitor: Monitor | None = None) -> None:
         self.broker = broker
         self.monitor = monitor
-        self.wire = NativeWire(broker)
+        self.management = ManagementWire(broker, self.facts)
+        self.wire = NativeWire(broker, management=self.management)
+        self.wire.peer_address = peer_address
         self.bind = bind
         self.endpoint = bind
+        #: In-process endpoint of the same ROUTER, for the HTTP server's thread.
+        self.inproc = f"inproc://zbroker-{id(self):x}"
+        #: Set by whoever runs the server: what ``status``/``overview`` report of it.
+        self.data_dir: str | None = None
+        self.http_endpoint: str | None = None
+        broker.node_name = f"zbroker@{socket.gethostname()}"
         self.should_exit = False
         self._ctx = context or zmq.Context.instance()
         self._router: zmq.Socket | None = None
@@ -114,6 +125,8 @@ class Server:
             router.close(0)
             raise OSError(f"cannot bind {self.bind}: {exc}") from None
         self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
+        router.bind(self.inproc)
+        self.wire.listener = self.endpoint.split("://", 1)[-1]
         self._monitor = self._open_monitor(router)
         self._router = router
         return self.endpoint
@@ -208,17 +221,19 @@ class Server:
     def _drain(self, router: zmq.Socket) -> None:
         handle = self.wire.handle
         now = time.time()
-        for parts in recv_batch(router, DRAIN_BATCH, keep_large=True):
+        for first, parts in recv_batch(router, DRAIN_BATCH, keep_large=True, with_first=True):
             if len(parts) < 2:
                 log.warning("dropping a message with no header from %s", parts[0].hex()[:12])
                 continue
-            handle(parts[0], parts, 1, now)
+            handle(parts[0], parts, 1, now, first)
 
     def _flush(self) -> None:
         router = self._router
         assert router is not None
         if self._backlog:
             self._retry_backlog(router)
+        if self.management.replies:
+            self._send_replies(router)
         pending = self.wire.take_outgoing()
         while pending:
             for peer, parts in pending.items():
@@ -236,6 +251,35 @@ class Server:
                     self.broker.connection_lost(peer, time.time(), "peer unreachable")
             # Releasing a gone peer may requeue messages to others: send those too.
             pending = self.wire.take_outgoing()
+
+    def _send_replies(self, router: zmq.Socket) -> None:
+        """Management answers; one that cannot go (its asker is gone or not reading) is
+        dropped with a log line: the asker times out, nobody else waits for it."""
+        for peer, parts in self.management.take_replies():
+            try:
+                send_parts(router, [peer, *parts], NOBLOCK)
+            except zmq.ZMQError as exc:
+                log.warning("management reply to %s not sent: %s", peer.hex()[:12], exc.strerror)
+
+    def facts(self) -> dict[str, Any]:
+        """What management reports that only the server knows (``ManagementWire``)."""
+        host, _, port = self.endpoint.split("://", 1)[-1].rpartition(":")
+        listeners = [{"node": self.broker.node_name, "protocol": "zbroker", "ip_address": host,
+                      "port": int(port) if port.isdigit() else port}]
+        contexts = []
+        if self.http_endpoint:
+            http_host, _, http_port = self.http_endpoint.rpartition(":")
+            listeners.append({"node": self.broker.node_name, "protocol": "http",
+                              "ip_address": http_host, "port": int(http_port)})
+            contexts.append({"node": self.broker.node_name, "description": "zbroker management",
+                             "path": "/", "port": http_port})
+        facts: dict[str, Any] = {"listeners": listeners, "contexts": contexts, "data_directory": self.data_dir,
+                                 "pid": os.getpid(), "memory": {"resident": resident_bytes()}}
+        if self.monitor is not None:
+            facts["memory"]["limit"] = self.monitor.memory_limit
+            if self.monitor.disk_path is not None:
+                facts["disk"] = {"free": self.monitor.disk_free(), "limit": self.monitor.disk_free_limit}
+        return facts
 
     def _retry_backlog(self, router: zmq.Socket) -> None:
         for peer in list(self._backlog):

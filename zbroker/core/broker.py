@@ -48,6 +48,7 @@ from zbroker.core.message import Message
 from zbroker.core.queues import Queue
 from zbroker.core.reply_to import REPLY_PREFIX, DirectReplyTo, is_reply_name
 from zbroker.core.session import Channel, Connection, Outbox
+from zbroker.core.stats import Stats
 from zbroker.core.timers import Timers
 from zbroker.core.topology import VHOST, Topology, check_name, header_routes, server_queue_name
 from zbroker.errors import BrokerError, ChannelError, ConnectionError_
@@ -98,6 +99,9 @@ class Broker:
         self._pending_dispatch: dict[Queue, None] = {}
         self.reply_to = DirectReplyTo()
         self.alarms = Alarms()
+        self.stats = Stats(self, now)
+        #: This broker's name in management views (the server sets ``zbroker@<host>``).
+        self.node_name = "zbroker@localhost"
         self.dead_letters = DeadLetters(self.topology, self._next_seq,
                                         lambda queues, message: self._enqueue(queues, message, None, 0))
         self._channel_ops: dict[int, Callable[..., None]] = {
@@ -157,6 +161,8 @@ class Broker:
         negotiated = self.heartbeat if heartbeat is None else heartbeat
         conn = Connection(conn_id, self.outbox, negotiated, virtual_host, client_properties)
         conn.unread_limit = delivery_window
+        conn.connected_at = now
+        conn.user = username or "guest"
         self.connections[conn_id] = conn
         log.info("connection %s opened (%s)", conn.name,
                  client_properties.get("connection_name") or client_properties.get("product", "client"))
@@ -197,10 +203,13 @@ class Broker:
         for queue in self.timers.due(now):
             if not queue.deleted:
                 self._guarded(self._timer, queue)
+        if now >= self.stats.next_sample:
+            self._guarded(self.stats.tick, now)
 
     def next_deadline(self) -> float | None:
         """When ``tick`` next has something to do (seconds, as ``now``), or None."""
-        return self.timers.next_deadline()
+        due = self.timers.next_deadline()
+        return self.stats.next_sample if due is None else min(due, self.stats.next_sample)
 
     def commit(self, now: float | None = None) -> None:
         """Make this pass's durable changes durable, then answer the publishers waiting.
@@ -267,6 +276,57 @@ class Broker:
             self.durability.commit()
         finally:
             self.store.close()
+
+    # -- management (``management.py`` calls these; no channel is involved) ----------------
+
+    def purge(self, queue: Queue) -> int:
+        """Remove every ready message of ``queue`` (unacked ones stay with their holders)."""
+        return queue.purge()
+
+    def delete(self, queue: Queue) -> int:
+        """Delete ``queue``, cancelling its consumers as a client's delete does."""
+        return self._delete_queue(queue)
+
+    def force_close(self, conn: Connection, reason: str) -> None:
+        """Close a connection on an operator's request: RabbitMQ's 320 CONNECTION_FORCED."""
+        log.info("connection %s closed by an operator: %s", conn.name, reason)
+        self.close_connection(conn.conn_id, errors.CONNECTION_FORCED,
+                              f"broker forced connection closure with reason '{reason}'")
+
+    def get(self, queue: Queue, count: int, settle: str) -> list[tuple[Message, int]]:
+        """Take up to ``count`` messages (with the count left after each) and settle them
+        at once: ``requeue`` puts them back (redelivered), ``ack`` removes them,
+        ``reject`` dead-letters them (RabbitMQ's management "get messages" ack modes)."""
+        if queue.due(self.now):
+            self._expire(queue)
+        taken: list[tuple[Message, int]] = []
+        while len(taken) < count and queue.has_messages:
+            message = queue.take(False)
+            taken.append((message, queue.message_count))
+        entries = [Unacked(queue, message, None, 0) for message, _ in taken]
+        if settle == "requeue":
+            self._requeue(entries)
+        elif settle == "ack":
+            for entry in entries:
+                self._forget(entry)
+        else:
+            self._reject(entries)
+        return taken
+
+    def publish(self, exchange: str, routing_key: str, properties: dict, body: bytes) -> bool:
+        """Publish as an operator (no channel, no confirm); True if it reached a queue."""
+        ex = self._publishable(exchange, body)
+        expiration = properties.get("expiration")
+        ttl = parse_expiration(expiration) if expiration is not None else None
+        queues = list(self.topology.route(ex, routing_key, properties))
+        ex.published_in += 1
+        if not queues:
+            return False
+        ex.published_out += len(queues)
+        self._publish_seq += 1
+        self._enqueue(queues, Message(self._publish_seq, exchange, routing_key, properties, body,
+                                      self.now, ttl, len(body)), None, 0)
+        return True
 
     def conn_ids(self) -> list[Hashable]:
         return list(self.connections)
@@ -385,6 +445,7 @@ class Broker:
         for consumer in consumers:
             self._consumer_left(consumer.queue)
         self.confirms.forget(channel)
+        self.stats.retire(channel)
 
     def _consumer_left(self, queue: Queue) -> None:
         """A consumer went: delete an auto-delete queue, start x-expires, let the next
@@ -526,12 +587,21 @@ class Broker:
         if q.due(self.now):
             self._expire(q)
         if not q.has_messages:
+            channel.got_empty += 1
             channel.send((_GET_EMPTY, channel.number))
             return
         message = q.take(auto_ack)  # an auto-acked message leaves the store here
         tag = channel.take_tag()
         if not auto_ack:
             channel.unacked[tag] = Unacked(q, message, None, tag)
+            channel.got += 1
+            q.got += 1
+        else:
+            channel.got_no_ack += 1
+            q.got_no_ack += 1
+        if message.redelivered:
+            channel.redelivered += 1
+            q.redelivered += 1
         channel.send((_GET_OK, channel.number, tag, message.redelivered, message.exchange,
                       message.routing_key, q.message_count, message.properties), message.body)
 
@@ -542,7 +612,9 @@ class Broker:
         if self.alarms.active or not channel.connection.has_published:
             self._publisher(channel.connection)
         seq = self.confirms.published(channel) if channel.confirm else 0
+        channel.published += 1
         ex = self._publishable(exchange, body)
+        ex.published_in += 1
         ttl = None
         if properties:
             expiration = properties.get("expiration")
@@ -551,7 +623,10 @@ class Broker:
             if properties.get("reply_to") == REPLY_TO:
                 properties = self.reply_to.address(channel, properties)
         if exchange == "" and routing_key.startswith(REPLY_PREFIX):
-            if self.reply_to.deliver(routing_key, properties, body) or not mandatory:
+            if self.reply_to.deliver(routing_key, properties, body):
+                return
+            if not mandatory:
+                channel.dropped += 1
                 return
             queues: Iterable[Queue] = ()
         elif properties and properties.get("headers") and (
@@ -560,11 +635,15 @@ class Broker:
         else:
             queues = self.topology.route(ex, routing_key, properties)
         if queues:
+            ex.published_out += len(queues)
             self._publish_seq += 1
             message = Message(self._publish_seq, exchange, routing_key, properties, body, self.now, ttl,
                               len(body))
             self._enqueue(queues, message, channel if channel.confirm else None, seq)
-        elif mandatory:
+        elif not mandatory:
+            channel.dropped += 1
+        else:
+            channel.returned += 1
             channel.send((_RETURN, channel.number, errors.NO_ROUTE, "NO_ROUTE", exchange,
                           routing_key, properties), body)
 
@@ -639,14 +718,16 @@ class Broker:
 
     def _basic_ack(self, channel: Channel, _: Any, delivery_tag: int, multiple: bool) -> None:
         entries = channel.settle(delivery_tag, multiple)
+        channel.acked += len(entries)
         for entry in entries:
             self._forget(entry)
         self._after_settle(channel, entries)
 
     def _forget(self, entry: Unacked) -> None:
-        """A delivery is settled for good: free its credit and its place in the store."""
+        """A delivery is acked: free its credit and its place in the store."""
         entry.settle()
         entry.queue.settled()
+        entry.queue.acked += 1
         self.durability.forget(entry.queue, entry.message)
 
     def _basic_nack(self, channel: Channel, _: Any, delivery_tag: int, multiple: bool,
@@ -759,6 +840,7 @@ class Broker:
                     self._basic_publish(channel, item.body, *item.fields[1:])
                     continue
                 if item.requeue is None:
+                    channel.acked += len(item.entries)
                     for entry in item.entries:
                         self._forget(entry)
                 elif item.requeue:

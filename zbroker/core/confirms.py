@@ -84,6 +84,7 @@ class Confirms:
                     answered = seq
                 if last > answered:
                     channel.send((_ACK, number, last, True))
+            channel.confirmed += last - channel.confirmed_seq
             channel.confirmed_seq = last
         self._pending.clear()
         self._failed.clear()

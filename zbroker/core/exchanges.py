@@ -52,6 +52,9 @@ class Exchange:
         #: How many of this exchange's bindings lead to another exchange; while 0, routing
         #: is one look-up with no graph walk (kept by the topology).
         self.exchange_destinations = 0
+        #: Counters (``stats.py``): messages published into it, and routed out of it
+        #: (once per queue reached).
+        self.published_in = self.published_out = 0
 
     def bind(self, destination: Any, routing_key: str, arguments: dict) -> bool:
         key = (destination, routing_key, freeze(arguments))

@@ -14,7 +14,9 @@ Rules of this module:
    join their lane's paged tail (``paging.py``), refilled into the head ``REFILL`` at
    a time. Once a lane has a tail every newcomer to it joins the tail, to keep order.
 3. Counters. ``ready`` / ``ready_bytes`` count the messages waiting (expired ones are
-   out the moment they expire), ``unacked`` those taken and not yet settled.
+   out the moment they expire), ``unacked`` those taken and not yet settled. Plain
+   integer event counters (enqueued per exchange, delivered, got, redelivered, acked)
+   only ever grow; statistics read them, nothing here depends on them.
 4. Expiry. A message expires ``min(its expiration, x-message-ttl)`` ms after it was
    published, and keeps that time when requeued. Every ready message with an expiry
    sits in a heap; ``expire(now)`` takes out every one that is due, wherever it is in
@@ -118,6 +120,11 @@ class Queue:
         #: Set for a durable queue: where its persistent messages' moves are recorded.
         self.journal: QueueJournal | None = None
         self.pages = False  # set with a journal whose store can page
+        #: Counters (rule 3; ``stats.py`` reads them): messages enqueued per exchange
+        #: they came through, deliveries to consumers, gets, redeliveries, acks.
+        self.incoming: dict[str, int] = {}
+        self.delivered = self.delivered_no_ack = self.got = self.got_no_ack = 0
+        self.redelivered = self.acked = 0
 
     # -- facts ---------------------------------------------------------------------
 
@@ -204,6 +211,8 @@ class Queue:
 
     def enqueue(self, message: Message) -> None:
         """Add a newly published message at the back of its lane."""
+        incoming = self.incoming
+        incoming[message.exchange] = incoming.get(message.exchange, 0) + 1
         if self._plain and message.ttl is None and (not self.pages or (
                 not self._lane0.tail and self._fits(message))):
             self._lane0.head.append(message)

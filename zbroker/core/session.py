@@ -69,6 +69,13 @@ class Connection:
         #: Publishing (``alarms.py``): it has published; it is held by an alarm.
         self.has_published = False
         self.publish_blocked = False
+        #: For management (``stats.py``): when it opened (``now``), where it comes from,
+        #: and its wire's name for its protocol.
+        self.connected_at = 0.0
+        self.user = "guest"
+        self.peer: tuple[str, int] | None = None
+        self.listener = ""  # the address it connected to, when the wire knows it
+        self.protocol = "zbroker"
 
     @property
     def name(self) -> str:
@@ -103,6 +110,10 @@ class Channel:
         self.tx: list[Any] | None = None
         #: Direct reply-to: (consumer tag, reply queue name) once it consumes amq.rabbitmq.reply-to.
         self.reply_to: tuple[str, str] | None = None
+        #: Counters (``stats.py`` reads them; ``CHANNEL_COUNTERS`` names them).
+        self.published = self.confirmed = self.returned = self.dropped = 0
+        self.delivered = self.delivered_no_ack = self.got = self.got_no_ack = 0
+        self.got_empty = self.redelivered = self.acked = 0
 
     def has_credit(self) -> bool:
         return not self.global_prefetch or self.consumer_unacked < self.global_prefetch
@@ -122,6 +133,14 @@ class Channel:
             self.unacked[tag] = Unacked(queue, message, consumer, tag)
             consumer.unacked += 1
             self.consumer_unacked += 1
+            self.delivered += 1
+            queue.delivered += 1
+        else:
+            self.delivered_no_ack += 1
+            queue.delivered_no_ack += 1
+        if message.redelivered:
+            self.redelivered += 1
+            queue.redelivered += 1
         conn = self.connection
         if conn.unread_limit:
             conn.unread += message.size + DELIVERY_COST  # size is len(body)

@@ -14,6 +14,8 @@ Rules:
   the codec chose (502/501/540); commands before it in the batch were applied.
 - Flow control (``flow.py``): publish credit and the delivery window. A publish beyond
   the credit, or a read report beyond what was delivered, closes the connection (503).
+- A message with the management header (``protocol/management.py``) is a management
+  request, whoever sends it: ``management.py`` answers it; it opens no connection.
 - A connection-level event only the broker sends (HELLO_OK, CONNECTION_BLOCKED, ...)
   coming from a client closes its connection (503).
 - Events are encoded here and nowhere else: a core event tuple is exactly a command
@@ -22,15 +24,17 @@ Rules:
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from zbroker import __version__, errors
 from zbroker.core import Broker
 from zbroker.methods import Method as M
-from zbroker.protocol import ProtocolError, check_header, decode_message
+from zbroker.protocol import HEADER, ProtocolError, check_header, decode_message
+from zbroker.protocol.management import MANAGEMENT_HEADER
 from zbroker.protocol.codec import pack
 from zbroker.credit import DELIVERY_WINDOW, PUBLISH_CREDIT, message_cost
 from zbroker.wires.flow import PublishCredit
+from zbroker.wires.management import ManagementWire
 
 log = logging.getLogger(__name__)
 
@@ -43,24 +47,38 @@ _SERVER_ONLY = frozenset({M.HELLO_OK, M.CONNECTION_BLOCKED, M.CONNECTION_UNBLOCK
 
 class NativeWire:
     def __init__(self, broker: Broker, publish_credit: int = PUBLISH_CREDIT,
-                 delivery_window: int = DELIVERY_WINDOW) -> None:
+                 delivery_window: int = DELIVERY_WINDOW, management: ManagementWire | None = None) -> None:
         self.broker = broker
+        #: Where management messages (their own header) go; None: they are refused.
+        self.management = management
+        #: Set by the server: (host, port) of a received message's peer, and the
+        #: address it listens on, for management's connection names.
+        self.peer_address: Callable[[Any], tuple[str, int] | None] | None = None
+        self.listener = ""
         self.credit = PublishCredit(publish_credit)
         self.delivery_window = delivery_window
 
-    def handle(self, peer: bytes, parts: list[Any], start: int, now: float) -> None:
-        """Apply one message from ``peer``: ``parts[start]`` is its header frame."""
+    def handle(self, peer: bytes, parts: list[Any], start: int, now: float, first: Any = None) -> None:
+        """Apply one message from ``peer``: ``parts[start]`` is its header frame; ``first``,
+        what the server received it as, is read (``peer_address``) when it opens a connection."""
         broker = self.broker
         conn = broker.connections.get(peer)
         charged = False
         credit_used, window = self.credit.used, self.credit.window
         try:
-            check_header(parts[start])
+            if parts[start] != HEADER:
+                if parts[start] == MANAGEMENT_HEADER and self.management is not None:
+                    self.management.handle(peer, parts[start:])
+                    return
+                check_header(parts[start])  # raises the right ProtocolError
             for op, fields, body in decode_message(parts, start + 1):
                 if conn is None:
                     conn = self._unknown_peer(peer, op, fields, now)
                     if conn is None:
                         return
+                    if first is not None and self.peer_address is not None:
+                        conn.peer = self.peer_address(first)
+                        conn.listener = self.listener
                     continue
                 if op == _PUBLISH:
                     if not charged:  # one charge per message that holds a publish

@@ -1,0 +1,158 @@
+"""Definitions: the broker's topology as RabbitMQ's definitions JSON, and back.
+
+The format is RabbitMQ's (``rabbitmqctl export_definitions``, ``GET /api/definitions``),
+so an export from RabbitMQ imports here and one from here imports into RabbitMQ.
+
+Rules:
+- Export: the vhost ``/``, every exchange a client declared (not the default and
+  ``amq.*`` ones) and every queue but exclusive ones (a definition outlives its
+  connection), with the bindings between them; transient ones too, as RabbitMQ does.
+- Import declares exchanges, then queues, then bindings, with the same rules and error
+  texts as a client's declare. The file is checked before anything is declared (its
+  shape, exchange types, queue arguments, what each binding names), so such a refusal
+  changes nothing; a declaration that conflicts with an existing entity (RabbitMQ's
+  406 "inequivalent arg") stops the import at that entry, as RabbitMQ's does.
+- What zbroker cannot apply is refused, never dropped: a vhost other than ``/``,
+  policies, operator policies, parameters, users other than RabbitMQ's default
+  ``guest`` with its full permissions on ``/``, which is what this broker is today.
+  Informational fields (versions, ``cluster_name``, ``internal_cluster_id``) are read
+  and left.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from zbroker import __version__
+from zbroker.core.arguments import queue_settings
+from zbroker.core.exchanges import EXCHANGE_TYPES
+from zbroker.core.queues import Queue
+from zbroker.core.topology import DEFAULT_EXCHANGES, VHOST
+from zbroker.errors import BrokerError
+
+if TYPE_CHECKING:
+    from zbroker.core.broker import Broker
+
+_INFORMATIONAL_PARAMETERS = {"cluster_name", "internal_cluster_id"}
+_FULL = ".*"
+
+
+class DefinitionsError(ValueError):
+    """The definitions cannot be applied; the text says which entry and why."""
+
+
+def export(broker: "Broker") -> dict[str, Any]:
+    topology = broker.topology
+    exchanges = [{"name": e.name, "vhost": VHOST, "type": e.kind, "durable": e.durable,
+                  "auto_delete": e.auto_delete, "internal": e.internal, "arguments": e.arguments}
+                 for e in topology.exchanges.values() if e.name and e.name not in DEFAULT_EXCHANGES]
+    queues = [{"name": q.name, "vhost": VHOST, "durable": q.durable, "auto_delete": q.auto_delete,
+               "arguments": q.arguments}
+              for q in topology.queues.values() if not q.exclusive]
+    bindings = []
+    for source in topology.exchanges.values():
+        for (destination, key, _), arguments in source.bindings.items():
+            if isinstance(destination, Queue) and destination.exclusive:
+                continue
+            bindings.append({"source": source.name, "vhost": VHOST, "destination": destination.name,
+                             "destination_type": "queue" if isinstance(destination, Queue) else "exchange",
+                             "routing_key": key, "arguments": arguments})
+    return {"product_name": "zbroker", "product_version": __version__,
+            "users": [], "vhosts": [{"name": VHOST}], "permissions": [], "topic_permissions": [],
+            "parameters": [], "global_parameters": [], "policies": [],
+            "queues": queues, "exchanges": exchanges, "bindings": bindings}
+
+
+def apply(broker: "Broker", data: Any) -> dict[str, int]:
+    """Declare what ``data`` defines; returns how many of each were in it."""
+    if not isinstance(data, dict):
+        raise DefinitionsError("definitions must be a JSON object")
+    _check_unsupported(data)
+    exchanges = _entries(data, "exchanges", ("name", "type"))
+    queues = _entries(data, "queues", ("name",))
+    bindings = _entries(data, "bindings", ("source", "destination", "destination_type"))
+    _check(broker, exchanges, queues, bindings)
+    topology = broker.topology
+    for e in exchanges:
+        topology.declare_exchange(e["name"], e["type"], False, bool(e.get("durable", True)),
+                                  bool(e.get("auto_delete", False)), bool(e.get("internal", False)),
+                                  e.get("arguments") or {})
+    for q in queues:
+        queue = topology.declare_queue(q["name"], False, bool(q.get("durable", True)), False,
+                                       bool(q.get("auto_delete", False)), q.get("arguments") or {}, None)
+        queue.last_used = broker.now
+        if queue.settings.expires is not None:
+            broker.timers.watch(queue)
+    for b in bindings:
+        destination = (topology.queue(b["destination"], None) if b["destination_type"] == "queue"
+                       else topology.exchange(b["destination"]))
+        topology.bind(destination, b["source"], b.get("routing_key", ""), b.get("arguments") or {})
+    return {"exchanges": len(exchanges), "queues": len(queues), "bindings": len(bindings)}
+
+
+def _entries(data: dict, key: str, required: tuple[str, ...]) -> list[dict]:
+    entries = data.get(key) or []
+    if not isinstance(entries, list):
+        raise DefinitionsError(f"'{key}' must be a list")
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise DefinitionsError(f"an entry of '{key}' is not an object: {entry!r}")
+        missing = [field for field in required if not isinstance(entry.get(field), str)]
+        if missing:
+            raise DefinitionsError(f"an entry of '{key}' lacks {', '.join(missing)}: {entry!r}")
+        if entry.get("vhost", VHOST) != VHOST:
+            raise DefinitionsError(f"{key[:-1]} '{entry.get('name', entry.get('source'))}' is in vhost "
+                                   f"'{entry['vhost']}'; zbroker has only the vhost '{VHOST}'")
+        if not isinstance(entry.get("arguments") or {}, dict):
+            raise DefinitionsError(f"arguments of an entry of '{key}' must be an object: {entry!r}")
+    return entries
+
+
+def _check_unsupported(data: dict) -> None:
+    for vhost in data.get("vhosts") or []:
+        if not isinstance(vhost, dict) or vhost.get("name") != VHOST:
+            raise DefinitionsError(f"vhost {vhost!r}: zbroker has only the vhost '{VHOST}'")
+    for key in ("policies", "operator_policies", "parameters"):
+        if data.get(key):
+            raise DefinitionsError(f"'{key}' are not supported by zbroker; remove them to import "
+                                   f"the rest (nothing was imported)")
+    for parameter in data.get("global_parameters") or []:
+        if not isinstance(parameter, dict) or parameter.get("name") not in _INFORMATIONAL_PARAMETERS:
+            raise DefinitionsError(f"global parameter {parameter!r} is not supported by zbroker")
+    for user in data.get("users") or []:
+        if not isinstance(user, dict) or user.get("name") != "guest":
+            raise DefinitionsError(f"user {user.get('name') if isinstance(user, dict) else user!r}: "
+                                   "zbroker has no users yet (every client is 'guest'); nothing was imported")
+    for permission in [*(data.get("permissions") or []), *(data.get("topic_permissions") or [])]:
+        full = isinstance(permission, dict) and permission.get("user") == "guest" and \
+            permission.get("vhost") == VHOST and all(
+                permission.get(k, _FULL) == _FULL for k in ("configure", "write", "read"))
+        if not full:
+            raise DefinitionsError(f"permission {permission!r}: zbroker has no permissions yet "
+                                   "(every client may do everything); nothing was imported")
+
+
+def _check(broker: "Broker", exchanges: list[dict], queues: list[dict], bindings: list[dict]) -> None:
+    """Refuse the whole file before declaring anything (rule 2)."""
+    topology = broker.topology
+    names = set(topology.exchanges)
+    for e in exchanges:
+        if e["type"] not in EXCHANGE_TYPES:
+            raise DefinitionsError(f"exchange '{e['name']}': unknown exchange type '{e['type']}'")
+        names.add(e["name"])
+    queue_names = set(topology.queues)
+    for q in queues:
+        try:
+            queue_settings(q["name"], q.get("arguments") or {})
+        except BrokerError as exc:
+            raise DefinitionsError(f"queue '{q['name']}': {exc.text}") from None
+        existing = topology.queues.get(q["name"])
+        if existing is not None and existing.exclusive:
+            raise DefinitionsError(f"queue '{q['name']}' exists as an exclusive queue")
+        queue_names.add(q["name"])
+    for b in bindings:
+        if b["source"] not in names:
+            raise DefinitionsError(f"binding from '{b['source']}': no exchange '{b['source']}' in vhost '{VHOST}'")
+        known = queue_names if b["destination_type"] == "queue" else names
+        if b["destination_type"] not in ("queue", "exchange") or b["destination"] not in known:
+            raise DefinitionsError(f"binding to {b['destination_type']} '{b['destination']}': "
+                                   f"no such {b['destination_type']} in vhost '{VHOST}'")

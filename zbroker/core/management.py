@@ -1,0 +1,393 @@
+"""Management requests: what ``zbroker ctl`` and the HTTP API ask of the broker.
+
+A request is a verb and a dict of arguments (plain data, from any wire); the answer is
+plain data in RabbitMQ's management shapes (``views.py``) or a ``ManagementError``.
+``handle`` runs on the broker thread like every command, so it sees one consistent
+state and needs no lock.
+
+Rules:
+- Arguments come from outside: each is checked for type here, and a bad one is a 400
+  ``ManagementError`` naming it, never an exception from deeper down.
+- Reading marks statistics as watched (``stats.py`` rule 3), so rates exist while
+  somebody is looking.
+- Lists take RabbitMQ's query options: ``name`` (substring, or a regex with
+  ``use_regex``), ``sort`` (a field, dotted for nested ones) and ``sort_reverse``,
+  ``page``/``page_size`` (then the answer is RabbitMQ's page object), ``columns``
+  (fields to keep, dotted for nested ones). Sorted by name and paged, only the page is
+  rendered: a list of 100,000 queues does not stop the broker to show 100.
+- Operator actions act as RabbitMQ's do: purging leaves unacked messages with their
+  consumers; deleting a queue cancels its consumers; closing a connection sends it 320.
+"""
+from __future__ import annotations
+
+import base64
+import datetime
+import re
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from zbroker import __version__
+from zbroker.core import definitions, views
+from zbroker.core.exchanges import EXCHANGE_TYPES
+from zbroker.core.stats import CHANNEL_COUNTERS
+from zbroker.core.topology import VHOST
+from zbroker.errors import BrokerError
+
+if TYPE_CHECKING:
+    from zbroker.core.broker import Broker
+
+#: RabbitMQ's page_size default and ceiling.
+PAGE_SIZE, MAX_PAGE_SIZE = 100, 500
+ACK_MODES = {"ack_requeue_true": "requeue", "reject_requeue_true": "requeue",
+             "ack_requeue_false": "ack", "reject_requeue_false": "reject"}
+EXCHANGE_DESCRIPTIONS = {
+    "direct": "AMQP direct exchange, as per the AMQP specification",
+    "fanout": "AMQP fanout exchange, as per the AMQP specification",
+    "headers": "AMQP headers exchange, as per the AMQP specification",
+    "topic": "AMQP topic exchange, as per the AMQP specification",
+}
+
+
+class ManagementError(Exception):
+    """A refused request: an HTTP-like status and RabbitMQ's ``error``/``reason`` texts."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+    @property
+    def error(self) -> str:
+        return {400: "bad_request", 404: "Object Not Found", 405: "Method Not Allowed"}.get(
+            self.status, "internal_server_error")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"error": self.error, "reason": self.reason}
+
+
+def not_found() -> ManagementError:
+    return ManagementError(404, "Not Found")
+
+
+class Management:
+    def __init__(self, broker: "Broker") -> None:
+        self.broker = broker
+        self._verbs: dict[str, Callable[[dict, dict], Any]] = {
+            "overview": self._overview, "list": self._list, "queue": self._queue,
+            "exchange": self._exchange, "connection": self._connection, "channel": self._channel,
+            "queue_bindings": self._queue_bindings, "exchange_bindings": self._exchange_bindings,
+            "purge_queue": self._purge, "delete_queue": self._delete_queue,
+            "close_connection": self._close_connection, "get_messages": self._get_messages,
+            "publish": self._publish, "definitions": self._definitions,
+            "import_definitions": self._import_definitions, "alarms": self._alarms,
+        }
+
+    @property
+    def verbs(self) -> list[str]:
+        return sorted(self._verbs)
+
+    def handle(self, verb: Any, args: Any, facts: dict | None = None) -> Any:
+        """Answer one request; ``facts``: what only the server knows (listeners, memory)."""
+        handler = self._verbs.get(verb) if isinstance(verb, str) else None
+        if handler is None:
+            raise ManagementError(400, f"unknown management request {verb!r}")
+        if not isinstance(args, dict):
+            raise ManagementError(400, "request arguments must be a map")
+        self.broker.stats.watched(self.broker.now)
+        try:
+            return handler(args, facts or {})
+        except BrokerError as exc:  # a declare or publish refused, with RabbitMQ's text
+            raise ManagementError(400, exc.text) from None
+        except definitions.DefinitionsError as exc:
+            raise ManagementError(400, str(exc)) from None
+
+    # -- reading ---------------------------------------------------------------------
+
+    def _overview(self, args: dict, facts: dict) -> dict[str, Any]:
+        broker = self.broker
+        stats = broker.stats
+        totals, rates = stats.totals(), stats.global_rates()
+        counters = list(CHANNEL_COUNTERS.values())
+        message_stats = views.details(counters, (totals[c] for c in counters),
+                                      (rates.get(c, 0.0) for c in counters))
+        deliver_get = sum(totals[c] for c in ("deliver", "deliver_no_ack", "get", "get_no_ack"))
+        message_stats.update(views.details(
+            ("deliver_get",), (deliver_get,),
+            (sum(rates.get(c, 0.0) for c in ("deliver", "deliver_no_ack", "get", "get_no_ack")),)))
+        depth = ("messages", "messages_ready", "messages_unacknowledged")
+        return {
+            "management_version": __version__, "product_name": "zbroker", "product_version": __version__,
+            "rates_mode": "basic", "node": broker.node_name, "cluster_name": broker.node_name,
+            "exchange_types": [{"name": kind, "description": EXCHANGE_DESCRIPTIONS[kind], "enabled": True}
+                               for kind in sorted(EXCHANGE_TYPES)],
+            "message_stats": message_stats,
+            "queue_totals": views.details(depth, (totals[d] for d in depth), (rates.get(d, 0.0) for d in depth)),
+            "object_totals": {
+                "connections": len(broker.connections), "channels": sum(1 for _ in stats.channels()),
+                "exchanges": len(broker.topology.exchanges), "queues": len(broker.topology.queues),
+                "consumers": sum(len(q.consumers) for q in broker.topology.queues.values()),
+            },
+            "alarms": sorted(broker.alarms.active),
+            "uptime": int((broker.now - stats.started_at) * 1000),
+            **facts,
+        }
+
+    def _list(self, args: dict, facts: dict) -> Any:
+        kind = _arg(args, "kind", str)
+        sources: dict[str, tuple[Callable[[], Iterable[Any]], Callable[[Any], dict], Callable[[Any], str]]] = {
+            "queues": (lambda: self.broker.topology.queues.values(), lambda q: views.queue(self.broker, q),
+                       lambda q: q.name),
+            "exchanges": (lambda: self.broker.topology.exchanges.values(),
+                          lambda e: views.exchange(self.broker, e), lambda e: e.name),
+            "connections": (lambda: self.broker.connections.values(),
+                            lambda c: views.connection(self.broker, c), views.connection_name),
+            "channels": (self.broker.stats.channels, lambda c: views.channel(self.broker, c), views.channel_name),
+            "consumers": (self._consumers, lambda c: views.consumer(self.broker, c), lambda c: c.tag),
+            "bindings": (lambda: views.bindings(self.broker), lambda b: b, lambda b: b["source"]),
+        }
+        if kind not in sources:
+            raise ManagementError(400, f"unknown list {kind!r}; one of {', '.join(sorted(sources))}")
+        objects, render, name = sources[kind]
+        return listing(list(objects()), render, name, args)
+
+    def _consumers(self) -> Iterable[Any]:
+        for queue in self.broker.topology.queues.values():
+            yield from queue.consumers
+
+    def _queue(self, args: dict, facts: dict) -> dict[str, Any]:
+        return views.queue_detail(self.broker, self._find_queue(args))
+
+    def _exchange(self, args: dict, facts: dict) -> dict[str, Any]:
+        return views.exchange(self.broker, self._find_exchange(args))
+
+    def _connection(self, args: dict, facts: dict) -> dict[str, Any]:
+        conn = self._find_connection(args)
+        out = views.connection(self.broker, conn)
+        out["channel_details"] = [views.channel_ref(ch) for ch in conn.channels.values()]
+        return out
+
+    def _channel(self, args: dict, facts: dict) -> dict[str, Any]:
+        name = _arg(args, "name", str)
+        for channel in self.broker.stats.channels():
+            if views.channel_name(channel) == name:
+                out = views.channel(self.broker, channel)
+                out["consumer_details"] = [views.consumer(self.broker, c) for c in channel.consumers.values()]
+                return out
+        raise not_found()
+
+    def _queue_bindings(self, args: dict, facts: dict) -> list[dict]:
+        queue = self._find_queue(args)
+        return [b for b in views.bindings(self.broker)
+                if b["destination_type"] == "queue" and b["destination"] == queue.name]
+
+    def _exchange_bindings(self, args: dict, facts: dict) -> list[dict]:
+        exchange = self._find_exchange(args)
+        side = "destination" if _arg(args, "direction", str, "source") == "destination" else "source"
+        return [b for b in views.bindings(self.broker) if b[side] == exchange.name
+                and (side == "source" or b["destination_type"] == "exchange")]
+
+    def _definitions(self, args: dict, facts: dict) -> dict[str, Any]:
+        return definitions.export(self.broker)
+
+    def _alarms(self, args: dict, facts: dict) -> list[str]:
+        return sorted(self.broker.alarms.active)
+
+    # -- acting ----------------------------------------------------------------------
+
+    def _purge(self, args: dict, facts: dict) -> dict[str, int]:
+        return {"message_count": self.broker.purge(self._find_queue(args))}
+
+    def _delete_queue(self, args: dict, facts: dict) -> dict[str, int]:
+        queue = self._find_queue(args)
+        if _arg(args, "if_unused", bool, False) and queue.consumers:
+            raise ManagementError(400, f"queue '{queue.name}' in vhost '{VHOST}' in use")
+        if _arg(args, "if_empty", bool, False) and queue.has_messages:
+            raise ManagementError(400, f"queue '{queue.name}' in vhost '{VHOST}' not empty")
+        return {"message_count": self.broker.delete(queue)}
+
+    def _close_connection(self, args: dict, facts: dict) -> dict[str, str]:
+        conn = self._find_connection(args)
+        reason = _arg(args, "reason", str, "Closed via management")
+        self.broker.force_close(conn, reason)
+        return {"name": views.connection_name(conn)}
+
+    def _get_messages(self, args: dict, facts: dict) -> list[dict[str, Any]]:
+        queue = self._find_queue(args)
+        count = _arg(args, "count", int, 1)
+        mode = _arg(args, "ackmode", str, "ack_requeue_true")
+        encoding = _arg(args, "encoding", str, "auto")
+        truncate = _arg(args, "truncate", int, 50000)
+        if mode not in ACK_MODES:
+            raise ManagementError(400, f"ackmode must be one of {', '.join(ACK_MODES)}")
+        if encoding not in ("auto", "base64"):
+            raise ManagementError(400, "encoding must be 'auto' or 'base64'")
+        if count < 1 or truncate < 0:
+            raise ManagementError(400, "count must be at least 1 and truncate not negative")
+        out = []
+        for message, left in self.broker.get(queue, count, ACK_MODES[mode]):
+            body = bytes(message.body)
+            payload, payload_encoding = _payload(body[:truncate], encoding)
+            out.append({"payload_bytes": len(body), "redelivered": message.redelivered,
+                        "exchange": message.exchange, "routing_key": message.routing_key,
+                        "message_count": left, "properties": _json_properties(message.properties),
+                        "payload": payload, "payload_encoding": payload_encoding})
+        return out
+
+    def _publish(self, args: dict, facts: dict) -> dict[str, bool]:
+        exchange = _arg(args, "exchange", str)
+        routing_key = _arg(args, "routing_key", str)
+        properties = _arg(args, "properties", dict, {})  # checked by the wire, as a client's
+        payload = _arg(args, "payload", str)
+        encoding = _arg(args, "payload_encoding", str, "string")
+        if encoding == "string":
+            body = payload.encode()
+        elif encoding == "base64":
+            try:
+                body = base64.b64decode(payload, validate=True)
+            except ValueError:
+                raise ManagementError(400, "payload is not valid base64") from None
+        else:
+            raise ManagementError(400, "payload_encoding must be 'string' or 'base64'")
+        if exchange not in self.broker.topology.exchanges:
+            raise not_found()
+        return {"routed": self.broker.publish(exchange, routing_key, properties, body)}
+
+    def _import_definitions(self, args: dict, facts: dict) -> dict[str, int]:
+        return definitions.apply(self.broker, args.get("definitions"))
+
+    # -- finding ---------------------------------------------------------------------
+
+    def _find_queue(self, args: dict) -> Any:
+        queue = self.broker.topology.queues.get(_arg(args, "name", str))
+        if queue is None:
+            raise not_found()
+        return queue
+
+    def _find_exchange(self, args: dict) -> Any:
+        exchange = self.broker.topology.exchanges.get(_arg(args, "name", str))
+        if exchange is None:
+            raise not_found()
+        return exchange
+
+    def _find_connection(self, args: dict) -> Any:
+        name = _arg(args, "name", str)
+        for conn in self.broker.connections.values():
+            if views.connection_name(conn) == name or conn.name == name:
+                return conn
+        raise not_found()
+
+
+# -- lists (rule 3) ------------------------------------------------------------------------
+
+def listing(objects: list[Any], render: Callable[[Any], dict], name_of: Callable[[Any], str],
+            args: dict) -> Any:
+    name = _arg(args, "name", str, "")
+    if name:
+        if _arg(args, "use_regex", bool, False):
+            try:
+                pattern = re.compile(name)
+            except re.error as exc:
+                raise ManagementError(400, f"bad regex {name!r}: {exc}") from None
+            objects = [o for o in objects if pattern.search(name_of(o))]
+        else:
+            objects = [o for o in objects if name in name_of(o)]
+    sort = _arg(args, "sort", str, "")
+    reverse = _arg(args, "sort_reverse", bool, False)
+    page = _arg(args, "page", int, 0)
+    columns = _arg(args, "columns", list, [])
+    if not all(isinstance(c, str) for c in columns):
+        raise ManagementError(400, "columns must be field names")
+    if sort in ("", "name"):
+        objects.sort(key=name_of, reverse=reverse)
+        items = objects
+        render_all = False
+    else:
+        items = sorted((render(o) for o in objects), key=lambda d: _sort_key(d, sort), reverse=reverse)
+        render_all = True
+    if not page:
+        rendered = items if render_all else [render(o) for o in items]
+        return [_columns(d, columns) for d in rendered]
+    page_size = _arg(args, "page_size", int, PAGE_SIZE)
+    if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ManagementError(400, f"page must be at least 1 and page_size 1 to {MAX_PAGE_SIZE}")
+    page_count = max(1, -(-len(items) // page_size))
+    if page > page_count:
+        raise ManagementError(400, f"page out of range: {page} of {page_count}")
+    chosen = items[(page - 1) * page_size: page * page_size]
+    rendered = chosen if render_all else [render(o) for o in chosen]
+    return {"filtered_count": len(items), "item_count": len(chosen), "page": page,
+            "page_count": page_count, "page_size": page_size, "total_count": len(objects),
+            "items": [_columns(d, columns) for d in rendered]}
+
+
+def _sort_key(item: dict, field: str) -> tuple:
+    value: Any = item
+    for part in field.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return (value is None, str(type(value)), value if isinstance(value, (int, float, str)) else str(value))
+
+
+def _columns(item: dict, columns: list[str]) -> dict:
+    """Keep only ``columns`` (dotted paths reach into nested objects), as RabbitMQ does."""
+    if not columns:
+        return item
+    out: dict[str, Any] = {}
+    for column in columns:
+        source, target = item, out
+        parts = column.split(".")
+        for part in parts[:-1]:
+            source = source.get(part) if isinstance(source, dict) else None
+            if not isinstance(source, dict):
+                break
+            target = target.setdefault(part, {})
+        else:
+            if isinstance(source, dict) and parts[-1] in source:
+                target[parts[-1]] = source[parts[-1]]
+    return out
+
+
+# -- arguments and payloads ---------------------------------------------------------------
+
+_MISSING = object()
+
+
+def _arg(args: dict, key: str, kind: type, default: Any = _MISSING) -> Any:
+    value = args.get(key, _MISSING)
+    if value is _MISSING or value is None:
+        if default is _MISSING:
+            raise ManagementError(400, f"'{key}' is required")
+        return default
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise ManagementError(400, f"'{key}' must be {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _payload(body: bytes, encoding: str) -> tuple[str, str]:
+    if encoding == "auto":
+        try:
+            return body.decode("utf-8"), "string"
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(body).decode(), "base64"
+
+
+def _json_properties(properties: dict) -> dict[str, Any]:
+    """Message properties as JSON can carry them (timestamps as seconds, bytes as text)."""
+    out = {}
+    for key, value in (properties or {}).items():
+        out[key] = _jsonable(value)
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, datetime.datetime):  # an AMQP timestamp: seconds, as RabbitMQ shows it
+        return int(value.timestamp())
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+

@@ -1,0 +1,194 @@
+"""The broker's objects as RabbitMQ's management API shows them: plain dicts with its
+field names, for ``zbroker ctl``, the HTTP API and the metrics alike. Read-only.
+
+Rules:
+- A field is here only if zbroker knows its value; none is invented or left at a
+  constant to look complete (RabbitMQ's Erlang-only fields -- reductions, garbage
+  collection, mirrors -- are absent).
+- Rates come from ``stats.py``: ``<counter>_details: {"rate": per second}`` beside each
+  counter, RabbitMQ's shape. Times are milliseconds since the epoch, as RabbitMQ's.
+- Names: a connection is ``"<peer host>:<port> -> <listener>"`` when the wire knows its
+  peer (else its id); a channel is ``"<connection> (<number>)"``, as RabbitMQ names them.
+"""
+from __future__ import annotations
+
+import datetime
+from typing import TYPE_CHECKING, Any, Iterable
+from urllib.parse import quote
+
+from zbroker.core.exchanges import Exchange
+from zbroker.core.queues import MESSAGE_MEMORY, Queue
+from zbroker.core.session import Channel, Connection
+from zbroker.core.stats import CHANNEL_COUNTERS, QUEUE_COUNTERS, channel_counts, queue_counts
+from zbroker.core.topology import VHOST
+
+if TYPE_CHECKING:
+    from zbroker.core.broker import Broker
+    from zbroker.core.consumers import Consumer
+
+
+def details(names: Iterable[str], counts: Iterable[int], rates: Iterable[float]) -> dict[str, Any]:
+    """``{name: count, name_details: {"rate": r}}`` for each counter."""
+    out: dict[str, Any] = {}
+    for name, count, rate in zip(names, counts, rates):
+        out[name] = count
+        out[name + "_details"] = {"rate": rate}
+    return out
+
+
+def millis(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+# -- queues ------------------------------------------------------------------------------
+
+def queue(broker: "Broker", q: Queue) -> dict[str, Any]:
+    counts = queue_counts(q)
+    rates = broker.stats.rates("queue", q.name, len(counts))
+    publish, deliver, deliver_no_ack, get, get_no_ack = counts[:5]
+    stats = details(("publish", *QUEUE_COUNTERS.values()), counts[:7], rates[:7])
+    stats.update(details(("deliver_get",), (deliver + deliver_no_ack + get + get_no_ack,),
+                         (sum(rates[1:5]),)))
+    ready, unacked = q.ready, q.unacked
+    paged = q.paged_count
+    resident = ready - paged
+    owner = q.exclusive_owner
+    return {
+        "name": q.name, "vhost": VHOST, "type": q.settings.queue_type, "node": broker.node_name,
+        "durable": q.durable, "auto_delete": q.auto_delete, "exclusive": owner is not None,
+        "owner_pid_details": {"name": connection_name(owner)} if owner is not None else None,
+        "arguments": q.arguments, "policy": None, "state": "running",
+        "consumers": len(q.consumers),
+        "exclusive_consumer_tag": next((c.tag for c in q.consumers if c.exclusive), None),
+        "single_active_consumer_tag": q.active.tag if q.active is not None else None,
+        **details(("messages", "messages_ready", "messages_unacknowledged"),
+                  (ready + unacked, ready, unacked), (rates[7] + rates[8], rates[7], rates[8])),
+        "messages_ram": resident, "messages_ready_ram": resident, "messages_paged_out": paged,
+        "message_bytes_ready": q.ready_bytes, "message_bytes": q.ready_bytes,
+        "memory": resident * MESSAGE_MEMORY,
+        "idle_since": None if q.consumers else _iso(q.last_used),
+        "message_stats": stats,
+    }
+
+
+def queue_detail(broker: "Broker", q: Queue) -> dict[str, Any]:
+    """A queue with its consumers and its incoming publishes per exchange."""
+    out = queue(broker, q)
+    out["consumer_details"] = [consumer(broker, c) for c in q.consumers]
+    out["incoming"] = [{"exchange": {"name": name, "vhost": VHOST}, "stats": {"publish": count}}
+                       for name, count in sorted(q.incoming.items())]
+    return out
+
+
+def consumer(broker: "Broker", c: "Consumer") -> dict[str, Any]:
+    q = c.queue
+    active = q.active is None or q.active is c
+    return {
+        "consumer_tag": c.tag, "queue": {"name": q.name, "vhost": VHOST},
+        "channel_details": channel_ref(c.channel), "ack_required": not c.auto_ack,
+        "exclusive": c.exclusive, "prefetch_count": c.prefetch, "arguments": c.arguments,
+        "active": active,
+        "activity_status": ("single_active" if q.settings.single_active_consumer and active
+                            else "up" if active else "waiting"),
+        "priority": c.priority,
+    }
+
+
+# -- exchanges and bindings ----------------------------------------------------------------
+
+def exchange(broker: "Broker", ex: Exchange) -> dict[str, Any]:
+    counts = (ex.published_in, ex.published_out)
+    rates = broker.stats.rates("exchange", ex.name, 2)
+    return {
+        "name": ex.name, "vhost": VHOST, "type": ex.kind or "direct", "durable": ex.durable,
+        "auto_delete": ex.auto_delete, "internal": ex.internal, "arguments": ex.arguments,
+        "policy": None, "user_who_performed_action": "",
+        "message_stats": details(("publish_in", "publish_out"), counts, rates),
+    }
+
+
+def bindings(broker: "Broker") -> list[dict[str, Any]]:
+    """Every binding, the default exchange's implicit ones first, as RabbitMQ lists them."""
+    out = [binding("", q, q.name, {}) for q in broker.topology.queues.values()]
+    for source in broker.topology.exchanges.values():
+        for (destination, key, _), arguments in source.bindings.items():
+            out.append(binding(source.name, destination, key, arguments))
+    return out
+
+
+def binding(source: str, destination: Any, routing_key: str, arguments: dict) -> dict[str, Any]:
+    return {
+        "source": source, "vhost": VHOST, "destination": destination.name,
+        "destination_type": "queue" if isinstance(destination, Queue) else "exchange",
+        "routing_key": routing_key, "arguments": arguments,
+        "properties_key": properties_key(routing_key, arguments),
+    }
+
+
+def properties_key(routing_key: str, arguments: dict) -> str:
+    """RabbitMQ's binding id in URLs: the quoted key, ``~`` if empty; arguments add a hash."""
+    key = quote(routing_key, safe="") or "~"
+    if not arguments:
+        return key
+    digest = abs(hash(tuple(sorted((k, repr(v)) for k, v in arguments.items())))) % (1 << 32)
+    return f"{key}~{digest:08x}"
+
+
+# -- connections and channels -------------------------------------------------------------
+
+def connection_name(conn: Connection) -> str:
+    if conn.peer is None:
+        return conn.name
+    host, port = conn.peer
+    return f"{host}:{port} -> {conn.listener}" if conn.listener else f"{host}:{port}"
+
+
+def connection(broker: "Broker", conn: Connection) -> dict[str, Any]:
+    host, port = conn.peer if conn.peer is not None else (None, None)
+    return {
+        "name": connection_name(conn), "node": broker.node_name, "vhost": conn.virtual_host,
+        "user": conn.user, "protocol": conn.protocol, "type": "network",
+        "state": "blocked" if conn.publish_blocked else "running",
+        "channels": len(conn.channels), "channel_max": broker.limits.channel_max,
+        "frame_max": broker.max_body_bytes, "timeout": conn.heartbeat,
+        "peer_host": host, "peer_port": port, "client_properties": conn.client_properties,
+        "connected_at": millis(conn.connected_at), "auth_mechanism": "PLAIN", "ssl": False,
+        "blocked": conn.publish_blocked, "delivery_window_full": conn.blocked,
+    }
+
+
+def channel_ref(channel: Channel) -> dict[str, Any]:
+    conn = channel.connection
+    host, port = conn.peer if conn.peer is not None else (None, None)
+    return {"name": channel_name(channel), "number": channel.number,
+            "connection_name": connection_name(conn), "peer_host": host, "peer_port": port,
+            "user": conn.user}
+
+
+def channel_name(channel: Channel) -> str:
+    return f"{connection_name(channel.connection)} ({channel.number})"
+
+
+def channel(broker: "Broker", ch: Channel) -> dict[str, Any]:
+    counts = channel_counts(ch)
+    rates = broker.stats.rates("channel", ch, len(counts))
+    stats = details(CHANNEL_COUNTERS.values(), counts, rates)
+    conn = ch.connection
+    ref = channel_ref(ch)
+    return {
+        "name": ref["name"], "number": ch.number, "node": broker.node_name,
+        "vhost": conn.virtual_host, "user": conn.user,
+        "connection_details": {"name": ref["connection_name"], "peer_host": ref["peer_host"],
+                               "peer_port": ref["peer_port"]},
+        "state": "running", "consumer_count": len(ch.consumers),
+        "messages_unacknowledged": len(ch.unacked),
+        "messages_unconfirmed": ch.publish_seq - ch.confirmed_seq if ch.confirm else 0,
+        "messages_uncommitted": len(ch.tx or ()), "prefetch_count": ch.prefetch_count,
+        "global_prefetch_count": ch.global_prefetch, "confirm": ch.confirm,
+        "transactional": ch.tx is not None, "message_stats": stats,
+    }
+
+
+def _iso(seconds: float) -> str:
+    """RabbitMQ's ``idle_since`` format: ``2026-12-02 20:09:43`` (UTC)."""
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
