@@ -144,5 +144,12 @@ def bench(runs: int, quick: bool, against: str | None, timeout: float, workloads
     click.echo(f"results written to {path}", err=True)
 
 
+def _add_ctl() -> None:
+    from zbroker.management.ctl import ctl
+    main.add_command(ctl)
+
+
+_add_ctl()
+
 if __name__ == "__main__":
     main()

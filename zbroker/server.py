@@ -221,11 +221,11 @@ class Server:
     def _drain(self, router: zmq.Socket) -> None:
         handle = self.wire.handle
         now = time.time()
-        for first, parts in recv_batch(router, DRAIN_BATCH, keep_large=True, with_first=True):
+        for frame, parts in recv_batch(router, DRAIN_BATCH, keep_large=True, with_frame=True):
             if len(parts) < 2:
                 log.warning("dropping a message with no header from %s", parts[0].hex()[:12])
                 continue
-            handle(parts[0], parts, 1, now, first)
+            handle(parts[0], parts, 1, now, frame)
 
     def _flush(self) -> None:
         router = self._router

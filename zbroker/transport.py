@@ -40,24 +40,24 @@ def send_parts(sock: zmq.Socket, parts: list[Any], flags: int = 0) -> None:
 
 
 def recv_parts(sock: zmq.Socket, flags: int = 0, keep_large: bool = False,
-               with_first: bool = False) -> Any:
+               with_frame: bool = False) -> Any:
     """Receive one whole message as a list of bytes; NOBLOCK raises zmq.Again if none.
 
     With ``keep_large``, parts above ``ZERO_COPY_BYTES`` stay ``zmq.Frame`` objects: the
     broker hands such a body on by reference, never copying it (``len()`` works on both).
-    With ``with_first``, returns ``(first frame, parts)``: the frame carries the message's
-    metadata (``peer_address``).
+    With ``with_frame``, returns ``(last frame, parts)``: a frame that came off the wire
+    carries the message's metadata (``peer_address``; a ROUTER's routing-id frame does not).
     """
-    first = frame = _recv(sock, flags, False)
+    frame = _recv(sock, flags, False)
     parts = [frame.bytes]
     while frame.more:
         frame = _recv(sock, 0, False)
         parts.append(frame if keep_large and len(frame) > ZERO_COPY_BYTES else frame.bytes)
-    return (first, parts) if with_first else parts
+    return (frame, parts) if with_frame else parts
 
 
 def recv_batch(sock: zmq.Socket, limit: int, keep_large: bool = False,
-               with_first: bool = False) -> Iterator[Any]:
+               with_frame: bool = False) -> Iterator[Any]:
     """The messages waiting on ``sock`` (a poll said it is readable), at most ``limit``.
 
     A lone message is the common case for request/reply: asking the socket whether more
@@ -65,23 +65,22 @@ def recv_batch(sock: zmq.Socket, limit: int, keep_large: bool = False,
     exception). When more is waiting, the loop runs until the one zmq.Again at its end.
     """
     try:
-        yield recv_parts(sock, NOBLOCK, keep_large, with_first)
+        yield recv_parts(sock, NOBLOCK, keep_large, with_frame)
         if not _get(sock, _EVENTS) & _POLLIN:
             return
         for _ in range(limit - 1):
-            yield recv_parts(sock, NOBLOCK, keep_large, with_first)
+            yield recv_parts(sock, NOBLOCK, keep_large, with_frame)
     except zmq.Again:
         return
 
 
-def peer_address(frame: Any) -> tuple[str, int] | None:
-    """(host, port) of the TCP peer a received frame came from; None for other transports."""
+def peer_address(frame: Any) -> str | None:
+    """The host of the TCP peer a received frame came from (libzmq gives no port); None
+    for other transports."""
     try:
-        address = frame.get("Peer-Address")
+        return frame.get("Peer-Address") or None
     except zmq.ZMQError:
         return None
-    host, _, port = address.rpartition(":")
-    return (host.strip("[]"), int(port)) if port.isdigit() else None
 
 
 def wait_readable(items: list[tuple[Any, int]], timeout_ms: int) -> list[Any]:

@@ -73,7 +73,7 @@ class Connection:
         #: and its wire's name for its protocol.
         self.connected_at = 0.0
         self.user = "guest"
-        self.peer: tuple[str, int] | None = None
+        self.peer: str | None = None  # the peer's host
         self.listener = ""  # the address it connected to, when the wire knows it
         self.protocol = "zbroker"
 

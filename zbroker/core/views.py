@@ -7,8 +7,10 @@ Rules:
   collection, mirrors -- are absent).
 - Rates come from ``stats.py``: ``<counter>_details: {"rate": per second}`` beside each
   counter, RabbitMQ's shape. Times are milliseconds since the epoch, as RabbitMQ's.
-- Names: a connection is ``"<peer host>:<port> -> <listener>"`` when the wire knows its
-  peer (else its id); a channel is ``"<connection> (<number>)"``, as RabbitMQ names them.
+- Names: a connection is ``"<peer host> (<id>) -> <listener>"`` when the wire knows its
+  peer (RabbitMQ's ``host:port -> host:port``; ZeroMQ tells the peer's host, not its
+  port, so the connection's id keeps the name unique), else its id; a channel is
+  ``"<connection> (<number>)"``, as RabbitMQ names them.
 """
 from __future__ import annotations
 
@@ -139,19 +141,19 @@ def properties_key(routing_key: str, arguments: dict) -> str:
 def connection_name(conn: Connection) -> str:
     if conn.peer is None:
         return conn.name
-    host, port = conn.peer
-    return f"{host}:{port} -> {conn.listener}" if conn.listener else f"{host}:{port}"
+    return f"{conn.peer} ({conn.name}) -> {conn.listener}"
 
 
 def connection(broker: "Broker", conn: Connection) -> dict[str, Any]:
-    host, port = conn.peer if conn.peer is not None else (None, None)
+    listen_host, _, listen_port = conn.listener.rpartition(":")
     return {
-        "name": connection_name(conn), "node": broker.node_name, "vhost": conn.virtual_host,
+        "name": connection_name(conn), "host": listen_host or None,
+        "port": int(listen_port) if listen_port.isdigit() else None, "node": broker.node_name, "vhost": conn.virtual_host,
         "user": conn.user, "protocol": conn.protocol, "type": "network",
         "state": "blocked" if conn.publish_blocked else "running",
         "channels": len(conn.channels), "channel_max": broker.limits.channel_max,
         "frame_max": broker.max_body_bytes, "timeout": conn.heartbeat,
-        "peer_host": host, "peer_port": port, "client_properties": conn.client_properties,
+        "peer_host": conn.peer, "peer_port": None, "client_properties": conn.client_properties,
         "connected_at": millis(conn.connected_at), "auth_mechanism": "PLAIN", "ssl": False,
         "blocked": conn.publish_blocked, "delivery_window_full": conn.blocked,
     }
@@ -159,9 +161,8 @@ def connection(broker: "Broker", conn: Connection) -> dict[str, Any]:
 
 def channel_ref(channel: Channel) -> dict[str, Any]:
     conn = channel.connection
-    host, port = conn.peer if conn.peer is not None else (None, None)
     return {"name": channel_name(channel), "number": channel.number,
-            "connection_name": connection_name(conn), "peer_host": host, "peer_port": port,
+            "connection_name": connection_name(conn), "peer_host": conn.peer, "peer_port": None,
             "user": conn.user}
 
 

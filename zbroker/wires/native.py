@@ -51,16 +51,17 @@ class NativeWire:
         self.broker = broker
         #: Where management messages (their own header) go; None: they are refused.
         self.management = management
-        #: Set by the server: (host, port) of a received message's peer, and the
+        #: Set by the server: the host of a received message's peer, and the
         #: address it listens on, for management's connection names.
-        self.peer_address: Callable[[Any], tuple[str, int] | None] | None = None
+        self.peer_address: Callable[[Any], str | None] | None = None
         self.listener = ""
         self.credit = PublishCredit(publish_credit)
         self.delivery_window = delivery_window
 
-    def handle(self, peer: bytes, parts: list[Any], start: int, now: float, first: Any = None) -> None:
-        """Apply one message from ``peer``: ``parts[start]`` is its header frame; ``first``,
-        what the server received it as, is read (``peer_address``) when it opens a connection."""
+    def handle(self, peer: bytes, parts: list[Any], start: int, now: float, frame: Any = None) -> None:
+        """Apply one message from ``peer``: ``parts[start]`` is its header frame; ``frame``,
+        one of its frames as the server received it, is read (``peer_address``) when it
+        opens a connection."""
         broker = self.broker
         conn = broker.connections.get(peer)
         charged = False
@@ -76,8 +77,8 @@ class NativeWire:
                     conn = self._unknown_peer(peer, op, fields, now)
                     if conn is None:
                         return
-                    if first is not None and self.peer_address is not None:
-                        conn.peer = self.peer_address(first)
+                    if frame is not None and self.peer_address is not None:
+                        conn.peer = self.peer_address(frame)
                         conn.listener = self.listener
                     continue
                 if op == _PUBLISH:

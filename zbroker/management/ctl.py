@@ -1,0 +1,292 @@
+"""``zbroker ctl``: rabbitmqctl's verbs, column names and output, against a running broker.
+
+Rules:
+- Output as rabbitmqctl's: an info line (``Listing queues for vhost / ...``, left out
+  with ``--quiet``), a header of column names (left out with ``--no-table-headers``),
+  then one tab-separated row per object; booleans ``true``/``false``, tables as JSON.
+  ``--formatter json`` prints a JSON array of objects instead.
+- Columns are rabbitmqctl's names, each read from the management view's field of the
+  same name, except where the table ``ALIASES`` says (``source_name`` is a binding's
+  ``source``; the channel ``pid`` columns, which name an Erlang process in RabbitMQ,
+  show the channel's name). An unknown column is an error naming the ones there are.
+- A broker that is down or does not answer is one line on stderr and exit status 69
+  (EX_UNAVAILABLE, as rabbitmqctl); a refused request is ``Error: <reason>`` and 1.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+import zmq
+
+from zbroker.management.client import ManagementClient, RequestFailed, Unreachable
+
+EX_UNAVAILABLE = 69
+
+#: list verb -> (management list, what the info line calls it, default columns, columns).
+LISTS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
+    "list_queues": ("queues", "queues", ("name", "messages"), (
+        "name", "durable", "auto_delete", "arguments", "policy", "exclusive", "exclusive_consumer_tag",
+        "messages_ready", "messages_unacknowledged", "messages", "messages_ready_ram", "messages_ram",
+        "messages_paged_out", "message_bytes", "message_bytes_ready", "consumers", "memory", "state",
+        "type", "single_active_consumer_tag", "idle_since", "owner_pid")),
+    "list_exchanges": ("exchanges", "exchanges", ("name", "type"), (
+        "name", "type", "durable", "auto_delete", "internal", "arguments", "policy")),
+    "list_bindings": ("bindings", "bindings", (
+        "source_name", "source_kind", "destination_name", "destination_kind", "routing_key", "arguments"), (
+        "source_name", "source_kind", "destination_name", "destination_kind", "routing_key", "arguments")),
+    "list_connections": ("connections", "connections", ("user", "peer_host", "peer_port", "state"), (
+        "name", "user", "vhost", "peer_host", "peer_port", "host", "port", "state", "channels",
+        "protocol", "timeout", "frame_max", "channel_max", "client_properties", "connected_at",
+        "ssl", "auth_mechanism", "type")),
+    "list_channels": ("channels", "channels", ("pid", "user", "consumer_count", "messages_unacknowledged"), (
+        "pid", "name", "connection", "number", "user", "vhost", "transactional", "confirm",
+        "consumer_count", "messages_unacknowledged", "messages_unconfirmed", "messages_uncommitted",
+        "prefetch_count", "global_prefetch_count", "state")),
+    "list_consumers": ("consumers", "consumers", (
+        "queue_name", "channel_pid", "consumer_tag", "ack_required", "prefetch_count", "active",
+        "arguments"), (
+        "queue_name", "channel_pid", "consumer_tag", "ack_required", "prefetch_count", "active",
+        "activity_status", "arguments", "exclusive", "priority")),
+}
+
+#: rabbitmqctl column -> how to read it from the management view.
+ALIASES: dict[str, Callable[[dict], Any]] = {
+    "source_name": lambda b: b["source"],
+    "source_kind": lambda b: "exchange",
+    "destination_name": lambda b: b["destination"],
+    "destination_kind": lambda b: b["destination_type"],
+    "pid": lambda c: c["name"],
+    "connection": lambda c: c["connection_details"]["name"],
+    "queue_name": lambda c: c["queue"]["name"],
+    "channel_pid": lambda c: c["channel_details"]["name"],
+    "owner_pid": lambda q: (q.get("owner_pid_details") or {}).get("name", ""),
+    "host": lambda c: c.get("host", ""),
+    "port": lambda c: c.get("port", ""),
+}
+
+
+def cell(value: Any) -> str:
+    """One value as rabbitmqctl's tab-separated output shows it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def pick(item: dict, column: str) -> Any:
+    reader = ALIASES.get(column)
+    return reader(item) if reader is not None else item.get(column)
+
+
+class Ctl:
+    """What every ctl verb shares: the broker to ask, the output format."""
+
+    def __init__(self, broker: str, timeout: float, formatter: str, quiet: bool, headers: bool) -> None:
+        self.broker = broker
+        self.timeout = timeout
+        self.formatter = formatter
+        self.quiet = quiet
+        self.headers = headers
+
+    def ask(self, verb: str, **arguments: Any) -> Any:
+        try:
+            with ManagementClient(self.broker, self.timeout) as client:
+                return client.request(verb, **arguments)
+        except Unreachable as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(EX_UNAVAILABLE)
+        except RequestFailed as exc:
+            click.echo(f"Error: {exc.reason}", err=True)
+            sys.exit(1)
+        except zmq.ZMQError as exc:
+            click.echo(f"Error: cannot use the broker endpoint {self.broker!r}: {exc}", err=True)
+            sys.exit(EX_UNAVAILABLE)
+
+    def info(self, text: str) -> None:
+        if not self.quiet and self.formatter != "json":
+            click.echo(text)
+
+    def table(self, verb: str, columns: tuple[str, ...]) -> None:
+        kind, what, default, known = LISTS[verb]
+        chosen = columns or default
+        unknown = [c for c in chosen if c not in known]
+        if unknown:
+            click.echo(f"Error: Info key(s) {','.join(unknown)} are not supported. "
+                       f"Supported info keys are: {', '.join(known)}", err=True)
+            sys.exit(64)  # EX_USAGE, as rabbitmqctl
+        self.info(f"Listing {what} for vhost / ..." if kind != "connections" else "Listing connections ...")
+        items = self.ask("list", kind=kind)
+        rows = [[pick(item, c) for c in chosen] for item in items]
+        if self.formatter == "json":
+            click.echo(json.dumps([dict(zip(chosen, row)) for row in rows], default=str))
+            return
+        if self.headers:
+            click.echo("\t".join(chosen))
+        for row in rows:
+            click.echo("\t".join(cell(v) for v in row))
+
+
+def status_lines(overview: dict) -> list[str]:
+    """``zbroker ctl status`` as text: the facts a RabbitMQ user looks for first."""
+    memory = overview.get("memory", {})
+    totals = overview["object_totals"]
+    queue_totals = overview["queue_totals"]
+    lines = [
+        f"Status of node {overview['node']} ...",
+        "", "Runtime", "",
+        f"Product: {overview['product_name']} {overview['product_version']}",
+        f"OS PID: {overview.get('pid', '')}",
+        f"Uptime (seconds): {overview['uptime'] // 1000}",
+        "", "Data directory", "",
+        f"Node data directory: {overview.get('data_directory') or '(none: --in-memory)'}",
+        "", "Memory", "",
+        f"Total memory used: {memory.get('resident', 0) / 2**20:.1f} MiB",
+        f"Memory high watermark: {memory.get('limit', 0) / 2**20:.1f} MiB",
+    ]
+    disk = overview.get("disk")
+    if disk:
+        lines += ["", "Free Disk Space", "",
+                  f"Low free disk space watermark: {disk['limit'] / 2**20:.1f} MiB",
+                  f"Free disk space: {disk['free'] / 2**20:.1f} MiB"]
+    alarms = overview.get("alarms") or []
+    lines += ["", "Alarms", "", *([f"{a} resource limit alarm set" for a in alarms] or ["(none)"])]
+    lines += ["", "Listeners", ""]
+    for listener in overview.get("listeners", []):
+        lines.append(f"Interface: {listener['ip_address']}, port: {listener['port']}, "
+                     f"protocol: {listener['protocol']}")
+    lines += ["", "Totals", "",
+              f"Connection count: {totals['connections']}",
+              f"Queue count: {totals['queues']}",
+              "Virtual host count: 1",
+              f"Messages: {queue_totals['messages']} ({queue_totals['messages_ready']} ready, "
+              f"{queue_totals['messages_unacknowledged']} unacknowledged)"]
+    return lines
+
+
+def _formatting(f: Callable) -> Callable:
+    for option in reversed([
+        click.option("--formatter", type=click.Choice(["table", "json"]), default="table",
+                     show_default=True, help="Output: tab-separated rows, or JSON."),
+        click.option("-q", "--quiet", is_flag=True, help="Leave out the informational line."),
+        click.option("-s", "--silent", "quiet", is_flag=True, help="Same as --quiet."),
+        click.option("--no-table-headers", "no_headers", is_flag=True, help="Leave out the header row."),
+    ]):
+        f = option(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--broker", default=None, metavar="ENDPOINT",
+              help="The broker's endpoint  [default: the default --bind of zbroker serve]")
+@click.option("--timeout", "-t", type=float, default=10.0, show_default=True,
+              help="Seconds to wait for the broker's answer.")
+@click.pass_context
+def ctl(ctx: click.Context, broker: str | None, timeout: float) -> None:
+    """Inspect and manage a running broker, as rabbitmqctl does."""
+    from zbroker import DEFAULT_BIND
+    ctx.obj = {"broker": broker or DEFAULT_BIND, "timeout": timeout}
+
+
+def _ctl(ctx: click.Context, formatter: str = "table", quiet: bool = False, no_headers: bool = False) -> Ctl:
+    return Ctl(ctx.obj["broker"], ctx.obj["timeout"], formatter, quiet, not no_headers)
+
+
+def _list_command(verb: str) -> None:
+    kind, _, default, known = LISTS[verb]
+
+    @ctl.command(verb, help=f"List {kind} with the columns given [default: {' '.join(default)}]; "
+                            f"columns: {', '.join(known)}.")
+    @click.argument("columns", nargs=-1)
+    @_formatting
+    @click.pass_context
+    def command(ctx: click.Context, columns: tuple[str, ...], formatter: str, quiet: bool,
+                no_headers: bool) -> None:
+        _ctl(ctx, formatter, quiet, no_headers).table(verb, columns)
+
+
+for _verb in LISTS:
+    _list_command(_verb)
+
+
+@ctl.command()
+@_formatting
+@click.pass_context
+def status(ctx: click.Context, formatter: str, quiet: bool, no_headers: bool) -> None:
+    """Version, uptime, data directory, memory and its limit, alarms, listeners, totals."""
+    overview = _ctl(ctx, formatter).ask("overview")
+    if formatter == "json":
+        click.echo(json.dumps(overview, default=str))
+    else:
+        click.echo("\n".join(status_lines(overview)))
+
+
+@ctl.command("purge_queue")
+@click.argument("queue")
+@click.pass_context
+def purge_queue(ctx: click.Context, queue: str) -> None:
+    """Remove the ready messages of QUEUE (unacknowledged ones stay with their consumers)."""
+    c = _ctl(ctx)
+    c.info(f"Purging queue '{queue}' in vhost '/' ...")
+    c.ask("purge_queue", name=queue)
+
+
+@ctl.command("delete_queue")
+@click.argument("queue")
+@click.option("--if-empty", "-e", is_flag=True, help="Only if it holds no ready messages.")
+@click.option("--if-unused", "-u", is_flag=True, help="Only if it has no consumers.")
+@click.pass_context
+def delete_queue(ctx: click.Context, queue: str, if_empty: bool, if_unused: bool) -> None:
+    """Delete QUEUE (its consumers are cancelled)."""
+    c = _ctl(ctx)
+    c.info(f"Deleting queue '{queue}' on vhost '/' ...")
+    result = c.ask("delete_queue", name=queue, if_empty=if_empty, if_unused=if_unused)
+    click.echo(f"Queue was successfully deleted with {result['message_count']} ready messages")
+
+
+@ctl.command("close_connection")
+@click.argument("connection")
+@click.argument("explanation")
+@click.pass_context
+def close_connection(ctx: click.Context, connection: str, explanation: str) -> None:
+    """Close CONNECTION (its name, as list_connections name shows it) with EXPLANATION."""
+    c = _ctl(ctx)
+    c.info(f"Closing connection {connection}, reason: {explanation}...")
+    c.ask("close_connection", name=connection, reason=explanation)
+
+
+@ctl.command("export_definitions")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.pass_context
+def export_definitions(ctx: click.Context, file: str) -> None:
+    """Write exchanges, queues and bindings to FILE ('-': standard output) as RabbitMQ's JSON."""
+    c = _ctl(ctx, quiet=file == "-")
+    c.info(f'Exporting definitions in JSON to a file at "{file}" ...')
+    text = json.dumps(c.ask("definitions"), indent=2, default=str)
+    if file == "-":
+        click.echo(text)
+    else:
+        Path(file).write_text(text + "\n")
+
+
+@ctl.command("import_definitions")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.pass_context
+def import_definitions(ctx: click.Context, file: str) -> None:
+    """Declare the exchanges, queues and bindings in FILE (RabbitMQ's definitions JSON)."""
+    c = _ctl(ctx)
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text()
+        data = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot read definitions from {file}: {exc}") from None
+    c.info(f'Importing definitions in JSON from a file at "{file}" ...')
+    counts = c.ask("import_definitions", definitions=data)
+    click.echo(f"Imported {counts['exchanges']} exchanges, {counts['queues']} queues and "
+               f"{counts['bindings']} bindings")
