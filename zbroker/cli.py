@@ -64,11 +64,15 @@ def main() -> None:
               help="Disk alarm: while the data directory's filesystem has less free space than "
                    "this, publishing connections are blocked (RabbitMQ's disk_free_limit). "
                    "Refused with --in-memory, which has no disk.")
+@click.option("--http", "http", default=None, metavar="HOST:PORT", is_flag=False, flag_value="127.0.0.1:15680",
+              help="Serve the HTTP API (RabbitMQ's management paths), the dashboard and Prometheus "
+                   "metrics here; '--http' alone is 127.0.0.1:15680. Off unless given: there are no "
+                   "users yet, so whoever reaches it may purge queues.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None, in_memory: bool,
           channel_max: int, max_connections: int, max_queues: int, memory_limit: int,
-          disk_free_limit: int, log_level: str) -> None:
+          disk_free_limit: int, http: str | None, log_level: str) -> None:
     """Run the broker until Ctrl-C or SIGTERM.
 
     Limits and alarms: a publisher gets 4 MiB of publish credit and a consumer a 4 MiB
@@ -105,10 +109,25 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None,
     except OSError as exc:
         broker.close()
         raise click.ClickException(str(exc)) from None
+    server.data_dir = str(data_dir) if data_dir is not None else None
+    web = None
+    if http:
+        from zbroker.management.http import HttpServer
+        try:
+            web = HttpServer(http, server.inproc, server.context)
+            server.http_endpoint = web.start()
+        except (OSError, ValueError) as exc:
+            server.close()
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"zbroker HTTP API and dashboard on http://{server.http_endpoint}/", err=True)
     server.install_signal_handlers()
     # Printed whatever the log level: people and scripts wait for this line.
     click.echo(f"zbroker {__version__} ready on {endpoint}", err=True)
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    finally:
+        if web is not None:
+            web.stop()
 
 
 @main.command()

@@ -105,6 +105,10 @@ class Server:
         self._next_sweep = 0.0
         self._last_probe = 0.0
 
+    @property
+    def context(self) -> zmq.Context:
+        return self._ctx
+
     # -- set-up ------------------------------------------------------------------------
 
     def open(self) -> str:

@@ -79,6 +79,7 @@ class Management:
             "close_connection": self._close_connection, "get_messages": self._get_messages,
             "publish": self._publish, "definitions": self._definitions,
             "import_definitions": self._import_definitions, "alarms": self._alarms,
+            "reset": self._reset,
         }
 
     @property
@@ -250,6 +251,18 @@ class Management:
         if exchange not in self.broker.topology.exchanges:
             raise not_found()
         return {"routed": self.broker.publish(exchange, routing_key, properties, body)}
+
+    def _reset(self, args: dict, facts: dict) -> dict[str, int]:
+        """Delete every queue and every exchange clients declared (the pytest plugin's
+        clean slate between tests); connections stay open."""
+        topology = self.broker.topology
+        queues = list(topology.queues.values())
+        for queue in queues:
+            self.broker.delete(queue)
+        exchanges = [name for name in topology.exchanges if name and not name.startswith("amq.")]
+        for name in exchanges:
+            topology.delete_exchange(name, False)
+        return {"queues": len(queues), "exchanges": len(exchanges)}
 
     def _import_definitions(self, args: dict, facts: dict) -> dict[str, int]:
         return definitions.apply(self.broker, args.get("definitions"))

@@ -1,0 +1,306 @@
+"""The HTTP API (RabbitMQ's management paths and JSON), Prometheus metrics and the dashboard.
+
+Design: aiohttp on its own thread and asyncio loop inside the broker process. It holds
+no broker state: every request becomes a management request (``client.py``) to the
+broker loop over an in-process ZeroMQ endpoint of the broker's own ROUTER, answered
+between two passes of the loop like any client's command. So the loop stays the only
+thread that touches broker state, and an HTTP client that is slow, hostile or holds a
+thousand keep-alive connections costs the loop nothing but the requests it makes.
+
+Rules:
+- Paths, query options, field names and error bodies are RabbitMQ's; the vhost is
+  ``%2F`` (any other is 404, there is only ``/``). Write calls answer 204 as RabbitMQ.
+- ``/metrics`` is rabbitmq_prometheus's aggregated metrics, ``/metrics/per-object``
+  adds labels per queue and channel (``metrics.py``).
+- The dashboard is static files (``dashboard/``) that read the same API.
+- Bound to loopback by default when enabled: there are no users yet, so anybody who
+  reaches the port can purge queues or close connections.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+from urllib.parse import unquote
+
+import zmq
+import zmq.asyncio
+from aiohttp import web
+
+from zbroker.management import metrics
+from zbroker.management.client import AsyncManagementClient, RequestFailed, Unreachable
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HTTP = "127.0.0.1:15680"
+DASHBOARD = Path(__file__).parent / "dashboard"
+VHOST = "/"
+_STATUS = {400: web.HTTPBadRequest, 404: web.HTTPNotFound, 405: web.HTTPMethodNotAllowed}
+#: Query options a list takes, and how to read each.
+_LIST_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "page": int, "page_size": int, "name": str, "use_regex": lambda v: v.lower() == "true",
+    "sort": str, "sort_reverse": lambda v: v.lower() == "true",
+    "columns": lambda v: [c for c in v.split(",") if c],
+}
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(data, default=str), status=status, content_type="application/json")
+
+
+def _error(status: int, reason: str) -> web.Response:
+    error = {404: "Object Not Found", 405: "Method Not Allowed"}.get(status, "bad_request")
+    return _json({"error": error, "reason": reason}, status)
+
+
+class Api:
+    def __init__(self, client: AsyncManagementClient) -> None:
+        self.client = client
+
+    async def ask(self, verb: str, **arguments: Any) -> Any:
+        return await self.client.request(verb, **arguments)
+
+    @staticmethod
+    def vhost(request: web.Request) -> None:
+        vhost = request.match_info.get("vhost")
+        if vhost is not None and unquote(vhost) != VHOST:
+            raise _Refused(404, "Not Found")
+
+    @staticmethod
+    def name(request: web.Request, key: str = "name") -> str:
+        return unquote(request.match_info[key])
+
+    async def listing(self, request: web.Request, kind: str) -> web.Response:
+        self.vhost(request)
+        options: dict[str, Any] = {}
+        for key, read in _LIST_OPTIONS.items():
+            if key in request.query:
+                try:
+                    options[key] = read(request.query[key])
+                except ValueError:
+                    raise _Refused(400, f"{key}: not a valid value") from None
+        return _json(await self.ask("list", kind=kind, **options))
+
+    async def body(self, request: web.Request) -> dict:
+        try:
+            data = await request.json()
+        except ValueError:
+            raise _Refused(400, "the request body is not JSON") from None
+        if not isinstance(data, dict):
+            raise _Refused(400, "the request body must be a JSON object")
+        return data
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def routes(api: Api) -> list[web.RouteDef]:
+    """Every path, RabbitMQ's."""
+    def lister(kind: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        return lambda request: api.listing(request, kind)
+
+    async def overview(request: web.Request) -> web.Response:
+        return _json(await api.ask("overview"))
+
+    async def queue(request: web.Request) -> web.Response:
+        api.vhost(request)
+        return _json(await api.ask("queue", name=api.name(request)))
+
+    async def delete_queue(request: web.Request) -> web.Response:
+        api.vhost(request)
+        await api.ask("delete_queue", name=api.name(request),
+                      if_empty=request.query.get("if-empty") == "true",
+                      if_unused=request.query.get("if-unused") == "true")
+        return web.Response(status=204)
+
+    async def purge(request: web.Request) -> web.Response:
+        api.vhost(request)
+        await api.ask("purge_queue", name=api.name(request))
+        return web.Response(status=204)
+
+    async def get_messages(request: web.Request) -> web.Response:
+        api.vhost(request)
+        body = await api.body(request)
+        arguments = {k: body[k] for k in ("count", "ackmode", "encoding", "truncate") if k in body}
+        if "truncate" in arguments and arguments["truncate"] in ("", None):
+            del arguments["truncate"]
+        return _json(await api.ask("get_messages", name=api.name(request), **arguments))
+
+    async def queue_bindings(request: web.Request) -> web.Response:
+        api.vhost(request)
+        return _json(await api.ask("queue_bindings", name=api.name(request)))
+
+    async def exchange(request: web.Request) -> web.Response:
+        api.vhost(request)
+        return _json(await api.ask("exchange", name=_exchange_name(request)))
+
+    async def exchange_bindings(request: web.Request) -> web.Response:
+        api.vhost(request)
+        return _json(await api.ask("exchange_bindings", name=_exchange_name(request),
+                                   direction=request.match_info["direction"]))
+
+    async def publish(request: web.Request) -> web.Response:
+        api.vhost(request)
+        body = await api.body(request)
+        return _json(await api.ask("publish", exchange=_exchange_name(request),
+                                   routing_key=body.get("routing_key"), properties=body.get("properties") or {},
+                                   payload=body.get("payload"),
+                                   payload_encoding=body.get("payload_encoding", "string")))
+
+    async def connection(request: web.Request) -> web.Response:
+        return _json(await api.ask("connection", name=api.name(request)))
+
+    async def close_connection(request: web.Request) -> web.Response:
+        await api.ask("close_connection", name=api.name(request),
+                      reason=request.headers.get("X-Reason", "Closed via management plugin"))
+        return web.Response(status=204)
+
+    async def channel(request: web.Request) -> web.Response:
+        return _json(await api.ask("channel", name=api.name(request)))
+
+    async def get_definitions(request: web.Request) -> web.Response:
+        return _json(await api.ask("definitions"))
+
+    async def post_definitions(request: web.Request) -> web.Response:
+        await api.ask("import_definitions", definitions=await api.body(request))
+        return web.Response(status=204)
+
+    async def alarms(request: web.Request) -> web.Response:
+        active = await api.ask("alarms")
+        if not active:
+            return _json({"status": "ok"})
+        overview = await api.ask("overview")
+        return _json({"status": "failed", "reason": "resource alarm(s) in effect in the cluster",
+                      "alarms": [{"node": overview["node"], "resource": r} for r in active]}, 503)
+
+    async def vhosts(request: web.Request) -> web.Response:
+        return _json([{"name": VHOST, "description": "Default virtual host", "tags": []}])
+
+    async def prometheus(request: web.Request) -> web.Response:
+        per_object = request.path.endswith("/per-object")
+        text = await metrics.exposition(api.ask, per_object)
+        return web.Response(body=text, headers={"Content-Type": metrics.CONTENT_TYPE})
+
+    async def index(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(DASHBOARD / "index.html")
+
+    r = web
+    return [
+        r.get("/api/overview", overview),
+        r.get("/api/vhosts", vhosts),
+        r.get("/api/queues", lister("queues")), r.get("/api/queues/{vhost}", lister("queues")),
+        r.get("/api/queues/{vhost}/{name}", queue), r.delete("/api/queues/{vhost}/{name}", delete_queue),
+        r.delete("/api/queues/{vhost}/{name}/contents", purge),
+        r.post("/api/queues/{vhost}/{name}/get", get_messages),
+        r.get("/api/queues/{vhost}/{name}/bindings", queue_bindings),
+        r.get("/api/exchanges", lister("exchanges")), r.get("/api/exchanges/{vhost}", lister("exchanges")),
+        r.get("/api/exchanges/{vhost}/{name}", exchange),
+        r.get("/api/exchanges/{vhost}/{name}/bindings/{direction:source|destination}", exchange_bindings),
+        r.post("/api/exchanges/{vhost}/{name}/publish", publish),
+        r.get("/api/bindings", lister("bindings")), r.get("/api/bindings/{vhost}", lister("bindings")),
+        r.get("/api/connections", lister("connections")),
+        r.get("/api/connections/{name}", connection), r.delete("/api/connections/{name}", close_connection),
+        r.get("/api/channels", lister("channels")), r.get("/api/channels/{name}", channel),
+        r.get("/api/consumers", lister("consumers")), r.get("/api/consumers/{vhost}", lister("consumers")),
+        r.get("/api/definitions", get_definitions), r.post("/api/definitions", post_definitions),
+        r.get("/api/health/checks/alarms", alarms),
+        r.get("/metrics", prometheus), r.get("/metrics/per-object", prometheus),
+        r.get("/", index), r.static("/static", DASHBOARD),
+    ]
+
+
+def _exchange_name(request: web.Request) -> str:
+    """RabbitMQ names the default exchange ``amq.default`` in URLs."""
+    name = unquote(request.match_info["name"])
+    return "" if name == "amq.default" else name
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                 ) -> web.StreamResponse:
+    """Every refusal as RabbitMQ's JSON error body; never a traceback to the client."""
+    try:
+        return await handler(request)
+    except _Refused as exc:
+        return _error(exc.status, exc.reason)
+    except RequestFailed as exc:
+        return _error(exc.status if exc.status in _STATUS else 500, exc.reason)
+    except Unreachable as exc:
+        return _error(503, str(exc))
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            return _error(404, "Not Found")
+        if exc.status == 405:
+            return _error(405, "Method Not Allowed")
+        raise
+    except Exception:
+        log.exception("internal error answering %s %s", request.method, request.path)
+        return _error(500, "internal error (see the broker's log)")
+
+
+class HttpServer:
+    """The HTTP listener on its own thread; ``start`` returns once it listens (or raises)."""
+
+    def __init__(self, address: str, endpoint: str, context: zmq.Context) -> None:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"{address!r}: expected HOST:PORT, e.g. {DEFAULT_HTTP}")
+        self.host, self.port = host.strip("[]"), int(port)
+        self.endpoint = endpoint
+        self.context = context
+        self.bound = ""
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="zbroker-http", daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    def start(self) -> str:
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise OSError(f"cannot listen for HTTP on {self.host}:{self.port}: {self._error}")
+        return self.bound
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._serve())
+        except BaseException as exc:  # reported to start(), which raises it in the main thread
+            self._error = exc
+            self._ready.set()
+            return
+        self._loop.run_forever()
+
+    async def _serve(self) -> None:
+        client = AsyncManagementClient(self.endpoint, zmq.asyncio.Context.shadow(self.context.underlying))
+        app = web.Application(middlewares=[errors], client_max_size=64 * 1024 * 1024)
+        app.add_routes(routes(Api(client)))
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        port = self._runner.addresses[0][1] if self._runner.addresses else self.port
+        self.bound = f"{self.host}:{port}"
+        self._ready.set()
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+        async def shutdown() -> None:
+            if self._runner is not None:
+                await self._runner.cleanup()
+        future = asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
+        try:
+            future.result(timeout=5)
+        except Exception as exc:  # stopping must not keep the broker from stopping
+            log.warning("HTTP server did not stop cleanly: %s", exc)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
