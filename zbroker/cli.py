@@ -68,11 +68,14 @@ def main() -> None:
               help="Serve the HTTP API (RabbitMQ's management paths), the dashboard and Prometheus "
                    "metrics here; '--http' alone is 127.0.0.1:15680. Off unless given: there are no "
                    "users yet, so whoever reaches it may purge queues.")
+@click.option("--stats-interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Seconds between statistics samples; rates are over this interval "
+                   "(RabbitMQ's collect_statistics_interval).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None, in_memory: bool,
           channel_max: int, max_connections: int, max_queues: int, memory_limit: int,
-          disk_free_limit: int, http: str | None, log_level: str) -> None:
+          disk_free_limit: int, http: str | None, stats_interval: float, log_level: str) -> None:
     """Run the broker until Ctrl-C or SIGTERM.
 
     Limits and alarms: a publisher gets 4 MiB of publish credit and a consumer a 4 MiB
@@ -110,6 +113,7 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None,
         broker.close()
         raise click.ClickException(str(exc)) from None
     server.data_dir = str(data_dir) if data_dir is not None else None
+    broker.stats.interval = stats_interval
     web = None
     if http:
         from zbroker.management.http import HttpServer

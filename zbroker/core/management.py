@@ -305,7 +305,7 @@ def listing(objects: list[Any], render: Callable[[Any], dict], name_of: Callable
             objects = [o for o in objects if name in name_of(o)]
     sort = _arg(args, "sort", str, "")
     reverse = _arg(args, "sort_reverse", bool, False)
-    page = _arg(args, "page", int, 0)
+    page = _arg(args, "page", int, None)
     columns = _arg(args, "columns", list, [])
     if not all(isinstance(c, str) for c in columns):
         raise ManagementError(400, "columns must be field names")
@@ -316,7 +316,7 @@ def listing(objects: list[Any], render: Callable[[Any], dict], name_of: Callable
     else:
         items = sorted((render(o) for o in objects), key=lambda d: _sort_key(d, sort), reverse=reverse)
         render_all = True
-    if not page:
+    if page is None:
         rendered = items if render_all else [render(o) for o in items]
         return [_columns(d, columns) for d in rendered]
     page_size = _arg(args, "page_size", int, PAGE_SIZE)

@@ -7,7 +7,8 @@ Rules of this module:
 2. Global totals outlive the objects: when a channel closes its counters are added to
    ``closed`` (``retire``), so ``totals()`` (closed + open channels) only ever grows,
    as RabbitMQ's ``rabbitmq_global_*_total`` do.
-3. Every ``SAMPLE_INTERVAL`` seconds (RabbitMQ's ``collect_statistics_interval``) the
+3. Every ``interval`` seconds (``SAMPLE_INTERVAL`` unless set; RabbitMQ's
+   ``collect_statistics_interval``) the
    broker's ``tick`` calls ``sample(now)``: it records the global totals, and -- while
    somebody has looked in the last ``WATCH_S`` seconds (``watched``) -- each queue's,
    channel's and exchange's counters and depths. A rate is the change between the last
@@ -62,6 +63,7 @@ class Stats:
     def __init__(self, broker: "Broker", now: float) -> None:
         self.broker = broker
         self.started_at = now
+        self.interval = SAMPLE_INTERVAL
         self.closed = [0] * len(_CHANNEL_ATTRS)
         self.next_sample = now + SAMPLE_INTERVAL
         self.watched_until = 0.0
@@ -105,7 +107,7 @@ class Stats:
     def tick(self, now: float) -> None:
         if now < self.next_sample:
             return
-        self.next_sample = now + SAMPLE_INTERVAL
+        self.next_sample = now + self.interval
         self._global = [*self._global[-1:], (now, tuple(self.totals().values()))]
         if now < self.watched_until:
             self._objects = [*self._objects[-1:], (now, self._sample_objects())]
