@@ -21,7 +21,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -29,6 +31,7 @@ from typing import Any, Callable
 from zbroker.bench import WORKLOADS, ceiling, roles
 
 READY = re.compile(r"ready on tcp://[^:]+:(\d+)")
+HTTP_READY = re.compile(r"HTTP API and dashboard on (http://[\d.]+:\d+)/")
 FULL = {"publish": 100_000, "workqueue": 100_000, "fanout": 50_000, "rpc": 5_000, "fanin": 80_000,
         "persistent": 20_000, "persistent_64k": 5_000, "push_pull": 200_000}
 QUICK = {"publish": 2_000, "workqueue": 2_000, "fanout": 1_000, "rpc": 200, "fanin": 4_000,
@@ -101,24 +104,42 @@ def _free_port() -> int:
 
 
 class BrokerProcess:
-    """A ``zbroker serve`` on a free loopback port, for the length of the benchmark."""
+    """A ``zbroker serve`` on a free loopback port, for the length of the benchmark; with
+    ``watched``, its HTTP API is polled every second meanwhile, as a dashboard would."""
 
-    def __init__(self) -> None:
+    def __init__(self, watched: bool = False) -> None:
         # Its own data directory, so the benchmark never touches a user's broker state.
         self.data_dir = tempfile.mkdtemp(prefix="zbroker-bench-")
+        http = ["--http", "127.0.0.1:0"] if watched else []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "zbroker", "serve", "--bind", "tcp://127.0.0.1:0", "--log-level", "warning",
-             "--data-dir", self.data_dir],
+             "--data-dir", self.data_dir, *http],
             stderr=subprocess.PIPE, text=True)
         assert self.proc.stderr is not None
         line = self.proc.stderr.readline()  # the ready line, or the error that stopped it
+        self._stop_polling = threading.Event()
+        if watched and (web := HTTP_READY.search(line)):
+            threading.Thread(target=self._poll, args=(web.group(1),), daemon=True).start()
+            line = self.proc.stderr.readline()
         m = READY.search(line)
         if not m:
             self.stop()
             raise BenchError(f"zbroker serve did not start: {line.strip() or 'no output'}")
         self.port = int(m.group(1))
 
+    def _poll(self, base: str) -> None:
+        """What the dashboard asks every second (it refreshes every 2 s), and a scrape."""
+        paths = ("/api/overview", "/api/queues", "/api/connections", "/api/channels", "/metrics")
+        while not self._stop_polling.wait(1.0):
+            for path in paths:
+                try:
+                    with urllib.request.urlopen(base + path, timeout=5) as response:
+                        response.read()
+                except OSError:
+                    pass  # the benchmark measures the broker; a missed poll changes nothing
+
     def stop(self) -> None:
+        self._stop_polling.set()
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -396,11 +417,11 @@ def _delete(target: Target, queues: list[str] = (), exchanges: list[str] = ()) -
 
 
 def run(runs: int, quick: bool, against: str | None, timeout: float, workloads: list[str],
-        progress: Callable[[str], None]) -> Results:
+        progress: Callable[[str], None], watched: bool = False) -> Results:
     counts = dict(QUICK if quick else FULL)
     results = Results(runs, counts)
     bench = Workloads(counts, timeout)
-    broker = BrokerProcess()
+    broker = BrokerProcess(watched)
     try:
         targets = [Target("zbroker", "zbroker.client", f"zbroker://127.0.0.1:{broker.port}")]
         if against:
