@@ -261,6 +261,7 @@ class HttpServer:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="zbroker-http", daemon=True)
         self._runner: web.AppRunner | None = None
+        self._client: AsyncManagementClient | None = None
 
     def start(self) -> str:
         self._thread.start()
@@ -280,7 +281,8 @@ class HttpServer:
         self._loop.run_forever()
 
     async def _serve(self) -> None:
-        client = AsyncManagementClient(self.endpoint, zmq.asyncio.Context.shadow(self.context.underlying))
+        client = self._client = AsyncManagementClient(
+            self.endpoint, zmq.asyncio.Context.shadow(self.context.underlying))
         app = web.Application(middlewares=[errors], client_max_size=64 * 1024 * 1024)
         app.add_routes(routes(Api(client)))
         self._runner = web.AppRunner(app, access_log=None)
@@ -297,6 +299,8 @@ class HttpServer:
         async def shutdown() -> None:
             if self._runner is not None:
                 await self._runner.cleanup()
+            if self._client is not None:
+                self._client.close()
         future = asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
         try:
             future.result(timeout=5)
