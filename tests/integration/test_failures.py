@@ -52,6 +52,8 @@ def queue_exists(conn, name: str) -> bool:
         conn.channel().queue_declare(name, passive=True)
         return True
     except exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == 405:  # an exclusive queue whose owner is not yet known gone
+            return True
         assert exc.reply_code == 404
         return False
 

@@ -334,6 +334,10 @@ def test_http_actions_get_publish_purge_delete_close(web: Broker) -> None:
 
     channel.basic_publish("", "debug", b"one")
     channel.basic_publish("", "debug", b"two")
+    deadline = time.monotonic() + 5  # the publishes come on another connection than the API's
+    while http(base, "/api/queues/%2F/debug")[1]["messages"] < 2:
+        assert time.monotonic() < deadline
+        connection.process_data_events(0.02)
     assert http(base, "/api/queues/%2F/debug/contents", "DELETE")[0] == 204
     assert http(base, "/api/queues/%2F/debug")[1]["messages"] == 0
     assert http(base, "/api/queues/%2F/debug", "DELETE")[0] == 204
