@@ -82,10 +82,6 @@ class Management:
             "reset": self._reset,
         }
 
-    @property
-    def verbs(self) -> list[str]:
-        return sorted(self._verbs)
-
     def handle(self, verb: Any, args: Any, facts: dict | None = None) -> Any:
         """Answer one request; ``facts``: what only the server knows (listeners, memory)."""
         handler = self._verbs.get(verb) if isinstance(verb, str) else None
