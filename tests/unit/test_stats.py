@@ -144,7 +144,14 @@ def test_definitions_are_checked_before_anything_is_declared(broker: Broker) -> 
             "bindings": [{"source": "x", "destination": "q", "destination_type": "queue", "routing_key": "a.*"}]}
     assert m.handle("import_definitions", {"definitions": good}) == {"exchanges": 1, "queues": 1, "bindings": 1}
     assert m.handle("definitions", {})["bindings"][0]["routing_key"] == "a.*"
-    assert m.handle("reset", {}) == {"queues": 1, "exchanges": 1}
+    typed = {"queues": [{"name": "qq", "type": "quorum", "durable": True, "arguments": {}}]}
+    m.handle("import_definitions", {"definitions": typed})  # RabbitMQ 3.13+'s queue "type" field
+    assert broker.topology.queues["qq"].quorum
+    with pytest.raises(ManagementError) as err:
+        m.handle("import_definitions", {"definitions": {"queues": [
+            {"name": "q2", "type": "quorum", "arguments": {"x-queue-type": "classic"}}]}})
+    assert "x-queue-type 'classic'" in err.value.reason
+    assert m.handle("reset", {}) == {"queues": 2, "exchanges": 1}
     assert "q" not in broker.topology.queues and "x" not in broker.topology.exchanges
 
 

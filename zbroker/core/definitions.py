@@ -78,7 +78,7 @@ def apply(broker: "Broker", data: Any) -> dict[str, int]:
                                   e.get("arguments") or {})
     for q in queues:
         queue = topology.declare_queue(q["name"], False, bool(q.get("durable", True)), False,
-                                       bool(q.get("auto_delete", False)), q.get("arguments") or {}, None)
+                                       bool(q.get("auto_delete", False)), queue_arguments(q), None)
         queue.last_used = broker.now
         if queue.settings.expires is not None:
             broker.timers.watch(queue)
@@ -87,6 +87,19 @@ def apply(broker: "Broker", data: Any) -> dict[str, int]:
                        else topology.exchange(b["destination"]))
         topology.bind(destination, b["source"], b.get("routing_key", ""), b.get("arguments") or {})
     return {"exchanges": len(exchanges), "queues": len(queues), "bindings": len(bindings)}
+
+
+def queue_arguments(entry: dict) -> dict:
+    """A queue's arguments; RabbitMQ 3.13+ exports name the queue type in a ``type`` field
+    too, which means ``x-queue-type`` (a conflict between the two is refused)."""
+    arguments = dict(entry.get("arguments") or {})
+    kind = entry.get("type")
+    if kind is None:
+        return arguments
+    declared = arguments.setdefault("x-queue-type", kind)
+    if declared != kind:
+        raise DefinitionsError(f"queue '{entry['name']}': type '{kind}' but x-queue-type '{declared}'")
+    return arguments
 
 
 def _entries(data: dict, key: str, required: tuple[str, ...]) -> list[dict]:
@@ -142,7 +155,7 @@ def _check(broker: "Broker", exchanges: list[dict], queues: list[dict], bindings
     queue_names = set(topology.queues)
     for q in queues:
         try:
-            queue_settings(q["name"], q.get("arguments") or {})
+            queue_settings(q["name"], queue_arguments(q))
         except BrokerError as exc:
             raise DefinitionsError(f"queue '{q['name']}': {exc.text}") from None
         existing = topology.queues.get(q["name"])
