@@ -64,6 +64,11 @@ def main() -> None:
               help="Disk alarm: while the data directory's filesystem has less free space than "
                    "this, publishing connections are blocked (RabbitMQ's disk_free_limit). "
                    "Refused with --in-memory, which has no disk.")
+@click.option("--amqp", "amqp", default=None, metavar="HOST:PORT", is_flag=False, flag_value="127.0.0.1:5672",
+              help="Also speak AMQP 0-9-1 here, so unmodified RabbitMQ clients (pika, aio-pika, kombu, "
+                   "Celery, ...) connect to the same broker; '--amqp' alone is 127.0.0.1:5672 "
+                   "(tcp://HOST:PORT also works). Off unless given: 5672 is RabbitMQ's own port, and "
+                   "a second broker answering on it by default would take its clients unnoticed.")
 @click.option("--http", "http", default=None, metavar="HOST:PORT", is_flag=False, flag_value="127.0.0.1:15680",
               help="Serve the HTTP API (RabbitMQ's management paths), the dashboard and Prometheus "
                    "metrics here; '--http' alone is 127.0.0.1:15680. Off unless given: there are no "
@@ -75,7 +80,8 @@ def main() -> None:
               show_default=True)
 def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None, in_memory: bool,
           channel_max: int, max_connections: int, max_queues: int, memory_limit: int,
-          disk_free_limit: int, http: str | None, stats_interval: float, log_level: str) -> None:
+          disk_free_limit: int, amqp: str | None, http: str | None, stats_interval: float,
+          log_level: str) -> None:
     """Run the broker until Ctrl-C or SIGTERM.
 
     Limits and alarms: a publisher gets 4 MiB of publish credit and a consumer a 4 MiB
@@ -106,10 +112,10 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None,
                         limits=Limits(channel_max or 65535, max_connections, max_queues))
     except (StoreError, OSError) as exc:
         raise click.ClickException(f"cannot open the store: {exc}") from None
-    server = Server(broker, bind, monitor=resources.Monitor(memory_limit, data_dir, disk_free_limit))
+    server = Server(broker, bind, monitor=resources.Monitor(memory_limit, data_dir, disk_free_limit), amqp=amqp)
     try:
         endpoint = server.open()
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         broker.close()
         raise click.ClickException(str(exc)) from None
     server.data_dir = str(data_dir) if data_dir is not None else None
@@ -124,6 +130,8 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None,
             server.close()
             raise click.ClickException(str(exc)) from None
         click.echo(f"zbroker HTTP API and dashboard on http://{server.http_endpoint}/", err=True)
+    if server.amqp is not None:
+        click.echo(f"zbroker AMQP 0-9-1 listener on {server.amqp.endpoint}", err=True)
     server.install_signal_handlers()
     # Printed whatever the log level: people and scripts wait for this line.
     click.echo(f"zbroker {__version__} ready on {endpoint}", err=True)

@@ -38,8 +38,10 @@ from zbroker.core import Broker
 from zbroker.protocol import HEADER
 from zbroker.resources import Monitor, resident_bytes
 from zbroker.wires.management import ManagementWire
+from zbroker.listener import AmqpListener
+from zbroker.wires.amqp import AmqpWire
 from zbroker.wires.native import NativeWire
-from zbroker.transport import NOBLOCK, POLLIN, peer_address, recv_batch, send_parts, wait_readable
+from zbroker.transport import NOBLOCK, POLLIN, peer_address, poll_events, recv_batch, send_parts, wait_readable
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +84,12 @@ def raise_descriptor_limit() -> int:
 
 class Server:
     def __init__(self, broker: Broker, bind: str, context: zmq.Context | None = None,
-                 monitor: Monitor | None = None) -> None:
+                 monitor: Monitor | None = None, amqp: str | None = None) -> None:
         self.broker = broker
+        #: The AMQP 0-9-1 listener (``listener.py``, ``wires/amqp.py``) when ``amqp`` names
+        #: an address to bind.
+        self.amqp_wire = AmqpWire(broker)
+        self.amqp = AmqpListener(broker, self.amqp_wire, amqp) if amqp else None
         self.monitor = monitor
         self.management = ManagementWire(broker, self.facts)
         self.wire = NativeWire(broker, management=self.management)
@@ -129,6 +135,12 @@ class Server:
             router.close(0)
             raise OSError(f"cannot bind {self.bind}: {exc}") from None
         self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
+        if self.amqp is not None:
+            try:
+                self.amqp.open()
+            except (OSError, ValueError):
+                router.close(0)
+                raise
         router.bind(self.inproc)
         self.wire.listener = self.endpoint.split("://", 1)[-1]
         self._monitor = self._open_monitor(router)
@@ -168,11 +180,17 @@ class Server:
         router, monitor = self._router, self._monitor
         assert router is not None and monitor is not None  # set by open(); not peer input
         items = [(router, POLLIN), (monitor, POLLIN)]
+        amqp = self.amqp
+        ready: list[tuple[Any, int]] = []
         self._next_sweep = time.monotonic() + PROBE_SWEEP_S
         try:
             while not self.should_exit:
                 try:
-                    events = wait_readable(items, self._poll_timeout_ms())
+                    if amqp is None:
+                        events = wait_readable(items, self._poll_timeout_ms())
+                    else:
+                        ready = poll_events(items + amqp.poll_items(), self._poll_timeout_ms())
+                        events = [item for item, _ in ready]
                 except zmq.ZMQError as exc:
                     if exc.errno == zmq.EINTR:
                         continue
@@ -181,10 +199,14 @@ class Server:
                     self._drain(router)
                 if monitor in events:
                     self._read_monitor(monitor)
+                if amqp is not None and ready:
+                    amqp.handle(ready, time.time())
                 self._run_probes()
                 if self.monitor is not None:
                     self._check_resources()
                 now = time.time()
+                if amqp is not None:
+                    self.amqp_wire.tick(now)
                 self.broker.tick(now)
                 if self.broker.has_pending_work:
                     self.broker.run_pending(now)
@@ -218,6 +240,10 @@ class Server:
             due = min(due, self.monitor.next_check)  # input may never come: see it clear
         timeout = max(0, int((due - now) * 1000) + 1)
         deadline = self.broker.next_deadline()
+        if self.amqp is not None:
+            wire_deadline = self.amqp_wire.next_deadline()
+            if wire_deadline is not None:
+                deadline = wire_deadline if deadline is None else min(deadline, wire_deadline)
         if deadline is not None:
             timeout = min(timeout, max(0, int((deadline - time.time()) * 1000) + 1))
         return timeout
@@ -238,23 +264,39 @@ class Server:
             self._retry_backlog(router)
         if self.management.replies:
             self._send_replies(router)
-        pending = self.wire.take_outgoing()
-        while pending:
-            for peer, parts in pending.items():
-                if peer in self._backlog:
-                    self._backlog[peer].append(parts)
-                    continue
-                try:
-                    send_parts(router, [peer, HEADER, *parts], NOBLOCK)
-                except zmq.Again:
-                    self._backlog[peer] = deque([parts])
-                    self.broker.set_pipe_full(peer, True)
-                except zmq.ZMQError as exc:
-                    if exc.errno != zmq.EHOSTUNREACH:
-                        raise
-                    self.broker.connection_lost(peer, time.time(), "peer unreachable")
-            # Releasing a gone peer may requeue messages to others: send those too.
-            pending = self.wire.take_outgoing()
+        amqp = self.amqp
+        others: dict[Any, list[Any]] | None = {} if amqp is not None else None
+        while True:
+            pending = self.wire.take_outgoing(others)
+            if others:
+                self.amqp_wire.encode(others, time.time())
+                others.clear()
+            if pending:
+                self._send(router, pending)
+            elif amqp is None:
+                return
+            elif not self.broker.outbox.pending:
+                # Writing may resume deliveries or lose a peer (its messages requeued to
+                # others): whatever that queued goes out in this pass too.
+                amqp.flush(time.time())
+                if not self.broker.outbox.pending:
+                    return
+
+    def _send(self, router: zmq.Socket, pending: dict[Any, list[Any]]) -> None:
+        for peer, parts in pending.items():
+            if peer in self._backlog:
+                self._backlog[peer].append(parts)
+                continue
+            try:
+                send_parts(router, [peer, HEADER, *parts], NOBLOCK)
+            except zmq.Again:
+                self._backlog[peer] = deque([parts])
+                self.broker.set_pipe_full(peer, True)
+            except zmq.ZMQError as exc:
+                if exc.errno != zmq.EHOSTUNREACH:
+                    raise
+                # Releasing a gone peer may requeue messages to others: the caller loops.
+                self.broker.connection_lost(peer, time.time(), "peer unreachable")
 
     def _send_replies(self, router: zmq.Socket) -> None:
         """Management answers; one that cannot go (its asker is gone or not reading) is
@@ -270,6 +312,10 @@ class Server:
         host, _, port = self.endpoint.split("://", 1)[-1].rpartition(":")
         listeners = [{"node": self.broker.node_name, "protocol": "zbroker", "ip_address": host,
                       "port": int(port) if port.isdigit() else port}]
+        if self.amqp is not None:
+            amqp_host, _, amqp_port = self.amqp.endpoint.rpartition(":")
+            listeners.append({"node": self.broker.node_name, "protocol": "amqp",
+                              "ip_address": amqp_host.strip("[]"), "port": int(amqp_port)})
         contexts = []
         if self.http_endpoint:
             http_host, _, http_port = self.http_endpoint.rpartition(":")
@@ -334,6 +380,8 @@ class Server:
         router = self._router
         assert router is not None
         for peer in self.broker.conn_ids():
+            if type(peer) is not bytes:
+                continue  # another wire's connection (AMQP's sockets tell of their own end)
             if peer in self._backlog:
                 continue  # a full pipe means a live, slow reader
             try:
@@ -359,6 +407,8 @@ class Server:
             self._flush()
         except zmq.ZMQError:
             pass
+        if self.amqp is not None:
+            self.amqp.close(time.time())
         if self._monitor is not None:
             self._router.disable_monitor()
             self._monitor.close(0)

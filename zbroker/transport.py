@@ -87,3 +87,8 @@ def wait_readable(items: list[tuple[Any, int]], timeout_ms: int) -> list[Any]:
     """Which of ``items`` (``[(socket or fd, POLLIN), ...]``, built once) can be read, waiting
     at most ``timeout_ms`` (-1: forever). zmq.Poller does the same with more Python per call."""
     return [item for item, _ in _zmq_poll(items, timeout_ms)]
+
+
+def poll_events(items: list[tuple[Any, int]], timeout_ms: int) -> list[tuple[Any, int]]:
+    """``(socket or fd, events)`` for each of ``items`` that is ready (POLLIN, POLLOUT)."""
+    return _zmq_poll(items, timeout_ms)

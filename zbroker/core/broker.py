@@ -189,6 +189,13 @@ class Broker:
             self._guarded(self._drop_connection, conn)
         self.outbox.put(conn_id, (M.CONNECTION_CLOSE, code, errors.reply_text(code, detail)))
 
+    def channel_error(self, conn: Connection, number: int, code: int, detail: str) -> None:
+        """A wire found a soft error on an open channel before the core saw the command
+        (an AMQP content header announcing too large a body): close that channel."""
+        channel = conn.channels.get(number)
+        if channel is not None:
+            self._guarded(self._close_channel, channel, ChannelError(code, detail))
+
     def connection_lost(self, conn_id: Hashable, now: float, reason: str = "transport closed") -> None:
         """The transport died: release everything the connection held, send it nothing."""
         self.now = now
@@ -391,14 +398,18 @@ class Broker:
             else:
                 raise ConnectionError_(errors.COMMAND_INVALID, f"{M(op).name} is not a client command")
         except ChannelError as exc:
-            log.warning("channel %d of connection %s closed: %s", number, conn.name, exc.text)
-            self._release_channel(channel)
-            conn.closing_channels.add(number)
-            conn.send((M.CHANNEL_CLOSE, number, exc.code, exc.text))
+            self._close_channel(channel, exc)
         except ConnectionError_ as exc:
             log.warning("connection %s closed: %s", conn.name, exc.text)
             self._drop_connection(conn)
             conn.send((M.CONNECTION_CLOSE, exc.code, exc.text))
+
+    def _close_channel(self, channel: Channel, exc: ChannelError) -> None:
+        conn = channel.connection
+        log.warning("channel %d of connection %s closed: %s", channel.number, conn.name, exc.text)
+        self._release_channel(channel)
+        conn.closing_channels.add(channel.number)
+        conn.send((M.CHANNEL_CLOSE, channel.number, exc.code, exc.text))
 
     def _channel_lifecycle(self, conn: Connection, op: int, number: int) -> None:
         """Commands for a channel that is not open: open it, or finish closing it."""

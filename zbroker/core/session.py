@@ -74,6 +74,9 @@ class Connection:
         self.connected_at = 0.0
         self.user = "guest"
         self.peer: str | None = None  # the peer's host
+        self.peer_port: int | None = None  # when the wire knows it (AMQP's TCP does)
+        self.frame_max = 0  # the negotiated frame size, where the wire has one
+        self.auth_mechanism = "PLAIN"
         self.listener = ""  # the address it connected to, when the wire knows it
         self.protocol = "zbroker"
 

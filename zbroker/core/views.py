@@ -7,9 +7,10 @@ Rules:
   collection, mirrors -- are absent).
 - Rates come from ``stats.py``: ``<counter>_details: {"rate": per second}`` beside each
   counter, RabbitMQ's shape. Times are milliseconds since the epoch, as RabbitMQ's.
-- Names: a connection is ``"<peer host> (<id>) -> <listener>"`` when the wire knows its
-  peer (RabbitMQ's ``host:port -> host:port``; ZeroMQ tells the peer's host, not its
-  port, so the connection's id keeps the name unique), else its id; a channel is
+- Names: a connection is RabbitMQ's ``"<peer host>:<port> -> <listener>"`` when the wire
+  knows the peer's port (AMQP), ``"<peer host> (<id>) -> <listener>"`` when it knows only
+  the host (ZeroMQ tells no port, so the connection's id keeps the name unique), else
+  its id; a channel is
   ``"<connection> (<number>)"``, as RabbitMQ names them.
 """
 from __future__ import annotations
@@ -141,6 +142,8 @@ def properties_key(routing_key: str, arguments: dict) -> str:
 def connection_name(conn: Connection) -> str:
     if conn.peer is None:
         return conn.name
+    if conn.peer_port is not None:
+        return f"{conn.peer}:{conn.peer_port} -> {conn.listener}"
     return f"{conn.peer} ({conn.name}) -> {conn.listener}"
 
 
@@ -152,9 +155,9 @@ def connection(broker: "Broker", conn: Connection) -> dict[str, Any]:
         "user": conn.user, "protocol": conn.protocol, "type": "network",
         "state": "blocked" if conn.publish_blocked else "running",
         "channels": len(conn.channels), "channel_max": broker.limits.channel_max,
-        "frame_max": broker.max_body_bytes, "timeout": conn.heartbeat,
-        "peer_host": conn.peer, "peer_port": None, "client_properties": conn.client_properties,
-        "connected_at": millis(conn.connected_at), "auth_mechanism": "PLAIN", "ssl": False,
+        "frame_max": conn.frame_max or broker.max_body_bytes, "timeout": conn.heartbeat,
+        "peer_host": conn.peer, "peer_port": conn.peer_port, "client_properties": conn.client_properties,
+        "connected_at": millis(conn.connected_at), "auth_mechanism": conn.auth_mechanism, "ssl": False,
         "blocked": conn.publish_blocked, "delivery_window_full": conn.blocked,
     }
 
@@ -162,7 +165,7 @@ def connection(broker: "Broker", conn: Connection) -> dict[str, Any]:
 def channel_ref(channel: Channel) -> dict[str, Any]:
     conn = channel.connection
     return {"name": channel_name(channel), "number": channel.number,
-            "connection_name": connection_name(conn), "peer_host": conn.peer, "peer_port": None,
+            "connection_name": connection_name(conn), "peer_host": conn.peer, "peer_port": conn.peer_port,
             "user": conn.user}
 
 

@@ -141,11 +141,17 @@ class NativeWire:
         for peer, amount in self.credit.grants(self.broker.connections):
             outbox.put(peer, (_PUBLISH_CREDIT, amount))
 
-    def take_outgoing(self) -> dict[Any, list[Any]]:
-        """Frames to send, per peer, credit returned: each event encoded, bodies as they are."""
+    def take_outgoing(self, others: dict[Any, list[Any]] | None = None) -> dict[Any, list[Any]]:
+        """Frames to send, per peer, credit returned: each event encoded, bodies as they are.
+
+        With ``others``, the events of connections that are not ZeroMQ peers (another
+        wire's, whose ids are not bytes) are put there, not encoded."""
         if self.credit.used:
             self.grant_credit()  # (a dict of the peers that published since their last grant)
         out = {}
         for peer, parts in self.broker.outbox.take().items():
+            if others is not None and type(peer) is not bytes:
+                others[peer] = parts
+                continue
             out[peer] = [pack(p) if type(p) is tuple else p for p in parts]
         return out

@@ -1,0 +1,282 @@
+"""AMQP 0-9-1 frames <-> Python values, at the one boundary where peer bytes come in.
+
+Rules of this module:
+- Frames are cut here (type, channel, size, payload, 0xCE); a frame larger than the
+  negotiated ``frame_max`` or not ending in 0xCE is a 501 FRAME_ERROR before any of it
+  is decoded.
+- Method frames and content headers are decoded by pamqp (the codec aiormq builds on).
+  Whatever pamqp raises on bad bytes, and any value the core will not take (checked with
+  the zbroker wire's own rules, ``protocol/tables.py``), becomes ``FrameError`` with
+  AMQP's code: the connection is closed, nobody else notices.
+- Message properties become pika's names (``type``, not pamqp's ``message_type``;
+  ``timestamp`` as integer seconds) and header tables plain values (``bytes`` for AMQP's
+  byte arrays), so a message looks the same to the core whichever wire brought it.
+  A decimal value has no equal on the zbroker wire: it is refused (502), never altered.
+- Content headers and tables going out are encoded here, not by pamqp: pamqp writes a
+  float as 32 bits (a double published by pika would come back rounded) and truncates
+  keys past 128 bytes. Integers go out as pika writes them (``I`` or ``l``).
+- Bodies are split at ``frame_max`` as views of the body, never copied for large bodies
+  (the socket gathers them); small ones are joined into one buffer with their frames.
+"""
+from __future__ import annotations
+
+import struct
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from pamqp import commands
+from pamqp import frame as pframe
+
+from zbroker import errors
+from zbroker.protocol.tables import MAX_DEPTH, TableError, check_properties, check_table
+
+PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
+FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT = 1, 2, 3, 8
+FRAME_END = 0xCE
+#: type (1), channel (2), size (4) before the payload, and the end octet after it.
+FRAME_OVERHEAD = 8
+#: AMQP's frame-min-size: no peer may negotiate a smaller frame_max.
+FRAME_MIN_SIZE = 4096
+HEARTBEAT = b"\x08\x00\x00\x00\x00\x00\x00\xce"
+#: Bodies up to this size are joined with their frame headers into one buffer; larger
+#: ones travel as views (a copy costs more than a gathered write from here on).
+JOIN_BODY_BYTES = 65536
+BASIC_CLASS = 60
+
+_HEAD = struct.Struct(">BHI")
+_METHOD_HEAD = struct.Struct(">BHII")  # frame head + method index
+_CONTENT_HEAD = struct.Struct(">BHIHHQH")  # frame head, class, weight, body size, flags
+_END = b"\xce"
+_LONG = struct.Struct(">I")
+
+
+class FrameError(Exception):
+    """Bytes from a peer that break AMQP's rules: closes that connection with ``code``."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+# -- cutting frames ------------------------------------------------------------------------
+
+def next_frame(buf: bytearray, pos: int, frame_max: int) -> tuple[int, int, int, int] | None:
+    """``(type, channel, payload start, payload end)`` of the frame at ``pos``, or None
+    while it has not fully arrived."""
+    if len(buf) - pos < 7:
+        return None
+    kind, channel, size = _HEAD.unpack_from(buf, pos)
+    if size + FRAME_OVERHEAD > frame_max:
+        raise FrameError(errors.FRAME_ERROR, f"type {kind}, frame of {size + FRAME_OVERHEAD} bytes "
+                                             f"is larger than the negotiated frame_max {frame_max}")
+    end = pos + 7 + size
+    if len(buf) <= end:
+        return None
+    if buf[end] != FRAME_END:
+        raise FrameError(errors.FRAME_ERROR, f"type {kind}, frame does not end with 0xCE")
+    return kind, channel, pos + 7, end
+
+
+def decode_method(payload: bytes) -> Any:
+    """A method frame's payload as a pamqp command object."""
+    if len(payload) < 4:
+        raise FrameError(errors.FRAME_ERROR, "method frame shorter than its method id")
+    index = _LONG.unpack_from(payload)[0]
+    cls = commands.INDEX_MAPPING.get(index)
+    if cls is None:
+        raise FrameError(errors.COMMAND_INVALID, f"unknown method: class {index >> 16}, method {index & 0xFFFF}")
+    method = cls()
+    try:
+        method.unmarshal(payload[4:])
+    except (ValueError, TypeError, IndexError, struct.error, RecursionError) as exc:
+        raise FrameError(errors.SYNTAX_ERROR, f"cannot decode {cls.name}: {exc}") from None
+    return method
+
+
+#: pamqp's Basic.Properties attribute -> pika's property name, in AMQP's flag order.
+_PROPERTY_NAMES = [(slot, "type" if slot == "message_type" else slot)
+                   for slot in commands.Basic.Properties.__slots__]
+
+
+def decode_header(payload: bytes) -> tuple[int, dict]:
+    """A content header's ``(body size, properties)``, properties in pika's names."""
+    if len(payload) < 14:
+        raise FrameError(errors.FRAME_ERROR, "content header shorter than 14 bytes")
+    class_id, _weight, body_size, flags = struct.unpack_from(">HHQH", payload)
+    if class_id != BASIC_CLASS:
+        raise FrameError(errors.COMMAND_INVALID, f"content header for class {class_id}, expected {BASIC_CLASS}")
+    if not flags:
+        return body_size, {}
+    if flags & 1:
+        raise FrameError(errors.SYNTAX_ERROR, "content header with more than one property flag word")
+    decoded = commands.Basic.Properties()
+    decoded.cluster_id = None  # pamqp's default is '', which would read as a property sent
+    try:
+        decoded.unmarshal(flags, payload[14:])
+    except (ValueError, TypeError, IndexError, struct.error, RecursionError) as exc:
+        raise FrameError(errors.SYNTAX_ERROR, f"cannot decode the content header: {exc}") from None
+    properties = {}
+    for slot, name in _PROPERTY_NAMES:
+        value = getattr(decoded, slot)
+        if value is not None:
+            properties[name] = value
+    timestamp = properties.get("timestamp")
+    if type(timestamp) is datetime:
+        properties["timestamp"] = int(timestamp.timestamp())
+    if "headers" in properties:
+        properties["headers"] = plain_table(properties["headers"], "headers")
+    try:
+        check_properties(properties)
+    except TableError as exc:
+        raise FrameError(errors.SYNTAX_ERROR, str(exc)) from None
+    return body_size, properties
+
+
+def plain_table(value: Any, what: str) -> Any:
+    """A table or array as decoded by pamqp, with byte arrays as ``bytes`` and checked by
+    the core's rules (``check_table``); a decimal is refused."""
+    converted = _plain(value, what, 0)
+    if type(converted) is dict:
+        try:
+            check_table(converted, what)
+        except TableError as exc:
+            raise FrameError(errors.SYNTAX_ERROR, str(exc)) from None
+    return converted
+
+
+def _plain(value: Any, what: str, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise FrameError(errors.SYNTAX_ERROR, f"{what} nests deeper than {MAX_DEPTH} levels")
+    kind = type(value)
+    if kind is dict:
+        return {k: _plain(v, what, depth + 1) for k, v in value.items()}
+    if kind is list:
+        return [_plain(v, what, depth + 1) for v in value]
+    if kind is bytearray:
+        return bytes(value)
+    if kind is Decimal:
+        raise FrameError(errors.SYNTAX_ERROR, f"{what} holds a decimal value; zbroker does not support "
+                                              "decimals in tables")
+    return value
+
+
+def decode_table_bytes(data: bytes, what: str) -> dict:
+    """A field table without its length prefix (AMQPLAIN's response), as plain values."""
+    from pamqp import decode
+
+    try:
+        _, table = decode.field_table(_LONG.pack(len(data)) + data)
+    except (ValueError, TypeError, IndexError, struct.error, RecursionError) as exc:
+        raise FrameError(errors.SYNTAX_ERROR, f"cannot decode {what}: {exc}") from None
+    return plain_table(table, what)
+
+
+# -- encoding ------------------------------------------------------------------------------
+
+def method_frame(channel: int, method: Any) -> bytes:
+    """One method frame (pamqp encodes the method's arguments)."""
+    return pframe.marshal(method, channel)
+
+
+def content_frames(channel: int, method: Any, properties: dict, body: Any, frame_max: int) -> list[Any]:
+    """A content-carrying method, its header and its body frames, as buffers to write in
+    order. ``body`` is bytes or anything with the buffer protocol (a ``zmq.Frame``)."""
+    size = len(body)
+    head = pframe.marshal(method, channel) + content_header(channel, size, properties)
+    if size == 0:
+        return [head]
+    chunk = frame_max - FRAME_OVERHEAD
+    if size <= chunk:
+        if size <= JOIN_BODY_BYTES:
+            return [b"".join((head, _HEAD.pack(FRAME_BODY, channel, size), body, _END))]
+        return [head + _HEAD.pack(FRAME_BODY, channel, size), memoryview(body), _END]
+    parts: list[Any] = [head]
+    view = memoryview(body)
+    for start in range(0, size, chunk):
+        piece = view[start:start + chunk]
+        parts.append(_HEAD.pack(FRAME_BODY, channel, len(piece)))
+        parts.append(piece)
+        parts.append(_END)
+    return parts
+
+
+#: pika property name -> (flag bit, encoder kind), in AMQP's order.
+_PROPERTY_FLAGS = [(name, 1 << (15 - i)) for i, (_, name) in enumerate(_PROPERTY_NAMES)]
+_OCTET_PROPS = frozenset({"delivery_mode", "priority"})
+
+
+def content_header(channel: int, body_size: int, properties: dict) -> bytes:
+    """A content header frame for class basic, encoded here (see the module's rules)."""
+    if not properties:
+        return _CONTENT_HEAD.pack(FRAME_HEADER, channel, 14, BASIC_CLASS, 0, body_size, 0) + _END
+    flags = 0
+    out = []
+    for name, bit in _PROPERTY_FLAGS:
+        value = properties.get(name)
+        if value is None:
+            continue
+        flags |= bit
+        if name == "headers":
+            out.append(_table(value))
+        elif name in _OCTET_PROPS:
+            out.append(bytes((value,)))
+        elif name == "timestamp":
+            out.append(struct.pack(">Q", value))
+        else:
+            out.append(_shortstr(value))
+    payload = b"".join(out)
+    return (_CONTENT_HEAD.pack(FRAME_HEADER, channel, 14 + len(payload), BASIC_CLASS, 0, body_size, flags)
+            + payload + _END)
+
+
+def _shortstr(value: str) -> bytes:
+    data = value.encode()
+    if len(data) > 255:
+        data = data[:255]  # the zbroker wire refuses longer ones; a last guard only
+    return bytes((len(data),)) + data
+
+
+def _longstr(data: bytes) -> bytes:
+    return _LONG.pack(len(data)) + data
+
+
+def _table(table: dict) -> bytes:
+    """A field table (``F``'s payload) with its length."""
+    out = []
+    for key, value in table.items():
+        out.append(_shortstr(key))
+        out.append(_value(value))
+    data = b"".join(out)
+    return _LONG.pack(len(data)) + data
+
+
+def _value(value: Any) -> bytes:
+    kind = type(value)
+    if kind is str:
+        return b"S" + _longstr(value.encode())
+    if kind is bool:
+        return b"t\x01" if value else b"t\x00"
+    if kind is int:
+        if -2**31 <= value < 2**31:
+            return b"I" + struct.pack(">i", value)
+        if -2**63 <= value < 2**63:
+            return b"l" + struct.pack(">q", value)
+        return b"S" + _longstr(str(value).encode())  # above AMQP's signed 64 bits
+    if kind is float:
+        return b"d" + struct.pack(">d", value)
+    if kind is bytes or kind is bytearray:
+        return b"x" + _longstr(bytes(value))
+    if kind is dict:
+        return b"F" + _table(value)
+    if kind is list:
+        data = b"".join(_value(v) for v in value)
+        return b"A" + _LONG.pack(len(data)) + data
+    if value is None:
+        return b"V"
+    if kind is datetime:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return b"T" + struct.pack(">Q", int(value.timestamp()))
+    raise TypeError(f"no AMQP field type for {kind.__name__}")  # the wires refuse them on the way in

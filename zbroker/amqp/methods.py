@@ -1,0 +1,154 @@
+"""AMQP 0-9-1's methods <-> the core's commands and events, as two tables.
+
+Rules of this module:
+- ``INBOUND``: each method a client may send on a channel, with the core ``Method`` it
+  becomes and pamqp's attribute names in the order of the core's fields (the zbroker
+  command table's). Field types are then checked against that same table
+  (``protocol/commands.py``), tables in depth: one set of rules for both wires.
+- A method with a ``nowait`` bit names the core's answer to swallow when it is set.
+- What AMQP offers and zbroker does not do is refused, never ignored: ``immediate=true``
+  and ``no_local=true`` are 540 NOT_IMPLEMENTED (RabbitMQ refuses the first and ignores
+  the second), as is ``basic.recover-async``.
+- ``OUTBOUND``: each core event (a tuple, ``zbroker/methods.py``) as a pamqp method. The
+  connection handshake methods are the wire's own (``wires/amqp.py``), not here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pamqp import commands as C
+
+from zbroker import errors
+from zbroker.amqp.codec import FrameError, plain_table
+from zbroker.methods import Method as M
+from zbroker.protocol.commands import SPECS, TABLE_FIELDS
+
+#: AMQP's reply-text is a short string: longer texts are cut, as RabbitMQ does.
+MAX_REPLY_TEXT = 255
+
+
+@dataclass(frozen=True)
+class Inbound:
+    method: int
+    attributes: tuple[str, ...]
+    #: The core's answer to drop when the client set ``nowait``; None: no nowait bit.
+    nowait_ok: int | None = None
+
+
+INBOUND: dict[type, Inbound] = {
+    C.Channel.Open: Inbound(M.CHANNEL_OPEN, ()),
+    C.Channel.Close: Inbound(M.CHANNEL_CLOSE, ("reply_code", "reply_text")),
+    C.Channel.CloseOk: Inbound(M.CHANNEL_CLOSE_OK, ()),
+    C.Channel.Flow: Inbound(M.CHANNEL_FLOW, ("active",)),
+    C.Exchange.Declare: Inbound(M.EXCHANGE_DECLARE, ("exchange", "exchange_type", "passive", "durable",
+                                                     "auto_delete", "internal", "arguments"),
+                                M.EXCHANGE_DECLARE_OK),
+    C.Exchange.Delete: Inbound(M.EXCHANGE_DELETE, ("exchange", "if_unused"), M.EXCHANGE_DELETE_OK),
+    C.Exchange.Bind: Inbound(M.EXCHANGE_BIND, ("destination", "source", "routing_key", "arguments"),
+                             M.EXCHANGE_BIND_OK),
+    C.Exchange.Unbind: Inbound(M.EXCHANGE_UNBIND, ("destination", "source", "routing_key", "arguments"),
+                               M.EXCHANGE_UNBIND_OK),
+    C.Queue.Declare: Inbound(M.QUEUE_DECLARE, ("queue", "passive", "durable", "exclusive", "auto_delete",
+                                               "arguments"), M.QUEUE_DECLARE_OK),
+    C.Queue.Bind: Inbound(M.QUEUE_BIND, ("queue", "exchange", "routing_key", "arguments"), M.QUEUE_BIND_OK),
+    C.Queue.Unbind: Inbound(M.QUEUE_UNBIND, ("queue", "exchange", "routing_key", "arguments")),
+    C.Queue.Purge: Inbound(M.QUEUE_PURGE, ("queue",), M.QUEUE_PURGE_OK),
+    C.Queue.Delete: Inbound(M.QUEUE_DELETE, ("queue", "if_unused", "if_empty"), M.QUEUE_DELETE_OK),
+    C.Basic.Qos: Inbound(M.BASIC_QOS, ("prefetch_size", "prefetch_count", "global_")),
+    C.Basic.Consume: Inbound(M.BASIC_CONSUME, ("queue", "consumer_tag", "no_ack", "exclusive", "arguments"),
+                             M.BASIC_CONSUME_OK),
+    C.Basic.Cancel: Inbound(M.BASIC_CANCEL, ("consumer_tag",), M.BASIC_CANCEL_OK),
+    C.Basic.Publish: Inbound(M.BASIC_PUBLISH, ("exchange", "routing_key", "mandatory")),
+    C.Basic.Get: Inbound(M.BASIC_GET, ("queue", "no_ack")),
+    C.Basic.Ack: Inbound(M.BASIC_ACK, ("delivery_tag", "multiple")),
+    C.Basic.Nack: Inbound(M.BASIC_NACK, ("delivery_tag", "multiple", "requeue")),
+    C.Basic.Reject: Inbound(M.BASIC_REJECT, ("delivery_tag", "requeue")),
+    C.Basic.Recover: Inbound(M.BASIC_RECOVER, ("requeue",)),
+    C.Confirm.Select: Inbound(M.CONFIRM_SELECT, (), M.CONFIRM_SELECT_OK),
+    C.Tx.Select: Inbound(M.TX_SELECT, ()),
+    C.Tx.Commit: Inbound(M.TX_COMMIT, ()),
+    C.Tx.Rollback: Inbound(M.TX_ROLLBACK, ()),
+}
+
+#: Flags zbroker does not implement: (method class, attribute) -> RabbitMQ's text.
+_REFUSED_FLAGS: dict[tuple[type, str], str] = {
+    (C.Basic.Publish, "immediate"): "immediate=true",
+    (C.Basic.Consume, "no_local"): "no_local=true",
+}
+_REFUSED_METHODS = {C.Basic.RecoverAsync: "basic.recover_async"}
+
+
+def to_command(channel: int, method: Any) -> tuple[Inbound, list[Any]]:
+    """A client's channel method as the core's ``(spec, [channel, fields...])``.
+
+    Raises ``FrameError`` for a method that is not a client's on a channel, a flag
+    zbroker refuses, or a field the core's table does not accept.
+    """
+    cls = type(method)
+    spec = INBOUND.get(cls)
+    if spec is None:
+        if cls in _REFUSED_METHODS:
+            raise FrameError(errors.NOT_IMPLEMENTED, _REFUSED_METHODS[cls])
+        raise FrameError(errors.COMMAND_INVALID, f"{method.name} is not a client command on a channel")
+    for (refused_cls, attribute), text in _REFUSED_FLAGS.items():
+        if refused_cls is cls and getattr(method, attribute):
+            raise FrameError(errors.NOT_IMPLEMENTED, text)
+    fields: list[Any] = [channel]
+    types = SPECS[spec.method].exact_types
+    names = SPECS[spec.method].fields
+    for i, attribute in enumerate(spec.attributes, 1):
+        value = getattr(method, attribute)
+        name = names[i][0]
+        if name in TABLE_FIELDS:
+            value = plain_table(value or {}, name)
+        elif type(value) not in types[i]:
+            raise FrameError(errors.SYNTAX_ERROR, f"{method.name}: field '{attribute}' has a value of "
+                                                  f"type {type(value).__name__}")
+        fields.append(value)
+    return spec, fields
+
+
+def reply_text(text: str) -> str:
+    data = text.encode()
+    return text if len(data) <= MAX_REPLY_TEXT else data[:MAX_REPLY_TEXT].decode(errors="ignore")
+
+
+#: Core event method -> pamqp method built from the event tuple ``(method, channel, ...)``
+#: (connection events have no channel).
+OUTBOUND: dict[int, Callable[[tuple], Any]] = {
+    M.CONNECTION_CLOSE: lambda e: C.Connection.Close(e[1], reply_text(e[2]), 0, 0),
+    M.CONNECTION_CLOSE_OK: lambda e: C.Connection.CloseOk(),
+    M.CONNECTION_BLOCKED: lambda e: C.Connection.Blocked(e[1]),
+    M.CONNECTION_UNBLOCKED: lambda e: C.Connection.Unblocked(),
+    M.CHANNEL_OPEN_OK: lambda e: C.Channel.OpenOk(),
+    M.CHANNEL_CLOSE: lambda e: C.Channel.Close(e[2], reply_text(e[3]), 0, 0),
+    M.CHANNEL_CLOSE_OK: lambda e: C.Channel.CloseOk(),
+    M.CHANNEL_FLOW_OK: lambda e: C.Channel.FlowOk(e[2]),
+    M.EXCHANGE_DECLARE_OK: lambda e: C.Exchange.DeclareOk(),
+    M.EXCHANGE_DELETE_OK: lambda e: C.Exchange.DeleteOk(),
+    M.EXCHANGE_BIND_OK: lambda e: C.Exchange.BindOk(),
+    M.EXCHANGE_UNBIND_OK: lambda e: C.Exchange.UnbindOk(),
+    M.QUEUE_DECLARE_OK: lambda e: C.Queue.DeclareOk(e[2], e[3], e[4]),
+    M.QUEUE_BIND_OK: lambda e: C.Queue.BindOk(),
+    M.QUEUE_UNBIND_OK: lambda e: C.Queue.UnbindOk(),
+    M.QUEUE_PURGE_OK: lambda e: C.Queue.PurgeOk(e[2]),
+    M.QUEUE_DELETE_OK: lambda e: C.Queue.DeleteOk(e[2]),
+    M.BASIC_QOS_OK: lambda e: C.Basic.QosOk(),
+    M.BASIC_CONSUME_OK: lambda e: C.Basic.ConsumeOk(e[2]),
+    M.BASIC_CANCEL: lambda e: C.Basic.Cancel(e[2], False),
+    M.BASIC_CANCEL_OK: lambda e: C.Basic.CancelOk(e[2]),
+    M.BASIC_DELIVER: lambda e: C.Basic.Deliver(e[2], e[3], e[4], e[5], e[6]),
+    M.BASIC_RETURN: lambda e: C.Basic.Return(e[2], e[3], e[4], e[5]),
+    M.BASIC_GET_OK: lambda e: C.Basic.GetOk(e[2], e[3], e[4], e[5], e[6]),
+    M.BASIC_GET_EMPTY: lambda e: C.Basic.GetEmpty(""),
+    M.BASIC_ACK: lambda e: C.Basic.Ack(e[2], e[3]),
+    M.BASIC_NACK: lambda e: C.Basic.Nack(e[2], e[3], e[4]),
+    M.BASIC_RECOVER_OK: lambda e: C.Basic.RecoverOk(),
+    M.CONFIRM_SELECT_OK: lambda e: C.Confirm.SelectOk(),
+    M.TX_SELECT_OK: lambda e: C.Tx.SelectOk(),
+    M.TX_COMMIT_OK: lambda e: C.Tx.CommitOk(),
+    M.TX_ROLLBACK_OK: lambda e: C.Tx.RollbackOk(),
+}
+#: Where the properties sit in a body-carrying event tuple.
+PROPERTIES_AT = {M.BASIC_DELIVER: 7, M.BASIC_RETURN: 6, M.BASIC_GET_OK: 7}
