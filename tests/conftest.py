@@ -1,6 +1,7 @@
 """Fixtures: a real broker process per test (on a free port) and client connections to it."""
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Callable, Iterator
 
 import pytest
@@ -28,15 +29,33 @@ def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
     assert "Traceback" not in proc.log(), f"broker logged a traceback:\n{proc.log()}"
 
 
+#: The two wires every pika-API test runs over: zbroker's own client on the zbroker wire,
+#: and real pika on the AMQP 0-9-1 listener of the same broker.
+WIRES = ("zbroker", "amqp")
+
+
+@pytest.fixture(params=WIRES)
+def wire(request: pytest.FixtureRequest) -> str:
+    if request.param == "amqp":
+        pytest.importorskip("pika", reason="real pika is a test dependency (pip install -e '.[test]')")
+    return request.param
+
+
 @pytest.fixture
-def connect(broker: Broker) -> Iterator[Callable[..., object]]:
-    """Open client connections to the test's broker; all are closed afterwards."""
-    import zbroker.client as pika
+def pika(wire: str) -> ModuleType:
+    """The pika module of this run: ``zbroker.client`` or the real pika."""
+    if wire == "amqp":
+        import pika as real_pika
+        return real_pika
+    import zbroker.client
+    return zbroker.client
 
-    opened: list[pika.BlockingConnection] = []
 
-    def _connect(**kwargs: object) -> pika.BlockingConnection:
-        conn = pika.BlockingConnection(pika.ConnectionParameters(host=broker.host, port=broker.port, **kwargs))
+def _connector(broker: Broker, module: ModuleType, port: int) -> Iterator[Callable[..., object]]:
+    opened: list = []
+
+    def _connect(**kwargs: object) -> object:
+        conn = module.BlockingConnection(module.ConnectionParameters(host=broker.host, port=port, **kwargs))
         opened.append(conn)
         return conn
 
@@ -44,3 +63,17 @@ def connect(broker: Broker) -> Iterator[Callable[..., object]]:
     for conn in opened:
         if conn.is_open:
             conn.close()
+
+
+@pytest.fixture
+def connect(broker: Broker, pika: ModuleType, wire: str) -> Iterator[Callable[..., object]]:
+    """Open connections to the test's broker over this run's wire (the test runs once per
+    wire); all are closed afterwards."""
+    yield from _connector(broker, pika, broker.amqp_port if wire == "amqp" else broker.port)
+
+
+@pytest.fixture
+def zconnect(broker: Broker) -> Iterator[Callable[..., object]]:
+    """Connections of zbroker's own client only: for tests of that client itself."""
+    import zbroker.client
+    yield from _connector(broker, zbroker.client, broker.port)

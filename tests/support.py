@@ -27,6 +27,7 @@ from zbroker.protocol import HEADER, Op
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = ROOT / "clients"
 READY = re.compile(r"ready on (tcp://\S+):(\d+)")
+AMQP_READY = re.compile(r"AMQP 0-9-1 listener on (\S+):(\d+)")
 START_TIMEOUT_S = 20.0
 
 
@@ -133,12 +134,15 @@ class Broker(Process):
     runs it under another command (``prlimit …``)."""
 
     def __init__(self, *extra: str, data_dir: Path | None = None, bind: str = "tcp://127.0.0.1:0",
-                 prefix: tuple[str, ...] = (), in_memory: bool = False) -> None:
+                 prefix: tuple[str, ...] = (), in_memory: bool = False, amqp: str | None = "127.0.0.1:0") -> None:
         self.data_dir = data_dir if data_dir is not None else Path(tempfile.mkdtemp(prefix="zbroker-test-"))
         self._own_dir = data_dir is None
         store = ["--in-memory"] if in_memory else ["--data-dir", str(self.data_dir)]
+        listen = ["--amqp", amqp] if amqp else []
         super().__init__([*prefix, sys.executable, "-m", "zbroker", "serve", "--bind", bind,
-                          *store, "--log-level", "debug", *extra], child_env())
+                          *store, *listen, "--log-level", "debug", *extra], child_env())
+        #: The AMQP 0-9-1 listener's port (every test broker has one unless ``amqp=None``).
+        self.amqp_port = int(self.wait_for(AMQP_READY.pattern, START_TIMEOUT_S).group(2)) if amqp else None
         m = self.wait_for(READY.pattern, START_TIMEOUT_S)
         self.host = "127.0.0.1"
         self.port = int(m.group(2))

@@ -24,12 +24,14 @@ import time
 from collections import deque
 from typing import Any
 
+import zmq
+
 from zbroker.core import Broker
 from zbroker.wires.amqp import AmqpWire
 
 log = logging.getLogger(__name__)
 
-POLLIN, POLLOUT = 1, 4  # zmq_poll's flags for plain descriptors (ZMQ_POLLIN, ZMQ_POLLOUT)
+POLLIN, POLLOUT = int(zmq.POLLIN), int(zmq.POLLOUT)  # zmq_poll's flags, for plain descriptors too
 #: Bytes read from one socket per pass.
 RECV_BYTES = 256 * 1024
 #: Connections accepted per pass.

@@ -110,6 +110,7 @@ class Server:
         self._probes: list[float] = []
         self._next_sweep = 0.0
         self._last_probe = 0.0
+        self._wakeup_r: int | None = None
 
     @property
     def context(self) -> zmq.Context:
@@ -171,6 +172,12 @@ class Server:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        # A signal writes a byte here, which wakes the loop's poll at once (zmq_poll
+        # retries itself after EINTR, so the flag alone would wait for its timeout).
+        self._wakeup_r, wakeup_w = os.pipe()
+        os.set_blocking(self._wakeup_r, False)
+        os.set_blocking(wakeup_w, False)
+        signal.set_wakeup_fd(wakeup_w)
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -179,7 +186,9 @@ class Server:
             self.open()
         router, monitor = self._router, self._monitor
         assert router is not None and monitor is not None  # set by open(); not peer input
-        items = [(router, POLLIN), (monitor, POLLIN)]
+        items: list[tuple[Any, int]] = [(router, POLLIN), (monitor, POLLIN)]
+        if self._wakeup_r is not None:
+            items.append((self._wakeup_r, POLLIN))
         amqp = self.amqp
         ready: list[tuple[Any, int]] = []
         self._next_sweep = time.monotonic() + PROBE_SWEEP_S

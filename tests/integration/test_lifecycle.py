@@ -142,20 +142,30 @@ def test_a_durable_ttl_and_dead_letter_queue_across_kill_9(data_dir: Path) -> No
         broker.kill()
 
 
-def test_reject_publish_raises_nack_error_for_the_refused_message_only(connect) -> None:  # noqa: ANN001
-    from zbroker.client import exceptions
+def test_reject_publish_nacks_the_refused_message(connect, pika) -> None:  # noqa: ANN001
     ch = connect().channel()
+    ch.queue_declare("bounded", arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    ch.confirm_delivery()
+    ch.basic_publish("", "bounded", b"1")
+    with pytest.raises(pika.exceptions.NackError):
+        ch.basic_publish("", "bounded", b"2")
+    assert ch.queue_declare("bounded", passive=True).method.message_count == 1
+
+
+def test_reject_publish_raises_nack_error_for_the_refused_message_only(zconnect) -> None:  # noqa: ANN001
+    """zbroker's client hands back the refused messages (pika's NackError carries none)."""
+    ch = zconnect().channel()
     ch.queue_declare("bounded", arguments={"x-max-length": 2, "x-overflow": "reject-publish"})
     ch.confirm_delivery()
     ch.basic_publish("", "bounded", b"1")
     ch.basic_publish("", "bounded", b"2")
-    with pytest.raises(exceptions.NackError) as info:
+    with pytest.raises(pika.exceptions.NackError) as info:
         ch.basic_publish("", "bounded", b"3")
     assert [m.body for m in info.value.messages] == [b"3"]
     for body in (b"4", b"5", b"6"):  # pipelined: exactly the refused ones come back
         ch.publish_nowait("", "bounded", body)
     ch.basic_get("bounded", auto_ack=True)  # (one place frees up too late for them)
-    with pytest.raises(exceptions.NackError) as info:
+    with pytest.raises(pika.exceptions.NackError) as info:
         ch.wait_for_confirms()
     assert [m.body for m in info.value.messages] == [b"4", b"5", b"6"]
     assert ch.queue_declare("bounded", passive=True).method.message_count == 1
