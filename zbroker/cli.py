@@ -154,22 +154,25 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None,
               help="Run only these workloads (repeatable) [default: all].")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the results as JSON [default: bench-results/bench-<time>.json].")
+@click.option("--amqp", "amqp", is_flag=True,
+              help="Also run every workload with real pika against the same zbroker's AMQP 0-9-1 "
+                   "listener (the zbroker-amqp column); needs 'pip install pika'.")
 @click.option("--watched", is_flag=True,
               help="Run the broker with --http and poll its API and metrics every second meanwhile "
                    "(what an open dashboard and a Prometheus scrape cost).")
 def bench(runs: int, quick: bool, against: str | None, timeout: float, workloads: tuple[str, ...],
-          json_path: Path | None, watched: bool) -> None:
+          json_path: Path | None, amqp: bool, watched: bool) -> None:
     """Measure zbroker, side by side with the raw-ZeroMQ ceiling (and RabbitMQ with --against)."""
     from zbroker.bench import runner
 
-    if against:
+    if against or amqp:
         try:
             import pika  # noqa: F401
         except ImportError:
-            raise click.ClickException("--against needs pika: pip install 'zbroker[rabbitmq]'") from None
+            raise click.ClickException("--against and --amqp need pika: pip install 'zbroker[rabbitmq]'") from None
     try:
         results = runner.run(runs, quick, against, timeout, list(workloads or WORKLOADS),
-                             lambda msg: click.echo(f"  {msg}", err=True), watched)
+                             lambda msg: click.echo(f"  {msg}", err=True), watched, amqp)
     except runner.BenchError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(runner.table(results))

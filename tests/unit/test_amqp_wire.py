@@ -6,6 +6,8 @@ import struct
 from datetime import datetime, timezone
 from decimal import Decimal
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pamqp import commands as C
 from pamqp import frame, header
 from pamqp.body import ContentBody
@@ -338,3 +340,33 @@ def test_the_codec_keeps_doubles_and_long_keys_exact() -> None:
     assert size == 3
     assert decoded == {**props, "headers": {**props["headers"]}}
     assert decoded["headers"]["f"] == 0.1
+
+
+short_text = st.text(max_size=40).filter(lambda t: len(t.encode()) <= 255)
+#: (pamqp checks exchange names against AMQP's exchange-name grammar)
+exchange_name = st.text("abcXYZ019-_.:", max_size=40)
+
+
+@settings(max_examples=200, derandomize=True)
+@given(channel=st.integers(1, 65535), exchange=exchange_name, routing_key=short_text, mandatory=st.booleans(),
+       immediate=st.booleans(), tag=st.integers(0, 2**63 - 1), multiple=st.booleans(), redelivered=st.booleans())
+def test_the_per_message_fast_paths_agree_with_pamqp(channel, exchange, routing_key, mandatory, immediate,  # noqa: ANN001
+                                                     tag, multiple, redelivered) -> None:
+    from zbroker.amqp import codec
+
+    publish = frame.marshal(C.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=mandatory,
+                                            immediate=immediate), channel)
+    assert codec.decode_publish(publish[7:-1]) == (exchange, routing_key, mandatory, immediate)
+    ack = frame.marshal(C.Basic.Ack(tag, multiple), channel)
+    assert codec.decode_ack(ack[7:-1]) == (tag, multiple)
+    deliver = C.Basic.Deliver(routing_key or "ctag", tag, redelivered, exchange, routing_key)
+    assert codec.deliver_frame(channel, routing_key or "ctag", tag, redelivered, exchange, routing_key) == \
+        frame.marshal(deliver, channel)
+
+
+def test_a_truncated_publish_is_502() -> None:
+    broker, wire, clock, peer = opened()
+    payload = b"\x00\x3c\x00\x28\x00\x00\x05ab"
+    peer.send_bytes(struct.pack(">BHI", 1, 1, len(payload)) + payload + b"\xce")
+    code, text = closed_with(peer)
+    assert code == 502 and text.startswith("SYNTAX_ERROR - cannot decode Basic.Publish")

@@ -17,6 +17,9 @@ Rules of this module:
   keys past 128 bytes. Integers go out as pika writes them (``I`` or ``l``).
 - Bodies are split at ``frame_max`` as views of the body, never copied for large bodies
   (the socket gathers them); small ones are joined into one buffer with their frames.
+- The per-message methods -- basic.publish and basic.ack in, basic.deliver out -- are
+  also (de)coded here directly: through pamqp they cost ~9 us of the ~19 us a message
+  spends in the broker. Tests hold them byte for byte to pamqp's results.
 """
 from __future__ import annotations
 
@@ -77,6 +80,46 @@ def next_frame(buf: bytearray, pos: int, frame_max: int) -> tuple[int, int, int,
     if buf[end] != FRAME_END:
         raise FrameError(errors.FRAME_ERROR, f"type {kind}, frame does not end with 0xCE")
     return kind, channel, pos + 7, end
+
+
+#: Method ids (class, method) of the per-message methods, as they open a method frame.
+PUBLISH_ID = b"\x00\x3c\x00\x28"  # basic.publish (60, 40)
+ACK_ID = b"\x00\x3c\x00\x50"  # basic.ack (60, 80)
+_DELIVER_ID = b"\x00\x3c\x00\x3c"  # basic.deliver (60, 60)
+_ACK_ARGS = struct.Struct(">QB")
+
+
+def decode_publish(payload: bytes) -> tuple[str, str, bool, bool]:
+    """basic.publish's ``(exchange, routing_key, mandatory, immediate)``: after the method
+    id, a reserved short, two short strings and a bit octet."""
+    try:
+        size = payload[6]
+        exchange = payload[7:7 + size].decode()
+        pos = 7 + size
+        size = payload[pos]
+        routing_key = payload[pos + 1:pos + 1 + size].decode()
+        bits = payload[pos + 1 + size]
+    except (IndexError, UnicodeDecodeError) as exc:
+        raise FrameError(errors.SYNTAX_ERROR, f"cannot decode Basic.Publish: {exc}") from None
+    return exchange, routing_key, bool(bits & 1), bool(bits & 2)
+
+
+def decode_ack(payload: bytes) -> tuple[int, bool]:
+    """basic.ack's ``(delivery_tag, multiple)``."""
+    try:
+        tag, bits = _ACK_ARGS.unpack_from(payload, 4)
+    except struct.error as exc:
+        raise FrameError(errors.SYNTAX_ERROR, f"cannot decode Basic.Ack: {exc}") from None
+    return tag, bool(bits & 1)
+
+
+def deliver_frame(channel: int, consumer_tag: str, delivery_tag: int, redelivered: bool, exchange: str,
+                  routing_key: str) -> bytes:
+    """A basic.deliver method frame."""
+    tag, ex, key = consumer_tag.encode(), exchange.encode(), routing_key.encode()
+    payload = b"".join((_DELIVER_ID, bytes((len(tag),)), tag, _ACK_ARGS.pack(delivery_tag, redelivered),
+                        bytes((len(ex),)), ex, bytes((len(key),)), key))
+    return b"".join((_HEAD.pack(FRAME_METHOD, channel, len(payload)), payload, _END))
 
 
 def decode_method(payload: bytes) -> Any:
@@ -180,11 +223,11 @@ def method_frame(channel: int, method: Any) -> bytes:
     return pframe.marshal(method, channel)
 
 
-def content_frames(channel: int, method: Any, properties: dict, body: Any, frame_max: int) -> list[Any]:
-    """A content-carrying method, its header and its body frames, as buffers to write in
-    order. ``body`` is bytes or anything with the buffer protocol (a ``zmq.Frame``)."""
+def content_frames(channel: int, method: bytes, properties: dict, body: Any, frame_max: int) -> list[Any]:
+    """A content-carrying method frame, its header and its body frames, as buffers to
+    write in order. ``body`` is bytes or anything with the buffer protocol (a ``zmq.Frame``)."""
     size = len(body)
-    head = pframe.marshal(method, channel) + content_header(channel, size, properties)
+    head = method + content_header(channel, size, properties)
     if size == 0:
         return [head]
     chunk = frame_max - FRAME_OVERHEAD

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from pamqp import commands as C
 
 from zbroker import errors
-from zbroker.amqp.codec import FrameError, plain_table
+from zbroker.amqp.codec import ACK_ID, PUBLISH_ID, FrameError, decode_ack, decode_publish, plain_table
 from zbroker.methods import Method as M
 from zbroker.protocol.commands import SPECS, TABLE_FIELDS
 
@@ -107,6 +107,23 @@ def to_command(channel: int, method: Any) -> tuple[Inbound, list[Any]]:
                                                   f"type {type(value).__name__}")
         fields.append(value)
     return spec, fields
+
+
+_PUBLISH_OP, _ACK_OP = int(M.BASIC_PUBLISH), int(M.BASIC_ACK)
+
+
+def fast_command(channel: int, payload: bytes) -> list[Any] | None:
+    """basic.publish and basic.ack, the per-message methods, decoded without pamqp as
+    ``[method, channel, fields...]`` (the publish's properties to come); None for others."""
+    head = payload[:4]
+    if head == PUBLISH_ID:
+        exchange, routing_key, mandatory, immediate = decode_publish(payload)
+        if immediate:
+            raise FrameError(errors.NOT_IMPLEMENTED, "immediate=true")
+        return [_PUBLISH_OP, channel, exchange, routing_key, mandatory, {}]
+    if head == ACK_ID:
+        return [_ACK_OP, channel, *decode_ack(payload)]
+    return None
 
 
 def reply_text(text: str) -> str:

@@ -2,10 +2,15 @@
 whole set in rounds that alternate targets, and report medians (the machine is small and
 noisy, so one run proves nothing).
 
-Targets: ``zbroker`` (through ``zbroker.client``), ``rabbitmq`` (real pika, with
+Targets: ``zbroker`` (through ``zbroker.client``), ``zbroker-amqp`` (real pika against
+the same broker's AMQP 0-9-1 listener, with ``--amqp``), ``rabbitmq`` (real pika, with
 ``--against``) and ``relay`` (a bare pyzmq ROUTER relay in the same process layout: the
 practical ceiling for a Python broker). ``push_pull`` (two processes, raw pyzmq) is
 measured once per round as the rawest limit.
+
+Broker CPU: around each run, the CPU seconds (user + system, from /proc) of the broker's
+processes are read -- zbroker's one process, and RabbitMQ's ``beam.smp`` when it runs on
+this machine -- and reported per message published (per call for rpc).
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from typing import Any, Callable
 from zbroker.bench import WORKLOADS, ceiling, roles
 
 READY = re.compile(r"ready on tcp://[^:]+:(\d+)")
+AMQP_READY = re.compile(r"AMQP 0-9-1 listener on [^:]+:(\d+)")
 HTTP_READY = re.compile(r"HTTP API and dashboard on (http://[\d.]+:\d+)/")
 FULL = {"publish": 100_000, "workqueue": 100_000, "fanout": 50_000, "rpc": 5_000, "fanin": 80_000,
         "persistent": 20_000, "persistent_64k": 5_000, "push_pull": 200_000}
@@ -55,6 +61,13 @@ METRICS = {
                    ("pipelined_64k_per_s", f"persistent 64 KiB, pipelined confirms ({PIPELINE_BATCH}), msgs/s", True)],
     "push_pull": [("msgs_per_s", "raw pyzmq PUSH->PULL, 2 processes, msgs/s", True)],
 }
+#: Workloads whose broker CPU is reported, and what it is divided by.
+CPU_PER = {"publish": "publish", "workqueue": "workqueue", "fanout": "fanout", "fanin": "fanin", "rpc": "rpc"}
+for _workload in CPU_PER:
+    METRICS[_workload].append(("broker_cpu_us", f"{_workload}: broker CPU per message, us", False))
+#: Targets in the table's order, and the ratios it shows.
+TARGETS = ("zbroker", "zbroker-amqp", "rabbitmq", "relay")
+RATIOS = (("zbroker", "rabbitmq"), ("zbroker-amqp", "rabbitmq"), ("zbroker", "relay"))
 
 
 class BenchError(RuntimeError):
@@ -68,6 +81,8 @@ class Target:
     name: str
     client: str = ""
     url: str = ""
+    #: The broker's processes, whose CPU time is read around each run.
+    pids: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -107,17 +122,22 @@ class BrokerProcess:
     """A ``zbroker serve`` on a free loopback port, for the length of the benchmark; with
     ``watched``, its HTTP API is polled every second meanwhile, as a dashboard would."""
 
-    def __init__(self, watched: bool = False) -> None:
+    def __init__(self, watched: bool = False, amqp: bool = False) -> None:
         # Its own data directory, so the benchmark never touches a user's broker state.
         self.data_dir = tempfile.mkdtemp(prefix="zbroker-bench-")
         http = ["--http", "127.0.0.1:0"] if watched else []
+        listen = ["--amqp", "127.0.0.1:0"] if amqp else []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "zbroker", "serve", "--bind", "tcp://127.0.0.1:0", "--log-level", "warning",
-             "--data-dir", self.data_dir, *http],
+             "--data-dir", self.data_dir, *http, *listen],
             stderr=subprocess.PIPE, text=True)
         assert self.proc.stderr is not None
         line = self.proc.stderr.readline()  # the ready line, or the error that stopped it
         self._stop_polling = threading.Event()
+        self.amqp_port = 0
+        if amqp and (listener := AMQP_READY.search(line)):
+            self.amqp_port = int(listener.group(1))
+            line = self.proc.stderr.readline()
         if watched and (web := HTTP_READY.search(line)):
             threading.Thread(target=self._poll, args=(web.group(1),), daemon=True).start()
             line = self.proc.stderr.readline()
@@ -231,7 +251,12 @@ class Workloads:
         try:
             if target.name == "relay":
                 return getattr(self, f"_relay_{workload}")(session)
-            return getattr(self, f"_{workload}")(session, target)
+            before = cpu_seconds(target.pids)
+            metrics = getattr(self, f"_{workload}")(session, target)
+            if target.pids and workload in CPU_PER:
+                used = cpu_seconds(target.pids) - before
+                metrics["broker_cpu_us"] = used / self.counts[CPU_PER[workload]] * 1e6
+            return metrics
         finally:
             session.close()
 
@@ -386,6 +411,31 @@ def _rate(messages: int, started: float, done: list[tuple[int, float]]) -> float
     return messages / (max(last for _, last in done) - started)
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (0 for one that is gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def rabbitmq_pids() -> list[int]:
+    """RabbitMQ's Erlang VM on this machine, if it runs here (else its CPU is not read)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if stat.read_text().strip() == "beam.smp":
+                pids.append(int(stat.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
 def _admin(target: Target) -> tuple[Any, Any]:
     pika = importlib.import_module(target.client)
     conn = pika.BlockingConnection(pika.URLParameters(target.url))
@@ -417,15 +467,18 @@ def _delete(target: Target, queues: list[str] = (), exchanges: list[str] = ()) -
 
 
 def run(runs: int, quick: bool, against: str | None, timeout: float, workloads: list[str],
-        progress: Callable[[str], None], watched: bool = False) -> Results:
+        progress: Callable[[str], None], watched: bool = False, amqp: bool = False) -> Results:
     counts = dict(QUICK if quick else FULL)
     results = Results(runs, counts)
     bench = Workloads(counts, timeout)
-    broker = BrokerProcess(watched)
+    broker = BrokerProcess(watched, amqp)
     try:
-        targets = [Target("zbroker", "zbroker.client", f"zbroker://127.0.0.1:{broker.port}")]
+        targets = [Target("zbroker", "zbroker.client", f"zbroker://127.0.0.1:{broker.port}", [broker.proc.pid])]
+        if amqp:
+            targets.append(Target("zbroker-amqp", "pika", f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}/%2F",
+                                  [broker.proc.pid]))
         if against:
-            targets.append(Target("rabbitmq", "pika", against))
+            targets.append(Target("rabbitmq", "pika", against, rabbitmq_pids()))
         for target in targets:
             _check_reachable(target)
         targets.append(Target("relay"))
@@ -453,17 +506,18 @@ def _brief(metrics: dict[str, float]) -> str:
 
 def table(results: Results) -> str:
     """Medians side by side; ratios say how zbroker compares (for latencies, lower is better)."""
-    names = [n for n in ("zbroker", "rabbitmq", "relay") if n in results.samples]
-    ratios = [n for n in ("rabbitmq", "relay") if n in names]
-    rows = [[f"median of {results.runs} rounds", *names, *(f"zbroker/{n}" for n in ratios)]]
+    names = [n for n in TARGETS if n in results.samples]
+    ratios = [(a, b) for a, b in RATIOS if a in names and b in names]
+    rows = [[f"median of {results.runs} rounds", *names, *(f"{a}/{b}" for a, b in ratios)]]
     for workload in WORKLOADS:
         for metric, label, _ in METRICS[workload]:
             values = {n: results.median(n, workload, metric) for n in names}
-            if values.get("zbroker") is None:
+            if not any(values.get(n) is not None for n in names if n != "relay"):
                 continue
-            row = [label, *(f"{values[n]:,.0f}" if values[n] else "" for n in names)]
-            for other in ratios:
-                z, o = values["zbroker"], values[other]
+            row = [label, *(f"{values[n]:,.1f}" if values[n] and values[n] < 100 else
+                            f"{values[n]:,.0f}" if values[n] else "" for n in names)]
+            for a, b in ratios:
+                z, o = values[a], values[b]
                 row.append(f"{z / o:.2f}x" if z and o else "")
             rows.append(row)
     push_pull = results.median("push_pull", "push_pull", "msgs_per_s")

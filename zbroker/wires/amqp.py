@@ -258,7 +258,12 @@ class AmqpWire:
                start: int, end: int, now: float) -> bool:
         """Apply one frame; False when it must wait (rule 5)."""
         if kind == FRAME_METHOD:
-            method = codec.decode_method(bytes(buf[start:end]))
+            payload = bytes(buf[start:end])
+            if channel and conn.state == _RUNNING:
+                fast = methods.fast_command(channel, payload)
+                if fast is not None:
+                    return self._channel_command(conn, fast[0], fast[1:], None, now)
+            method = codec.decode_method(payload)
             if channel == 0:
                 self._connection_method(conn, method, now)
                 return True
@@ -266,7 +271,9 @@ class AmqpWire:
                 return True
             if conn.state != _RUNNING:
                 raise FrameError(errors.COMMAND_INVALID, f"{method.name} before connection.open-ok")
-            return self._channel_method(conn, channel, method, now)
+            spec, fields = methods.to_command(channel, method)
+            nowait_ok = spec.nowait_ok if getattr(method, "nowait", False) else None
+            return self._channel_command(conn, spec.method, fields, nowait_ok, now)
         if kind == FRAME_HEARTBEAT:
             if channel != 0:
                 raise FrameError(errors.FRAME_ERROR, f"heartbeat frame on channel {channel}")
@@ -379,24 +386,26 @@ class AmqpWire:
         conn.state = _RUNNING
         self._send_method(conn, 0, C.Connection.OpenOk(""))
 
-    def _channel_method(self, conn: AmqpConnection, channel: int, method: Any, now: float) -> bool:
+    def _channel_command(self, conn: AmqpConnection, op: int, fields: list[Any], nowait_ok: int | None,
+                         now: float) -> bool:
+        """A channel method, decoded; False when a publish must wait (rule 5)."""
+        channel = fields[0]
         if channel in conn.content:
-            raise FrameError(errors.UNEXPECTED_FRAME, f"expected content header for class 60, got "
-                                                      f"non content header frame instead ({method.name})")
-        spec, fields = methods.to_command(channel, method)
-        op = spec.method
+            raise FrameError(errors.UNEXPECTED_FRAME, "expected content header for class 60, got "
+                                                      "non content header frame instead")
         if op == _PUBLISH:
             core = self.broker.connections.get(conn.key)
             if core is not None and core.publish_blocked:
                 conn.paused = True  # rule 5: this publish waits in the buffer
                 return False
-            fields.append({})
+            if len(fields) == 4:
+                fields.append({})  # the properties, from the content header
             conn.content[channel] = Content(fields)
             return True
-        if op == M.CHANNEL_OPEN and channel > conn.channel_max:
+        if op == _CHANNEL_OPEN and channel > conn.channel_max:
             raise FrameError(errors.CHANNEL_ERROR, f"channel {channel} is above the negotiated "
                                                    f"channel_max ({conn.channel_max})")
-        self._command(conn, op, fields, None, now, spec.nowait_ok if getattr(method, "nowait", False) else None)
+        self._command(conn, op, fields, None, now, nowait_ok)
         return True
 
     def _content_header(self, conn: AmqpConnection, channel: int, payload: bytes, now: float) -> None:
@@ -501,10 +510,15 @@ class AmqpWire:
             event = parts[i]
             i += 1
             op = event[0]
+            if op == _DELIVER:
+                out.extend(codec.content_frames(event[1], codec.deliver_frame(*event[1:7]), event[7],
+                                                parts[i], frame_max))
+                i += 1
+                continue
             if op in BODY_METHODS:
                 body = parts[i]
                 i += 1
-                out.extend(codec.content_frames(event[1], methods.OUTBOUND[op](event),
+                out.extend(codec.content_frames(event[1], codec.method_frame(event[1], methods.OUTBOUND[op](event)),
                                                 event[methods.PROPERTIES_AT[op]], body, frame_max))
                 continue
             if op == _BLOCKED or op == _UNBLOCKED:
