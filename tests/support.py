@@ -22,7 +22,16 @@ from typing import IO, Iterator
 import msgpack
 import zmq
 
+from zbroker.client import exceptions as zexceptions
 from zbroker.protocol import HEADER, Op
+
+try:  # real pika, for the tests that run over AMQP 0-9-1 too
+    import pika as _real_pika
+    #: ChannelClosedByBroker of zbroker's client and of real pika, to catch either.
+    CHANNEL_CLOSED: tuple[type, ...] = (zexceptions.ChannelClosedByBroker,
+                                        _real_pika.exceptions.ChannelClosedByBroker)
+except ImportError:
+    CHANNEL_CLOSED = (zexceptions.ChannelClosedByBroker,)
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = ROOT / "clients"

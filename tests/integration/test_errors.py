@@ -6,15 +6,8 @@ import time
 import pytest
 
 import zbroker.client as pika
+from tests.support import CHANNEL_CLOSED
 from zbroker.client import exceptions
-
-
-try:  # real pika, for the runs over AMQP 0-9-1
-    import pika as real_pika
-    CHANNEL_CLOSED: tuple[type, ...] = (exceptions.ChannelClosedByBroker,
-                                        real_pika.exceptions.ChannelClosedByBroker)
-except ImportError:
-    CHANNEL_CLOSED = (exceptions.ChannelClosedByBroker,)
 
 
 def closed_by_broker(call) -> exceptions.ChannelClosedByBroker:

@@ -12,7 +12,7 @@ import zmq
 import zbroker.client as pika
 from zbroker.client import exceptions
 from zbroker.protocol import HEADER, Op, decode_message, encode
-from tests.support import Broker, hello_many, python_snippet
+from tests.support import CHANNEL_CLOSED, Broker, hello_many, python_snippet
 
 HOLDER = """
 import zbroker.client as pika
@@ -51,7 +51,7 @@ def queue_exists(conn, name: str) -> bool:
     try:
         conn.channel().queue_declare(name, passive=True)
         return True
-    except exceptions.ChannelClosedByBroker as exc:
+    except CHANNEL_CLOSED as exc:
         if exc.reply_code == 405:  # an exclusive queue whose owner is not yet known gone
             return True
         assert exc.reply_code == 404
