@@ -370,3 +370,41 @@ def test_a_truncated_publish_is_502() -> None:
     peer.send_bytes(struct.pack(">BHI", 1, 1, len(payload)) + payload + b"\xce")
     code, text = closed_with(peer)
     assert code == 502 and text.startswith("SYNTAX_ERROR - cannot decode Basic.Publish")
+
+
+def test_every_outbound_method_encodes_as_pamqp_would() -> None:
+    """zbroker encodes from pamqp's description of each method (pamqp's marshal would
+    refuse names RabbitMQ accepts); for names pamqp accepts, the bytes are pamqp's."""
+    from zbroker.amqp import codec, methods
+    from zbroker.methods import Method as M
+
+    samples = {M.CONNECTION_CLOSE: (M.CONNECTION_CLOSE, 320, "CONNECTION_FORCED - bye"),
+               M.CONNECTION_BLOCKED: (M.CONNECTION_BLOCKED, "low on memory"),
+               M.CHANNEL_CLOSE: (M.CHANNEL_CLOSE, 3, 404, "NOT_FOUND - no queue 'q'"),
+               M.CHANNEL_FLOW_OK: (M.CHANNEL_FLOW_OK, 3, True),
+               M.QUEUE_DECLARE_OK: (M.QUEUE_DECLARE_OK, 3, "q.1", 5, 2),
+               M.QUEUE_PURGE_OK: (M.QUEUE_PURGE_OK, 3, 7), M.QUEUE_DELETE_OK: (M.QUEUE_DELETE_OK, 3, 0),
+               M.BASIC_CONSUME_OK: (M.BASIC_CONSUME_OK, 3, "ctag"), M.BASIC_CANCEL: (M.BASIC_CANCEL, 3, "ctag"),
+               M.BASIC_CANCEL_OK: (M.BASIC_CANCEL_OK, 3, "ctag"),
+               M.BASIC_RETURN: (M.BASIC_RETURN, 3, 312, "NO_ROUTE", "ex", "key"),
+               M.BASIC_GET_OK: (M.BASIC_GET_OK, 3, 9, True, "ex", "key", 4),
+               M.BASIC_ACK: (M.BASIC_ACK, 3, 2**40, True), M.BASIC_NACK: (M.BASIC_NACK, 3, 5, True, False)}
+    for op, (cls, args) in methods.OUTBOUND.items():
+        event = samples.get(op, (op, 3))
+        channel = event[1] if op >= M.CHANNEL_OPEN else 0
+        values = args(event)
+        if cls is C.Channel.OpenOk:
+            assert codec.method_frame(1, cls, *values)[7:-1] == b"\x00\x14\x00\x0b\x00\x00\x00\x00"
+            continue  # an empty channel-id, as RabbitMQ sends (pamqp insists on '0')
+        expected = frame.marshal(cls(*values), channel)
+        assert codec.method_frame(channel, cls, *values) == expected, cls.name
+
+
+def test_a_queue_name_pamqp_would_refuse_is_declared_ok() -> None:
+    """Found by the AMQP fuzzer: pamqp's marshal refuses such names on the way out."""
+    broker, wire, clock, peer = opened()
+    payload = frame.marshal(C.Queue.Declare(queue="x"), 1)[7:-1].replace(b"\x01x", "my queue ü*".encode().join(
+        (bytes((len("my queue ü*".encode()),)), b"")))
+    peer.send_bytes(struct.pack(">BHI", 1, 1, len(payload)) + payload + b"\xce")
+    ok = peer.take()[1]
+    assert isinstance(ok, C.Queue.DeclareOk) and ok.queue == "my queue ü*"

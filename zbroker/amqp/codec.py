@@ -29,7 +29,6 @@ from decimal import Decimal
 from typing import Any
 
 from pamqp import commands
-from pamqp import frame as pframe
 
 from zbroker import errors
 from zbroker.protocol.tables import MAX_DEPTH, TableError, check_properties, check_table
@@ -218,9 +217,54 @@ def decode_table_bytes(data: bytes, what: str) -> dict:
 
 # -- encoding ------------------------------------------------------------------------------
 
-def method_frame(channel: int, method: Any) -> bytes:
-    """One method frame (pamqp encodes the method's arguments)."""
-    return pframe.marshal(method, channel)
+#: Per pamqp method class: its arguments' AMQP types, in order (pamqp's own description).
+_LAYOUTS: dict[type, tuple[str, ...]] = {}
+_SHORT, _LONG_ARG, _LONGLONG = struct.Struct(">H"), struct.Struct(">I"), struct.Struct(">Q")
+
+
+def method_frame(channel: int, cls: type, *args: Any) -> bytes:
+    """A method frame for pamqp's method class ``cls``, ``args`` in the method's order.
+
+    Encoded here from pamqp's description of the method, not by pamqp's ``marshal``: that
+    first checks names against a grammar stricter than RabbitMQ's (a queue named
+    ``my queue`` or ``naïve`` could not be declared-ok), and would raise on the way out.
+    """
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        layout = _LAYOUTS[cls] = tuple(cls.amqp_type(name) for name in cls.__slots__)
+    out = [_LONG.pack(cls.index)]
+    bits = nbits = 0
+    for kind, value in zip(layout, args):
+        if kind == "bit":
+            bits |= bool(value) << nbits
+            nbits += 1
+            if nbits == 8:
+                out.append(bytes((bits,)))
+                bits = nbits = 0
+            continue
+        if nbits:
+            out.append(bytes((bits,)))
+            bits = nbits = 0
+        if kind == "shortstr":
+            out.append(_shortstr(value))
+        elif kind == "longstr":
+            out.append(_longstr(value if isinstance(value, bytes) else value.encode()))
+        elif kind == "short":
+            out.append(_SHORT.pack(value))
+        elif kind == "long":
+            out.append(_LONG_ARG.pack(value))
+        elif kind == "longlong":
+            out.append(_LONGLONG.pack(value))
+        elif kind == "octet":
+            out.append(bytes((value,)))
+        elif kind == "table":
+            out.append(_table(value))
+        else:
+            raise TypeError(f"no encoder for AMQP type {kind}")
+    if nbits:
+        out.append(bytes((bits,)))
+    payload = b"".join(out)
+    return b"".join((_HEAD.pack(FRAME_METHOD, channel, len(payload)), payload, _END))
 
 
 def content_frames(channel: int, method: bytes, properties: dict, body: Any, frame_max: int) -> list[Any]:

@@ -251,7 +251,7 @@ class AmqpWire:
                       "platform": f"Python {platform.python_version()}",
                       "cluster_name": self.broker.node_name, "capabilities": CAPABILITIES,
                       "copyright": "zbroker contributors", "information": "Licensed under the MIT License"}
-        self._send_method(conn, 0, C.Connection.Start(0, 9, properties, " ".join(MECHANISMS), "en_US"))
+        self._send_method(conn, 0, C.Connection.Start, 0, 9, properties, " ".join(MECHANISMS), "en_US")
         conn.state = _START_OK
 
     def _frame(self, conn: AmqpConnection, kind: int, channel: int, buf: bytearray,
@@ -297,7 +297,7 @@ class AmqpWire:
             return
         if state == _CLOSING:
             if isinstance(method, C.Connection.Close):  # both sides closed at once
-                self._send_method(conn, 0, C.Connection.CloseOk())
+                self._send_method(conn, 0, C.Connection.CloseOk)
                 conn.state = _CLOSED
                 conn.close_now = True
             return
@@ -339,8 +339,8 @@ class AmqpWire:
         if refusal is not None:
             self._refuse_login(conn, refusal)
             return
-        self._send_method(conn, 0, C.Connection.Tune(self.broker.limits.channel_max, FRAME_MAX,
-                                                     self.broker.heartbeat))
+        self._send_method(conn, 0, C.Connection.Tune, self.broker.limits.channel_max, FRAME_MAX,
+                          self.broker.heartbeat)
         conn.state = _TUNE_OK
 
     def _login_refusal(self, conn: AmqpConnection) -> str | None:
@@ -355,7 +355,7 @@ class AmqpWire:
         log.warning("AMQP connection from %s:%d: login refused: %s", conn.peer_host, conn.peer_port, why)
         if conn.capabilities.get("authentication_failure_close"):
             text = errors.reply_text(errors.ACCESS_REFUSED, LOGIN_REFUSED.format(conn.mechanism))
-            self._send_method(conn, 0, C.Connection.Close(errors.ACCESS_REFUSED, text, 0, 0))
+            self._send_method(conn, 0, C.Connection.Close, errors.ACCESS_REFUSED, text, 0, 0)
         conn.state = _CLOSED
         conn.close_now = True
 
@@ -384,7 +384,7 @@ class AmqpWire:
         core.auth_mechanism = conn.mechanism
         core.listener = self.listener
         conn.state = _RUNNING
-        self._send_method(conn, 0, C.Connection.OpenOk(""))
+        self._send_method(conn, 0, C.Connection.OpenOk, "")
 
     def _channel_command(self, conn: AmqpConnection, op: int, fields: list[Any], nowait_ok: int | None,
                          now: float) -> bool:
@@ -472,12 +472,12 @@ class AmqpWire:
             self.broker.close_connection(conn.key, code, detail)  # its close goes out with the events
         else:
             text = methods.reply_text(errors.reply_text(code, detail))
-            self._send_method(conn, 0, C.Connection.Close(code, text, 0, 0))
+            self._send_method(conn, 0, C.Connection.Close, code, text, 0, 0)
 
     # -- output ----------------------------------------------------------------------------
 
-    def _send_method(self, conn: AmqpConnection, channel: int, method: Any) -> None:
-        conn.send(codec.method_frame(channel, method))
+    def _send_method(self, conn: AmqpConnection, channel: int, cls: type, *args: Any) -> None:
+        conn.send(codec.method_frame(channel, cls, *args))
 
     def encode(self, pending: dict[Any, list[Any]], now: float) -> None:
         """Encode the core's events for AMQP connections into their output buffers.
@@ -518,7 +518,8 @@ class AmqpWire:
             if op in BODY_METHODS:
                 body = parts[i]
                 i += 1
-                out.extend(codec.content_frames(event[1], codec.method_frame(event[1], methods.OUTBOUND[op](event)),
+                cls, args = methods.OUTBOUND[op]
+                out.extend(codec.content_frames(event[1], codec.method_frame(event[1], cls, *args(event)),
                                                 event[methods.PROPERTIES_AT[op]], body, frame_max))
                 continue
             if op == _BLOCKED or op == _UNBLOCKED:
@@ -539,7 +540,8 @@ class AmqpWire:
                 conn.state = _CLOSED
                 conn.close_now = True
             channel = event[1] if op >= _CHANNEL_OPEN else 0
-            out.append(codec.method_frame(channel, methods.OUTBOUND[op](event)))
+            cls, args = methods.OUTBOUND[op]
+            out.append(codec.method_frame(channel, cls, *args(event)))
         conn.last_send = now
 
 
