@@ -11,6 +11,9 @@
 
 A ``BrokerProcess`` gives ``host``, ``port``, ``endpoint``, ``parameters()`` (pika's
 ``ConnectionParameters``) and ``management(verb, **arguments)`` (what ``zbroker ctl`` asks).
+Every broker also speaks AMQP 0-9-1 on a free port: ``amqp_port`` and ``amqp_url``
+(``amqp://guest:guest@127.0.0.1:PORT/%2F``), for code written against real pika, kombu,
+Celery or aio-pika.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 READY = re.compile(r"ready on (tcp://\S+)")
+AMQP_READY = re.compile(r"AMQP 0-9-1 listener on \S+:(\d+)")
 START_TIMEOUT_S = 30.0
 
 
@@ -37,6 +41,7 @@ class BrokerProcess:
         self.extra_args = extra_args
         self.endpoint = ""
         self.port = 0
+        self.amqp_port = 0
         self.host = "127.0.0.1"
         self.process: subprocess.Popen | None = None
         self.log: list[str] = []
@@ -46,7 +51,7 @@ class BrokerProcess:
         store = ["--data-dir", str(self.data_dir)] if self.data_dir else ["--in-memory"]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "zbroker", "serve", "--bind", bind, *store, "--log-level", "warning",
-             *self.extra_args],
+             "--amqp", f"127.0.0.1:{self.amqp_port}", *self.extra_args],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         found = threading.Event()
         threading.Thread(target=self._read_log, args=(found,), daemon=True).start()
@@ -60,6 +65,9 @@ class BrokerProcess:
         assert self.process is not None and self.process.stderr is not None  # set by start()
         for line in self.process.stderr:
             self.log.append(line)
+            listener = AMQP_READY.search(line)
+            if listener:
+                self.amqp_port = int(listener.group(1))  # kept across restarts, as the port
             match = READY.search(line)
             if match:
                 self.endpoint = match.group(1)
@@ -69,6 +77,11 @@ class BrokerProcess:
     def parameters(self, **options: Any) -> Any:
         from zbroker.client import ConnectionParameters
         return ConnectionParameters(self.host, self.port, **options)
+
+    @property
+    def amqp_url(self) -> str:
+        """Where unmodified AMQP clients connect (RabbitMQ's default user, from loopback)."""
+        return f"amqp://guest:guest@{self.host}:{self.amqp_port}/%2F"
 
     def management(self, verb: str, **arguments: Any) -> Any:
         from zbroker.management.client import ManagementClient

@@ -16,4 +16,4 @@ def test_plugin_fixtures_in_a_project_of_their_own(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
                          capture_output=True, text=True, env=child_env(), cwd=tmp_path, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "3 passed" in out.stdout
+    assert "4 passed" in out.stdout

@@ -33,3 +33,16 @@ def test_durable_broker_survives_a_kill(zbroker_factory):
     c = pika.BlockingConnection(broker.parameters())
     assert c.channel().queue_declare("kept", passive=True).method.message_count == 0
     c.close()
+
+
+def test_kombu_code_against_the_same_broker(zbroker):
+    """Code written for RabbitMQ (here kombu) runs unmodified against zbroker.amqp_url."""
+    from kombu import Connection
+
+    with Connection(zbroker.amqp_url.replace("amqp://", "pyamqp://")) as conn:
+        queue = conn.SimpleQueue("kombu-jobs")
+        queue.put({"n": 1})
+        message = queue.get(timeout=5)
+        assert message.payload == {"n": 1}
+        message.ack()
+        queue.close()
