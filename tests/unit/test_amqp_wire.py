@@ -408,3 +408,24 @@ def test_a_queue_name_pamqp_would_refuse_is_declared_ok() -> None:
     peer.send_bytes(struct.pack(">BHI", 1, 1, len(payload)) + payload + b"\xce")
     ok = peer.take()[1]
     assert isinstance(ok, C.Queue.DeclareOk) and ok.queue == "my queue ü*"
+
+
+def test_frames_after_the_broker_closed_the_connection_in_the_same_read_are_dropped() -> None:
+    """A channel.open beyond --channel-max closes the connection; a publish with an
+    oversized header in the same bytes must not reach anything (no 541, no traceback)."""
+    broker, wire, clock, peer = opened(max_body_bytes=10)
+    data = frame.marshal(C.Basic.Recover(requeue=False), 1)  # 540: the connection closes
+    data += frame.marshal(C.Basic.Publish(exchange="", routing_key="q"), 1)
+    data += frame.marshal(header.ContentHeader(0, 1000, C.Basic.Properties()), 1)
+    peer.send_bytes(data)
+    assert closed_with(peer) == (540, "NOT_IMPLEMENTED - requeue=false")
+    assert peer.key not in broker.connections and not peer.closed
+    peer.send(0, C.Connection.CloseOk())
+    assert peer.closed
+
+
+def test_a_bug_while_applying_input_closes_that_connection_541(monkeypatch) -> None:  # noqa: ANN001
+    broker, wire, clock, peer = opened()
+    monkeypatch.setattr(wire, "_channel_command", lambda *a: 1 / 0)
+    peer.send(1, C.Queue.Declare(queue="q"))
+    assert closed_with(peer) == (541, "INTERNAL_ERROR - internal error")

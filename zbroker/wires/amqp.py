@@ -118,6 +118,7 @@ class AmqpConnection:
         self.client_properties: dict = {}
         self.capabilities: dict = {}
         self.content: dict[int, Content] = {}
+        self.core: Any = None  # the core's Connection, once open
 
     def send(self, data: Any) -> None:
         self.out.append(data)
@@ -233,6 +234,9 @@ class AmqpWire:
                 pos = end + 1
         except FrameError as exc:
             self._fail(conn, exc.code, exc.detail, now)
+        except Exception:  # a bug: that connection goes, the broker goes on
+            log.exception("internal error handling input from connection %s", key_name(conn))
+            self._fail(conn, errors.INTERNAL_ERROR, "internal error", now)
         finally:
             if conn.state == _CLOSED:
                 conn.inbuf = bytearray()
@@ -280,6 +284,9 @@ class AmqpWire:
             return True
         if conn.state == _CLOSING:
             return True
+        if conn.core is not None and conn.core.publish_blocked:
+            conn.paused = True  # rule 5: a blocked connection's content waits too
+            return False
         if kind == FRAME_HEADER:
             self._content_header(conn, channel, bytes(buf[start:end]), now)
         elif kind == FRAME_BODY:
@@ -308,8 +315,7 @@ class AmqpWire:
         elif state == _OPEN and isinstance(method, C.Connection.Open):
             self._open(conn, method, now)
         elif state == _RUNNING and isinstance(method, C.Connection.Close):
-            self.broker.command(self.broker.connections[conn.key], _CONNECTION_CLOSE,
-                                [method.reply_code, method.reply_text], None, now)
+            self._command(conn, _CONNECTION_CLOSE, [method.reply_code, method.reply_text], None, now)
         elif isinstance(method, C.Connection.UpdateSecret):
             raise FrameError(errors.NOT_IMPLEMENTED, "connection.update_secret")
         else:
@@ -382,6 +388,7 @@ class AmqpWire:
         core.peer_port = conn.peer_port
         core.frame_max = conn.frame_max
         core.auth_mechanism = conn.mechanism
+        conn.core = core
         core.listener = self.listener
         conn.state = _RUNNING
         self._send_method(conn, 0, C.Connection.OpenOk, "")
@@ -394,7 +401,7 @@ class AmqpWire:
             raise FrameError(errors.UNEXPECTED_FRAME, "expected content header for class 60, got "
                                                       "non content header frame instead")
         if op == _PUBLISH:
-            core = self.broker.connections.get(conn.key)
+            core = conn.core
             if core is not None and core.publish_blocked:
                 conn.paused = True  # rule 5: this publish waits in the buffer
                 return False
@@ -416,8 +423,7 @@ class AmqpWire:
         content.size = size
         content.fields[4] = properties
         if size > self.broker.max_body_bytes:
-            core = self.broker.connections[conn.key]
-            self.broker.channel_error(core, channel, errors.PRECONDITION_FAILED,
+            self.broker.channel_error(conn.core, channel, errors.PRECONDITION_FAILED,
                                       f"message size {size} is larger than configured max size "
                                       f"{self.broker.max_body_bytes}")
             content.skip = True
@@ -452,22 +458,29 @@ class AmqpWire:
             return  # closed by the broker; its close is on the way
         if drop_ok is None:
             broker.command(core, op, fields, body, now)
-            return
-        pending = broker.outbox.pending.get(conn.key)
-        mark = len(pending) if pending is not None else 0
-        broker.command(core, op, fields, body, now)
-        _drop_first(broker.outbox.pending.get(conn.key), mark, drop_ok, fields[0])
+        else:
+            pending = broker.outbox.pending.get(conn.key)
+            mark = len(pending) if pending is not None else 0
+            broker.command(core, op, fields, body, now)
+            _drop_first(broker.outbox.pending.get(conn.key), mark, drop_ok, fields[0])
+        if conn.key not in broker.connections:  # the broker closed it: only close-ok counts now
+            self._closing(conn, now)
+
+    def _closing(self, conn: AmqpConnection, now: float) -> None:
+        if conn.state != _CLOSED:
+            conn.state = _CLOSING
+            conn.close_by = now + CLOSE_TIMEOUT_S
+            conn.content.clear()
 
     def _fail(self, conn: AmqpConnection, code: int, detail: str, now: float) -> None:
         """Rule 7: the peer broke the protocol; nothing more it sent is applied."""
         log.warning("connection %s closed: %s", key_name(conn), errors.reply_text(code, detail))
         conn.inbuf = bytearray()
         conn.content.clear()
-        if conn.state == _CLOSED:
-            return
+        if conn.state in (_CLOSED, _CLOSING):
+            return  # its close is already on the way
         running = conn.key in self.broker.connections
-        conn.state = _CLOSING
-        conn.close_by = now + CLOSE_TIMEOUT_S
+        self._closing(conn, now)
         if running:
             self.broker.close_connection(conn.key, code, detail)  # its close goes out with the events
         else:
@@ -533,9 +546,7 @@ class AmqpWire:
             elif op == _PUBLISH_CREDIT:
                 continue
             elif op == _CONNECTION_CLOSE:
-                conn.state = _CLOSING
-                conn.close_by = now + CLOSE_TIMEOUT_S
-                conn.content.clear()
+                self._closing(conn, now)
             elif op == _CONNECTION_CLOSE_OK:
                 conn.state = _CLOSED
                 conn.close_now = True
