@@ -221,3 +221,27 @@ def test_an_alarm_blocks_pika_with_connection_blocked_and_its_timeout() -> None:
     finally:
         broker.stop()
         broker.remove_data()
+
+
+def test_confirmed_persistent_messages_survive_kill_9_over_amqp(tmp_path) -> None:  # noqa: ANN001
+    broker = Broker(data_dir=tmp_path)
+    try:
+        ch = amqp(broker).channel()
+        ch.queue_declare("kept", durable=True)
+        ch.confirm_delivery()
+        for i in range(100):
+            ch.basic_publish("", "kept", b"%d" % i, pika.BasicProperties(delivery_mode=2, headers={"i": i}))
+        broker.kill()
+        broker = Broker(data_dir=tmp_path, amqp=f"127.0.0.1:{broker.amqp_port}")
+        ch = amqp(broker).channel()
+        got = []
+        for method, props, body in ch.consume("kept", inactivity_timeout=5):
+            if method is None:
+                break
+            got.append((body, props.headers["i"], props.delivery_mode))
+            ch.basic_ack(method.delivery_tag)
+            if len(got) == 100:
+                break
+        assert got == [(b"%d" % i, i, 2) for i in range(100)]
+    finally:
+        broker.stop()

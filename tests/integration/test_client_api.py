@@ -480,3 +480,43 @@ def test_an_auto_ack_consumer_holds_a_bounded_number_of_deliveries(broker) -> No
     print("client peak RSS (MiB) by backlog:", peaks)
     assert peaks[200_000] < peaks[100_000] * 1.5, peaks  # does not grow with the backlog
     assert peaks[200_000] < 300, peaks  # the backlog itself is 400 MB
+
+
+def test_direct_reply_to_round_trip(connect, pika) -> None:
+    """RabbitMQ's direct reply-to: consume amq.rabbitmq.reply-to with auto_ack, publish
+    with reply_to set to it; the server's answer comes straight back."""
+    server, client = connect().channel(), connect().channel()
+    server.queue_declare("rpc-direct")
+    received = []
+    client.basic_consume("amq.rabbitmq.reply-to", lambda c, m, p, b: received.append((b, p.correlation_id)),
+                         auto_ack=True)
+    client.basic_publish("", "rpc-direct", b"2", pika.BasicProperties(reply_to="amq.rabbitmq.reply-to",
+                                                                       correlation_id="c1"))
+    props = None
+    deadline = time.monotonic() + 5
+    while props is None and time.monotonic() < deadline:
+        _, props, _ = server.basic_get("rpc-direct", auto_ack=True)
+    assert props.reply_to.startswith("amq.rabbitmq.reply-to.")
+    server.basic_publish("", props.reply_to, b"4", pika.BasicProperties(correlation_id=props.correlation_id))
+    deadline = time.monotonic() + 5
+    while not received and time.monotonic() < deadline:
+        client.connection.process_data_events(time_limit=0.05)
+    assert received == [(b"4", "c1")]
+
+
+def test_global_and_per_consumer_prefetch(connect) -> None:
+    """RabbitMQ's meaning: global_qos=False limits each consumer, True the channel."""
+    conn = connect()
+    ch = conn.channel()
+    ch.queue_declare("qa")
+    ch.queue_declare("qb")
+    for _ in range(10):
+        ch.basic_publish("", "qa", b"a")
+        ch.basic_publish("", "qb", b"b")
+    ch.basic_qos(prefetch_count=4, global_qos=True)  # the channel: 4 in all
+    ch.basic_qos(prefetch_count=2)  # each consumer from now on: 2
+    held = []
+    ch.basic_consume("qa", lambda c, m, p, b: held.append(b))
+    ch.basic_consume("qb", lambda c, m, p, b: held.append(b))
+    conn.process_data_events(time_limit=0.5)
+    assert sorted(held) == [b"a", b"a", b"b", b"b"]
