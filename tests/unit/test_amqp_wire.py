@@ -429,3 +429,30 @@ def test_a_bug_while_applying_input_closes_that_connection_541(monkeypatch) -> N
     monkeypatch.setattr(wire, "_channel_command", lambda *a: 1 / 0)
     peer.send(1, C.Queue.Declare(queue="q"))
     assert closed_with(peer) == (541, "INTERNAL_ERROR - internal error")
+
+
+text = short_text.filter(bool)  # (pamqp's encoder leaves out empty strings and zeros)
+
+
+@settings(max_examples=150, derandomize=True)
+@given(content_type=st.none() | text, correlation_id=st.none() | text, reply_to=st.none() | text,
+       delivery_mode=st.none() | st.sampled_from([1, 2]), priority=st.none() | st.integers(1, 255),
+       timestamp=st.none() | st.integers(1, 2**40),
+       headers=st.none() | st.dictionaries(st.text("abcxyz", min_size=1, max_size=5),
+                                           st.integers(-2**31, 2**31 - 1) | short_text | st.booleans(),
+                                           min_size=1, max_size=4))
+def test_content_headers_decode_as_pamqp_decodes_them(content_type, correlation_id, reply_to, delivery_mode,  # noqa: ANN001
+                                                      priority, timestamp, headers) -> None:
+    from zbroker.amqp.codec import decode_header
+
+    props = C.Basic.Properties(content_type=content_type, correlation_id=correlation_id, reply_to=reply_to,
+                               delivery_mode=delivery_mode, priority=priority, headers=headers,
+                               timestamp=datetime.fromtimestamp(timestamp, timezone.utc) if timestamp is not None
+                               else None)
+    encoded = frame.marshal(header.ContentHeader(0, 42, props), 1)
+    size, decoded = decode_header(encoded[7:-1])
+    expected = {name: value for name, value in (
+        ("content_type", content_type), ("headers", headers), ("delivery_mode", delivery_mode),
+        ("priority", priority), ("correlation_id", correlation_id), ("reply_to", reply_to),
+        ("timestamp", timestamp)) if value is not None}
+    assert (size, decoded) == (42, expected)

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from pamqp import commands
+from pamqp import commands, decode
 
 from zbroker import errors
 from zbroker.protocol.tables import MAX_DEPTH, TableError, check_properties, check_table
@@ -142,6 +142,12 @@ _PROPERTY_NAMES = [(slot, "type" if slot == "message_type" else slot)
                    for slot in commands.Basic.Properties.__slots__]
 
 
+#: pika property name and its flag bit, in AMQP's order.
+_PROPERTY_FLAGS = [(name, 1 << (15 - i)) for i, (_, name) in enumerate(_PROPERTY_NAMES)]
+_OCTET_PROPS = frozenset({"delivery_mode", "priority"})
+_LONGLONG = struct.Struct(">Q")
+
+
 def decode_header(payload: bytes) -> tuple[int, dict]:
     """A content header's ``(body size, properties)``, properties in pika's names."""
     if len(payload) < 14:
@@ -153,20 +159,10 @@ def decode_header(payload: bytes) -> tuple[int, dict]:
         return body_size, {}
     if flags & 1:
         raise FrameError(errors.SYNTAX_ERROR, "content header with more than one property flag word")
-    decoded = commands.Basic.Properties()
-    decoded.cluster_id = None  # pamqp's default is '', which would read as a property sent
     try:
-        decoded.unmarshal(flags, payload[14:])
+        properties = _decode_properties(flags, payload)
     except (ValueError, TypeError, IndexError, struct.error, RecursionError) as exc:
         raise FrameError(errors.SYNTAX_ERROR, f"cannot decode the content header: {exc}") from None
-    properties = {}
-    for slot, name in _PROPERTY_NAMES:
-        value = getattr(decoded, slot)
-        if value is not None:
-            properties[name] = value
-    timestamp = properties.get("timestamp")
-    if type(timestamp) is datetime:
-        properties["timestamp"] = int(timestamp.timestamp())
     if "headers" in properties:
         properties["headers"] = plain_table(properties["headers"], "headers")
     try:
@@ -174,6 +170,33 @@ def decode_header(payload: bytes) -> tuple[int, dict]:
     except TableError as exc:
         raise FrameError(errors.SYNTAX_ERROR, str(exc)) from None
     return body_size, properties
+
+
+def _decode_properties(flags: int, payload: bytes) -> dict:
+    """The properties a flag word announces, in AMQP's order (a header table by pamqp).
+
+    Decoded here rather than by pamqp's Basic.Properties: a publish with a few properties
+    (reply_to, correlation_id: every RPC) spent ~5 us there; this takes ~1.5 us."""
+    properties: dict[str, Any] = {}
+    pos = 14
+    for name, bit in _PROPERTY_FLAGS:
+        if not flags & bit:
+            continue
+        if name in _OCTET_PROPS:
+            properties[name] = payload[pos]
+            pos += 1
+        elif name == "headers":
+            used, table = decode.field_table(payload[pos:])
+            properties[name] = table
+            pos += used
+        elif name == "timestamp":
+            properties[name] = _LONGLONG.unpack_from(payload, pos)[0]
+            pos += 8
+        else:
+            size = payload[pos]
+            properties[name] = payload[pos + 1:pos + 1 + size].decode()
+            pos += 1 + size
+    return properties
 
 
 def plain_table(value: Any, what: str) -> Any:
@@ -206,8 +229,6 @@ def _plain(value: Any, what: str, depth: int) -> Any:
 
 def decode_table_bytes(data: bytes, what: str) -> dict:
     """A field table without its length prefix (AMQPLAIN's response), as plain values."""
-    from pamqp import decode
-
     try:
         _, table = decode.field_table(_LONG.pack(len(data)) + data)
     except (ValueError, TypeError, IndexError, struct.error, RecursionError) as exc:
@@ -219,7 +240,7 @@ def decode_table_bytes(data: bytes, what: str) -> dict:
 
 #: Per pamqp method class: its arguments' AMQP types, in order (pamqp's own description).
 _LAYOUTS: dict[type, tuple[str, ...]] = {}
-_SHORT, _LONG_ARG, _LONGLONG = struct.Struct(">H"), struct.Struct(">I"), struct.Struct(">Q")
+_SHORT, _LONG_ARG = struct.Struct(">H"), struct.Struct(">I")
 
 
 def method_frame(channel: int, cls: type, *args: Any) -> bytes:
@@ -289,9 +310,6 @@ def content_frames(channel: int, method: bytes, properties: dict, body: Any, fra
     return parts
 
 
-#: pika property name -> (flag bit, encoder kind), in AMQP's order.
-_PROPERTY_FLAGS = [(name, 1 << (15 - i)) for i, (_, name) in enumerate(_PROPERTY_NAMES)]
-_OCTET_PROPS = frozenset({"delivery_mode", "priority"})
 
 
 def content_header(channel: int, body_size: int, properties: dict) -> bytes:
