@@ -10,13 +10,17 @@ place, unknown methods, frames on unopened channels.
 A bug (reported with the seed and the bytes) is anything escaping the wire, a 541
 INTERNAL_ERROR sent to a client, or an error logged with a traceback.
 
-``python -m tests.fuzz_amqp N [--seed S]``; ``bin/fuzz amqp N``.
+``python -m tests.fuzz_amqp N [--seed S]``; ``bin/fuzz amqp N``. ``run_live`` sends the
+same frames over real sockets to a running broker's AMQP listener
+(``tests/integration/test_fuzz_live.py``, with a well-behaved client beside).
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import random
+import select
+import socket
 import struct
 import sys
 import time
@@ -222,6 +226,57 @@ def _check(out: bytes, seed: int, n: int, data: bytes, stats: dict[str, int]) ->
             if value.reply_code == 541:
                 raise AssertionError(f"seed {seed}, message {n}: 541 ({value.reply_text}) for {data!r}")
     return closes
+
+
+#: A connection.close method frame's start, as the broker sends it (type 1, channel 0).
+CONNECTION_CLOSE = b"\x00\x0a\x00\x32"
+
+
+def run_live(port: int, count: int, seed: int, peers: int = 4) -> dict[str, int]:
+    """``count`` fuzzed messages from ``peers`` TCP connections to a live AMQP listener; a
+    peer the broker closed connects again. Returns what happened."""
+    rng = random.Random(seed)
+    answers = {"messages": 0, "closed": 0, "replied_bytes": 0}
+
+    def connect() -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.setblocking(False)
+        _send_all(sock, HANDSHAKE)
+        return sock
+
+    socks = [connect() for _ in range(peers)]
+    try:
+        for n in range(count):
+            i = rng.randrange(peers)
+            try:
+                _send_all(socks[i], message(rng))
+                if n % 20 == 0:  # now and then a little patience, so a closed peer learns of it
+                    select.select([socks[i]], [], [], 0.002)
+                while True:
+                    data = socks[i].recv(65536)
+                    if not data or CONNECTION_CLOSE in data:  # closed, or being closed by the broker
+                        raise ConnectionResetError
+                    answers["replied_bytes"] += len(data)
+            except BlockingIOError:
+                pass
+            except OSError:  # closed by the broker (or reset): a new peer takes its place
+                answers["closed"] += 1
+                socks[i].close()
+                socks[i] = connect()
+            answers["messages"] += 1
+    finally:
+        for sock in socks:
+            sock.close()
+    return answers
+
+
+def _send_all(sock: socket.socket, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[sock.send(view):]
+        except BlockingIOError:
+            time.sleep(0.001)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -474,11 +474,11 @@ class AmqpWire:
 
     def _fail(self, conn: AmqpConnection, code: int, detail: str, now: float) -> None:
         """Rule 7: the peer broke the protocol; nothing more it sent is applied."""
-        log.warning("connection %s closed: %s", key_name(conn), errors.reply_text(code, detail))
         conn.inbuf = bytearray()
         conn.content.clear()
         if conn.state in (_CLOSED, _CLOSING):
-            return  # its close is already on the way
+            return  # its close is on the way; what it sends meanwhile is not worth a log line
+        log.warning("connection %s closed: %s", key_name(conn), errors.reply_text(code, detail))
         running = conn.key in self.broker.connections
         self._closing(conn, now)
         if running:
