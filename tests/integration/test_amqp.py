@@ -92,7 +92,7 @@ def test_bad_bytes_close_only_their_connection(broker: Broker) -> None:
     # A method frame whose end octet is wrong, right after a valid handshake's header.
     reply = raw_exchange(broker.amqp_port, b"AMQP\x00\x00\x09\x01" + struct.pack(">BHI", 1, 0, 4)
                          + b"\x00\x0a\x00\x0b" + b"\x00")
-    assert b"FRAME_ERROR - type 1, frame does not end with 0xCE" in reply
+    assert b"FRAME_ERROR - type 1, all octets = <<0,10,0,11>>: {invalid_frame_end_marker,0}" in reply
     # A frame larger than frame_max from pika itself: a header table of 200 kB.
     with pytest.raises(pika.exceptions.ConnectionClosedByBroker, match="501"):
         ch = amqp(broker).channel()
@@ -100,10 +100,10 @@ def test_bad_bytes_close_only_their_connection(broker: Broker) -> None:
         ch.queue_declare("by", passive=True)
     bystander.basic_publish("", "by", b"still served")
     assert bystander.basic_get("by", auto_ack=True)[2] == b"still served"
-    broker.wait_for("frame of 200\\d+ bytes is larger than the negotiated frame_max 131072")
+    broker.wait_for("frame_too_large,200\\d+,131064")
 
 
-def test_update_secret_and_recover_async_are_refused_540(broker: Broker) -> None:
+def test_update_secret_is_refused_540(broker: Broker) -> None:
     conn = amqp(broker)
     with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as info:
         conn.update_secret("s", "rotation")

@@ -3,7 +3,8 @@
 Rules of this module:
 - Frames are cut here (type, channel, size, payload, 0xCE); a frame larger than the
   negotiated ``frame_max`` or not ending in 0xCE is a 501 FRAME_ERROR before any of it
-  is decoded.
+  is decoded, and so are method arguments that cannot be decoded; the texts are
+  RabbitMQ's (``type 1, all octets = <<...>>: {frame_too_large,200000,131064}``).
 - Method frames and content headers are decoded by pamqp (the codec aiormq builds on).
   Whatever pamqp raises on bad bytes, and any value the core will not take (checked with
   the zbroker wire's own rules, ``protocol/tables.py``), becomes ``FrameError`` with
@@ -71,14 +72,21 @@ def next_frame(buf: bytearray, pos: int, frame_max: int) -> tuple[int, int, int,
         return None
     kind, channel, size = _HEAD.unpack_from(buf, pos)
     if size + FRAME_OVERHEAD > frame_max:
-        raise FrameError(errors.FRAME_ERROR, f"type {kind}, frame of {size + FRAME_OVERHEAD} bytes "
-                                             f"is larger than the negotiated frame_max {frame_max}")
+        raise FrameError(errors.FRAME_ERROR, f"type {kind}, all octets = <<>>: "
+                                             f"{{frame_too_large,{size},{frame_max - FRAME_OVERHEAD}}}")
     end = pos + 7 + size
     if len(buf) <= end:
         return None
     if buf[end] != FRAME_END:
-        raise FrameError(errors.FRAME_ERROR, f"type {kind}, frame does not end with 0xCE")
+        raise FrameError(errors.FRAME_ERROR, f"type {kind}, all octets = {octets(buf[pos + 7:end])}: "
+                                             f"{{invalid_frame_end_marker,{buf[end]}}}")
     return kind, channel, pos + 7, end
+
+
+def octets(data: Any) -> str:
+    """Bytes as RabbitMQ's error texts show them, ``<<0,50,...>>`` (the start of them: a
+    reply text is at most 255 bytes)."""
+    return "<<" + ",".join(str(b) for b in bytes(data[:64])) + ">>"
 
 
 #: Method ids (class, method) of the per-message methods, as they open a method frame.
@@ -98,8 +106,8 @@ def decode_publish(payload: bytes) -> tuple[str, str, bool, bool]:
         size = payload[pos]
         routing_key = payload[pos + 1:pos + 1 + size].decode()
         bits = payload[pos + 1 + size]
-    except (IndexError, UnicodeDecodeError) as exc:
-        raise FrameError(errors.SYNTAX_ERROR, f"cannot decode Basic.Publish: {exc}") from None
+    except (IndexError, UnicodeDecodeError):
+        raise FrameError(errors.FRAME_ERROR, f"cannot decode {octets(payload[4:])}") from None
     return exchange, routing_key, bool(bits & 1), bool(bits & 2)
 
 
@@ -107,8 +115,8 @@ def decode_ack(payload: bytes) -> tuple[int, bool]:
     """basic.ack's ``(delivery_tag, multiple)``."""
     try:
         tag, bits = _ACK_ARGS.unpack_from(payload, 4)
-    except struct.error as exc:
-        raise FrameError(errors.SYNTAX_ERROR, f"cannot decode Basic.Ack: {exc}") from None
+    except struct.error:
+        raise FrameError(errors.FRAME_ERROR, f"cannot decode {octets(payload[4:])}") from None
     return tag, bool(bits & 1)
 
 
@@ -132,8 +140,8 @@ def decode_method(payload: bytes) -> Any:
     method = cls()
     try:
         method.unmarshal(payload[4:])
-    except (ValueError, TypeError, IndexError, struct.error, RecursionError) as exc:
-        raise FrameError(errors.SYNTAX_ERROR, f"cannot decode {cls.name}: {exc}") from None
+    except (ValueError, TypeError, IndexError, struct.error, RecursionError):
+        raise FrameError(errors.FRAME_ERROR, f"cannot decode {octets(payload[4:])}") from None
     return method
 
 

@@ -8,7 +8,8 @@ Rules of this module:
 - A method with a ``nowait`` bit names the core's answer to swallow when it is set.
 - What AMQP offers and zbroker does not do is refused, never ignored: ``immediate=true``
   and ``no_local=true`` are 540 NOT_IMPLEMENTED (RabbitMQ refuses the first and ignores
-  the second), as is ``basic.recover-async``.
+  the second). The deprecated ``basic.recover-async`` is basic.recover without an answer,
+  as in RabbitMQ.
 - ``OUTBOUND``: each core event (a tuple, ``zbroker/methods.py``) as a pamqp method. The
   connection handshake methods are the wire's own (``wires/amqp.py``), not here.
 """
@@ -34,6 +35,8 @@ class Inbound:
     attributes: tuple[str, ...]
     #: The core's answer to drop when the client set ``nowait``; None: no nowait bit.
     nowait_ok: int | None = None
+    #: The answer is never sent (basic.recover-async has no -ok).
+    silent: bool = False
 
 
 INBOUND: dict[type, Inbound] = {
@@ -65,6 +68,7 @@ INBOUND: dict[type, Inbound] = {
     C.Basic.Nack: Inbound(M.BASIC_NACK, ("delivery_tag", "multiple", "requeue")),
     C.Basic.Reject: Inbound(M.BASIC_REJECT, ("delivery_tag", "requeue")),
     C.Basic.Recover: Inbound(M.BASIC_RECOVER, ("requeue",)),
+    C.Basic.RecoverAsync: Inbound(M.BASIC_RECOVER, ("requeue",), M.BASIC_RECOVER_OK, silent=True),
     C.Confirm.Select: Inbound(M.CONFIRM_SELECT, (), M.CONFIRM_SELECT_OK),
     C.Tx.Select: Inbound(M.TX_SELECT, ()),
     C.Tx.Commit: Inbound(M.TX_COMMIT, ()),
@@ -76,7 +80,6 @@ _REFUSED_FLAGS: dict[tuple[type, str], str] = {
     (C.Basic.Publish, "immediate"): "immediate=true",
     (C.Basic.Consume, "no_local"): "no_local=true",
 }
-_REFUSED_METHODS = {C.Basic.RecoverAsync: "basic.recover_async"}
 
 
 def to_command(channel: int, method: Any) -> tuple[Inbound, list[Any]]:
@@ -88,8 +91,6 @@ def to_command(channel: int, method: Any) -> tuple[Inbound, list[Any]]:
     cls = type(method)
     spec = INBOUND.get(cls)
     if spec is None:
-        if cls in _REFUSED_METHODS:
-            raise FrameError(errors.NOT_IMPLEMENTED, _REFUSED_METHODS[cls])
         raise FrameError(errors.COMMAND_INVALID, f"{method.name} is not a client command on a channel")
     for (refused_cls, attribute), text in _REFUSED_FLAGS.items():
         if refused_cls is cls and getattr(method, attribute):

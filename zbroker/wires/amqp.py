@@ -276,11 +276,11 @@ class AmqpWire:
             if conn.state != _RUNNING:
                 raise FrameError(errors.COMMAND_INVALID, f"{method.name} before connection.open-ok")
             spec, fields = methods.to_command(channel, method)
-            nowait_ok = spec.nowait_ok if getattr(method, "nowait", False) else None
+            nowait_ok = spec.nowait_ok if spec.silent or getattr(method, "nowait", False) else None
             return self._channel_command(conn, spec.method, fields, nowait_ok, now)
         if kind == FRAME_HEARTBEAT:
             if channel != 0:
-                raise FrameError(errors.FRAME_ERROR, f"heartbeat frame on channel {channel}")
+                raise FrameError(errors.UNEXPECTED_FRAME, f"type {kind}, all octets = {codec.octets(buf[start:end])}")
             return True
         if conn.state == _CLOSING:
             return True
@@ -292,7 +292,8 @@ class AmqpWire:
         elif kind == FRAME_BODY:
             self._content_body(conn, channel, buf, start, end, now)
         else:
-            raise FrameError(errors.FRAME_ERROR, f"unknown frame type {kind}")
+            raise FrameError(errors.FRAME_ERROR, f"type {kind}, all octets = {codec.octets(buf[start:end])}: "
+                                                 "unknown_frame")
         return True
 
     def _connection_method(self, conn: AmqpConnection, method: Any, now: float) -> None:
@@ -380,6 +381,7 @@ class AmqpWire:
     def _open(self, conn: AmqpConnection, method: Any, now: float) -> None:
         core = self.broker.open_connection(conn.key, now, conn.heartbeat, method.virtual_host,
                                            conn.username, conn.password, conn.client_properties)
+        conn.password = ""  # not kept past the login
         if core is None:  # refused (vhost, connection limit): the core queued the close
             conn.state = _RUNNING
             return
@@ -418,7 +420,7 @@ class AmqpWire:
     def _content_header(self, conn: AmqpConnection, channel: int, payload: bytes, now: float) -> None:
         content = conn.content.get(channel)
         if content is None or content.size >= 0:
-            raise FrameError(errors.UNEXPECTED_FRAME, f"content header on channel {channel} without a publish")
+            raise FrameError(errors.UNEXPECTED_FRAME, "expected method frame, got non method frame instead")
         size, properties = codec.decode_header(payload)
         content.size = size
         content.fields[4] = properties
@@ -436,7 +438,7 @@ class AmqpWire:
                       end: int, now: float) -> None:
         content = conn.content.get(channel)
         if content is None or content.size < 0:
-            raise FrameError(errors.UNEXPECTED_FRAME, f"content body on channel {channel} without a header")
+            raise FrameError(errors.UNEXPECTED_FRAME, "expected method frame, got non method frame instead")
         content.got += end - start
         if content.got > content.size:
             raise FrameError(errors.FRAME_ERROR, f"content body of {content.got} bytes on channel {channel}, "
