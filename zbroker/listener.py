@@ -11,6 +11,9 @@ Rules:
   the kernel does not take waits here, and the socket is polled for POLLOUT. While more
   than ``WRITE_HIGH_BYTES`` wait, the core stops delivering to that connection
   (``set_pipe_full``, as for a full ZeroMQ pipe); below ``WRITE_LOW_BYTES`` it resumes.
+- Deliveries to a connection are charged to its delivery window by the core; once what
+  waits here is below ``WRITE_LOW_BYTES`` the window is reported read, so a loop pass can
+  queue at most one window of deliveries for a socket, however many publishes it applies.
 - A socket is read only while the wire wants it (an alarm holds a publisher).
 - Out of descriptors (EMFILE), accepting pauses for ``ACCEPT_RETRY_S``, logged once:
   the connections already open keep working.
@@ -205,6 +208,10 @@ class AmqpListener:
         self._set_full(key, peer)
 
     def _set_full(self, key: int, peer: _Peer) -> None:
+        if peer.pending < WRITE_LOW_BYTES:
+            core = self.broker.connections.get(key)
+            if core is not None and core.unread:
+                self.broker.deliveries_read(key, core.unread)  # its delivery window is written
         if not peer.full and peer.pending > WRITE_HIGH_BYTES:
             peer.full = True
             self.broker.set_pipe_full(key, True)

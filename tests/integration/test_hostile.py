@@ -147,3 +147,44 @@ def test_a_peer_opening_2000_connections_is_served_and_a_bystander_goes_on() -> 
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         assert broker.stop(timeout=30) == 0
         broker.remove_data()
+
+
+def test_an_amqp_consumer_that_stops_reading_is_held_by_tcp_and_the_write_limit() -> None:
+    """A raw AMQP client consumes 50,000 x 1 KiB with no_ack and never reads: the broker
+    stops delivering once ~4 MiB wait unwritten (plus what the kernel buffers hold), the
+    rest stay queued, the broker stays small and a bystander goes on."""
+    import socket
+
+    from pamqp import commands as C
+    from pamqp import frame
+
+    from tests.fuzz_amqp import HANDSHAKE
+
+    broker = Broker()
+    sock = None
+    try:
+        baseline = bystander_rate(broker.port)
+        with pika.BlockingConnection(pika.ConnectionParameters(port=broker.port)) as conn:
+            ch = conn.channel()
+            ch.queue_declare("pending-amqp")
+            for _ in range(50_000):
+                ch.basic_publish("", "pending-amqp", b"." * 1024)
+            before = rss_mib(broker.pid)
+            sock = socket.create_connection(("127.0.0.1", broker.amqp_port))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(HANDSHAKE + frame.marshal(C.Basic.Consume(queue="pending-amqp", no_ack=True), 1))
+            time.sleep(1.5)  # let the broker send all it will
+            ready = ch.queue_declare("pending-amqp", passive=True).method.message_count
+            during = bystander_rate(broker.port)
+            after = rss_mib(broker.pid)
+            print(f"\nsilent AMQP reader took {50_000 - ready} deliveries; broker RSS {before:.0f} -> "
+                  f"{after:.0f} MiB; bystander {during:.0f} msg/s (alone: {baseline:.0f})")
+            assert 30_000 <= ready < 50_000  # at most ~4 MiB queued to write, and the kernel's buffers
+            assert after - before < 64
+            assert during >= FAIR_SHARE * baseline
+    finally:
+        if sock is not None:
+            sock.close()
+        assert broker.stop() == 0
+        broker.remove_data()
+    assert "Traceback" not in broker.log()

@@ -20,15 +20,18 @@ Rules (AMQP 0-9-1 and RabbitMQ's behaviour):
    that channel in between is 505 UNEXPECTED_FRAME. A header announcing more than the
    broker's largest body closes the channel (406) and its body frames are skipped.
 4. ``nowait``: the core always answers; the wire drops that answer.
-5. While an alarm blocks the connection (``Connection.publish_blocked``), the wire stops
+5. Deliveries are held to the zbroker wire's 4 MiB delivery window (``credit.py``): the
+   listener reports the window read once what it queued for the socket is written, so a
+   peer that stops reading costs one window, however many publishes a loop pass applies.
+6. While an alarm blocks the connection (``Connection.publish_blocked``), the wire stops
    at the next publish and reads nothing more from the socket (RabbitMQ's "blocked"
    state) until the alarm clears; its heartbeat is not held against it meanwhile.
-6. Heartbeats: a heartbeat frame goes out when nothing else was sent for half the
+7. Heartbeats: a heartbeat frame goes out when nothing else was sent for half the
    interval; a peer silent for two intervals is gone (its deliveries are requeued).
-7. Bad bytes (``FrameError``) close the connection with the code, logged; after the
+8. Bad bytes (``FrameError``) close the connection with the code, logged; after the
    broker's connection.close only the peer's close-ok (or close) is read, and the socket
    is closed on it or after ``CLOSE_TIMEOUT_S``.
-8. ``connection.blocked``/``unblocked`` and a broker-side ``basic.cancel`` go only to
+9. ``connection.blocked``/``unblocked`` and a broker-side ``basic.cancel`` go only to
    clients that announced the capability, as RabbitMQ does.
 """
 from __future__ import annotations
@@ -45,6 +48,7 @@ from zbroker import __version__, errors
 from zbroker.amqp import codec, methods
 from zbroker.amqp.codec import FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FrameError
 from zbroker.core import Broker
+from zbroker.credit import DELIVERY_WINDOW
 from zbroker.methods import BODY_METHODS
 from zbroker.methods import Method as M
 
@@ -110,7 +114,7 @@ class AmqpConnection:
         self.last_send = now
         self.close_by = 0.0  # while closing: when the socket goes anyway
         self.close_now = False  # the listener closes the socket once ``out`` is written
-        self.paused = False  # rule 5
+        self.paused = False  # rule 6
         self.resume = False  # unpaused by the core's events: apply what waits in ``inbuf``
         self.username = ""
         self.password = ""
@@ -150,7 +154,7 @@ class AmqpWire:
             self._process(conn, now)
 
     def reading(self, key: int) -> bool:
-        """Whether the listener should read the socket now (rule 5)."""
+        """Whether the listener should read the socket now (rule 6)."""
         conn = self.connections.get(key)
         return conn is not None and not conn.paused and conn.state != _CLOSED
 
@@ -180,7 +184,7 @@ class AmqpWire:
     # -- timers ---------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
-        """Heartbeats out, silent peers and stuck handshakes or closes gone (rule 6)."""
+        """Heartbeats out, silent peers and stuck handshakes or closes gone (rule 7)."""
         if now < self._next_check:
             return
         self._next_check = now + CHECK_INTERVAL_S
@@ -260,7 +264,7 @@ class AmqpWire:
 
     def _frame(self, conn: AmqpConnection, kind: int, channel: int, buf: bytearray,
                start: int, end: int, now: float) -> bool:
-        """Apply one frame; False when it must wait (rule 5)."""
+        """Apply one frame; False when it must wait (rule 6)."""
         if kind == FRAME_METHOD:
             payload = bytes(buf[start:end])
             if channel and conn.state == _RUNNING:
@@ -285,7 +289,7 @@ class AmqpWire:
         if conn.state == _CLOSING:
             return True
         if conn.core is not None and conn.core.publish_blocked:
-            conn.paused = True  # rule 5: a blocked connection's content waits too
+            conn.paused = True  # rule 6: a blocked connection's content waits too
             return False
         if kind == FRAME_HEADER:
             self._content_header(conn, channel, bytes(buf[start:end]), now)
@@ -380,7 +384,8 @@ class AmqpWire:
 
     def _open(self, conn: AmqpConnection, method: Any, now: float) -> None:
         core = self.broker.open_connection(conn.key, now, conn.heartbeat, method.virtual_host,
-                                           conn.username, conn.password, conn.client_properties)
+                                           conn.username, conn.password, conn.client_properties,
+                                           DELIVERY_WINDOW)
         conn.password = ""  # not kept past the login
         if core is None:  # refused (vhost, connection limit): the core queued the close
             conn.state = _RUNNING
@@ -397,7 +402,7 @@ class AmqpWire:
 
     def _channel_command(self, conn: AmqpConnection, op: int, fields: list[Any], nowait_ok: int | None,
                          now: float) -> bool:
-        """A channel method, decoded; False when a publish must wait (rule 5)."""
+        """A channel method, decoded; False when a publish must wait (rule 6)."""
         channel = fields[0]
         if channel in conn.content:
             raise FrameError(errors.UNEXPECTED_FRAME, "expected content header for class 60, got "
@@ -405,7 +410,7 @@ class AmqpWire:
         if op == _PUBLISH:
             core = conn.core
             if core is not None and core.publish_blocked:
-                conn.paused = True  # rule 5: this publish waits in the buffer
+                conn.paused = True  # rule 6: this publish waits in the buffer
                 return False
             if len(fields) == 4:
                 fields.append({})  # the properties, from the content header
@@ -475,7 +480,7 @@ class AmqpWire:
             conn.content.clear()
 
     def _fail(self, conn: AmqpConnection, code: int, detail: str, now: float) -> None:
-        """Rule 7: the peer broke the protocol; nothing more it sent is applied."""
+        """Rule 8: the peer broke the protocol; nothing more it sent is applied."""
         conn.inbuf = bytearray()
         conn.content.clear()
         if conn.state in (_CLOSED, _CLOSING):
