@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,8 @@ import pytest
 from tests.support import Broker, Process, child_env
 
 
-def run(code: str, cwd: Path, timeout: float = 60) -> Process:
-    proc = Process([sys.executable, "-c", textwrap.dedent(code)], child_env(), cwd=cwd)
-    return proc
+def run(code: str, cwd: Path) -> Process:
+    return Process([sys.executable, "-c", textwrap.dedent(code)], child_env(), cwd=cwd)
 
 
 CELERY_APP = """
@@ -160,7 +160,6 @@ def test_dramatiq_worker_runs_the_actors_messages(broker: Broker, tmp_path: Path
     worker = Process([sys.executable, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "2"],
                      env, cwd=tmp_path)
     try:
-        import time
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 10):
             time.sleep(0.1)
