@@ -99,8 +99,9 @@ class Content:
 class AmqpConnection:
     """One TCP connection as the wire sees it."""
 
-    def __init__(self, key: int, peer_host: str, peer_port: int, now: float) -> None:
+    def __init__(self, key: int, peer_host: str, peer_port: int, now: float, wire: "AmqpWire") -> None:
         self.key = key
+        self.wire = wire
         self.peer_host = peer_host
         self.peer_port = peer_port
         self.state = _HEADER
@@ -126,6 +127,17 @@ class AmqpConnection:
 
     def send(self, data: Any) -> None:
         self.out.append(data)
+        self.wire.writing.add(self.key)
+
+    def close_soon(self) -> None:
+        """The listener closes the socket once what is queued for it is written."""
+        self.close_now = True
+        self.wire.closing.add(self.key)
+        self.wire.read_version += 1
+
+    def pause(self, paused: bool) -> None:
+        self.paused = paused
+        self.wire.read_version += 1
 
 
 class AmqpWire:
@@ -133,6 +145,13 @@ class AmqpWire:
         self.broker = broker
         self.listener = listener  # "host:port" the listener is bound to
         self.connections: dict[int, AmqpConnection] = {}
+        #: What the listener looks at each pass, kept here so that a pass costs what the
+        #: active connections cost, not all of them: connections with bytes to write, those
+        #: whose socket is to be closed, and a counter bumped whenever which sockets are
+        #: read changes (a pause, a close).
+        self.writing: set[int] = set()
+        self.closing: set[int] = set()
+        self.read_version = 0
         self._next_key = 1
         self._next_check = 0.0
 
@@ -141,7 +160,8 @@ class AmqpWire:
     def accept(self, peer_host: str, peer_port: int, now: float) -> int:
         key = self._next_key
         self._next_key += 1
-        self.connections[key] = AmqpConnection(key, peer_host, peer_port, now)
+        self.connections[key] = AmqpConnection(key, peer_host, peer_port, now, self)
+        self.read_version += 1
         return key
 
     def data_received(self, key: int, data: bytes, now: float) -> None:
@@ -161,6 +181,9 @@ class AmqpWire:
     def connection_lost(self, key: int, now: float, reason: str = "connection closed by peer") -> None:
         """The socket is gone: release what the core held for it."""
         conn = self.connections.pop(key, None)
+        self.writing.discard(key)
+        self.closing.discard(key)
+        self.read_version += 1
         if conn is None:
             return
         if conn.state in (_RUNNING, _CLOSING) and key in self.broker.connections:
@@ -171,15 +194,22 @@ class AmqpWire:
     def take_output(self) -> dict[int, list[Any]]:
         """Buffers to write per connection (encode the core's events first)."""
         out = {}
-        for key, conn in self.connections.items():
-            if conn.out:
+        connections = self.connections
+        for key in self.writing:
+            conn = connections.get(key)
+            if conn is not None and conn.out:
                 out[key] = conn.out
                 conn.out = []
+        self.writing.clear()
         return out
 
     def should_close(self, key: int) -> bool:
         conn = self.connections.get(key)
         return conn is None or conn.close_now
+
+    def take_closing(self) -> set[int]:
+        """Connections whose socket should close (once written); asked again until closed."""
+        return set(self.closing)
 
     # -- timers ---------------------------------------------------------------------------
 
@@ -193,14 +223,14 @@ class AmqpWire:
                 continue
             if conn.state == _CLOSING:
                 if now >= conn.close_by:
-                    conn.close_now = True
+                    conn.close_soon()
                 continue
             if conn.state != _RUNNING:
                 if now - conn.opened_at > HANDSHAKE_TIMEOUT_S:
                     log.warning("AMQP connection from %s:%d: handshake not done in %.0f s, closed",
                                 conn.peer_host, conn.peer_port, HANDSHAKE_TIMEOUT_S)
                     conn.state = _CLOSED
-                    conn.close_now = True
+                    conn.close_soon()
                 continue
             beat = conn.heartbeat
             if not beat:
@@ -211,7 +241,7 @@ class AmqpWire:
             if not conn.paused and now - conn.last_recv > 2 * beat:
                 log.warning("connection %s: missed heartbeats from client, timeout: %ds", key_name(conn), beat)
                 conn.state = _CLOSED
-                conn.close_now = True
+                conn.close_soon()
                 self.broker.connection_lost(conn.key, now, "missed heartbeats")
 
     def next_deadline(self) -> float | None:
@@ -253,7 +283,7 @@ class AmqpWire:
             log.warning("connection from %s:%d: bad protocol header %r", conn.peer_host, conn.peer_port, header)
             conn.send(codec.PROTOCOL_HEADER)
             conn.state = _CLOSED
-            conn.close_now = True
+            conn.close_soon()
             return
         properties = {"product": "zbroker", "version": __version__,
                       "platform": f"Python {platform.python_version()}",
@@ -289,7 +319,7 @@ class AmqpWire:
         if conn.state == _CLOSING:
             return True
         if conn.core is not None and conn.core.publish_blocked:
-            conn.paused = True  # rule 6: a blocked connection's content waits too
+            conn.pause(True)  # rule 6: a blocked connection's content waits too
             return False
         if kind == FRAME_HEADER:
             self._content_header(conn, channel, bytes(buf[start:end]), now)
@@ -305,13 +335,13 @@ class AmqpWire:
         if isinstance(method, C.Connection.CloseOk):
             if state == _CLOSING:
                 conn.state = _CLOSED
-                conn.close_now = True
+                conn.close_soon()
             return
         if state == _CLOSING:
             if isinstance(method, C.Connection.Close):  # both sides closed at once
                 self._send_method(conn, 0, C.Connection.CloseOk)
                 conn.state = _CLOSED
-                conn.close_now = True
+                conn.close_soon()
             return
         if state == _START_OK and isinstance(method, C.Connection.StartOk):
             self._start_ok(conn, method, now)
@@ -368,7 +398,7 @@ class AmqpWire:
             text = errors.reply_text(errors.ACCESS_REFUSED, LOGIN_REFUSED.format(conn.mechanism))
             self._send_method(conn, 0, C.Connection.Close, errors.ACCESS_REFUSED, text, 0, 0)
         conn.state = _CLOSED
-        conn.close_now = True
+        conn.close_soon()
 
     def _tune_ok(self, conn: AmqpConnection, method: Any) -> None:
         frame_max = method.frame_max or FRAME_MAX
@@ -410,7 +440,7 @@ class AmqpWire:
         if op == _PUBLISH:
             core = conn.core
             if core is not None and core.publish_blocked:
-                conn.paused = True  # rule 6: this publish waits in the buffer
+                conn.pause(True)  # rule 6: this publish waits in the buffer
                 return False
             if len(fields) == 4:
                 fields.append({})  # the properties, from the content header
@@ -513,7 +543,7 @@ class AmqpWire:
             except Exception:
                 log.exception("internal error encoding for connection %s", key_name(conn))
                 conn.state = _CLOSED
-                conn.close_now = True
+                conn.close_soon()
                 self.broker.connection_lost(key, now, "internal error")
                 continue
             if conn.resume:
@@ -544,7 +574,7 @@ class AmqpWire:
                 continue
             if op == _BLOCKED or op == _UNBLOCKED:
                 if op == _UNBLOCKED and conn.paused:
-                    conn.paused = False
+                    conn.pause(False)
                     conn.resume = True
                 if not conn.capabilities.get("connection.blocked"):
                     continue
@@ -556,11 +586,13 @@ class AmqpWire:
                 self._closing(conn, now)
             elif op == _CONNECTION_CLOSE_OK:
                 conn.state = _CLOSED
-                conn.close_now = True
+                conn.close_soon()
             channel = event[1] if op >= _CHANNEL_OPEN else 0
             cls, args = methods.OUTBOUND[op]
             out.append(codec.method_frame(channel, cls, *args(event)))
         conn.last_send = now
+        if out:
+            self.writing.add(conn.key)
 
 
 def _drop_first(parts: list[Any] | None, start: int, op: int, channel: int) -> None:
