@@ -160,19 +160,19 @@ def run(count: int, seed: int, report: Callable[[str], None] = lambda _: None) -
         for n in range(count):
             if n % 20_000 == 0:
                 broker = Broker(now=now)
-                wire = AmqpWire(broker, "127.0.0.1:5672")
+                wire = AmqpWire(broker)
                 peers = []
                 stats["brokers"] += 1
             assert wire is not None
             peers = [k for k in peers if not wire.should_close(k)]
             while len(peers) < 4:
-                key = wire.accept("127.0.0.1", 40000 + n % 20000, now)
+                key = wire.accept("127.0.0.1", 40000 + n % 20000, now, "127.0.0.1:5672")
                 _feed(wire, key, HANDSHAKE, now, seed, n)
                 peers.append(key)
             key = rng.choice(peers)
             data = message(rng)
             _feed(wire, key, data, now, seed, n)
-            for out_key, buffers in wire.take_output().items():
+            for out_key, buffers in wire.take_output("127.0.0.1:5672").items():
                 # A client answers the broker's closes: close-ok, and a channel reopened.
                 for close in _check(b"".join(bytes(b) for b in buffers), seed, n, data, stats):
                     if isinstance(close[1], C.Connection.Close):
@@ -180,7 +180,7 @@ def run(count: int, seed: int, report: Callable[[str], None] = lambda _: None) -
                     elif rng.random() < 0.9:
                         reopen = frame.marshal(C.Channel.CloseOk(), close[0]) + frame.marshal(C.Channel.Open(), close[0])
                         _feed(wire, out_key, reopen, now, seed, n)
-                wire.take_output()
+                wire.take_output("127.0.0.1:5672")
             if bugs.records:
                 record = bugs.records[0]
                 trace = logging.Formatter().formatException(record.exc_info) if record.exc_info else ""

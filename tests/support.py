@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = ROOT / "clients"
 READY = re.compile(r"ready on (tcp://\S+):(\d+)")
 AMQP_READY = re.compile(r"AMQP 0-9-1 listener on (\S+):(\d+)")
+AMQPS_READY = re.compile(r"AMQP 0-9-1 TLS listener on (\S+):(\d+)")
 START_TIMEOUT_S = 20.0
 
 
@@ -152,6 +153,9 @@ class Broker(Process):
                           *store, *listen, "--log-level", "debug", *extra], child_env())
         #: The AMQP 0-9-1 listener's port (every test broker has one unless ``amqp=None``).
         self.amqp_port = int(self.wait_for(AMQP_READY.pattern, START_TIMEOUT_S).group(2)) if amqp else None
+        #: The AMQP-over-TLS port when ``--amqps`` is among ``extra``.
+        self.amqps_port = (int(self.wait_for(AMQPS_READY.pattern, START_TIMEOUT_S).group(2))
+                           if "--amqps" in extra else None)
         m = self.wait_for(READY.pattern, START_TIMEOUT_S)
         self.host = "127.0.0.1"
         self.port = int(m.group(2))

@@ -9,6 +9,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -69,6 +70,18 @@ def main() -> None:
                    "Celery, ...) connect to the same broker; '--amqp' alone is 127.0.0.1:5672 "
                    "(tcp://HOST:PORT also works). Off unless given: 5672 is RabbitMQ's own port, and "
                    "a second broker answering on it by default would take its clients unnoticed.")
+@click.option("--amqps", "amqps", default=None, metavar="HOST:PORT", is_flag=False, flag_value="127.0.0.1:5671",
+              help="AMQP 0-9-1 over TLS here (amqps://); '--amqps' alone is 127.0.0.1:5671, RabbitMQ's "
+                   "TLS port. Needs --tls-cert and --tls-key.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The --amqps listener's certificate (PEM, the chain after it).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The private key of --tls-cert (PEM).")
+@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="CA certificates (PEM) that client certificates are checked against; a client "
+                   "presenting one it does not sign is refused.")
+@click.option("--tls-require-client-cert", is_flag=True,
+              help="Refuse TLS clients without a certificate signed by --tls-ca.")
 @click.option("--http", "http", default=None, metavar="HOST:PORT", is_flag=False, flag_value="127.0.0.1:15680",
               help="Serve the HTTP API (RabbitMQ's management paths), the dashboard and Prometheus "
                    "metrics here; '--http' alone is 127.0.0.1:15680. Off unless given: there are no "
@@ -80,8 +93,9 @@ def main() -> None:
               show_default=True)
 def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None, in_memory: bool,
           channel_max: int, max_connections: int, max_queues: int, memory_limit: int,
-          disk_free_limit: int, amqp: str | None, http: str | None, stats_interval: float,
-          log_level: str) -> None:
+          disk_free_limit: int, amqp: str | None, amqps: str | None, tls_cert: str | None,
+          tls_key: str | None, tls_ca: str | None, tls_require_client_cert: bool, http: str | None,
+          stats_interval: float, log_level: str) -> None:
     """Run the broker until Ctrl-C or SIGTERM.
 
     Limits and alarms: a publisher gets 4 MiB of publish credit and a consumer a 4 MiB
@@ -99,6 +113,7 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None,
     given = click.get_current_context().get_parameter_source("disk_free_limit")
     if in_memory and given not in (click.core.ParameterSource.DEFAULT, None):
         raise click.UsageError("--disk-free-limit has no meaning with --in-memory: there is no disk to watch")
+    tls = _tls_context(amqps, tls_cert, tls_key, tls_ca, tls_require_client_cert)
     data_dir = None if in_memory else (data_dir or default_data_dir())
     store = MemoryStore() if data_dir is None else DiskStore(data_dir)
     fit = raise_descriptor_limit()
@@ -112,7 +127,8 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None,
                         limits=Limits(channel_max or 65535, max_connections, max_queues))
     except (StoreError, OSError) as exc:
         raise click.ClickException(f"cannot open the store: {exc}") from None
-    server = Server(broker, bind, monitor=resources.Monitor(memory_limit, data_dir, disk_free_limit), amqp=amqp)
+    server = Server(broker, bind, monitor=resources.Monitor(memory_limit, data_dir, disk_free_limit), amqp=amqp,
+                    amqps=amqps, tls=tls)
     try:
         endpoint = server.open()
     except (OSError, ValueError) as exc:
@@ -132,6 +148,8 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None,
         click.echo(f"zbroker HTTP API and dashboard on http://{server.http_endpoint}/", err=True)
     if server.amqp is not None:
         click.echo(f"zbroker AMQP 0-9-1 listener on {server.amqp.endpoint}", err=True)
+    if server.amqps is not None:
+        click.echo(f"zbroker AMQP 0-9-1 TLS listener on {server.amqps.endpoint}", err=True)
     server.install_signal_handlers()
     # Printed whatever the log level: people and scripts wait for this line.
     click.echo(f"zbroker {__version__} ready on {endpoint}", err=True)
@@ -140,6 +158,26 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None,
     finally:
         if web is not None:
             web.stop()
+
+
+def _tls_context(amqps: str | None, cert: str | None, key: str | None, ca: str | None,
+                 require_client_cert: bool) -> Any:
+    """The --amqps listener's TLS context; TLS options without --amqps are refused, not ignored."""
+    if amqps is None:
+        if cert or key or ca or require_client_cert:
+            raise click.UsageError("--tls-cert, --tls-key, --tls-ca and --tls-require-client-cert are for --amqps")
+        return None
+    if not cert or not key:
+        raise click.UsageError("--amqps needs --tls-cert and --tls-key")
+    if require_client_cert and not ca:
+        raise click.UsageError("--tls-require-client-cert needs --tls-ca to check client certificates against")
+    import ssl
+
+    from zbroker.listener import server_context
+    try:
+        return server_context(cert, key, ca, require_client_cert)
+    except (ssl.SSLError, OSError) as exc:
+        raise click.ClickException(f"cannot load the TLS certificate or key: {exc}") from None
 
 
 @main.command()

@@ -18,6 +18,11 @@ Rules:
 - A socket is read only while the wire wants it (an alarm holds a publisher).
 - Out of descriptors (EMFILE), accepting pauses for ``ACCEPT_RETRY_S``, logged once:
   the connections already open keep working.
+- TLS (``amqps``, the standard library's ``ssl``): the handshake runs non-blocking after
+  accept; a client that fails it (no or a wrong certificate, or plain AMQP) is logged in
+  one line and closed before the wire sees a byte. Reads drain what the TLS layer has
+  already decrypted (epoll cannot see it); writes are joined into one buffer per send,
+  since TLS encrypts them anyway (``sendmsg`` is plain TCP's).
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import errno
 import logging
 import select
 import socket
+import ssl
 import time
 from collections import deque
 from typing import Any
@@ -58,10 +64,16 @@ def parse_address(address: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-class _Peer:
-    __slots__ = ("sock", "fd", "out", "pending", "full", "mask")
+#: Bytes joined into one TLS send.
+TLS_SEND_BYTES = 256 * 1024
 
-    def __init__(self, sock: socket.socket) -> None:
+
+class _Peer:
+    __slots__ = ("sock", "fd", "out", "pending", "full", "mask", "handshaking", "wants")
+
+    def __init__(self, sock: socket.socket, handshaking: bool = False) -> None:
+        self.handshaking = handshaking  # a TLS handshake is under way...
+        self.wants = select.EPOLLIN  # ...and waits for this
         self.sock = sock
         self.fd = sock.fileno()
         self.mask = -1  # the epoll events asked for; -1: not registered yet
@@ -71,10 +83,11 @@ class _Peer:
 
 
 class AmqpListener:
-    def __init__(self, broker: Broker, wire: AmqpWire, address: str) -> None:
+    def __init__(self, broker: Broker, wire: AmqpWire, address: str, tls: ssl.SSLContext | None = None) -> None:
         self.broker = broker
         self.wire = wire
         self.address = address
+        self.tls = tls
         self.endpoint = ""
         self._server: socket.socket | None = None
         self._peers: dict[int, _Peer] = {}
@@ -106,7 +119,6 @@ class AmqpListener:
         self._epoll.register(server.fileno(), select.EPOLLIN)
         bound_host, bound_port = server.getsockname()[:2]
         self.endpoint = f"[{bound_host}]:{bound_port}" if family == socket.AF_INET6 else f"{bound_host}:{bound_port}"
-        self.wire.listener = self.endpoint
         return self.endpoint
 
     # -- polling ---------------------------------------------------------------------------
@@ -124,8 +136,11 @@ class AmqpListener:
             self._read_version = wire.read_version
             reading, writes = wire.reading, self._blocked_writes
             for key, peer in self._peers.items():
-                self._interest(peer, (select.EPOLLIN if reading(key) else 0) |
-                               (select.EPOLLOUT if key in writes else 0))
+                if peer.handshaking:
+                    self._interest(peer, peer.wants)
+                else:
+                    self._interest(peer, (select.EPOLLIN if reading(key) else 0) |
+                                   (select.EPOLLOUT if key in writes else 0))
         if self._accept_paused and time.monotonic() >= self._accept_after:
             assert self._server is not None
             self._epoll.register(self._server.fileno(), select.EPOLLIN)
@@ -153,6 +168,9 @@ class AmqpListener:
             key = self._by_fd.get(fd)
             if key is None:
                 continue
+            if self._peers[key].handshaking:
+                self._handshake(key, now)
+                continue
             if events & select.EPOLLOUT:
                 self._write(key)
             if events & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR) and key in self._peers:
@@ -176,16 +194,45 @@ class AmqpListener:
                 continue
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            key = self.wire.accept(address[0], address[1], now)
-            peer = _Peer(sock)
+            if self.tls is not None:
+                sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            key = self.wire.accept(address[0], address[1], now, self.endpoint, self.tls is not None)
+            peer = _Peer(sock, handshaking=self.tls is not None)
             self._peers[key] = peer
             self._by_fd[peer.fd] = key
+            if peer.handshaking:
+                self._handshake(key, now)
+
+    def _handshake(self, key: int, now: float) -> None:
+        """Advance a TLS handshake; the wire hears the client only once it is done."""
+        peer = self._peers[key]
+        try:
+            peer.sock.do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError) as exc:
+            peer.wants = select.EPOLLIN if isinstance(exc, ssl.SSLWantReadError) else select.EPOLLOUT
+            if peer.mask >= 0:  # (a new peer is registered at the next pass, with ``wants``)
+                self._interest(peer, peer.wants)
+            return
+        except (ssl.SSLError, OSError) as exc:
+            host, port = peer.sock.getpeername()[:2] if _connected(peer.sock) else ("?", 0)
+            log.warning("AMQP TLS connection from %s:%s: handshake failed: %s", host, port,
+                        getattr(exc, "reason", None) or exc)
+            self._lost(key, now, "TLS handshake failed")
+            return
+        peer.handshaking = False
+        self._read_version = -1  # back to the wire's read and write interests
+        # The client's first bytes may have come with its last handshake message and sit
+        # decrypted in the TLS layer already, where epoll cannot see them.
+        self._read(key, now)
 
     def _read(self, key: int, now: float) -> None:
         peer = self._peers[key]
         try:
             data = peer.sock.recv(RECV_BYTES)
-        except BlockingIOError:
+            if self.tls is not None and data:
+                while peer.sock.pending():  # decrypted already: epoll would not say so
+                    data += peer.sock.recv(peer.sock.pending())
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
         except OSError as exc:
             self._lost(key, now, f"socket error: {exc.strerror}")
@@ -199,14 +246,14 @@ class AmqpListener:
 
     def flush(self, now: float) -> None:
         """Write what the wire produced; close the sockets it is done with."""
-        for key, buffers in self.wire.take_output().items():
+        for key, buffers in self.wire.take_output(self.endpoint).items():
             peer = self._peers.get(key)
             if peer is None:
                 continue
             peer.out.extend(buffers)
             peer.pending += sum(map(len, buffers))
             self._write(key)
-        for key in self.wire.take_closing():
+        for key in self.wire.take_closing(self.endpoint):
             peer = self._peers.get(key)
             if peer is None:
                 self.wire.connection_lost(key, now)
@@ -217,11 +264,16 @@ class AmqpListener:
     def _write(self, key: int) -> None:
         peer = self._peers[key]
         out = peer.out
+        if peer.handshaking:
+            return  # written once the handshake is done
+        tls = self.tls is not None
         while out:
-            batch = [out[i] for i in range(min(len(out), IOV_BATCH))]
             try:
-                sent = peer.sock.sendmsg(batch)
-            except BlockingIOError:
+                if tls:
+                    sent = peer.sock.send(_joined(out, TLS_SEND_BYTES))
+                else:
+                    sent = peer.sock.sendmsg([out[i] for i in range(min(len(out), IOV_BATCH))])
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                 break
             except OSError as exc:
                 out.clear()
@@ -287,3 +339,35 @@ class AmqpListener:
             self._server.close()
             self._server = None
         self._epoll.close()
+
+
+def server_context(cert: str, key: str, ca: str | None = None, require_client_cert: bool = False) -> ssl.SSLContext:
+    """The TLS context of an ``amqps`` listener: TLS 1.2 or later, the system's ciphers;
+    with ``ca``, client certificates are asked for and checked against it (required with
+    ``require_client_cert``, as RabbitMQ's ``verify_peer`` + ``fail_if_no_peer_cert``)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    if ca is not None:
+        context.load_verify_locations(ca)
+        context.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
+    return context
+
+
+def _joined(out: deque[Any], limit: int) -> bytes:
+    """The first buffers of ``out`` as one, up to about ``limit`` bytes."""
+    parts, size = [], 0
+    for buffer in out:
+        parts.append(buffer)
+        size += len(buffer)
+        if size >= limit:
+            break
+    return b"".join(parts)
+
+
+def _connected(sock: socket.socket) -> bool:
+    try:
+        sock.getpeername()
+        return True
+    except OSError:
+        return False

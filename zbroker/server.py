@@ -28,6 +28,7 @@ import os
 import resource
 import signal
 import socket
+import ssl
 import time
 from collections import deque
 from typing import Any
@@ -84,12 +85,15 @@ def raise_descriptor_limit() -> int:
 
 class Server:
     def __init__(self, broker: Broker, bind: str, context: zmq.Context | None = None,
-                 monitor: Monitor | None = None, amqp: str | None = None) -> None:
+                 monitor: Monitor | None = None, amqp: str | None = None, amqps: str | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.broker = broker
-        #: The AMQP 0-9-1 listener (``listener.py``, ``wires/amqp.py``) when ``amqp`` names
-        #: an address to bind.
+        #: The AMQP 0-9-1 listeners (``listener.py``; one wire, ``wires/amqp.py``): plain
+        #: where ``amqp`` names an address, TLS where ``amqps`` does (with ``tls``).
         self.amqp_wire = AmqpWire(broker)
         self.amqp = AmqpListener(broker, self.amqp_wire, amqp) if amqp else None
+        self.amqps = AmqpListener(broker, self.amqp_wire, amqps, tls) if amqps else None
+        self.listeners = [listener for listener in (self.amqp, self.amqps) if listener is not None]
         self.monitor = monitor
         self.management = ManagementWire(broker, self.facts)
         self.wire = NativeWire(broker, management=self.management)
@@ -136,12 +140,14 @@ class Server:
             router.close(0)
             raise OSError(f"cannot bind {self.bind}: {exc}") from None
         self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
-        if self.amqp is not None:
-            try:
-                self.amqp.open()
-            except (OSError, ValueError):
-                router.close(0)
-                raise
+        try:
+            for listener in self.listeners:
+                listener.open()
+        except (OSError, ValueError):
+            for listener in self.listeners:
+                listener.close(time.time())
+            router.close(0)
+            raise
         router.bind(self.inproc)
         self.wire.listener = self.endpoint.split("://", 1)[-1]
         self._monitor = self._open_monitor(router)
@@ -189,16 +195,17 @@ class Server:
         items: list[tuple[Any, int]] = [(router, POLLIN), (monitor, POLLIN)]
         if self._wakeup_r is not None:
             items.append((self._wakeup_r, POLLIN))
-        amqp = self.amqp
+        listeners = self.listeners
         ready: list[tuple[Any, int]] = []
         self._next_sweep = time.monotonic() + PROBE_SWEEP_S
         try:
             while not self.should_exit:
                 try:
-                    if amqp is None:
+                    if not listeners:
                         events = wait_readable(items, self._poll_timeout_ms())
                     else:
-                        ready = poll_events(items + amqp.poll_items(), self._poll_timeout_ms())
+                        polled = items + [item for listener in listeners for item in listener.poll_items()]
+                        ready = poll_events(polled, self._poll_timeout_ms())
                         events = [item for item, _ in ready]
                 except zmq.ZMQError as exc:
                     if exc.errno == zmq.EINTR:
@@ -208,13 +215,14 @@ class Server:
                     self._drain(router)
                 if monitor in events:
                     self._read_monitor(monitor)
-                if amqp is not None and ready:
-                    amqp.handle(ready, time.time())
+                if ready:
+                    for listener in listeners:
+                        listener.handle(ready, time.time())
                 self._run_probes()
                 if self.monitor is not None:
                     self._check_resources()
                 now = time.time()
-                if amqp is not None:
+                if listeners:
                     self.amqp_wire.tick(now)
                 self.broker.tick(now)
                 if self.broker.has_pending_work:
@@ -249,7 +257,7 @@ class Server:
             due = min(due, self.monitor.next_check)  # input may never come: see it clear
         timeout = max(0, int((due - now) * 1000) + 1)
         deadline = self.broker.next_deadline()
-        if self.amqp is not None:
+        if self.listeners:
             wire_deadline = self.amqp_wire.next_deadline()
             if wire_deadline is not None:
                 deadline = wire_deadline if deadline is None else min(deadline, wire_deadline)
@@ -273,8 +281,8 @@ class Server:
             self._retry_backlog(router)
         if self.management.replies:
             self._send_replies(router)
-        amqp = self.amqp
-        others: dict[Any, list[Any]] | None = {} if amqp is not None else None
+        listeners = self.listeners
+        others: dict[Any, list[Any]] | None = {} if listeners else None
         while True:
             pending = self.wire.take_outgoing(others)
             if others:
@@ -282,12 +290,13 @@ class Server:
                 others.clear()
             if pending:
                 self._send(router, pending)
-            elif amqp is None:
+            elif not listeners:
                 return
             elif not self.broker.outbox.pending:
                 # Writing may resume deliveries or lose a peer (its messages requeued to
                 # others): whatever that queued goes out in this pass too.
-                amqp.flush(time.time())
+                for listener in listeners:
+                    listener.flush(time.time())
                 if not self.broker.outbox.pending:
                     return
 
@@ -321,9 +330,9 @@ class Server:
         host, _, port = self.endpoint.split("://", 1)[-1].rpartition(":")
         listeners = [{"node": self.broker.node_name, "protocol": "zbroker", "ip_address": host,
                       "port": int(port) if port.isdigit() else port}]
-        if self.amqp is not None:
-            amqp_host, _, amqp_port = self.amqp.endpoint.rpartition(":")
-            listeners.append({"node": self.broker.node_name, "protocol": "amqp",
+        for listener in self.listeners:
+            amqp_host, _, amqp_port = listener.endpoint.rpartition(":")
+            listeners.append({"node": self.broker.node_name, "protocol": "amqp/ssl" if listener.tls else "amqp",
                               "ip_address": amqp_host.strip("[]"), "port": int(amqp_port)})
         contexts = []
         if self.http_endpoint:
@@ -416,8 +425,8 @@ class Server:
             self._flush()
         except zmq.ZMQError:
             pass
-        if self.amqp is not None:
-            self.amqp.close(time.time())
+        for listener in self.listeners:
+            listener.close(time.time())
         if self._monitor is not None:
             self._router.disable_monitor()
             self._monitor.close(0)

@@ -24,7 +24,7 @@ class AmqpPeer:
     def __init__(self, wire: AmqpWire, clock: FakeClock, host: str = "127.0.0.1", port: int = 40000) -> None:
         self.wire = wire
         self.clock = clock
-        self.key = wire.accept(host, port, clock.now)
+        self.key = wire.accept(host, port, clock.now, "127.0.0.1:5672")
         self.received: list[tuple[int, Any]] = []
         self._pending = b""
         peers = wire.__dict__.setdefault("test_peers", {})  # every fake peer of this wire
@@ -83,7 +83,7 @@ class AmqpPeer:
         for key, parts in broker.outbox.take().items():
             others[key] = parts
         self.wire.encode(others, self.clock.now)
-        for key, buffers in self.wire.take_output().items():
+        for key, buffers in self.wire.take_output("127.0.0.1:5672").items():
             peer = self.wire.test_peers.get(key)
             if peer is not None:
                 peer.read(b"".join(bytes(b) for b in buffers))
@@ -121,4 +121,4 @@ class AmqpPeer:
 def make(clock: FakeClock | None = None, **broker_args: Any) -> tuple[Broker, AmqpWire, FakeClock]:
     clock = clock or FakeClock()
     broker = Broker(now=clock.now, **broker_args)
-    return broker, AmqpWire(broker, "127.0.0.1:5672"), clock
+    return broker, AmqpWire(broker), clock

@@ -77,6 +77,7 @@ class Connection:
         self.peer_port: int | None = None  # when the wire knows it (AMQP's TCP does)
         self.frame_max = 0  # the negotiated frame size, where the wire has one
         self.auth_mechanism = "PLAIN"
+        self.ssl = False  # the wire's transport is TLS
         self.listener = ""  # the address it connected to, when the wire knows it
         self.protocol = "zbroker"
 

@@ -157,7 +157,7 @@ def connection(broker: "Broker", conn: Connection) -> dict[str, Any]:
         "channels": len(conn.channels), "channel_max": broker.limits.channel_max,
         "frame_max": conn.frame_max or broker.max_body_bytes, "timeout": conn.heartbeat,
         "peer_host": conn.peer, "peer_port": conn.peer_port, "client_properties": conn.client_properties,
-        "connected_at": millis(conn.connected_at), "auth_mechanism": conn.auth_mechanism, "ssl": False,
+        "connected_at": millis(conn.connected_at), "auth_mechanism": conn.auth_mechanism, "ssl": conn.ssl,
         "blocked": conn.publish_blocked, "delivery_window_full": conn.blocked,
     }
 

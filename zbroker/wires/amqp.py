@@ -99,9 +99,12 @@ class Content:
 class AmqpConnection:
     """One TCP connection as the wire sees it."""
 
-    def __init__(self, key: int, peer_host: str, peer_port: int, now: float, wire: "AmqpWire") -> None:
+    def __init__(self, key: int, peer_host: str, peer_port: int, now: float, wire: "AmqpWire",
+                 listener: str, tls: bool) -> None:
         self.key = key
         self.wire = wire
+        self.listener = listener  # "host:port" it connected to
+        self.tls = tls
         self.peer_host = peer_host
         self.peer_port = peer_port
         self.state = _HEADER
@@ -141,9 +144,8 @@ class AmqpConnection:
 
 
 class AmqpWire:
-    def __init__(self, broker: Broker, listener: str = "") -> None:
+    def __init__(self, broker: Broker) -> None:
         self.broker = broker
-        self.listener = listener  # "host:port" the listener is bound to
         self.connections: dict[int, AmqpConnection] = {}
         #: What the listener looks at each pass, kept here so that a pass costs what the
         #: active connections cost, not all of them: connections with bytes to write, those
@@ -157,10 +159,11 @@ class AmqpWire:
 
     # -- from the listener ---------------------------------------------------------------
 
-    def accept(self, peer_host: str, peer_port: int, now: float) -> int:
+    def accept(self, peer_host: str, peer_port: int, now: float, listener: str = "", tls: bool = False) -> int:
+        """A TCP connection came to ``listener`` (``host:port``; over TLS when ``tls``)."""
         key = self._next_key
         self._next_key += 1
-        self.connections[key] = AmqpConnection(key, peer_host, peer_port, now, self)
+        self.connections[key] = AmqpConnection(key, peer_host, peer_port, now, self, listener, tls)
         self.read_version += 1
         return key
 
@@ -191,25 +194,32 @@ class AmqpWire:
         elif conn.state not in (_CLOSING, _CLOSED):
             log.info("AMQP connection from %s:%d closed during the handshake", conn.peer_host, conn.peer_port)
 
-    def take_output(self) -> dict[int, list[Any]]:
-        """Buffers to write per connection (encode the core's events first)."""
+    def take_output(self, listener: str) -> dict[int, list[Any]]:
+        """Buffers to write per connection of ``listener`` (encode the core's events first)."""
         out = {}
         connections = self.connections
+        taken = []
         for key in self.writing:
             conn = connections.get(key)
-            if conn is not None and conn.out:
-                out[key] = conn.out
-                conn.out = []
-        self.writing.clear()
+            if conn is None:
+                taken.append(key)
+            elif conn.listener == listener:
+                taken.append(key)
+                if conn.out:
+                    out[key] = conn.out
+                    conn.out = []
+        self.writing.difference_update(taken)
         return out
 
     def should_close(self, key: int) -> bool:
         conn = self.connections.get(key)
         return conn is None or conn.close_now
 
-    def take_closing(self) -> set[int]:
-        """Connections whose socket should close (once written); asked again until closed."""
-        return set(self.closing)
+    def take_closing(self, listener: str) -> list[int]:
+        """Connections of ``listener`` whose socket should close once written (asked again
+        until it is)."""
+        connections = self.connections
+        return [key for key in self.closing if key in connections and connections[key].listener == listener]
 
     # -- timers ---------------------------------------------------------------------------
 
@@ -426,7 +436,8 @@ class AmqpWire:
         core.frame_max = conn.frame_max
         core.auth_mechanism = conn.mechanism
         conn.core = core
-        core.listener = self.listener
+        core.listener = conn.listener
+        core.ssl = conn.tls
         conn.state = _RUNNING
         self._send_method(conn, 0, C.Connection.OpenOk, "")
 
