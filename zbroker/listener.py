@@ -228,10 +228,7 @@ class AmqpListener:
     def _read(self, key: int, now: float) -> None:
         peer = self._peers[key]
         try:
-            data = peer.sock.recv(RECV_BYTES)
-            if self.tls is not None and data:
-                while peer.sock.pending():  # decrypted already: epoll would not say so
-                    data += peer.sock.recv(peer.sock.pending())
+            data = peer.sock.recv(RECV_BYTES) if self.tls is None else _tls_recv(peer.sock, RECV_BYTES)
         except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
         except OSError as exc:
@@ -352,6 +349,27 @@ def server_context(cert: str, key: str, ca: str | None = None, require_client_ce
         context.load_verify_locations(ca)
         context.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
     return context
+
+
+def _tls_recv(sock: ssl.SSLSocket, limit: int) -> bytes:
+    """Up to ``limit`` decrypted bytes. A TLS read returns one record at a time (a client
+    writes a record per message), so this reads on until the socket has no more; what the
+    TLS layer has decrypted already must be taken now, since epoll cannot see it. Raises
+    SSLWantReadError only when nothing at all was there."""
+    chunks: list[bytes] = []
+    total = 0
+    while total < limit:
+        try:
+            chunk = sock.recv(limit - total)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            if chunks:
+                break
+            raise
+        if not chunk:
+            break  # the end of the stream: returned as it is when it is all there is
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
 
 
 def _joined(out: deque[Any], limit: int) -> bytes:
