@@ -48,6 +48,7 @@ from zbroker import __version__, errors
 from zbroker.amqp import codec, methods
 from zbroker.amqp.codec import FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FrameError
 from zbroker.core import Broker
+from zbroker.core.passwords import check_password, hash_password
 from zbroker.credit import DELIVERY_WINDOW
 from zbroker.methods import BODY_METHODS
 from zbroker.methods import Method as M
@@ -70,8 +71,10 @@ CAPABILITIES = {
     "consumer_cancel_notify": True, "connection.blocked": True, "consumer_priorities": True,
     "authentication_failure_close": True, "per_consumer_qos": True, "direct_reply_to": True,
 }
-#: Until users exist: RabbitMQ's default user, who may connect from loopback only.
-DEFAULT_USER = ("guest", "guest")
+#: Until users exist: RabbitMQ's default user, its password kept as RabbitMQ keeps it
+#: (``core/passwords.py``), who may connect from loopback only (``loopback_users``).
+DEFAULT_USERS = {"guest": hash_password("guest")}
+LOOPBACK_USERS = frozenset({"guest"})
 LOGIN_REFUSED = "Login was refused using authentication mechanism {}. For details see the broker logfile."
 
 _HEADER, _START_OK, _TUNE_OK, _OPEN, _RUNNING, _CLOSING, _CLOSED = range(7)
@@ -396,9 +399,10 @@ class AmqpWire:
 
     def _login_refusal(self, conn: AmqpConnection) -> str | None:
         """Why this login is refused (for the log), or None."""
-        if (conn.username, conn.password) != DEFAULT_USER:
+        stored = DEFAULT_USERS.get(conn.username)
+        if stored is None or not check_password(stored, conn.password):
             return f"user '{conn.username}' - invalid credentials"
-        if not _loopback(conn.peer_host):
+        if conn.username in LOOPBACK_USERS and not _loopback(conn.peer_host):
             return f"user '{conn.username}' can only connect via localhost"
         return None
 
