@@ -190,7 +190,7 @@ def hello_many(port: int, n: int) -> Iterator[dict[str, int]]:
         sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.connect(f"tcp://127.0.0.1:{port}")
-        sock.send_multipart([HEADER, msgpack.packb([Op.HELLO, None, "/", "g", "g", {}])])
+        sock.send_multipart([HEADER, msgpack.packb([Op.HELLO, None, "/", "guest", "guest", {}])])
         socks.append(sock)
     deadline = time.monotonic() + 10
     for sock in socks:

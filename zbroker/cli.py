@@ -135,6 +135,7 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None,
         broker.close()
         raise click.ClickException(str(exc)) from None
     server.data_dir = str(data_dir) if data_dir is not None else None
+    _warn_if_only_guest(broker, [endpoint] + [listener.endpoint for listener in server.listeners])
     broker.stats.interval = stats_interval
     web = None
     if http:
@@ -158,6 +159,21 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None,
     finally:
         if web is not None:
             web.stop()
+
+
+def _warn_if_only_guest(broker: Any, endpoints: list[str]) -> None:
+    """RabbitMQ's default user logs in from loopback only: on a LAN address with no other
+    user, nobody but local programs can connect; say so, and how to fix it."""
+    from zbroker.core.users import DEFAULT_USER, is_loopback
+
+    if set(broker.topology.users.users) - {DEFAULT_USER}:
+        return
+    hosts = {e.split("://", 1)[-1].rpartition(":")[0].strip("[]") for e in endpoints}
+    remote = sorted(h for h in hosts if h and h != "localhost" and not is_loopback(h))
+    if remote:
+        logging.getLogger("zbroker").warning(
+            "listening on %s, but the only user is 'guest', who may connect from localhost only; add "
+            "one: zbroker ctl add_user NAME PASSWORD", ", ".join(remote))
 
 
 def _tls_context(amqps: str | None, cert: str | None, key: str | None, ca: str | None,

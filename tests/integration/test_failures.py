@@ -214,7 +214,7 @@ def test_a_100_mb_header_table_is_cut_and_a_bystander_goes_on(broker: Broker) ->
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(broker.endpoint)
     try:
-        sock.send_multipart([HEADER, msgpack.packb([Op.HELLO, None, "/", "g", "g", {}])])
+        sock.send_multipart([HEADER, msgpack.packb([Op.HELLO, None, "/", "guest", "guest", {}])])
         assert sock.poll(5000)
         sock.recv_multipart()
         sock.send_multipart([HEADER, msgpack.packb([Op.CHANNEL_OPEN, 1])])

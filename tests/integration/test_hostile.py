@@ -54,7 +54,7 @@ def raw_peer(endpoint: str, ctx: zmq.Context, rcvhwm: int = 1000) -> zmq.Socket:
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVHWM, rcvhwm)
     sock.connect(endpoint)
-    sock.send_multipart([HEADER, encode(Op.HELLO, None, "/", "g", "g", {})])
+    sock.send_multipart([HEADER, encode(Op.HELLO, None, "/", "guest", "guest", {})])
     assert sock.poll(5000)
     sock.recv_multipart()
     sock.send_multipart([HEADER, encode(Op.CHANNEL_OPEN, 1)])

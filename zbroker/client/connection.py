@@ -182,6 +182,8 @@ class BlockingConnection:
                 if isinstance(reason, exceptions.ConnectionClosedByBroker):
                     if reason.reply_code == 530:
                         raise exceptions.ProbableAccessDeniedError(repr(reason))
+                    if reason.reply_code == 403:  # pika's word for a refused login
+                        raise exceptions.ProbableAuthenticationError(repr(reason))
                     if reason.reply_code == 540:
                         raise exceptions.IncompatibleProtocolError(reason.reply_code, reason.reply_text)
                 if type(reason) is exceptions.AMQPConnectionError:

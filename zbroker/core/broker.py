@@ -50,6 +50,7 @@ from zbroker.core.reply_to import REPLY_PREFIX, DirectReplyTo, is_reply_name
 from zbroker.core.session import Channel, Connection, Outbox
 from zbroker.core.stats import Stats
 from zbroker.core.timers import Timers
+from zbroker.core.users import LOGIN_REFUSED
 from zbroker.core.topology import VHOST, Topology, check_name, header_routes, server_queue_name
 from zbroker.errors import BrokerError, ChannelError, ConnectionError_
 from zbroker.methods import Method as M
@@ -141,13 +142,20 @@ class Broker:
 
     def open_connection(self, conn_id: Hashable, now: float, heartbeat: int | None,
                         virtual_host: str, username: str, password: str,
-                        client_properties: dict, delivery_window: int = 0) -> Connection | None:
+                        client_properties: dict, delivery_window: int = 0,
+                        peer_host: str | None = None, mechanism: str = "PLAIN") -> Connection | None:
         """A wire finished its handshake; None (and a close event) if it is refused.
 
         ``delivery_window``: delivery bytes the peer may hold unread before deliveries to
-        it pause (0: none; the wire bounds the peer another way, e.g. TCP).
+        it pause (0: none; the wire bounds the peer another way, e.g. TCP). ``peer_host``:
+        where it comes from (None: a local transport), for ``guest``'s loopback rule.
         """
         self.now = now
+        refused = self.topology.users.authenticate(username, password, peer_host)
+        if refused is not None:
+            log.warning("login refused (%s%s): %s", mechanism, f" from {peer_host}" if peer_host else "", refused)
+            self.close_connection(conn_id, errors.ACCESS_REFUSED, LOGIN_REFUSED.format(mechanism))
+            return None
         if virtual_host != VHOST:
             self.close_connection(conn_id, errors.NOT_ALLOWED, f"vhost {virtual_host} not found")
             return None

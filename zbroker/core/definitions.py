@@ -12,9 +12,12 @@ Rules:
   shape, exchange types, queue arguments, what each binding names), so such a refusal
   changes nothing; a declaration that conflicts with an existing entity (RabbitMQ's
   406 "inequivalent arg") stops the import at that entry, as RabbitMQ's does.
+- Users are exported and imported with their password hashes (RabbitMQ's scheme,
+  ``passwords.py``), so logins move with them; an imported user replaces one of the
+  same name.
 - What zbroker cannot apply is refused, never dropped: a vhost other than ``/``,
-  policies, operator policies, parameters, users other than RabbitMQ's default
-  ``guest`` with its full permissions on ``/``, which is what this broker is today.
+  policies, operator policies, parameters, and permissions other than full ones on
+  ``/`` (every user may do everything until permissions exist).
   Informational fields (versions, ``cluster_name``, ``internal_cluster_id``) are read
   and left.
 """
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from zbroker import __version__
 from zbroker.core.arguments import queue_settings
 from zbroker.core.exchanges import EXCHANGE_TYPES
+from zbroker.core.passwords import ALGORITHMS, SHA256
 from zbroker.core.queues import Queue
 from zbroker.core.topology import DEFAULT_EXCHANGES, VHOST
 from zbroker.errors import BrokerError
@@ -57,7 +61,10 @@ def export(broker: "Broker") -> dict[str, Any]:
                              "destination_type": "queue" if isinstance(destination, Queue) else "exchange",
                              "routing_key": key, "arguments": arguments})
     return {"product_name": "zbroker", "product_version": __version__,
-            "users": [], "vhosts": [{"name": VHOST}], "permissions": [], "topic_permissions": [],
+            "users": topology.users.definitions(), "vhosts": [{"name": VHOST}],
+            "permissions": [{"user": name, "vhost": VHOST, "configure": _FULL, "write": _FULL, "read": _FULL}
+                            for name in topology.users.users],
+            "topic_permissions": [],
             "parameters": [], "global_parameters": [], "policies": [],
             "queues": queues, "exchanges": exchanges, "bindings": bindings}
 
@@ -67,11 +74,15 @@ def apply(broker: "Broker", data: Any) -> dict[str, int]:
     if not isinstance(data, dict):
         raise DefinitionsError("definitions must be a JSON object")
     _check_unsupported(data)
+    users = _users(data)
     exchanges = _entries(data, "exchanges", ("name", "type"))
     queues = _entries(data, "queues", ("name",))
     bindings = _entries(data, "bindings", ("source", "destination", "destination_type"))
     _check(broker, exchanges, queues, bindings)
     topology = broker.topology
+    for user in users:
+        topology.users.put(user["name"], user["password_hash"], user.get("hashing_algorithm", SHA256),
+                           _tags(user.get("tags")))
     for e in exchanges:
         topology.declare_exchange(e["name"], e["type"], False, bool(e.get("durable", True)),
                                   bool(e.get("auto_delete", False)), bool(e.get("internal", False)),
@@ -86,7 +97,35 @@ def apply(broker: "Broker", data: Any) -> dict[str, int]:
         destination = (topology.queue(b["destination"], None) if b["destination_type"] == "queue"
                        else topology.exchange(b["destination"]))
         topology.bind(destination, b["source"], b.get("routing_key", ""), b.get("arguments") or {})
-    return {"exchanges": len(exchanges), "queues": len(queues), "bindings": len(bindings)}
+    return {"users": len(users), "exchanges": len(exchanges), "queues": len(queues), "bindings": len(bindings)}
+
+
+def _users(data: dict) -> list[dict]:
+    """The file's users, checked whole before anything is applied."""
+    users = data.get("users") or []
+    if not isinstance(users, list):
+        raise DefinitionsError("'users' must be a list")
+    for user in users:
+        if not isinstance(user, dict) or not isinstance(user.get("name"), str) or not user["name"]:
+            raise DefinitionsError(f"a user entry lacks a name: {user!r}")
+        if not isinstance(user.get("password_hash"), str):
+            raise DefinitionsError(f"user '{user['name']}' lacks a password_hash")
+        algorithm = user.get("hashing_algorithm", SHA256)
+        if algorithm not in ALGORITHMS:
+            raise DefinitionsError(f"user '{user['name']}': unknown hashing_algorithm {algorithm!r}")
+        _tags(user.get("tags"))
+    return users
+
+
+def _tags(tags: Any) -> list[str]:
+    """RabbitMQ exports tags as a list (3.10+) or a comma-separated string (older)."""
+    if tags is None:
+        return []
+    if isinstance(tags, str):
+        return [t for t in tags.split(",") if t]
+    if isinstance(tags, list) and all(isinstance(t, str) for t in tags):
+        return tags
+    raise DefinitionsError(f"user tags must be a list of strings: {tags!r}")
 
 
 def queue_arguments(entry: dict) -> dict:
@@ -131,17 +170,12 @@ def _check_unsupported(data: dict) -> None:
     for parameter in data.get("global_parameters") or []:
         if not isinstance(parameter, dict) or parameter.get("name") not in _INFORMATIONAL_PARAMETERS:
             raise DefinitionsError(f"global parameter {parameter!r} is not supported by zbroker")
-    for user in data.get("users") or []:
-        if not isinstance(user, dict) or user.get("name") != "guest":
-            raise DefinitionsError(f"user {user.get('name') if isinstance(user, dict) else user!r}: "
-                                   "zbroker has no users yet (every client is 'guest'); nothing was imported")
     for permission in [*(data.get("permissions") or []), *(data.get("topic_permissions") or [])]:
-        full = isinstance(permission, dict) and permission.get("user") == "guest" and \
-            permission.get("vhost") == VHOST and all(
-                permission.get(k, _FULL) == _FULL for k in ("configure", "write", "read"))
+        full = isinstance(permission, dict) and permission.get("vhost") == VHOST and all(
+            permission.get(k, _FULL) == _FULL for k in ("configure", "write", "read"))
         if not full:
             raise DefinitionsError(f"permission {permission!r}: zbroker has no permissions yet "
-                                   "(every client may do everything); nothing was imported")
+                                   "(every user may do everything); nothing was imported")
 
 
 def _check(broker: "Broker", exchanges: list[dict], queues: list[dict], bindings: list[dict]) -> None:

@@ -54,12 +54,16 @@ class Durability:
 
     # -- recovery (rule 5) -----------------------------------------------------------
 
+    def _changes(self) -> int:
+        """Changes to what the snapshot holds: the durable topology and the users."""
+        return self.topology.durable_changes + self.topology.users.changes
+
     def recover(self, recovered: Recovered, now: float) -> int:
         """Rebuild what the store held; returns the highest publish seq it had seen."""
         by_id: dict[int, Queue] = {}
         if recovered.topology is not None:
             by_id = snapshot.restore(self.topology, recovered.topology)
-        self._saved_changes = self.topology.durable_changes
+        self._saved_changes = self._changes()
         for queue_id, stored in recovered.queues.items():
             queue = by_id.get(queue_id)
             if queue is None:  # deleted before the crash, after its last snapshot
@@ -134,9 +138,10 @@ class Durability:
 
     def commit(self) -> None:
         """Rule 2; then compaction, while the disk accepts writes."""
-        if self.topology.durable_changes != self._saved_changes:
+        changes = self._changes()
+        if changes != self._saved_changes:
             self.store.save_topology(snapshot.snapshot(self.topology))
-            self._saved_changes = self.topology.durable_changes
+            self._saved_changes = changes
         try:
             self.store.commit()
         except OSError as exc:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from zbroker import __version__
 from zbroker.core import definitions, views
+from zbroker.core.users import UserError
 from zbroker.core.exchanges import EXCHANGE_TYPES
 from zbroker.core.stats import CHANNEL_COUNTERS
 from zbroker.core.topology import VHOST
@@ -79,7 +80,8 @@ class Management:
             "close_connection": self._close_connection, "get_messages": self._get_messages,
             "publish": self._publish, "definitions": self._definitions,
             "import_definitions": self._import_definitions, "alarms": self._alarms,
-            "reset": self._reset,
+            "reset": self._reset, "add_user": self._add_user, "delete_user": self._delete_user,
+            "change_password": self._change_password, "set_user_tags": self._set_user_tags,
         }
 
     def handle(self, verb: Any, args: Any, facts: dict | None = None) -> Any:
@@ -94,7 +96,7 @@ class Management:
             return handler(args, facts or {})
         except BrokerError as exc:  # a declare or publish refused, with RabbitMQ's text
             raise ManagementError(400, exc.text) from None
-        except definitions.DefinitionsError as exc:
+        except (definitions.DefinitionsError, UserError) as exc:
             raise ManagementError(400, str(exc)) from None
 
     # -- reading ---------------------------------------------------------------------
@@ -140,6 +142,10 @@ class Management:
             "channels": (self.broker.stats.channels, lambda c: views.channel(self.broker, c), views.channel_name),
             "consumers": (self._consumers, lambda c: views.consumer(self.broker, c), lambda c: c.tag),
             "bindings": (lambda: views.bindings(self.broker), lambda b: b, lambda b: b["source"]),
+            # (no password hashes: management requests are not authenticated yet)
+            "users": (lambda: self.broker.topology.users.users.values(),
+                      lambda u: {"name": u.name, "user": u.name, "tags": list(u.tags),
+                                 "hashing_algorithm": u.hashing_algorithm}, lambda u: u.name),
         }
         if kind not in sources:
             raise ManagementError(400, f"unknown list {kind!r}; one of {', '.join(sorted(sources))}")
@@ -259,6 +265,29 @@ class Management:
         for name in exchanges:
             topology.delete_exchange(name, False)
         return {"queues": len(queues), "exchanges": len(exchanges)}
+
+    def _add_user(self, args: dict, facts: dict) -> dict[str, str]:
+        user = self.broker.topology.users.add(_arg(args, "name", str), _arg(args, "password", str),
+                                              _arg(args, "tags", list, []))
+        return {"name": user.name}
+
+    def _delete_user(self, args: dict, facts: dict) -> dict[str, str]:
+        name = _arg(args, "name", str)
+        self.broker.topology.users.delete(name)
+        return {"name": name}
+
+    def _change_password(self, args: dict, facts: dict) -> dict[str, str]:
+        name = _arg(args, "name", str)
+        self.broker.topology.users.change_password(name, _arg(args, "password", str))
+        return {"name": name}
+
+    def _set_user_tags(self, args: dict, facts: dict) -> dict[str, str]:
+        name = _arg(args, "name", str)
+        tags = _arg(args, "tags", list, [])
+        if not all(isinstance(t, str) for t in tags):
+            raise ManagementError(400, "tags must be strings")
+        self.broker.topology.users.set_tags(name, tags)
+        return {"name": name}
 
     def _import_definitions(self, args: dict, facts: dict) -> dict[str, int]:
         return definitions.apply(self.broker, args.get("definitions"))

@@ -1,8 +1,8 @@
 """The durable topology as plain data, and back: what survives a broker restart.
 
 Saved: durable exchanges (not the predeclared ``amq.*`` ones), durable non-exclusive
-queues with their store ids, and bindings whose source and destination are both
-durable, as RabbitMQ keeps them. Transient things are never written, so after a
+queues with their store ids, bindings whose source and destination are both durable, as
+RabbitMQ keeps them, and the users with their password hashes. Transient things are never written, so after a
 restart they are simply gone.
 
 A durable queue's arguments are applied again on recovery, including those an older
@@ -37,7 +37,7 @@ def snapshot(topology: Topology) -> dict[str, Any]:
                 kind = "queue" if isinstance(destination, Queue) else "exchange"
                 bindings.append([source.name, kind, destination.name, key, arguments])
     return {"format": FORMAT, "next_queue_id": topology.next_queue_id, "exchanges": exchanges,
-            "queues": queues, "bindings": bindings}
+            "queues": queues, "bindings": bindings, "users": topology.users.snapshot()}
 
 
 def restore(topology: Topology, data: dict[str, Any]) -> dict[int, Queue]:
@@ -52,6 +52,8 @@ def restore(topology: Topology, data: dict[str, Any]) -> dict[int, Queue]:
         topology.add_queue(queue, store_id)
         by_id[store_id] = queue
     topology.next_queue_id = max(topology.next_queue_id, data["next_queue_id"])
+    if data.get("users"):  # (a snapshot of an older zbroker has none: guest as on a fresh broker)
+        topology.users.restore(data["users"])
     for source, kind, destination, key, arguments in data["bindings"]:
         dest: Queue | Exchange | None = (topology.queues.get(destination) if kind == "queue"
                                          else topology.exchanges.get(destination))

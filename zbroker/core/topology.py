@@ -32,6 +32,7 @@ from zbroker.core.arguments import QUORUM, amqp_type, queue_settings
 from zbroker.core.exchanges import EXCHANGE_TYPES, Exchange, HeadersExchange, freeze, valid_match_mode
 from zbroker.core.journal import QueueJournal
 from zbroker.core.limits import Limits
+from zbroker.core.users import Users
 from zbroker.core.queues import Queue
 from zbroker.core.session import Connection
 from zbroker.errors import ChannelError, ConnectionError_
@@ -120,6 +121,8 @@ class Topology:
         #: How many quorum queues exist: while 0, a transient publish needs no store look.
         self.quorum_queues = 0
         self.durable_changes = 0
+        #: Who may log in (``users.py``); saved with the durable topology.
+        self.users = Users()
         self.next_queue_id = 1
         self._next_transient_id = -1
         self._journal_for = journal_for

@@ -46,6 +46,7 @@ LISTS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
         "pid", "name", "connection", "number", "user", "vhost", "transactional", "confirm",
         "consumer_count", "messages_unacknowledged", "messages_unconfirmed", "messages_uncommitted",
         "prefetch_count", "global_prefetch_count", "state")),
+    "list_users": ("users", "users", ("user", "tags"), ("user", "tags", "hashing_algorithm")),
     "list_consumers": ("consumers", "consumers", (
         "queue_name", "channel_pid", "consumer_tag", "ack_required", "prefetch_count", "active",
         "arguments"), (
@@ -65,6 +66,7 @@ ALIASES: dict[str, Callable[[dict], Any]] = {
     "channel_pid": lambda c: c["channel_details"]["name"],
     "owner_pid": lambda q: (q.get("owner_pid_details") or {}).get("name", ""),
     "host": lambda c: c.get("host", ""),
+    "user": lambda u: u.get("user", u.get("name")),
     "port": lambda c: c.get("port", ""),
 }
 
@@ -121,7 +123,7 @@ class Ctl:
             click.echo(f"Error: Info key(s) {','.join(unknown)} are not supported. "
                        f"Supported info keys are: {', '.join(known)}", err=True)
             sys.exit(64)  # EX_USAGE, as rabbitmqctl
-        self.info(f"Listing {what} for vhost / ..." if kind != "connections" else "Listing connections ...")
+        self.info(f"Listing {what} ..." if kind in ("connections", "users") else f"Listing {what} for vhost / ...")
         items = self.ask("list", kind=kind)
         rows = [[pick(item, c) for c in chosen] for item in items]
         if self.formatter == "json":
@@ -248,6 +250,49 @@ def delete_queue(ctx: click.Context, queue: str, if_empty: bool, if_unused: bool
     c.info(f"Deleting queue '{queue}' on vhost '/' ...")
     result = c.ask("delete_queue", name=queue, if_empty=if_empty, if_unused=if_unused)
     click.echo(f"Queue was successfully deleted with {result['message_count']} ready messages")
+
+
+@ctl.command("add_user")
+@click.argument("username")
+@click.argument("password")
+@click.pass_context
+def add_user(ctx: click.Context, username: str, password: str) -> None:
+    """Add USERNAME with PASSWORD (kept as a salted SHA-256 hash, as RabbitMQ keeps it)."""
+    c = _ctl(ctx)
+    c.info(f'Adding user "{username}" ...')
+    c.ask("add_user", name=username, password=password)
+
+
+@ctl.command("delete_user")
+@click.argument("username")
+@click.pass_context
+def delete_user(ctx: click.Context, username: str) -> None:
+    """Delete USERNAME (its open connections stay until they close)."""
+    c = _ctl(ctx)
+    c.info(f'Deleting user "{username}" ...')
+    c.ask("delete_user", name=username)
+
+
+@ctl.command("change_password")
+@click.argument("username")
+@click.argument("password")
+@click.pass_context
+def change_password(ctx: click.Context, username: str, password: str) -> None:
+    """Give USERNAME a new PASSWORD."""
+    c = _ctl(ctx)
+    c.info(f'Changing password for user "{username}" ...')
+    c.ask("change_password", name=username, password=password)
+
+
+@ctl.command("set_user_tags")
+@click.argument("username")
+@click.argument("tags", nargs=-1)
+@click.pass_context
+def set_user_tags(ctx: click.Context, username: str, tags: tuple[str, ...]) -> None:
+    """Set USERNAME's TAGS (administrator, monitoring, management, ...; none clears them)."""
+    c = _ctl(ctx)
+    c.info(f'Setting tags for user "{username}" to [{", ".join(tags)}] ...')
+    c.ask("set_user_tags", name=username, tags=list(tags))
 
 
 @ctl.command("close_connection")

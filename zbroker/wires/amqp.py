@@ -8,8 +8,8 @@ listener's key for the socket (an int, so it never collides with a ZeroMQ routin
 Rules (AMQP 0-9-1 and RabbitMQ's behaviour):
 1. Handshake: the 8-byte protocol header, then start/start-ok (SASL PLAIN or AMQPLAIN),
    tune/tune-ok, open/open-ok, within ``HANDSHAKE_TIMEOUT_S``. A wrong protocol header
-   is answered with ours and the socket is closed. Until users exist, only
-   ``guest``/``guest`` from a loopback address logs in (RabbitMQ's ``loopback_users``);
+   is answered with ours and the socket is closed. Logins are checked against the
+   broker's users (``core/users.py``: ``guest`` from a loopback address only);
    a refused login is 403 ACCESS_REFUSED with RabbitMQ's text, sent (then the socket
    closed) when the client announced ``authentication_failure_close``.
 2. Tune: the broker offers ``channel_max``, ``frame_max`` (128 KiB, RabbitMQ's) and its
@@ -36,7 +36,6 @@ Rules (AMQP 0-9-1 and RabbitMQ's behaviour):
 """
 from __future__ import annotations
 
-import ipaddress
 import logging
 import platform
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ from zbroker import __version__, errors
 from zbroker.amqp import codec, methods
 from zbroker.amqp.codec import FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FrameError
 from zbroker.core import Broker
-from zbroker.core.passwords import check_password, hash_password
+from zbroker.core.users import LOGIN_REFUSED
 from zbroker.credit import DELIVERY_WINDOW
 from zbroker.methods import BODY_METHODS
 from zbroker.methods import Method as M
@@ -71,11 +70,6 @@ CAPABILITIES = {
     "consumer_cancel_notify": True, "connection.blocked": True, "consumer_priorities": True,
     "authentication_failure_close": True, "per_consumer_qos": True, "direct_reply_to": True,
 }
-#: Until users exist: RabbitMQ's default user, its password kept as RabbitMQ keeps it
-#: (``core/passwords.py``), who may connect from loopback only (``loopback_users``).
-DEFAULT_USERS = {"guest": hash_password("guest")}
-LOOPBACK_USERS = frozenset({"guest"})
-LOGIN_REFUSED = "Login was refused using authentication mechanism {}. For details see the broker logfile."
 
 _HEADER, _START_OK, _TUNE_OK, _OPEN, _RUNNING, _CLOSING, _CLOSED = range(7)
 _PUBLISH = int(M.BASIC_PUBLISH)
@@ -398,13 +392,8 @@ class AmqpWire:
         conn.state = _TUNE_OK
 
     def _login_refusal(self, conn: AmqpConnection) -> str | None:
-        """Why this login is refused (for the log), or None."""
-        stored = DEFAULT_USERS.get(conn.username)
-        if stored is None or not check_password(stored, conn.password):
-            return f"user '{conn.username}' - invalid credentials"
-        if conn.username in LOOPBACK_USERS and not _loopback(conn.peer_host):
-            return f"user '{conn.username}' can only connect via localhost"
-        return None
+        """Why this login is refused (for the log), or None (``core/users.py``)."""
+        return self.broker.topology.users.authenticate(conn.username, conn.password, conn.peer_host)
 
     def _refuse_login(self, conn: AmqpConnection, why: str) -> None:
         log.warning("AMQP connection from %s:%d: login refused: %s", conn.peer_host, conn.peer_port, why)
@@ -429,7 +418,7 @@ class AmqpWire:
     def _open(self, conn: AmqpConnection, method: Any, now: float) -> None:
         core = self.broker.open_connection(conn.key, now, conn.heartbeat, method.virtual_host,
                                            conn.username, conn.password, conn.client_properties,
-                                           DELIVERY_WINDOW)
+                                           DELIVERY_WINDOW, conn.peer_host, conn.mechanism)
         conn.password = ""  # not kept past the login
         if core is None:  # refused (vhost, connection limit): the core queued the close
             conn.state = _RUNNING
@@ -619,15 +608,6 @@ def _drop_first(parts: list[Any] | None, start: int, op: int, channel: int) -> N
         if type(part) is tuple and part[0] == op and part[1] == channel:
             del parts[i]
             return
-
-
-def _loopback(host: str) -> bool:
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    mapped = getattr(address, "ipv4_mapped", None)
-    return (mapped or address).is_loopback
 
 
 def key_name(conn: AmqpConnection) -> str:

@@ -74,11 +74,12 @@ class NativeWire:
                 check_header(parts[start])  # raises the right ProtocolError
             for op, fields, body in decode_message(parts, start + 1):
                 if conn is None:
-                    conn = self._unknown_peer(peer, op, fields, now)
+                    host = self.peer_address(frame) if frame is not None and self.peer_address else None
+                    conn = self._unknown_peer(peer, op, fields, now, host)
                     if conn is None:
                         return
-                    if frame is not None and self.peer_address is not None:
-                        conn.peer = self.peer_address(frame)
+                    if host is not None:
+                        conn.peer = host
                         conn.listener = self.listener
                     continue
                 if op == _PUBLISH:
@@ -116,12 +117,12 @@ class NativeWire:
         log.warning("connection %s closed: %s", conn.name, detail)
         self.broker.close_connection(conn.conn_id, errors.COMMAND_INVALID, detail)
 
-    def _unknown_peer(self, peer: bytes, op: int, fields: list[Any], now: float) -> Any:
+    def _unknown_peer(self, peer: bytes, op: int, fields: list[Any], now: float, host: str | None) -> Any:
         broker = self.broker
         if op == M.HELLO:
             heartbeat, virtual_host, username, password, client_properties = fields
             conn = broker.open_connection(peer, now, heartbeat, virtual_host, username, password,
-                                          client_properties, self.delivery_window)
+                                          client_properties, self.delivery_window, host)
             if conn is not None:
                 conn.send((M.HELLO_OK, conn.heartbeat, broker.max_body_bytes,
                            {"product": "zbroker", "version": __version__,

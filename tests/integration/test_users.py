@@ -1,0 +1,58 @@
+"""Users against a real broker: added, changed and deleted with ``zbroker ctl``, logging
+in over both wires, refused as RabbitMQ and pika do, and kept across a kill -9."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import zbroker.client as zpika
+from tests.support import Broker, child_env
+
+pika = pytest.importorskip("pika")
+
+
+def ctl(broker: Broker, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "zbroker", "ctl", "--broker", broker.endpoint, *args],
+                          capture_output=True, text=True, env=child_env(), timeout=30)
+
+
+def login_amqp(broker: Broker, user: str, password: str) -> None:
+    credentials = pika.PlainCredentials(user, password)
+    pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.amqp_port, credentials=credentials)).close()
+
+
+def login_zbroker(broker: Broker, user: str, password: str) -> None:
+    credentials = zpika.PlainCredentials(user, password)
+    zpika.BlockingConnection(zpika.ConnectionParameters(port=broker.port, credentials=credentials)).close()
+
+
+def test_users_are_managed_with_ctl_and_checked_on_both_wires(tmp_path) -> None:  # noqa: ANN001
+    broker = Broker(data_dir=tmp_path)
+    try:
+        assert ctl(broker, "add_user", "bob", "s3cret").returncode == 0
+        assert ctl(broker, "set_user_tags", "bob", "monitoring").returncode == 0
+        for login in (login_amqp, login_zbroker):
+            login(broker, "bob", "s3cret")
+            with pytest.raises((pika.exceptions.ProbableAuthenticationError,
+                                zpika.exceptions.ProbableAuthenticationError)):
+                login(broker, "bob", "wrong")
+        listed = ctl(broker, "list_users", "-q")
+        assert listed.stdout.splitlines() == ["user\ttags", 'bob\t["monitoring"]', 'guest\t["administrator"]']
+        assert "already exists" in ctl(broker, "add_user", "bob", "x").stderr
+        assert ctl(broker, "change_password", "bob", "n3w").returncode == 0
+        login_amqp(broker, "bob", "n3w")
+        broker.kill()  # SIGKILL: the users were saved with the topology
+        broker = Broker(data_dir=tmp_path)
+        login_zbroker(broker, "bob", "n3w")
+        assert ctl(broker, "delete_user", "bob").returncode == 0
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+            login_amqp(broker, "bob", "n3w")
+        log = broker.log()
+        assert "login refused (PLAIN from 127.0.0.1): user 'bob' does not exist" in log or \
+            "login refused: user 'bob' does not exist" in log
+        assert "n3w" not in log and "wrong" not in log  # passwords are never logged
+    finally:
+        broker.stop()
+        broker.remove_data()

@@ -1,0 +1,122 @@
+"""Users: who may log in, with RabbitMQ's password hashes and tags.
+
+Rules (RabbitMQ's internal user database, "Access Control" guide):
+- A fresh broker has one user, ``guest`` with password ``guest`` and tag
+  ``administrator``; ``guest`` may log in from a loopback address only
+  (``loopback_users``). Deleting or restricting it is how a LAN broker is secured.
+- Passwords are kept only as hashes (``passwords.py``); a login is refused with one
+  reason for the log (never the password) and RabbitMQ's single text for the client.
+- Tags are free words; ``administrator``, ``monitoring``, ``management`` and
+  ``policymaker`` are RabbitMQ's. Users are durable: they are part of the topology
+  snapshot (``snapshot.py``), so every change bumps ``changes``.
+- Names are at most 255 bytes, as AMQP's short strings; an empty name is refused.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from zbroker.core.passwords import ALGORITHMS, SHA256, check_password, hash_password
+
+DEFAULT_USER = "guest"
+LOOPBACK_USERS = frozenset({DEFAULT_USER})
+#: RabbitMQ's text for every refused login, whatever the reason (the reason is logged).
+LOGIN_REFUSED = "Login was refused using authentication mechanism {}. For details see the broker logfile."
+
+
+class UserError(ValueError):
+    """A user operation refused, with RabbitMQ's wording where it has one."""
+
+
+@dataclass
+class User:
+    name: str
+    password_hash: str
+    hashing_algorithm: str = SHA256
+    tags: list[str] = field(default_factory=list)
+
+
+class Users:
+    def __init__(self) -> None:
+        self.users: dict[str, User] = {
+            DEFAULT_USER: User(DEFAULT_USER, hash_password(DEFAULT_USER), SHA256, ["administrator"])}
+        #: Bumped by every change: the durable topology is saved when it moves.
+        self.changes = 0
+
+    def authenticate(self, username: str, password: str, peer_host: str | None) -> str | None:
+        """Why a login is refused (for the log), or None. ``peer_host`` None: a local
+        transport (ipc, inproc), which counts as loopback."""
+        user = self.users.get(username)
+        if user is None:
+            return f"user '{username}' does not exist"
+        if not check_password(user.password_hash, password, user.hashing_algorithm):
+            return f"user '{username}' - invalid credentials"
+        if username in LOOPBACK_USERS and peer_host is not None and not is_loopback(peer_host):
+            return f"user '{username}' can only connect via localhost"
+        return None
+
+    def add(self, name: str, password: str, tags: list[str] | None = None) -> User:
+        check_name(name)
+        if name in self.users:
+            raise UserError(f"user '{name}' already exists")
+        user = self.users[name] = User(name, hash_password(password), SHA256, list(tags or []))
+        self.changes += 1
+        return user
+
+    def put(self, name: str, password_hash: str, hashing_algorithm: str, tags: list[str]) -> None:
+        """Add or replace a user from a definitions file (the hash as given)."""
+        check_name(name)
+        if hashing_algorithm not in ALGORITHMS:
+            raise UserError(f"user '{name}': unknown hashing_algorithm '{hashing_algorithm}'")
+        self.users[name] = User(name, password_hash, hashing_algorithm, list(tags))
+        self.changes += 1
+
+    def delete(self, name: str) -> None:
+        if self.users.pop(name, None) is None:
+            raise UserError(f"user '{name}' does not exist")
+        self.changes += 1
+
+    def change_password(self, name: str, password: str) -> None:
+        user = self._get(name)
+        user.password_hash, user.hashing_algorithm = hash_password(password), SHA256
+        self.changes += 1
+
+    def set_tags(self, name: str, tags: list[str]) -> None:
+        self._get(name).tags = list(tags)
+        self.changes += 1
+
+    def _get(self, name: str) -> User:
+        user = self.users.get(name)
+        if user is None:
+            raise UserError(f"user '{name}' does not exist")
+        return user
+
+    # -- durable form (the topology snapshot) and definitions ------------------------
+
+    def snapshot(self) -> list[list]:
+        return [[u.name, u.password_hash, u.hashing_algorithm, u.tags] for u in self.users.values()]
+
+    def restore(self, rows: list[list]) -> None:
+        self.users = {name: User(name, password_hash, algorithm, list(tags))
+                      for name, password_hash, algorithm, tags in rows}
+
+    def definitions(self) -> list[dict]:
+        """RabbitMQ's ``users`` entries (``tags`` as a list, as RabbitMQ 3.10+ exports)."""
+        return [{"name": u.name, "password_hash": u.password_hash, "hashing_algorithm": u.hashing_algorithm,
+                 "tags": list(u.tags), "limits": {}} for u in self.users.values()]
+
+
+def check_name(name: str) -> None:
+    if not isinstance(name, str) or not name:
+        raise UserError("a user name must be a non-empty string")
+    if len(name.encode()) > 255:
+        raise UserError("a user name is at most 255 bytes")
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
