@@ -85,3 +85,15 @@ def test_definitions_carry_users_and_their_hashes_both_ways() -> None:
     listed = m.handle("list", {"kind": "users"})
     assert sorted((u["name"], u["tags"]) for u in listed) == [("bob", ["monitoring"]), ("guest", ["administrator"])]
     assert all("password_hash" not in u for u in listed)  # management is not authenticated yet
+
+
+def test_a_user_id_property_must_be_the_logged_in_user() -> None:
+    """RabbitMQ's validated user-id: a publish claiming another user closes the channel."""
+    broker = Broker()
+    peer = FakePeer(broker, b"p").open()
+    peer.send(Op.QUEUE_DECLARE, 1, "q", False, False, False, False, {})
+    peer.send(Op.BASIC_PUBLISH, 1, "", "q", False, {"user_id": "guest"}, body=b"ok")
+    got = peer.send(Op.BASIC_PUBLISH, 1, "", "q", False, {"user_id": "bob"}, body=b"claims bob")
+    assert (got[0][0], got[0][1][1:]) == (Op.CHANNEL_CLOSE, [406, "PRECONDITION_FAILED - user_id property set to "
+                                                                 "'bob' but authenticated user was 'guest'"])
+    assert broker.topology.queues["q"].message_count == 1

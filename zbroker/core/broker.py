@@ -639,6 +639,10 @@ class Broker:
             expiration = properties.get("expiration")
             if expiration is not None:
                 ttl = parse_expiration(expiration)
+            user_id = properties.get("user_id")
+            if user_id is not None and user_id != channel.connection.user:  # RabbitMQ's validated user-id
+                raise precondition(f"user_id property set to '{user_id}' but authenticated user was "
+                                   f"'{channel.connection.user}'")
             if properties.get("reply_to") == REPLY_TO:
                 properties = self.reply_to.address(channel, properties)
         if exchange == "" and routing_key.startswith(REPLY_PREFIX):
