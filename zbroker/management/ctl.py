@@ -252,47 +252,40 @@ def delete_queue(ctx: click.Context, queue: str, if_empty: bool, if_unused: bool
     click.echo(f"Queue was successfully deleted with {result['message_count']} ready messages")
 
 
-@ctl.command("add_user")
-@click.argument("username")
-@click.argument("password")
-@click.pass_context
-def add_user(ctx: click.Context, username: str, password: str) -> None:
-    """Add USERNAME with PASSWORD (kept as a salted SHA-256 hash, as RabbitMQ keeps it)."""
-    c = _ctl(ctx)
-    c.info(f'Adding user "{username}" ...')
-    c.ask("add_user", name=username, password=password)
+#: rabbitmqctl's user verbs: (arguments, what the info line says, help).
+USER_VERBS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "add_user": (("username", "password"), 'Adding user "{username}" ...',
+                 "Add USERNAME with PASSWORD (kept as a salted SHA-256 hash, as RabbitMQ keeps it)."),
+    "delete_user": (("username",), 'Deleting user "{username}" ...',
+                    "Delete USERNAME (its open connections stay until they close)."),
+    "change_password": (("username", "password"), 'Changing password for user "{username}" ...',
+                        "Give USERNAME a new PASSWORD."),
+    "set_user_tags": (("username", "tags"), 'Setting tags for user "{username}" to [{tags}] ...',
+                      "Set USERNAME's TAGS (administrator, monitoring, management, ...; none clears them)."),
+}
 
 
-@ctl.command("delete_user")
-@click.argument("username")
-@click.pass_context
-def delete_user(ctx: click.Context, username: str) -> None:
-    """Delete USERNAME (its open connections stay until they close)."""
-    c = _ctl(ctx)
-    c.info(f'Deleting user "{username}" ...')
-    c.ask("delete_user", name=username)
+def _user_command(verb: str) -> None:
+    names, info, help_text = USER_VERBS[verb]
+
+    @click.pass_context
+    def command(ctx: click.Context, **given: Any) -> None:
+        c = _ctl(ctx)
+        c.info(info.format(username=given["username"], tags=", ".join(given.get("tags", ()))))
+        arguments = {"name": given["username"]}
+        if "password" in given:
+            arguments["password"] = given["password"]
+        if "tags" in given:
+            arguments["tags"] = list(given["tags"])
+        c.ask(verb, **arguments)
+
+    for name in reversed(names):
+        command = click.argument(name, nargs=-1 if name == "tags" else 1)(command)
+    ctl.command(verb, help=help_text)(command)
 
 
-@ctl.command("change_password")
-@click.argument("username")
-@click.argument("password")
-@click.pass_context
-def change_password(ctx: click.Context, username: str, password: str) -> None:
-    """Give USERNAME a new PASSWORD."""
-    c = _ctl(ctx)
-    c.info(f'Changing password for user "{username}" ...')
-    c.ask("change_password", name=username, password=password)
-
-
-@ctl.command("set_user_tags")
-@click.argument("username")
-@click.argument("tags", nargs=-1)
-@click.pass_context
-def set_user_tags(ctx: click.Context, username: str, tags: tuple[str, ...]) -> None:
-    """Set USERNAME's TAGS (administrator, monitoring, management, ...; none clears them)."""
-    c = _ctl(ctx)
-    c.info(f'Setting tags for user "{username}" to [{", ".join(tags)}] ...')
-    c.ask("set_user_tags", name=username, tags=list(tags))
+for _verb in USER_VERBS:
+    _user_command(_verb)
 
 
 @ctl.command("close_connection")
