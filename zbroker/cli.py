@@ -82,10 +82,17 @@ def main() -> None:
                    "presenting one it does not sign is refused.")
 @click.option("--tls-require-client-cert", is_flag=True,
               help="Refuse TLS clients without a certificate signed by --tls-ca.")
+@click.option("--curve-secret-key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Encrypt the zbroker wire with ZeroMQ CURVE, with this broker key file (NAME.key_secret "
+                   "from `zbroker keygen`); clients and `zbroker ctl` then need the public key "
+                   "(NAME.key).")
+@click.option("--curve-client-keys", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Only clients whose CURVE public key is one of the *.key files in this directory "
+                   "may connect (checked at the handshake, before any login). Needs --curve-secret-key.")
 @click.option("--http", "http", default=None, metavar="HOST:PORT", is_flag=False, flag_value="127.0.0.1:15680",
               help="Serve the HTTP API (RabbitMQ's management paths), the dashboard and Prometheus "
-                   "metrics here; '--http' alone is 127.0.0.1:15680. Off unless given: there are no "
-                   "users yet, so whoever reaches it may purge queues.")
+                   "metrics here; '--http' alone is 127.0.0.1:15680. Off unless given; the API asks "
+                   "for a login (basic auth), /metrics does not.")
 @click.option("--stats-interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds between statistics samples; rates are over this interval "
                    "(RabbitMQ's collect_statistics_interval).")
@@ -94,8 +101,8 @@ def main() -> None:
 def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None, in_memory: bool,
           channel_max: int, max_connections: int, max_queues: int, memory_limit: int,
           disk_free_limit: int, amqp: str | None, amqps: str | None, tls_cert: str | None,
-          tls_key: str | None, tls_ca: str | None, tls_require_client_cert: bool, http: str | None,
-          stats_interval: float, log_level: str) -> None:
+          tls_key: str | None, tls_ca: str | None, tls_require_client_cert: bool, curve_secret_key: str | None,
+          curve_client_keys: str | None, http: str | None, stats_interval: float, log_level: str) -> None:
     """Run the broker until Ctrl-C or SIGTERM.
 
     Limits and alarms: a publisher gets 4 MiB of publish credit and a consumer a 4 MiB
@@ -114,6 +121,7 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None,
     if in_memory and given not in (click.core.ParameterSource.DEFAULT, None):
         raise click.UsageError("--disk-free-limit has no meaning with --in-memory: there is no disk to watch")
     tls = _tls_context(amqps, tls_cert, tls_key, tls_ca, tls_require_client_cert)
+    curve = _curve(curve_secret_key, curve_client_keys)
     data_dir = None if in_memory else (data_dir or default_data_dir())
     store = MemoryStore() if data_dir is None else DiskStore(data_dir)
     fit = raise_descriptor_limit()
@@ -128,7 +136,7 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None,
     except (StoreError, OSError) as exc:
         raise click.ClickException(f"cannot open the store: {exc}") from None
     server = Server(broker, bind, monitor=resources.Monitor(memory_limit, data_dir, disk_free_limit), amqp=amqp,
-                    amqps=amqps, tls=tls)
+                    amqps=amqps, tls=tls, curve=curve)
     try:
         endpoint = server.open()
     except (OSError, ValueError) as exc:
@@ -141,7 +149,7 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None,
     if http:
         from zbroker.management.http import HttpServer
         try:
-            web = HttpServer(http, server.inproc, server.context)
+            web = HttpServer(http, server.inproc, server.context, server.relay_token)
             server.http_endpoint = web.start()
         except (OSError, ValueError) as exc:
             server.close()
@@ -174,6 +182,34 @@ def _warn_if_only_guest(broker: Any, endpoints: list[str]) -> None:
         logging.getLogger("zbroker").warning(
             "listening on %s, but the only user is 'guest', who may connect from localhost only; add "
             "one: zbroker ctl add_user NAME PASSWORD", ", ".join(remote))
+
+
+def _curve(secret_key: str | None, client_keys: str | None) -> tuple[bytes, set[bytes] | None] | None:
+    """The broker's CURVE secret key and the client keys allowed (None: any), or None."""
+    from zbroker.curve import KeyError_, load_public_keys, load_secret_key
+    if secret_key is None:
+        if client_keys is not None:
+            raise click.UsageError("--curve-client-keys needs --curve-secret-key")
+        return None
+    try:
+        return load_secret_key(secret_key)[1], load_public_keys(client_keys) if client_keys else None
+    except KeyError_ as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Where to write NAME.key and NAME.key_secret.")
+def keygen(name: str, directory: str) -> None:
+    """Make a CURVE key pair NAME: NAME.key (public: give it to clients, or to
+    --curve-client-keys) and NAME.key_secret (secret: for --curve-secret-key or a client)."""
+    from zbroker.curve import keygen as make
+    public_file, secret_file = make(directory, name)
+    from zbroker.curve import load_secret_key
+    public, _ = load_secret_key(secret_file)
+    click.echo(f"public key:  {public.decode()}  ({public_file})")
+    click.echo(f"secret key file: {secret_file} (keep it private: mode 0600)")
 
 
 def _tls_context(amqps: str | None, cert: str | None, key: str | None, ca: str | None,

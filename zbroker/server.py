@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import secrets
 import signal
 import socket
 import ssl
@@ -42,6 +43,7 @@ from zbroker.wires.management import ManagementWire
 from zbroker.listener import AmqpListener
 from zbroker.wires.amqp import AmqpWire
 from zbroker.wires.native import NativeWire
+from zbroker.curve import ZapHandler
 from zbroker.transport import NOBLOCK, POLLIN, peer_address, poll_events, recv_batch, send_parts, wait_readable
 
 log = logging.getLogger(__name__)
@@ -86,7 +88,9 @@ def raise_descriptor_limit() -> int:
 class Server:
     def __init__(self, broker: Broker, bind: str, context: zmq.Context | None = None,
                  monitor: Monitor | None = None, amqp: str | None = None, amqps: str | None = None,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, curve: tuple[bytes, set[bytes] | None] | None = None) -> None:
+        """``curve``: (the broker's secret key, the client keys allowed or None for any):
+        the zbroker wire is encrypted (``curve.py``)."""
         self.broker = broker
         #: The AMQP 0-9-1 listeners (``listener.py``; one wire, ``wires/amqp.py``): plain
         #: where ``amqp`` names an address, TLS where ``amqps`` does (with ``tls``).
@@ -95,7 +99,11 @@ class Server:
         self.amqps = AmqpListener(broker, self.amqp_wire, amqps, tls) if amqps else None
         self.listeners = [listener for listener in (self.amqp, self.amqps) if listener is not None]
         self.monitor = monitor
-        self.management = ManagementWire(broker, self.facts)
+        self.curve = curve
+        self._zap: ZapHandler | None = None
+        #: What the in-process HTTP server proves itself with (``core/management_access.py``).
+        self.relay_token = secrets.token_bytes(32)
+        self.management = ManagementWire(broker, self.facts, self.relay_token)
         self.wire = NativeWire(broker, management=self.management)
         self.wire.peer_address = peer_address
         self.bind = bind
@@ -134,19 +142,23 @@ class Server:
         if self.broker.heartbeat > 0:
             router.setsockopt(zmq.HEARTBEAT_IVL, self.broker.heartbeat * 500)
             router.setsockopt(zmq.HEARTBEAT_TIMEOUT, self.broker.heartbeat * 1000)
+        if self.curve is not None:
+            router.curve_server = True
+            router.curve_secretkey = self.curve[0]
+            self._zap = ZapHandler(self._ctx, self.curve[1])
         try:
             router.bind(self.bind)
-        except zmq.ZMQError as exc:
-            router.close(0)
-            raise OSError(f"cannot bind {self.bind}: {exc}") from None
-        self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
-        try:
+            self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
             for listener in self.listeners:
                 listener.open()
-        except (OSError, ValueError):
+        except (OSError, ValueError, zmq.ZMQError) as exc:
             for listener in self.listeners:
                 listener.close(time.time())
             router.close(0)
+            if self._zap is not None:
+                self._zap.close()
+            if isinstance(exc, zmq.ZMQError):
+                raise OSError(f"cannot bind {self.bind}: {exc}") from None
             raise
         router.bind(self.inproc)
         self.wire.listener = self.endpoint.split("://", 1)[-1]
@@ -195,6 +207,9 @@ class Server:
         items: list[tuple[Any, int]] = [(router, POLLIN), (monitor, POLLIN)]
         if self._wakeup_r is not None:
             items.append((self._wakeup_r, POLLIN))
+        zap = self._zap.socket if self._zap is not None else None
+        if zap is not None:
+            items.append((zap, POLLIN))
         listeners = self.listeners
         ready: list[tuple[Any, int]] = []
         self._next_sweep = time.monotonic() + PROBE_SWEEP_S
@@ -215,6 +230,8 @@ class Server:
                     self._drain(router)
                 if monitor in events:
                     self._read_monitor(monitor)
+                if zap is not None and zap in events:
+                    self._zap.handle()
                 if ready:
                     for listener in listeners:
                         listener.handle(ready, time.time())
@@ -432,4 +449,6 @@ class Server:
             self._monitor.close(0)
         self._router.close()
         self._router = None
+        if self._zap is not None:
+            self._zap.close()
         log.info("zbroker stopped")

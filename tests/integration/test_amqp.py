@@ -82,7 +82,7 @@ def test_wrong_credentials_are_pikas_probable_authentication_error(broker: Broke
         amqp(broker, credentials=pika.PlainCredentials("guest", "wrong"))
     with pytest.raises(pika.exceptions.ProbableAccessDeniedError, match="vhost nope not found"):
         amqp(broker, virtual_host="nope")
-    broker.wait_for(r"login refused: user 'guest' - invalid credentials")
+    broker.wait_for(r"PLAIN login refused from 127.0.0.1: user 'guest' - invalid credentials")
     assert "wrong" not in broker.log()  # the password is never logged
 
 

@@ -69,11 +69,15 @@ def web() -> Broker:
 
 
 @pytest.fixture
-def page():
+def page(web: Broker):
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1366, "height": 768})  # a laptop screen
+        # Without a login the page is refused with the challenge that makes a browser ask.
+        refused = browser.new_page().request.get(web.http + "/")
+        assert refused.status == 401 and refused.headers["www-authenticate"] == 'Basic realm="RabbitMQ Management"'
+        page = browser.new_page(viewport={"width": 1366, "height": 768},  # a laptop screen
+                                http_credentials={"username": "guest", "password": "guest"})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         yield page

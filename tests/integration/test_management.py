@@ -2,6 +2,7 @@
 paths and RabbitMQ field names, Prometheus metrics, definitions in and out."""
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -65,11 +66,17 @@ def rows(out: str) -> list[list[str]]:
     return [line.split("\t") for line in out.splitlines()[1:]]  # after the info line
 
 
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
 def http(base: str, path: str, method: str = "GET", body: Any = None,
-         headers: dict | None = None) -> tuple[int, Any]:
+         headers: dict | None = None, auth: tuple[str, str] | None = ("guest", "guest")) -> tuple[int, Any]:
+    """A request to the HTTP API, logged in as ``auth`` (None: no login)."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+                                     headers={"Content-Type": "application/json", **(basic(*auth) if auth else {}),
+                                              **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             text = response.read().decode()
@@ -390,7 +397,7 @@ def test_http_definitions_import_a_rabbitmq_export(web: Broker) -> None:
     status, error = http(base, "/api/definitions", "POST",
                          {**RABBITMQ_EXPORT, "permissions": [{"user": "alice", "vhost": "/", "configure": "^alice",
                                                               "write": ".*", "read": ".*"}]})
-    assert status == 400 and "alice" in error["reason"] and "no permissions yet" in error["reason"]
+    assert status == 400 and error["reason"] == "permission for user 'alice': no such user"
     assert http(base, "/api/queues/%2F/other")[0] == 404  # nothing of a refused file was imported
 
 
@@ -446,3 +453,46 @@ def test_metrics_have_rabbitmq_prometheus_names(web: Broker) -> None:
     published = families["rabbitmq_channel_messages_published"].samples
     assert [s.value for s in published if s.name.endswith("_total")] == [10]
     connection.close()
+
+
+def test_http_api_users_permissions_and_logins(web: Broker) -> None:
+    """RabbitMQ's /api/users, /api/permissions, /api/vhosts, /api/whoami, behind basic auth."""
+    base = web.http
+    status, body = http(base, "/api/overview", auth=None)
+    assert (status, body) == (401, {"error": "not_authorised", "reason": "Not_Authorized"})
+    assert http(base, "/api/overview", auth=("guest", "wrong")) == (401, {"error": "not_authorised",
+                                                                           "reason": "Login failed"})
+    assert http(base, "/api/whoami") == (200, {"name": "guest", "tags": ["administrator"]})
+    assert http(base, "/api/users/ops", "PUT", {"password": "s3cret", "tags": "monitoring"})[0] == 201
+    assert http(base, "/api/users/ops", "PUT", {"password": "s3cret2", "tags": "monitoring"})[0] == 204
+    status, ops = http(base, "/api/users/ops")
+    assert status == 200 and ops["tags"] == ["monitoring"] and ops["hashing_algorithm"] == \
+        "rabbit_password_hashing_sha256" and ops["password_hash"]
+    assert http(base, "/api/whoami", auth=("ops", "s3cret2"))[1] == {"name": "ops", "tags": ["monitoring"]}
+    assert http(base, "/api/queues", auth=("ops", "s3cret2"))[0] == 200  # monitoring reads
+    assert http(base, "/api/users", auth=("ops", "s3cret2")) == (401, {"error": "not_authorised",
+                                                                       "reason": "Not administrator user"})
+    assert http(base, "/api/permissions/%2F/ops", "PUT", {"configure": "^ops-", "write": "^ops-",
+                                                           "read": ".*"})[0] == 204
+    assert http(base, "/api/permissions/%2F/ops") == (200, {"user": "ops", "vhost": "/", "configure": "^ops-",
+                                                            "write": "^ops-", "read": ".*"})
+    assert [p["user"] for p in http(base, "/api/permissions")[1]] == ["guest", "ops"]
+    assert http(base, "/api/users/ops/permissions")[1][0]["configure"] == "^ops-"
+    bad = http(base, "/api/permissions/%2F/ops", "PUT", {"configure": "(", "write": "", "read": ""})
+    assert bad[0] == 400 and "invalid regular expression" in bad[1]["reason"]
+    assert http(base, "/api/vhosts")[1][0]["name"] == "/"
+    assert http(base, "/api/vhosts/other", "PUT", {})[0] == 501
+    # The login counts on the client wires too: ops may publish to ops-* only.
+    connection = pika.BlockingConnection(pika.ConnectionParameters(
+        "127.0.0.1", web.port, credentials=pika.PlainCredentials("ops", "s3cret2")))
+    channel = connection.channel()
+    channel.queue_declare("ops-q")
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as err:
+        connection.channel().queue_declare("payments")
+    assert (err.value.reply_code, err.value.reply_text) == (
+        403, "ACCESS_REFUSED - configure access to queue 'payments' in vhost '/' refused for user 'ops'")
+    connection.close()
+    assert http(base, "/api/permissions/%2F/ops", "DELETE")[0] == 204
+    assert http(base, "/api/users/ops", "DELETE")[0] == 204
+    assert http(base, "/api/users/ops")[0] == 404
+    assert http(base, "/metrics", auth=None)[0] == 200  # Prometheus scrapes without a login, as RabbitMQ's

@@ -33,6 +33,7 @@ def test_users_are_managed_with_ctl_and_checked_on_both_wires(tmp_path) -> None:
     try:
         assert ctl(broker, "add_user", "bob", "s3cret").returncode == 0
         assert ctl(broker, "set_user_tags", "bob", "monitoring").returncode == 0
+        assert ctl(broker, "set_permissions", "bob", ".*", ".*", ".*").returncode == 0
         for login in (login_amqp, login_zbroker):
             login(broker, "bob", "s3cret")
             with pytest.raises((pika.exceptions.ProbableAuthenticationError,
@@ -50,9 +51,48 @@ def test_users_are_managed_with_ctl_and_checked_on_both_wires(tmp_path) -> None:
         with pytest.raises(pika.exceptions.ProbableAuthenticationError):
             login_amqp(broker, "bob", "n3w")
         log = broker.log()
-        assert "login refused (PLAIN from 127.0.0.1): user 'bob' does not exist" in log or \
-            "login refused: user 'bob' does not exist" in log
+        assert "PLAIN login refused from 127.0.0.1: user 'bob' does not exist" in log or \
+            "PLAIN login refused: user 'bob' does not exist" in log
         assert "n3w" not in log and "wrong" not in log  # passwords are never logged
+    finally:
+        broker.stop()
+        broker.remove_data()
+
+
+def test_permissions_with_ctl_and_management_logins(tmp_path) -> None:  # noqa: ANN001
+    broker = Broker(data_dir=tmp_path)
+    try:
+        ctl(broker, "add_user", "app", "pw-9f3k")
+        ctl(broker, "set_user_tags", "app", "management")
+        # No permissions yet: the vhost is refused on both wires (530).
+        with pytest.raises(pika.exceptions.ProbableAccessDeniedError, match="access to vhost '/' refused"):
+            login_amqp(broker, "app", "pw-9f3k")
+        with pytest.raises(zpika.exceptions.ProbableAccessDeniedError, match="access to vhost '/' refused"):
+            login_zbroker(broker, "app", "pw-9f3k")
+        done = ctl(broker, "set_permissions", "-p", "/", "app", "^app\\.", "^app\\.", "^app\\.")
+        assert done.stdout == 'Setting permissions for user "app" in vhost "/" ...\n'
+        login_amqp(broker, "app", "pw-9f3k")
+        assert ctl(broker, "list_permissions", "-q").stdout.splitlines() == [
+            "user\tconfigure\twrite\tread", "app\t^app\\.\t^app\\.\t^app\\.", "guest\t.*\t.*\t.*"]
+        assert ctl(broker, "list_user_permissions", "app").stdout.splitlines() == [
+            'Listing permissions for user "app" ...', "vhost\tconfigure\twrite\tread", "/\t^app\\.\t^app\\.\t^app\\."]
+        assert ctl(broker, "list_vhosts", "-q").stdout.splitlines() == ["name", "/"]
+        refused = ctl(broker, "add_vhost", "other")
+        assert refused.returncode == 1 and "not implemented: zbroker has one virtual host" in refused.stderr
+        # ctl logs in: app (management) reads, but may not change users; a wrong password is refused.
+        as_app = ("--user", "app", "--password", "pw-9f3k")
+        assert ctl(broker, *as_app, "list_queues").returncode == 0
+        denied = ctl(broker, *as_app, "add_user", "eve", "x")
+        assert (denied.returncode, denied.stderr) == (1, "Error: Not administrator user\n")
+        wrong = ctl(broker, "--user", "app", "--password", "nope", "list_queues")
+        assert (wrong.returncode, wrong.stderr) == (1, "Error: Login failed\n")
+        broker.kill()  # permissions are durable with the users
+        broker = Broker(data_dir=tmp_path)
+        login_zbroker(broker, "app", "pw-9f3k")
+        assert ctl(broker, "clear_permissions", "app").returncode == 0
+        with pytest.raises(pika.exceptions.ProbableAccessDeniedError):
+            login_amqp(broker, "app", "pw-9f3k")
+        assert "pw-9f3k" not in broker.log() and "nope" not in broker.log()  # passwords are never logged
     finally:
         broker.stop()
         broker.remove_data()

@@ -142,7 +142,7 @@ def test_definitions_are_checked_before_anything_is_declared(broker: Broker) -> 
         m.handle("import_definitions", {"definitions": dangling})
     good = {"exchanges": [{"name": "x", "type": "topic"}], "queues": [{"name": "q"}],
             "bindings": [{"source": "x", "destination": "q", "destination_type": "queue", "routing_key": "a.*"}]}
-    assert m.handle("import_definitions", {"definitions": good}) == {"users": 0, "exchanges": 1, "queues": 1,
+    assert m.handle("import_definitions", {"definitions": good}) == {"users": 0, "permissions": 0, "exchanges": 1, "queues": 1,
                                                                      "bindings": 1}
     assert m.handle("definitions", {})["bindings"][0]["routing_key"] == "a.*"
     typed = {"queues": [{"name": "qq", "type": "quorum", "durable": True, "arguments": {}}]}
@@ -156,16 +156,19 @@ def test_definitions_are_checked_before_anything_is_declared(broker: Broker) -> 
     assert "q" not in broker.topology.queues and "x" not in broker.topology.exchanges
 
 
+GUEST = {"user": "guest", "password": "guest"}
+
+
 def test_management_frames_need_no_connection_and_bad_ones_hurt_nobody(broker: Broker, clock: FakeClock) -> None:
     mwire = ManagementWire(broker)
     wire = NativeWire(broker, management=mwire)
     p = FakePeer(broker, b"client", clock, wire=wire).open()
     p.declare("q")
-    wire.handle(b"ctl", [MANAGEMENT_HEADER, encode_request(7, "list", {"kind": "queues"})], 0, clock.now)
+    wire.handle(b"ctl", [MANAGEMENT_HEADER, encode_request(7, "list", {"kind": "queues"}, GUEST)], 0, clock.now)
     wire.handle(b"ctl", [MANAGEMENT_HEADER, b"\xc1garbage"], 0, clock.now)
     wire.handle(b"ctl", [MANAGEMENT_HEADER, encode_request(8, "publish", {
-        "exchange": "", "routing_key": "q", "payload": "x", "properties": {"priority": 300}})], 0, clock.now)
-    wire.handle(b"ctl", [MANAGEMENT_HEADER, encode_request(9, "nope", {})], 0, clock.now)
+        "exchange": "", "routing_key": "q", "payload": "x", "properties": {"priority": 300}}, GUEST)], 0, clock.now)
+    wire.handle(b"ctl", [MANAGEMENT_HEADER, encode_request(9, "nope", {}, GUEST)], 0, clock.now)
     replies = [decode_reply(frames[1]) for peer, frames in mwire.take_replies()]
     assert replies[0][:2] == (7, True) and replies[0][2][0]["name"] == "q"
     assert [r[1] for r in replies[1:]] == [False, False, False]

@@ -45,6 +45,7 @@ def test_user_operations() -> None:
 def test_the_zbroker_wire_refuses_a_wrong_password_with_403() -> None:
     broker = Broker()
     broker.topology.users.add("bob", "pw")
+    broker.topology.users.set_permissions("bob", "/", ".*", ".*", ".*")
     assert FakePeer(broker, b"ok").send(Op.HELLO, None, "/", "bob", "pw", {})[0][0] == Op.HELLO_OK
     [(op, fields, _)] = FakePeer(broker, b"no").send(Op.HELLO, None, "/", "bob", "wrong", {})
     assert (op, fields) == (Op.CONNECTION_CLOSE, [403, "ACCESS_REFUSED - Login was refused using authentication "
@@ -65,6 +66,10 @@ def test_users_survive_in_the_topology_snapshot() -> None:
     third = Broker()
     snapshot.restore(third.topology, older)
     assert sorted(third.topology.users.users) == ["guest"]
+    before_permissions = {k: v for k, v in saved.items() if k != "permissions"}
+    fourth = Broker()
+    snapshot.restore(fourth.topology, before_permissions)  # its users could do everything: they still can
+    assert fourth.topology.users.permissions.rows() == [["bob", "/", ".*", ".*", ".*"]]
 
 
 def test_definitions_carry_users_and_their_hashes_both_ways() -> None:
@@ -75,7 +80,12 @@ def test_definitions_carry_users_and_their_hashes_both_ways() -> None:
     assert broker.topology.users.authenticate("bob", "s3cret pässword", "192.0.2.7") is None
     exported = definitions.export(broker)
     assert {u["name"]: u["password_hash"] for u in exported["users"]}["bob"] == BOB["password_hash"]
-    assert {p["user"] for p in exported["permissions"]} == {"guest", "bob"}
+    assert {p["user"] for p in exported["permissions"]} == {"guest"}  # bob came with none
+    with_permissions = {"users": [BOB], "permissions": [
+        {"user": "bob", "vhost": "/", "configure": "^bob-", "write": ".*", "read": ""}]}
+    assert m.handle("import_definitions", {"definitions": with_permissions})["permissions"] == 1
+    assert {p["user"]: (p["configure"], p["read"]) for p in definitions.export(broker)["permissions"]} == {
+        "guest": (".*", ".*"), "bob": ("^bob-", "")}
     for bad, text in (({"users": [{**BOB, "hashing_algorithm": "rot13"}]}, "unknown hashing_algorithm"),
                       ({"users": [{"name": "x"}]}, "lacks a password_hash"),
                       ({"users": [{**BOB, "tags": 5}]}, "tags must be a list")):
@@ -84,7 +94,7 @@ def test_definitions_carry_users_and_their_hashes_both_ways() -> None:
         assert text in err.value.reason
     listed = m.handle("list", {"kind": "users"})
     assert sorted((u["name"], u["tags"]) for u in listed) == [("bob", ["monitoring"]), ("guest", ["administrator"])]
-    assert all("password_hash" not in u for u in listed)  # management is not authenticated yet
+    assert all(u["password_hash"] for u in listed)  # (administrators only: test_management_access.py)
 
 
 def test_a_user_id_property_must_be_the_logged_in_user() -> None:

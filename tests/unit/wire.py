@@ -69,8 +69,8 @@ class FakePeer:
                 self.wire.handle(self.peer, [HEADER, encode(Op.DELIVERY_READ, n)], 0, self.clock.now)
         return got
 
-    def open(self, channel: int = 1) -> "FakePeer":
-        self.send(Op.HELLO, None, "/", "guest", "guest", {})
+    def open(self, channel: int = 1, user: str = "guest", password: str = "guest") -> "FakePeer":
+        self.send(Op.HELLO, None, "/", user, password, {})
         self.send(Op.CHANNEL_OPEN, channel)
         return self
 

@@ -32,6 +32,7 @@ from zbroker import __version__
 from zbroker.client import exceptions, frame, spec
 from zbroker.client.parameters import ConnectionParameters
 from zbroker.credit import DELIVERY_COST, publish_cost
+from zbroker.curve import secure_client
 from zbroker.protocol import HEADER, Op, ProtocolError, check_header, decode_message, encode
 from zbroker.protocol.codec import DELIVERY_OVERHEAD_BYTES, MAX_COMMAND_BYTES
 from zbroker.transport import POLLIN, recv_batch, send_parts, wait_readable
@@ -65,7 +66,9 @@ _DELIVER = int(Op.BASIC_DELIVER)
 #: Methods numbered below this are connection-level (``zbroker/methods.py``).
 _FIRST_CHANNEL_OP = int(Op.CHANNEL_OPEN)
 _TRANSPORT_LOST = zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
-_MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | _TRANSPORT_LOST | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                     | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+_MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | _TRANSPORT_LOST | _HANDSHAKE_FAILED
 
 
 def _context() -> zmq.Context:
@@ -103,6 +106,7 @@ class BlockingConnection:
         self._sock: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None
         self._poll_items: list[tuple[Any, int]] = []
+        self._curve = False
         self._blocked_callbacks: list[Callable[..., None]] = []
         self._unblocked_callbacks: list[Callable[..., None]] = []
         #: Flow control (``zbroker/wires/flow.py``): publish bytes we may still send
@@ -158,6 +162,9 @@ class BlockingConnection:
             sock.setsockopt(zmq.HEARTBEAT_IVL, hb * 500)
             sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, hb * 1000)
             sock.setsockopt(zmq.HEARTBEAT_TTL, min(hb * 1000, 6_553_500))
+        self._curve = params.curve_server_key is not None
+        if self._curve:
+            secure_client(sock, params.curve_server_key, params.curve_client_keys)
         self._monitor = sock.get_monitor_socket(_MONITORED)
         self._sock = sock
         self._poll_items = [(sock, POLLIN), (self._monitor, POLLIN), (self._wake_r, POLLIN)]
@@ -186,7 +193,8 @@ class BlockingConnection:
                         raise exceptions.ProbableAuthenticationError(repr(reason))
                     if reason.reply_code == 540:
                         raise exceptions.IncompatibleProtocolError(reason.reply_code, reason.reply_text)
-                if type(reason) is exceptions.AMQPConnectionError:
+                if type(reason) in (exceptions.AMQPConnectionError, exceptions.ProbableAuthenticationError,
+                                    exceptions.IncompatibleProtocolError):
                     raise reason
                 raise exceptions.AMQPConnectionError(f"cannot connect to {params.endpoint}: {reason!r}")
         heartbeat, self.max_body_bytes, self.server_properties = self._hello
@@ -302,12 +310,27 @@ class BlockingConnection:
                 event = recv_monitor_message(self._monitor, zmq.NOBLOCK)["event"]
             except zmq.Again:
                 return
-            if connecting and event & (zmq.EVENT_CONNECT_RETRIED | _TRANSPORT_LOST):
+            if event & _HANDSHAKE_FAILED:  # (before the disconnect that follows it)
+                self._lose(self._handshake_failure(event))
+            elif connecting and event & (zmq.EVENT_CONNECT_RETRIED | _TRANSPORT_LOST):
                 self._lose(exceptions.AMQPConnectionError(f"connection refused by {self._endpoint}"))
             elif event & _TRANSPORT_LOST and not self._close_ok:
                 self._lose(exceptions.StreamLostError("Transport indicated EOF"))
-            elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
-                self._lose(exceptions.IncompatibleProtocolError("ZeroMQ handshake failed"))
+
+    def _handshake_failure(self, event: int) -> exceptions.AMQPConnectionError:
+        """What a failed ZeroMQ handshake means, said plainly (CURVE is the usual cause)."""
+        where = self._endpoint
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            return exceptions.ProbableAuthenticationError(
+                f"the broker at {where} refused this client's CURVE key (it allows listed keys only: "
+                "give curve_client_key_file)")
+        if self._curve:
+            return exceptions.AMQPConnectionError(
+                f"CURVE handshake with {where} failed: is curve_server_key the broker's public key, and "
+                "does the broker use CURVE (zbroker serve --curve-secret-key)?")
+        return exceptions.IncompatibleProtocolError(
+            f"ZeroMQ handshake with {where} failed: the broker may require CURVE encryption (give "
+            "curve_server_key, the broker's public key)")
 
     def _lose(self, reason: exceptions.AMQPConnectionError) -> None:
         """The connection is over: remember why, close every channel, drop the socket."""

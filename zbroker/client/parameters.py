@@ -31,8 +31,15 @@ class PlainCredentials:
 
 
 class ConnectionParameters:
-    """Where and how to connect. Options pika has that mean nothing here (ssl_options,
-    frame_max, locale, tcp_options) are accepted and ignored so programs still run."""
+    """Where and how to connect. Options pika has that mean nothing here (frame_max,
+    locale, tcp_options) are accepted and ignored so programs still run; ``ssl_options``
+    is refused (TLS is AMQP's; the zbroker wire is encrypted with CURVE instead).
+
+    Extensions beyond pika: ``curve_server_key``, the broker's CURVE public key (its
+    40-character Z85 text or the path of its ``.key`` file): the connection is then
+    encrypted and the broker authenticated (``zbroker serve --curve-secret-key``);
+    ``curve_client_key_file``, this client's ``.key_secret`` file, where the broker
+    allows only listed client keys (otherwise a key pair is made per connection)."""
 
     DEFAULT_HOST = DEFAULT_HOST
     DEFAULT_PORT = DEFAULT_PORT
@@ -51,7 +58,8 @@ class ConnectionParameters:
                  connection_attempts: Any = _DEFAULT, retry_delay: Any = _DEFAULT,
                  socket_timeout: Any = _DEFAULT, stack_timeout: Any = _DEFAULT, locale: Any = _DEFAULT,
                  blocked_connection_timeout: Any = _DEFAULT, client_properties: Any = _DEFAULT,
-                 tcp_options: Any = _DEFAULT, **kwargs: Any) -> None:
+                 tcp_options: Any = _DEFAULT, curve_server_key: str | bytes | None = None,
+                 curve_client_key_file: str | None = None, **kwargs: Any) -> None:
         if "heartbeat_interval" in kwargs:  # pika 0.x name
             warnings.warn("heartbeat_interval is deprecated, use heartbeat", DeprecationWarning, stacklevel=2)
             if heartbeat is _DEFAULT:
@@ -81,7 +89,26 @@ class ConnectionParameters:
         self.blocked_connection_timeout = pick(blocked_connection_timeout, None)
         self.client_properties: dict | None = pick(client_properties, None)
         self.tcp_options = pick(tcp_options, None)
+        self.curve_server_key: bytes | None = None
+        self.curve_client_keys: tuple[bytes, bytes] | None = None
+        if self.ssl_options is not None:
+            raise ValueError("ssl_options: TLS is for AMQP (amqps://); the zbroker wire is encrypted with "
+                             "CURVE: give curve_server_key (the broker's public key)")
+        if curve_server_key is not None or curve_client_key_file is not None:
+            self._curve(curve_server_key, curve_client_key_file)
         self._validate()
+
+    def _curve(self, server_key: str | bytes | None, client_key_file: str | None) -> None:
+        from zbroker.curve import KeyError_, load_secret_key
+        from zbroker.curve import server_key as read_server_key
+        if server_key is None:
+            raise ValueError("curve_client_key_file needs curve_server_key")
+        try:
+            self.curve_server_key = read_server_key(server_key)
+            if client_key_file is not None:
+                self.curve_client_keys = load_secret_key(client_key_file)
+        except KeyError_ as exc:
+            raise ValueError(f"curve: {exc}") from None
 
     def _validate(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -118,7 +145,7 @@ class URLParameters(ConnectionParameters):
     _QUERY_TYPES: dict[str, Callable[[str], Any]] = {
         "heartbeat": int, "connection_attempts": int, "retry_delay": float,
         "socket_timeout": float, "stack_timeout": float, "channel_max": int,
-        "blocked_connection_timeout": float,
+        "blocked_connection_timeout": float, "curve_server_key": str, "curve_client_key_file": str,
     }
 
     def __init__(self, url: str) -> None:

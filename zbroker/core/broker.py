@@ -51,7 +51,9 @@ from zbroker.core.session import Channel, Connection, Outbox
 from zbroker.core.stats import Stats
 from zbroker.core.timers import Timers
 from zbroker.core.users import LOGIN_REFUSED
-from zbroker.core.topology import VHOST, Topology, check_name, header_routes, server_queue_name
+from zbroker.core.permissions import CONFIGURE, DEFAULT_EXCHANGE_NAME, READ, WRITE, check, check_any
+from zbroker.core.topology import (DEFAULT_EXCHANGES, VHOST, Topology, check_name, header_routes,
+                                   server_queue_name)
 from zbroker.errors import BrokerError, ChannelError, ConnectionError_
 from zbroker.methods import Method as M
 from zbroker.storage.memory import MemoryStore
@@ -141,7 +143,7 @@ class Broker:
     # -- entry points ----------------------------------------------------------------
 
     def open_connection(self, conn_id: Hashable, now: float, heartbeat: int | None,
-                        virtual_host: str, username: str, password: str,
+                        virtual_host: str, username: str, password: str | None,
                         client_properties: dict, delivery_window: int = 0,
                         peer_host: str | None = None, mechanism: str = "PLAIN") -> Connection | None:
         """A wire finished its handshake; None (and a close event) if it is refused.
@@ -149,15 +151,21 @@ class Broker:
         ``delivery_window``: delivery bytes the peer may hold unread before deliveries to
         it pause (0: none; the wire bounds the peer another way, e.g. TCP). ``peer_host``:
         where it comes from (None: a local transport), for ``guest``'s loopback rule.
+        ``password`` None: the wire checked the login itself (AMQP does, at start-ok).
         """
         self.now = now
-        refused = self.topology.users.authenticate(username, password, peer_host)
+        refused = None if password is None else self.topology.users.login(username, password, peer_host, now,
+                                                                            mechanism)
         if refused is not None:
-            log.warning("login refused (%s%s): %s", mechanism, f" from {peer_host}" if peer_host else "", refused)
             self.close_connection(conn_id, errors.ACCESS_REFUSED, LOGIN_REFUSED.format(mechanism))
             return None
         if virtual_host != VHOST:
             self.close_connection(conn_id, errors.NOT_ALLOWED, f"vhost {virtual_host} not found")
+            return None
+        if self.topology.users.permissions.get(username, virtual_host) is None:
+            log.warning("connection refused: user '%s' has no permissions in vhost '%s'", username, virtual_host)
+            self.close_connection(conn_id, errors.NOT_ALLOWED,
+                                  f"access to vhost '{virtual_host}' refused for user '{username}'")
             return None
         limit = self.limits.max_connections
         if self.limits.reached(limit, len(self.connections)):
@@ -170,7 +178,8 @@ class Broker:
         conn = Connection(conn_id, self.outbox, negotiated, virtual_host, client_properties)
         conn.unread_limit = delivery_window
         conn.connected_at = now
-        conn.user = username or "guest"
+        conn.user = username
+        conn.access_key = (username, virtual_host)
         self.connections[conn_id] = conn
         log.info("connection %s opened (%s)", conn.name,
                  client_properties.get("connection_name") or client_properties.get("product", "client"))
@@ -487,25 +496,49 @@ class Broker:
 
     # -- exchanges, queues, bindings ---------------------------------------------------
 
+    def _may(self, conn: Connection, access: str, kind: str, name: str) -> None:
+        """RabbitMQ's 403 unless the connection's user may ``access`` (``permissions.py``)."""
+        permission = self.topology.users.permissions.table.get(conn.access_key)
+        if permission is None or not permission.allows(access, name or DEFAULT_EXCHANGE_NAME):
+            check(permission, conn.user, conn.virtual_host, access, kind, name)
+
+    def _may_any(self, conn: Connection, kind: str, name: str) -> None:
+        """A passive declare needs any one of the three permissions."""
+        check_any(self.topology.users.permissions.table.get(conn.access_key), conn.user,
+                  conn.virtual_host, kind, name)
+
     def _exchange_declare(self, channel: Channel, _: Any, exchange: str, exchange_type: str,
                           passive: bool, durable: bool, auto_delete: bool, internal: bool,
                           arguments: dict) -> None:
+        conn = channel.connection
+        if exchange and passive:
+            self._may_any(conn, "exchange", exchange)
+        elif exchange:
+            self._may(conn, CONFIGURE, "exchange", exchange)
+            alternate = arguments.get("alternate-exchange")
+            if isinstance(alternate, str) and exchange not in self.topology.exchanges:
+                self._may(conn, READ, "exchange", exchange)
+                self._may(conn, WRITE, "exchange", alternate)
         self.topology.declare_exchange(exchange, exchange_type, passive, durable, auto_delete,
                                        internal, arguments)
         channel.send((M.EXCHANGE_DECLARE_OK, channel.number))
 
     def _exchange_delete(self, channel: Channel, _: Any, exchange: str, if_unused: bool) -> None:
+        if exchange and exchange not in DEFAULT_EXCHANGES:  # (those refused below, as RabbitMQ's order)
+            self._may(channel.connection, CONFIGURE, "exchange", exchange)
         self.topology.delete_exchange(exchange, if_unused)
         channel.send((M.EXCHANGE_DELETE_OK, channel.number))
 
     def _exchange_bind(self, channel: Channel, _: Any, destination: str, source: str,
                        routing_key: str, arguments: dict) -> None:
         check_name(routing_key, "routing key")
+        self._may_bind(channel.connection, "exchange", destination, source)
         self.topology.bind(self.topology.exchange(destination), source, routing_key, arguments)
         channel.send((M.EXCHANGE_BIND_OK, channel.number))
 
     def _exchange_unbind(self, channel: Channel, _: Any, destination: str, source: str,
                          routing_key: str, arguments: dict) -> None:
+        self._may_bind(channel.connection, "exchange", destination, source)
         self.topology.unbind(self.topology.exchange(destination), source, routing_key, arguments)
         channel.send((M.EXCHANGE_UNBIND_OK, channel.number))
 
@@ -514,30 +547,53 @@ class Broker:
         if is_reply_name(queue):
             self.reply_to.declare(channel, queue)
             return
+        conn = channel.connection
+        server_named = not queue and not passive
+        if passive:
+            self._may_any(conn, "queue", queue)
+        else:
+            if server_named:  # the new name is what is checked, as RabbitMQ's
+                queue = self.topology.new_queue_name()
+            self._may(conn, CONFIGURE, "queue", queue)
+            dlx = arguments.get("x-dead-letter-exchange")
+            if isinstance(dlx, str) and queue not in self.topology.queues:
+                self._may(conn, READ, "queue", queue)
+                self._may(conn, WRITE, "exchange", dlx)
         q = self.topology.declare_queue(queue, passive, durable, exclusive, auto_delete, arguments,
-                                        channel.connection)
+                                        conn, server_named)
         self._used(q)
         channel.send((M.QUEUE_DECLARE_OK, channel.number, q.name, q.message_count, len(q.consumers)))
 
     def _queue_bind(self, channel: Channel, _: Any, queue: str, exchange: str, routing_key: str,
                     arguments: dict) -> None:
         check_name(routing_key, "routing key")
+        self._may_bind(channel.connection, "queue", queue, exchange)
         q = self.topology.queue(queue, channel.connection)
         self.topology.bind(q, exchange, routing_key, arguments)
         channel.send((M.QUEUE_BIND_OK, channel.number))
 
     def _queue_unbind(self, channel: Channel, _: Any, queue: str, exchange: str, routing_key: str,
                       arguments: dict) -> None:
+        self._may_bind(channel.connection, "queue", queue, exchange)
         q = self.topology.queue(queue, channel.connection)
         self.topology.unbind(q, exchange, routing_key, arguments)
         channel.send((M.QUEUE_UNBIND_OK, channel.number))
 
+    def _may_bind(self, conn: Connection, kind: str, destination: str, source: str) -> None:
+        """(Un)binding writes to the destination and reads the source exchange; the
+        default exchange is refused after the first check, as RabbitMQ orders them."""
+        self._may(conn, WRITE, kind, destination)
+        if source:
+            self._may(conn, READ, "exchange", source)
+
     def _queue_purge(self, channel: Channel, _: Any, queue: str) -> None:
+        self._may(channel.connection, READ, "queue", queue)
         count = self.topology.queue(queue, channel.connection).purge()
         channel.send((M.QUEUE_PURGE_OK, channel.number, count))
 
     def _queue_delete(self, channel: Channel, _: Any, queue: str, if_unused: bool,
                       if_empty: bool) -> None:
+        self._may(channel.connection, CONFIGURE, "queue", queue)
         count = 0
         if queue in self.topology.queues:
             q = self.topology.queue(queue, channel.connection)
@@ -581,6 +637,7 @@ class Broker:
         if queue == REPLY_TO:
             self.reply_to.consume(channel, tag, auto_ack)
             return
+        self._may(channel.connection, READ, "queue", queue)
         q = self.topology.queue(queue, channel.connection)
         priority = consumer_priority(queue, q.settings.queue_type, arguments)
         if q.has_exclusive_consumer or (exclusive and q.consumers):
@@ -601,6 +658,7 @@ class Broker:
             self._consumer_left(consumer.queue)
 
     def _basic_get(self, channel: Channel, _: Any, queue: str, auto_ack: bool) -> None:
+        self._may(channel.connection, READ, "queue", queue)
         q = self.topology.queue(queue, channel.connection)
         self._used(q)
         if q.due(self.now):
@@ -632,6 +690,7 @@ class Broker:
             self._publisher(channel.connection)
         seq = self.confirms.published(channel) if channel.confirm else 0
         channel.published += 1
+        self._may(channel.connection, WRITE, "exchange", exchange)
         ex = self._publishable(exchange, body)
         ex.published_in += 1
         ttl = None

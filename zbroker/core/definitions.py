@@ -15,9 +15,11 @@ Rules:
 - Users are exported and imported with their password hashes (RabbitMQ's scheme,
   ``passwords.py``), so logins move with them; an imported user replaces one of the
   same name.
+- Permissions (``permissions.py``) are exported and imported as RabbitMQ's entries;
+  an imported one replaces the user's permissions in that vhost. Each names a user
+  of the file or of the broker, and its expressions must compile.
 - What zbroker cannot apply is refused, never dropped: a vhost other than ``/``,
-  policies, operator policies, parameters, and permissions other than full ones on
-  ``/`` (every user may do everything until permissions exist).
+  policies, operator policies, parameters, topic permissions.
   Informational fields (versions, ``cluster_name``, ``internal_cluster_id``) are read
   and left.
 """
@@ -29,6 +31,7 @@ from zbroker import __version__
 from zbroker.core.arguments import queue_settings
 from zbroker.core.exchanges import EXCHANGE_TYPES
 from zbroker.core.passwords import ALGORITHMS, SHA256
+from zbroker.core.permissions import Permission, PermissionError_
 from zbroker.core.queues import Queue
 from zbroker.core.topology import DEFAULT_EXCHANGES, VHOST
 from zbroker.errors import BrokerError
@@ -37,9 +40,6 @@ if TYPE_CHECKING:
     from zbroker.core.broker import Broker
 
 _INFORMATIONAL_PARAMETERS = {"cluster_name", "internal_cluster_id"}
-_FULL = ".*"
-
-
 class DefinitionsError(ValueError):
     """The definitions cannot be applied; the text says which entry and why."""
 
@@ -62,8 +62,8 @@ def export(broker: "Broker") -> dict[str, Any]:
                              "routing_key": key, "arguments": arguments})
     return {"product_name": "zbroker", "product_version": __version__,
             "users": topology.users.definitions(), "vhosts": [{"name": VHOST}],
-            "permissions": [{"user": name, "vhost": VHOST, "configure": _FULL, "write": _FULL, "read": _FULL}
-                            for name in topology.users.users],
+            "permissions": [{"user": user, "vhost": vhost, "configure": c, "write": w, "read": r}
+                            for user, vhost, c, w, r in topology.users.permissions.rows()],
             "topic_permissions": [],
             "parameters": [], "global_parameters": [], "policies": [],
             "queues": queues, "exchanges": exchanges, "bindings": bindings}
@@ -75,6 +75,7 @@ def apply(broker: "Broker", data: Any) -> dict[str, int]:
         raise DefinitionsError("definitions must be a JSON object")
     _check_unsupported(data)
     users = _users(data)
+    permissions = _permissions(data, {u["name"] for u in users} | set(broker.topology.users.users))
     exchanges = _entries(data, "exchanges", ("name", "type"))
     queues = _entries(data, "queues", ("name",))
     bindings = _entries(data, "bindings", ("source", "destination", "destination_type"))
@@ -83,6 +84,8 @@ def apply(broker: "Broker", data: Any) -> dict[str, int]:
     for user in users:
         topology.users.put(user["name"], user["password_hash"], user.get("hashing_algorithm", SHA256),
                            _tags(user.get("tags")))
+    for p in permissions:
+        topology.users.set_permissions(p["user"], p.get("vhost", VHOST), p["configure"], p["write"], p["read"])
     for e in exchanges:
         topology.declare_exchange(e["name"], e["type"], False, bool(e.get("durable", True)),
                                   bool(e.get("auto_delete", False)), bool(e.get("internal", False)),
@@ -97,7 +100,7 @@ def apply(broker: "Broker", data: Any) -> dict[str, int]:
         destination = (topology.queue(b["destination"], None) if b["destination_type"] == "queue"
                        else topology.exchange(b["destination"]))
         topology.bind(destination, b["source"], b.get("routing_key", ""), b.get("arguments") or {})
-    return {"users": len(users), "exchanges": len(exchanges), "queues": len(queues), "bindings": len(bindings)}
+    return {"users": len(users), "permissions": len(permissions), "exchanges": len(exchanges), "queues": len(queues), "bindings": len(bindings)}
 
 
 def _users(data: dict) -> list[dict]:
@@ -115,6 +118,19 @@ def _users(data: dict) -> list[dict]:
             raise DefinitionsError(f"user '{user['name']}': unknown hashing_algorithm {algorithm!r}")
         _tags(user.get("tags"))
     return users
+
+
+def _permissions(data: dict, users: set[str]) -> list[dict]:
+    """The file's permissions, checked whole (user known, expressions compile)."""
+    entries = _entries(data, "permissions", ("user", "configure", "write", "read"))
+    for entry in entries:
+        if entry["user"] not in users:
+            raise DefinitionsError(f"permission for user '{entry['user']}': no such user")
+        try:
+            Permission(entry["configure"], entry["write"], entry["read"])
+        except PermissionError_ as exc:
+            raise DefinitionsError(f"permission for user '{entry['user']}': {exc}") from None
+    return entries
 
 
 def _tags(tags: Any) -> list[str]:
@@ -152,7 +168,7 @@ def _entries(data: dict, key: str, required: tuple[str, ...]) -> list[dict]:
         if missing:
             raise DefinitionsError(f"an entry of '{key}' lacks {', '.join(missing)}: {entry!r}")
         if entry.get("vhost", VHOST) != VHOST:
-            raise DefinitionsError(f"{key[:-1]} '{entry.get('name', entry.get('source'))}' is in vhost "
+            raise DefinitionsError(f"{key[:-1]} '{entry.get('name', entry.get('source', entry.get('user')))}' is in vhost "
                                    f"'{entry['vhost']}'; zbroker has only the vhost '{VHOST}'")
         if not isinstance(entry.get("arguments") or {}, dict):
             raise DefinitionsError(f"arguments of an entry of '{key}' must be an object: {entry!r}")
@@ -170,12 +186,9 @@ def _check_unsupported(data: dict) -> None:
     for parameter in data.get("global_parameters") or []:
         if not isinstance(parameter, dict) or parameter.get("name") not in _INFORMATIONAL_PARAMETERS:
             raise DefinitionsError(f"global parameter {parameter!r} is not supported by zbroker")
-    for permission in [*(data.get("permissions") or []), *(data.get("topic_permissions") or [])]:
-        full = isinstance(permission, dict) and permission.get("vhost") == VHOST and all(
-            permission.get(k, _FULL) == _FULL for k in ("configure", "write", "read"))
-        if not full:
-            raise DefinitionsError(f"permission {permission!r}: zbroker has no permissions yet "
-                                   "(every user may do everything); nothing was imported")
+    if data.get("topic_permissions"):
+        raise DefinitionsError("'topic_permissions' are not supported by zbroker; remove them to import "
+                               "the rest (nothing was imported)")
 
 
 def _check(broker: "Broker", exchanges: list[dict], queues: list[dict], bindings: list[dict]) -> None:

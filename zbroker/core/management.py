@@ -17,6 +17,9 @@ Rules:
   rendered: a list of 100,000 queues does not stop the broker to show 100.
 - Operator actions act as RabbitMQ's do: purging leaves unacked messages with their
   consumers; deleting a queue cancels its consumers; closing a connection sends it 320.
+- Who may ask what is decided before a request gets here (``management_access.py``);
+  ``handle`` is told who asks, for ``whoami``.
+- One virtual host: ``add_vhost``/``delete_vhost`` are refused as not implemented.
 """
 from __future__ import annotations
 
@@ -27,8 +30,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from zbroker import __version__
 from zbroker.core import definitions, views
-from zbroker.core.users import UserError
+from zbroker.core.management_access import Principal
+from zbroker.core.permissions import PermissionError_
+from zbroker.core.users import DEFAULT_VHOST, UserError
 from zbroker.core.exchanges import EXCHANGE_TYPES
+from zbroker.core.passwords import SHA256
 from zbroker.core.stats import CHANNEL_COUNTERS
 from zbroker.core.topology import VHOST
 from zbroker.errors import BrokerError
@@ -58,8 +64,8 @@ class ManagementError(Exception):
 
     @property
     def error(self) -> str:
-        return {400: "bad_request", 404: "Object Not Found", 405: "Method Not Allowed"}.get(
-            self.status, "internal_server_error")
+        return {400: "bad_request", 404: "Object Not Found", 405: "Method Not Allowed",
+                501: "not_implemented"}.get(self.status, "internal_server_error")
 
     def as_dict(self) -> dict[str, Any]:
         return {"error": self.error, "reason": self.reason}
@@ -82,10 +88,19 @@ class Management:
             "import_definitions": self._import_definitions, "alarms": self._alarms,
             "reset": self._reset, "add_user": self._add_user, "delete_user": self._delete_user,
             "change_password": self._change_password, "set_user_tags": self._set_user_tags,
+            "put_user": self._put_user, "set_permissions": self._set_permissions,
+            "clear_permissions": self._clear_permissions, "user_permissions": self._user_permissions,
+            "add_vhost": self._vhost_change, "delete_vhost": self._vhost_change,
+            "whoami": self._whoami,
         }
+        #: Who asks the request being answered.
+        self.principal = Principal("guest", ["administrator"])
 
-    def handle(self, verb: Any, args: Any, facts: dict | None = None) -> Any:
-        """Answer one request; ``facts``: what only the server knows (listeners, memory)."""
+    def handle(self, verb: Any, args: Any, facts: dict | None = None, principal: Principal | None = None) -> Any:
+        """Answer one request; ``facts``: what only the server knows (listeners, memory);
+        ``principal``: who asks (already authorised)."""
+        if principal is not None:
+            self.principal = principal
         handler = self._verbs.get(verb) if isinstance(verb, str) else None
         if handler is None:
             raise ManagementError(400, f"unknown management request {verb!r}")
@@ -96,7 +111,7 @@ class Management:
             return handler(args, facts or {})
         except BrokerError as exc:  # a declare or publish refused, with RabbitMQ's text
             raise ManagementError(400, exc.text) from None
-        except (definitions.DefinitionsError, UserError) as exc:
+        except (definitions.DefinitionsError, UserError, PermissionError_) as exc:
             raise ManagementError(400, str(exc)) from None
 
     # -- reading ---------------------------------------------------------------------
@@ -142,10 +157,13 @@ class Management:
             "channels": (self.broker.stats.channels, lambda c: views.channel(self.broker, c), views.channel_name),
             "consumers": (self._consumers, lambda c: views.consumer(self.broker, c), lambda c: c.tag),
             "bindings": (lambda: views.bindings(self.broker), lambda b: b, lambda b: b["source"]),
-            # (no password hashes: management requests are not authenticated yet)
             "users": (lambda: self.broker.topology.users.users.values(),
-                      lambda u: {"name": u.name, "user": u.name, "tags": list(u.tags),
-                                 "hashing_algorithm": u.hashing_algorithm}, lambda u: u.name),
+                      lambda u: {"name": u.name, "user": u.name, "password_hash": u.password_hash,
+                                 "hashing_algorithm": u.hashing_algorithm, "tags": list(u.tags), "limits": {}},
+                      lambda u: u.name),
+            "permissions": (lambda: self.broker.topology.users.permissions.rows(), _permission_view,
+                            lambda row: row[0]),
+            "vhosts": (self._vhosts, lambda v: v, lambda v: v["name"]),
         }
         if kind not in sources:
             raise ManagementError(400, f"unknown list {kind!r}; one of {', '.join(sorted(sources))}")
@@ -289,6 +307,57 @@ class Management:
         self.broker.topology.users.set_tags(name, tags)
         return {"name": name}
 
+    def _put_user(self, args: dict, facts: dict) -> dict[str, bool]:
+        """RabbitMQ's ``PUT /api/users/{name}``: create or update, with a password or a
+        hash; ``tags`` a list or RabbitMQ's comma-separated string."""
+        users = self.broker.topology.users
+        name = _arg(args, "name", str)
+        tags = args.get("tags", "")
+        tags = [t for t in tags.split(",") if t] if isinstance(tags, str) else tags
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise ManagementError(400, "tags must be a list of strings or a comma-separated string")
+        created = name not in users.users
+        if "password" in args:
+            if created:
+                users.add(name, _arg(args, "password", str), tags)
+            else:
+                users.change_password(name, _arg(args, "password", str))
+        elif "password_hash" in args:
+            users.put(name, _arg(args, "password_hash", str), _arg(args, "hashing_algorithm", str, SHA256), tags)
+        else:
+            raise ManagementError(400, "password or password_hash is required")
+        users.set_tags(name, tags)
+        return {"created": created}
+
+    def _set_permissions(self, args: dict, facts: dict) -> dict[str, str]:
+        name = _arg(args, "name", str)
+        self.broker.topology.users.set_permissions(name, _arg(args, "vhost", str, DEFAULT_VHOST),
+                                                   *(_arg(args, kind, str) for kind in ("configure", "write", "read")))
+        return {"name": name}
+
+    def _clear_permissions(self, args: dict, facts: dict) -> dict[str, str]:
+        name = _arg(args, "name", str)
+        self.broker.topology.users.clear_permissions(name, _arg(args, "vhost", str, DEFAULT_VHOST))
+        return {"name": name}
+
+    def _user_permissions(self, args: dict, facts: dict) -> list[dict]:
+        users = self.broker.topology.users
+        name = _arg(args, "name", str)
+        if name not in users.users:
+            raise not_found()
+        return [_permission_view(row) for row in users.permissions.rows() if row[0] == name]
+
+    @staticmethod
+    def _vhosts() -> list[dict]:
+        return [{"name": DEFAULT_VHOST, "description": "Default virtual host", "tags": [],
+                 "default_queue_type": "classic", "tracing": False}]
+
+    def _vhost_change(self, args: dict, facts: dict) -> None:
+        raise ManagementError(501, f"not implemented: zbroker has one virtual host, '{DEFAULT_VHOST}'")
+
+    def _whoami(self, args: dict, facts: dict) -> dict[str, Any]:
+        return {"name": self.principal.name, "tags": list(self.principal.tags)}
+
     def _import_definitions(self, args: dict, facts: dict) -> dict[str, int]:
         return definitions.apply(self.broker, args.get("definitions"))
 
@@ -315,6 +384,11 @@ class Management:
 
 
 # -- lists (rule 3) ------------------------------------------------------------------------
+
+def _permission_view(row: list[str]) -> dict[str, str]:
+    user, vhost, configure, write, read = row
+    return {"user": user, "vhost": vhost, "configure": configure, "write": write, "read": read}
+
 
 def listing(objects: list[Any], render: Callable[[Any], dict], name_of: Callable[[Any], str],
             args: dict) -> Any:

@@ -73,6 +73,8 @@ class Connection:
         #: and its wire's name for its protocol.
         self.connected_at = 0.0
         self.user = "guest"
+        #: (user, vhost): where the broker looks its permissions up (``permissions.py``).
+        self.access_key = ("guest", virtual_host)
         self.peer: str | None = None  # the peer's host
         self.peer_port: int | None = None  # when the wire knows it (AMQP's TCP does)
         self.frame_max = 0  # the negotiated frame size, where the wire has one

@@ -37,7 +37,8 @@ def snapshot(topology: Topology) -> dict[str, Any]:
                 kind = "queue" if isinstance(destination, Queue) else "exchange"
                 bindings.append([source.name, kind, destination.name, key, arguments])
     return {"format": FORMAT, "next_queue_id": topology.next_queue_id, "exchanges": exchanges,
-            "queues": queues, "bindings": bindings, "users": topology.users.snapshot()}
+            "queues": queues, "bindings": bindings, "users": topology.users.snapshot(),
+            "permissions": topology.users.permissions.rows()}
 
 
 def restore(topology: Topology, data: dict[str, Any]) -> dict[int, Queue]:
@@ -53,7 +54,7 @@ def restore(topology: Topology, data: dict[str, Any]) -> dict[int, Queue]:
         by_id[store_id] = queue
     topology.next_queue_id = max(topology.next_queue_id, data["next_queue_id"])
     if data.get("users"):  # (a snapshot of an older zbroker has none: guest as on a fresh broker)
-        topology.users.restore(data["users"])
+        topology.users.restore(data["users"], data.get("permissions"))
     for source, kind, destination, key, arguments in data["bindings"]:
         dest: Queue | Exchange | None = (topology.queues.get(destination) if kind == "queue"
                                          else topology.exchanges.get(destination))

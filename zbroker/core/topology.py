@@ -132,6 +132,10 @@ class Topology:
             self.exchanges[name] = EXCHANGE_TYPES[kind](name, durable=True)
         self._name_source = name_source
 
+    def new_queue_name(self) -> str:
+        """A fresh server-made queue name (``amq.gen-…``)."""
+        return self._name_source()
+
     # -- lookups -------------------------------------------------------------------
 
     def exchange(self, name: str) -> Exchange:
@@ -219,13 +223,15 @@ class Topology:
     # -- queues --------------------------------------------------------------------
 
     def declare_queue(self, name: str, passive: bool, durable: bool, exclusive: bool,
-                      auto_delete: bool, arguments: dict, conn: Connection) -> Queue:
+                      auto_delete: bool, arguments: dict, conn: Connection,
+                      server_named: bool = False) -> Queue:
+        """``server_named``: ``name`` came from ``new_queue_name`` (the client sent '')."""
         check_name(name, "queue")
         if passive:
             return self.queue(name, conn)
         if name == "":
-            name = self._name_source()
-        elif name.startswith(RESERVED_PREFIX) and name not in self.queues:
+            name, server_named = self.new_queue_name(), True
+        if name.startswith(RESERVED_PREFIX) and name not in self.queues and not server_named:
             raise ChannelError(errors.ACCESS_REFUSED,
                                f"queue name '{name}' contains reserved prefix '{RESERVED_PREFIX}*'")
         existing = self.queues.get(name)

@@ -10,15 +10,28 @@ Rules (RabbitMQ's internal user database, "Access Control" guide):
   ``policymaker`` are RabbitMQ's. Users are durable: they are part of the topology
   snapshot (``snapshot.py``), so every change bumps ``changes``.
 - Names are at most 255 bytes, as AMQP's short strings; an empty name is refused.
+- Each user's permissions per vhost (``permissions.py``) live here too: ``guest`` has
+  all of them on ``/``, a new user none (RabbitMQ's defaults); deleting a user drops
+  its permissions.
 """
 from __future__ import annotations
 
 import ipaddress
+import logging
 from dataclasses import dataclass, field
 
+from zbroker.core.login_throttle import LoginThrottle
+
 from zbroker.core.passwords import ALGORITHMS, SHA256, check_password, hash_password
+from zbroker.core.permissions import Permissions
+
+log = logging.getLogger(__name__)
 
 DEFAULT_USER = "guest"
+DEFAULT_VHOST = "/"
+#: The permissions RabbitMQ gives ``guest`` (and zbroker gave every user before it had
+#: permissions, so an older snapshot's users keep them).
+FULL = (".*", ".*", ".*")
 LOOPBACK_USERS = frozenset({DEFAULT_USER})
 #: RabbitMQ's text for every refused login, whatever the reason (the reason is logged).
 LOGIN_REFUSED = "Login was refused using authentication mechanism {}. For details see the broker logfile."
@@ -40,8 +53,22 @@ class Users:
     def __init__(self) -> None:
         self.users: dict[str, User] = {
             DEFAULT_USER: User(DEFAULT_USER, hash_password(DEFAULT_USER), SHA256, ["administrator"])}
+        self.permissions = Permissions()
+        self.permissions.set(DEFAULT_USER, DEFAULT_VHOST, *FULL)
         #: Bumped by every change: the durable topology is saved when it moves.
         self.changes = 0
+        self.throttle = LoginThrottle()
+
+    def login(self, username: str, password: str, peer_host: str | None, now: float, what: str) -> str | None:
+        """``authenticate`` behind the failed-login throttle (``login_throttle.py``), each
+        refusal logged (never the password); ``what``: the mechanism or "management"."""
+        if self.throttle.throttled(peer_host, now, what):
+            return "too many failed logins"
+        refused = self.authenticate(username, password, peer_host)
+        if refused is not None:
+            self.throttle.failed(peer_host, now)
+            log.warning("%s login refused%s: %s", what, f" from {peer_host}" if peer_host else "", refused)
+        return refused
 
     def authenticate(self, username: str, password: str, peer_host: str | None) -> str | None:
         """Why a login is refused (for the log), or None. ``peer_host`` None: a local
@@ -74,6 +101,19 @@ class Users:
     def delete(self, name: str) -> None:
         if self.users.pop(name, None) is None:
             raise UserError(f"user '{name}' does not exist")
+        self.permissions.forget_user(name)
+        self.changes += 1
+
+    def set_permissions(self, name: str, vhost: str, configure: str, write: str, read: str) -> None:
+        self._get(name)
+        check_vhost(vhost)
+        self.permissions.set(name, vhost, configure, write, read)
+        self.changes += 1
+
+    def clear_permissions(self, name: str, vhost: str) -> None:
+        self._get(name)
+        check_vhost(vhost)
+        self.permissions.clear(name, vhost)
         self.changes += 1
 
     def change_password(self, name: str, password: str) -> None:
@@ -96,14 +136,25 @@ class Users:
     def snapshot(self) -> list[list]:
         return [[u.name, u.password_hash, u.hashing_algorithm, u.tags] for u in self.users.values()]
 
-    def restore(self, rows: list[list]) -> None:
+    def restore(self, rows: list[list], permissions: list[list] | None) -> None:
+        """``permissions`` None: a snapshot from before permissions, whose users could do
+        everything on ``/``; they keep that."""
         self.users = {name: User(name, password_hash, algorithm, list(tags))
                       for name, password_hash, algorithm, tags in rows}
+        if permissions is None:
+            permissions = [[name, DEFAULT_VHOST, *FULL] for name in self.users]
+        self.permissions.restore(permissions)
 
     def definitions(self) -> list[dict]:
         """RabbitMQ's ``users`` entries (``tags`` as a list, as RabbitMQ 3.10+ exports)."""
         return [{"name": u.name, "password_hash": u.password_hash, "hashing_algorithm": u.hashing_algorithm,
                  "tags": list(u.tags), "limits": {}} for u in self.users.values()]
+
+
+def check_vhost(vhost: str) -> None:
+    """Only ``/`` exists: zbroker has one virtual host (``add_vhost`` is refused)."""
+    if vhost != DEFAULT_VHOST:
+        raise UserError(f"vhost '{vhost}' does not exist")
 
 
 def check_name(name: str) -> None:

@@ -8,6 +8,8 @@ Rules:
   request is ``RequestFailed`` with RabbitMQ's status and reason. Callers print those;
   nothing here prints.
 - ``AsyncManagementClient`` is the same for an asyncio program (the HTTP server).
+- Every request carries ``credentials`` (``user``/``password``; RabbitMQ's ``guest``
+  by default, which logs in from loopback only): the broker checks each one.
 """
 from __future__ import annotations
 
@@ -19,10 +21,12 @@ import zmq
 import zmq.asyncio
 import zmq.utils.monitor
 
+from zbroker.curve import secure_client
 from zbroker.protocol import ProtocolError
 from zbroker.protocol.management import MANAGEMENT_HEADER, decode_reply, encode_request
 
 DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_CREDENTIALS = {"user": "guest", "password": "guest"}
 
 
 class Unreachable(Exception):
@@ -56,19 +60,29 @@ def _result(endpoint: str, request_id: int, frames: list[bytes]) -> tuple[bool, 
 
 class ManagementClient:
     def __init__(self, endpoint: str, timeout: float = DEFAULT_TIMEOUT_S,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, credentials: dict | None = None,
+                 curve_server_key: bytes | None = None) -> None:
+        """``curve_server_key``: the broker's CURVE public key, when it encrypts its wire."""
         self.endpoint = endpoint
         self.timeout = timeout
+        self.credentials = credentials or DEFAULT_CREDENTIALS
         self._ids = itertools.count(1)
         self._sock = (context or zmq.Context.instance()).socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
-        self._monitor = self._sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED)
+        self._curve = curve_server_key is not None
+        if curve_server_key is not None:
+            secure_client(self._sock, curve_server_key)
+        self._monitor = self._sock.get_monitor_socket(
+            zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
         self._refused = False
+        self._handshake_failed = False
         self._sock.connect(endpoint)
 
     def request(self, verb: str, **arguments: Any) -> Any:
         request_id = next(self._ids)
-        self._sock.send_multipart([MANAGEMENT_HEADER, encode_request(request_id, verb, arguments)])
+        self._sock.send_multipart([MANAGEMENT_HEADER, encode_request(request_id, verb, arguments,
+                                                                     self.credentials)])
         deadline = time.monotonic() + self.timeout
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
@@ -79,12 +93,22 @@ class ManagementClient:
                 raise Unreachable(self._silence())
             for sock, _ in poller.poll(int(left * 1000) + 1):
                 if sock is self._monitor:
-                    event = zmq.utils.monitor.recv_monitor_message(self._monitor)
-                    self._refused = event["event"] == zmq.EVENT_CONNECT_RETRIED
+                    event = zmq.utils.monitor.recv_monitor_message(self._monitor)["event"]
+                    if event in (zmq.EVENT_CONNECTED, zmq.EVENT_CONNECT_RETRIED):
+                        self._refused = event == zmq.EVENT_CONNECT_RETRIED
+                    else:
+                        raise Unreachable(self._handshake_failure())
                     continue
                 done, result = _result(self.endpoint, request_id, self._sock.recv_multipart())
                 if done:
                     return result
+
+    def _handshake_failure(self) -> str:
+        if self._curve:
+            return (f"the CURVE handshake with {self.endpoint} failed: is --curve-server-key the broker's "
+                    "public key?")
+        return (f"the ZeroMQ handshake with {self.endpoint} failed: the broker may require CURVE "
+                "(give --curve-server-key, the broker's public key)")
 
     def _silence(self) -> str:
         if self._refused:
@@ -117,7 +141,8 @@ class AsyncManagementClient:
         self._waiting: dict[int, Any] = {}
         self._reader: Any = None
 
-    async def request(self, verb: str, **arguments: Any) -> Any:
+    async def request(self, verb: str, credentials: dict, **arguments: Any) -> Any:
+        """``credentials``: the HTTP client's login and address, with the relay token."""
         import asyncio
         loop = asyncio.get_running_loop()
         if self._reader is None:
@@ -125,7 +150,8 @@ class AsyncManagementClient:
         request_id = next(self._ids)
         future = self._waiting[request_id] = loop.create_future()
         try:
-            await self._sock.send_multipart([MANAGEMENT_HEADER, encode_request(request_id, verb, arguments)])
+            await self._sock.send_multipart([MANAGEMENT_HEADER,
+                                             encode_request(request_id, verb, arguments, credentials)])
             return await asyncio.wait_for(future, self.timeout)
         except asyncio.TimeoutError:
             raise Unreachable(f"no answer from the broker within {self.timeout:g} s") from None

@@ -26,28 +26,32 @@ from zbroker.management.client import ManagementClient, RequestFailed, Unreachab
 
 EX_UNAVAILABLE = 69
 
-#: list verb -> (management list, what the info line calls it, default columns, columns).
+#: list verb -> (management list, the info line, default columns, columns).
 LISTS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
-    "list_queues": ("queues", "queues", ("name", "messages"), (
+    "list_queues": ("queues", "Listing queues for vhost / ...", ("name", "messages"), (
         "name", "durable", "auto_delete", "arguments", "policy", "exclusive", "exclusive_consumer_tag",
         "messages_ready", "messages_unacknowledged", "messages", "messages_ready_ram", "messages_ram",
         "messages_paged_out", "message_bytes", "message_bytes_ready", "consumers", "memory", "state",
         "type", "single_active_consumer_tag", "idle_since", "owner_pid")),
-    "list_exchanges": ("exchanges", "exchanges", ("name", "type"), (
+    "list_exchanges": ("exchanges", "Listing exchanges for vhost / ...", ("name", "type"), (
         "name", "type", "durable", "auto_delete", "internal", "arguments", "policy")),
-    "list_bindings": ("bindings", "bindings", (
+    "list_bindings": ("bindings", "Listing bindings for vhost / ...", (
         "source_name", "source_kind", "destination_name", "destination_kind", "routing_key", "arguments"), (
         "source_name", "source_kind", "destination_name", "destination_kind", "routing_key", "arguments")),
-    "list_connections": ("connections", "connections", ("user", "peer_host", "peer_port", "state"), (
+    "list_connections": ("connections", "Listing connections ...", ("user", "peer_host", "peer_port", "state"), (
         "name", "user", "vhost", "peer_host", "peer_port", "host", "port", "state", "channels",
         "protocol", "timeout", "frame_max", "channel_max", "client_properties", "connected_at",
         "ssl", "auth_mechanism", "type")),
-    "list_channels": ("channels", "channels", ("pid", "user", "consumer_count", "messages_unacknowledged"), (
+    "list_channels": ("channels", "Listing channels for vhost / ...", ("pid", "user", "consumer_count", "messages_unacknowledged"), (
         "pid", "name", "connection", "number", "user", "vhost", "transactional", "confirm",
         "consumer_count", "messages_unacknowledged", "messages_unconfirmed", "messages_uncommitted",
         "prefetch_count", "global_prefetch_count", "state")),
-    "list_users": ("users", "users", ("user", "tags"), ("user", "tags", "hashing_algorithm")),
-    "list_consumers": ("consumers", "consumers", (
+    "list_users": ("users", "Listing users ...", ("user", "tags"), ("user", "tags", "hashing_algorithm")),
+    "list_vhosts": ("vhosts", "Listing vhosts ...", ("name",), ("name", "description", "tags", "tracing",
+                                                                "default_queue_type")),
+    "list_permissions": ("permissions", 'Listing permissions for vhost "/" ...', ("user", "configure", "write", "read"),
+                         ("user", "configure", "write", "read")),
+    "list_consumers": ("consumers", "Listing consumers for vhost / ...", (
         "queue_name", "channel_pid", "consumer_tag", "ack_required", "prefetch_count", "active",
         "arguments"), (
         "queue_name", "channel_pid", "consumer_tag", "ack_required", "prefetch_count", "active",
@@ -90,8 +94,11 @@ def pick(item: dict, column: str) -> Any:
 class Ctl:
     """What every ctl verb shares: the broker to ask, the output format."""
 
-    def __init__(self, broker: str, timeout: float, formatter: str, quiet: bool, headers: bool) -> None:
+    def __init__(self, broker: str, timeout: float, formatter: str, quiet: bool, headers: bool,
+                 credentials: dict | None = None, curve_server_key: bytes | None = None) -> None:
         self.broker = broker
+        self.credentials = credentials
+        self.curve_server_key = curve_server_key
         self.timeout = timeout
         self.formatter = formatter
         self.quiet = quiet
@@ -99,7 +106,8 @@ class Ctl:
 
     def ask(self, verb: str, **arguments: Any) -> Any:
         try:
-            with ManagementClient(self.broker, self.timeout) as client:
+            with ManagementClient(self.broker, self.timeout, credentials=self.credentials,
+                                  curve_server_key=self.curve_server_key) as client:
                 return client.request(verb, **arguments)
         except Unreachable as exc:
             click.echo(f"Error: {exc}", err=True)
@@ -123,8 +131,11 @@ class Ctl:
             click.echo(f"Error: Info key(s) {','.join(unknown)} are not supported. "
                        f"Supported info keys are: {', '.join(known)}", err=True)
             sys.exit(64)  # EX_USAGE, as rabbitmqctl
-        self.info(f"Listing {what} ..." if kind in ("connections", "users") else f"Listing {what} for vhost / ...")
-        items = self.ask("list", kind=kind)
+        self.info(what)
+        self.rows(chosen, self.ask("list", kind=kind))
+
+    def rows(self, chosen: tuple[str, ...], items: list[dict]) -> None:
+        """The items as rabbitmqctl's table (or JSON), ``chosen`` columns."""
         rows = [[pick(item, c) for c in chosen] for item in items]
         if self.formatter == "json":
             click.echo(json.dumps([dict(zip(chosen, row)) for row in rows], default=str))
@@ -189,15 +200,32 @@ def _formatting(f: Callable) -> Callable:
               help="The broker's endpoint  [default: the default --bind of zbroker serve]")
 @click.option("--timeout", "-t", type=float, default=10.0, show_default=True,
               help="Seconds to wait for the broker's answer.")
+@click.option("--user", default="guest", show_default=True, envvar="ZBROKER_USER",
+              help="Log in as USER (env ZBROKER_USER); reading needs a management tag, changing "
+                   "administrator.")
+@click.option("--password", default="guest", envvar="ZBROKER_PASSWORD",
+              help="USER's password (env ZBROKER_PASSWORD, which keeps it out of the process list)  "
+                   "[default: guest]")
+@click.option("--curve-server-key", default=None, envvar="ZBROKER_CURVE_SERVER_KEY", metavar="KEY",
+              help="The broker's CURVE public key (Z85 text or its .key file), when it runs with "
+                   "--curve-secret-key (env ZBROKER_CURVE_SERVER_KEY).")
 @click.pass_context
-def ctl(ctx: click.Context, broker: str | None, timeout: float) -> None:
+def ctl(ctx: click.Context, broker: str | None, timeout: float, user: str, password: str,
+        curve_server_key: str | None) -> None:
     """Inspect and manage a running broker, as rabbitmqctl does."""
     from zbroker import DEFAULT_BIND
-    ctx.obj = {"broker": broker or DEFAULT_BIND, "timeout": timeout}
+    from zbroker.curve import KeyError_, server_key
+    try:
+        key = server_key(curve_server_key) if curve_server_key else None
+    except KeyError_ as exc:
+        raise click.BadParameter(str(exc), param_hint="--curve-server-key") from None
+    ctx.obj = {"broker": broker or DEFAULT_BIND, "timeout": timeout,
+               "credentials": {"user": user, "password": password}, "curve_server_key": key}
 
 
 def _ctl(ctx: click.Context, formatter: str = "table", quiet: bool = False, no_headers: bool = False) -> Ctl:
-    return Ctl(ctx.obj["broker"], ctx.obj["timeout"], formatter, quiet, not no_headers)
+    return Ctl(ctx.obj["broker"], ctx.obj["timeout"], formatter, quiet, not no_headers, ctx.obj["credentials"],
+               ctx.obj["curve_server_key"])
 
 
 def _list_command(verb: str) -> None:
@@ -262,7 +290,15 @@ USER_VERBS: dict[str, tuple[tuple[str, ...], str, str]] = {
                         "Give USERNAME a new PASSWORD."),
     "set_user_tags": (("username", "tags"), 'Setting tags for user "{username}" to [{tags}] ...',
                       "Set USERNAME's TAGS (administrator, monitoring, management, ...; none clears them)."),
+    "set_permissions": (("username", "configure", "write", "read"),
+                        'Setting permissions for user "{username}" in vhost "{vhost}" ...',
+                        "Give USERNAME the CONFIGURE, WRITE and READ regular expressions in the vhost "
+                        "(RabbitMQ's: '.*' allows all, '' nothing, '^app\\.' names starting 'app.')."),
+    "clear_permissions": (("username",), 'Clearing permissions for user "{username}" in vhost "{vhost}" ...',
+                          "Take USERNAME's permissions in the vhost away."),
 }
+#: Verbs that act in a vhost (``-p``/``--vhost``, as rabbitmqctl).
+IN_VHOST = frozenset({"set_permissions", "clear_permissions"})
 
 
 def _user_command(verb: str) -> None:
@@ -271,21 +307,52 @@ def _user_command(verb: str) -> None:
     @click.pass_context
     def command(ctx: click.Context, **given: Any) -> None:
         c = _ctl(ctx)
-        c.info(info.format(username=given["username"], tags=", ".join(given.get("tags", ()))))
-        arguments = {"name": given["username"]}
-        if "password" in given:
-            arguments["password"] = given["password"]
-        if "tags" in given:
-            arguments["tags"] = list(given["tags"])
+        c.info(info.format(username=given["username"], tags=", ".join(given.get("tags", ())),
+                           vhost=given.get("vhost")))
+        arguments = {"name": given.pop("username")}
+        arguments.update({key: list(value) if key == "tags" else value for key, value in given.items()})
         c.ask(verb, **arguments)
 
     for name in reversed(names):
         command = click.argument(name, nargs=-1 if name == "tags" else 1)(command)
+    if verb in IN_VHOST:
+        command = click.option("-p", "--vhost", default="/", show_default=True, help="The virtual host.")(command)
     ctl.command(verb, help=help_text)(command)
 
 
 for _verb in USER_VERBS:
     _user_command(_verb)
+
+
+@ctl.command("list_user_permissions")
+@click.argument("username")
+@_formatting
+@click.pass_context
+def list_user_permissions(ctx: click.Context, username: str, formatter: str, quiet: bool, no_headers: bool) -> None:
+    """List USERNAME's permissions in each vhost."""
+    c = _ctl(ctx, formatter, quiet, no_headers)
+    c.info(f'Listing permissions for user "{username}" ...')
+    c.rows(("vhost", "configure", "write", "read"), c.ask("user_permissions", name=username))
+
+
+@ctl.command("add_vhost")
+@click.argument("vhost")
+@click.pass_context
+def add_vhost(ctx: click.Context, vhost: str) -> None:
+    """Refused: zbroker has one virtual host, '/' (not implemented yet)."""
+    c = _ctl(ctx)
+    c.info(f'Adding vhost "{vhost}" ...')
+    c.ask("add_vhost", name=vhost)
+
+
+@ctl.command("delete_vhost")
+@click.argument("vhost")
+@click.pass_context
+def delete_vhost(ctx: click.Context, vhost: str) -> None:
+    """Refused: zbroker has one virtual host, '/' (not implemented yet)."""
+    c = _ctl(ctx)
+    c.info(f'Deleting vhost "{vhost}" ...')
+    c.ask("delete_vhost", name=vhost)
 
 
 @ctl.command("close_connection")

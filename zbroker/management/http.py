@@ -13,12 +13,20 @@ Rules:
 - ``/metrics`` is rabbitmq_prometheus's aggregated metrics, ``/metrics/per-object``
   adds labels per queue and channel (``metrics.py``).
 - The dashboard is static files (``dashboard/``) that read the same API.
-- Bound to loopback by default when enabled: there are no users yet, so anybody who
-  reaches the port can purge queues or close connections.
+- Every ``/api`` path and the dashboard page need HTTP basic auth with a user whose
+  tags allow the request (``core/management_access.py``); without it, 401 and
+  RabbitMQ's ``WWW-Authenticate`` realm, so a browser asks. The broker checks each
+  request: this thread forwards the login with the client's address (for ``guest``'s
+  loopback rule) and the relay token. ``/metrics`` needs no login, as
+  rabbitmq_prometheus's; the dashboard's static files neither (they hold no data).
+- Bound to loopback by default when enabled.
 """
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import contextvars
 import json
 import logging
 import threading
@@ -38,7 +46,14 @@ log = logging.getLogger(__name__)
 DEFAULT_HTTP = "127.0.0.1:15680"
 DASHBOARD = Path(__file__).parent / "dashboard"
 VHOST = "/"
-_STATUS = {400: web.HTTPBadRequest, 404: web.HTTPNotFound, 405: web.HTTPMethodNotAllowed}
+_STATUS = {400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 403: web.HTTPForbidden, 404: web.HTTPNotFound,
+           405: web.HTTPMethodNotAllowed, 501: web.HTTPNotImplemented}
+_ERRORS = {401: "not_authorised", 403: "access_refused", 404: "Object Not Found", 405: "Method Not Allowed",
+           501: "not_implemented"}
+#: RabbitMQ's realm: a browser asks for a login when a page answers 401 with it.
+CHALLENGE = {"WWW-Authenticate": 'Basic realm="RabbitMQ Management"'}
+#: The credentials of the request being answered (set by ``authenticate``).
+_credentials: contextvars.ContextVar[dict] = contextvars.ContextVar("credentials")
 #: Query options a list takes, and how to read each.
 _LIST_OPTIONS: dict[str, Callable[[str], Any]] = {
     "page": int, "page_size": int, "name": str, "use_regex": lambda v: v.lower() == "true",
@@ -52,8 +67,21 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 def _error(status: int, reason: str) -> web.Response:
-    error = {404: "Object Not Found", 405: "Method Not Allowed"}.get(status, "bad_request")
-    return _json({"error": error, "reason": reason}, status)
+    response = _json({"error": _ERRORS.get(status, "bad_request"), "reason": reason}, status)
+    if status == 401:
+        response.headers.update(CHALLENGE)
+    return response
+
+
+def basic_auth(header: str | None) -> tuple[str, str] | None:
+    """(user, password) from an ``Authorization: Basic …`` header, or None."""
+    if not header or not header.startswith("Basic "):
+        return None
+    try:
+        user, sep, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (user, password) if sep else None
 
 
 class Api:
@@ -61,7 +89,7 @@ class Api:
         self.client = client
 
     async def ask(self, verb: str, **arguments: Any) -> Any:
-        return await self.client.request(verb, **arguments)
+        return await self.client.request(verb, _credentials.get(), **arguments)
 
     @staticmethod
     def vhost(request: web.Request) -> None:
@@ -181,7 +209,64 @@ def routes(api: Api) -> list[web.RouteDef]:
                       "alarms": [{"node": overview["node"], "resource": r} for r in active]}, 503)
 
     async def vhosts(request: web.Request) -> web.Response:
-        return _json([{"name": VHOST, "description": "Default virtual host", "tags": []}])
+        return _json(await api.ask("list", kind="vhosts"))
+
+    async def vhost(request: web.Request) -> web.Response:
+        name = api.name(request)
+        for vhost in await api.ask("list", kind="vhosts"):
+            if vhost["name"] == name:
+                return _json(vhost)
+        raise _Refused(404, "Not Found")
+
+    async def refuse_vhost_change(request: web.Request) -> web.Response:
+        await api.ask("add_vhost" if request.method == "PUT" else "delete_vhost", name=api.name(request))
+        return web.Response(status=204)
+
+    async def whoami(request: web.Request) -> web.Response:
+        return _json(await api.ask("whoami"))
+
+    async def users(request: web.Request) -> web.Response:
+        return _json(await api.ask("list", kind="users"))
+
+    async def user(request: web.Request) -> web.Response:
+        name = api.name(request)
+        found = [u for u in await api.ask("list", kind="users") if u["name"] == name]
+        if not found:
+            raise _Refused(404, "Not Found")
+        return _json(found[0])
+
+    async def put_user(request: web.Request) -> web.Response:
+        body = await api.body(request)
+        created = await api.ask("put_user", name=api.name(request), **{
+            key: body[key] for key in ("password", "password_hash", "hashing_algorithm", "tags") if key in body})
+        return web.Response(status=201 if created["created"] else 204)
+
+    async def delete_user(request: web.Request) -> web.Response:
+        await api.ask("delete_user", name=api.name(request))
+        return web.Response(status=204)
+
+    async def permissions(request: web.Request) -> web.Response:
+        return _json(await api.ask("list", kind="permissions"))
+
+    async def user_permissions(request: web.Request) -> web.Response:
+        return _json(await api.ask("user_permissions", name=api.name(request)))
+
+    async def permission(request: web.Request) -> web.Response:
+        user, vhost = api.name(request, "user"), api.name(request, "vhost")
+        found = [p for p in await api.ask("user_permissions", name=user) if p["vhost"] == vhost]
+        if not found:
+            raise _Refused(404, "Not Found")
+        return _json(found[0])
+
+    async def put_permission(request: web.Request) -> web.Response:
+        body = await api.body(request)
+        await api.ask("set_permissions", name=api.name(request, "user"), vhost=api.name(request, "vhost"),
+                      **{key: body.get(key, "") for key in ("configure", "write", "read")})
+        return web.Response(status=204)
+
+    async def delete_permission(request: web.Request) -> web.Response:
+        await api.ask("clear_permissions", name=api.name(request, "user"), vhost=api.name(request, "vhost"))
+        return web.Response(status=204)
 
     async def prometheus(request: web.Request) -> web.Response:
         per_object = request.path.endswith("/per-object")
@@ -189,12 +274,21 @@ def routes(api: Api) -> list[web.RouteDef]:
         return web.Response(body=text, headers={"Content-Type": metrics.CONTENT_TYPE})
 
     async def index(request: web.Request) -> web.FileResponse:
+        await api.ask("whoami")  # the page shows broker data: the login is checked first
         return web.FileResponse(DASHBOARD / "index.html")
 
     r = web
     return [
         r.get("/api/overview", overview),
-        r.get("/api/vhosts", vhosts),
+        r.get("/api/vhosts", vhosts), r.get("/api/vhosts/{name}", vhost),
+        r.put("/api/vhosts/{name}", refuse_vhost_change), r.delete("/api/vhosts/{name}", refuse_vhost_change),
+        r.get("/api/whoami", whoami),
+        r.get("/api/users", users), r.get("/api/users/{name}", user), r.put("/api/users/{name}", put_user),
+        r.delete("/api/users/{name}", delete_user),
+        r.get("/api/users/{name}/permissions", user_permissions),
+        r.get("/api/permissions", permissions), r.get("/api/permissions/{vhost}/{user}", permission),
+        r.put("/api/permissions/{vhost}/{user}", put_permission),
+        r.delete("/api/permissions/{vhost}/{user}", delete_permission),
         r.get("/api/queues", lister("queues")), r.get("/api/queues/{vhost}", lister("queues")),
         r.get("/api/queues/{vhost}/{name}", queue), r.delete("/api/queues/{vhost}/{name}", delete_queue),
         r.delete("/api/queues/{vhost}/{name}/contents", purge),
@@ -220,6 +314,22 @@ def _exchange_name(request: web.Request) -> str:
     """RabbitMQ names the default exchange ``amq.default`` in URLs."""
     name = unquote(request.match_info["name"])
     return "" if name == "amq.default" else name
+
+
+def authentication(relay_token: bytes) -> Callable:
+    """The middleware that sets each request's credentials (rule 4)."""
+    @web.middleware
+    async def authenticate(request: web.Request,
+                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if request.path.startswith(("/metrics", "/static/")):
+            _credentials.set({"relay": relay_token})  # the exporter's own reads
+            return await handler(request)
+        login = basic_auth(request.headers.get("Authorization"))
+        if login is None:
+            return _error(401, "Not_Authorized")
+        _credentials.set({"relay": relay_token, "user": login[0], "password": login[1], "peer": request.remote})
+        return await handler(request)
+    return authenticate
 
 
 @web.middleware
@@ -248,13 +358,14 @@ async def errors(request: web.Request, handler: Callable[[web.Request], Awaitabl
 class HttpServer:
     """The HTTP listener on its own thread; ``start`` returns once it listens (or raises)."""
 
-    def __init__(self, address: str, endpoint: str, context: zmq.Context) -> None:
+    def __init__(self, address: str, endpoint: str, context: zmq.Context, relay_token: bytes) -> None:
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"{address!r}: expected HOST:PORT, e.g. {DEFAULT_HTTP}")
         self.host, self.port = host.strip("[]"), int(port)
         self.endpoint = endpoint
         self.context = context
+        self.relay_token = relay_token
         self.bound = ""
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -283,7 +394,8 @@ class HttpServer:
     async def _serve(self) -> None:
         client = self._client = AsyncManagementClient(
             self.endpoint, zmq.asyncio.Context.shadow(self.context.underlying))
-        app = web.Application(middlewares=[errors], client_max_size=64 * 1024 * 1024)
+        app = web.Application(middlewares=[errors, authentication(self.relay_token)],
+                              client_max_size=64 * 1024 * 1024)
         app.add_routes(routes(Api(client)))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

@@ -1,7 +1,9 @@
 """Management frames: ``zbroker ctl`` and the HTTP API asking the broker, on its own socket.
 
 A management message is ``[MANAGEMENT_HEADER, request]`` with ``request`` a msgpack
-array ``[request id, verb, arguments]``; the broker answers ``[MANAGEMENT_HEADER,
+array ``[request id, verb, arguments, credentials]`` (``credentials``: a map with
+``user`` and ``password``, checked by ``core/management_access.py``; a request without
+it is refused as a failed login); the broker answers ``[MANAGEMENT_HEADER,
 [request id, ok, result]]`` where ``result`` is the answer, or ``{"status", "error",
 "reason"}`` when ``ok`` is false. It needs no HELLO and opens no connection: a
 management peer never shows up among the connections it lists.
@@ -29,11 +31,11 @@ MANAGEMENT_HEADER = b"ZBM" + bytes([MANAGEMENT_VERSION])
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
 
 
-def encode_request(request_id: int, verb: str, arguments: dict) -> bytes:
-    return pack([request_id, verb, arguments])
+def encode_request(request_id: int, verb: str, arguments: dict, credentials: dict | None = None) -> bytes:
+    return pack([request_id, verb, arguments, credentials])
 
 
-def decode_request(frame: bytes) -> tuple[int, str, dict]:
+def decode_request(frame: bytes) -> tuple[int, str, dict, Any]:
     if len(frame) > MAX_REQUEST_BYTES:
         raise ProtocolError(errors.FRAME_ERROR, f"management request of {len(frame)} bytes is "
                                                 f"larger than {MAX_REQUEST_BYTES}")
@@ -41,14 +43,14 @@ def decode_request(frame: bytes) -> tuple[int, str, dict]:
         request = msgpack.unpackb(frame, timestamp=3)
     except Exception as exc:  # msgpack raises several unrelated types
         raise ProtocolError(errors.SYNTAX_ERROR, f"undecodable management request: {exc}") from None
-    if (type(request) is not list or len(request) != 3 or type(request[0]) is not int
+    if (type(request) is not list or len(request) not in (3, 4) or type(request[0]) is not int
             or type(request[1]) is not str or type(request[2]) is not dict):
-        raise ProtocolError(errors.SYNTAX_ERROR, "a management request is [id, verb, arguments]")
+        raise ProtocolError(errors.SYNTAX_ERROR, "a management request is [id, verb, arguments, credentials]")
     try:
         check_table(request[2], "management arguments")
     except TableError as exc:
         raise ProtocolError(errors.SYNTAX_ERROR, str(exc)) from None
-    return request[0], request[1], request[2]
+    return request[0], request[1], request[2], request[3] if len(request) == 4 else None
 
 
 def encode_reply(request_id: int, ok: bool, result: Any) -> bytes:

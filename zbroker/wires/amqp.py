@@ -118,7 +118,6 @@ class AmqpConnection:
         self.paused = False  # rule 6
         self.resume = False  # unpaused by the core's events: apply what waits in ``inbuf``
         self.username = ""
-        self.password = ""
         self.mechanism = ""
         self.client_properties: dict = {}
         self.capabilities: dict = {}
@@ -382,8 +381,8 @@ class AmqpWire:
         else:
             raise FrameError(errors.COMMAND_INVALID, f"unknown authentication mechanism '{method.mechanism}'")
         conn.username = user.decode(errors="replace") if isinstance(user, bytes) else str(user)
-        conn.password = password.decode(errors="replace") if isinstance(password, bytes) else str(password)
-        refusal = self._login_refusal(conn)
+        text = password.decode(errors="replace") if isinstance(password, bytes) else str(password)
+        refusal = self.broker.topology.users.login(conn.username, text, conn.peer_host, now, conn.mechanism)
         if refusal is not None:
             self._refuse_login(conn, refusal)
             return
@@ -391,12 +390,8 @@ class AmqpWire:
                           self.broker.heartbeat)
         conn.state = _TUNE_OK
 
-    def _login_refusal(self, conn: AmqpConnection) -> str | None:
-        """Why this login is refused (for the log), or None (``core/users.py``)."""
-        return self.broker.topology.users.authenticate(conn.username, conn.password, conn.peer_host)
-
     def _refuse_login(self, conn: AmqpConnection, why: str) -> None:
-        log.warning("AMQP connection from %s:%d: login refused: %s", conn.peer_host, conn.peer_port, why)
+        """(The core logged why.)"""
         if conn.capabilities.get("authentication_failure_close"):
             text = errors.reply_text(errors.ACCESS_REFUSED, LOGIN_REFUSED.format(conn.mechanism))
             self._send_method(conn, 0, C.Connection.Close, errors.ACCESS_REFUSED, text, 0, 0)
@@ -417,9 +412,8 @@ class AmqpWire:
 
     def _open(self, conn: AmqpConnection, method: Any, now: float) -> None:
         core = self.broker.open_connection(conn.key, now, conn.heartbeat, method.virtual_host,
-                                           conn.username, conn.password, conn.client_properties,
+                                           conn.username, None, conn.client_properties,
                                            DELIVERY_WINDOW, conn.peer_host, conn.mechanism)
-        conn.password = ""  # not kept past the login
         if core is None:  # refused (vhost, connection limit): the core queued the close
             conn.state = _RUNNING
             return

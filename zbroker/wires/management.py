@@ -10,6 +10,9 @@ Rules:
   is checked (``tables.check_properties``).
 - ``facts`` is a callable the server gives: what only it knows (listeners, memory,
   data directory), merged into ``overview`` and ``status``.
+- Every request logs in and is authorised before it is applied
+  (``core/management_access.py``): ``host`` is where the request came from (None: a
+  local transport), ``relay_token`` what the in-process HTTP server proves itself with.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from typing import Any, Callable
 
 from zbroker.core import Broker
 from zbroker.core.management import Management, ManagementError
+from zbroker.core.management_access import AccessDenied, authorize, login
 from zbroker.protocol import ProtocolError
 from zbroker.protocol.management import MANAGEMENT_HEADER, decode_request, encode_reply
 from zbroker.protocol.tables import TableError, check_properties
@@ -29,24 +33,33 @@ _WITH_FACTS = frozenset({"overview"})
 
 
 class ManagementWire:
-    def __init__(self, broker: Broker, facts: Callable[[], dict] | None = None) -> None:
+    def __init__(self, broker: Broker, facts: Callable[[], dict] | None = None,
+                 relay_token: bytes = b"") -> None:
+        self.broker = broker
         self.management = Management(broker)
+        self.relay_token = relay_token
         self.facts = facts or dict
         #: (peer, [MANAGEMENT_HEADER, reply]) waiting to be sent.
         self.replies: list[tuple[bytes, list[bytes]]] = []
 
-    def handle(self, peer: bytes, frames: list[Any]) -> None:
+    def handle(self, peer: bytes, frames: list[Any], host: str | None = None) -> None:
         """One management message: ``frames`` is ``[MANAGEMENT_HEADER, request]``."""
         request_id = 0
         try:
             if len(frames) != 2:
                 raise ProtocolError(0, "a management message is [header, request]")
-            request_id, verb, arguments = decode_request(bytes(frames[1]))
+            request_id, verb, arguments, credentials = decode_request(bytes(frames[1]))
+            users = self.broker.topology.users
+            principal = login(users, credentials, host, self.relay_token, self.broker.now)
+            authorize(users, principal, verb, arguments)
             if verb == "publish" and isinstance(arguments.get("properties"), dict):
                 check_properties(arguments["properties"])
             facts = self.facts() if verb in _WITH_FACTS else None
-            result = self.management.handle(verb, arguments, facts)
+            result = self.management.handle(verb, arguments, facts, principal)
             self._reply(peer, request_id, True, result)
+        except AccessDenied as exc:
+            error = "not_authorised" if exc.status == 401 else "access_refused"
+            self._reply(peer, request_id, False, {"status": exc.status, "error": error, "reason": exc.reason})
         except (ProtocolError, TableError) as exc:
             detail = exc.detail if isinstance(exc, ProtocolError) else f"properties: {exc}"
             log.warning("bad management request from %s: %s", peer.hex()[:12], detail)

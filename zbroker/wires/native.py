@@ -69,7 +69,8 @@ class NativeWire:
         try:
             if parts[start] != HEADER:
                 if parts[start] == MANAGEMENT_HEADER and self.management is not None:
-                    self.management.handle(peer, parts[start:])
+                    host = self.peer_address(frame) if frame is not None and self.peer_address else None
+                    self.management.handle(peer, parts[start:], host)
                     return
                 check_header(parts[start])  # raises the right ProtocolError
             for op, fields, body in decode_message(parts, start + 1):

@@ -1,0 +1,125 @@
+"""Who may do what in a virtual host: RabbitMQ's three regular expressions per user.
+
+Rules (RabbitMQ's "Access Control" guide and its channel's checks):
+- A user's permissions in a vhost are three regular expressions: ``configure``,
+  ``write``, ``read``. A resource is allowed when its expression *finds* the name
+  anywhere (unanchored, as Erlang's ``re:run``: ``^app\\.`` anchors, ``.*`` allows
+  all); an empty expression allows nothing (RabbitMQ reads it as ``^$``).
+- No permissions in a vhost: the user may not open a connection to it
+  (530 ``access to vhost '/' refused for user 'bob'``).
+- The default exchange is checked under the name ``amq.default``.
+- Which operation needs what (RabbitMQ's table; the broker calls ``check``):
+  declare or delete a queue or exchange: configure on it; a passive declare: any of
+  the three; a queue with ``x-dead-letter-exchange``: also read on the queue and
+  write on the dead-letter exchange; an exchange with ``alternate-exchange``: also
+  read on it and write on the alternate; publish: write on the exchange; consume,
+  get, purge: read on the queue; (un)bind: write on the destination, read on the
+  source exchange.
+- A refusal is 403 ACCESS_REFUSED, ``configure access to queue 'q' in vhost '/'
+  refused for user 'bob'``: the channel closes, the connection goes on.
+- A change takes effect at the connection's next operation: a connection looks its
+  user's permissions up each time (one dict lookup; RabbitMQ may wait for a
+  reconnect). Results are cached per permission object, which a change replaces.
+- Permissions are durable with the users (``users.py`` saves them).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from zbroker import errors
+from zbroker.errors import ChannelError
+
+CONFIGURE, WRITE, READ = "configure", "write", "read"
+KINDS = (CONFIGURE, WRITE, READ)
+DEFAULT_EXCHANGE_NAME = "amq.default"
+#: Names remembered per permission object and kind before the cache starts over.
+_CACHE_SIZE = 256
+
+
+class PermissionError_(ValueError):
+    """A permission refused as an argument (a regular expression that does not compile)."""
+
+
+@dataclass
+class Permission:
+    """One user's three expressions in one vhost, compiled, with a cache of answers."""
+    configure: str
+    write: str
+    read: str
+    _compiled: dict[str, re.Pattern | None] = field(default_factory=dict, repr=False)
+    _cache: dict[tuple[str, str], bool] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for kind in KINDS:
+            pattern = getattr(self, kind)
+            if not isinstance(pattern, str):
+                raise PermissionError_(f"{kind}: a regular expression must be a string")
+            try:
+                self._compiled[kind] = re.compile(pattern) if pattern else None
+            except re.error as exc:
+                raise PermissionError_(f"{kind}: invalid regular expression '{pattern}': {exc}") from None
+
+    def allows(self, kind: str, name: str) -> bool:
+        key = (kind, name)
+        answer = self._cache.get(key)
+        if answer is None:
+            pattern = self._compiled[kind]
+            answer = pattern is not None and pattern.search(name) is not None
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+            self._cache[key] = answer
+        return answer
+
+    def as_row(self) -> list[str]:
+        return [self.configure, self.write, self.read]
+
+
+class Permissions:
+    """Every (user, vhost) → ``Permission``; the users' table owns it (``users.py``)."""
+
+    def __init__(self) -> None:
+        self.table: dict[tuple[str, str], Permission] = {}
+
+    def get(self, user: str, vhost: str) -> Permission | None:
+        return self.table.get((user, vhost))
+
+    def set(self, user: str, vhost: str, configure: str, write: str, read: str) -> None:
+        self.table[(user, vhost)] = Permission(configure, write, read)
+
+    def clear(self, user: str, vhost: str) -> bool:
+        return self.table.pop((user, vhost), None) is not None
+
+    def forget_user(self, user: str) -> None:
+        for key in [key for key in self.table if key[0] == user]:
+            del self.table[key]
+
+    def rows(self) -> list[list[str]]:
+        """``[user, vhost, configure, write, read]`` sorted: the snapshot's and listings' form."""
+        return [[user, vhost, *p.as_row()] for (user, vhost), p in sorted(self.table.items())]
+
+    def restore(self, rows: list[list[str]]) -> None:
+        self.table = {(user, vhost): Permission(c, w, r) for user, vhost, c, w, r in rows}
+
+
+def resource(kind: str, name: str, vhost: str) -> str:
+    """RabbitMQ's way to name a resource in a message: ``queue 'q' in vhost '/'``."""
+    return f"{kind} '{name}' in vhost '{vhost}'"
+
+
+def check(permission: Permission | None, user: str, vhost: str, access: str, kind: str,
+          name: str) -> None:
+    """Raise RabbitMQ's 403 unless ``user`` may ``access`` the resource."""
+    if kind == "exchange" and name == "":
+        name = DEFAULT_EXCHANGE_NAME
+    if permission is None or not permission.allows(access, name):
+        raise ChannelError(errors.ACCESS_REFUSED,
+                           f"{access} access to {resource(kind, name, vhost)} refused for user '{user}'")
+
+
+def check_any(permission: Permission | None, user: str, vhost: str, kind: str, name: str) -> None:
+    """A passive declare needs any of the three; the refusal names ``configure``, as
+    RabbitMQ's does (it tries configure last so the text matches a declare's)."""
+    if permission is not None and any(permission.allows(access, name) for access in (READ, WRITE)):
+        return
+    check(permission, user, vhost, CONFIGURE, kind, name)
