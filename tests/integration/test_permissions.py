@@ -44,31 +44,17 @@ OPERATIONS: list[tuple[str, Callable[[Any, str], Any], str]] = [
 
 
 @pytest.fixture
-def app_connect(broker: Broker, pika: ModuleType, wire: str) -> Callable[[], Any]:
+def app_connect(broker: Broker, pika: ModuleType, connect: Callable[..., Any]) -> Callable[[], Any]:
     """Connections as ``app``, whose three expressions are ``^app\\.``; ``other*`` and
     ``app.*`` exist (made by guest)."""
     ctl(broker, "add_user", "app", "pw")
     ctl(broker, "set_permissions", "app", "^app\\.", "^app\\.", "^app\\.")
-    guest = pika.BlockingConnection(pika.ConnectionParameters(
-        host=broker.host, port=broker.amqp_port if wire == "amqp" else broker.port))
-    channel = guest.channel()
+    channel = connect().channel()
     for prefix in ("other", "app."):
         channel.exchange_declare(f"{prefix}x", "direct")
         channel.queue_declare(f"{prefix}q")
         channel.queue_bind(f"{prefix}q", f"{prefix}x", "k")
-    guest.close()
-    opened: list[Any] = []
-
-    def connect() -> Any:
-        conn = pika.BlockingConnection(pika.ConnectionParameters(
-            host=broker.host, port=broker.amqp_port if wire == "amqp" else broker.port,
-            credentials=pika.PlainCredentials("app", "pw")))
-        opened.append(conn)
-        return conn
-    yield connect
-    for conn in opened:
-        if conn.is_open:
-            conn.close()
+    return lambda: connect(credentials=pika.PlainCredentials("app", "pw"))
 
 
 @pytest.mark.parametrize("name,operation,text", OPERATIONS, ids=[o[0] for o in OPERATIONS])

@@ -257,16 +257,6 @@ def status(ctx: click.Context, formatter: str, quiet: bool, no_headers: bool) ->
         click.echo("\n".join(status_lines(overview)))
 
 
-@ctl.command("purge_queue")
-@click.argument("queue")
-@click.pass_context
-def purge_queue(ctx: click.Context, queue: str) -> None:
-    """Remove the ready messages of QUEUE (unacknowledged ones stay with their consumers)."""
-    c = _ctl(ctx)
-    c.info(f"Purging queue '{queue}' in vhost '/' ...")
-    c.ask("purge_queue", name=queue)
-
-
 @ctl.command("delete_queue")
 @click.argument("queue")
 @click.option("--if-empty", "-e", is_flag=True, help="Only if it holds no ready messages.")
@@ -280,8 +270,15 @@ def delete_queue(ctx: click.Context, queue: str, if_empty: bool, if_unused: bool
     click.echo(f"Queue was successfully deleted with {result['message_count']} ready messages")
 
 
-#: rabbitmqctl's user verbs: (arguments, what the info line says, help).
-USER_VERBS: dict[str, tuple[tuple[str, ...], str, str]] = {
+#: rabbitmqctl's verbs that name one object and say nothing back: (arguments, the first
+#: naming the object; what the info line says; help).
+VERBS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "purge_queue": (("queue",), "Purging queue '{queue}' in vhost '/' ...",
+                    "Remove the ready messages of QUEUE (unacknowledged ones stay with their consumers)."),
+    "add_vhost": (("vhost",), 'Adding vhost "{vhost}" ...',
+                  "Refused: zbroker has one virtual host, '/' (not implemented yet)."),
+    "delete_vhost": (("vhost",), 'Deleting vhost "{vhost}" ...',
+                     "Refused: zbroker has one virtual host, '/' (not implemented yet)."),
     "add_user": (("username", "password"), 'Adding user "{username}" ...',
                  "Add USERNAME with PASSWORD (kept as a salted SHA-256 hash, as RabbitMQ keeps it)."),
     "delete_user": (("username",), 'Deleting user "{username}" ...',
@@ -301,15 +298,14 @@ USER_VERBS: dict[str, tuple[tuple[str, ...], str, str]] = {
 IN_VHOST = frozenset({"set_permissions", "clear_permissions"})
 
 
-def _user_command(verb: str) -> None:
-    names, info, help_text = USER_VERBS[verb]
+def _verb_command(verb: str) -> None:
+    names, info, help_text = VERBS[verb]
 
     @click.pass_context
     def command(ctx: click.Context, **given: Any) -> None:
         c = _ctl(ctx)
-        c.info(info.format(username=given["username"], tags=", ".join(given.get("tags", ())),
-                           vhost=given.get("vhost")))
-        arguments = {"name": given.pop("username")}
+        c.info(info.format(**{**given, "tags": ", ".join(given.get("tags", ()))}))
+        arguments = {"name": given.pop(names[0])}
         arguments.update({key: list(value) if key == "tags" else value for key, value in given.items()})
         c.ask(verb, **arguments)
 
@@ -320,8 +316,8 @@ def _user_command(verb: str) -> None:
     ctl.command(verb, help=help_text)(command)
 
 
-for _verb in USER_VERBS:
-    _user_command(_verb)
+for _verb in VERBS:
+    _verb_command(_verb)
 
 
 @ctl.command("list_user_permissions")
@@ -333,26 +329,6 @@ def list_user_permissions(ctx: click.Context, username: str, formatter: str, qui
     c = _ctl(ctx, formatter, quiet, no_headers)
     c.info(f'Listing permissions for user "{username}" ...')
     c.rows(("vhost", "configure", "write", "read"), c.ask("user_permissions", name=username))
-
-
-@ctl.command("add_vhost")
-@click.argument("vhost")
-@click.pass_context
-def add_vhost(ctx: click.Context, vhost: str) -> None:
-    """Refused: zbroker has one virtual host, '/' (not implemented yet)."""
-    c = _ctl(ctx)
-    c.info(f'Adding vhost "{vhost}" ...')
-    c.ask("add_vhost", name=vhost)
-
-
-@ctl.command("delete_vhost")
-@click.argument("vhost")
-@click.pass_context
-def delete_vhost(ctx: click.Context, vhost: str) -> None:
-    """Refused: zbroker has one virtual host, '/' (not implemented yet)."""
-    c = _ctl(ctx)
-    c.info(f'Deleting vhost "{vhost}" ...')
-    c.ask("delete_vhost", name=vhost)
 
 
 @ctl.command("close_connection")
