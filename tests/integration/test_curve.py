@@ -133,7 +133,8 @@ def test_wrong_or_missing_keys_fail_at_once_with_the_reason(keys: Path) -> None:
     broker = Broker("--curve-secret-key", str(keys / "broker.key_secret"), in_memory=True)
     try:
         cases = [
-            ({}, zpika.exceptions.IncompatibleProtocolError, "may require CURVE"),
+            # (libzmq reports the mismatch itself, or only that the broker hung up: both say CURVE)
+            ({}, zpika.exceptions.AMQPConnectionError, "the broker requires CURVE|does the broker require CURVE"),
             ({"curve_server_key": public(keys, "stranger")}, zpika.exceptions.AMQPConnectionError,
              "CURVE handshake with .* failed: is curve_server_key the broker's public key"),
         ]

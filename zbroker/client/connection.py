@@ -68,6 +68,8 @@ _FIRST_CHANNEL_OP = int(Op.CHANNEL_OPEN)
 _TRANSPORT_LOST = zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
 _HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
                      | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+#: libzmq's ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: one side uses CURVE, the other not.
+_MECHANISM_MISMATCH = 0x11000002
 _MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | _TRANSPORT_LOST | _HANDSHAKE_FAILED
 
 
@@ -87,6 +89,8 @@ class BlockingConnection:
             candidates = list(parameters)
             if not candidates or not all(isinstance(p, ConnectionParameters) for p in candidates):
                 raise TypeError("parameters must be a ConnectionParameters or a sequence of them")
+        #: Where to connect, in order (kept: a robust connection connects again).
+        self._candidates = candidates
         self._channels: dict[int, Any] = {}
         self._events: deque[tuple[Any, str, Any]] = deque()
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
@@ -307,30 +311,36 @@ class BlockingConnection:
         from zmq.utils.monitor import recv_monitor_message
         while self._monitor is not None:
             try:
-                event = recv_monitor_message(self._monitor, zmq.NOBLOCK)["event"]
+                message = recv_monitor_message(self._monitor, zmq.NOBLOCK)
             except zmq.Again:
                 return
+            event = message["event"]
             if event & _HANDSHAKE_FAILED:  # (before the disconnect that follows it)
-                self._lose(self._handshake_failure(event))
+                self._lose(self._handshake_failure(event, message["value"]))
             elif connecting and event & (zmq.EVENT_CONNECT_RETRIED | _TRANSPORT_LOST):
                 self._lose(exceptions.AMQPConnectionError(f"connection refused by {self._endpoint}"))
             elif event & _TRANSPORT_LOST and not self._close_ok:
                 self._lose(exceptions.StreamLostError("Transport indicated EOF"))
 
-    def _handshake_failure(self, event: int) -> exceptions.AMQPConnectionError:
-        """What a failed ZeroMQ handshake means, said plainly (CURVE is the usual cause)."""
+    def _handshake_failure(self, event: int, value: int) -> exceptions.AMQPConnectionError:
+        """What a failed ZeroMQ handshake means, said plainly. A refused key and a
+        security mismatch are for good; anything else (a broker dying mid-handshake)
+        may pass, so it is an ordinary connection error."""
         where = self._endpoint
         if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             return exceptions.ProbableAuthenticationError(
                 f"the broker at {where} refused this client's CURVE key (it allows listed keys only: "
                 "give curve_client_key_file)")
+        if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == _MECHANISM_MISMATCH:
+            return exceptions.IncompatibleProtocolError(
+                f"ZeroMQ handshake with {where} failed: the broker " + (
+                    "does not use CURVE (zbroker serve --curve-secret-key)" if self._curve else
+                    "requires CURVE encryption (give curve_server_key, the broker's public key)"))
         if self._curve:
             return exceptions.AMQPConnectionError(
-                f"CURVE handshake with {where} failed: is curve_server_key the broker's public key, and "
-                "does the broker use CURVE (zbroker serve --curve-secret-key)?")
-        return exceptions.IncompatibleProtocolError(
-            f"ZeroMQ handshake with {where} failed: the broker may require CURVE encryption (give "
-            "curve_server_key, the broker's public key)")
+                f"CURVE handshake with {where} failed: is curve_server_key the broker's public key?")
+        return exceptions.AMQPConnectionError(f"ZeroMQ handshake with {where} failed (does the broker require "
+                                              "CURVE encryption? then give curve_server_key)")
 
     def _lose(self, reason: exceptions.AMQPConnectionError) -> None:
         """The connection is over: remember why, close every channel, drop the socket."""
@@ -451,8 +461,11 @@ class BlockingConnection:
 
     # -- public API ------------------------------------------------------------------
 
-    def channel(self, channel_number: int | None = None) -> Any:
+    def _new_channel(self, channel_number: int) -> Any:
         from zbroker.client.channel import BlockingChannel
+        return BlockingChannel(self, channel_number)
+
+    def channel(self, channel_number: int | None = None) -> Any:
         self._raise_if_lost()
         if channel_number is None:
             channel_number = next(n for n in itertools.count(1) if n not in self._channels)
@@ -462,7 +475,7 @@ class BlockingConnection:
             raise exceptions.InvalidChannelNumber(channel_number)
         elif channel_number in self._channels:
             raise exceptions.InvalidChannelNumber(channel_number)
-        channel = BlockingChannel(self, channel_number)
+        channel = self._new_channel(channel_number)
         self._channels[channel_number] = channel
         try:
             channel._open()

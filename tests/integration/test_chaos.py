@@ -1,0 +1,10 @@
+"""The chaos run of ``tests/chaos.py`` at the size the suite affords (``bin/chaos`` runs
+longer ones): ten SIGKILL restarts under robust workers and a robust confirming producer."""
+from tests.chaos import run
+
+
+def test_ten_broker_kills_lose_and_corrupt_nothing() -> None:
+    report = run(kills=10, tasks=2000, seed=12)
+    print(report)  # (pytest -s shows the figures, duplicates included)
+    assert report.lost == [] and report.corrupt == 0 and report.done == report.tasks
+    assert report.reconnects >= 10  # the clients really went through the restarts

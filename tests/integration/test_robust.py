@@ -1,0 +1,132 @@
+"""``RobustConnection`` against a real broker that is SIGKILLed and restarted (same port,
+same data directory): topology, consumers and prefetch come back; stale acks are dropped;
+permanent refusals are raised, not retried."""
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import zbroker.client as pika
+from tests.support import ROOT, Broker, child_env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def restart(broker: Broker, port: int, data_dir: Path) -> Broker:
+    broker.kill()
+    return Broker(bind=f"tcp://127.0.0.1:{port}", data_dir=data_dir, amqp=None)
+
+
+def ctl(broker: Broker, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "zbroker", "ctl", "--broker", broker.endpoint, *args],
+                          capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=30, check=True)
+
+
+def robust(port: int, **params: Any) -> pika.RobustConnection:
+    return pika.RobustConnection(pika.ConnectionParameters(port=port, heartbeat=2, **params),
+                                 reconnect_delay=0.1, max_reconnect_delay=0.5)
+
+
+def test_topology_consumers_and_prefetch_come_back_and_stale_acks_are_dropped(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    port = free_port()
+    broker = Broker(bind=f"tcp://127.0.0.1:{port}", data_dir=tmp_path, amqp=None)
+    conn = robust(port)
+    events: list[str] = []
+    conn.add_on_connection_lost_callback(lambda c, reason: events.append(f"lost {type(reason).__name__}"))
+    conn.add_on_reconnect_callback(lambda c: events.append("restored"))
+    try:
+        ch = conn.channel()
+        ch.exchange_declare("jobs", "topic")
+        ch.queue_declare("work", durable=True)
+        ch.queue_bind("work", "jobs", "job.*")
+        private = ch.queue_declare("", exclusive=True).method.queue  # server-named, renamed by a restore
+        ch.queue_bind(private, "jobs", "#")
+        ch.basic_qos(prefetch_count=1)
+        got: list[tuple[int, bytes]] = []
+        tag = ch.basic_consume("work", lambda c, m, p, body: got.append((m.delivery_tag, body)))
+        ch.basic_publish("jobs", "job.a", b"first", pika.BasicProperties(delivery_mode=2))
+        while not got:
+            conn.process_data_events(0.1)
+        stale_tag = got[0][0]
+        broker = restart(broker, port, tmp_path)
+        caplog.set_level(logging.INFO, "zbroker.client.robust")
+        # The first message (unacked at the kill, persistent) comes back, with a new tag.
+        deadline = time.monotonic() + 10
+        while len(got) < 2 and time.monotonic() < deadline:
+            conn.process_data_events(0.1)
+        assert [body for _, body in got] == [b"first", b"first"] and got[1][0] > stale_tag
+        assert events == ["lost StreamLostError", "restored"] and conn.reconnects == 1
+        ch.basic_ack(stale_tag)  # from before the cut: dropped, it must not settle anything
+        assert "BASIC_ACK of delivery tag 1 dropped" in caplog.text
+        listed = ctl(broker, "list_consumers", "-q", "queue_name", "consumer_tag", "prefetch_count").stdout
+        assert f"work\t{tag}\t1" in listed  # same tag, same prefetch
+        queues = ctl(broker, "list_queues", "-q", "name", "messages_unacknowledged").stdout
+        assert "work\t1" in queues  # still unacked: the stale ack did nothing
+        ch.basic_ack(got[1][0])
+        ch.basic_publish("jobs", "job.b", b"second")  # the bindings were declared again
+        while len(got) < 3:
+            conn.process_data_events(0.1)
+        assert got[2][1] == b"second"
+        renamed = conn.alias(private)
+        assert renamed != private and renamed.startswith("amq.gen-")
+        # The old name still works; the queue is new (transient: "first" went with the old broker).
+        assert ch.queue_declare(private, passive=True).method.message_count == 1
+        assert ch.basic_get(private, auto_ack=True)[2] == b"second"
+    finally:
+        conn.close()
+        broker.stop()
+
+
+def test_unconfirmed_messages_are_published_again(tmp_path: Path) -> None:
+    port = free_port()
+    broker = Broker(bind=f"tcp://127.0.0.1:{port}", data_dir=tmp_path, amqp=None)
+    conn = robust(port)
+    try:
+        ch = conn.channel()
+        ch.queue_declare("q", durable=True)
+        ch.confirm_delivery()
+        for i in range(100):
+            ch.publish_nowait("", "q", str(i).encode(), pika.BasicProperties(delivery_mode=2))
+        broker = restart(broker, port, tmp_path)  # some may be confirmed, some not
+        assert ch.wait_for_confirms(timeout=20)
+        ch.basic_publish("", "q", b"after", pika.BasicProperties(delivery_mode=2))
+        bodies = []
+        while (message := ch.basic_get("q", auto_ack=True))[0] is not None:
+            bodies.append(message[2])
+        assert set(bodies) == {str(i).encode() for i in range(100)} | {b"after"}  # none lost (some twice)
+    finally:
+        conn.close()
+        broker.stop()
+
+
+def test_a_refused_login_after_a_reconnection_is_raised_not_retried(tmp_path: Path) -> None:
+    port = free_port()
+    broker = Broker(bind=f"tcp://127.0.0.1:{port}", data_dir=tmp_path, amqp=None)
+    try:
+        ctl(broker, "add_user", "bob", "pw")
+        ctl(broker, "set_permissions", "bob", ".*", ".*", ".*")
+        conn = robust(port, credentials=pika.PlainCredentials("bob", "pw"))
+        ch = conn.channel()
+        with pytest.raises(pika.exceptions.AMQPChannelError, match="transactions are not supported"):
+            ch.tx_select()  # refused, never half-restored
+        ctl(broker, "change_password", "bob", "new")
+        name = ctl(broker, "list_connections", "-q", "name").stdout.splitlines()[1]
+        ctl(broker, "close_connection", name, "maintenance")  # 320: the client reconnects...
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):  # ...and is refused for good
+            while True:
+                conn.process_data_events(0.1)
+        assert conn.is_closed
+    finally:
+        broker.stop()
