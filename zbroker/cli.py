@@ -247,22 +247,31 @@ def _tls_context(amqps: str | None, cert: str | None, key: str | None, ca: str |
 @click.option("--amqp", "amqp", is_flag=True,
               help="Also run every workload with real pika against the same zbroker's AMQP 0-9-1 "
                    "listener (the zbroker-amqp column); needs 'pip install pika'.")
+@click.option("--secure", is_flag=True,
+              help="Also measure the encrypted wires beside the plain ones: zbroker.client with CURVE "
+                   "(zbroker-curve, a second broker with --curve-secret-key) and real pika over TLS "
+                   "(zbroker-amqps); needs pika and trustme (pip install 'zbroker[test]').")
 @click.option("--watched", is_flag=True,
               help="Run the broker with --http and poll its API and metrics every second meanwhile "
                    "(what an open dashboard and a Prometheus scrape cost).")
 def bench(runs: int, quick: bool, against: str | None, timeout: float, workloads: tuple[str, ...],
-          json_path: Path | None, amqp: bool, watched: bool) -> None:
+          json_path: Path | None, amqp: bool, secure: bool, watched: bool) -> None:
     """Measure zbroker, side by side with the raw-ZeroMQ ceiling (and RabbitMQ with --against)."""
     from zbroker.bench import runner
 
-    if against or amqp:
+    if against or amqp or secure:
         try:
             import pika  # noqa: F401
         except ImportError:
-            raise click.ClickException("--against and --amqp need pika: pip install 'zbroker[rabbitmq]'") from None
+            raise click.ClickException("--against, --amqp and --secure need pika: pip install 'zbroker[rabbitmq]'") from None
+    if secure:
+        try:
+            import trustme  # noqa: F401
+        except ImportError:
+            raise click.ClickException("--secure needs trustme for its throwaway certificates: pip install trustme") from None
     try:
         results = runner.run(runs, quick, against, timeout, list(workloads or WORKLOADS),
-                             lambda msg: click.echo(f"  {msg}", err=True), watched, amqp)
+                             lambda msg: click.echo(f"  {msg}", err=True), watched, amqp, secure)
     except runner.BenchError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(runner.table(results))

@@ -98,8 +98,12 @@ def lan() -> Iterator[Lan]:
 def broker_in(lan: Lan, *extra: str, ctl_options: tuple[str, ...] = ()) -> Broker:
     broker = Broker("--heartbeat", str(HEARTBEAT), *extra, bind="tcp://0.0.0.0:0", amqp="0.0.0.0:0",
                     prefix=("ip", "netns", "exec", lan.srv), in_memory="--data-dir" not in extra)
-    lan.ctl(broker.port, *ctl_options, "add_user", "lan", "pw")
-    lan.ctl(broker.port, *ctl_options, "set_permissions", "lan", ".*", ".*", ".*")
+    try:
+        lan.ctl(broker.port, *ctl_options, "add_user", "lan", "pw")
+        lan.ctl(broker.port, *ctl_options, "set_permissions", "lan", ".*", ".*", ".*")
+    except BaseException:
+        broker.kill()
+        raise
     return broker
 
 

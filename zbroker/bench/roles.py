@@ -8,6 +8,7 @@ its part and reports its figures on the ``report`` queue. Start-up is thus never
 from __future__ import annotations
 
 import importlib
+import os
 import time
 import uuid
 from typing import Any
@@ -16,9 +17,19 @@ BODY_100 = b"x" * 100
 STOP = b"__stop__"
 
 
-def _connect(client: str, url: str) -> tuple[Any, Any]:
+#: The CA file that signs the broker's TLS certificate (``amqps://`` targets).
+CA_ENV = "ZBROKER_BENCH_CA"
+
+
+def connect(client: str, url: str) -> tuple[Any, Any]:
+    """(the client module, a connection to ``url``); ``amqps://`` trusts ``$ZBROKER_BENCH_CA``."""
     pika = importlib.import_module(client)
-    return pika, pika.BlockingConnection(pika.URLParameters(url))
+    params = pika.URLParameters(url)
+    if url.startswith("amqps://"):
+        import ssl
+        params.ssl_options = pika.SSLOptions(ssl.create_default_context(cafile=os.environ[CA_ENV]), "localhost")
+    return pika, pika.BlockingConnection(params)
+
 
 
 def _ready(report: Any, go: Any) -> None:
@@ -28,7 +39,7 @@ def _ready(report: Any, go: Any) -> None:
 
 def publisher(client: str, url: str, queue: str, count: int, report: Any, go: Any) -> None:
     """Publish ``count`` messages; report seconds until all of them are in the queue."""
-    pika, conn = _connect(client, url)
+    pika, conn = connect(client, url)
     ch = conn.channel()
     ch.queue_declare(queue)
     ch.queue_purge(queue)
@@ -46,7 +57,7 @@ def publisher(client: str, url: str, queue: str, count: int, report: Any, go: An
 def producer(client: str, url: str, exchange: str, routing_key: str, count: int, stops: int,
              report: Any, go: Any) -> None:
     """Publish ``count`` messages as fast as the client allows, then ``stops`` stop markers."""
-    pika, conn = _connect(client, url)
+    pika, conn = connect(client, url)
     ch = conn.channel()
     _ready(report, go)
     for _ in range(count):
@@ -64,7 +75,7 @@ def consumer(client: str, url: str, queue: str, exchange: str, expect: int, pref
 
     ``queue`` empty means a server-named exclusive queue bound to ``exchange`` (fanout).
     """
-    pika, conn = _connect(client, url)
+    pika, conn = connect(client, url)
     ch = conn.channel()
     if queue:
         ch.queue_declare(queue)
@@ -95,7 +106,7 @@ def consumer(client: str, url: str, queue: str, exchange: str, expect: int, pref
 
 def rpc_server(client: str, url: str, queue: str, report: Any, go: Any) -> None:
     """The tutorial's RPC server shape: prefetch 1, reply to reply_to, ack."""
-    pika, conn = _connect(client, url)
+    pika, conn = connect(client, url)
     ch = conn.channel()
     ch.queue_declare(queue)
     ch.basic_qos(prefetch_count=1)
@@ -118,7 +129,7 @@ def rpc_server(client: str, url: str, queue: str, report: Any, go: Any) -> None:
 
 def rpc_client(client: str, url: str, queue: str, calls: int, report: Any, go: Any) -> None:
     """Make ``calls`` sequential calls; report each round trip in seconds."""
-    pika, conn = _connect(client, url)
+    pika, conn = connect(client, url)
     ch = conn.channel()
     reply_to = ch.queue_declare("", exclusive=True).method.queue
     state: dict[str, Any] = {"want": None, "got": False}
@@ -151,7 +162,7 @@ def persistent_publisher(client: str, url: str, queue: str, count: int, size: in
     zbroker's pipelined extension: ``publish_nowait`` ``batch`` messages, then one
     ``wait_for_confirms`` (pika has neither call, so this runs on zbroker only).
     """
-    pika, conn = _connect(client, url)
+    pika, conn = connect(client, url)
     ch = conn.channel()
     ch.queue_declare(queue, durable=True)
     ch.queue_purge(queue)

@@ -3,7 +3,10 @@ whole set in rounds that alternate targets, and report medians (the machine is s
 noisy, so one run proves nothing).
 
 Targets: ``zbroker`` (through ``zbroker.client``), ``zbroker-amqp`` (real pika against
-the same broker's AMQP 0-9-1 listener, with ``--amqp``), ``rabbitmq`` (real pika, with
+the same broker's AMQP 0-9-1 listener, with ``--amqp``), ``zbroker-curve`` and
+``zbroker-amqps`` (with ``--secure``: ``zbroker.client`` with CURVE against a second broker
+started with ``--curve-secret-key``, and real pika over TLS against the first broker's
+``--amqps`` listener, certificates from a throwaway trustme CA), ``rabbitmq`` (real pika, with
 ``--against``) and ``relay`` (a bare pyzmq ROUTER relay in the same process layout: the
 practical ceiling for a Python broker). ``push_pull`` (two processes, raw pyzmq) is
 measured once per round as the rawest limit.
@@ -29,6 +32,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from urllib.parse import quote
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -37,6 +41,7 @@ from zbroker.bench import WORKLOADS, ceiling, roles
 
 READY = re.compile(r"ready on tcp://[^:]+:(\d+)")
 AMQP_READY = re.compile(r"AMQP 0-9-1 listener on [^:]+:(\d+)")
+AMQPS_READY = re.compile(r"AMQP 0-9-1 TLS listener on [^:]+:(\d+)")
 HTTP_READY = re.compile(r"HTTP API and dashboard on (http://[\d.]+:\d+)/")
 FULL = {"publish": 100_000, "workqueue": 100_000, "fanout": 50_000, "rpc": 5_000, "fanin": 80_000,
         "persistent": 20_000, "persistent_64k": 5_000, "push_pull": 200_000}
@@ -66,8 +71,9 @@ CPU_PER = {"publish": "publish", "workqueue": "workqueue", "fanout": "fanout", "
 for _workload in CPU_PER:
     METRICS[_workload].append(("broker_cpu_us", f"{_workload}: broker CPU per message, us", False))
 #: Targets in the table's order, and the ratios it shows.
-TARGETS = ("zbroker", "zbroker-amqp", "rabbitmq", "relay")
-RATIOS = (("zbroker", "rabbitmq"), ("zbroker-amqp", "rabbitmq"), ("zbroker", "relay"))
+TARGETS = ("zbroker", "zbroker-curve", "zbroker-amqp", "zbroker-amqps", "rabbitmq", "relay")
+RATIOS = (("zbroker", "rabbitmq"), ("zbroker-amqp", "rabbitmq"), ("zbroker", "relay"),
+          ("zbroker-curve", "zbroker"), ("zbroker-amqps", "zbroker-amqp"))
 
 
 class BenchError(RuntimeError):
@@ -122,25 +128,28 @@ class BrokerProcess:
     """A ``zbroker serve`` on a free loopback port, for the length of the benchmark; with
     ``watched``, its HTTP API is polled every second meanwhile, as a dashboard would."""
 
-    def __init__(self, watched: bool = False, amqp: bool = False) -> None:
+    def __init__(self, watched: bool = False, amqp: bool = False, extra: tuple[str, ...] = ()) -> None:
         # Its own data directory, so the benchmark never touches a user's broker state.
         self.data_dir = tempfile.mkdtemp(prefix="zbroker-bench-")
         http = ["--http", "127.0.0.1:0"] if watched else []
         listen = ["--amqp", "127.0.0.1:0"] if amqp else []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "zbroker", "serve", "--bind", "tcp://127.0.0.1:0", "--log-level", "warning",
-             "--data-dir", self.data_dir, *http, *listen],
+             "--data-dir", self.data_dir, *http, *listen, *extra],
             stderr=subprocess.PIPE, text=True)
         assert self.proc.stderr is not None
-        line = self.proc.stderr.readline()  # the ready line, or the error that stopped it
         self._stop_polling = threading.Event()
-        self.amqp_port = 0
-        if amqp and (listener := AMQP_READY.search(line)):
-            self.amqp_port = int(listener.group(1))
+        self.amqp_port = self.amqps_port = 0
+        while True:  # the listener lines, then the ready line (or the error that stopped it)
             line = self.proc.stderr.readline()
-        if watched and (web := HTTP_READY.search(line)):
-            threading.Thread(target=self._poll, args=(web.group(1),), daemon=True).start()
-            line = self.proc.stderr.readline()
+            if (listener := AMQP_READY.search(line)) is not None:
+                self.amqp_port = int(listener.group(1))
+            elif (listener := AMQPS_READY.search(line)) is not None:
+                self.amqps_port = int(listener.group(1))
+            elif (web := HTTP_READY.search(line)) is not None:
+                threading.Thread(target=self._poll, args=(web.group(1),), daemon=True).start()
+            else:
+                break
         m = READY.search(line)
         if not m:
             self.stop()
@@ -437,8 +446,7 @@ def rabbitmq_pids() -> list[int]:
 
 
 def _admin(target: Target) -> tuple[Any, Any]:
-    pika = importlib.import_module(target.client)
-    conn = pika.BlockingConnection(pika.URLParameters(target.url))
+    _, conn = roles.connect(target.client, target.url)
     return conn, conn.channel()
 
 
@@ -466,16 +474,45 @@ def _delete(target: Target, queues: list[str] = (), exchanges: list[str] = ()) -
     conn.close()
 
 
+def _secure_setup(directory: Path) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """(TLS options for the first broker, CURVE options for the second, its public key):
+    a throwaway trustme CA and certificate (its CA file exported for the pika roles),
+    and a CURVE key pair."""
+    import trustme
+
+    from zbroker.curve import keygen, load_secret_key
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    ca.cert_pem.write_to_path(str(directory / "ca.pem"))
+    cert.private_key_pem.write_to_path(str(directory / "server.key"))
+    cert.cert_chain_pems[0].write_to_path(str(directory / "server.pem"))
+    os.environ[roles.CA_ENV] = str(directory / "ca.pem")  # (inherited by the spawned roles)
+    _, secret = keygen(directory, "bench")
+    tls = ("--amqps", "127.0.0.1:0", "--tls-cert", str(directory / "server.pem"),
+           "--tls-key", str(directory / "server.key"))
+    return tls, ("--curve-secret-key", str(secret)), load_secret_key(secret)[0].decode()
+
+
 def run(runs: int, quick: bool, against: str | None, timeout: float, workloads: list[str],
-        progress: Callable[[str], None], watched: bool = False, amqp: bool = False) -> Results:
+        progress: Callable[[str], None], watched: bool = False, amqp: bool = False,
+        secure: bool = False) -> Results:
     counts = dict(QUICK if quick else FULL)
     results = Results(runs, counts)
     bench = Workloads(counts, timeout)
-    broker = BrokerProcess(watched, amqp)
+    keys = Path(tempfile.mkdtemp(prefix="zbroker-bench-keys-"))
+    tls, curve, curve_key = _secure_setup(keys) if secure else ((), (), "")
+    broker = BrokerProcess(watched, amqp or secure, tls)
+    curved = BrokerProcess(extra=curve) if secure else None
     try:
         targets = [Target("zbroker", "zbroker.client", f"zbroker://127.0.0.1:{broker.port}", [broker.proc.pid])]
-        if amqp:
+        if curved is not None:
+            targets.append(Target("zbroker-curve", "zbroker.client", f"zbroker://127.0.0.1:{curved.port}"
+                                  f"?curve_server_key={quote(curve_key)}", [curved.proc.pid]))
+        if amqp or secure:
             targets.append(Target("zbroker-amqp", "pika", f"amqp://guest:guest@127.0.0.1:{broker.amqp_port}/%2F",
+                                  [broker.proc.pid]))
+        if secure:
+            targets.append(Target("zbroker-amqps", "pika", f"amqps://guest:guest@localhost:{broker.amqps_port}/%2F",
                                   [broker.proc.pid]))
         if against:
             targets.append(Target("rabbitmq", "pika", against, rabbitmq_pids()))
@@ -497,6 +534,9 @@ def run(runs: int, quick: bool, against: str | None, timeout: float, workloads: 
             progress(f"[{step}/{steps}] round {i + 1}: raw PUSH->PULL: {_brief(metrics)}")
     finally:
         broker.stop()
+        if curved is not None:
+            curved.stop()
+        shutil.rmtree(keys, ignore_errors=True)
     return results
 
 
