@@ -496,3 +496,11 @@ def test_http_api_users_permissions_and_logins(web: Broker) -> None:
     assert http(base, "/api/users/ops", "DELETE")[0] == 204
     assert http(base, "/api/users/ops")[0] == 404
     assert http(base, "/metrics", auth=None)[0] == 200  # Prometheus scrapes without a login, as RabbitMQ's
+    assert http(base, "/api/vhost-limits/%2F/max-connections", "PUT", {"value": 100})[0] == 204
+    assert http(base, "/api/vhost-limits") == (200, [{"vhost": "/", "value": {"max-connections": 100}}])
+    assert http(base, "/api/user-limits/guest/max-channels", "PUT", {"value": 50})[0] == 204
+    assert http(base, "/api/user-limits") == (200, [{"user": "guest", "value": {"max-channels": 50}}])
+    assert http(base, "/api/vhost-limits/%2F/max-connections", "DELETE")[0] == 204
+    assert http(base, "/api/user-limits/guest/max-channels", "DELETE")[0] == 204
+    assert http(base, "/api/vhost-limits")[1] == [] and http(base, "/api/user-limits")[1] == []
+    assert http(base, "/api/user-limits/guest/max-queues", "PUT", {"value": 1})[0] == 400

@@ -96,3 +96,33 @@ def test_permissions_with_ctl_and_management_logins(tmp_path) -> None:  # noqa: 
     finally:
         broker.stop()
         broker.remove_data()
+
+
+def test_limits_with_ctl_on_both_wires(tmp_path) -> None:  # noqa: ANN001
+    broker = Broker(data_dir=tmp_path)
+    try:
+        ctl(broker, "add_user", "bob", "pw")
+        ctl(broker, "set_permissions", "bob", ".*", ".*", ".*")
+        done = ctl(broker, "set_user_limits", "bob", '{"max-connections": 1}')
+        assert done.returncode == 0, done.stderr
+        assert ctl(broker, "list_user_limits", "-q").stdout.splitlines() == ["user\tvalue",
+                                                                          'bob\t{"max-connections": 1}']
+        first = pika.BlockingConnection(pika.ConnectionParameters(
+            "127.0.0.1", broker.amqp_port, credentials=pika.PlainCredentials("bob", "pw")))
+        for login in (login_amqp, login_zbroker):
+            with pytest.raises((pika.exceptions.ProbableAccessDeniedError, zpika.exceptions.ProbableAccessDeniedError),
+                               match="user connection limit \\(1\\) is reached"):
+                login(broker, "bob", "pw")
+        first.close()
+        assert ctl(broker, "set_vhost_limits", "{not json").returncode == 2  # a usage error, nothing sent
+        bad = ctl(broker, "set_vhost_limits", '{"max-exchanges": 1}')
+        assert bad.returncode == 1 and "unrecognised limit 'max-exchanges'" in bad.stderr
+        assert ctl(broker, "set_vhost_limits", "-p", "/", '{"max-queues": 0}').returncode == 0
+        ch = zpika.BlockingConnection(zpika.ConnectionParameters(port=broker.port)).channel()
+        with pytest.raises(zpika.exceptions.ChannelClosedByBroker, match="queue limit in vhost '/' \\(0\\)"):
+            ch.queue_declare("q")
+        assert ctl(broker, "clear_vhost_limits").returncode == 0
+        assert ctl(broker, "list_vhost_limits", "-q").stdout.splitlines() == ["vhost\tvalue"]
+    finally:
+        broker.stop()
+        broker.remove_data()

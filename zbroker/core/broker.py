@@ -51,6 +51,7 @@ from zbroker.core.session import Channel, Connection, Outbox
 from zbroker.core.stats import Stats
 from zbroker.core.timers import Timers
 from zbroker.core.users import LOGIN_REFUSED
+from zbroker.core.access_limits import reached
 from zbroker.core.permissions import CONFIGURE, DEFAULT_EXCHANGE_NAME, READ, WRITE, check, check_any
 from zbroker.core.topology import (DEFAULT_EXCHANGES, VHOST, Topology, check_name, header_routes,
                                    server_queue_name)
@@ -162,10 +163,10 @@ class Broker:
         if virtual_host != VHOST:
             self.close_connection(conn_id, errors.NOT_ALLOWED, f"vhost {virtual_host} not found")
             return None
-        if self.topology.users.permissions.get(username, virtual_host) is None:
-            log.warning("connection refused: user '%s' has no permissions in vhost '%s'", username, virtual_host)
-            self.close_connection(conn_id, errors.NOT_ALLOWED,
-                                  f"access to vhost '{virtual_host}' refused for user '{username}'")
+        refusal = self._vhost_refusal(username, virtual_host)
+        if refusal is not None:
+            log.warning("connection refused: %s", refusal)
+            self.close_connection(conn_id, errors.NOT_ALLOWED, refusal)
             return None
         limit = self.limits.max_connections
         if self.limits.reached(limit, len(self.connections)):
@@ -184,6 +185,36 @@ class Broker:
         log.info("connection %s opened (%s)", conn.name,
                  client_properties.get("connection_name") or client_properties.get("product", "client"))
         return conn
+
+    def _vhost_refusal(self, username: str, vhost: str) -> str | None:
+        """Why ``username`` may not open a connection to ``vhost`` (its permissions, the
+        vhost's and the user's connection limits: ``access_limits.py``), or None."""
+        users = self.topology.users
+        if users.permissions.get(username, vhost) is None:
+            return f"access to vhost '{vhost}' refused for user '{username}'"
+        limit = reached(users.limits.vhosts.get(vhost), "max-connections", len(self.connections))
+        if limit is not None:
+            return f"access to vhost '{vhost}' refused for user '{username}': connection limit ({limit}) is reached"
+        mine = sum(1 for conn in self.connections.values() if conn.user == username)
+        limit = reached(users.limits.users.get(username), "max-connections", mine)
+        if limit is not None:
+            return f"connection refused for user '{username}': user connection limit ({limit}) is reached"
+        return None
+
+    def _channel_refusal(self, conn: Connection) -> str | None:
+        """Why ``conn`` may not open one more channel (``limits.py``, ``access_limits.py``)."""
+        channel_max = self.limits.channel_max
+        if self.limits.reached(channel_max, len(conn.channels)):
+            return (f"number of channels opened ({len(conn.channels)}) has reached the "
+                    f"negotiated channel_max ({channel_max})")
+        user_limits = self.topology.users.limits.users.get(conn.user)
+        if user_limits:
+            count = sum(len(c.channels) for c in self.connections.values() if c.user == conn.user)
+            limit = reached(user_limits, "max-channels", count)
+            if limit is not None:
+                return (f"number of channels opened for user '{conn.user}' has reached the maximum allowed "
+                        f"user limit of {limit}")
+        return None
 
     def command(self, conn: Connection, op: int, fields: list[Any], body: Any, now: float) -> None:
         """Apply one command of an open connection (channel commands and connection.close)."""
@@ -438,10 +469,8 @@ class Broker:
                 conn.send((M.CHANNEL_CLOSE_OK, number))
             return  # anything else on a closing channel is discarded
         if op == M.CHANNEL_OPEN and 1 <= number <= MAX_CHANNEL:
-            channel_max = self.limits.channel_max
-            if self.limits.reached(channel_max, len(conn.channels)):
-                text = (f"number of channels opened ({len(conn.channels)}) has reached the "
-                        f"negotiated channel_max ({channel_max})")
+            text = self._channel_refusal(conn)
+            if text is not None:
                 log.warning("connection %s closed: %s", conn.name, text)
                 self._drop_connection(conn)
                 conn.send((M.CONNECTION_CLOSE, errors.NOT_ALLOWED, errors.reply_text(errors.NOT_ALLOWED, text)))

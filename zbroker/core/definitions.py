@@ -18,8 +18,10 @@ Rules:
 - Permissions (``permissions.py``) are exported and imported as RabbitMQ's entries;
   an imported one replaces the user's permissions in that vhost. Each names a user
   of the file or of the broker, and its expressions must compile.
+- Limits (``access_limits.py``) travel as RabbitMQ's: a user's in its ``limits`` map, a
+  vhost's as a ``vhost-limits`` parameter.
 - What zbroker cannot apply is refused, never dropped: a vhost other than ``/``,
-  policies, operator policies, parameters, topic permissions.
+  policies, operator policies, other parameters, topic permissions.
   Informational fields (versions, ``cluster_name``, ``internal_cluster_id``) are read
   and left.
 """
@@ -28,6 +30,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from zbroker import __version__
+from zbroker.core.access_limits import USER_LIMITS, VHOST_LIMITS, LimitError, check_definition
 from zbroker.core.arguments import queue_settings
 from zbroker.core.exchanges import EXCHANGE_TYPES
 from zbroker.core.passwords import ALGORITHMS, SHA256
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
     from zbroker.core.broker import Broker
 
 _INFORMATIONAL_PARAMETERS = {"cluster_name", "internal_cluster_id"}
+VHOST_LIMITS_COMPONENT = "vhost-limits"
 class DefinitionsError(ValueError):
     """The definitions cannot be applied; the text says which entry and why."""
 
@@ -65,7 +69,9 @@ def export(broker: "Broker") -> dict[str, Any]:
             "permissions": [{"user": user, "vhost": vhost, "configure": c, "write": w, "read": r}
                             for user, vhost, c, w, r in topology.users.permissions.rows()],
             "topic_permissions": [],
-            "parameters": [], "global_parameters": [], "policies": [],
+            "parameters": [{"value": dict(limits), "vhost": vhost, "component": "vhost-limits", "name": "limits"}
+                           for vhost, limits in topology.users.limits.vhosts.items()],
+            "global_parameters": [], "policies": [],
             "queues": queues, "exchanges": exchanges, "bindings": bindings}
 
 
@@ -84,6 +90,11 @@ def apply(broker: "Broker", data: Any) -> dict[str, int]:
     for user in users:
         topology.users.put(user["name"], user["password_hash"], user.get("hashing_algorithm", SHA256),
                            _tags(user.get("tags")))
+    for user in users:
+        if user.get("limits"):
+            topology.users.set_user_limits(user["name"], user["limits"])
+    for parameter in data.get("parameters") or []:
+        topology.users.set_vhost_limits(parameter.get("vhost", VHOST), parameter["value"])
     for p in permissions:
         topology.users.set_permissions(p["user"], p.get("vhost", VHOST), p["configure"], p["write"], p["read"])
     for e in exchanges:
@@ -117,6 +128,11 @@ def _users(data: dict) -> list[dict]:
         if algorithm not in ALGORITHMS:
             raise DefinitionsError(f"user '{user['name']}': unknown hashing_algorithm {algorithm!r}")
         _tags(user.get("tags"))
+        if user.get("limits"):
+            try:
+                check_definition(user["limits"], USER_LIMITS)
+            except LimitError as exc:
+                raise DefinitionsError(f"user '{user['name']}' limits: {exc}") from None
     return users
 
 
@@ -179,7 +195,15 @@ def _check_unsupported(data: dict) -> None:
     for vhost in data.get("vhosts") or []:
         if not isinstance(vhost, dict) or vhost.get("name") != VHOST:
             raise DefinitionsError(f"vhost {vhost!r}: zbroker has only the vhost '{VHOST}'")
-    for key in ("policies", "operator_policies", "parameters"):
+    for parameter in data.get("parameters") or []:
+        if not isinstance(parameter, dict) or parameter.get("component") != VHOST_LIMITS_COMPONENT:
+            raise DefinitionsError(f"parameter {parameter!r}: only 'vhost-limits' parameters are supported by "
+                                   "zbroker; remove the others to import the rest (nothing was imported)")
+        try:
+            check_definition(parameter.get("value"), VHOST_LIMITS)
+        except LimitError as exc:
+            raise DefinitionsError(f"vhost-limits of vhost '{parameter.get('vhost')}': {exc}") from None
+    for key in ("policies", "operator_policies"):
         if data.get(key):
             raise DefinitionsError(f"'{key}' are not supported by zbroker; remove them to import "
                                    f"the rest (nothing was imported)")

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from zbroker import __version__
 from zbroker.core import definitions, views
+from zbroker.core.access_limits import LimitError
 from zbroker.core.management_access import Principal
 from zbroker.core.permissions import PermissionError_
 from zbroker.core.users import DEFAULT_VHOST, UserError
@@ -91,7 +92,9 @@ class Management:
             "put_user": self._put_user, "set_permissions": self._set_permissions,
             "clear_permissions": self._clear_permissions, "user_permissions": self._user_permissions,
             "add_vhost": self._vhost_change, "delete_vhost": self._vhost_change,
-            "whoami": self._whoami,
+            "whoami": self._whoami, "set_vhost_limits": self._set_vhost_limits,
+            "clear_vhost_limits": self._clear_vhost_limits, "set_user_limits": self._set_user_limits,
+            "clear_user_limits": self._clear_user_limits,
         }
         #: Who asks the request being answered.
         self.principal = Principal("guest", ["administrator"])
@@ -111,7 +114,7 @@ class Management:
             return handler(args, facts or {})
         except BrokerError as exc:  # a declare or publish refused, with RabbitMQ's text
             raise ManagementError(400, exc.text) from None
-        except (definitions.DefinitionsError, UserError, PermissionError_) as exc:
+        except (definitions.DefinitionsError, UserError, PermissionError_, LimitError) as exc:
             raise ManagementError(400, str(exc)) from None
 
     # -- reading ---------------------------------------------------------------------
@@ -164,6 +167,10 @@ class Management:
             "permissions": (lambda: self.broker.topology.users.permissions.rows(), _permission_view,
                             lambda row: row[0]),
             "vhosts": (self._vhosts, lambda v: v, lambda v: v["name"]),
+            "vhost_limits": (lambda: self.broker.topology.users.limits.vhosts.items(),
+                             lambda item: {"vhost": item[0], "value": dict(item[1])}, lambda item: item[0]),
+            "user_limits": (lambda: self.broker.topology.users.limits.users.items(),
+                            lambda item: {"user": item[0], "value": dict(item[1])}, lambda item: item[0]),
         }
         if kind not in sources:
             raise ManagementError(400, f"unknown list {kind!r}; one of {', '.join(sorted(sources))}")
@@ -354,6 +361,26 @@ class Management:
 
     def _vhost_change(self, args: dict, facts: dict) -> None:
         raise ManagementError(501, f"not implemented: zbroker has one virtual host, '{DEFAULT_VHOST}'")
+
+    def _set_vhost_limits(self, args: dict, facts: dict) -> dict[str, str]:
+        vhost = _arg(args, "vhost", str, DEFAULT_VHOST)
+        self.broker.topology.users.set_vhost_limits(vhost, _arg(args, "definition", dict))
+        return {"vhost": vhost}
+
+    def _clear_vhost_limits(self, args: dict, facts: dict) -> dict[str, str]:
+        vhost = _arg(args, "vhost", str, DEFAULT_VHOST)
+        self.broker.topology.users.clear_vhost_limits(vhost, _arg(args, "limit", str, "all"))
+        return {"vhost": vhost}
+
+    def _set_user_limits(self, args: dict, facts: dict) -> dict[str, str]:
+        name = _arg(args, "name", str)
+        self.broker.topology.users.set_user_limits(name, _arg(args, "definition", dict))
+        return {"name": name}
+
+    def _clear_user_limits(self, args: dict, facts: dict) -> dict[str, str]:
+        name = _arg(args, "name", str)
+        self.broker.topology.users.clear_user_limits(name, _arg(args, "limit", str, "all"))
+        return {"name": name}
 
     def _whoami(self, args: dict, facts: dict) -> dict[str, Any]:
         return {"name": self.principal.name, "tags": list(self.principal.tags)}

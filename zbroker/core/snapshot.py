@@ -38,7 +38,7 @@ def snapshot(topology: Topology) -> dict[str, Any]:
                 bindings.append([source.name, kind, destination.name, key, arguments])
     return {"format": FORMAT, "next_queue_id": topology.next_queue_id, "exchanges": exchanges,
             "queues": queues, "bindings": bindings, "users": topology.users.snapshot(),
-            "permissions": topology.users.permissions.rows()}
+            "permissions": topology.users.permissions.rows(), "limits": topology.users.limits.snapshot()}
 
 
 def restore(topology: Topology, data: dict[str, Any]) -> dict[int, Queue]:
@@ -55,6 +55,7 @@ def restore(topology: Topology, data: dict[str, Any]) -> dict[int, Queue]:
     topology.next_queue_id = max(topology.next_queue_id, data["next_queue_id"])
     if data.get("users"):  # (a snapshot of an older zbroker has none: guest as on a fresh broker)
         topology.users.restore(data["users"], data.get("permissions"))
+        topology.users.limits.restore(data.get("limits"))
     for source, kind, destination, key, arguments in data["bindings"]:
         dest: Queue | Exchange | None = (topology.queues.get(destination) if kind == "queue"
                                          else topology.exchanges.get(destination))

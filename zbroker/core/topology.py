@@ -11,7 +11,8 @@ Rules of this module (RabbitMQ's, with its reply codes and texts):
   binds, consumes, gets, purges or deletes it gets 405.
 - Deleting a queue removes its bindings; an auto-delete exchange goes with its last
   binding. Deleting what does not exist succeeds, as in RabbitMQ 3.10.
-- A new queue beyond ``limits.max_queues`` is refused (406, ``limits.py``).
+- A new queue beyond ``limits.max_queues`` is refused (406, ``limits.py``), or beyond
+  the vhost's ``max-queues`` (``access_limits.py``).
 
 - Durable exchanges and queues, and bindings whose both ends are durable, are the
   *durable topology*: every change to it bumps ``durable_changes`` so the broker knows
@@ -31,6 +32,7 @@ from zbroker import errors
 from zbroker.core.arguments import QUORUM, amqp_type, queue_settings
 from zbroker.core.exchanges import EXCHANGE_TYPES, Exchange, HeadersExchange, freeze, valid_match_mode
 from zbroker.core.journal import QueueJournal
+from zbroker.core.access_limits import reached
 from zbroker.core.limits import Limits
 from zbroker.core.users import Users
 from zbroker.core.queues import Queue
@@ -248,6 +250,10 @@ class Topology:
             return existing
         settings = queue_settings(name, arguments)
         self._check_queue_type(name, settings.queue_type, durable, exclusive, auto_delete)
+        vhost_limit = reached(self.users.limits.vhosts.get(VHOST), "max-queues", len(self.queues))
+        if vhost_limit is not None:
+            raise ChannelError(errors.PRECONDITION_FAILED, f"cannot declare queue '{name}': queue limit in vhost "
+                                                           f"'{VHOST}' ({vhost_limit}) is reached")
         limit = self.limits.max_queues
         if self.limits.reached(limit, len(self.queues)):
             text = f"cannot declare queue '{name}': queue limit in cluster ({limit}) is reached"

@@ -12,7 +12,7 @@ Rules (RabbitMQ's internal user database, "Access Control" guide):
 - Names are at most 255 bytes, as AMQP's short strings; an empty name is refused.
 - Each user's permissions per vhost (``permissions.py``) live here too: ``guest`` has
   all of them on ``/``, a new user none (RabbitMQ's defaults); deleting a user drops
-  its permissions.
+  its permissions. So do the per-user and per-vhost limits (``access_limits.py``).
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import ipaddress
 import logging
 from dataclasses import dataclass, field
 
+from zbroker.core.access_limits import AccessLimits
 from zbroker.core.login_throttle import LoginThrottle
 
 from zbroker.core.passwords import ALGORITHMS, SHA256, check_password, hash_password
@@ -55,6 +56,7 @@ class Users:
             DEFAULT_USER: User(DEFAULT_USER, hash_password(DEFAULT_USER), SHA256, ["administrator"])}
         self.permissions = Permissions()
         self.permissions.set(DEFAULT_USER, DEFAULT_VHOST, *FULL)
+        self.limits = AccessLimits()
         #: Bumped by every change: the durable topology is saved when it moves.
         self.changes = 0
         self.throttle = LoginThrottle()
@@ -102,6 +104,27 @@ class Users:
         if self.users.pop(name, None) is None:
             raise UserError(f"user '{name}' does not exist")
         self.permissions.forget_user(name)
+        self.limits.users.pop(name, None)
+        self.changes += 1
+
+    def set_user_limits(self, name: str, definition: dict) -> None:
+        self._get(name)
+        self.limits.set_user(name, definition)
+        self.changes += 1
+
+    def clear_user_limits(self, name: str, limit: str) -> None:
+        self._get(name)
+        self.limits.clear_user(name, limit)
+        self.changes += 1
+
+    def set_vhost_limits(self, vhost: str, definition: dict) -> None:
+        check_vhost(vhost)
+        self.limits.set_vhost(vhost, definition)
+        self.changes += 1
+
+    def clear_vhost_limits(self, vhost: str, limit: str = "all") -> None:
+        check_vhost(vhost)
+        self.limits.clear_vhost(vhost, limit)
         self.changes += 1
 
     def set_permissions(self, name: str, vhost: str, configure: str, write: str, read: str) -> None:
@@ -148,7 +171,8 @@ class Users:
     def definitions(self) -> list[dict]:
         """RabbitMQ's ``users`` entries (``tags`` as a list, as RabbitMQ 3.10+ exports)."""
         return [{"name": u.name, "password_hash": u.password_hash, "hashing_algorithm": u.hashing_algorithm,
-                 "tags": list(u.tags), "limits": {}} for u in self.users.values()]
+                 "tags": list(u.tags), "limits": dict(self.limits.users.get(u.name, {}))}
+                for u in self.users.values()]
 
 
 def check_vhost(vhost: str) -> None:

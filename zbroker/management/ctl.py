@@ -49,6 +49,8 @@ LISTS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
     "list_users": ("users", "Listing users ...", ("user", "tags"), ("user", "tags", "hashing_algorithm")),
     "list_vhosts": ("vhosts", "Listing vhosts ...", ("name",), ("name", "description", "tags", "tracing",
                                                                 "default_queue_type")),
+    "list_vhost_limits": ("vhost_limits", "Listing limits for all vhosts ...", ("vhost", "value"), ("vhost", "value")),
+    "list_user_limits": ("user_limits", "Listing limits for all users ...", ("user", "value"), ("user", "value")),
     "list_permissions": ("permissions", 'Listing permissions for vhost "/" ...', ("user", "configure", "write", "read"),
                          ("user", "configure", "write", "read")),
     "list_consumers": ("consumers", "Listing consumers for vhost / ...", (
@@ -293,9 +295,27 @@ VERBS: dict[str, tuple[tuple[str, ...], str, str]] = {
                         "(RabbitMQ's: '.*' allows all, '' nothing, '^app\\.' names starting 'app.')."),
     "clear_permissions": (("username",), 'Clearing permissions for user "{username}" in vhost "{vhost}" ...',
                           "Take USERNAME's permissions in the vhost away."),
+    "set_vhost_limits": (("definition",), 'Applying limits to vhost "{vhost}" ...',
+                         "Limit the vhost: DEFINITION is JSON, e.g. '{\"max-connections\": 100, "
+                         "\"max-queues\": 500}' (negative: no limit)."),
+    "clear_vhost_limits": ((), 'Clearing vhost "{vhost}" limits ...', "Take the vhost's limits away."),
+    "set_user_limits": (("username", "definition"), 'Setting user limits to "{definition}" for user "{username}" ...',
+                        "Limit USERNAME: DEFINITION is JSON, e.g. '{\"max-connections\": 10, "
+                        "\"max-channels\": 100}' (negative: no limit)."),
+    "clear_user_limits": (("username", "limit"), 'Clearing "{limit}" limit for user "{username}" ...',
+                          "Take USERNAME's LIMIT (max-connections, max-channels, or all) away."),
 }
 #: Verbs that act in a vhost (``-p``/``--vhost``, as rabbitmqctl).
-IN_VHOST = frozenset({"set_permissions", "clear_permissions"})
+IN_VHOST = frozenset({"set_permissions", "clear_permissions", "set_vhost_limits", "clear_vhost_limits"})
+#: Positional arguments that name the object a verb acts on (sent as ``name``).
+NAMING = frozenset({"username", "queue", "vhost"})
+
+
+def _json_argument(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="DEFINITION") from None
 
 
 def _verb_command(verb: str) -> None:
@@ -305,8 +325,9 @@ def _verb_command(verb: str) -> None:
     def command(ctx: click.Context, **given: Any) -> None:
         c = _ctl(ctx)
         c.info(info.format(**{**given, "tags": ", ".join(given.get("tags", ()))}))
-        arguments = {"name": given.pop(names[0])}
-        arguments.update({key: list(value) if key == "tags" else value for key, value in given.items()})
+        arguments = {"name": given.pop(names[0])} if names and names[0] in NAMING else {}
+        for key, value in given.items():
+            arguments[key] = list(value) if key == "tags" else _json_argument(value) if key == "definition" else value
         c.ask(verb, **arguments)
 
     for name in reversed(names):

@@ -264,6 +264,29 @@ def routes(api: Api) -> list[web.RouteDef]:
                       **{key: body.get(key, "") for key in ("configure", "write", "read")})
         return web.Response(status=204)
 
+    async def limits(request: web.Request) -> web.Response:
+        kind = "vhost_limits" if request.path.startswith("/api/vhost-limits") else "user_limits"
+        return _json(await api.ask("list", kind=kind))
+
+    async def put_limit(request: web.Request) -> web.Response:
+        body = await api.body(request)
+        if "value" not in body:
+            raise _Refused(400, "the body must be {\"value\": N}")
+        owner, name = api.name(request, "owner"), api.name(request, "limit")
+        if request.path.startswith("/api/vhost-limits"):
+            await api.ask("set_vhost_limits", vhost=owner, definition={name: body["value"]})
+        else:
+            await api.ask("set_user_limits", name=owner, definition={name: body["value"]})
+        return web.Response(status=204)
+
+    async def delete_limit(request: web.Request) -> web.Response:
+        owner, name = api.name(request, "owner"), api.name(request, "limit")
+        if request.path.startswith("/api/vhost-limits"):
+            await api.ask("clear_vhost_limits", vhost=owner, limit=name)
+        else:
+            await api.ask("clear_user_limits", name=owner, limit=name)
+        return web.Response(status=204)
+
     async def delete_permission(request: web.Request) -> web.Response:
         await api.ask("clear_permissions", name=api.name(request, "user"), vhost=api.name(request, "vhost"))
         return web.Response(status=204)
@@ -289,6 +312,9 @@ def routes(api: Api) -> list[web.RouteDef]:
         r.get("/api/permissions", permissions), r.get("/api/permissions/{vhost}/{user}", permission),
         r.put("/api/permissions/{vhost}/{user}", put_permission),
         r.delete("/api/permissions/{vhost}/{user}", delete_permission),
+        r.get("/api/vhost-limits", limits), r.get("/api/user-limits", limits),
+        r.put("/api/vhost-limits/{owner}/{limit}", put_limit), r.delete("/api/vhost-limits/{owner}/{limit}", delete_limit),
+        r.put("/api/user-limits/{owner}/{limit}", put_limit), r.delete("/api/user-limits/{owner}/{limit}", delete_limit),
         r.get("/api/queues", lister("queues")), r.get("/api/queues/{vhost}", lister("queues")),
         r.get("/api/queues/{vhost}/{name}", queue), r.delete("/api/queues/{vhost}/{name}", delete_queue),
         r.delete("/api/queues/{vhost}/{name}/contents", purge),
