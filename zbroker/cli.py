@@ -174,7 +174,7 @@ def _warn_if_only_guest(broker: Any, endpoints: list[str]) -> None:
     user, nobody but local programs can connect; say so, and how to fix it."""
     from zbroker.core.users import DEFAULT_USER, is_loopback
 
-    if set(broker.topology.users.users) - {DEFAULT_USER}:
+    if set(broker.users.users) - {DEFAULT_USER}:
         return
     hosts = {e.split("://", 1)[-1].rpartition(":")[0].strip("[]") for e in endpoints}
     remote = sorted(h for h in hosts if h and h != "localhost" and not is_loopback(h))

@@ -114,13 +114,13 @@ def test_dashboard_shows_live_state_and_acts(web: Broker, page, tmp_path: Path) 
     row = page.locator("tr", has_text="invoices")
     row.wait_for()
     assert "D" in row.inner_text() and "TTL" in row.inner_text()
-    total = int(row.locator("td").nth(6).inner_text().replace(",", ""))
+    total = int(row.locator("td").nth(7).inner_text().replace(",", ""))  # (name, vhost, type, features, state, ready, unacked, total)
     assert total > 100
     channel.basic_publish("", "invoices", b"one more")
     connection.process_data_events(0.1)
     page.wait_for_function(
         f"() => [...document.querySelectorAll('tr')].some(r => r.textContent.includes('invoices') && "
-        f"r.children[6] && r.children[6].textContent.replace(/,/g, '') == '{total + 1}')", timeout=10000)
+        f"r.children[7] && r.children[7].textContent.replace(/,/g, '') == '{total + 1}')", timeout=10000)
     png = png_pixels(page.screenshot(path=str(tmp_path / "dashboard-queues.png")))
     assert len(set(png)) > 20, "the queue page rendered as a blank image"
 

@@ -481,7 +481,9 @@ def test_http_api_users_permissions_and_logins(web: Broker) -> None:
     bad = http(base, "/api/permissions/%2F/ops", "PUT", {"configure": "(", "write": "", "read": ""})
     assert bad[0] == 400 and "invalid regular expression" in bad[1]["reason"]
     assert http(base, "/api/vhosts")[1][0]["name"] == "/"
-    assert http(base, "/api/vhosts/other", "PUT", {})[0] == 501
+    assert http(base, "/api/vhosts/other", "PUT", {"description": "staging"})[0] == 201
+    assert http(base, "/api/vhosts/other")[1]["description"] == "staging"
+    assert http(base, "/api/queues/other")[1] == [] and http(base, "/api/queues/nowhere")[0] == 404
     # The login counts on the client wires too: ops may publish to ops-* only.
     connection = pika.BlockingConnection(pika.ConnectionParameters(
         "127.0.0.1", web.port, credentials=pika.PlainCredentials("ops", "s3cret2")))
@@ -494,6 +496,7 @@ def test_http_api_users_permissions_and_logins(web: Broker) -> None:
     connection.close()
     assert http(base, "/api/permissions/%2F/ops", "DELETE")[0] == 204
     assert http(base, "/api/users/ops", "DELETE")[0] == 204
+    assert http(base, "/api/vhosts/other", "DELETE")[0] == 204 and http(base, "/api/vhosts/other")[0] == 404
     assert http(base, "/api/users/ops")[0] == 404
     assert http(base, "/metrics", auth=None)[0] == 200  # Prometheus scrapes without a login, as RabbitMQ's
     assert http(base, "/api/vhost-limits/%2F/max-connections", "PUT", {"value": 100})[0] == 204

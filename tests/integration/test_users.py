@@ -77,8 +77,6 @@ def test_permissions_with_ctl_and_management_logins(tmp_path) -> None:  # noqa: 
         assert ctl(broker, "list_user_permissions", "app").stdout.splitlines() == [
             'Listing permissions for user "app" ...', "vhost\tconfigure\twrite\tread", "/\t^app\\.\t^app\\.\t^app\\."]
         assert ctl(broker, "list_vhosts", "-q").stdout.splitlines() == ["name", "/"]
-        refused = ctl(broker, "add_vhost", "other")
-        assert refused.returncode == 1 and "not implemented: zbroker has one virtual host" in refused.stderr
         # ctl logs in: app (management) reads, but may not change users; a wrong password is refused.
         as_app = ("--user", "app", "--password", "pw-9f3k")
         assert ctl(broker, *as_app, "list_queues").returncode == 0
@@ -123,6 +121,51 @@ def test_limits_with_ctl_on_both_wires(tmp_path) -> None:  # noqa: ANN001
             ch.queue_declare("q")
         assert ctl(broker, "clear_vhost_limits").returncode == 0
         assert ctl(broker, "list_vhost_limits", "-q").stdout.splitlines() == ["vhost\tvalue"]
+    finally:
+        broker.stop()
+        broker.remove_data()
+
+
+def test_vhosts_keep_apart_on_both_wires_and_survive_a_restart(tmp_path) -> None:  # noqa: ANN001
+    broker = Broker(data_dir=tmp_path)
+    try:
+        assert ctl(broker, "add_vhost", "staging").returncode == 0
+        assert "already exists" in ctl(broker, "add_vhost", "staging").stderr
+        assert ctl(broker, "list_vhosts", "-q").stdout.splitlines() == ["name", "/", "staging"]
+        ctl(broker, "add_user", "app", "pw")
+        ctl(broker, "set_permissions", "-p", "staging", "app", ".*", ".*", ".*")
+        # app may use staging only; guest has no permissions there (a new vhost grants none).
+        with pytest.raises(pika.exceptions.ProbableAccessDeniedError, match="access to vhost '/' refused"):
+            login_amqp(broker, "app", "pw")
+        with pytest.raises(zpika.exceptions.ProbableAccessDeniedError, match="access to vhost 'staging' refused"):
+            zpika.BlockingConnection(zpika.ConnectionParameters(port=broker.port, virtual_host="staging"))
+        amqp = pika.BlockingConnection(pika.ConnectionParameters(
+            "127.0.0.1", broker.amqp_port, "staging", pika.PlainCredentials("app", "pw")))
+        native = zpika.BlockingConnection(zpika.ConnectionParameters(
+            port=broker.port, virtual_host="staging", credentials=zpika.PlainCredentials("app", "pw")))
+        guest = zpika.BlockingConnection(zpika.ConnectionParameters(port=broker.port)).channel()
+        for ch in (amqp.channel(), native.channel(), guest):
+            ch.queue_declare("orders", durable=True)  # the same name in two vhosts: two queues
+        amqp.channel().basic_publish("", "orders", b"staged", pika.BasicProperties(delivery_mode=2))
+        assert native.channel().basic_get("orders", auto_ack=True)[2] == b"staged"  # across wires, same vhost
+        assert guest.basic_get("orders")[0] is None  # nothing crossed into '/'
+        native.channel().basic_publish("", "orders", b"kept", zpika.BasicProperties(delivery_mode=2))
+        with pytest.raises(zpika.exceptions.ChannelClosedByBroker, match="no exchange 'x' in vhost 'staging'"):
+            native.channel().exchange_declare("x", passive=True)
+        rows = ctl(broker, "list_queues", "-q", "-p", "staging", "name", "messages").stdout.splitlines()
+        assert rows == ["name\tmessages", "orders\t1"]
+        assert ctl(broker, "list_queues", "-p", "nowhere").returncode == 1
+        broker.kill()  # the vhost, its durable queue and message, and app's permissions there survive
+        broker = Broker(data_dir=tmp_path)
+        native = zpika.BlockingConnection(zpika.ConnectionParameters(
+            port=broker.port, virtual_host="staging", credentials=zpika.PlainCredentials("app", "pw")))
+        assert native.channel().basic_get("orders", auto_ack=True)[2] == b"kept"
+        assert ctl(broker, "delete_vhost", "staging").returncode == 0
+        with pytest.raises(zpika.exceptions.ConnectionClosedByBroker, match="vhost 'staging' is deleted"):
+            native.channel().queue_declare("orders", passive=True)
+        assert ctl(broker, "list_permissions", "-q", "-p", "/").stdout.splitlines() == [
+            "user\tconfigure\twrite\tread", "guest\t.*\t.*\t.*"]
+        assert "cannot be deleted" in ctl(broker, "delete_vhost", "/").stderr
     finally:
         broker.stop()
         broker.remove_data()

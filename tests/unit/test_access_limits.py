@@ -77,7 +77,7 @@ def test_limits_are_durable_and_travel_in_definitions(broker: Broker) -> None:
     users.set_vhost_limits("/", {"max-queues": 10})
     users.set_user_limits("bob", {"max-channels": 5})
     again = Broker()
-    snapshot.restore(again.topology, snapshot.snapshot(broker.topology))
+    snapshot.restore(again.vhosts, snapshot.snapshot(broker.vhosts))
     assert again.topology.users.limits.snapshot() == {"vhosts": {"/": {"max-queues": 10}},
                                                       "users": {"bob": {"max-channels": 5}}}
     exported = definitions.export(broker)

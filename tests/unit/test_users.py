@@ -57,18 +57,18 @@ def test_users_survive_in_the_topology_snapshot() -> None:
     broker = Broker()
     broker.topology.users.add("bob", "pw", ["monitoring"])
     broker.topology.users.delete("guest")
-    saved = snapshot.snapshot(broker.topology)
+    saved = snapshot.snapshot(broker.vhosts)
     again = Broker()
-    snapshot.restore(again.topology, saved)
+    snapshot.restore(again.vhosts, saved)
     assert sorted(again.topology.users.users) == ["bob"]
     assert again.topology.users.authenticate("bob", "pw", None) is None
     older = {k: v for k, v in saved.items() if k != "users"}  # an older zbroker's snapshot
     third = Broker()
-    snapshot.restore(third.topology, older)
+    snapshot.restore(third.vhosts, older)
     assert sorted(third.topology.users.users) == ["guest"]
     before_permissions = {k: v for k, v in saved.items() if k != "permissions"}
     fourth = Broker()
-    snapshot.restore(fourth.topology, before_permissions)  # its users could do everything: they still can
+    snapshot.restore(fourth.vhosts, before_permissions)  # its users could do everything: they still can
     assert fourth.topology.users.permissions.rows() == [["bob", "/", ".*", ".*", ".*"]]
 
 

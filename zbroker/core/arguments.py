@@ -172,8 +172,8 @@ def precondition(detail: str) -> ChannelError:
     return ChannelError(errors.PRECONDITION_FAILED, detail)
 
 
-def queue_resource(name: str) -> str:
-    return f"queue '{name}' in vhost '{VHOST}'"
+def queue_resource(name: str, vhost: str = VHOST) -> str:
+    return f"queue '{name}' in vhost '{vhost}'"
 
 
 @dataclass(frozen=True)
@@ -211,9 +211,9 @@ _SETTING_NAMES = {
 }
 
 
-def queue_settings(name: str, arguments: dict) -> QueueSettings:
+def queue_settings(name: str, arguments: dict, vhost: str = VHOST) -> QueueSettings:
     """Validate a new queue's arguments (406 with RabbitMQ's text) and type them."""
-    where = queue_resource(name)
+    where = queue_resource(name, vhost)
     qtype = arguments.get("x-queue-type", CLASSIC)
     if qtype not in QUEUE_TYPES:
         raise precondition(f"invalid arg 'x-queue-type' for {where}: \"unsupported queue type '{qtype}'\"")
@@ -253,20 +253,20 @@ CONSUMER_UNSUPPORTED = ("x-consumer-timeout",)
 CONSUMER_STREAM_ONLY = ("x-stream-offset", "x-stream-filter", "x-stream-match-unfiltered", "x-credit")
 
 
-def consumer_priority(queue: str, queue_type: str, arguments: dict) -> int:
+def consumer_priority(queue: str, queue_type: str, arguments: dict, vhost: str = VHOST) -> int:
     """``x-priority`` of ``basic_consume(arguments=...)`` (0 when absent), after refusing
     the consumer arguments zbroker does not implement."""
     for key in arguments:
         if key in CONSUMER_UNSUPPORTED:
-            raise precondition(f"invalid arg '{key}' for {queue_resource(queue)}: not supported by zbroker")
+            raise precondition(f"invalid arg '{key}' for {queue_resource(queue, vhost)}: not supported by zbroker")
         if key in CONSUMER_STREAM_ONLY:
-            raise precondition(f"invalid arg '{key}' for {queue_resource(queue)} of queue type "
+            raise precondition(f"invalid arg '{key}' for {queue_resource(queue, vhost)} of queue type "
                                f"{TYPE_MODULES[queue_type]}")
     value = arguments.get("x-priority")
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, int):
-        raise precondition(f"invalid arg 'x-priority' for {queue_resource(queue)}: "
+        raise precondition(f"invalid arg 'x-priority' for {queue_resource(queue, vhost)}: "
                            f"\"expected integer, got {amqp_type(value)}\"")
     return value
 

@@ -53,8 +53,9 @@ from zbroker.core.timers import Timers
 from zbroker.core.users import LOGIN_REFUSED
 from zbroker.core.access_limits import reached
 from zbroker.core.permissions import CONFIGURE, DEFAULT_EXCHANGE_NAME, READ, WRITE, check, check_any
-from zbroker.core.topology import (DEFAULT_EXCHANGES, VHOST, Topology, check_name, header_routes,
-                                   server_queue_name)
+from zbroker.core.topology import DEFAULT_EXCHANGES, Topology, check_name, header_routes, server_queue_name
+from zbroker.core.users import Users
+from zbroker.core.vhosts import VirtualHosts
 from zbroker.errors import BrokerError, ChannelError, ConnectionError_
 from zbroker.methods import Method as M
 from zbroker.storage.memory import MemoryStore
@@ -91,13 +92,17 @@ class Broker:
         self.limits = limits or Limits()
         self.now = now
         self.store = store if store is not None else MemoryStore()
-        self.topology = Topology(name_source, lambda queue_id: QueueJournal(self.store, queue_id, now),
-                                 self.limits)
+        self.users = Users()
+        #: Every vhost's topology (``vhosts.py``); ``topology`` is the default vhost's.
+        self.vhosts = VirtualHosts(self.users, lambda vhost, counts: Topology(
+            name_source, lambda queue_id: QueueJournal(self.store, queue_id, now), self.limits,
+            vhost=vhost, counts=counts, users=self.users))
+        self.topology = self.vhosts.default
         self.outbox = Outbox()
         self.connections: dict[Hashable, Connection] = {}
         self.confirms = Confirms()
         self.timers = Timers()
-        self.durability = Durability(self.store, self.topology, self.confirms, self._all_unacked)
+        self.durability = Durability(self.store, self.vhosts, self.confirms, self._all_unacked)
         self._publish_seq = 0
         #: Queues that stopped at DISPATCH_BATCH with deliverable messages left.
         self._pending_dispatch: dict[Queue, None] = {}
@@ -106,7 +111,7 @@ class Broker:
         self.stats = Stats(self, now)
         #: This broker's name in management views (the server sets ``zbroker@<host>``).
         self.node_name = "zbroker@localhost"
-        self.dead_letters = DeadLetters(self.topology, self._next_seq,
+        self.dead_letters = DeadLetters(self._next_seq,
                                         lambda queues, message: self._enqueue(queues, message, None, 0))
         self._channel_ops: dict[int, Callable[..., None]] = {
             M.EXCHANGE_DECLARE: self._exchange_declare,
@@ -134,7 +139,7 @@ class Broker:
             M.TX_ROLLBACK: self._tx_rollback,
         }
         self._publish_seq = self.durability.recover(self.store.open(), now)
-        for queue in list(self.topology.queues.values()):
+        for queue in list(self.vhosts.queues()):
             queue.last_used = now
             if queue.settings.limited:  # limits an older zbroker stored but did not apply
                 self._guarded(self._after_enqueue, queue)
@@ -155,12 +160,12 @@ class Broker:
         ``password`` None: the wire checked the login itself (AMQP does, at start-ok).
         """
         self.now = now
-        refused = None if password is None else self.topology.users.login(username, password, peer_host, now,
-                                                                            mechanism)
+        refused = None if password is None else self.users.login(username, password, peer_host, now, mechanism)
         if refused is not None:
             self.close_connection(conn_id, errors.ACCESS_REFUSED, LOGIN_REFUSED.format(mechanism))
             return None
-        if virtual_host != VHOST:
+        topology = self.vhosts.get(virtual_host)
+        if topology is None:
             self.close_connection(conn_id, errors.NOT_ALLOWED, f"vhost {virtual_host} not found")
             return None
         refusal = self._vhost_refusal(username, virtual_host)
@@ -181,6 +186,7 @@ class Broker:
         conn.connected_at = now
         conn.user = username
         conn.access_key = (username, virtual_host)
+        conn.topology = topology
         self.connections[conn_id] = conn
         log.info("connection %s opened (%s)", conn.name,
                  client_properties.get("connection_name") or client_properties.get("product", "client"))
@@ -189,10 +195,11 @@ class Broker:
     def _vhost_refusal(self, username: str, vhost: str) -> str | None:
         """Why ``username`` may not open a connection to ``vhost`` (its permissions, the
         vhost's and the user's connection limits: ``access_limits.py``), or None."""
-        users = self.topology.users
+        users = self.users
         if users.permissions.get(username, vhost) is None:
             return f"access to vhost '{vhost}' refused for user '{username}'"
-        limit = reached(users.limits.vhosts.get(vhost), "max-connections", len(self.connections))
+        in_vhost = sum(1 for conn in self.connections.values() if conn.virtual_host == vhost)
+        limit = reached(users.limits.vhosts.get(vhost), "max-connections", in_vhost)
         if limit is not None:
             return f"access to vhost '{vhost}' refused for user '{username}': connection limit ({limit}) is reached"
         mine = sum(1 for conn in self.connections.values() if conn.user == username)
@@ -207,7 +214,7 @@ class Broker:
         if self.limits.reached(channel_max, len(conn.channels)):
             return (f"number of channels opened ({len(conn.channels)}) has reached the "
                     f"negotiated channel_max ({channel_max})")
-        user_limits = self.topology.users.limits.users.get(conn.user)
+        user_limits = self.users.limits.users.get(conn.user)
         if user_limits:
             count = sum(len(c.channels) for c in self.connections.values() if c.user == conn.user)
             limit = reached(user_limits, "max-channels", count)
@@ -342,6 +349,24 @@ class Broker:
         """Delete ``queue``, cancelling its consumers as a client's delete does."""
         return self._delete_queue(queue)
 
+    def add_vhost(self, name: str, description: str = "", tags: list[str] | None = None) -> Topology:
+        return self.vhosts.add(name, description, tags)
+
+    def delete_vhost(self, name: str) -> None:
+        """Delete a vhost: its connections are closed (320), its queues deleted with their
+        messages, then it and what names it are gone (``vhosts.py``)."""
+        topology = self.vhosts.get(name)
+        if topology is None or topology is self.topology:
+            self.vhosts.remove(name)  # raises the refusal
+        for conn in [c for c in self.connections.values() if c.topology is topology]:
+            log.info("connection %s closed: its vhost '%s' is deleted", conn.name, name)
+            self.close_connection(conn.conn_id, errors.CONNECTION_FORCED, f"vhost '{name}' is deleted")
+        for queue in list(topology.queues.values()):
+            self._delete_queue(queue)
+        for exchange in [n for n in topology.exchanges if n and n not in DEFAULT_EXCHANGES]:
+            topology.delete_exchange(exchange, False)
+        self.vhosts.remove(name)
+
     def force_close(self, conn: Connection, reason: str) -> None:
         """Close a connection on an operator's request: RabbitMQ's 320 CONNECTION_FORCED."""
         log.info("connection %s closed by an operator: %s", conn.name, reason)
@@ -368,12 +393,15 @@ class Broker:
             self._reject(entries)
         return taken
 
-    def publish(self, exchange: str, routing_key: str, properties: dict, body: bytes) -> bool:
-        """Publish as an operator (no channel, no confirm); True if it reached a queue."""
-        ex = self._publishable(exchange, body)
+    def publish(self, exchange: str, routing_key: str, properties: dict, body: bytes,
+                topology: Topology | None = None) -> bool:
+        """Publish as an operator (no channel, no confirm) in ``topology`` (a vhost's; the
+        default one's if None); True if it reached a queue."""
+        topology = topology or self.topology
+        ex = self._publishable(topology, exchange, body)
         expiration = properties.get("expiration")
         ttl = parse_expiration(expiration) if expiration is not None else None
-        queues = list(self.topology.route(ex, routing_key, properties))
+        queues = list(topology.route(ex, routing_key, properties))
         ex.published_in += 1
         if not queues:
             return False
@@ -433,7 +461,8 @@ class Broker:
         try:
             if handler is not None:
                 if channel.tx is not None and op in transactions.HELD:
-                    transactions.hold(channel, op, fields, body, self._check_publish)
+                    transactions.hold(channel, op, fields, body,
+                                      lambda fields_, body_: self._check_publish(channel, fields_, body_))
                 else:
                     handler(channel, body, *fields[1:])
             elif op == M.CHANNEL_CLOSE:
@@ -527,13 +556,13 @@ class Broker:
 
     def _may(self, conn: Connection, access: str, kind: str, name: str) -> None:
         """RabbitMQ's 403 unless the connection's user may ``access`` (``permissions.py``)."""
-        permission = self.topology.users.permissions.table.get(conn.access_key)
+        permission = self.users.permissions.table.get(conn.access_key)
         if permission is None or not permission.allows(access, name or DEFAULT_EXCHANGE_NAME):
             check(permission, conn.user, conn.virtual_host, access, kind, name)
 
     def _may_any(self, conn: Connection, kind: str, name: str) -> None:
         """A passive declare needs any one of the three permissions."""
-        check_any(self.topology.users.permissions.table.get(conn.access_key), conn.user,
+        check_any(self.users.permissions.table.get(conn.access_key), conn.user,
                   conn.virtual_host, kind, name)
 
     def _exchange_declare(self, channel: Channel, _: Any, exchange: str, exchange_type: str,
@@ -545,30 +574,32 @@ class Broker:
         elif exchange:
             self._may(conn, CONFIGURE, "exchange", exchange)
             alternate = arguments.get("alternate-exchange")
-            if isinstance(alternate, str) and exchange not in self.topology.exchanges:
+            if isinstance(alternate, str) and exchange not in conn.topology.exchanges:
                 self._may(conn, READ, "exchange", exchange)
                 self._may(conn, WRITE, "exchange", alternate)
-        self.topology.declare_exchange(exchange, exchange_type, passive, durable, auto_delete,
+        conn.topology.declare_exchange(exchange, exchange_type, passive, durable, auto_delete,
                                        internal, arguments)
         channel.send((M.EXCHANGE_DECLARE_OK, channel.number))
 
     def _exchange_delete(self, channel: Channel, _: Any, exchange: str, if_unused: bool) -> None:
         if exchange and exchange not in DEFAULT_EXCHANGES:  # (those refused below, as RabbitMQ's order)
             self._may(channel.connection, CONFIGURE, "exchange", exchange)
-        self.topology.delete_exchange(exchange, if_unused)
+        channel.connection.topology.delete_exchange(exchange, if_unused)
         channel.send((M.EXCHANGE_DELETE_OK, channel.number))
 
     def _exchange_bind(self, channel: Channel, _: Any, destination: str, source: str,
                        routing_key: str, arguments: dict) -> None:
         check_name(routing_key, "routing key")
         self._may_bind(channel.connection, "exchange", destination, source)
-        self.topology.bind(self.topology.exchange(destination), source, routing_key, arguments)
+        topology = channel.connection.topology
+        topology.bind(topology.exchange(destination), source, routing_key, arguments)
         channel.send((M.EXCHANGE_BIND_OK, channel.number))
 
     def _exchange_unbind(self, channel: Channel, _: Any, destination: str, source: str,
                          routing_key: str, arguments: dict) -> None:
         self._may_bind(channel.connection, "exchange", destination, source)
-        self.topology.unbind(self.topology.exchange(destination), source, routing_key, arguments)
+        topology = channel.connection.topology
+        topology.unbind(topology.exchange(destination), source, routing_key, arguments)
         channel.send((M.EXCHANGE_UNBIND_OK, channel.number))
 
     def _queue_declare(self, channel: Channel, _: Any, queue: str, passive: bool, durable: bool,
@@ -582,13 +613,13 @@ class Broker:
             self._may_any(conn, "queue", queue)
         else:
             if server_named:  # the new name is what is checked, as RabbitMQ's
-                queue = self.topology.new_queue_name()
+                queue = conn.topology.new_queue_name()
             self._may(conn, CONFIGURE, "queue", queue)
             dlx = arguments.get("x-dead-letter-exchange")
-            if isinstance(dlx, str) and queue not in self.topology.queues:
+            if isinstance(dlx, str) and queue not in conn.topology.queues:
                 self._may(conn, READ, "queue", queue)
                 self._may(conn, WRITE, "exchange", dlx)
-        q = self.topology.declare_queue(queue, passive, durable, exclusive, auto_delete, arguments,
+        q = conn.topology.declare_queue(queue, passive, durable, exclusive, auto_delete, arguments,
                                         conn, server_named)
         self._used(q)
         channel.send((M.QUEUE_DECLARE_OK, channel.number, q.name, q.message_count, len(q.consumers)))
@@ -597,15 +628,15 @@ class Broker:
                     arguments: dict) -> None:
         check_name(routing_key, "routing key")
         self._may_bind(channel.connection, "queue", queue, exchange)
-        q = self.topology.queue(queue, channel.connection)
-        self.topology.bind(q, exchange, routing_key, arguments)
+        topology = channel.connection.topology
+        topology.bind(topology.queue(queue, channel.connection), exchange, routing_key, arguments)
         channel.send((M.QUEUE_BIND_OK, channel.number))
 
     def _queue_unbind(self, channel: Channel, _: Any, queue: str, exchange: str, routing_key: str,
                       arguments: dict) -> None:
         self._may_bind(channel.connection, "queue", queue, exchange)
-        q = self.topology.queue(queue, channel.connection)
-        self.topology.unbind(q, exchange, routing_key, arguments)
+        topology = channel.connection.topology
+        topology.unbind(topology.queue(queue, channel.connection), exchange, routing_key, arguments)
         channel.send((M.QUEUE_UNBIND_OK, channel.number))
 
     def _may_bind(self, conn: Connection, kind: str, destination: str, source: str) -> None:
@@ -617,19 +648,21 @@ class Broker:
 
     def _queue_purge(self, channel: Channel, _: Any, queue: str) -> None:
         self._may(channel.connection, READ, "queue", queue)
-        count = self.topology.queue(queue, channel.connection).purge()
+        count = channel.connection.topology.queue(queue, channel.connection).purge()
         channel.send((M.QUEUE_PURGE_OK, channel.number, count))
 
     def _queue_delete(self, channel: Channel, _: Any, queue: str, if_unused: bool,
                       if_empty: bool) -> None:
         self._may(channel.connection, CONFIGURE, "queue", queue)
         count = 0
-        if queue in self.topology.queues:
-            q = self.topology.queue(queue, channel.connection)
+        topology = channel.connection.topology
+        if queue in topology.queues:
+            q = topology.queue(queue, channel.connection)
             if if_unused and q.consumers:
-                raise ChannelError(errors.PRECONDITION_FAILED, f"queue '{queue}' in vhost '{VHOST}' in use")
+                raise ChannelError(errors.PRECONDITION_FAILED, f"queue '{queue}' in vhost '{topology.vhost}' in use")
             if if_empty and q.has_messages:
-                raise ChannelError(errors.PRECONDITION_FAILED, f"queue '{queue}' in vhost '{VHOST}' not empty")
+                raise ChannelError(errors.PRECONDITION_FAILED,
+                                   f"queue '{queue}' in vhost '{topology.vhost}' not empty")
             count = self._delete_queue(q)
         channel.send((M.QUEUE_DELETE_OK, channel.number, count))
 
@@ -641,7 +674,7 @@ class Broker:
             if channel.consumers.pop(consumer.tag, None) is not None:
                 channel.send((M.BASIC_CANCEL, channel.number, consumer.tag))
         self._pending_dispatch.pop(queue, None)
-        return self.topology.delete_queue(queue)
+        return queue.topology.delete_queue(queue)
 
     # -- consuming ---------------------------------------------------------------------
 
@@ -667,10 +700,11 @@ class Broker:
             self.reply_to.consume(channel, tag, auto_ack)
             return
         self._may(channel.connection, READ, "queue", queue)
-        q = self.topology.queue(queue, channel.connection)
-        priority = consumer_priority(queue, q.settings.queue_type, arguments)
+        q = channel.connection.topology.queue(queue, channel.connection)
+        priority = consumer_priority(queue, q.settings.queue_type, arguments, q.topology.vhost)
         if q.has_exclusive_consumer or (exclusive and q.consumers):
-            raise ChannelError(errors.ACCESS_REFUSED, f"queue '{queue}' in vhost '{VHOST}' in exclusive use")
+            raise ChannelError(errors.ACCESS_REFUSED,
+                               f"queue '{queue}' in vhost '{q.topology.vhost}' in exclusive use")
         consumer = Consumer(tag, q, channel, auto_ack, exclusive, channel.prefetch_count, arguments, priority)
         channel.consumers[tag] = consumer
         q.add_consumer(consumer)
@@ -688,7 +722,7 @@ class Broker:
 
     def _basic_get(self, channel: Channel, _: Any, queue: str, auto_ack: bool) -> None:
         self._may(channel.connection, READ, "queue", queue)
-        q = self.topology.queue(queue, channel.connection)
+        q = channel.connection.topology.queue(queue, channel.connection)
         self._used(q)
         if q.due(self.now):
             self._expire(q)
@@ -720,7 +754,7 @@ class Broker:
         seq = self.confirms.published(channel) if channel.confirm else 0
         channel.published += 1
         self._may(channel.connection, WRITE, "exchange", exchange)
-        ex = self._publishable(exchange, body)
+        ex = self._publishable(channel.connection.topology, exchange, body)
         ex.published_in += 1
         ttl = None
         if properties:
@@ -742,9 +776,9 @@ class Broker:
             queues: Iterable[Queue] = ()
         elif properties and properties.get("headers") and (
                 "CC" in properties["headers"] or "BCC" in properties["headers"]):
-            queues, properties = self._sender_selected(ex, routing_key, properties)
+            queues, properties = self._sender_selected(channel.connection.topology, ex, routing_key, properties)
         else:
-            queues = self.topology.route(ex, routing_key, properties)
+            queues = channel.connection.topology.route(ex, routing_key, properties)
         if queues:
             ex.published_out += len(queues)
             self._publish_seq += 1
@@ -764,23 +798,24 @@ class Broker:
         if self.alarms.active:
             self.alarms.block(conn)
 
-    def _sender_selected(self, exchange: Exchange, routing_key: str,
+    def _sender_selected(self, topology: Topology, exchange: Exchange, routing_key: str,
                          properties: dict) -> tuple[list[Queue], dict]:
         """CC/BCC routing keys (``topology.header_routes``); the BCC header does not travel."""
         cc, bcc = header_routes(properties["headers"])
-        queues = self.topology.route_keys(exchange, [routing_key, *cc, *bcc], properties)
+        queues = topology.route_keys(exchange, [routing_key, *cc, *bcc], properties)
         if "BCC" in properties["headers"]:
             headers = {k: v for k, v in properties["headers"].items() if k != "BCC"}
             properties = {**properties, "headers": headers}
         return queues, properties
 
-    def _publishable(self, exchange: str, body: Any) -> Exchange:
+    def _publishable(self, topology: Topology, exchange: str, body: Any) -> Exchange:
         """The exchange a publish names, checked: it exists, is not internal, the body fits."""
-        ex = self.topology.exchanges.get(exchange)
+        ex = topology.exchanges.get(exchange)
         if ex is None:
-            raise ChannelError(errors.NOT_FOUND, f"no exchange '{exchange}' in vhost '{VHOST}'")
+            raise ChannelError(errors.NOT_FOUND, f"no exchange '{exchange}' in vhost '{topology.vhost}'")
         if ex.internal:
-            raise ChannelError(errors.ACCESS_REFUSED, f"cannot publish to internal exchange '{exchange}' in vhost '{VHOST}'")
+            raise ChannelError(errors.ACCESS_REFUSED,
+                               f"cannot publish to internal exchange '{exchange}' in vhost '{topology.vhost}'")
         if len(body) > self.max_body_bytes:
             raise ChannelError(errors.PRECONDITION_FAILED,
                                f"message size {len(body)} is larger than configured max size {self.max_body_bytes}")
@@ -795,7 +830,7 @@ class Broker:
                 break
         if message.properties.get("delivery_mode") == PERSISTENT:
             self.durability.store_message(message, queues, confirming)
-        elif self.topology.quorum_queues:  # a quorum queue keeps every message, as RabbitMQ's
+        elif self.vhosts.counts.quorum_queues:  # a quorum queue keeps every message, as RabbitMQ's
             quorum = [q for q in queues if q.quorum]
             if quorum:
                 self.durability.store_message(message, quorum, confirming)
@@ -935,9 +970,10 @@ class Broker:
         transactions.select(channel)
         channel.send((M.TX_SELECT_OK, channel.number))
 
-    def _check_publish(self, fields: list[Any], body: Any) -> None:
+    def _check_publish(self, channel: Channel, fields: list[Any], body: Any) -> None:
         """What a transaction checks of a publish when it arrives (transactions rule 1)."""
-        self._publishable(fields[1], body)
+        self._may(channel.connection, WRITE, "exchange", fields[1])
+        self._publishable(channel.connection.topology, fields[1], body)
         expiration = fields[4].get("expiration")
         if expiration is not None:
             parse_expiration(expiration)

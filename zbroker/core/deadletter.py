@@ -32,7 +32,6 @@ from zbroker.core.message import Message
 if TYPE_CHECKING:
     from zbroker.core.exchanges import Exchange
     from zbroker.core.queues import Queue
-    from zbroker.core.topology import Topology
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +46,8 @@ class DeadLetters:
     enqueue path, so limits, confirms and persistence apply to a dead letter as to any
     publish."""
 
-    def __init__(self, topology: "Topology", next_seq: Callable[[], int],
+    def __init__(self, next_seq: Callable[[], int],
                  enqueue: Callable[[list["Queue"], Message], None]) -> None:
-        self._topology = topology
         self._next_seq = next_seq
         self._enqueue = enqueue
         self._cycles_logged: set[tuple[str, ...]] = set()
@@ -60,7 +58,7 @@ class DeadLetters:
         dlx = queue.settings.dead_letter_exchange
         if dlx is None or queue.deleted:
             return
-        exchange = self._topology.exchanges.get(dlx)
+        exchange = queue.topology.exchanges.get(dlx)  # (in the queue's own vhost)
         if exchange is None:
             return
         for message in messages:
@@ -76,7 +74,7 @@ class DeadLetters:
         keys = routing_keys(message) if key is None else [key]
         routing_key = keys[0]
         targets = []
-        for target in self._topology.route_keys(exchange, keys, properties):
+        for target in queue.topology.route_keys(exchange, keys, properties):
             if is_cycle(target.name, properties):
                 self._log_cycle(target.name, properties)
             else:

@@ -4,7 +4,7 @@ The format is RabbitMQ's (``rabbitmqctl export_definitions``, ``GET /api/definit
 so an export from RabbitMQ imports here and one from here imports into RabbitMQ.
 
 Rules:
-- Export: the vhost ``/``, every exchange a client declared (not the default and
+- Export: every vhost, every exchange a client declared (not the default and
   ``amq.*`` ones) and every queue but exclusive ones (a definition outlives its
   connection), with the bindings between them; transient ones too, as RabbitMQ does.
 - Import declares exchanges, then queues, then bindings, with the same rules and error
@@ -20,8 +20,10 @@ Rules:
   of the file or of the broker, and its expressions must compile.
 - Limits (``access_limits.py``) travel as RabbitMQ's: a user's in its ``limits`` map, a
   vhost's as a ``vhost-limits`` parameter.
-- What zbroker cannot apply is refused, never dropped: a vhost other than ``/``,
-  policies, operator policies, other parameters, topic permissions.
+- Vhosts are exported and imported (a missing one is created); every entry names an
+  existing vhost or one of the file.
+- What zbroker cannot apply is refused, never dropped: policies, operator policies,
+  other parameters, topic permissions.
   Informational fields (versions, ``cluster_name``, ``internal_cluster_id``) are read
   and left.
 """
@@ -49,28 +51,33 @@ class DefinitionsError(ValueError):
 
 
 def export(broker: "Broker") -> dict[str, Any]:
-    topology = broker.topology
-    exchanges = [{"name": e.name, "vhost": VHOST, "type": e.kind, "durable": e.durable,
-                  "auto_delete": e.auto_delete, "internal": e.internal, "arguments": e.arguments}
-                 for e in topology.exchanges.values() if e.name and e.name not in DEFAULT_EXCHANGES]
-    queues = [{"name": q.name, "vhost": VHOST, "durable": q.durable, "auto_delete": q.auto_delete,
-               "arguments": q.arguments}
-              for q in topology.queues.values() if not q.exclusive]
-    bindings = []
-    for source in topology.exchanges.values():
-        for (destination, key, _), arguments in source.bindings.items():
-            if isinstance(destination, Queue) and destination.exclusive:
-                continue
-            bindings.append({"source": source.name, "vhost": VHOST, "destination": destination.name,
-                             "destination_type": "queue" if isinstance(destination, Queue) else "exchange",
-                             "routing_key": key, "arguments": arguments})
+    users = broker.users
+    exchanges: list[dict] = []
+    queues: list[dict] = []
+    bindings: list[dict] = []
+    for vhost, topology in broker.vhosts.topologies.items():
+        exchanges += [{"name": e.name, "vhost": vhost, "type": e.kind, "durable": e.durable,
+                       "auto_delete": e.auto_delete, "internal": e.internal, "arguments": e.arguments}
+                      for e in topology.exchanges.values() if e.name and e.name not in DEFAULT_EXCHANGES]
+        queues += [{"name": q.name, "vhost": vhost, "durable": q.durable, "auto_delete": q.auto_delete,
+                    "arguments": q.arguments}
+                   for q in topology.queues.values() if not q.exclusive]
+        for source in topology.exchanges.values():
+            for (destination, key, _), arguments in source.bindings.items():
+                if isinstance(destination, Queue) and destination.exclusive:
+                    continue
+                bindings.append({"source": source.name, "vhost": vhost, "destination": destination.name,
+                                 "destination_type": "queue" if isinstance(destination, Queue) else "exchange",
+                                 "routing_key": key, "arguments": arguments})
     return {"product_name": "zbroker", "product_version": __version__,
-            "users": topology.users.definitions(), "vhosts": [{"name": VHOST}],
+            "users": users.definitions(),
+            "vhosts": [{"name": v["name"], "description": v["description"], "tags": v["tags"]}
+                       for v in broker.vhosts.views()],
             "permissions": [{"user": user, "vhost": vhost, "configure": c, "write": w, "read": r}
-                            for user, vhost, c, w, r in topology.users.permissions.rows()],
+                            for user, vhost, c, w, r in users.permissions.rows()],
             "topic_permissions": [],
             "parameters": [{"value": dict(limits), "vhost": vhost, "component": "vhost-limits", "name": "limits"}
-                           for vhost, limits in topology.users.limits.vhosts.items()],
+                           for vhost, limits in users.limits.vhosts.items()],
             "global_parameters": [], "policies": [],
             "queues": queues, "exchanges": exchanges, "bindings": bindings}
 
@@ -80,38 +87,63 @@ def apply(broker: "Broker", data: Any) -> dict[str, int]:
     if not isinstance(data, dict):
         raise DefinitionsError("definitions must be a JSON object")
     _check_unsupported(data)
+    vhosts = _vhosts(data)
+    known = set(broker.vhosts.topologies) | {v["name"] for v in vhosts}
     users = _users(data)
-    permissions = _permissions(data, {u["name"] for u in users} | set(broker.topology.users.users))
-    exchanges = _entries(data, "exchanges", ("name", "type"))
-    queues = _entries(data, "queues", ("name",))
-    bindings = _entries(data, "bindings", ("source", "destination", "destination_type"))
+    permissions = _permissions(data, {u["name"] for u in users} | set(broker.users.users))
+    exchanges = _entries(data, "exchanges", ("name", "type"), known)
+    queues = _entries(data, "queues", ("name",), known)
+    bindings = _entries(data, "bindings", ("source", "destination", "destination_type"), known)
+    _entries(data, "permissions", (), known)
+    _entries(data, "parameters", (), known)
     _check(broker, exchanges, queues, bindings)
-    topology = broker.topology
+    for v in vhosts:
+        if broker.vhosts.get(v["name"]) is None:
+            broker.add_vhost(v["name"], v.get("description") or "", _tags(v.get("tags")))
+    users_db = broker.users
     for user in users:
-        topology.users.put(user["name"], user["password_hash"], user.get("hashing_algorithm", SHA256),
-                           _tags(user.get("tags")))
+        users_db.put(user["name"], user["password_hash"], user.get("hashing_algorithm", SHA256),
+                     _tags(user.get("tags")))
     for user in users:
         if user.get("limits"):
-            topology.users.set_user_limits(user["name"], user["limits"])
+            users_db.set_user_limits(user["name"], user["limits"])
     for parameter in data.get("parameters") or []:
-        topology.users.set_vhost_limits(parameter.get("vhost", VHOST), parameter["value"])
+        users_db.set_vhost_limits(parameter.get("vhost", VHOST), parameter["value"])
     for p in permissions:
-        topology.users.set_permissions(p["user"], p.get("vhost", VHOST), p["configure"], p["write"], p["read"])
+        users_db.set_permissions(p["user"], p.get("vhost", VHOST), p["configure"], p["write"], p["read"])
     for e in exchanges:
-        topology.declare_exchange(e["name"], e["type"], False, bool(e.get("durable", True)),
-                                  bool(e.get("auto_delete", False)), bool(e.get("internal", False)),
-                                  e.get("arguments") or {})
+        _topology(broker, e).declare_exchange(e["name"], e["type"], False, bool(e.get("durable", True)),
+                                              bool(e.get("auto_delete", False)), bool(e.get("internal", False)),
+                                              e.get("arguments") or {})
     for q in queues:
-        queue = topology.declare_queue(q["name"], False, bool(q.get("durable", True)), False,
-                                       bool(q.get("auto_delete", False)), queue_arguments(q), None)
+        queue = _topology(broker, q).declare_queue(q["name"], False, bool(q.get("durable", True)), False,
+                                                   bool(q.get("auto_delete", False)), queue_arguments(q), None)
         queue.last_used = broker.now
         if queue.settings.expires is not None:
             broker.timers.watch(queue)
     for b in bindings:
+        topology = _topology(broker, b)
         destination = (topology.queue(b["destination"], None) if b["destination_type"] == "queue"
                        else topology.exchange(b["destination"]))
         topology.bind(destination, b["source"], b.get("routing_key", ""), b.get("arguments") or {})
-    return {"users": len(users), "permissions": len(permissions), "exchanges": len(exchanges), "queues": len(queues), "bindings": len(bindings)}
+    return {"vhosts": len(vhosts), "users": len(users), "permissions": len(permissions),
+            "exchanges": len(exchanges), "queues": len(queues), "bindings": len(bindings)}
+
+
+def _topology(broker: "Broker", entry: dict) -> Any:
+    return broker.vhosts.topologies[entry.get("vhost", VHOST)]
+
+
+def _vhosts(data: dict) -> list[dict]:
+    vhosts = data.get("vhosts") or []
+    if not isinstance(vhosts, list):
+        raise DefinitionsError("'vhosts' must be a list")
+    for vhost in vhosts:
+        if not isinstance(vhost, dict) or not isinstance(vhost.get("name"), str) or not vhost["name"]:
+            raise DefinitionsError(f"a vhost entry lacks a name: {vhost!r}")
+        if len(vhost["name"].encode()) > 255:
+            raise DefinitionsError(f"vhost name longer than 255 bytes: {vhost['name'][:40]!r}...")
+    return vhosts
 
 
 def _users(data: dict) -> list[dict]:
@@ -138,7 +170,7 @@ def _users(data: dict) -> list[dict]:
 
 def _permissions(data: dict, users: set[str]) -> list[dict]:
     """The file's permissions, checked whole (user known, expressions compile)."""
-    entries = _entries(data, "permissions", ("user", "configure", "write", "read"))
+    entries = _entries(data, "permissions", ("user", "configure", "write", "read"), None)
     for entry in entries:
         if entry["user"] not in users:
             raise DefinitionsError(f"permission for user '{entry['user']}': no such user")
@@ -173,7 +205,9 @@ def queue_arguments(entry: dict) -> dict:
     return arguments
 
 
-def _entries(data: dict, key: str, required: tuple[str, ...]) -> list[dict]:
+def _entries(data: dict, key: str, required: tuple[str, ...], vhosts: set[str] | None) -> list[dict]:
+    """The file's ``key`` entries, each checked: an object with the ``required`` string
+    fields, in one of ``vhosts`` (None: not checked here)."""
     entries = data.get(key) or []
     if not isinstance(entries, list):
         raise DefinitionsError(f"'{key}' must be a list")
@@ -183,18 +217,16 @@ def _entries(data: dict, key: str, required: tuple[str, ...]) -> list[dict]:
         missing = [field for field in required if not isinstance(entry.get(field), str)]
         if missing:
             raise DefinitionsError(f"an entry of '{key}' lacks {', '.join(missing)}: {entry!r}")
-        if entry.get("vhost", VHOST) != VHOST:
-            raise DefinitionsError(f"{key[:-1]} '{entry.get('name', entry.get('source', entry.get('user')))}' is in vhost "
-                                   f"'{entry['vhost']}'; zbroker has only the vhost '{VHOST}'")
+        if vhosts is not None and entry.get("vhost", VHOST) not in vhosts:
+            label = entry.get("name", entry.get("source", entry.get("user")))
+            raise DefinitionsError(f"{key[:-1]} '{label}' is in vhost '{entry['vhost']}', which neither exists "
+                                   "nor is in the file")
         if not isinstance(entry.get("arguments") or {}, dict):
             raise DefinitionsError(f"arguments of an entry of '{key}' must be an object: {entry!r}")
     return entries
 
 
 def _check_unsupported(data: dict) -> None:
-    for vhost in data.get("vhosts") or []:
-        if not isinstance(vhost, dict) or vhost.get("name") != VHOST:
-            raise DefinitionsError(f"vhost {vhost!r}: zbroker has only the vhost '{VHOST}'")
     for parameter in data.get("parameters") or []:
         if not isinstance(parameter, dict) or parameter.get("component") != VHOST_LIMITS_COMPONENT:
             raise DefinitionsError(f"parameter {parameter!r}: only 'vhost-limits' parameters are supported by "
@@ -217,26 +249,29 @@ def _check_unsupported(data: dict) -> None:
 
 def _check(broker: "Broker", exchanges: list[dict], queues: list[dict], bindings: list[dict]) -> None:
     """Refuse the whole file before declaring anything (rule 2)."""
-    topology = broker.topology
-    names = set(topology.exchanges)
+    names: set[tuple[str, str]] = {(vhost, name) for vhost, t in broker.vhosts.topologies.items() for name in t.exchanges}
+    names |= {(vhost, name) for vhost in {e.get("vhost", VHOST) for e in exchanges + bindings}
+              for name in DEFAULT_EXCHANGES}  # (a vhost the file makes has them too)
     for e in exchanges:
         if e["type"] not in EXCHANGE_TYPES:
             raise DefinitionsError(f"exchange '{e['name']}': unknown exchange type '{e['type']}'")
-        names.add(e["name"])
-    queue_names = set(topology.queues)
+        names.add((e.get("vhost", VHOST), e["name"]))
+    queue_names = {(vhost, name) for vhost, t in broker.vhosts.topologies.items() for name in t.queues}
     for q in queues:
         try:
             queue_settings(q["name"], queue_arguments(q))
         except BrokerError as exc:
             raise DefinitionsError(f"queue '{q['name']}': {exc.text}") from None
-        existing = topology.queues.get(q["name"])
+        topology = broker.vhosts.get(q.get("vhost", VHOST))
+        existing = topology.queues.get(q["name"]) if topology is not None else None
         if existing is not None and existing.exclusive:
             raise DefinitionsError(f"queue '{q['name']}' exists as an exclusive queue")
-        queue_names.add(q["name"])
+        queue_names.add((q.get("vhost", VHOST), q["name"]))
     for b in bindings:
-        if b["source"] not in names:
-            raise DefinitionsError(f"binding from '{b['source']}': no exchange '{b['source']}' in vhost '{VHOST}'")
+        vhost = b.get("vhost", VHOST)
+        if (vhost, b["source"]) not in names:
+            raise DefinitionsError(f"binding from '{b['source']}': no exchange '{b['source']}' in vhost '{vhost}'")
         known = queue_names if b["destination_type"] == "queue" else names
-        if b["destination_type"] not in ("queue", "exchange") or b["destination"] not in known:
+        if b["destination_type"] not in ("queue", "exchange") or (vhost, b["destination"]) not in known:
             raise DefinitionsError(f"binding to {b['destination_type']} '{b['destination']}': "
-                                   f"no such {b['destination_type']} in vhost '{VHOST}'")
+                                   f"no such {b['destination_type']} in vhost '{vhost}'")

@@ -31,11 +31,11 @@ from zbroker.core.consumers import Unacked
 from zbroker.core.message import Message
 from zbroker.core import queues as paging_rules
 from zbroker.core.queues import Queue
-from zbroker.core.topology import Topology
 from zbroker.storage.store import NO_TTL, MessageStore, Recovered, RecoveredQueue
 
 if TYPE_CHECKING:
     from zbroker.core.session import Channel
+    from zbroker.core.vhosts import VirtualHosts
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,10 @@ PERSISTENT = 2
 
 
 class Durability:
-    def __init__(self, store: MessageStore, topology: Topology, confirms: Confirms,
+    def __init__(self, store: MessageStore, vhosts: "VirtualHosts", confirms: Confirms,
                  unacked: Callable[[], Iterable[Unacked]]) -> None:
         self.store = store
-        self.topology = topology
+        self.vhosts = vhosts
         self.confirms = confirms
         self._unacked = unacked
         self._saved_changes = 0
@@ -55,14 +55,14 @@ class Durability:
     # -- recovery (rule 5) -----------------------------------------------------------
 
     def _changes(self) -> int:
-        """Changes to what the snapshot holds: the durable topology and the users."""
-        return self.topology.durable_changes + self.topology.users.changes
+        """Changes to what the snapshot holds: the vhosts' durable topology and the users."""
+        return self.vhosts.durable_changes + self.vhosts.users.changes
 
     def recover(self, recovered: Recovered, now: float) -> int:
         """Rebuild what the store held; returns the highest publish seq it had seen."""
         by_id: dict[int, Queue] = {}
         if recovered.topology is not None:
-            by_id = snapshot.restore(self.topology, recovered.topology)
+            by_id = snapshot.restore(self.vhosts, recovered.topology)
         self._saved_changes = self._changes()
         for queue_id, stored in recovered.queues.items():
             queue = by_id.get(queue_id)
@@ -140,7 +140,7 @@ class Durability:
         """Rule 2; then compaction, while the disk accepts writes."""
         changes = self._changes()
         if changes != self._saved_changes:
-            self.store.save_topology(snapshot.snapshot(self.topology))
+            self.store.save_topology(snapshot.snapshot(self.vhosts))
             self._saved_changes = changes
         try:
             self.store.commit()
@@ -171,7 +171,7 @@ class Durability:
 
     def _references(self) -> Iterator[tuple[int, int, Message | None]]:
         """(queue id, location, message or None if paged) of everything the store holds for us."""
-        for queue in self.topology.queues.values():
+        for queue in self.vhosts.queues():
             if queue.journal is not None:
                 qid = queue.journal.queue_id
                 for message in queue.resident():
@@ -196,5 +196,5 @@ class Durability:
         messages = {id(m): m for _, loc, m in self._references() if m is not None and loc in moved}
         for message in messages.values():
             message.location = moved[message.location]
-        for queue in self.topology.queues.values():
+        for queue in self.vhosts.queues():
             queue.relocate(moved)

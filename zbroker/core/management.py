@@ -19,7 +19,8 @@ Rules:
   consumers; deleting a queue cancels its consumers; closing a connection sends it 320.
 - Who may ask what is decided before a request gets here (``management_access.py``);
   ``handle`` is told who asks, for ``whoami``.
-- One virtual host: ``add_vhost``/``delete_vhost`` are refused as not implemented.
+- Objects are found in the vhost the request names (``vhost``, default ``/``); lists
+  cover every vhost unless one is named.
 """
 from __future__ import annotations
 
@@ -31,13 +32,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from zbroker import __version__
 from zbroker.core import definitions, views
 from zbroker.core.access_limits import LimitError
-from zbroker.core.management_access import Principal
+from zbroker.core.management_access import Principal, sees_all
 from zbroker.core.permissions import PermissionError_
 from zbroker.core.users import DEFAULT_VHOST, UserError
 from zbroker.core.exchanges import EXCHANGE_TYPES
 from zbroker.core.passwords import SHA256
 from zbroker.core.stats import CHANNEL_COUNTERS
-from zbroker.core.topology import VHOST
 from zbroker.errors import BrokerError
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class Management:
             "change_password": self._change_password, "set_user_tags": self._set_user_tags,
             "put_user": self._put_user, "set_permissions": self._set_permissions,
             "clear_permissions": self._clear_permissions, "user_permissions": self._user_permissions,
-            "add_vhost": self._vhost_change, "delete_vhost": self._vhost_change,
+            "add_vhost": self._add_vhost, "delete_vhost": self._delete_vhost,
             "whoami": self._whoami, "set_vhost_limits": self._set_vhost_limits,
             "clear_vhost_limits": self._clear_vhost_limits, "set_user_limits": self._set_user_limits,
             "clear_user_limits": self._clear_user_limits,
@@ -140,8 +140,9 @@ class Management:
             "queue_totals": views.details(depth, (totals[d] for d in depth), (rates.get(d, 0.0) for d in depth)),
             "object_totals": {
                 "connections": len(broker.connections), "channels": sum(1 for _ in stats.channels()),
-                "exchanges": len(broker.topology.exchanges), "queues": len(broker.topology.queues),
-                "consumers": sum(len(q.consumers) for q in broker.topology.queues.values()),
+                "exchanges": sum(len(t.exchanges) for t in broker.vhosts.topologies.values()),
+                "queues": broker.vhosts.counts.queues,
+                "consumers": sum(len(q.consumers) for q in broker.vhosts.queues()),
             },
             "alarms": sorted(broker.alarms.active),
             "uptime": int((broker.now - stats.started_at) * 1000),
@@ -149,27 +150,36 @@ class Management:
         }
 
     def _list(self, args: dict, facts: dict) -> Any:
+        """A list (rule 3); ``vhost``, when given, keeps that vhost's objects (404 if it
+        does not exist)."""
         kind = _arg(args, "kind", str)
+        broker, users = self.broker, self.broker.users
+        topologies = self._topologies(args)
         sources: dict[str, tuple[Callable[[], Iterable[Any]], Callable[[Any], dict], Callable[[Any], str]]] = {
-            "queues": (lambda: self.broker.topology.queues.values(), lambda q: views.queue(self.broker, q),
-                       lambda q: q.name),
-            "exchanges": (lambda: self.broker.topology.exchanges.values(),
-                          lambda e: views.exchange(self.broker, e), lambda e: e.name),
-            "connections": (lambda: self.broker.connections.values(),
-                            lambda c: views.connection(self.broker, c), views.connection_name),
-            "channels": (self.broker.stats.channels, lambda c: views.channel(self.broker, c), views.channel_name),
-            "consumers": (self._consumers, lambda c: views.consumer(self.broker, c), lambda c: c.tag),
-            "bindings": (lambda: views.bindings(self.broker), lambda b: b, lambda b: b["source"]),
-            "users": (lambda: self.broker.topology.users.users.values(),
+            "queues": (lambda: (q for t in topologies for q in t.queues.values()),
+                       lambda q: views.queue(broker, q), lambda q: q.name),
+            "exchanges": (lambda: ((t, e) for t in topologies for e in t.exchanges.values()),
+                          lambda te: views.exchange(broker, te[1], te[0].vhost), lambda te: te[1].name),
+            "connections": (lambda: (c for c in broker.connections.values() if c.topology in topologies),
+                            lambda c: views.connection(broker, c), views.connection_name),
+            "channels": (lambda: (c for c in broker.stats.channels() if c.connection.topology in topologies),
+                         lambda c: views.channel(broker, c), views.channel_name),
+            "consumers": (lambda: (c for t in topologies for q in t.queues.values() for c in q.consumers),
+                          lambda c: views.consumer(broker, c), lambda c: c.tag),
+            "bindings": (lambda: (b for t in topologies for b in views.bindings(t)), lambda b: b,
+                         lambda b: b["source"]),
+            "users": (lambda: users.users.values(),
                       lambda u: {"name": u.name, "user": u.name, "password_hash": u.password_hash,
-                                 "hashing_algorithm": u.hashing_algorithm, "tags": list(u.tags), "limits": {}},
+                                 "hashing_algorithm": u.hashing_algorithm, "tags": list(u.tags),
+                                 "limits": dict(users.limits.users.get(u.name, {}))},
                       lambda u: u.name),
-            "permissions": (lambda: self.broker.topology.users.permissions.rows(), _permission_view,
+            "permissions": (lambda: (row for row in users.permissions.rows()
+                                     if broker.vhosts.get(row[1]) in topologies), _permission_view,
                             lambda row: row[0]),
-            "vhosts": (self._vhosts, lambda v: v, lambda v: v["name"]),
-            "vhost_limits": (lambda: self.broker.topology.users.limits.vhosts.items(),
+            "vhosts": (broker.vhosts.views, lambda v: v, lambda v: v["name"]),
+            "vhost_limits": (lambda: users.limits.vhosts.items(),
                              lambda item: {"vhost": item[0], "value": dict(item[1])}, lambda item: item[0]),
-            "user_limits": (lambda: self.broker.topology.users.limits.users.items(),
+            "user_limits": (lambda: users.limits.users.items(),
                             lambda item: {"user": item[0], "value": dict(item[1])}, lambda item: item[0]),
         }
         if kind not in sources:
@@ -177,15 +187,28 @@ class Management:
         objects, render, name = sources[kind]
         return listing(list(objects()), render, name, args)
 
-    def _consumers(self) -> Iterable[Any]:
-        for queue in self.broker.topology.queues.values():
-            yield from queue.consumers
+    def _topologies(self, args: dict) -> list[Any]:
+        """The vhost ``args`` names (404 if none such), or every vhost; for a user with
+        only the ``management`` tag, of those only the vhosts it has permissions in
+        (RabbitMQ's rule: monitoring and administrator users see all)."""
+        vhost = _arg(args, "vhost", str, None)
+        vhosts = self.broker.vhosts.topologies
+        if vhost is None:
+            found = list(vhosts.values())
+        elif vhost in vhosts:
+            found = [vhosts[vhost]]
+        else:
+            raise not_found()
+        if sees_all(self.principal):
+            return found
+        permissions = self.broker.users.permissions
+        return [t for t in found if permissions.get(self.principal.name, t.vhost) is not None]
 
     def _queue(self, args: dict, facts: dict) -> dict[str, Any]:
         return views.queue_detail(self.broker, self._find_queue(args))
 
     def _exchange(self, args: dict, facts: dict) -> dict[str, Any]:
-        return views.exchange(self.broker, self._find_exchange(args))
+        return views.exchange(self.broker, self._find_exchange(args), self._topology(args).vhost)
 
     def _connection(self, args: dict, facts: dict) -> dict[str, Any]:
         conn = self._find_connection(args)
@@ -204,13 +227,13 @@ class Management:
 
     def _queue_bindings(self, args: dict, facts: dict) -> list[dict]:
         queue = self._find_queue(args)
-        return [b for b in views.bindings(self.broker)
+        return [b for b in views.bindings(queue.topology)
                 if b["destination_type"] == "queue" and b["destination"] == queue.name]
 
     def _exchange_bindings(self, args: dict, facts: dict) -> list[dict]:
         exchange = self._find_exchange(args)
         side = "destination" if _arg(args, "direction", str, "source") == "destination" else "source"
-        return [b for b in views.bindings(self.broker) if b[side] == exchange.name
+        return [b for b in views.bindings(self._topology(args)) if b[side] == exchange.name
                 and (side == "source" or b["destination_type"] == "exchange")]
 
     def _definitions(self, args: dict, facts: dict) -> dict[str, Any]:
@@ -226,10 +249,11 @@ class Management:
 
     def _delete_queue(self, args: dict, facts: dict) -> dict[str, int]:
         queue = self._find_queue(args)
+        where = f"queue '{queue.name}' in vhost '{queue.topology.vhost}'"
         if _arg(args, "if_unused", bool, False) and queue.consumers:
-            raise ManagementError(400, f"queue '{queue.name}' in vhost '{VHOST}' in use")
+            raise ManagementError(400, f"{where} in use")
         if _arg(args, "if_empty", bool, False) and queue.has_messages:
-            raise ManagementError(400, f"queue '{queue.name}' in vhost '{VHOST}' not empty")
+            raise ManagementError(400, f"{where} not empty")
         return {"message_count": self.broker.delete(queue)}
 
     def _close_connection(self, args: dict, facts: dict) -> dict[str, str]:
@@ -275,35 +299,38 @@ class Management:
                 raise ManagementError(400, "payload is not valid base64") from None
         else:
             raise ManagementError(400, "payload_encoding must be 'string' or 'base64'")
-        if exchange not in self.broker.topology.exchanges:
+        topology = self._topology(args)
+        if exchange not in topology.exchanges:
             raise not_found()
-        return {"routed": self.broker.publish(exchange, routing_key, properties, body)}
+        return {"routed": self.broker.publish(exchange, routing_key, properties, body, topology)}
 
     def _reset(self, args: dict, facts: dict) -> dict[str, int]:
         """Delete every queue and every exchange clients declared (the pytest plugin's
         clean slate between tests); connections stay open."""
-        topology = self.broker.topology
-        queues = list(topology.queues.values())
+        queues = list(self.broker.vhosts.queues())
         for queue in queues:
             self.broker.delete(queue)
-        exchanges = [name for name in topology.exchanges if name and not name.startswith("amq.")]
-        for name in exchanges:
-            topology.delete_exchange(name, False)
-        return {"queues": len(queues), "exchanges": len(exchanges)}
+        exchanges = 0
+        for topology in self.broker.vhosts.topologies.values():
+            names = [name for name in topology.exchanges if name and not name.startswith("amq.")]
+            for name in names:
+                topology.delete_exchange(name, False)
+            exchanges += len(names)
+        return {"queues": len(queues), "exchanges": exchanges}
 
     def _add_user(self, args: dict, facts: dict) -> dict[str, str]:
-        user = self.broker.topology.users.add(_arg(args, "name", str), _arg(args, "password", str),
+        user = self.broker.users.add(_arg(args, "name", str), _arg(args, "password", str),
                                               _arg(args, "tags", list, []))
         return {"name": user.name}
 
     def _delete_user(self, args: dict, facts: dict) -> dict[str, str]:
         name = _arg(args, "name", str)
-        self.broker.topology.users.delete(name)
+        self.broker.users.delete(name)
         return {"name": name}
 
     def _change_password(self, args: dict, facts: dict) -> dict[str, str]:
         name = _arg(args, "name", str)
-        self.broker.topology.users.change_password(name, _arg(args, "password", str))
+        self.broker.users.change_password(name, _arg(args, "password", str))
         return {"name": name}
 
     def _set_user_tags(self, args: dict, facts: dict) -> dict[str, str]:
@@ -311,13 +338,13 @@ class Management:
         tags = _arg(args, "tags", list, [])
         if not all(isinstance(t, str) for t in tags):
             raise ManagementError(400, "tags must be strings")
-        self.broker.topology.users.set_tags(name, tags)
+        self.broker.users.set_tags(name, tags)
         return {"name": name}
 
     def _put_user(self, args: dict, facts: dict) -> dict[str, bool]:
         """RabbitMQ's ``PUT /api/users/{name}``: create or update, with a password or a
         hash; ``tags`` a list or RabbitMQ's comma-separated string."""
-        users = self.broker.topology.users
+        users = self.broker.users
         name = _arg(args, "name", str)
         tags = args.get("tags", "")
         tags = [t for t in tags.split(",") if t] if isinstance(tags, str) else tags
@@ -338,48 +365,53 @@ class Management:
 
     def _set_permissions(self, args: dict, facts: dict) -> dict[str, str]:
         name = _arg(args, "name", str)
-        self.broker.topology.users.set_permissions(name, _arg(args, "vhost", str, DEFAULT_VHOST),
+        self.broker.users.set_permissions(name, _arg(args, "vhost", str, DEFAULT_VHOST),
                                                    *(_arg(args, kind, str) for kind in ("configure", "write", "read")))
         return {"name": name}
 
     def _clear_permissions(self, args: dict, facts: dict) -> dict[str, str]:
         name = _arg(args, "name", str)
-        self.broker.topology.users.clear_permissions(name, _arg(args, "vhost", str, DEFAULT_VHOST))
+        self.broker.users.clear_permissions(name, _arg(args, "vhost", str, DEFAULT_VHOST))
         return {"name": name}
 
     def _user_permissions(self, args: dict, facts: dict) -> list[dict]:
-        users = self.broker.topology.users
+        users = self.broker.users
         name = _arg(args, "name", str)
         if name not in users.users:
             raise not_found()
         return [_permission_view(row) for row in users.permissions.rows() if row[0] == name]
 
-    @staticmethod
-    def _vhosts() -> list[dict]:
-        return [{"name": DEFAULT_VHOST, "description": "Default virtual host", "tags": [],
-                 "default_queue_type": "classic", "tracing": False}]
+    def _add_vhost(self, args: dict, facts: dict) -> dict[str, str]:
+        name = _arg(args, "name", str)
+        tags = _arg(args, "tags", list, [])
+        if not all(isinstance(t, str) for t in tags):
+            raise ManagementError(400, "tags must be strings")
+        self.broker.add_vhost(name, _arg(args, "description", str, ""), tags)
+        return {"name": name}
 
-    def _vhost_change(self, args: dict, facts: dict) -> None:
-        raise ManagementError(501, f"not implemented: zbroker has one virtual host, '{DEFAULT_VHOST}'")
+    def _delete_vhost(self, args: dict, facts: dict) -> dict[str, str]:
+        name = _arg(args, "name", str)
+        self.broker.delete_vhost(name)
+        return {"name": name}
 
     def _set_vhost_limits(self, args: dict, facts: dict) -> dict[str, str]:
         vhost = _arg(args, "vhost", str, DEFAULT_VHOST)
-        self.broker.topology.users.set_vhost_limits(vhost, _arg(args, "definition", dict))
+        self.broker.users.set_vhost_limits(vhost, _arg(args, "definition", dict))
         return {"vhost": vhost}
 
     def _clear_vhost_limits(self, args: dict, facts: dict) -> dict[str, str]:
         vhost = _arg(args, "vhost", str, DEFAULT_VHOST)
-        self.broker.topology.users.clear_vhost_limits(vhost, _arg(args, "limit", str, "all"))
+        self.broker.users.clear_vhost_limits(vhost, _arg(args, "limit", str, "all"))
         return {"vhost": vhost}
 
     def _set_user_limits(self, args: dict, facts: dict) -> dict[str, str]:
         name = _arg(args, "name", str)
-        self.broker.topology.users.set_user_limits(name, _arg(args, "definition", dict))
+        self.broker.users.set_user_limits(name, _arg(args, "definition", dict))
         return {"name": name}
 
     def _clear_user_limits(self, args: dict, facts: dict) -> dict[str, str]:
         name = _arg(args, "name", str)
-        self.broker.topology.users.clear_user_limits(name, _arg(args, "limit", str, "all"))
+        self.broker.users.clear_user_limits(name, _arg(args, "limit", str, "all"))
         return {"name": name}
 
     def _whoami(self, args: dict, facts: dict) -> dict[str, Any]:
@@ -390,14 +422,21 @@ class Management:
 
     # -- finding ---------------------------------------------------------------------
 
+    def _topology(self, args: dict) -> Any:
+        """The vhost an object request names (``vhost``, default ``/``), or 404."""
+        topology = self.broker.vhosts.get(_arg(args, "vhost", str, DEFAULT_VHOST))
+        if topology is None:
+            raise not_found()
+        return topology
+
     def _find_queue(self, args: dict) -> Any:
-        queue = self.broker.topology.queues.get(_arg(args, "name", str))
+        queue = self._topology(args).queues.get(_arg(args, "name", str))
         if queue is None:
             raise not_found()
         return queue
 
     def _find_exchange(self, args: dict) -> Any:
-        exchange = self.broker.topology.exchanges.get(_arg(args, "name", str))
+        exchange = self._topology(args).exchanges.get(_arg(args, "name", str))
         if exchange is None:
             raise not_found()
         return exchange

@@ -7,7 +7,8 @@ Rules (RabbitMQ's management plugin):
   (``users.py``, ``login_throttle.py``).
 - Tags decide: ``management``, ``policymaker``, ``monitoring`` or ``administrator``
   may read (overview, lists of queues, exchanges, bindings, connections, channels,
-  consumers, ``whoami``); the queue actions (purge, delete, get messages, publish)
+  consumers, ``whoami``; a user with neither ``monitoring`` nor ``administrator`` sees
+  only the vhosts it has permissions in); the queue actions (purge, delete, get messages, publish)
   also need the user's permission on the resource, as a client's would; everything
   else (users, permissions, definitions, closing connections, reset) needs
   ``administrator``. Refusals are RabbitMQ's 401 texts (``Not management user``,
@@ -73,6 +74,12 @@ def login(users: Users, credentials: Any, transport_host: str | None, relay_toke
     return Principal(user, list(users.users[user].tags))
 
 
+def sees_all(principal: Principal) -> bool:
+    """Whether lists show every vhost to ``principal`` (else only those it has
+    permissions in): RabbitMQ's ``monitoring`` and ``administrator``."""
+    return bool({"monitoring", "administrator"} & set(principal.tags))
+
+
 def authorize(users: Users, principal: Principal, verb: str, args: dict) -> None:
     """Raise unless ``principal`` may ask ``verb`` (rule 2)."""
     tags = set(principal.tags)
@@ -90,11 +97,10 @@ def authorize(users: Users, principal: Principal, verb: str, args: dict) -> None
     if resource is None:
         raise AccessDenied(401, "Not administrator user")
     access, kind, key = resource
-    name = args.get(key)
-    if not isinstance(name, str):
+    name, vhost = args.get(key), args.get("vhost", DEFAULT_VHOST)
+    if not isinstance(name, str) or not isinstance(vhost, str):
         return  # the verb itself refuses the missing argument (400)
     try:
-        check(users.permissions.get(principal.name, DEFAULT_VHOST), principal.name, DEFAULT_VHOST, access, kind,
-              name)
+        check(users.permissions.get(principal.name, vhost), principal.name, vhost, access, kind, name)
     except ChannelError as exc:
         raise AccessDenied(403, exc.text) from None

@@ -111,6 +111,8 @@ class Queue:
         self._rr = 0
         self.had_consumer = False
         self.deleted = False
+        #: The vhost's topology that holds it (set by ``Topology.add_queue``).
+        self.topology: Any = None
         #: When the queue was last used (x-expires counts from here).
         self.last_used = 0.0
         #: The earliest deadline the broker's timers hold for this queue.

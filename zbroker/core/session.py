@@ -75,6 +75,8 @@ class Connection:
         self.user = "guest"
         #: (user, vhost): where the broker looks its permissions up (``permissions.py``).
         self.access_key = ("guest", virtual_host)
+        #: Its vhost's exchanges and queues (``topology.py``), set when it opens.
+        self.topology: Any = None
         self.peer: str | None = None  # the peer's host
         self.peer_port: int | None = None  # when the wire knows it (AMQP's TCP does)
         self.frame_max = 0  # the negotiated frame size, where the wire has one

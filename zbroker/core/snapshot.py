@@ -2,8 +2,8 @@
 
 Saved: durable exchanges (not the predeclared ``amq.*`` ones), durable non-exclusive
 queues with their store ids, bindings whose source and destination are both durable, as
-RabbitMQ keeps them, and the users with their password hashes. Transient things are never written, so after a
-restart they are simply gone.
+RabbitMQ keeps them, per vhost; the users with their password hashes, permissions and
+limits. Transient things are never written, so after a restart they are simply gone.
 
 A durable queue's arguments are applied again on recovery, including those an older
 zbroker stored without applying them (TTL, limits, dead-lettering, priorities).
@@ -11,20 +11,33 @@ zbroker stored without applying them (TTL, limits, dead-lettering, priorities).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zbroker.core.arguments import QueueSettings, queue_settings
 from zbroker.core.exchanges import EXCHANGE_TYPES, Exchange
 from zbroker.core.queues import Queue
 from zbroker.core.topology import DEFAULT_EXCHANGES, Topology, is_durable_binding
+from zbroker.core.users import DEFAULT_VHOST
 from zbroker.errors import BrokerError
 
-FORMAT = 1
+if TYPE_CHECKING:
+    from zbroker.core.vhosts import VirtualHosts
+
+#: 2: a section per vhost (1: the default vhost's topology at the top level).
+FORMAT = 2
 
 log = logging.getLogger(__name__)
 
 
-def snapshot(topology: Topology) -> dict[str, Any]:
+def snapshot(vhosts: "VirtualHosts") -> dict[str, Any]:
+    users = vhosts.users
+    return {"format": FORMAT, "next_queue_id": vhosts.counts.next_queue_id,
+            "vhosts": [{"name": name, "description": vhosts.info[name].description, "tags": vhosts.info[name].tags,
+                        **_topology(topology)} for name, topology in vhosts.topologies.items()],
+            "users": users.snapshot(), "permissions": users.permissions.rows(), "limits": users.limits.snapshot()}
+
+
+def _topology(topology: Topology) -> dict[str, list]:
     exchanges = [[e.name, e.kind, e.auto_delete, e.internal, e.arguments]
                  for e in topology.exchanges.values()
                  if e.durable and e.name and e.name not in DEFAULT_EXCHANGES]
@@ -36,15 +49,28 @@ def snapshot(topology: Topology) -> dict[str, Any]:
             if is_durable_binding(source, destination):
                 kind = "queue" if isinstance(destination, Queue) else "exchange"
                 bindings.append([source.name, kind, destination.name, key, arguments])
-    return {"format": FORMAT, "next_queue_id": topology.next_queue_id, "exchanges": exchanges,
-            "queues": queues, "bindings": bindings, "users": topology.users.snapshot(),
-            "permissions": topology.users.permissions.rows(), "limits": topology.users.limits.snapshot()}
+    return {"exchanges": exchanges, "queues": queues, "bindings": bindings}
 
 
-def restore(topology: Topology, data: dict[str, Any]) -> dict[int, Queue]:
-    """Rebuild the durable topology from ``data``; returns the queues by store id."""
-    if data.get("format") != FORMAT:
+def restore(vhosts: "VirtualHosts", data: dict[str, Any]) -> dict[int, Queue]:
+    """Rebuild the durable topology of every vhost from ``data``; returns the queues by
+    store id. Format 1 (before vhosts) is the default vhost's alone."""
+    if data.get("format") not in (1, FORMAT):
         raise ValueError(f"unknown topology format {data.get('format')!r}")
+    if data.get("users"):  # (a snapshot of an older zbroker has none: guest as on a fresh broker)
+        vhosts.users.restore(data["users"], data.get("permissions"))
+        vhosts.users.limits.restore(data.get("limits"))
+    sections = data["vhosts"] if data["format"] == FORMAT else [{"name": DEFAULT_VHOST, **data}]
+    by_id: dict[int, Queue] = {}
+    for section in sections:
+        topology = vhosts.get(section["name"]) or vhosts.add(section["name"], section.get("description", ""),
+                                                            section.get("tags"))
+        by_id.update(_restore_topology(topology, section))
+    vhosts.counts.next_queue_id = max(vhosts.counts.next_queue_id, data["next_queue_id"])
+    return by_id
+
+
+def _restore_topology(topology: Topology, data: dict[str, Any]) -> dict[int, Queue]:
     for name, kind, auto_delete, internal, arguments in data["exchanges"]:
         topology.exchanges[name] = EXCHANGE_TYPES[kind](name, True, auto_delete, internal, arguments)
     by_id: dict[int, Queue] = {}
@@ -52,10 +78,6 @@ def restore(topology: Topology, data: dict[str, Any]) -> dict[int, Queue]:
         queue = Queue(name, True, None, auto_delete, arguments, _settings(name, arguments))
         topology.add_queue(queue, store_id)
         by_id[store_id] = queue
-    topology.next_queue_id = max(topology.next_queue_id, data["next_queue_id"])
-    if data.get("users"):  # (a snapshot of an older zbroker has none: guest as on a fresh broker)
-        topology.users.restore(data["users"], data.get("permissions"))
-        topology.users.limits.restore(data.get("limits"))
     for source, kind, destination, key, arguments in data["bindings"]:
         dest: Queue | Exchange | None = (topology.queues.get(destination) if kind == "queue"
                                          else topology.exchanges.get(destination))

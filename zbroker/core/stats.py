@@ -89,7 +89,7 @@ class Stats:
                 sums[i] += value
         totals = dict(zip(CHANNEL_COUNTERS.values(), sums))
         ready = unacked = 0
-        for queue in self.broker.topology.queues.values():
+        for queue in self.broker.vhosts.queues():
             ready += queue.ready
             unacked += queue.unacked
         totals.update(messages_ready=ready, messages_unacknowledged=unacked,
@@ -115,12 +115,12 @@ class Stats:
             self._objects = []
 
     def _sample_objects(self) -> dict[tuple[str, Any], Sample]:
-        topology = self.broker.topology
         sample: dict[tuple[str, Any], Sample] = {}
-        for queue in topology.queues.values():
-            sample[("queue", queue.name)] = queue_counts(queue)
-        for exchange in topology.exchanges.values():
-            sample[("exchange", exchange.name)] = exchange_counts(exchange)
+        for topology in self.broker.vhosts.topologies.values():
+            for queue in topology.queues.values():
+                sample[("queue", queue)] = queue_counts(queue)
+            for exchange in topology.exchanges.values():
+                sample[("exchange", exchange)] = exchange_counts(exchange)
         for channel in self.channels():
             sample[("channel", channel)] = channel_counts(channel)
         return sample

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from zbroker import errors
@@ -114,19 +115,31 @@ def is_durable_binding(source: Exchange, destination: Queue | Exchange) -> bool:
     return source.durable and destination.durable and not getattr(destination, "exclusive", False)
 
 
+@dataclass
+class Counts:
+    """What the topologies of all vhosts share (``vhosts.py``): store ids (a durable
+    queue's journal id is unique in the store) and node-wide counts."""
+    next_queue_id: int = 1
+    next_transient_id: int = -1
+    queues: int = 0
+    #: How many quorum queues exist: while 0, a transient publish needs no store look.
+    quorum_queues: int = 0
+
+
 class Topology:
+    """One virtual host's exchanges, queues and bindings."""
+
     def __init__(self, name_source: Callable[[], str] = server_queue_name,
                  journal_for: Callable[[int], QueueJournal] | None = None,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, *, vhost: str = VHOST, counts: Counts | None = None,
+                 users: Users | None = None) -> None:
+        self.vhost = vhost
         self.limits = limits or Limits()
         self.queues: dict[str, Queue] = {}
-        #: How many quorum queues exist: while 0, a transient publish needs no store look.
-        self.quorum_queues = 0
+        self.counts = counts or Counts()
         self.durable_changes = 0
-        #: Who may log in (``users.py``); saved with the durable topology.
-        self.users = Users()
-        self.next_queue_id = 1
-        self._next_transient_id = -1
+        #: Who may log in (``users.py``), shared by every vhost; saved with the topology.
+        self.users = users or Users()
         self._journal_for = journal_for
         self.default = DefaultExchange(self.queues)
         self.exchanges: dict[str, Exchange] = {"": self.default}
@@ -143,24 +156,23 @@ class Topology:
     def exchange(self, name: str) -> Exchange:
         exchange = self.exchanges.get(name)
         if exchange is None:
-            raise ChannelError(errors.NOT_FOUND, f"no exchange '{name}' in vhost '{VHOST}'")
+            raise ChannelError(errors.NOT_FOUND, f"no exchange '{name}' in vhost '{self.vhost}'")
         return exchange
 
     def queue(self, name: str, conn: Connection | None) -> Queue:
         """The queue, checked for existence (404) and exclusive ownership (405)."""
         queue = self.queues.get(name)
         if queue is None:
-            raise ChannelError(errors.NOT_FOUND, f"no queue '{name}' in vhost '{VHOST}'")
+            raise ChannelError(errors.NOT_FOUND, f"no queue '{name}' in vhost '{self.vhost}'")
         self._check_owner(queue, conn)
         return queue
 
-    @staticmethod
-    def _check_owner(queue: Queue, conn: Connection | None) -> None:
+    def _check_owner(self, queue: Queue, conn: Connection | None) -> None:
         if queue.exclusive_owner is not None and queue.exclusive_owner is not conn:
             raise ChannelError(
                 errors.RESOURCE_LOCKED,
                 f"cannot obtain exclusive access to locked queue '{queue.name}' in vhost "
-                f"'{VHOST}'. It could be originally declared on another connection or the "
+                f"'{self.vhost}'. It could be originally declared on another connection or the "
                 "exclusive property value does not match that of the original declaration.",
             )
 
@@ -184,7 +196,7 @@ class Topology:
             if alternate is not None and not isinstance(alternate, str):
                 raise ChannelError(errors.PRECONDITION_FAILED,
                                    f"invalid arg 'alternate-exchange' for exchange '{name}' in vhost "
-                                   f"'{VHOST}': {{unacceptable_type,{amqp_type(alternate)}}}")
+                                   f"'{self.vhost}': {{unacceptable_type,{amqp_type(alternate)}}}")
             exchange = EXCHANGE_TYPES[kind](name, durable, auto_delete, internal, arguments)
             self.exchanges[name] = exchange
             self.durable_changes += durable
@@ -195,7 +207,7 @@ class Topology:
             if have != want:
                 raise ChannelError(
                     errors.PRECONDITION_FAILED,
-                    f"inequivalent arg '{arg}' for exchange '{name}' in vhost '{VHOST}': "
+                    f"inequivalent arg '{arg}' for exchange '{name}' in vhost '{self.vhost}': "
                     f"received '{_amqp_value(want)}' but current is '{_amqp_value(have)}'")
         return existing
 
@@ -204,12 +216,12 @@ class Topology:
             raise ChannelError(errors.ACCESS_REFUSED, "operation not permitted on the default exchange")
         if name.startswith(RESERVED_PREFIX) and name in DEFAULT_EXCHANGES:
             raise ChannelError(errors.ACCESS_REFUSED,
-                               f"deletion of system exchange '{name}' in vhost '{VHOST}' not allowed")
+                               f"deletion of system exchange '{name}' in vhost '{self.vhost}' not allowed")
         exchange = self.exchanges.get(name)
         if exchange is None:
             return
         if if_unused and exchange.bindings:
-            raise ChannelError(errors.PRECONDITION_FAILED, f"exchange '{name}' in vhost '{VHOST}' in use")
+            raise ChannelError(errors.PRECONDITION_FAILED, f"exchange '{name}' in vhost '{self.vhost}' in use")
         self._drop_exchange(exchange)
 
     def _drop_exchange(self, exchange: Exchange) -> None:
@@ -243,19 +255,19 @@ class Topology:
                 self._check_owner(existing, None if exclusive else conn)
                 # Same owner but the flag differs: RabbitMQ answers 405 too.
                 raise ChannelError(errors.RESOURCE_LOCKED, f"cannot obtain exclusive access to locked "
-                                   f"queue '{name}' in vhost '{VHOST}'. It could be originally declared on "
+                                   f"queue '{name}' in vhost '{self.vhost}'. It could be originally declared on "
                                    "another connection or the exclusive property value does not match "
                                    "that of the original declaration.")
             self._check_queue_equivalent(existing, durable, auto_delete, arguments)
             return existing
-        settings = queue_settings(name, arguments)
+        settings = queue_settings(name, arguments, self.vhost)
         self._check_queue_type(name, settings.queue_type, durable, exclusive, auto_delete)
-        vhost_limit = reached(self.users.limits.vhosts.get(VHOST), "max-queues", len(self.queues))
+        vhost_limit = reached(self.users.limits.vhosts.get(self.vhost), "max-queues", len(self.queues))
         if vhost_limit is not None:
             raise ChannelError(errors.PRECONDITION_FAILED, f"cannot declare queue '{name}': queue limit in vhost "
-                                                           f"'{VHOST}' ({vhost_limit}) is reached")
+                                                           f"'{self.vhost}' ({vhost_limit}) is reached")
         limit = self.limits.max_queues
-        if self.limits.reached(limit, len(self.queues)):
+        if self.limits.reached(limit, self.counts.queues):
             text = f"cannot declare queue '{name}': queue limit in cluster ({limit}) is reached"
             self.limits.report("queues", f"queue limit in cluster ({limit}) is reached")
             raise ChannelError(errors.PRECONDITION_FAILED, text)
@@ -269,11 +281,14 @@ class Topology:
     def add_queue(self, queue: Queue, store_id: int | None = None) -> None:
         """Register a new queue; a durable one gets its journal (``store_id`` on recovery)."""
         self.queues[queue.name] = queue
-        self.quorum_queues += queue.quorum
+        queue.topology = self
+        counts = self.counts
+        counts.queues += 1
+        counts.quorum_queues += queue.quorum
         if queue.persists:
             if store_id is None:
-                store_id = self.next_queue_id
-            self.next_queue_id = max(self.next_queue_id, store_id + 1)
+                store_id = counts.next_queue_id
+            counts.next_queue_id = max(counts.next_queue_id, store_id + 1)
             if self._journal_for is not None:
                 queue.journal = self._journal_for(store_id)
                 queue.pages = queue.journal.store.pages
@@ -282,14 +297,13 @@ class Topology:
             # A transient queue pages too, when the store can: its backlog is bounded by
             # disk, not memory. Its records are transient (never recovered) and its ids
             # negative, so they never meet a durable queue's.
-            journal = self._journal_for(self._next_transient_id)
+            journal = self._journal_for(counts.next_transient_id)
             if journal.store.pages:
-                self._next_transient_id -= 1
+                counts.next_transient_id -= 1
                 queue.journal = journal
                 queue.pages = True
 
-    @staticmethod
-    def _check_queue_type(name: str, qtype: str, durable: bool, exclusive: bool,
+    def _check_queue_type(self, name: str, qtype: str, durable: bool, exclusive: bool,
                           auto_delete: bool) -> None:
         """A quorum queue is durable, shared and kept (RabbitMQ's rules)."""
         if qtype == QUORUM:
@@ -297,11 +311,10 @@ class Topology:
                               (auto_delete, "auto-delete")):
                 if bad:
                     raise ChannelError(errors.PRECONDITION_FAILED,
-                                       f"invalid property '{prop}' for queue '{name}' in vhost '{VHOST}'")
+                                       f"invalid property '{prop}' for queue '{name}' in vhost '{self.vhost}'")
 
-    @staticmethod
-    def _check_queue_equivalent(queue: Queue, durable: bool, auto_delete: bool, arguments: dict) -> None:
-        where = f"for queue '{queue.name}' in vhost '{VHOST}'"
+    def _check_queue_equivalent(self, queue: Queue, durable: bool, auto_delete: bool, arguments: dict) -> None:
+        where = f"for queue '{queue.name}' in vhost '{self.vhost}'"
         for arg, have, want in (("durable", queue.durable, durable),
                                 ("auto_delete", queue.auto_delete, auto_delete)):
             if have != want:
@@ -322,9 +335,10 @@ class Topology:
     def delete_queue(self, queue: Queue) -> int:
         """Remove the queue and its bindings; the caller cancels its consumers."""
         count = queue.message_count
-        self.queues.pop(queue.name, None)
+        if self.queues.pop(queue.name, None) is not None:
+            self.counts.queues -= 1
+            self.counts.quorum_queues -= queue.quorum
         queue.deleted = True
-        self.quorum_queues -= queue.quorum
         if queue.journal is not None:
             queue.journal.drop(queue.stored())
             self.durable_changes += queue.persists

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from dataclasses import dataclass, field
+from typing import Callable
 
 from zbroker.core.access_limits import AccessLimits
 from zbroker.core.login_throttle import LoginThrottle
@@ -57,6 +58,8 @@ class Users:
         self.permissions = Permissions()
         self.permissions.set(DEFAULT_USER, DEFAULT_VHOST, *FULL)
         self.limits = AccessLimits()
+        #: Whether a vhost exists (the vhosts' registry sets it: ``vhosts.py``).
+        self.vhost_exists: Callable[[str], bool] = lambda name: name == DEFAULT_VHOST
         #: Bumped by every change: the durable topology is saved when it moves.
         self.changes = 0
         self.throttle = LoginThrottle()
@@ -118,24 +121,35 @@ class Users:
         self.changes += 1
 
     def set_vhost_limits(self, vhost: str, definition: dict) -> None:
-        check_vhost(vhost)
+        self.check_vhost(vhost)
         self.limits.set_vhost(vhost, definition)
         self.changes += 1
 
     def clear_vhost_limits(self, vhost: str, limit: str = "all") -> None:
-        check_vhost(vhost)
+        self.check_vhost(vhost)
         self.limits.clear_vhost(vhost, limit)
         self.changes += 1
 
+    def forget_vhost(self, vhost: str) -> None:
+        """A vhost is deleted: the permissions and limits that name it go."""
+        for user in list(self.users):
+            self.permissions.clear(user, vhost)
+        self.limits.vhosts.pop(vhost, None)
+        self.changes += 1
+
+    def check_vhost(self, vhost: str) -> None:
+        if not isinstance(vhost, str) or not self.vhost_exists(vhost):
+            raise UserError(f"vhost '{vhost}' does not exist")
+
     def set_permissions(self, name: str, vhost: str, configure: str, write: str, read: str) -> None:
         self._get(name)
-        check_vhost(vhost)
+        self.check_vhost(vhost)
         self.permissions.set(name, vhost, configure, write, read)
         self.changes += 1
 
     def clear_permissions(self, name: str, vhost: str) -> None:
         self._get(name)
-        check_vhost(vhost)
+        self.check_vhost(vhost)
         self.permissions.clear(name, vhost)
         self.changes += 1
 
@@ -173,12 +187,6 @@ class Users:
         return [{"name": u.name, "password_hash": u.password_hash, "hashing_algorithm": u.hashing_algorithm,
                  "tags": list(u.tags), "limits": dict(self.limits.users.get(u.name, {}))}
                 for u in self.users.values()]
-
-
-def check_vhost(vhost: str) -> None:
-    """Only ``/`` exists: zbroker has one virtual host (``add_vhost`` is refused)."""
-    if vhost != DEFAULT_VHOST:
-        raise UserError(f"vhost '{vhost}' does not exist")
 
 
 def check_name(name: str) -> None:

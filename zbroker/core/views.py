@@ -23,10 +23,10 @@ from zbroker.core.exchanges import Exchange
 from zbroker.core.queues import MESSAGE_MEMORY, Queue
 from zbroker.core.session import Channel, Connection
 from zbroker.core.stats import CHANNEL_COUNTERS, QUEUE_COUNTERS, channel_counts, queue_counts
-from zbroker.core.topology import VHOST
 
 if TYPE_CHECKING:
     from zbroker.core.broker import Broker
+    from zbroker.core.topology import Topology
     from zbroker.core.consumers import Consumer
 
 
@@ -47,7 +47,7 @@ def millis(seconds: float) -> int:
 
 def queue(broker: "Broker", q: Queue) -> dict[str, Any]:
     counts = queue_counts(q)
-    rates = broker.stats.rates("queue", q.name, len(counts))
+    rates = broker.stats.rates("queue", q, len(counts))
     publish, deliver, deliver_no_ack, get, get_no_ack = counts[:5]
     stats = details(("publish", *QUEUE_COUNTERS.values()), counts[:7], rates[:7])
     stats.update(details(("deliver_get",), (deliver + deliver_no_ack + get + get_no_ack,),
@@ -57,7 +57,7 @@ def queue(broker: "Broker", q: Queue) -> dict[str, Any]:
     resident = ready - paged
     owner = q.exclusive_owner
     return {
-        "name": q.name, "vhost": VHOST, "type": q.settings.queue_type, "node": broker.node_name,
+        "name": q.name, "vhost": q.topology.vhost, "type": q.settings.queue_type, "node": broker.node_name,
         "durable": q.durable, "auto_delete": q.auto_delete, "exclusive": owner is not None,
         "owner_pid_details": {"name": connection_name(owner)} if owner is not None else None,
         "arguments": q.arguments, "policy": None, "state": "running",
@@ -78,7 +78,7 @@ def queue_detail(broker: "Broker", q: Queue) -> dict[str, Any]:
     """A queue with its consumers and its incoming publishes per exchange."""
     out = queue(broker, q)
     out["consumer_details"] = [consumer(broker, c) for c in q.consumers]
-    out["incoming"] = [{"exchange": {"name": name, "vhost": VHOST}, "stats": {"publish": count}}
+    out["incoming"] = [{"exchange": {"name": name, "vhost": q.topology.vhost}, "stats": {"publish": count}}
                        for name, count in sorted(q.incoming.items())]
     return out
 
@@ -87,7 +87,7 @@ def consumer(broker: "Broker", c: "Consumer") -> dict[str, Any]:
     q = c.queue
     active = q.active is None or q.active is c
     return {
-        "consumer_tag": c.tag, "queue": {"name": q.name, "vhost": VHOST},
+        "consumer_tag": c.tag, "queue": {"name": q.name, "vhost": q.topology.vhost},
         "channel_details": channel_ref(c.channel), "ack_required": not c.auto_ack,
         "exclusive": c.exclusive, "prefetch_count": c.prefetch, "arguments": c.arguments,
         "active": active,
@@ -99,29 +99,30 @@ def consumer(broker: "Broker", c: "Consumer") -> dict[str, Any]:
 
 # -- exchanges and bindings ----------------------------------------------------------------
 
-def exchange(broker: "Broker", ex: Exchange) -> dict[str, Any]:
+def exchange(broker: "Broker", ex: Exchange, vhost: str) -> dict[str, Any]:
     counts = (ex.published_in, ex.published_out)
-    rates = broker.stats.rates("exchange", ex.name, 2)
+    rates = broker.stats.rates("exchange", ex, 2)
     return {
-        "name": ex.name, "vhost": VHOST, "type": ex.kind or "direct", "durable": ex.durable,
+        "name": ex.name, "vhost": vhost, "type": ex.kind or "direct", "durable": ex.durable,
         "auto_delete": ex.auto_delete, "internal": ex.internal, "arguments": ex.arguments,
         "policy": None, "user_who_performed_action": "",
         "message_stats": details(("publish_in", "publish_out"), counts, rates),
     }
 
 
-def bindings(broker: "Broker") -> list[dict[str, Any]]:
-    """Every binding, the default exchange's implicit ones first, as RabbitMQ lists them."""
-    out = [binding("", q, q.name, {}) for q in broker.topology.queues.values()]
-    for source in broker.topology.exchanges.values():
+def bindings(topology: "Topology") -> list[dict[str, Any]]:
+    """A vhost's bindings, the default exchange's implicit ones first, as RabbitMQ lists them."""
+    vhost = topology.vhost
+    out = [binding(vhost, "", q, q.name, {}) for q in topology.queues.values()]
+    for source in topology.exchanges.values():
         for (destination, key, _), arguments in source.bindings.items():
-            out.append(binding(source.name, destination, key, arguments))
+            out.append(binding(vhost, source.name, destination, key, arguments))
     return out
 
 
-def binding(source: str, destination: Any, routing_key: str, arguments: dict) -> dict[str, Any]:
+def binding(vhost: str, source: str, destination: Any, routing_key: str, arguments: dict) -> dict[str, Any]:
     return {
-        "source": source, "vhost": VHOST, "destination": destination.name,
+        "source": source, "vhost": vhost, "destination": destination.name,
         "destination_type": "queue" if isinstance(destination, Queue) else "exchange",
         "routing_key": routing_key, "arguments": arguments,
         "properties_key": properties_key(routing_key, arguments),

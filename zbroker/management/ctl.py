@@ -28,21 +28,21 @@ EX_UNAVAILABLE = 69
 
 #: list verb -> (management list, the info line, default columns, columns).
 LISTS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
-    "list_queues": ("queues", "Listing queues for vhost / ...", ("name", "messages"), (
+    "list_queues": ("queues", "Listing queues for vhost {vhost} ...", ("name", "messages"), (
         "name", "durable", "auto_delete", "arguments", "policy", "exclusive", "exclusive_consumer_tag",
         "messages_ready", "messages_unacknowledged", "messages", "messages_ready_ram", "messages_ram",
         "messages_paged_out", "message_bytes", "message_bytes_ready", "consumers", "memory", "state",
         "type", "single_active_consumer_tag", "idle_since", "owner_pid")),
-    "list_exchanges": ("exchanges", "Listing exchanges for vhost / ...", ("name", "type"), (
+    "list_exchanges": ("exchanges", "Listing exchanges for vhost {vhost} ...", ("name", "type"), (
         "name", "type", "durable", "auto_delete", "internal", "arguments", "policy")),
-    "list_bindings": ("bindings", "Listing bindings for vhost / ...", (
+    "list_bindings": ("bindings", "Listing bindings for vhost {vhost} ...", (
         "source_name", "source_kind", "destination_name", "destination_kind", "routing_key", "arguments"), (
         "source_name", "source_kind", "destination_name", "destination_kind", "routing_key", "arguments")),
     "list_connections": ("connections", "Listing connections ...", ("user", "peer_host", "peer_port", "state"), (
         "name", "user", "vhost", "peer_host", "peer_port", "host", "port", "state", "channels",
         "protocol", "timeout", "frame_max", "channel_max", "client_properties", "connected_at",
         "ssl", "auth_mechanism", "type")),
-    "list_channels": ("channels", "Listing channels for vhost / ...", ("pid", "user", "consumer_count", "messages_unacknowledged"), (
+    "list_channels": ("channels", "Listing channels ...", ("pid", "user", "consumer_count", "messages_unacknowledged"), (
         "pid", "name", "connection", "number", "user", "vhost", "transactional", "confirm",
         "consumer_count", "messages_unacknowledged", "messages_unconfirmed", "messages_uncommitted",
         "prefetch_count", "global_prefetch_count", "state")),
@@ -51,9 +51,9 @@ LISTS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
                                                                 "default_queue_type")),
     "list_vhost_limits": ("vhost_limits", "Listing limits for all vhosts ...", ("vhost", "value"), ("vhost", "value")),
     "list_user_limits": ("user_limits", "Listing limits for all users ...", ("user", "value"), ("user", "value")),
-    "list_permissions": ("permissions", 'Listing permissions for vhost "/" ...', ("user", "configure", "write", "read"),
+    "list_permissions": ("permissions", 'Listing permissions for vhost "{vhost}" ...', ("user", "configure", "write", "read"),
                          ("user", "configure", "write", "read")),
-    "list_consumers": ("consumers", "Listing consumers for vhost / ...", (
+    "list_consumers": ("consumers", "Listing consumers for vhost {vhost} ...", (
         "queue_name", "channel_pid", "consumer_tag", "ack_required", "prefetch_count", "active",
         "arguments"), (
         "queue_name", "channel_pid", "consumer_tag", "ack_required", "prefetch_count", "active",
@@ -125,7 +125,7 @@ class Ctl:
         if not self.quiet and self.formatter != "json":
             click.echo(text)
 
-    def table(self, verb: str, columns: tuple[str, ...]) -> None:
+    def table(self, verb: str, columns: tuple[str, ...], vhost: str | None = None) -> None:
         kind, what, default, known = LISTS[verb]
         chosen = columns or default
         unknown = [c for c in chosen if c not in known]
@@ -133,8 +133,8 @@ class Ctl:
             click.echo(f"Error: Info key(s) {','.join(unknown)} are not supported. "
                        f"Supported info keys are: {', '.join(known)}", err=True)
             sys.exit(64)  # EX_USAGE, as rabbitmqctl
-        self.info(what)
-        self.rows(chosen, self.ask("list", kind=kind))
+        self.info(what.format(vhost=vhost))
+        self.rows(chosen, self.ask("list", kind=kind, **({"vhost": vhost} if vhost is not None else {})))
 
     def rows(self, chosen: tuple[str, ...], items: list[dict]) -> None:
         """The items as rabbitmqctl's table (or JSON), ``chosen`` columns."""
@@ -148,7 +148,7 @@ class Ctl:
             click.echo("\t".join(cell(v) for v in row))
 
 
-def status_lines(overview: dict) -> list[str]:
+def status_lines(overview: dict, vhosts: int = 1) -> list[str]:
     """``zbroker ctl status`` as text: the facts a RabbitMQ user looks for first."""
     memory = overview.get("memory", {})
     totals = overview["object_totals"]
@@ -179,7 +179,7 @@ def status_lines(overview: dict) -> list[str]:
     lines += ["", "Totals", "",
               f"Connection count: {totals['connections']}",
               f"Queue count: {totals['queues']}",
-              "Virtual host count: 1",
+              f"Virtual host count: {vhosts}",
               f"Messages: {queue_totals['messages']} ({queue_totals['messages_ready']} ready, "
               f"{queue_totals['messages_unacknowledged']} unacknowledged)"]
     return lines
@@ -231,16 +231,19 @@ def _ctl(ctx: click.Context, formatter: str = "table", quiet: bool = False, no_h
 
 
 def _list_command(verb: str) -> None:
-    kind, _, default, known = LISTS[verb]
+    kind, info, default, known = LISTS[verb]
 
-    @ctl.command(verb, help=f"List {kind} with the columns given [default: {' '.join(default)}]; "
-                            f"columns: {', '.join(known)}.")
     @click.argument("columns", nargs=-1)
     @_formatting
     @click.pass_context
     def command(ctx: click.Context, columns: tuple[str, ...], formatter: str, quiet: bool,
-                no_headers: bool) -> None:
-        _ctl(ctx, formatter, quiet, no_headers).table(verb, columns)
+                no_headers: bool, vhost: str | None = None) -> None:
+        _ctl(ctx, formatter, quiet, no_headers).table(verb, columns, vhost)
+
+    if "{vhost}" in info:  # a vhost's objects: rabbitmqctl's -p
+        command = click.option("-p", "--vhost", default="/", show_default=True, help="The virtual host.")(command)
+    ctl.command(verb, help=f"List {kind} with the columns given [default: {' '.join(default)}]; "
+                           f"columns: {', '.join(known)}.")(command)
 
 
 for _verb in LISTS:
@@ -252,35 +255,38 @@ for _verb in LISTS:
 @click.pass_context
 def status(ctx: click.Context, formatter: str, quiet: bool, no_headers: bool) -> None:
     """Version, uptime, data directory, memory and its limit, alarms, listeners, totals."""
-    overview = _ctl(ctx, formatter).ask("overview")
+    c = _ctl(ctx, formatter)
+    overview = c.ask("overview")
     if formatter == "json":
         click.echo(json.dumps(overview, default=str))
     else:
-        click.echo("\n".join(status_lines(overview)))
+        click.echo("\n".join(status_lines(overview, len(c.ask("list", kind="vhosts")))))
 
 
 @ctl.command("delete_queue")
 @click.argument("queue")
 @click.option("--if-empty", "-e", is_flag=True, help="Only if it holds no ready messages.")
 @click.option("--if-unused", "-u", is_flag=True, help="Only if it has no consumers.")
+@click.option("-p", "--vhost", default="/", show_default=True, help="The virtual host.")
 @click.pass_context
-def delete_queue(ctx: click.Context, queue: str, if_empty: bool, if_unused: bool) -> None:
+def delete_queue(ctx: click.Context, queue: str, if_empty: bool, if_unused: bool, vhost: str) -> None:
     """Delete QUEUE (its consumers are cancelled)."""
     c = _ctl(ctx)
-    c.info(f"Deleting queue '{queue}' on vhost '/' ...")
-    result = c.ask("delete_queue", name=queue, if_empty=if_empty, if_unused=if_unused)
+    c.info(f"Deleting queue '{queue}' on vhost '{vhost}' ...")
+    result = c.ask("delete_queue", name=queue, if_empty=if_empty, if_unused=if_unused, vhost=vhost)
     click.echo(f"Queue was successfully deleted with {result['message_count']} ready messages")
 
 
 #: rabbitmqctl's verbs that name one object and say nothing back: (arguments, the first
 #: naming the object; what the info line says; help).
 VERBS: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "purge_queue": (("queue",), "Purging queue '{queue}' in vhost '/' ...",
+    "purge_queue": (("queue",), "Purging queue '{queue}' in vhost '{vhost}' ...",
                     "Remove the ready messages of QUEUE (unacknowledged ones stay with their consumers)."),
     "add_vhost": (("vhost",), 'Adding vhost "{vhost}" ...',
-                  "Refused: zbroker has one virtual host, '/' (not implemented yet)."),
+                  "Add the virtual host VHOST (its own exchanges, queues and bindings; nobody has "
+                  "permissions in it until set_permissions)."),
     "delete_vhost": (("vhost",), 'Deleting vhost "{vhost}" ...',
-                     "Refused: zbroker has one virtual host, '/' (not implemented yet)."),
+                     "Delete VHOST: its connections are closed, its queues and their messages deleted."),
     "add_user": (("username", "password"), 'Adding user "{username}" ...',
                  "Add USERNAME with PASSWORD (kept as a salted SHA-256 hash, as RabbitMQ keeps it)."),
     "delete_user": (("username",), 'Deleting user "{username}" ...',
@@ -306,7 +312,8 @@ VERBS: dict[str, tuple[tuple[str, ...], str, str]] = {
                           "Take USERNAME's LIMIT (max-connections, max-channels, or all) away."),
 }
 #: Verbs that act in a vhost (``-p``/``--vhost``, as rabbitmqctl).
-IN_VHOST = frozenset({"set_permissions", "clear_permissions", "set_vhost_limits", "clear_vhost_limits"})
+IN_VHOST = frozenset({"set_permissions", "clear_permissions", "set_vhost_limits", "clear_vhost_limits",
+                      "purge_queue"})
 #: Positional arguments that name the object a verb acts on (sent as ``name``).
 NAMING = frozenset({"username", "queue", "vhost"})
 

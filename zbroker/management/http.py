@@ -8,8 +8,9 @@ thread that touches broker state, and an HTTP client that is slow, hostile or ho
 thousand keep-alive connections costs the loop nothing but the requests it makes.
 
 Rules:
-- Paths, query options, field names and error bodies are RabbitMQ's; the vhost is
-  ``%2F`` (any other is 404, there is only ``/``). Write calls answer 204 as RabbitMQ.
+- Paths, query options, field names and error bodies are RabbitMQ's; a path's
+  ``{vhost}`` (``%2F`` is ``/``) is the vhost of its request (an unknown one is 404).
+  Write calls answer 204 as RabbitMQ (201 for a new user or vhost).
 - ``/metrics`` is rabbitmq_prometheus's aggregated metrics, ``/metrics/per-object``
   adds labels per queue and channel (``metrics.py``).
 - The dashboard is static files (``dashboard/``) that read the same API.
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HTTP = "127.0.0.1:15680"
 DASHBOARD = Path(__file__).parent / "dashboard"
-VHOST = "/"
 _STATUS = {400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 403: web.HTTPForbidden, 404: web.HTTPNotFound,
            405: web.HTTPMethodNotAllowed, 501: web.HTTPNotImplemented}
 _ERRORS = {401: "not_authorised", 403: "access_refused", 404: "Object Not Found", 405: "Method Not Allowed",
@@ -54,6 +54,8 @@ _ERRORS = {401: "not_authorised", 403: "access_refused", 404: "Object Not Found"
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="RabbitMQ Management"'}
 #: The credentials of the request being answered (set by ``authenticate``).
 _credentials: contextvars.ContextVar[dict] = contextvars.ContextVar("credentials")
+#: The vhost the request's path names (``%2F`` is ``/``), or None.
+_vhost: contextvars.ContextVar[str | None] = contextvars.ContextVar("vhost", default=None)
 #: Query options a list takes, and how to read each.
 _LIST_OPTIONS: dict[str, Callable[[str], Any]] = {
     "page": int, "page_size": int, "name": str, "use_regex": lambda v: v.lower() == "true",
@@ -89,20 +91,18 @@ class Api:
         self.client = client
 
     async def ask(self, verb: str, **arguments: Any) -> Any:
+        """A management request as the HTTP client; the vhost in the path (``{vhost}``) is
+        the request's unless it names another."""
+        vhost = _vhost.get()
+        if vhost is not None:
+            arguments.setdefault("vhost", vhost)
         return await self.client.request(verb, _credentials.get(), **arguments)
-
-    @staticmethod
-    def vhost(request: web.Request) -> None:
-        vhost = request.match_info.get("vhost")
-        if vhost is not None and unquote(vhost) != VHOST:
-            raise _Refused(404, "Not Found")
 
     @staticmethod
     def name(request: web.Request, key: str = "name") -> str:
         return unquote(request.match_info[key])
 
     async def listing(self, request: web.Request, kind: str) -> web.Response:
-        self.vhost(request)
         options: dict[str, Any] = {}
         for key, read in _LIST_OPTIONS.items():
             if key in request.query:
@@ -138,23 +138,19 @@ def routes(api: Api) -> list[web.RouteDef]:
         return _json(await api.ask("overview"))
 
     async def queue(request: web.Request) -> web.Response:
-        api.vhost(request)
         return _json(await api.ask("queue", name=api.name(request)))
 
     async def delete_queue(request: web.Request) -> web.Response:
-        api.vhost(request)
         await api.ask("delete_queue", name=api.name(request),
                       if_empty=request.query.get("if-empty") == "true",
                       if_unused=request.query.get("if-unused") == "true")
         return web.Response(status=204)
 
     async def purge(request: web.Request) -> web.Response:
-        api.vhost(request)
         await api.ask("purge_queue", name=api.name(request))
         return web.Response(status=204)
 
     async def get_messages(request: web.Request) -> web.Response:
-        api.vhost(request)
         body = await api.body(request)
         arguments = {k: body[k] for k in ("count", "ackmode", "encoding", "truncate") if k in body}
         if "truncate" in arguments and arguments["truncate"] in ("", None):
@@ -162,20 +158,16 @@ def routes(api: Api) -> list[web.RouteDef]:
         return _json(await api.ask("get_messages", name=api.name(request), **arguments))
 
     async def queue_bindings(request: web.Request) -> web.Response:
-        api.vhost(request)
         return _json(await api.ask("queue_bindings", name=api.name(request)))
 
     async def exchange(request: web.Request) -> web.Response:
-        api.vhost(request)
         return _json(await api.ask("exchange", name=_exchange_name(request)))
 
     async def exchange_bindings(request: web.Request) -> web.Response:
-        api.vhost(request)
         return _json(await api.ask("exchange_bindings", name=_exchange_name(request),
                                    direction=request.match_info["direction"]))
 
     async def publish(request: web.Request) -> web.Response:
-        api.vhost(request)
         body = await api.body(request)
         return _json(await api.ask("publish", exchange=_exchange_name(request),
                                    routing_key=body.get("routing_key"), properties=body.get("properties") or {},
@@ -218,8 +210,18 @@ def routes(api: Api) -> list[web.RouteDef]:
                 return _json(vhost)
         raise _Refused(404, "Not Found")
 
-    async def refuse_vhost_change(request: web.Request) -> web.Response:
-        await api.ask("add_vhost" if request.method == "PUT" else "delete_vhost", name=api.name(request))
+    async def put_vhost(request: web.Request) -> web.Response:
+        body = await api.body(request) if request.can_read_body else {}
+        name = api.name(request)
+        if any(v["name"] == name for v in await api.ask("list", kind="vhosts")):
+            return web.Response(status=204)  # RabbitMQ: PUT of an existing vhost changes nothing here
+        tags = body.get("tags") or []
+        await api.ask("add_vhost", name=name, description=body.get("description") or "",
+                      tags=[t for t in tags.split(",") if t] if isinstance(tags, str) else tags)
+        return web.Response(status=201)
+
+    async def delete_vhost(request: web.Request) -> web.Response:
+        await api.ask("delete_vhost", name=api.name(request))
         return web.Response(status=204)
 
     async def whoami(request: web.Request) -> web.Response:
@@ -304,7 +306,7 @@ def routes(api: Api) -> list[web.RouteDef]:
     return [
         r.get("/api/overview", overview),
         r.get("/api/vhosts", vhosts), r.get("/api/vhosts/{name}", vhost),
-        r.put("/api/vhosts/{name}", refuse_vhost_change), r.delete("/api/vhosts/{name}", refuse_vhost_change),
+        r.put("/api/vhosts/{name}", put_vhost), r.delete("/api/vhosts/{name}", delete_vhost),
         r.get("/api/whoami", whoami),
         r.get("/api/users", users), r.get("/api/users/{name}", user), r.put("/api/users/{name}", put_user),
         r.delete("/api/users/{name}", delete_user),
@@ -350,6 +352,8 @@ def authentication(relay_token: bytes) -> Callable:
         if request.path.startswith(("/metrics", "/static/")):
             _credentials.set({"relay": relay_token})  # the exporter's own reads
             return await handler(request)
+        vhost = request.match_info.get("vhost")
+        _vhost.set(unquote(vhost) if vhost is not None else None)
         login = basic_auth(request.headers.get("Authorization"))
         if login is None:
             return _error(401, "Not_Authorized")

@@ -382,7 +382,7 @@ class AmqpWire:
             raise FrameError(errors.COMMAND_INVALID, f"unknown authentication mechanism '{method.mechanism}'")
         conn.username = user.decode(errors="replace") if isinstance(user, bytes) else str(user)
         text = password.decode(errors="replace") if isinstance(password, bytes) else str(password)
-        refusal = self.broker.topology.users.login(conn.username, text, conn.peer_host, now, conn.mechanism)
+        refusal = self.broker.users.login(conn.username, text, conn.peer_host, now, conn.mechanism)
         if refusal is not None:
             self._refuse_login(conn, refusal)
             return

@@ -49,7 +49,7 @@ class ManagementWire:
             if len(frames) != 2:
                 raise ProtocolError(0, "a management message is [header, request]")
             request_id, verb, arguments, credentials = decode_request(bytes(frames[1]))
-            users = self.broker.topology.users
+            users = self.broker.users
             principal = login(users, credentials, host, self.relay_token, self.broker.now)
             authorize(users, principal, verb, arguments)
             if verb == "publish" and isinstance(arguments.get("properties"), dict):

@@ -59,7 +59,8 @@ function drawChart(canvas) {
 }
 
 const queueColumns = [
-  ["Name", (r) => `<a href="#/queues/${q(r.name)}">${esc(r.name)}</a>`],
+  ["Name", (r) => `<a href="#/queues/${q(r.vhost)}/${q(r.name)}">${esc(r.name)}</a>`],
+  ["Virtual host", (r) => esc(r.vhost)],
   ["Type", (r) => esc(r.type)], ["Features", features], ["State", (r) => esc(r.state)],
   ["Ready", (r) => num(r.messages_ready), "n"], ["Unacked", (r) => num(r.messages_unacknowledged), "n"],
   ["Total", (r) => num(r.messages), "n"],
@@ -85,9 +86,9 @@ const views = {
     const list = await api("/queues");
     return `<h2>Queues (${list.length})</h2>` + table(queueColumns, list, "No queues.");
   },
-  async queue(name) {
-    const r = await api(`/queues/%2F/${q(name)}`);
-    const bindings = await api(`/queues/%2F/${q(name)}/bindings`);
+  async queue(where) {
+    const r = await api(`/queues/${where}`);
+    const bindings = await api(`/queues/${where}/bindings`);
     return `<h2>Queue ${esc(r.name)}</h2>` + table(queueColumns.slice(1), [r], "") +
       `<h2>Consumers (${r.consumer_details.length})</h2>` + table([
         ["Channel", (c) => esc(c.channel_details.name)], ["Tag", (c) => esc(c.consumer_tag)],
@@ -131,7 +132,8 @@ const views = {
 
 function route() {
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
-  if (parts[0] === "queues" && parts[1]) return ["queues", "queue", parts.slice(1).join("/")];
+  // #/queues/<vhost>/<name>, as RabbitMQ's UI: the arg is the API's "<vhost>/<name>", encoded.
+  if (parts[0] === "queues" && parts.length > 2) return ["queues", "queue", `${q(parts[1])}/${q(parts.slice(2).join("/"))}`];
   return [parts[0] || "overview", parts[0] || "overview"];
 }
 
@@ -180,16 +182,16 @@ document.addEventListener("click", async (event) => {
   const [, view, name] = route();
   try {
     if (target.id === "get" && view === "queue") {
-      const messages = await api(`/queues/%2F/${q(name)}/get`, {method: "POST", headers: {"Content-Type": "application/json"},
+      const messages = await api(`/queues/${name}/get`, {method: "POST", headers: {"Content-Type": "application/json"},
         body: JSON.stringify({count: Number(document.getElementById("get-count").value), ackmode: document.getElementById("get-mode").value, encoding: "auto", truncate: 50000})});
       document.getElementById("got").innerHTML = messages.length ? messages.map((m, i) =>
         `<h2>Message ${i + 1}</h2><p>Exchange: ${esc(m.exchange || "(AMQP default)")} · Routing key: ${esc(m.routing_key)} · Redelivered: ${m.redelivered} · ${num(m.payload_bytes)} bytes (${esc(m.payload_encoding)})</p><pre class="payload">${esc(m.payload)}</pre>`).join("")
         : "<p>Queue is empty.</p>";
     } else if (target.id === "purge" && view === "queue") {
-      await api(`/queues/%2F/${q(name)}/contents`, {method: "DELETE"});
+      await api(`/queues/${name}/contents`, {method: "DELETE"});
     } else if (target.id === "delete" && view === "queue") {
-      if (!confirm(`Delete queue ${name}?`)) return;
-      await api(`/queues/%2F/${q(name)}`, {method: "DELETE"});
+      if (!confirm(`Delete queue ${decodeURIComponent(name.split("/").pop())}?`)) return;
+      await api(`/queues/${name}`, {method: "DELETE"});
       location.hash = "#/queues";
     } else if (target.dataset && target.dataset.close) {
       await api(`/connections/${q(target.dataset.close)}`, {method: "DELETE", headers: {"X-Reason": "Closed from the dashboard"}});

@@ -1,0 +1,100 @@
+"""Virtual hosts in the pure core: each its own exchanges, queues and bindings; texts
+name the vhost; deleting one closes its connections and removes what it held."""
+import pytest
+
+from tests.unit.wire import FakePeer
+from zbroker.core import Broker, definitions, snapshot
+from zbroker.core.management import Management, ManagementError
+from zbroker.core.users import UserError
+from zbroker.protocol import Op
+
+
+@pytest.fixture
+def broker() -> Broker:
+    broker = Broker()
+    broker.add_vhost("staging", "for tests")
+    broker.users.set_permissions("guest", "staging", ".*", ".*", ".*")
+    return broker
+
+
+def peer_in(broker: Broker, name: bytes, vhost: str) -> FakePeer:
+    peer = FakePeer(broker, name)
+    assert peer.send(Op.HELLO, None, vhost, "guest", "guest", {})[0][0] == Op.HELLO_OK
+    peer.send(Op.CHANNEL_OPEN, 1)
+    return peer
+
+
+def test_each_vhost_has_its_own_queues_and_exchanges(broker: Broker) -> None:
+    home, staging = peer_in(broker, b"home", "/"), peer_in(broker, b"stage", "staging")
+    for peer in (home, staging):
+        peer.declare("orders")
+    staging.send(Op.EXCHANGE_DECLARE, 1, "events", "fanout", False, False, False, False, {})
+    staging.send(Op.QUEUE_BIND, 1, "orders", "events", "", {})
+    assert staging.publish("events", "", b"e") == [] and staging.publish("", "orders", b"direct") == []
+    assert broker.vhosts.get("staging").queues["orders"].message_count == 2
+    assert broker.topology.queues["orders"].message_count == 0
+    [(op, fields, _)] = home.send(Op.EXCHANGE_DECLARE, 1, "events", "fanout", True, False, False, False, {})
+    assert (op, fields[1:]) == (Op.CHANNEL_CLOSE, [404, "NOT_FOUND - no exchange 'events' in vhost '/'"])
+    m = Management(broker)
+    assert [(q["vhost"], q["name"]) for q in m.handle("list", {"kind": "queues"})] == [("/", "orders"),
+                                                                                      ("staging", "orders")]
+    assert [q["vhost"] for q in m.handle("list", {"kind": "queues", "vhost": "staging"})] == ["staging"]
+    assert m.handle("queue", {"name": "orders", "vhost": "staging"})["messages"] == 2
+    assert m.handle("overview", {})["object_totals"]["queues"] == 2
+
+
+def test_texts_name_the_vhost_and_unknown_vhosts_are_530(broker: Broker) -> None:
+    staging = peer_in(broker, b"s", "staging")
+    [(op, fields, _)] = staging.send(Op.QUEUE_DECLARE, 1, "nope", True, False, False, False, {})
+    assert fields[1:] == [404, "NOT_FOUND - no queue 'nope' in vhost 'staging'"]
+    [(op, fields, _)] = FakePeer(broker, b"x").send(Op.HELLO, None, "prod", "guest", "guest", {})
+    assert (op, fields) == (Op.CONNECTION_CLOSE, [530, "NOT_ALLOWED - vhost prod not found"])
+
+
+def test_dead_letters_stay_in_their_vhost(broker: Broker) -> None:
+    home, staging = peer_in(broker, b"home", "/"), peer_in(broker, b"stage", "staging")
+    for peer in (home, staging):
+        peer.declare("dead")
+    staging.declare("work", arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dead",
+                                       "x-message-ttl": 0})
+    staging.publish("", "work", b"expired")
+    broker.tick(broker.now + 1)
+    assert broker.vhosts.get("staging").queues["dead"].message_count == 1
+    assert broker.topology.queues["dead"].message_count == 0
+
+
+def test_deleting_a_vhost_closes_its_connections_and_empties_it(broker: Broker) -> None:
+    staging, home = peer_in(broker, b"s", "staging"), peer_in(broker, b"h", "/")
+    staging.declare("q", durable=True)
+    staging.publish("", "q", b"m", properties={"delivery_mode": 2})
+    broker.users.set_vhost_limits("staging", {"max-queues": 5})
+    broker.delete_vhost("staging")
+    assert staging.ops() == ["CONNECTION_CLOSE"] and staging.received[-1][1] == [
+        320, "CONNECTION_FORCED - vhost 'staging' is deleted"]
+    assert b"s" not in broker.connections and b"h" in broker.connections
+    assert broker.vhosts.get("staging") is None and broker.vhosts.counts.queues == 0
+    assert broker.users.permissions.get("guest", "staging") is None and broker.users.limits.vhosts == {}
+    with pytest.raises(UserError, match="cannot be deleted"):
+        broker.delete_vhost("/")
+    with pytest.raises(UserError, match="does not exist"):
+        broker.delete_vhost("staging")
+    with pytest.raises(ManagementError, match="already exists"):
+        Management(broker).handle("add_vhost", {"name": "/"})
+
+
+def test_vhosts_are_durable_and_travel_in_definitions(broker: Broker) -> None:
+    staging = peer_in(broker, b"s", "staging")
+    staging.declare("q", durable=True)
+    again = Broker()
+    snapshot.restore(again.vhosts, snapshot.snapshot(broker.vhosts))
+    assert sorted(again.vhosts.topologies) == ["/", "staging"] and "q" in again.vhosts.get("staging").queues
+    assert again.vhosts.info["staging"].description == "for tests"
+    exported = definitions.export(broker)
+    assert {v["name"] for v in exported["vhosts"]} == {"/", "staging"}
+    assert [(q["vhost"], q["name"]) for q in exported["queues"]] == [("staging", "q")]
+    third = Broker()
+    assert Management(third).handle("import_definitions", {"definitions": exported})["vhosts"] == 2
+    assert "q" in third.vhosts.get("staging").queues and third.users.permissions.get("guest", "staging")
+    with pytest.raises(ManagementError, match="vhost 'nowhere', which neither exists nor is in the file"):
+        Management(third).handle("import_definitions", {"definitions": {
+            "queues": [{"name": "q", "vhost": "nowhere"}]}})
