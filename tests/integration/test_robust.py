@@ -23,9 +23,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start(data_dir: Path, port: int | None = None) -> tuple[int, Broker]:
+    """A broker on a fixed port (a restart must come back where the clients look)."""
+    port = port or free_port()
+    return port, Broker(bind=f"tcp://127.0.0.1:{port}", data_dir=data_dir, amqp=None)
+
+
 def restart(broker: Broker, port: int, data_dir: Path) -> Broker:
     broker.kill()
-    return Broker(bind=f"tcp://127.0.0.1:{port}", data_dir=data_dir, amqp=None)
+    return start(data_dir, port)[1]
 
 
 def ctl(broker: Broker, *args: str) -> subprocess.CompletedProcess:
@@ -40,8 +46,7 @@ def robust(port: int, **params: Any) -> pika.RobustConnection:
 
 def test_topology_consumers_and_prefetch_come_back_and_stale_acks_are_dropped(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    port = free_port()
-    broker = Broker(bind=f"tcp://127.0.0.1:{port}", data_dir=tmp_path, amqp=None)
+    port, broker = start(tmp_path)
     conn = robust(port)
     events: list[str] = []
     conn.add_on_connection_lost_callback(lambda c, reason: events.append(f"lost {type(reason).__name__}"))
@@ -90,8 +95,7 @@ def test_topology_consumers_and_prefetch_come_back_and_stale_acks_are_dropped(
 
 
 def test_unconfirmed_messages_are_published_again(tmp_path: Path) -> None:
-    port = free_port()
-    broker = Broker(bind=f"tcp://127.0.0.1:{port}", data_dir=tmp_path, amqp=None)
+    port, broker = start(tmp_path)
     conn = robust(port)
     try:
         ch = conn.channel()
@@ -112,8 +116,7 @@ def test_unconfirmed_messages_are_published_again(tmp_path: Path) -> None:
 
 
 def test_a_refused_login_after_a_reconnection_is_raised_not_retried(tmp_path: Path) -> None:
-    port = free_port()
-    broker = Broker(bind=f"tcp://127.0.0.1:{port}", data_dir=tmp_path, amqp=None)
+    port, broker = start(tmp_path)
     try:
         ctl(broker, "add_user", "bob", "pw")
         ctl(broker, "set_permissions", "bob", ".*", ".*", ".*")

@@ -73,6 +73,11 @@ _MECHANISM_MISMATCH = 0x11000002
 _MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | _TRANSPORT_LOST | _HANDSHAKE_FAILED
 
 
+#: Connection refusals that another attempt would only repeat.
+PERMANENT = (exceptions.ProbableAuthenticationError, exceptions.ProbableAccessDeniedError,
+             exceptions.IncompatibleProtocolError)
+
+
 def _context() -> zmq.Context:
     # Context.instance() makes a new context in a forked child, so this is fork-safe.
     return zmq.Context.instance()
@@ -142,18 +147,24 @@ class BlockingConnection:
             for attempt in range(params.connection_attempts):
                 if attempt:
                     time.sleep(params.retry_delay)
-                try:
-                    self._connect(params)
-                    self.params = params
+                last_error = self._attempt(params)
+                if last_error is None:
                     return
-                except (exceptions.ProbableAccessDeniedError, exceptions.IncompatibleProtocolError,
-                        exceptions.ProbableAuthenticationError):
-                    self._teardown()
-                    raise
-                except exceptions.AMQPConnectionError as exc:
-                    last_error = exc
-                    self._teardown()
         raise last_error or exceptions.AMQPConnectionError("no connection parameters")
+
+    def _attempt(self, params: ConnectionParameters) -> exceptions.AMQPConnectionError | None:
+        """Connect with ``params``: None, or why not when another try may do better; a
+        refusal another try would only repeat (``PERMANENT``) is raised."""
+        try:
+            self._connect(params)
+            self.params = params
+            return None
+        except PERMANENT:
+            self._teardown()
+            raise
+        except exceptions.AMQPConnectionError as exc:
+            self._teardown()
+            return exc
 
     def _connect(self, params: ConnectionParameters) -> None:
         sock = _context().socket(zmq.DEALER)

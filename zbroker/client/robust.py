@@ -36,15 +36,12 @@ from typing import Any, Callable, Iterable
 
 from zbroker.client import exceptions
 from zbroker.client.channel import BlockingChannel, ReturnedMessage
-from zbroker.client.connection import BlockingConnection
+from zbroker.client.connection import PERMANENT, BlockingConnection
 from zbroker.client.parameters import ConnectionParameters
 from zbroker.protocol import Op
 
 log = logging.getLogger(__name__)
 
-#: Refusals that another attempt would only repeat.
-PERMANENT = (exceptions.ProbableAuthenticationError, exceptions.ProbableAccessDeniedError,
-             exceptions.IncompatibleProtocolError)
 _SETTLE_OPS = frozenset({Op.BASIC_ACK, Op.BASIC_NACK, Op.BASIC_REJECT})
 
 
@@ -179,18 +176,11 @@ class RobustConnection(BlockingConnection):
         """One attempt over the candidates; raises the last reason if none answered."""
         last: Exception | None = None
         for params in self._candidates:
-            try:
-                self._reason_raised = False
-                self._blocked, self._blocked_deadline, self._unreported = False, None, 0
-                self._connect(params)
-                self.params = params
+            self._reason_raised = False
+            self._blocked, self._blocked_deadline, self._unreported = False, None, 0
+            last = self._attempt(params)
+            if last is None:
                 return
-            except PERMANENT:
-                self._teardown()
-                raise
-            except exceptions.AMQPConnectionError as exc:
-                last = exc
-                self._teardown()
         raise last or exceptions.AMQPConnectionError("no connection parameters")
 
     # -- the program's calls ----------------------------------------------------------
