@@ -98,6 +98,7 @@ class Broker:
             name_source, lambda queue_id: QueueJournal(self.store, queue_id, now), self.limits,
             vhost=vhost, counts=counts, users=self.users))
         self.topology = self.vhosts.default
+        self._permissions = self.users.permissions.table
         self.outbox = Outbox()
         self.connections: dict[Hashable, Connection] = {}
         self.confirms = Confirms()
@@ -556,7 +557,7 @@ class Broker:
 
     def _may(self, conn: Connection, access: str, kind: str, name: str) -> None:
         """RabbitMQ's 403 unless the connection's user may ``access`` (``permissions.py``)."""
-        permission = self.users.permissions.table.get(conn.access_key)
+        permission = self._permissions.get(conn.access_key)
         if permission is None or not permission.allows(access, name or DEFAULT_EXCHANGE_NAME):
             check(permission, conn.user, conn.virtual_host, access, kind, name)
 
@@ -753,8 +754,11 @@ class Broker:
             self._publisher(channel.connection)
         seq = self.confirms.published(channel) if channel.confirm else 0
         channel.published += 1
-        self._may(channel.connection, WRITE, "exchange", exchange)
-        ex = self._publishable(channel.connection.topology, exchange, body)
+        conn = channel.connection
+        permission = self._permissions.get(conn.access_key)  # (``_may``, inlined: once per message)
+        if permission is None or not permission.writes_all:
+            self._may(conn, WRITE, "exchange", exchange)
+        ex = self._publishable(conn.topology, exchange, body)
         ex.published_in += 1
         ttl = None
         if properties:

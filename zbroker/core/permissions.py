@@ -49,6 +49,8 @@ class Permission:
     read: str
     _compiled: dict[str, re.Pattern | None] = field(default_factory=dict, repr=False)
     _cache: dict[tuple[str, str], bool] = field(default_factory=dict, repr=False)
+    #: ``write`` is ``.*`` (everything): a publish needs no lookup at all.
+    writes_all: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         for kind in KINDS:
@@ -59,6 +61,7 @@ class Permission:
                 self._compiled[kind] = re.compile(pattern) if pattern else None
             except re.error as exc:
                 raise PermissionError_(f"{kind}: invalid regular expression '{pattern}': {exc}") from None
+        self.writes_all = self.write == ".*"
 
     def allows(self, kind: str, name: str) -> bool:
         key = (kind, name)
@@ -99,7 +102,8 @@ class Permissions:
         return [[user, vhost, *p.as_row()] for (user, vhost), p in sorted(self.table.items())]
 
     def restore(self, rows: list[list[str]]) -> None:
-        self.table = {(user, vhost): Permission(c, w, r) for user, vhost, c, w, r in rows}
+        self.table.clear()  # (in place: the broker holds the table)
+        self.table.update({(user, vhost): Permission(c, w, r) for user, vhost, c, w, r in rows})
 
 
 def resource(kind: str, name: str, vhost: str) -> str:
