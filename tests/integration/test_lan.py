@@ -35,7 +35,13 @@ def _namespaces_usable() -> str | None:
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if made.returncode != 0:
         return f"cannot create a network namespace ({made.stderr.strip() or 'not permitted'}); run as root"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    try:
+        veth = subprocess.run(["ip", "-n", probe, "link", "add", "zbp0", "type", "veth", "peer", "name", "zbp1"],
+                              capture_output=True, text=True)
+        if veth.returncode != 0:
+            return f"cannot create a veth pair ({veth.stderr.strip()})"
+    finally:
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True)
     return None
 
 
