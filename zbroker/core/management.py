@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import re
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -87,14 +88,12 @@ class Management:
             "close_connection": self._close_connection, "get_messages": self._get_messages,
             "publish": self._publish, "definitions": self._definitions,
             "import_definitions": self._import_definitions, "alarms": self._alarms,
-            "reset": self._reset, "add_user": self._add_user, "delete_user": self._delete_user,
-            "change_password": self._change_password, "set_user_tags": self._set_user_tags,
-            "put_user": self._put_user, "set_permissions": self._set_permissions,
-            "clear_permissions": self._clear_permissions, "user_permissions": self._user_permissions,
+            "reset": self._reset, "add_user": self._add_user,
+            "set_user_tags": self._set_user_tags,
+            "put_user": self._put_user, "user_permissions": self._user_permissions,
             "add_vhost": self._add_vhost, "delete_vhost": self._delete_vhost,
-            "whoami": self._whoami, "set_vhost_limits": self._set_vhost_limits,
-            "clear_vhost_limits": self._clear_vhost_limits, "set_user_limits": self._set_user_limits,
-            "clear_user_limits": self._clear_user_limits,
+            "whoami": self._whoami,
+            **{verb: functools.partial(self._users_verb, verb) for verb in USERS_VERBS},
         }
         #: Who asks the request being answered.
         self.principal = Principal("guest", ["administrator"])
@@ -323,16 +322,6 @@ class Management:
                                               _arg(args, "tags", list, []))
         return {"name": user.name}
 
-    def _delete_user(self, args: dict, facts: dict) -> dict[str, str]:
-        name = _arg(args, "name", str)
-        self.broker.users.delete(name)
-        return {"name": name}
-
-    def _change_password(self, args: dict, facts: dict) -> dict[str, str]:
-        name = _arg(args, "name", str)
-        self.broker.users.change_password(name, _arg(args, "password", str))
-        return {"name": name}
-
     def _set_user_tags(self, args: dict, facts: dict) -> dict[str, str]:
         name = _arg(args, "name", str)
         tags = _arg(args, "tags", list, [])
@@ -363,17 +352,6 @@ class Management:
         users.set_tags(name, tags)
         return {"created": created}
 
-    def _set_permissions(self, args: dict, facts: dict) -> dict[str, str]:
-        name = _arg(args, "name", str)
-        self.broker.users.set_permissions(name, _arg(args, "vhost", str, DEFAULT_VHOST),
-                                                   *(_arg(args, kind, str) for kind in ("configure", "write", "read")))
-        return {"name": name}
-
-    def _clear_permissions(self, args: dict, facts: dict) -> dict[str, str]:
-        name = _arg(args, "name", str)
-        self.broker.users.clear_permissions(name, _arg(args, "vhost", str, DEFAULT_VHOST))
-        return {"name": name}
-
     def _user_permissions(self, args: dict, facts: dict) -> list[dict]:
         users = self.broker.users
         name = _arg(args, "name", str)
@@ -394,25 +372,12 @@ class Management:
         self.broker.delete_vhost(name)
         return {"name": name}
 
-    def _set_vhost_limits(self, args: dict, facts: dict) -> dict[str, str]:
-        vhost = _arg(args, "vhost", str, DEFAULT_VHOST)
-        self.broker.users.set_vhost_limits(vhost, _arg(args, "definition", dict))
-        return {"vhost": vhost}
-
-    def _clear_vhost_limits(self, args: dict, facts: dict) -> dict[str, str]:
-        vhost = _arg(args, "vhost", str, DEFAULT_VHOST)
-        self.broker.users.clear_vhost_limits(vhost, _arg(args, "limit", str, "all"))
-        return {"vhost": vhost}
-
-    def _set_user_limits(self, args: dict, facts: dict) -> dict[str, str]:
-        name = _arg(args, "name", str)
-        self.broker.users.set_user_limits(name, _arg(args, "definition", dict))
-        return {"name": name}
-
-    def _clear_user_limits(self, args: dict, facts: dict) -> dict[str, str]:
-        name = _arg(args, "name", str)
-        self.broker.users.clear_user_limits(name, _arg(args, "limit", str, "all"))
-        return {"name": name}
+    def _users_verb(self, verb: str, args: dict, facts: dict) -> dict[str, str]:
+        """A verb of ``USERS_VERBS``: one ``Users`` method, its arguments checked."""
+        method, parameters = USERS_VERBS[verb]
+        values = [_arg(args, key, kind, default) for key, kind, default in parameters]
+        getattr(self.broker.users, method)(*values)
+        return {parameters[0][0]: values[0]}
 
     def _whoami(self, args: dict, facts: dict) -> dict[str, Any]:
         return {"name": self.principal.name, "tags": list(self.principal.tags)}
@@ -537,6 +502,22 @@ def _arg(args: dict, key: str, kind: type, default: Any = _MISSING) -> Any:
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
         raise ManagementError(400, f"'{key}' must be {kind.__name__}, not {type(value).__name__}")
     return value
+
+
+#: Access-control verbs that call one ``Users`` method of the same name: its arguments as
+#: (key, type, default); the answer names the first one.
+USERS_VERBS: dict[str, tuple[str, tuple[tuple[str, type, Any], ...]]] = {
+    "delete_user": ("delete", (("name", str, _MISSING),)),
+    "change_password": ("change_password", (("name", str, _MISSING), ("password", str, _MISSING))),
+    "set_permissions": ("set_permissions", (("name", str, _MISSING), ("vhost", str, DEFAULT_VHOST),
+                                            ("configure", str, _MISSING), ("write", str, _MISSING),
+                                            ("read", str, _MISSING))),
+    "clear_permissions": ("clear_permissions", (("name", str, _MISSING), ("vhost", str, DEFAULT_VHOST))),
+    "set_vhost_limits": ("set_vhost_limits", (("vhost", str, DEFAULT_VHOST), ("definition", dict, _MISSING))),
+    "clear_vhost_limits": ("clear_vhost_limits", (("vhost", str, DEFAULT_VHOST), ("limit", str, "all"))),
+    "set_user_limits": ("set_user_limits", (("name", str, _MISSING), ("definition", dict, _MISSING))),
+    "clear_user_limits": ("clear_user_limits", (("name", str, _MISSING), ("limit", str, "all"))),
+}
 
 
 def _payload(body: bytes, encoding: str) -> tuple[str, str]:
