@@ -98,3 +98,20 @@ def test_vhosts_are_durable_and_travel_in_definitions(broker: Broker) -> None:
     with pytest.raises(ManagementError, match="vhost 'nowhere', which neither exists nor is in the file"):
         Management(third).handle("import_definitions", {"definitions": {
             "queues": [{"name": "q", "vhost": "nowhere"}]}})
+
+
+def test_direct_reply_names_belong_to_their_vhost(broker: Broker) -> None:
+    client = peer_in(broker, b"client", "/")
+    client.send(Op.BASIC_CONSUME, 1, "amq.rabbitmq.reply-to", "replies", True, False, {})
+    client.send(Op.QUEUE_DECLARE, 1, "rpc", False, False, False, False, {})
+    client.publish("", "rpc", b"ask", properties={"reply_to": "amq.rabbitmq.reply-to"})
+    name = broker.topology.queues["rpc"].take(True).properties["reply_to"]
+    stranger = peer_in(broker, b"stranger", "staging")  # knows the name, but is in another vhost
+    [(op, fields, _)] = stranger.send(Op.BASIC_PUBLISH, 1, "", name, True, {}, body=b"forged")
+    assert op == Op.BASIC_RETURN and fields[1] == 312  # unroutable there
+    [(op, fields, _)] = stranger.send(Op.QUEUE_DECLARE, 1, name, True, False, False, False, {})
+    assert fields[1:] == [404, f"NOT_FOUND - no queue '{name}' in vhost 'staging'"]
+    assert [o for o, _, _ in client.collect() if o == Op.BASIC_DELIVER] == []
+    server = peer_in(broker, b"server", "/")
+    server.publish("", name, b"answer")
+    assert [body for o, _, body in client.collect() if o == Op.BASIC_DELIVER] == [b"answer"]

@@ -772,7 +772,7 @@ class Broker:
             if properties.get("reply_to") == REPLY_TO:
                 properties = self.reply_to.address(channel, properties)
         if exchange == "" and routing_key.startswith(REPLY_PREFIX):
-            if self.reply_to.deliver(routing_key, properties, body):
+            if self.reply_to.deliver(routing_key, properties, body, conn.virtual_host):
                 return
             if not mandatory:
                 channel.dropped += 1

@@ -12,6 +12,9 @@ Rules (RabbitMQ's):
    channel is gone the reply is unroutable (returned if ``mandatory``).
 4. Every declare of a reply name is passive: it exists (0 messages, 1 consumer) while
    its channel consumes, else 404.
+5. A reply name belongs to its channel's vhost: from another vhost it does not exist
+   (a reply published there is unroutable, a declare 404), so knowing a name is not
+   enough to answer across vhosts.
 """
 from __future__ import annotations
 
@@ -66,10 +69,17 @@ class DirectReplyTo:
             raise precondition("fast reply consumer does not exist")
         return {**properties, "reply_to": channel.reply_to[1]}
 
-    def deliver(self, routing_key: str, properties: dict, body: Any) -> bool:
-        """Rule 3; False if no channel waits for this reply."""
-        channel = self._channels.get(routing_key)
-        if channel is None or channel.reply_to is None:
+    def _waiting(self, name: str, vhost: str) -> "Channel | None":
+        """The channel consuming reply name ``name`` in ``vhost`` (rule 5), or None."""
+        channel = self._channels.get(name)
+        if channel is None or channel.reply_to is None or channel.connection.virtual_host != vhost:
+            return None
+        return channel
+
+    def deliver(self, routing_key: str, properties: dict, body: Any, vhost: str) -> bool:
+        """Rule 3; False if no channel of ``vhost`` waits for this reply."""
+        channel = self._waiting(routing_key, vhost)
+        if channel is None:
             return False
         channel.send((M.BASIC_DELIVER, channel.number, channel.reply_to[0], channel.take_tag(), False,
                       "", routing_key, properties), body)
@@ -77,6 +87,7 @@ class DirectReplyTo:
 
     def declare(self, channel: "Channel", queue: str) -> None:
         """Rule 4."""
-        if queue != REPLY_TO and queue not in self._channels:
-            raise ChannelError(errors.NOT_FOUND, f"no queue '{queue}' in vhost '/'")
+        vhost = channel.connection.virtual_host
+        if queue != REPLY_TO and self._waiting(queue, vhost) is None:
+            raise ChannelError(errors.NOT_FOUND, f"no queue '{queue}' in vhost '{vhost}'")
         channel.send((M.QUEUE_DECLARE_OK, channel.number, queue, 0, 1))
