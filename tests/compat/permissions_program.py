@@ -1,8 +1,8 @@
 """Permissions, the same program against RabbitMQ and zbroker (``bin/compare-rabbitmq``):
 as user ``app`` (password ``pw``), whose three expressions are ``^app\\.``, every
 operation on a name it may not use and then on one it may; prints each outcome. The
-caller creates ``app``, the vhost ``/`` objects ``other.q``/``other.x`` (guest) and the
-permissions on each broker.
+caller creates ``app`` with its permissions and its topic permissions on the topic
+exchange ``app.logs`` (write and read ``^app\.``) on each broker.
 
 usage: permissions_program.py PORT
 """
@@ -46,6 +46,9 @@ OPERATIONS = [
     ("basic_publish default exchange", lambda ch, p: (ch.confirm_delivery(), ch.basic_publish("", f"{p}q", b"m"))),
     ("queue_declare server-named", lambda ch, p: ch.queue_declare("", exclusive=True)),
     ("queue_delete", lambda ch, p: ch.queue_delete(f"{p}q2")),
+    ("topic publish", lambda ch, p: (ch.exchange_declare("app.logs", "topic"), ch.confirm_delivery(),
+                                     ch.basic_publish("app.logs", f"{p}.info", b"m"))),
+    ("topic bind", lambda ch, p: ch.queue_bind("app.q", "app.logs", f"{p}.#")),
 ]
 
 conn = connect("app", "pw")

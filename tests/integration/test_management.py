@@ -494,6 +494,12 @@ def test_http_api_users_permissions_and_logins(web: Broker) -> None:
     assert (err.value.reply_code, err.value.reply_text) == (
         403, "ACCESS_REFUSED - configure access to queue 'payments' in vhost '/' refused for user 'ops'")
     connection.close()
+    topic = {"exchange": "amq.topic", "write": "^ops\\.", "read": ".*"}
+    assert http(base, "/api/topic-permissions/%2F/ops", "PUT", topic)[0] == 204
+    assert http(base, "/api/topic-permissions") == (200, [{"user": "ops", "vhost": "/", **topic}])
+    assert http(base, "/api/topic-permissions/%2F/ops")[1] == http(base, "/api/users/ops/topic-permissions")[1]
+    assert http(base, "/api/topic-permissions/%2F/ops", "DELETE")[0] == 204
+    assert http(base, "/api/topic-permissions")[1] == []
     assert http(base, "/api/permissions/%2F/ops", "DELETE")[0] == 204
     assert http(base, "/api/users/ops", "DELETE")[0] == 204
     assert http(base, "/api/vhosts/other", "DELETE")[0] == 204 and http(base, "/api/vhosts/other")[0] == 404

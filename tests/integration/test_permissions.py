@@ -79,3 +79,27 @@ def test_default_exchange_is_amq_default_and_no_permissions_means_no_vhost(
     ctl(broker, "clear_permissions", "app")
     with pytest.raises(pika.exceptions.ProbableAccessDeniedError, match="access to vhost '/' refused for user 'app'"):
         app_connect()
+
+
+def test_topic_permissions_with_ctl(broker: Broker, app_connect: Callable[[], Any], pika: ModuleType) -> None:
+    ctl(broker, "set_topic_permissions", "app", "app.logs", "^{username}\\.", "^(public|app)\\.")
+    listed = subprocess.run([sys.executable, "-m", "zbroker", "ctl", "--broker", broker.endpoint,
+                             "list_topic_permissions", "-q"], capture_output=True, text=True, env=child_env(),
+                            cwd=ROOT, timeout=30).stdout.splitlines()
+    assert listed == ["user\texchange\twrite\tread", "app\tapp.logs\t^{username}\\.\t^(public|app)\\."]
+    conn = app_connect()
+    channel = conn.channel()
+    channel.exchange_declare("app.logs", "topic")
+    channel.confirm_delivery()
+    channel.basic_publish("app.logs", "app.start", b"mine")  # {username} is app
+    with pytest.raises(CHANNEL_CLOSED) as err:
+        channel.basic_publish("app.logs", "billing.start", b"not mine")
+    assert (err.value.reply_code, err.value.reply_text) == (
+        403, "ACCESS_REFUSED - write access to topic 'billing.start' in exchange 'app.logs' in vhost '/' "
+             "refused for user 'app'")
+    channel = conn.channel()
+    channel.queue_bind("app.q", "app.logs", "public.#")
+    with pytest.raises(CHANNEL_CLOSED, match="read access to topic 'billing.#'"):
+        channel.queue_bind("app.q", "app.logs", "billing.#")
+    ctl(broker, "clear_topic_permissions", "app")
+    conn.channel().basic_publish("app.logs", "billing.start", b"allowed again")

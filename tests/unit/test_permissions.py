@@ -158,3 +158,48 @@ def test_permissions_need_a_known_user_and_vhost(broker: Broker) -> None:
         users.set_permissions("nobody", "/", ".*", ".*", ".*")
     with pytest.raises(UserError, match="vhost 'other' does not exist"):
         users.set_permissions("bob", "other", ".*", ".*", ".*")
+
+
+def test_topic_permissions_on_publish_and_bind(broker: Broker) -> None:
+    """RabbitMQ's topic permissions: routing keys on topic exchanges only."""
+    guest = FakePeer(broker, b"g2").open()
+    guest.send(Op.EXCHANGE_DECLARE, 1, "bob-logs", "topic", False, False, False, False, {})
+    guest.send(Op.EXCHANGE_DECLARE, 1, "bob-direct", "direct", False, False, False, False, {})
+    broker.users.set_topic_permissions("bob", "/", "bob-logs", "^{username}\\.", "^(public|{username})\\.")
+    peer = bob(broker)
+
+    def topic_refused(access: str, key: str) -> tuple[int, str]:
+        return 403, (f"ACCESS_REFUSED - {access} access to topic '{key}' in exchange 'bob-logs' in vhost '/' "
+                     "refused for user 'bob'")
+
+    assert outcome(peer, Op.BASIC_PUBLISH, "bob-logs", "bob.info", False, {}, body=b"m") is None
+    assert outcome(peer, Op.BASIC_PUBLISH, "bob-logs", "eve.info", False, {}, body=b"m") == topic_refused(
+        "write", "eve.info")
+    assert outcome(peer, Op.BASIC_PUBLISH, "bob-logs", "bob.info", False, {"headers": {"CC": ["eve.x"]}},
+                   body=b"m") == topic_refused("write", "eve.x")  # every routing key counts
+    assert outcome(peer, Op.BASIC_PUBLISH, "bob-direct", "eve.info", False, {}, body=b"m") is None  # not topic
+    assert outcome(peer, Op.QUEUE_BIND, "bob-q", "bob-logs", "public.#", {}) == "QUEUE_BIND_OK"
+    assert outcome(peer, Op.QUEUE_BIND, "bob-q", "bob-logs", "eve.#", {}) == topic_refused("read", "eve.#")
+    assert outcome(peer, Op.QUEUE_BIND, "bob-q", "amq.topic", "eve.#", {})[0] == 403  # (read on amq.topic itself)
+    broker.users.set_permissions("bob", "/", "^bob-", "^(bob-|amq\\.topic$)", "^(bob-|amq\\.topic$)")
+    assert outcome(peer, Op.QUEUE_BIND, "bob-q", "amq.topic", "eve.#", {}) == "QUEUE_BIND_OK"  # no entry: allowed
+    broker.users.clear_topic_permissions("bob", "/")
+    assert outcome(peer, Op.BASIC_PUBLISH, "bob-logs", "eve.info", False, {}, body=b"m") is None
+
+
+def test_topic_permissions_are_durable_and_travel_in_definitions(broker: Broker) -> None:
+    from zbroker.core import definitions, snapshot
+    from zbroker.core.management import Management
+    broker.users.set_topic_permissions("bob", "/", "amq.topic", "^a", "^b")
+    again = Broker()
+    snapshot.restore(again.vhosts, snapshot.snapshot(broker.vhosts))
+    assert again.users.permissions.topic_rows() == [["bob", "/", "amq.topic", "^a", "^b"]]
+    exported = definitions.export(broker)
+    assert exported["topic_permissions"] == [{"user": "bob", "vhost": "/", "exchange": "amq.topic", "write": "^a",
+                                              "read": "^b"}]
+    third = Broker()
+    third.users.add("bob", "x")
+    assert Management(third).handle("import_definitions", {"definitions": exported})["topic_permissions"] == 1
+    assert third.users.permissions.topic_rows() == again.users.permissions.topic_rows()
+    broker.users.delete("bob")
+    assert broker.users.permissions.topic_rows() == []

@@ -41,7 +41,7 @@ from zbroker.core.confirms import Confirms
 from zbroker.core.consumers import Consumer, Unacked
 from zbroker.core.deadletter import DELIVERY_LIMIT, EXPIRED, MAXLEN, REJECTED, DeadLetters
 from zbroker.core.durability import PERSISTENT, Durability
-from zbroker.core.exchanges import Exchange
+from zbroker.core.exchanges import Exchange, TopicExchange
 from zbroker.core.journal import QueueJournal
 from zbroker.core.limits import Limits
 from zbroker.core.message import Message
@@ -52,7 +52,7 @@ from zbroker.core.stats import Stats
 from zbroker.core.timers import Timers
 from zbroker.core.users import LOGIN_REFUSED
 from zbroker.core.access_limits import reached
-from zbroker.core.permissions import CONFIGURE, DEFAULT_EXCHANGE_NAME, READ, WRITE, check, check_any
+from zbroker.core.permissions import CONFIGURE, DEFAULT_EXCHANGE_NAME, READ, WRITE, check, check_any, check_topic
 from zbroker.core.topology import DEFAULT_EXCHANGES, Topology, check_name, header_routes, server_queue_name
 from zbroker.core.users import Users
 from zbroker.core.vhosts import VirtualHosts
@@ -99,6 +99,7 @@ class Broker:
             vhost=vhost, counts=counts, users=self.users))
         self.topology = self.vhosts.default
         self._permissions = self.users.permissions.table
+        self._topics = self.users.permissions.topics
         self.outbox = Outbox()
         self.connections: dict[Hashable, Connection] = {}
         self.confirms = Confirms()
@@ -591,14 +592,14 @@ class Broker:
     def _exchange_bind(self, channel: Channel, _: Any, destination: str, source: str,
                        routing_key: str, arguments: dict) -> None:
         check_name(routing_key, "routing key")
-        self._may_bind(channel.connection, "exchange", destination, source)
+        self._may_bind(channel.connection, "exchange", destination, source, routing_key)
         topology = channel.connection.topology
         topology.bind(topology.exchange(destination), source, routing_key, arguments)
         channel.send((M.EXCHANGE_BIND_OK, channel.number))
 
     def _exchange_unbind(self, channel: Channel, _: Any, destination: str, source: str,
                          routing_key: str, arguments: dict) -> None:
-        self._may_bind(channel.connection, "exchange", destination, source)
+        self._may_bind(channel.connection, "exchange", destination, source, routing_key)
         topology = channel.connection.topology
         topology.unbind(topology.exchange(destination), source, routing_key, arguments)
         channel.send((M.EXCHANGE_UNBIND_OK, channel.number))
@@ -628,24 +629,37 @@ class Broker:
     def _queue_bind(self, channel: Channel, _: Any, queue: str, exchange: str, routing_key: str,
                     arguments: dict) -> None:
         check_name(routing_key, "routing key")
-        self._may_bind(channel.connection, "queue", queue, exchange)
+        self._may_bind(channel.connection, "queue", queue, exchange, routing_key)
         topology = channel.connection.topology
         topology.bind(topology.queue(queue, channel.connection), exchange, routing_key, arguments)
         channel.send((M.QUEUE_BIND_OK, channel.number))
 
     def _queue_unbind(self, channel: Channel, _: Any, queue: str, exchange: str, routing_key: str,
                       arguments: dict) -> None:
-        self._may_bind(channel.connection, "queue", queue, exchange)
+        self._may_bind(channel.connection, "queue", queue, exchange, routing_key)
         topology = channel.connection.topology
         topology.unbind(topology.queue(queue, channel.connection), exchange, routing_key, arguments)
         channel.send((M.QUEUE_UNBIND_OK, channel.number))
 
-    def _may_bind(self, conn: Connection, kind: str, destination: str, source: str) -> None:
-        """(Un)binding writes to the destination and reads the source exchange; the
-        default exchange is refused after the first check, as RabbitMQ orders them."""
+    def _may_bind(self, conn: Connection, kind: str, destination: str, source: str, routing_key: str) -> None:
+        """(Un)binding writes to the destination and reads the source exchange (and, from a
+        topic exchange, the binding key: topic permissions); the default exchange is
+        refused after the first check, as RabbitMQ orders them."""
         self._may(conn, WRITE, kind, destination)
         if source:
             self._may(conn, READ, "exchange", source)
+            if self._topics and type(conn.topology.exchanges.get(source)) is TopicExchange:
+                check_topic(self.users.permissions, conn.user, conn.virtual_host, READ, source, [routing_key])
+
+    def _may_publish_topic(self, conn: Connection, exchange: str, routing_key: str, properties: dict) -> None:
+        """A publish to a topic exchange: each of its routing keys (CC and BCC too) must be
+        allowed by the user's topic permissions (``permissions.py``)."""
+        keys = [routing_key]
+        headers = properties.get("headers") if properties else None
+        if headers and ("CC" in headers or "BCC" in headers):
+            cc, bcc = header_routes(headers)
+            keys += cc + bcc
+        check_topic(self.users.permissions, conn.user, conn.virtual_host, WRITE, exchange, keys)
 
     def _queue_purge(self, channel: Channel, _: Any, queue: str) -> None:
         self._may(channel.connection, READ, "queue", queue)
@@ -759,6 +773,8 @@ class Broker:
         if permission is None or not permission.writes_all:
             self._may(conn, WRITE, "exchange", exchange)
         ex = self._publishable(conn.topology, exchange, body)
+        if self._topics and type(ex) is TopicExchange:
+            self._may_publish_topic(conn, exchange, routing_key, properties)
         ex.published_in += 1
         ttl = None
         if properties:
@@ -977,7 +993,9 @@ class Broker:
     def _check_publish(self, channel: Channel, fields: list[Any], body: Any) -> None:
         """What a transaction checks of a publish when it arrives (transactions rule 1)."""
         self._may(channel.connection, WRITE, "exchange", fields[1])
-        self._publishable(channel.connection.topology, fields[1], body)
+        ex = self._publishable(channel.connection.topology, fields[1], body)
+        if self._topics and type(ex) is TopicExchange:
+            self._may_publish_topic(channel.connection, fields[1], fields[2], fields[4])
         expiration = fields[4].get("expiration")
         if expiration is not None:
             parse_expiration(expiration)

@@ -15,7 +15,8 @@ Rules:
 - Users are exported and imported with their password hashes (RabbitMQ's scheme,
   ``passwords.py``), so logins move with them; an imported user replaces one of the
   same name.
-- Permissions (``permissions.py``) are exported and imported as RabbitMQ's entries;
+- Permissions and topic permissions (``permissions.py``) are exported and imported as
+  RabbitMQ's entries;
   an imported one replaces the user's permissions in that vhost. Each names a user
   of the file or of the broker, and its expressions must compile.
 - Limits (``access_limits.py``) travel as RabbitMQ's: a user's in its ``limits`` map, a
@@ -23,7 +24,7 @@ Rules:
 - Vhosts are exported and imported (a missing one is created); every entry names an
   existing vhost or one of the file.
 - What zbroker cannot apply is refused, never dropped: policies, operator policies,
-  other parameters, topic permissions.
+  other parameters.
   Informational fields (versions, ``cluster_name``, ``internal_cluster_id``) are read
   and left.
 """
@@ -36,7 +37,7 @@ from zbroker.core.access_limits import USER_LIMITS, VHOST_LIMITS, LimitError, ch
 from zbroker.core.arguments import queue_settings
 from zbroker.core.exchanges import EXCHANGE_TYPES
 from zbroker.core.passwords import ALGORITHMS, SHA256
-from zbroker.core.permissions import Permission, PermissionError_
+from zbroker.core.permissions import Permission, PermissionError_, TopicPermission
 from zbroker.core.queues import Queue
 from zbroker.core.topology import DEFAULT_EXCHANGES, VHOST
 from zbroker.errors import BrokerError
@@ -75,7 +76,8 @@ def export(broker: "Broker") -> dict[str, Any]:
                        for v in broker.vhosts.views()],
             "permissions": [{"user": user, "vhost": vhost, "configure": c, "write": w, "read": r}
                             for user, vhost, c, w, r in users.permissions.rows()],
-            "topic_permissions": [],
+            "topic_permissions": [{"user": user, "vhost": vhost, "exchange": exchange, "write": w, "read": r}
+                                  for user, vhost, exchange, w, r in users.permissions.topic_rows()],
             "parameters": [{"value": dict(limits), "vhost": vhost, "component": "vhost-limits", "name": "limits"}
                            for vhost, limits in users.limits.vhosts.items()],
             "global_parameters": [], "policies": [],
@@ -90,11 +92,14 @@ def apply(broker: "Broker", data: Any) -> dict[str, int]:
     vhosts = _vhosts(data)
     known = set(broker.vhosts.topologies) | {v["name"] for v in vhosts}
     users = _users(data)
-    permissions = _permissions(data, {u["name"] for u in users} | set(broker.users.users))
+    known_users = {u["name"] for u in users} | set(broker.users.users)
+    permissions = _permissions(data, "permissions", known_users)
+    topic_permissions = _permissions(data, "topic_permissions", known_users)
     exchanges = _entries(data, "exchanges", ("name", "type"), known)
     queues = _entries(data, "queues", ("name",), known)
     bindings = _entries(data, "bindings", ("source", "destination", "destination_type"), known)
     _entries(data, "permissions", (), known)
+    _entries(data, "topic_permissions", (), known)
     _entries(data, "parameters", (), known)
     _check(broker, exchanges, queues, bindings)
     for v in vhosts:
@@ -111,6 +116,8 @@ def apply(broker: "Broker", data: Any) -> dict[str, int]:
         users_db.set_vhost_limits(parameter.get("vhost", VHOST), parameter["value"])
     for p in permissions:
         users_db.set_permissions(p["user"], p.get("vhost", VHOST), p["configure"], p["write"], p["read"])
+    for t in topic_permissions:
+        users_db.set_topic_permissions(t["user"], t.get("vhost", VHOST), t["exchange"], t["write"], t["read"])
     for e in exchanges:
         _topology(broker, e).declare_exchange(e["name"], e["type"], False, bool(e.get("durable", True)),
                                               bool(e.get("auto_delete", False)), bool(e.get("internal", False)),
@@ -127,6 +134,7 @@ def apply(broker: "Broker", data: Any) -> dict[str, int]:
                        else topology.exchange(b["destination"]))
         topology.bind(destination, b["source"], b.get("routing_key", ""), b.get("arguments") or {})
     return {"vhosts": len(vhosts), "users": len(users), "permissions": len(permissions),
+            "topic_permissions": len(topic_permissions),
             "exchanges": len(exchanges), "queues": len(queues), "bindings": len(bindings)}
 
 
@@ -168,16 +176,27 @@ def _users(data: dict) -> list[dict]:
     return users
 
 
-def _permissions(data: dict, users: set[str]) -> list[dict]:
-    """The file's permissions, checked whole (user known, expressions compile)."""
-    entries = _entries(data, "permissions", ("user", "configure", "write", "read"), None)
+#: The permission entries of a definitions file: key -> (its label, the fields it needs,
+#: how the fields make the object that checks them).
+PERMISSION_ENTRIES: dict[str, tuple[str, tuple[str, ...], Any]] = {
+    "permissions": ("permission", ("user", "configure", "write", "read"),
+                    lambda e: Permission(e["configure"], e["write"], e["read"])),
+    "topic_permissions": ("topic permission", ("user", "exchange", "write", "read"),
+                          lambda e: TopicPermission(e["write"], e["read"])),
+}
+
+
+def _permissions(data: dict, key: str, users: set[str]) -> list[dict]:
+    """The file's ``key`` entries, checked whole (user known, expressions compile)."""
+    label, required, make = PERMISSION_ENTRIES[key]
+    entries = _entries(data, key, required, None)
     for entry in entries:
         if entry["user"] not in users:
-            raise DefinitionsError(f"permission for user '{entry['user']}': no such user")
+            raise DefinitionsError(f"{label} for user '{entry['user']}': no such user")
         try:
-            Permission(entry["configure"], entry["write"], entry["read"])
+            make(entry)
         except PermissionError_ as exc:
-            raise DefinitionsError(f"permission for user '{entry['user']}': {exc}") from None
+            raise DefinitionsError(f"{label} for user '{entry['user']}': {exc}") from None
     return entries
 
 
@@ -242,9 +261,6 @@ def _check_unsupported(data: dict) -> None:
     for parameter in data.get("global_parameters") or []:
         if not isinstance(parameter, dict) or parameter.get("name") not in _INFORMATIONAL_PARAMETERS:
             raise DefinitionsError(f"global parameter {parameter!r} is not supported by zbroker")
-    if data.get("topic_permissions"):
-        raise DefinitionsError("'topic_permissions' are not supported by zbroker; remove them to import "
-                               "the rest (nothing was imported)")
 
 
 def _check(broker: "Broker", exchanges: list[dict], queues: list[dict], bindings: list[dict]) -> None:

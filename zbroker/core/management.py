@@ -91,6 +91,7 @@ class Management:
             "reset": self._reset, "add_user": self._add_user,
             "set_user_tags": self._set_user_tags,
             "put_user": self._put_user, "user_permissions": self._user_permissions,
+            "user_topic_permissions": self._user_topic_permissions,
             "add_vhost": self._add_vhost, "delete_vhost": self._delete_vhost,
             "whoami": self._whoami,
             **{verb: functools.partial(self._users_verb, verb) for verb in USERS_VERBS},
@@ -175,6 +176,9 @@ class Management:
             "permissions": (lambda: (row for row in users.permissions.rows()
                                      if broker.vhosts.get(row[1]) in topologies), _permission_view,
                             lambda row: row[0]),
+            "topic_permissions": (lambda: (row for row in users.permissions.topic_rows()
+                                           if broker.vhosts.get(row[1]) in topologies), _topic_permission_view,
+                                  lambda row: row[0]),
             "vhosts": (broker.vhosts.views, lambda v: v, lambda v: v["name"]),
             "vhost_limits": (lambda: users.limits.vhosts.items(),
                              lambda item: {"vhost": item[0], "value": dict(item[1])}, lambda item: item[0]),
@@ -359,6 +363,13 @@ class Management:
             raise not_found()
         return [_permission_view(row) for row in users.permissions.rows() if row[0] == name]
 
+    def _user_topic_permissions(self, args: dict, facts: dict) -> list[dict]:
+        users = self.broker.users
+        name = _arg(args, "name", str)
+        if name not in users.users:
+            raise not_found()
+        return [_topic_permission_view(row) for row in users.permissions.topic_rows() if row[0] == name]
+
     def _add_vhost(self, args: dict, facts: dict) -> dict[str, str]:
         name = _arg(args, "name", str)
         tags = _arg(args, "tags", list, [])
@@ -415,6 +426,11 @@ class Management:
 
 
 # -- lists (rule 3) ------------------------------------------------------------------------
+
+def _topic_permission_view(row: list[str]) -> dict[str, str]:
+    user, vhost, exchange, write, read = row
+    return {"user": user, "vhost": vhost, "exchange": exchange, "write": write, "read": read}
+
 
 def _permission_view(row: list[str]) -> dict[str, str]:
     user, vhost, configure, write, read = row
@@ -517,6 +533,11 @@ USERS_VERBS: dict[str, tuple[str, tuple[tuple[str, type, Any], ...]]] = {
     "clear_vhost_limits": ("clear_vhost_limits", (("vhost", str, DEFAULT_VHOST), ("limit", str, "all"))),
     "set_user_limits": ("set_user_limits", (("name", str, _MISSING), ("definition", dict, _MISSING))),
     "clear_user_limits": ("clear_user_limits", (("name", str, _MISSING), ("limit", str, "all"))),
+    "set_topic_permissions": ("set_topic_permissions", (("name", str, _MISSING), ("vhost", str, DEFAULT_VHOST),
+                                                        ("exchange", str, _MISSING), ("write", str, _MISSING),
+                                                        ("read", str, _MISSING))),
+    "clear_topic_permissions": ("clear_topic_permissions", (("name", str, _MISSING), ("vhost", str, DEFAULT_VHOST),
+                                                            ("exchange", str, None))),
 }
 
 

@@ -34,7 +34,7 @@ MANAGEMENT_TAGS = frozenset({"management", "policymaker", "monitoring", "adminis
 READ_VERBS = frozenset({"overview", "list", "queue", "exchange", "connection", "channel", "queue_bindings",
                         "exchange_bindings", "alarms", "whoami"})
 #: Lists only an administrator may read.
-ADMIN_LISTS = frozenset({"users", "permissions", "user_limits"})
+ADMIN_LISTS = frozenset({"users", "permissions", "topic_permissions", "user_limits"})
 #: Queue actions: (the permission, resource kind, the argument naming it).
 RESOURCE_VERBS = {"purge_queue": (READ, "queue", "name"), "delete_queue": (CONFIGURE, "queue", "name"),
                   "get_messages": (READ, "queue", "name"), "publish": (WRITE, "exchange", "exchange")}

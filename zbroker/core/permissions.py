@@ -20,6 +20,14 @@ Rules (RabbitMQ's "Access Control" guide and its channel's checks):
 - A change takes effect at the connection's next operation: a connection looks its
   user's permissions up each time (one dict lookup; RabbitMQ may wait for a
   reconnect). Results are cached per permission object, which a change replaces.
+- Topic permissions (RabbitMQ's, on topic exchanges only): per user, vhost and exchange,
+  a ``write`` and a ``read`` expression on routing keys. A publish to a topic exchange
+  needs ``write`` to match each of its routing keys (CC/BCC too); binding from one needs
+  ``read`` to match the binding key. No entry for that exchange: allowed. ``{username}``
+  and ``{vhost}`` in an expression stand for the user's and vhost's names (escaped);
+  other ``{...}`` stay as written, as RabbitMQ's AMQP (``{client_id}`` is MQTT's).
+  Refusal: 403 ``write access to topic 'a.b' in exchange 'logs' in vhost '/' refused
+  for user 'bob'``.
 - Permissions are durable with the users (``users.py`` saves them).
 """
 from __future__ import annotations
@@ -78,11 +86,41 @@ class Permission:
         return [self.configure, self.write, self.read]
 
 
+@dataclass
+class TopicPermission:
+    """One user's ``write`` and ``read`` routing-key expressions on one topic exchange."""
+    write: str
+    read: str
+    _compiled: dict[tuple[str, str, str], re.Pattern] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for kind in (WRITE, READ):
+            pattern = getattr(self, kind)
+            if not isinstance(pattern, str):
+                raise PermissionError_(f"{kind}: a regular expression must be a string")
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise PermissionError_(f"{kind}: invalid regular expression '{pattern}': {exc}") from None
+
+    def allows(self, access: str, routing_key: str, user: str, vhost: str) -> bool:
+        key = (access, user, vhost)
+        pattern = self._compiled.get(key)
+        if pattern is None:
+            text = getattr(self, access) or "^$"
+            text = text.replace("{username}", re.escape(user)).replace("{vhost}", re.escape(vhost))
+            pattern = self._compiled[key] = re.compile(text)
+        return pattern.search(routing_key) is not None
+
+
 class Permissions:
-    """Every (user, vhost) → ``Permission``; the users' table owns it (``users.py``)."""
+    """Every (user, vhost) → ``Permission``, and topic permissions; the users' table owns
+    it (``users.py``)."""
 
     def __init__(self) -> None:
         self.table: dict[tuple[str, str], Permission] = {}
+        #: (user, vhost) -> exchange -> TopicPermission; empty while nobody has any.
+        self.topics: dict[tuple[str, str], dict[str, TopicPermission]] = {}
 
     def get(self, user: str, vhost: str) -> Permission | None:
         return self.table.get((user, vhost))
@@ -94,8 +132,32 @@ class Permissions:
         return self.table.pop((user, vhost), None) is not None
 
     def forget_user(self, user: str) -> None:
-        for key in [key for key in self.table if key[0] == user]:
-            del self.table[key]
+        for table in (self.table, self.topics):
+            for key in [key for key in table if key[0] == user]:
+                del table[key]
+
+    def set_topic(self, user: str, vhost: str, exchange: str, write: str, read: str) -> None:
+        self.topics.setdefault((user, vhost), {})[exchange] = TopicPermission(write, read)
+
+    def clear_topic(self, user: str, vhost: str, exchange: str | None = None) -> None:
+        """Clear one exchange's topic permissions, or (None) all of them in the vhost."""
+        table = self.topics.get((user, vhost), {})
+        if exchange is None:
+            table.clear()
+        else:
+            table.pop(exchange, None)
+        if not table:
+            self.topics.pop((user, vhost), None)
+
+    def topic_rows(self) -> list[list[str]]:
+        """``[user, vhost, exchange, write, read]`` sorted."""
+        return [[user, vhost, exchange, t.write, t.read]
+                for (user, vhost), table in sorted(self.topics.items()) for exchange, t in sorted(table.items())]
+
+    def restore_topics(self, rows: list[list[str]]) -> None:
+        self.topics.clear()
+        for user, vhost, exchange, write, read in rows:
+            self.set_topic(user, vhost, exchange, write, read)
 
     def rows(self) -> list[list[str]]:
         """``[user, vhost, configure, write, read]`` sorted: the snapshot's and listings' form."""
@@ -119,6 +181,19 @@ def check(permission: Permission | None, user: str, vhost: str, access: str, kin
     if permission is None or not permission.allows(access, name):
         raise ChannelError(errors.ACCESS_REFUSED,
                            f"{access} access to {resource(kind, name, vhost)} refused for user '{user}'")
+
+
+def check_topic(permissions: Permissions, user: str, vhost: str, access: str, exchange: str,
+                routing_keys: list[str]) -> None:
+    """Raise RabbitMQ's 403 unless each routing key is allowed on the topic exchange."""
+    table = permissions.topics.get((user, vhost))
+    topic = table.get(exchange) if table else None
+    if topic is None:
+        return
+    for key in routing_keys:
+        if not topic.allows(access, key, user, vhost):
+            raise ChannelError(errors.ACCESS_REFUSED, f"{access} access to topic '{key}' in exchange "
+                                                      f"'{exchange}' in vhost '{vhost}' refused for user '{user}'")
 
 
 def check_any(permission: Permission | None, user: str, vhost: str, kind: str, name: str) -> None:

@@ -34,7 +34,8 @@ def snapshot(vhosts: "VirtualHosts") -> dict[str, Any]:
     return {"format": FORMAT, "next_queue_id": vhosts.counts.next_queue_id,
             "vhosts": [{"name": name, "description": vhosts.info[name].description, "tags": vhosts.info[name].tags,
                         **_topology(topology)} for name, topology in vhosts.topologies.items()],
-            "users": users.snapshot(), "permissions": users.permissions.rows(), "limits": users.limits.snapshot()}
+            "users": users.snapshot(), "permissions": users.permissions.rows(), "limits": users.limits.snapshot(),
+            "topic_permissions": users.permissions.topic_rows()}
 
 
 def _topology(topology: Topology) -> dict[str, list]:
@@ -60,6 +61,7 @@ def restore(vhosts: "VirtualHosts", data: dict[str, Any]) -> dict[int, Queue]:
     if data.get("users"):  # (a snapshot of an older zbroker has none: guest as on a fresh broker)
         vhosts.users.restore(data["users"], data.get("permissions"))
         vhosts.users.limits.restore(data.get("limits"))
+        vhosts.users.permissions.restore_topics(data.get("topic_permissions") or [])
     sections = data["vhosts"] if data["format"] == FORMAT else [{"name": DEFAULT_VHOST, **data}]
     by_id: dict[int, Queue] = {}
     for section in sections:

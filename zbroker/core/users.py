@@ -134,7 +134,20 @@ class Users:
         """A vhost is deleted: the permissions and limits that name it go."""
         for user in list(self.users):
             self.permissions.clear(user, vhost)
+            self.permissions.clear_topic(user, vhost)
         self.limits.vhosts.pop(vhost, None)
+        self.changes += 1
+
+    def set_topic_permissions(self, name: str, vhost: str, exchange: str, write: str, read: str) -> None:
+        self._get(name)
+        self.check_vhost(vhost)
+        self.permissions.set_topic(name, vhost, exchange, write, read)
+        self.changes += 1
+
+    def clear_topic_permissions(self, name: str, vhost: str, exchange: str | None = None) -> None:
+        self._get(name)
+        self.check_vhost(vhost)
+        self.permissions.clear_topic(name, vhost, exchange)
         self.changes += 1
 
     def check_vhost(self, vhost: str) -> None:

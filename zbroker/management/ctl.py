@@ -49,6 +49,8 @@ LISTS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
     "list_users": ("users", "Listing users ...", ("user", "tags"), ("user", "tags", "hashing_algorithm")),
     "list_vhosts": ("vhosts", "Listing vhosts ...", ("name",), ("name", "description", "tags", "tracing",
                                                                 "default_queue_type")),
+    "list_topic_permissions": ("topic_permissions", 'Listing topic permissions for vhost "{vhost}" ...',
+                               ("user", "exchange", "write", "read"), ("user", "exchange", "write", "read")),
     "list_vhost_limits": ("vhost_limits", "Listing limits for all vhosts ...", ("vhost", "value"), ("vhost", "value")),
     "list_user_limits": ("user_limits", "Listing limits for all users ...", ("user", "value"), ("user", "value")),
     "list_permissions": ("permissions", 'Listing permissions for vhost "{vhost}" ...', ("user", "configure", "write", "read"),
@@ -301,6 +303,13 @@ VERBS: dict[str, tuple[tuple[str, ...], str, str]] = {
                         "(RabbitMQ's: '.*' allows all, '' nothing, '^app\\.' names starting 'app.')."),
     "clear_permissions": (("username",), 'Clearing permissions for user "{username}" in vhost "{vhost}" ...',
                           "Take USERNAME's permissions in the vhost away."),
+    "set_topic_permissions": (("username", "exchange", "write", "read"),
+                              'Setting topic permissions on "{exchange}" for user "{username}" in vhost "{vhost}" ...',
+                              "Give USERNAME the WRITE and READ routing-key expressions on the topic EXCHANGE "
+                              "({username} and {vhost} in them stand for those names)."),
+    "clear_topic_permissions": (("username", "exchange?"),
+                                'Clearing topic permissions for user "{username}" in vhost "{vhost}" ...',
+                                "Take USERNAME's topic permissions on EXCHANGE (all of them without it) away."),
     "set_vhost_limits": (("definition",), 'Applying limits to vhost "{vhost}" ...',
                          "Limit the vhost: DEFINITION is JSON, e.g. '{\"max-connections\": 100, "
                          "\"max-queues\": 500}' (negative: no limit)."),
@@ -313,7 +322,7 @@ VERBS: dict[str, tuple[tuple[str, ...], str, str]] = {
 }
 #: Verbs that act in a vhost (``-p``/``--vhost``, as rabbitmqctl).
 IN_VHOST = frozenset({"set_permissions", "clear_permissions", "set_vhost_limits", "clear_vhost_limits",
-                      "purge_queue"})
+                      "purge_queue", "set_topic_permissions", "clear_topic_permissions"})
 #: Positional arguments that name the object a verb acts on (sent as ``name``).
 NAMING = frozenset({"username", "queue", "vhost"})
 
@@ -333,12 +342,14 @@ def _verb_command(verb: str) -> None:
         c = _ctl(ctx)
         c.info(info.format(**{**given, "tags": ", ".join(given.get("tags", ()))}))
         arguments = {"name": given.pop(names[0])} if names and names[0] in NAMING else {}
+        given = {key: value for key, value in given.items() if value is not None}
         for key, value in given.items():
             arguments[key] = list(value) if key == "tags" else _json_argument(value) if key == "definition" else value
         c.ask(verb, **arguments)
 
-    for name in reversed(names):
-        command = click.argument(name, nargs=-1 if name == "tags" else 1)(command)
+    for name in reversed(names):  # ("NAME?": optional)
+        command = click.argument(name.rstrip("?"), nargs=-1 if name == "tags" else 1,
+                                 required=not name.endswith("?"))(command)
     if verb in IN_VHOST:
         command = click.option("-p", "--vhost", default="/", show_default=True, help="The virtual host.")(command)
     ctl.command(verb, help=help_text)(command)
@@ -348,15 +359,30 @@ for _verb in VERBS:
     _verb_command(_verb)
 
 
-@ctl.command("list_user_permissions")
-@click.argument("username")
-@_formatting
-@click.pass_context
-def list_user_permissions(ctx: click.Context, username: str, formatter: str, quiet: bool, no_headers: bool) -> None:
-    """List USERNAME's permissions in each vhost."""
-    c = _ctl(ctx, formatter, quiet, no_headers)
-    c.info(f'Listing permissions for user "{username}" ...')
-    c.rows(("vhost", "configure", "write", "read"), c.ask("user_permissions", name=username))
+#: Per-user listings: verb -> (management verb, what the info line calls them, columns).
+USER_LISTS = {
+    "list_user_permissions": ("user_permissions", "permissions", ("vhost", "configure", "write", "read")),
+    "list_user_topic_permissions": ("user_topic_permissions", "topic permissions",
+                                    ("vhost", "exchange", "write", "read")),
+}
+
+
+def _user_list_command(verb: str) -> None:
+    request, what, columns = USER_LISTS[verb]
+
+    @click.argument("username")
+    @_formatting
+    @click.pass_context
+    def command(ctx: click.Context, username: str, formatter: str, quiet: bool, no_headers: bool) -> None:
+        c = _ctl(ctx, formatter, quiet, no_headers)
+        c.info(f'Listing {what} for user "{username}" ...')
+        c.rows(columns, c.ask(request, name=username))
+
+    ctl.command(verb, help=f"List USERNAME's {what} in each vhost.")(command)
+
+
+for _verb in USER_LISTS:
+    _user_list_command(_verb)
 
 
 @ctl.command("close_connection")

@@ -266,6 +266,25 @@ def routes(api: Api) -> list[web.RouteDef]:
                       **{key: body.get(key, "") for key in ("configure", "write", "read")})
         return web.Response(status=204)
 
+    async def topic_permissions(request: web.Request) -> web.Response:
+        return _json(await api.ask("list", kind="topic_permissions"))
+
+    async def user_topic_permissions(request: web.Request) -> web.Response:
+        found = await api.ask("user_topic_permissions", name=api.name(request, "user" if "user" in
+                                                                        request.match_info else "name"))
+        vhost = _vhost.get()
+        return _json([t for t in found if vhost is None or t["vhost"] == vhost])
+
+    async def put_topic_permission(request: web.Request) -> web.Response:
+        body = await api.body(request)
+        await api.ask("set_topic_permissions", name=api.name(request, "user"), exchange=body.get("exchange"),
+                      write=body.get("write", ""), read=body.get("read", ""))
+        return web.Response(status=204)
+
+    async def delete_topic_permission(request: web.Request) -> web.Response:
+        await api.ask("clear_topic_permissions", name=api.name(request, "user"))
+        return web.Response(status=204)
+
     async def limits(request: web.Request) -> web.Response:
         kind = "vhost_limits" if request.path.startswith("/api/vhost-limits") else "user_limits"
         return _json(await api.ask("list", kind=kind))
@@ -314,6 +333,11 @@ def routes(api: Api) -> list[web.RouteDef]:
         r.get("/api/permissions", permissions), r.get("/api/permissions/{vhost}/{user}", permission),
         r.put("/api/permissions/{vhost}/{user}", put_permission),
         r.delete("/api/permissions/{vhost}/{user}", delete_permission),
+        r.get("/api/topic-permissions", topic_permissions),
+        r.get("/api/topic-permissions/{vhost}/{user}", user_topic_permissions),
+        r.put("/api/topic-permissions/{vhost}/{user}", put_topic_permission),
+        r.delete("/api/topic-permissions/{vhost}/{user}", delete_topic_permission),
+        r.get("/api/users/{name}/topic-permissions", user_topic_permissions),
         r.get("/api/vhost-limits", limits), r.get("/api/user-limits", limits),
         r.put("/api/vhost-limits/{owner}/{limit}", put_limit), r.delete("/api/vhost-limits/{owner}/{limit}", delete_limit),
         r.put("/api/user-limits/{owner}/{limit}", put_limit), r.delete("/api/user-limits/{owner}/{limit}", delete_limit),
