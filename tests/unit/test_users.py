@@ -107,3 +107,12 @@ def test_a_user_id_property_must_be_the_logged_in_user() -> None:
     assert (got[0][0], got[0][1][1:]) == (Op.CHANNEL_CLOSE, [406, "PRECONDITION_FAILED - user_id property set to "
                                                                  "'bob' but authenticated user was 'guest'"])
     assert broker.topology.queues["q"].message_count == 1
+
+
+def test_a_hello_without_a_password_is_refused_not_taken_as_authenticated() -> None:
+    """The core reads password None as "the wire checked the login" (AMQP does at
+    start-ok): the zbroker wire must never let a peer send None there."""
+    broker = Broker()
+    [(op, fields, _)] = FakePeer(broker, b"x").send(Op.HELLO, None, "/", "guest", None, {})
+    assert (op, fields) == (Op.CONNECTION_CLOSE, [502, "SYNTAX_ERROR - HELLO.password must be str, got NoneType"])
+    assert broker.connections == {}

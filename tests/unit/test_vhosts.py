@@ -95,6 +95,13 @@ def test_vhosts_are_durable_and_travel_in_definitions(broker: Broker) -> None:
     third = Broker()
     assert Management(third).handle("import_definitions", {"definitions": exported})["vhosts"] == 2
     assert "q" in third.vhosts.get("staging").queues and third.users.permissions.get("guest", "staging")
+    rabbitmq_311 = {"vhosts": [{"name": "prod", "metadata": {"description": "production", "tags": ["eu"]}}]}
+    Management(third).handle("import_definitions", {"definitions": rabbitmq_311})
+    assert (third.vhosts.info["prod"].description, third.vhosts.info["prod"].tags) == ("production", ["eu"])
+    with pytest.raises(ManagementError, match="limits in a vhost entry are not read"):
+        Management(third).handle("import_definitions", {"definitions": {
+            "vhosts": [{"name": "capped", "limits": [{"max-queues": 1}]}]}})
+    assert third.vhosts.get("capped") is None
     with pytest.raises(ManagementError, match="vhost 'nowhere', which neither exists nor is in the file"):
         Management(third).handle("import_definitions", {"definitions": {
             "queues": [{"name": "q", "vhost": "nowhere"}]}})

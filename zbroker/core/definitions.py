@@ -104,7 +104,9 @@ def apply(broker: "Broker", data: Any) -> dict[str, int]:
     _check(broker, exchanges, queues, bindings)
     for v in vhosts:
         if broker.vhosts.get(v["name"]) is None:
-            broker.add_vhost(v["name"], v.get("description") or "", _tags(v.get("tags")))
+            metadata = v.get("metadata") or {}  # (RabbitMQ 3.11+ keeps description and tags there)
+            broker.add_vhost(v["name"], v.get("description") or metadata.get("description") or "",
+                             _tags(v.get("tags") or metadata.get("tags")))
     users_db = broker.users
     for user in users:
         users_db.put(user["name"], user["password_hash"], user.get("hashing_algorithm", SHA256),
@@ -151,6 +153,11 @@ def _vhosts(data: dict) -> list[dict]:
             raise DefinitionsError(f"a vhost entry lacks a name: {vhost!r}")
         if len(vhost["name"].encode()) > 255:
             raise DefinitionsError(f"vhost name longer than 255 bytes: {vhost['name'][:40]!r}...")
+        if vhost.get("limits"):
+            raise DefinitionsError(f"vhost '{vhost['name']}': limits in a vhost entry are not read by zbroker; "
+                                   "give them as a 'vhost-limits' parameter (nothing was imported)")
+        if not isinstance(vhost.get("metadata") or {}, dict):
+            raise DefinitionsError(f"vhost '{vhost['name']}': metadata must be an object")
     return vhosts
 
 
