@@ -17,7 +17,6 @@ this machine -- and reported per message published (per call for rpc).
 """
 from __future__ import annotations
 
-import importlib
 import json
 import multiprocessing
 import os

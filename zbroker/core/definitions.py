@@ -93,13 +93,11 @@ def apply(broker: "Broker", data: Any) -> dict[str, int]:
     known = set(broker.vhosts.topologies) | {v["name"] for v in vhosts}
     users = _users(data)
     known_users = {u["name"] for u in users} | set(broker.users.users)
-    permissions = _permissions(data, "permissions", known_users)
-    topic_permissions = _permissions(data, "topic_permissions", known_users)
+    permissions = _permissions(data, "permissions", known_users, known)
+    topic_permissions = _permissions(data, "topic_permissions", known_users, known)
     exchanges = _entries(data, "exchanges", ("name", "type"), known)
     queues = _entries(data, "queues", ("name",), known)
     bindings = _entries(data, "bindings", ("source", "destination", "destination_type"), known)
-    _entries(data, "permissions", (), known)
-    _entries(data, "topic_permissions", (), known)
     _entries(data, "parameters", (), known)
     _check(broker, exchanges, queues, bindings)
     for v in vhosts:
@@ -193,10 +191,10 @@ PERMISSION_ENTRIES: dict[str, tuple[str, tuple[str, ...], Any]] = {
 }
 
 
-def _permissions(data: dict, key: str, users: set[str]) -> list[dict]:
-    """The file's ``key`` entries, checked whole (user known, expressions compile)."""
+def _permissions(data: dict, key: str, users: set[str], vhosts: set[str]) -> list[dict]:
+    """The file's ``key`` entries, checked whole (user and vhost known, expressions compile)."""
     label, required, make = PERMISSION_ENTRIES[key]
-    entries = _entries(data, key, required, None)
+    entries = _entries(data, key, required, vhosts)
     for entry in entries:
         if entry["user"] not in users:
             raise DefinitionsError(f"{label} for user '{entry['user']}': no such user")
@@ -231,9 +229,9 @@ def queue_arguments(entry: dict) -> dict:
     return arguments
 
 
-def _entries(data: dict, key: str, required: tuple[str, ...], vhosts: set[str] | None) -> list[dict]:
+def _entries(data: dict, key: str, required: tuple[str, ...], vhosts: set[str]) -> list[dict]:
     """The file's ``key`` entries, each checked: an object with the ``required`` string
-    fields, in one of ``vhosts`` (None: not checked here)."""
+    fields, in one of ``vhosts``."""
     entries = data.get(key) or []
     if not isinstance(entries, list):
         raise DefinitionsError(f"'{key}' must be a list")
@@ -243,7 +241,7 @@ def _entries(data: dict, key: str, required: tuple[str, ...], vhosts: set[str] |
         missing = [field for field in required if not isinstance(entry.get(field), str)]
         if missing:
             raise DefinitionsError(f"an entry of '{key}' lacks {', '.join(missing)}: {entry!r}")
-        if vhosts is not None and entry.get("vhost", VHOST) not in vhosts:
+        if entry.get("vhost", VHOST) not in vhosts:
             label = entry.get("name", entry.get("source", entry.get("user")))
             raise DefinitionsError(f"{key[:-1]} '{label}' is in vhost '{entry['vhost']}', which neither exists "
                                    "nor is in the file")

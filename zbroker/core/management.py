@@ -357,18 +357,18 @@ class Management:
         return {"created": created}
 
     def _user_permissions(self, args: dict, facts: dict) -> list[dict]:
-        users = self.broker.users
-        name = _arg(args, "name", str)
-        if name not in users.users:
-            raise not_found()
-        return [_permission_view(row) for row in users.permissions.rows() if row[0] == name]
+        return self._users_rows(args, self.broker.users.permissions.rows(), _permission_view)
 
     def _user_topic_permissions(self, args: dict, facts: dict) -> list[dict]:
-        users = self.broker.users
+        return self._users_rows(args, self.broker.users.permissions.topic_rows(), _topic_permission_view)
+
+    def _users_rows(self, args: dict, rows: list[list[str]], view: Callable[[list[str]], dict]) -> list[dict]:
+        """The rows (user first) of the user ``args`` names, as ``view`` shows them; 404 if
+        there is no such user."""
         name = _arg(args, "name", str)
-        if name not in users.users:
+        if name not in self.broker.users.users:
             raise not_found()
-        return [_topic_permission_view(row) for row in users.permissions.topic_rows() if row[0] == name]
+        return [view(row) for row in rows if row[0] == name]
 
     def _add_vhost(self, args: dict, facts: dict) -> dict[str, str]:
         name = _arg(args, "name", str)

@@ -69,13 +69,12 @@ class NativeWire:
         try:
             if parts[start] != HEADER:
                 if parts[start] == MANAGEMENT_HEADER and self.management is not None:
-                    host = self.peer_address(frame) if frame is not None and self.peer_address else None
-                    self.management.handle(peer, parts[start:], host)
+                    self.management.handle(peer, parts[start:], self._host(frame))
                     return
                 check_header(parts[start])  # raises the right ProtocolError
             for op, fields, body in decode_message(parts, start + 1):
                 if conn is None:
-                    host = self.peer_address(frame) if frame is not None and self.peer_address else None
+                    host = self._host(frame)
                     conn = self._unknown_peer(peer, op, fields, now, host)
                     if conn is None:
                         return
@@ -113,6 +112,10 @@ class NativeWire:
             broker.close_connection(peer, exc.code, exc.detail)
         finally:
             broker.after_input()
+
+    def _host(self, frame: Any) -> str | None:
+        """The host a frame came from (None: unknown, or a local transport)."""
+        return self.peer_address(frame) if frame is not None and self.peer_address else None
 
     def _refuse(self, conn: Any, detail: str) -> None:
         log.warning("connection %s closed: %s", conn.name, detail)
