@@ -18,6 +18,7 @@ from enum import IntEnum
 
 
 class Method(IntEnum):
+    CONNECTION_UPDATE_SECRET_OK = 0  # (the last free connection-level numbers: 0 and 9)
     HELLO = 1  # connection.start/tune/open folded into one request (the zbroker wire's)
     HELLO_OK = 2
     CONNECTION_CLOSE = 3
@@ -26,6 +27,7 @@ class Method(IntEnum):
     CONNECTION_UNBLOCKED = 6
     PUBLISH_CREDIT = 7  # the zbroker wire's flow control: bytes a client may publish more
     DELIVERY_READ = 8  # the zbroker wire's flow control: delivery bytes a client took in
+    CONNECTION_UPDATE_SECRET = 9  # RabbitMQ's extension: renew an expiring credential
     CHANNEL_OPEN = 10
     CHANNEL_OPEN_OK = 11
     CHANNEL_CLOSE = 12

@@ -13,13 +13,18 @@ import subprocess
 import sys
 import time
 
+import pamqp.exceptions
 import pytest
+from pamqp import commands as C
+from pamqp import frame
+from pamqp.heartbeat import Heartbeat
 
 from tests.support import Broker, child_env, python_snippet
 
 pika = pytest.importorskip("pika")
 
 import zbroker.client as zpika  # noqa: E402
+from zbroker.amqp.codec import PROTOCOL_HEADER  # noqa: E402
 
 
 def amqp(broker: Broker, **kwargs: object) -> "pika.BlockingConnection":
@@ -104,11 +109,62 @@ def test_bad_bytes_close_only_their_connection(broker: Broker) -> None:
     broker.wait_for("frame_too_large,200\\d+,131064")
 
 
-def test_update_secret_is_refused_540(broker: Broker) -> None:
-    conn = amqp(broker)
-    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as info:
-        conn.update_secret("s", "rotation")
-    assert (info.value.reply_code, info.value.reply_text) == (540, "NOT_IMPLEMENTED - connection.update_secret")
+class RawAmqp:
+    """A client on a bare socket: frames in and out with pamqp, nothing hidden."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.settimeout(10)
+        self.buffer = b""
+
+    def send(self, channel: int, method: object) -> None:
+        self.sock.sendall(frame.marshal(method, channel))
+
+    def receive(self) -> object:
+        while True:
+            try:
+                used, _, value = frame.unmarshal(self.buffer)
+            except pamqp.exceptions.UnmarshalingException:
+                chunk = self.sock.recv(65536)
+                assert chunk, "the broker closed the socket"
+                self.buffer += chunk
+                continue
+            self.buffer = self.buffer[used:]
+            return value
+
+    def open(self, heartbeat: int) -> None:
+        self.sock.sendall(PROTOCOL_HEADER)
+        assert isinstance(self.receive(), C.Connection.Start)
+        self.send(0, C.Connection.StartOk({"product": "raw"}, "PLAIN", "\0guest\0guest", "en_US"))
+        tune = self.receive()
+        self.send(0, C.Connection.TuneOk(tune.channel_max, tune.frame_max, heartbeat))
+        self.send(0, C.Connection.Open("/"))
+        assert isinstance(self.receive(), C.Connection.OpenOk)
+
+
+def test_after_close_ok_the_client_closes_the_socket_as_with_rabbitmq(broker: Broker) -> None:
+    """The broker does not hang up after close-ok (an asyncio client would meet
+    end-of-file before its own close): it waits for the client, bounded by the heartbeat."""
+    client = RawAmqp(broker.amqp_port)
+    client.open(heartbeat=0)
+    client.send(0, C.Connection.Close(200, "bye", 0, 0))
+    assert isinstance(client.receive(), C.Connection.CloseOk)
+    client.sock.settimeout(1.0)
+    with pytest.raises(socket.timeout):  # still open: closing is the client's to do
+        client.sock.recv(1)
+    client.sock.close()
+    bounded = RawAmqp(broker.amqp_port)
+    bounded.open(heartbeat=1)  # a silent client: the broker closes 1 s (its heartbeat) later
+    bounded.send(0, C.Connection.Close(200, "bye", 0, 0))
+    started = time.monotonic()
+    assert isinstance(bounded.receive(), C.Connection.CloseOk)
+    while True:
+        data = bounded.sock.recv(65536)
+        if not data:
+            break
+        assert data == frame.marshal(Heartbeat(), 0), data  # (one may have been on its way)
+    assert time.monotonic() - started < 10
+    bounded.sock.close()
 
 
 def test_a_sigkilled_amqp_consumer_s_messages_go_to_a_zbroker_consumer(broker: Broker) -> None:

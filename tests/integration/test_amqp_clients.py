@@ -130,11 +130,16 @@ def test_aio_pika_robust_connection_confirms_and_rpc(broker: Broker, tmp_path: P
                     return x * y
                 await rpc.register("multiply", multiply, auto_delete=True)
                 print("rpc", await rpc.proxy.multiply(x=6, y=7), flush=True)
+                # close() cancels the result consumer (the auto-delete result queue goes)
+                # and then unbinds that queue: unbinding what is gone is unbind-ok.
+                await rpc.close()
+                print("rpc closed", flush=True)
 
         asyncio.run(main())
     """, tmp_path)
     proc.wait_for("consumed True", timeout=30)
     proc.wait_for("rpc 42", timeout=30)
+    proc.wait_for("rpc closed", timeout=30)
     assert proc.wait() == 0
 
 

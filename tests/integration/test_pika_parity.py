@@ -77,11 +77,19 @@ def test_channel_flow_true_answers_true(connect: Callable) -> None:
     assert ch.flow(True) is True
 
 
-def test_update_secret_is_refused_with_pikas_exception(zconnect: Callable) -> None:
-    """zbroker's client refuses before sending; over AMQP the broker answers 540
-    (tests/integration/test_amqp.py)."""
-    with pytest.raises(exceptions.MethodNotImplemented):
-        zconnect().update_secret("new", "rotation")
+def test_update_secret_is_answered_and_the_connection_goes_on(broker: Broker, connect: Callable, pika) -> None:
+    """As RabbitMQ's internal user database: update-secret-ok, the same user, logged with
+    the reason (never the secret); on both wires, with pika's method and exceptions."""
+    conn = connect()
+    ch = conn.channel()
+    assert conn.update_secret("n3w-t0ken", "rotation") is None
+    ch.queue_declare("after-secret")
+    assert ch.queue_declare("after-secret", passive=True).method.queue == "after-secret"
+    broker.wait_for("user 'guest' updated secret, reason: rotation")
+    assert "n3w-t0ken" not in broker.log()
+    conn.close()
+    with pytest.raises(pika.exceptions.ConnectionWrongStateError):
+        conn.update_secret("again", "closed")
 
 
 def test_after_a_lost_connection_later_calls_raise_wrong_state() -> None:

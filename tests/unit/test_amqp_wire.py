@@ -15,6 +15,7 @@ from pamqp.heartbeat import Heartbeat
 
 from tests.unit.amqp_peer import AmqpPeer, make
 from zbroker.amqp.codec import PROTOCOL_HEADER
+from zbroker.wires.amqp import CLOSE_OK_WAIT_S
 
 
 def opened(**broker_args) -> tuple:  # noqa: ANN003
@@ -223,13 +224,31 @@ def test_recover_async_requeues_without_an_answer() -> None:
     assert peer.methods() == [] and broker.topology.queues["q"].message_count == 1
 
 
-def test_immediate_no_local_and_update_secret_are_refused_540() -> None:
+def test_immediate_and_no_local_are_refused_540() -> None:
     for method, text in ((C.Basic.Publish(exchange="", routing_key="q", immediate=True), "immediate=true"),
-                         (C.Basic.Consume(queue="q", no_local=True), "no_local=true"),
-                         (C.Connection.UpdateSecret("s", "r"), "connection.update_secret")):
+                         (C.Basic.Consume(queue="q", no_local=True), "no_local=true")):
         _, _, _, peer = opened()
-        peer.send(0 if isinstance(method, C.Connection.UpdateSecret) else 1, method)
+        peer.send(1, method)
         assert closed_with(peer) == (540, f"NOT_IMPLEMENTED - {text}")
+
+
+def test_update_secret_is_answered_as_rabbitmq_s_internal_database_does() -> None:
+    broker, _, _, peer = opened()
+    user = broker.connections[peer.key].user
+    peer.send(0, C.Connection.UpdateSecret("t0ken", "rotation"))
+    assert [type(m) for m in peer.methods()] == [C.Connection.UpdateSecretOk]
+    assert broker.connections[peer.key].user == user
+    peer.send(1, C.Queue.Declare(queue="still-open"))
+    assert isinstance(peer.methods()[0], C.Queue.DeclareOk)
+
+
+def test_update_secret_before_the_connection_is_open_is_refused() -> None:
+    broker, wire, clock = make()
+    peer = AmqpPeer(wire, clock)
+    peer.send_bytes(PROTOCOL_HEADER)
+    peer.take()
+    peer.send(0, C.Connection.UpdateSecret("t0ken", "early"))
+    assert closed_with(peer)[0] == 503
 
 
 def test_a_body_larger_than_allowed_closes_the_channel_at_its_header_and_is_skipped() -> None:
@@ -297,11 +316,25 @@ def test_an_alarm_holds_the_next_publish_in_the_buffer_until_it_clears() -> None
     assert wire.reading(peer.key) and broker.topology.queues["q"].message_count == 2
 
 
-def test_client_close_is_answered_and_the_socket_closed() -> None:
-    broker, wire, clock, peer = opened()
-    peer.send(0, C.Connection.Close(200, "bye", 0, 0))
-    assert isinstance(peer.take()[1], C.Connection.CloseOk) and peer.closed
-    assert peer.key not in broker.connections
+def test_client_close_is_answered_and_closing_the_socket_is_left_to_the_client() -> None:
+    """RabbitMQ's order: close-ok, then the client closes; the broker keeps reading (to
+    see end-of-file) and discards what comes, and closes the socket itself only after
+    the client's heartbeat timeout (at most CLOSE_OK_WAIT_S)."""
+    for heartbeat, wait in ((0, CLOSE_OK_WAIT_S), (5, 5.0)):
+        broker, wire, clock = make()
+        peer = AmqpPeer(wire, clock)
+        peer.handshake(heartbeat=heartbeat)
+        peer.open_channel()
+        peer.send(0, C.Connection.Close(200, "bye", 0, 0))
+        assert isinstance(peer.take()[1], C.Connection.CloseOk)
+        assert peer.key not in broker.connections
+        assert not peer.closed and wire.reading(peer.key)  # it sees the client's end-of-file
+        peer.send(1, C.Queue.Declare(queue="ignored"))
+        assert "ignored" not in broker.topology.queues and peer.methods() == []
+        wire.tick(clock.advance(wait - 0.5))
+        assert not peer.closed
+        wire.tick(clock.advance(0.75))
+        assert peer.closed
 
 
 def test_after_the_brokers_close_only_close_ok_is_read() -> None:

@@ -199,3 +199,41 @@ def test_deleting_a_queue_removes_its_bindings(peer: FakePeer) -> None:
     peer.send(Op.QUEUE_BIND, 1, "q", "amq.topic", "a.#", {})
     peer.send(Op.QUEUE_DELETE, 1, "q", False, False)
     assert peer.broker.topology.exchanges["amq.topic"].bindings == {}
+
+
+def unbind_queue(peer: FakePeer, queue: str, exchange: str, key: str = "k") -> list:
+    return peer.send(Op.QUEUE_UNBIND, 1, queue, exchange, key, {})
+
+
+def unbind_exchange(peer: FakePeer, destination: str, source: str, key: str = "k") -> list:
+    return peer.send(Op.EXCHANGE_UNBIND, 1, destination, source, key, {})
+
+
+def test_unbinding_what_is_gone_is_unbind_ok_as_rabbitmq(peer: FakePeer) -> None:
+    """Unbinding is idempotent (RabbitMQ 3.10's rabbit_binding:remove): a missing queue,
+    exchange or binding answers unbind-ok, so a client may unbind what auto-delete took."""
+    peer.exchange("x")
+    peer.declare("q")
+    assert unbind_queue(peer, "q", "x")[0][0] == Op.QUEUE_UNBIND_OK            # no such binding
+    assert unbind_queue(peer, "gone", "x")[0][0] == Op.QUEUE_UNBIND_OK         # no such queue
+    assert unbind_queue(peer, "q", "gone")[0][0] == Op.QUEUE_UNBIND_OK         # no such exchange
+    assert unbind_exchange(peer, "gone", "x")[0][0] == Op.EXCHANGE_UNBIND_OK   # no destination
+    assert unbind_exchange(peer, "x", "gone")[0][0] == Op.EXCHANGE_UNBIND_OK   # no source
+    assert unbind_exchange(peer, "x", "amq.direct")[0][0] == Op.EXCHANGE_UNBIND_OK  # no binding
+    peer.bind("q", "x", "k")
+    assert unbind_queue(peer, "q", "x")[0][0] == Op.QUEUE_UNBIND_OK
+    assert peer.broker.topology.exchanges["x"].bindings == {}
+
+
+def test_unbinding_the_default_exchange_is_still_refused(peer: FakePeer) -> None:
+    assert close_of(unbind_queue(peer, "q", "")) == (
+        403, "ACCESS_REFUSED - operation not permitted on the default exchange")
+
+
+def test_unbinding_another_connections_exclusive_queue_is_405_when_bound(peer: FakePeer) -> None:
+    owner = FakePeer(peer.broker, b"owner").open()
+    owner.send(Op.QUEUE_DECLARE, 1, "mine", False, False, True, False, {})
+    assert unbind_queue(peer, "mine", "amq.direct")[0][0] == Op.QUEUE_UNBIND_OK  # nothing to remove
+    owner.bind("mine", "amq.direct", "k")
+    assert close_of(unbind_queue(peer, "mine", "amq.direct"))[0] == 405
+    assert [(d.name, k) for d, k, _ in peer.broker.topology.exchanges["amq.direct"].bindings] == [("mine", "k")]

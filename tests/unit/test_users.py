@@ -116,3 +116,15 @@ def test_a_hello_without_a_password_is_refused_not_taken_as_authenticated() -> N
     [(op, fields, _)] = FakePeer(broker, b"x").send(Op.HELLO, None, "/", "guest", None, {})
     assert (op, fields) == (Op.CONNECTION_CLOSE, [502, "SYNTAX_ERROR - HELLO.password must be str, got NoneType"])
     assert broker.connections == {}
+
+
+def test_update_secret_on_the_zbroker_wire_is_answered_and_keeps_the_user() -> None:
+    """As RabbitMQ's internal database: nothing expires, so update-secret-ok, same user;
+    the broker-only answer sent by a client closes that connection (503)."""
+    broker = Broker()
+    peer = FakePeer(broker, b"p").open()
+    assert peer.send(Op.CONNECTION_UPDATE_SECRET, "t0ken", "rotation") == [(Op.CONNECTION_UPDATE_SECRET_OK, [], None)]
+    assert broker.connections[b"p"].user == "guest"
+    assert peer.declare("still-open")[0][0] == Op.QUEUE_DECLARE_OK
+    [(op, fields, _)] = peer.send(Op.CONNECTION_UPDATE_SECRET_OK)
+    assert (op, fields[0]) == (Op.CONNECTION_CLOSE, 503)

@@ -138,6 +138,7 @@ def reply_text(text: str) -> str:
 OUTBOUND: dict[int, tuple[type, Callable[[tuple], tuple]]] = {
     M.CONNECTION_CLOSE: (C.Connection.Close, lambda e: (e[1], reply_text(e[2]), 0, 0)),
     M.CONNECTION_CLOSE_OK: (C.Connection.CloseOk, lambda e: ()),
+    M.CONNECTION_UPDATE_SECRET_OK: (C.Connection.UpdateSecretOk, lambda e: ()),
     M.CONNECTION_BLOCKED: (C.Connection.Blocked, lambda e: (e[1],)),
     M.CONNECTION_UNBLOCKED: (C.Connection.Unblocked, lambda e: ()),
     M.CHANNEL_OPEN_OK: (C.Channel.OpenOk, lambda e: (b"",)),

@@ -112,6 +112,7 @@ class BlockingConnection:
         #: ConnectionWrongStateError, as in pika.
         self._reason_raised = False
         self._close_ok = False
+        self._secret_ok = False
         self._sock: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None
         self._poll_items: list[tuple[Any, int]] = []
@@ -389,6 +390,8 @@ class BlockingConnection:
             self._lose(exceptions.ConnectionClosedByBroker(fields[0], fields[1]))
         elif op == Op.CONNECTION_CLOSE_OK:
             self._close_ok = True
+        elif op == Op.CONNECTION_UPDATE_SECRET_OK:
+            self._secret_ok = True
 
     def _on_blocked(self, blocked: bool, fields: list[Any]) -> None:
         """The broker holds (or releases) our publishing: pika's Connection.Blocked."""
@@ -556,9 +559,17 @@ class BlockingConnection:
             pass  # the pipe is full: a wake-up is pending anyway
 
     def update_secret(self, new_secret: str, reason: str) -> None:
-        """pika's connection.update-secret: zbroker has no expiring credentials to renew."""
-        raise exceptions.MethodNotImplemented(
-            "update_secret is not supported: zbroker does not use expiring credentials")
+        """pika's connection.update-secret (RabbitMQ's extension, for expiring credentials
+        such as OAuth 2 tokens); returns once the broker's update-secret-ok came. zbroker's
+        users, like RabbitMQ's internal ones, never expire: the broker answers ok and the
+        connection keeps its user."""
+        if not self.is_open:
+            raise exceptions.ConnectionWrongStateError(f"Secret update requires an open connection: {self}")
+        if not isinstance(new_secret, str) or not isinstance(reason, str):
+            raise TypeError("new_secret and reason must be str")
+        self._secret_ok = False
+        self._send([encode(Op.CONNECTION_UPDATE_SECRET, new_secret, reason)])
+        self._wait_until(lambda: self._secret_ok)
 
     def add_on_connection_blocked_callback(self, callback: Callable[..., None]) -> None:
         self._blocked_callbacks.append(callback)

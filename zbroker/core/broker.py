@@ -74,6 +74,7 @@ DISPATCH_BATCH = 1000
 
 #: Hot-path method numbers as plain ints (an IntEnum member look-up costs ~90 ns on 3.11).
 _CONNECTION_CLOSE, _CONNECTION_CLOSE_OK = int(M.CONNECTION_CLOSE), int(M.CONNECTION_CLOSE_OK)
+_UPDATE_SECRET = int(M.CONNECTION_UPDATE_SECRET)
 _GET_OK, _GET_EMPTY, _RETURN = int(M.BASIC_GET_OK), int(M.BASIC_GET_EMPTY), int(M.BASIC_RETURN)
 
 
@@ -226,13 +227,21 @@ class Broker:
         return None
 
     def command(self, conn: Connection, op: int, fields: list[Any], body: Any, now: float) -> None:
-        """Apply one command of an open connection (channel commands and connection.close)."""
+        """Apply one command of an open connection (channel commands, connection.close
+        and connection.update-secret)."""
         self.now = now
         try:
             if op == _CONNECTION_CLOSE:
                 log.info("connection %s closed by client (%s %s)", conn.name, *fields)
                 self._drop_connection(conn)
                 conn.send((_CONNECTION_CLOSE_OK,))
+            elif op == _UPDATE_SECRET:
+                # As RabbitMQ's internal user database: its credentials never expire, so
+                # the connection keeps its user and the secret is not checked
+                # (rabbit_access_control:update_state keeps a backend whose expiry is
+                # ``never``); the answer is update-secret-ok and this line.
+                log.info("connection %s: user '%s' updated secret, reason: %s", conn.name, conn.user, fields[1])
+                conn.send((M.CONNECTION_UPDATE_SECRET_OK,))
             elif op != _CONNECTION_CLOSE_OK:
                 self._channel_command(conn, op, fields, body)
         except Exception:
@@ -600,8 +609,7 @@ class Broker:
     def _exchange_unbind(self, channel: Channel, _: Any, destination: str, source: str,
                          routing_key: str, arguments: dict) -> None:
         self._may_bind(channel.connection, "exchange", destination, source, routing_key)
-        topology = channel.connection.topology
-        topology.unbind(topology.exchange(destination), source, routing_key, arguments)
+        channel.connection.topology.unbind(destination, False, source, routing_key, arguments, None)
         channel.send((M.EXCHANGE_UNBIND_OK, channel.number))
 
     def _queue_declare(self, channel: Channel, _: Any, queue: str, passive: bool, durable: bool,
@@ -637,8 +645,7 @@ class Broker:
     def _queue_unbind(self, channel: Channel, _: Any, queue: str, exchange: str, routing_key: str,
                       arguments: dict) -> None:
         self._may_bind(channel.connection, "queue", queue, exchange, routing_key)
-        topology = channel.connection.topology
-        topology.unbind(topology.queue(queue, channel.connection), exchange, routing_key, arguments)
+        channel.connection.topology.unbind(queue, True, exchange, routing_key, arguments, channel.connection)
         channel.send((M.QUEUE_UNBIND_OK, channel.number))
 
     def _may_bind(self, conn: Connection, kind: str, destination: str, source: str, routing_key: str) -> None:

@@ -365,9 +365,23 @@ class Topology:
             if isinstance(destination, Exchange):
                 source.exchange_destinations += 1
 
-    def unbind(self, destination: Queue | Exchange, source_name: str, routing_key: str,
-               arguments: dict) -> None:
-        source = self._bindable_source(source_name)
+    def unbind(self, destination_name: str, to_queue: bool, source_name: str, routing_key: str,
+               arguments: dict, conn: Connection | None) -> None:
+        """Remove a binding. Idempotent, as RabbitMQ's (and as deleting is): a source,
+        destination or binding that does not exist is not an error, so a client may unbind
+        what an auto-delete already took. Refused: the default exchange at either end (403),
+        and a binding of another connection's exclusive queue (405), checked only when the
+        binding exists, in RabbitMQ's order."""
+        if source_name == "" or (not to_queue and destination_name == ""):
+            raise ChannelError(errors.ACCESS_REFUSED, "operation not permitted on the default exchange")
+        source = self.exchanges.get(source_name)
+        destination = (self.queues if to_queue else self.exchanges).get(destination_name)
+        if source is None or destination is None:
+            return
+        if (source, routing_key, freeze(arguments)) not in destination.sources:
+            return
+        if to_queue:
+            self._check_owner(destination, conn)
         self._unbind(source, destination, routing_key, arguments)
 
     def _bindable_source(self, name: str) -> Exchange:

@@ -60,6 +60,8 @@ SPECS: dict[int, Spec] = {
               ("server_properties", _DICT)),
         _spec(Op.CONNECTION_CLOSE, ("reply_code", _INT), ("reply_text", _STR)),
         _spec(Op.CONNECTION_CLOSE_OK),
+        _spec(Op.CONNECTION_UPDATE_SECRET, ("new_secret", _STR), ("reason", _STR)),
+        _spec(Op.CONNECTION_UPDATE_SECRET_OK),
         _spec(Op.CONNECTION_BLOCKED, ("reason", _STR)),
         _spec(Op.CONNECTION_UNBLOCKED),
         # Flow control (``zbroker/wires/flow.py``): the broker returns publish credit in
@@ -150,6 +152,7 @@ TABLE_FIELDS = frozenset({"arguments", "client_properties"})
 #: Connection-level opcodes (no channel field).
 CONNECTION_OPS: frozenset[int] = frozenset(
     {Op.HELLO, Op.HELLO_OK, Op.CONNECTION_CLOSE, Op.CONNECTION_CLOSE_OK, Op.CONNECTION_BLOCKED,
-     Op.CONNECTION_UNBLOCKED, Op.PUBLISH_CREDIT, Op.DELIVERY_READ}
+     Op.CONNECTION_UNBLOCKED, Op.PUBLISH_CREDIT, Op.DELIVERY_READ, Op.CONNECTION_UPDATE_SECRET,
+     Op.CONNECTION_UPDATE_SECRET_OK}
 )
 assert all(op < Op.CHANNEL_OPEN for op in CONNECTION_OPS)  # methods.py numbers them so

@@ -31,6 +31,11 @@ Rules (AMQP 0-9-1 and RabbitMQ's behaviour):
 8. Bad bytes (``FrameError``) close the connection with the code, logged; after the
    broker's connection.close only the peer's close-ok (or close) is read, and the socket
    is closed on it or after ``CLOSE_TIMEOUT_S``.
+   When the client closes, the broker answers close-ok and leaves closing the socket to
+   the client, which does so once it has read close-ok (an asyncio client that meets
+   end-of-file first takes the connection for lost). What it sends meanwhile is
+   discarded; the socket is closed anyway after the client's heartbeat timeout, at most
+   ``CLOSE_OK_WAIT_S`` (RabbitMQ's ``rabbit_reader``: the same bound).
 9. ``connection.blocked``/``unblocked`` and a broker-side ``basic.cancel`` go only to
    clients that announced the capability, as RabbitMQ does.
 """
@@ -60,6 +65,9 @@ FRAME_MAX = 131072
 HANDSHAKE_TIMEOUT_S = 10.0
 #: How long the broker waits for close-ok after its connection.close.
 CLOSE_TIMEOUT_S = 3.0
+#: The longest the broker waits for a client to close its socket after close-ok
+#: (RabbitMQ's ``CLOSING_TIMEOUT``; a shorter heartbeat timeout shortens it).
+CLOSE_OK_WAIT_S = 30.0
 #: How often heartbeats and timeouts are looked at (they are whole seconds).
 CHECK_INTERVAL_S = 0.25
 PROTOCOL = "AMQP 0-9-1"
@@ -71,12 +79,15 @@ CAPABILITIES = {
     "authentication_failure_close": True, "per_consumer_qos": True, "direct_reply_to": True,
 }
 
-_HEADER, _START_OK, _TUNE_OK, _OPEN, _RUNNING, _CLOSING, _CLOSED = range(7)
+#: _CLOSING: the broker sent connection.close and waits for close-ok; _CLOSE_WAIT: it sent
+#: close-ok and waits for the client to close the socket (rule 8); _CLOSED: done.
+_HEADER, _START_OK, _TUNE_OK, _OPEN, _RUNNING, _CLOSING, _CLOSE_WAIT, _CLOSED = range(8)
 _PUBLISH = int(M.BASIC_PUBLISH)
 _DELIVER = int(M.BASIC_DELIVER)
 _BLOCKED, _UNBLOCKED = int(M.CONNECTION_BLOCKED), int(M.CONNECTION_UNBLOCKED)
 _CONNECTION_CLOSE, _CONNECTION_CLOSE_OK = int(M.CONNECTION_CLOSE), int(M.CONNECTION_CLOSE_OK)
 _CANCEL = int(M.BASIC_CANCEL)
+_UPDATE_SECRET = int(M.CONNECTION_UPDATE_SECRET)
 _PUBLISH_CREDIT = int(M.PUBLISH_CREDIT)
 _CHANNEL_OPEN = int(M.CHANNEL_OPEN)
 
@@ -165,7 +176,7 @@ class AmqpWire:
 
     def data_received(self, key: int, data: bytes, now: float) -> None:
         conn = self.connections.get(key)
-        if conn is None or conn.state == _CLOSED:
+        if conn is None or conn.state >= _CLOSE_WAIT:
             return
         conn.last_recv = now
         conn.inbuf += data
@@ -187,7 +198,7 @@ class AmqpWire:
             return
         if conn.state in (_RUNNING, _CLOSING) and key in self.broker.connections:
             self.broker.connection_lost(key, now, reason)
-        elif conn.state not in (_CLOSING, _CLOSED):
+        elif conn.state < _CLOSING:
             log.info("AMQP connection from %s:%d closed during the handshake", conn.peer_host, conn.peer_port)
 
     def take_output(self, listener: str) -> dict[int, list[Any]]:
@@ -227,8 +238,9 @@ class AmqpWire:
         for conn in list(self.connections.values()):
             if conn.state == _CLOSED:
                 continue
-            if conn.state == _CLOSING:
+            if conn.state == _CLOSING or conn.state == _CLOSE_WAIT:
                 if now >= conn.close_by:
+                    conn.state = _CLOSED
                     conn.close_soon()
                 continue
             if conn.state != _RUNNING:
@@ -357,8 +369,10 @@ class AmqpWire:
             self._open(conn, method, now)
         elif state == _RUNNING and isinstance(method, C.Connection.Close):
             self._command(conn, _CONNECTION_CLOSE, [method.reply_code, method.reply_text], None, now)
-        elif isinstance(method, C.Connection.UpdateSecret):
-            raise FrameError(errors.NOT_IMPLEMENTED, "connection.update_secret")
+        elif state == _RUNNING and isinstance(method, C.Connection.UpdateSecret):
+            secret = method.new_secret
+            self._command(conn, _UPDATE_SECRET, [secret.decode(errors="replace") if isinstance(secret, bytes)
+                                                 else str(secret), str(method.reason)], None, now)
         else:
             raise FrameError(errors.COMMAND_INVALID, f"unexpected {method.name} on channel 0")
 
@@ -502,7 +516,7 @@ class AmqpWire:
             self._closing(conn, now)
 
     def _closing(self, conn: AmqpConnection, now: float) -> None:
-        if conn.state != _CLOSED:
+        if conn.state < _CLOSE_WAIT:
             conn.state = _CLOSING
             conn.close_by = now + CLOSE_TIMEOUT_S
             conn.content.clear()
@@ -511,7 +525,7 @@ class AmqpWire:
         """Rule 8: the peer broke the protocol; nothing more it sent is applied."""
         conn.inbuf = bytearray()
         conn.content.clear()
-        if conn.state in (_CLOSED, _CLOSING):
+        if conn.state >= _CLOSING:
             return  # its close is on the way; what it sends meanwhile is not worth a log line
         log.warning("connection %s closed: %s", key_name(conn), errors.reply_text(code, detail))
         running = conn.key in self.broker.connections
@@ -534,7 +548,7 @@ class AmqpWire:
         resumed = []
         for key, parts in pending.items():
             conn = self.connections.get(key)
-            if conn is None or conn.state == _CLOSED:
+            if conn is None or conn.state >= _CLOSE_WAIT:
                 continue
             try:
                 self._encode(conn, parts, now)
@@ -582,9 +596,10 @@ class AmqpWire:
                 continue
             elif op == _CONNECTION_CLOSE:
                 self._closing(conn, now)
-            elif op == _CONNECTION_CLOSE_OK:
-                conn.state = _CLOSED
-                conn.close_soon()
+            elif op == _CONNECTION_CLOSE_OK:  # rule 8: the client closes the socket
+                conn.state = _CLOSE_WAIT
+                wait = conn.heartbeat or CLOSE_OK_WAIT_S
+                conn.close_by = now + min(wait, CLOSE_OK_WAIT_S)
             channel = event[1] if op >= _CHANNEL_OPEN else 0
             cls, args = methods.OUTBOUND[op]
             out.append(codec.method_frame(channel, cls, *args(event)))

@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 _HELLO, _PUBLISH, _DELIVERY_READ = int(M.HELLO), int(M.BASIC_PUBLISH), int(M.DELIVERY_READ)
 _PUBLISH_CREDIT = int(M.PUBLISH_CREDIT)
 #: Connection-level methods only the broker sends.
-_SERVER_ONLY = frozenset({M.HELLO_OK, M.CONNECTION_BLOCKED, M.CONNECTION_UNBLOCKED, M.PUBLISH_CREDIT})
+_SERVER_ONLY = frozenset({M.HELLO_OK, M.CONNECTION_BLOCKED, M.CONNECTION_UNBLOCKED, M.PUBLISH_CREDIT,
+                          M.CONNECTION_UPDATE_SECRET_OK})
 
 
 class NativeWire:
