@@ -302,3 +302,26 @@ def test_confirmed_persistent_messages_survive_kill_9_over_amqp(tmp_path) -> Non
         assert got == [(b"%d" % i, i, 2) for i in range(100)]
     finally:
         broker.stop()
+
+
+def test_single_active_consumer_after_a_pika_channel_close_gets_the_requeued_first(broker: Broker) -> None:
+    """pika's channel.close() cancels the consumer first, then closes: the next active
+    consumer gets the unacked messages back first, in order, then the newer ones."""
+    first_conn, second_conn = amqp(broker), amqp(broker)
+    first, second = first_conn.channel(), second_conn.channel()
+    first.queue_declare("sac", arguments={"x-single-active-consumer": True})
+    first.basic_qos(prefetch_count=2)
+    held = []
+    first.basic_consume("sac", lambda ch, method, props, body: held.append(body))
+    got = []
+    second.basic_consume("sac", lambda ch, method, props, body: got.append((body, method.redelivered)))
+    for i in range(4):
+        first.basic_publish("", "sac", b"m%d" % i)
+    while len(held) < 2:
+        first_conn.process_data_events(time_limit=1)
+    first.close()
+    while len(got) < 4:
+        second_conn.process_data_events(time_limit=1)
+    assert got == [(b"m0", True), (b"m1", True), (b"m2", False), (b"m3", False)]
+    first_conn.close()
+    second_conn.close()

@@ -7,6 +7,7 @@ import pytest
 
 from tests.unit.wire import FakePeer, bodies, closes, deliveries
 from zbroker.core import Broker
+from zbroker.protocol import Op
 from zbroker.core import queues as queue_module
 from zbroker.storage import DiskStore
 
@@ -114,3 +115,42 @@ def test_single_active_consumer_fails_over_in_registration_order() -> None:
     assert [(d[1], d[3]) for d in taken] == [("second", True), ("second", True)]
     b.cancel("second")
     assert [d[1] for d in deliveries(b.publish("", "q", b"3"))] == ["third"]
+
+
+def test_a_cancelled_single_active_consumer_s_unacked_come_first_to_the_next_one() -> None:
+    """pika cancels its consumers before it closes a channel: the next active consumer
+    gets nothing until the cancelled one's deliveries are back, then those first, in
+    order, then the newer ones (as RabbitMQ's classic queue)."""
+    broker = Broker()
+    a = FakePeer(broker, b"a").open()
+    b = FakePeer(broker, b"b").open()
+    a.declare("q", arguments={"x-single-active-consumer": True})
+    a.qos(2)
+    a.consume("q", "first")
+    b.consume("q", "second")
+    for i in range(4):
+        a.publish("", "q", b"%d" % i)
+    assert bodies(a.received) == [b"0", b"1"]
+    a.cancel("first")
+    assert deliveries(b.collect()) == []  # "first" still holds 0 and 1
+    a.send(Op.CHANNEL_CLOSE, 1, 200, "bye")
+    taken = deliveries(b.collect())
+    assert bodies(b.received) == [b"0", b"1", b"2", b"3"]
+    assert [d[3] for d in taken] == [True, True, False, False]
+
+
+def test_a_cancelled_single_active_consumer_that_acks_hands_over_on_the_ack() -> None:
+    broker = Broker()
+    a = FakePeer(broker, b"a").open()
+    b = FakePeer(broker, b"b").open()
+    a.declare("q", arguments={"x-single-active-consumer": True})
+    a.qos(1)
+    a.consume("q", "first")
+    b.consume("q", "second")
+    a.publish("", "q", b"0")
+    a.publish("", "q", b"1")
+    [tag] = [d[2] for d in deliveries(a.received)]
+    a.cancel("first")
+    assert deliveries(b.collect()) == []
+    a.ack(tag)
+    assert bodies(b.collect()) == [b"1"]

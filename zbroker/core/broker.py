@@ -544,9 +544,15 @@ class Broker:
         self.confirms.forget(channel)
         self.stats.retire(channel)
 
-    def _consumer_left(self, queue: Queue) -> None:
+    def _consumer_left(self, queue: Queue, holding: bool = False) -> None:
         """A consumer went: delete an auto-delete queue, start x-expires, let the next
-        consumer (a new single active one) take the waiting messages."""
+        consumer (a new single active one) take the waiting messages.
+
+        ``holding``: the consumer was cancelled with deliveries still unacked on its open
+        channel. Then nothing is dispatched now: the next single active consumer starts
+        when those are settled or requeued (pika cancels before it closes a channel), so
+        it gets the requeued ones first, in order, as with RabbitMQ, whose classic queue
+        does not run on basic.cancel."""
         if queue.deleted:
             return
         if queue.unused_auto_delete:
@@ -554,7 +560,7 @@ class Broker:
             return
         if not queue.consumers:
             self._used(queue)
-        elif queue.has_messages:
+        elif queue.has_messages and not holding:
             self._dispatch(queue)
 
     def _used(self, queue: Queue) -> None:
@@ -740,7 +746,7 @@ class Broker:
         channel.send((M.BASIC_CANCEL_OK, channel.number, consumer_tag_))
         if consumer is not None:
             consumer.queue.remove_consumer(consumer)
-            self._consumer_left(consumer.queue)
+            self._consumer_left(consumer.queue, holding=consumer.unacked > 0)
 
     def _basic_get(self, channel: Channel, _: Any, queue: str, auto_ack: bool) -> None:
         self._may(channel.connection, READ, "queue", queue)
