@@ -86,7 +86,15 @@ class LineReader:
             if m:
                 return m
 
+    def wait_closed(self, timeout: float = 10.0) -> None:
+        """Wait (up to ``timeout``) for the stream to end, then take in every line it gave:
+        once its process has exited, ``lines`` is then the whole output."""
+        self._thread.join(timeout)
+        self.drain()
+
     def count(self, pattern: str) -> int:
+        """How many lines matching ``pattern`` arrived so far (no waiting: wait for a line
+        first when it is what makes the count meaningful)."""
         self.drain()
         rx = re.compile(pattern)
         return sum(1 for line in self.lines if rx.search(line))
@@ -122,19 +130,26 @@ class Process:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGKILL)
             self.popen.wait(10)
+        self.output.wait_closed()
 
     def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM (SIGKILL after ``timeout``); returns the exit code once the process and
+        its output have ended, so what it printed last is in ``output.lines``."""
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
             try:
-                return self.popen.wait(timeout)
+                self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.popen.kill()
-                return self.popen.wait(timeout)
+                self.popen.wait(timeout)
+        self.output.wait_closed()
         return self.popen.returncode
 
     def wait(self, timeout: float = 30.0) -> int:
-        return self.popen.wait(timeout)
+        """Wait for the process to exit and for its output to end; returns the exit code."""
+        code = self.popen.wait(timeout)
+        self.output.wait_closed()
+        return code
 
 
 class Broker(Process):
@@ -162,6 +177,8 @@ class Broker(Process):
         self.endpoint = f"tcp://127.0.0.1:{self.port}"
 
     def log(self) -> str:
+        """The broker's output so far, without waiting: to check that a line was logged,
+        ``wait_for`` it (a later line may still be on its way here)."""
         self.output.drain()
         return "\n".join(self.output.lines)
 

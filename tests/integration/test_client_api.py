@@ -314,7 +314,9 @@ def test_timers_threadsafe_callbacks_and_sleep(connect) -> None:
     conn.call_later(0.05, lambda: fired.append("timer"))
     removed = conn.call_later(0.05, lambda: fired.append("removed"))
     conn.remove_timeout(removed)
-    threading.Thread(target=lambda: conn.add_callback_threadsafe(lambda: fired.append("thread"))).start()
+    adder = threading.Thread(target=lambda: conn.add_callback_threadsafe(lambda: fired.append("thread")))
+    adder.start()
+    adder.join(10)  # added before the sleep: the sleep must run it
     started = time.monotonic()
     conn.sleep(0.3)
     assert time.monotonic() - started >= 0.3
