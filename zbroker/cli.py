@@ -16,6 +16,7 @@ import click
 from zbroker import DEFAULT_BIND, __version__, resources
 from zbroker.bench import WORKLOADS
 from zbroker.core.broker import DEFAULT_HEARTBEAT_S, DEFAULT_MAX_BODY_BYTES
+from zbroker.core.consumer_timeout import DEFAULT_CONSUMER_TIMEOUT_MS
 from zbroker.core.limits import DEFAULT_CHANNEL_MAX, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_QUEUES, Limits
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -44,6 +45,11 @@ def main() -> None:
               help="Heartbeat timeout offered to clients, in seconds (0 disables).")
 @click.option("--max-body-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_BODY_BYTES,
               show_default=True, help="Largest message body accepted.")
+@click.option("--consumer-timeout", type=click.IntRange(min=0), default=DEFAULT_CONSUMER_TIMEOUT_MS,
+              show_default=True, metavar="MS",
+              help="RabbitMQ's consumer_timeout: a delivery unacknowledged for this many milliseconds "
+                   "closes its channel (406) and is requeued; 0 turns it off. A queue's or a consumer's "
+                   "x-consumer-timeout argument overrides it.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where durable queues, exchanges and persistent messages are kept; one broker "
                    "per directory.  [default: $XDG_DATA_HOME/zbroker, i.e. ~/.local/share/zbroker]")
@@ -98,7 +104,8 @@ def main() -> None:
                    "(RabbitMQ's collect_statistics_interval).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
-def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None, in_memory: bool,
+def serve(bind: str, heartbeat: int, max_body_bytes: int, consumer_timeout: int, data_dir: Path | None,
+          in_memory: bool,
           channel_max: int, max_connections: int, max_queues: int, memory_limit: int,
           disk_free_limit: int, amqp: str | None, amqps: str | None, tls_cert: str | None,
           tls_key: str | None, tls_ca: str | None, tls_require_client_cert: bool, curve_secret_key: str | None,
@@ -132,7 +139,8 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, data_dir: Path | None,
         max_connections = fit
     try:
         broker = Broker(heartbeat=heartbeat, max_body_bytes=max_body_bytes, store=store, now=time.time(),
-                        limits=Limits(channel_max or 65535, max_connections, max_queues))
+                        limits=Limits(channel_max or 65535, max_connections, max_queues),
+                        consumer_timeout_ms=consumer_timeout)
     except (StoreError, OSError) as exc:
         raise click.ClickException(f"cannot open the store: {exc}") from None
     server = Server(broker, bind, monitor=resources.Monitor(memory_limit, data_dir, disk_free_limit), amqp=amqp,

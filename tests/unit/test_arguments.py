@@ -26,7 +26,8 @@ Q = "for queue 'q' in vhost '/'"
     ({"x-single-active-consumer": 1}, f"invalid arg 'x-single-active-consumer' {Q}: {{unacceptable_type,signedint}}"),
     ({"x-delivery-limit": 3}, f"invalid arg 'x-delivery-limit' {Q} of queue type rabbit_classic_queue"),
     ({"x-queue-type": "stream"}, f"invalid arg 'x-queue-type' {Q}: \"unsupported queue type 'stream'\""),
-    ({"x-consumer-timeout": 1000}, f"invalid arg 'x-consumer-timeout' {Q}: not supported by zbroker"),
+    ({"x-consumer-timeout": -1}, f"invalid arg 'x-consumer-timeout' {Q}: {{value_negative,-1}}"),
+    ({"x-consumer-timeout": "1000"}, f"invalid arg 'x-consumer-timeout' {Q}: \"expected integer, got longstr\""),
     ({"x-max-age": "1D"}, f"invalid arg 'x-max-age' {Q}: not supported by zbroker"),
 ])
 def test_invalid_queue_arguments_are_406(peer: FakePeer, arguments: dict, detail: str) -> None:
@@ -54,10 +55,11 @@ def test_redeclaring_with_another_ttl_is_406(peer: FakePeer) -> None:
 
 
 @pytest.mark.parametrize("arguments, detail", [
-    ({"x-consumer-timeout": 60000}, f"invalid arg 'x-consumer-timeout' {Q}: not supported by zbroker"),
+    ({"x-consumer-timeout": -5}, f"invalid arg 'x-consumer-timeout' {Q}: {{value_negative,-5}}"),
+    ({"x-consumer-timeout": 1.5}, f"invalid arg 'x-consumer-timeout' {Q}: \"expected integer, got double\""),
     ({"x-stream-offset": "first"}, f"invalid arg 'x-stream-offset' {Q} of queue type rabbit_classic_queue"),
 ])
-def test_consumer_arguments_zbroker_does_not_implement_are_refused(peer: FakePeer, arguments: dict,
+def test_invalid_consumer_arguments_are_refused(peer: FakePeer, arguments: dict,
                                                                    detail: str) -> None:
     peer.declare("q")
     assert closes(peer.consume("q", "c", arguments=arguments)) == [(406, "PRECONDITION_FAILED - " + detail)]

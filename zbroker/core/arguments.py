@@ -144,6 +144,7 @@ QUEUE_ARGUMENTS: dict[str, tuple[Callable[[Any], Any], tuple[str, ...]]] = {
     "x-dead-letter-routing-key": (_string, _BOTH),
     "x-max-priority": (_max_priority, (CLASSIC,)),
     "x-single-active-consumer": (_boolean, _BOTH),
+    "x-consumer-timeout": (_non_negative, _BOTH),
     "x-delivery-limit": (_integer, (QUORUM,)),
     # Layout and placement: no effect on a single node, accepted as RabbitMQ accepts them.
     "x-queue-mode": (_choice(("default", "lazy"), "invalid_queue_mode"), (CLASSIC,)),
@@ -156,7 +157,6 @@ QUEUE_ARGUMENTS: dict[str, tuple[Callable[[Any], Any], tuple[str, ...]]] = {
     "x-max-in-memory-bytes": (_non_negative, (QUORUM,)),
     # RabbitMQ features zbroker does not implement: refused, never ignored.
     "x-dead-letter-strategy": (_unsupported, (QUORUM,)),
-    "x-consumer-timeout": (_unsupported, _BOTH),
     "x-consumer-disconnected-timeout": (_unsupported, (QUORUM,)),
     "x-delayed-retry-type": (_unsupported, (QUORUM,)),
     "x-delayed-retry-min": (_unsupported, (QUORUM,)),
@@ -191,6 +191,7 @@ class QueueSettings:
     max_priority: int | None = None
     single_active_consumer: bool = False
     delivery_limit: int | None = None
+    consumer_timeout: int | None = None
 
     @property
     def limited(self) -> bool:
@@ -208,6 +209,7 @@ _SETTING_NAMES = {
     "x-overflow": "overflow", "x-dead-letter-exchange": "dead_letter_exchange",
     "x-dead-letter-routing-key": "dead_letter_routing_key", "x-max-priority": "max_priority",
     "x-single-active-consumer": "single_active_consumer", "x-delivery-limit": "delivery_limit",
+    "x-consumer-timeout": "consumer_timeout",
 }
 
 
@@ -248,27 +250,30 @@ def queue_settings(name: str, arguments: dict, vhost: str = VHOST) -> QueueSetti
     return QueueSettings(**values)
 
 
-#: Consumer arguments RabbitMQ knows besides x-priority: refused, never ignored.
-CONSUMER_UNSUPPORTED = ("x-consumer-timeout",)
 CONSUMER_STREAM_ONLY = ("x-stream-offset", "x-stream-filter", "x-stream-match-unfiltered", "x-credit")
+#: The consumer arguments zbroker applies: name -> (validator, value when absent).
+CONSUMER_ARGUMENTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
+    "x-priority": (_integer, 0),
+    "x-consumer-timeout": (_non_negative, None),  # RabbitMQ 4.x's; None: the queue's or server's
+}
 
 
-def consumer_priority(queue: str, queue_type: str, arguments: dict, vhost: str = VHOST) -> int:
-    """``x-priority`` of ``basic_consume(arguments=...)`` (0 when absent), after refusing
-    the consumer arguments zbroker does not implement."""
+def consumer_arguments(queue: str, queue_type: str, arguments: dict, vhost: str = VHOST) -> tuple[int, int | None]:
+    """``x-priority`` and ``x-consumer-timeout`` of ``basic_consume(arguments=...)``,
+    validated with RabbitMQ's texts; a stream's consumer arguments are refused here."""
     for key in arguments:
-        if key in CONSUMER_UNSUPPORTED:
-            raise precondition(f"invalid arg '{key}' for {queue_resource(queue, vhost)}: not supported by zbroker")
         if key in CONSUMER_STREAM_ONLY:
             raise precondition(f"invalid arg '{key}' for {queue_resource(queue, vhost)} of queue type "
                                f"{TYPE_MODULES[queue_type]}")
-    value = arguments.get("x-priority")
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise precondition(f"invalid arg 'x-priority' for {queue_resource(queue, vhost)}: "
-                           f"\"expected integer, got {amqp_type(value)}\"")
-    return value
+    values = []
+    for key, (check, absent) in CONSUMER_ARGUMENTS.items():
+        value = arguments.get(key)
+        try:
+            values.append(absent if value is None else check(value))
+        except _Invalid as exc:
+            raise precondition(f"invalid arg '{key}' for {queue_resource(queue, vhost)}: {exc}") from None
+    priority, timeout = values
+    return priority, timeout
 
 
 def parse_expiration(expiration: str) -> int:

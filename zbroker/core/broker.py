@@ -36,7 +36,8 @@ from typing import Any, Callable, Hashable, Iterable
 from zbroker import errors
 from zbroker.core import transactions
 from zbroker.core.alarms import Alarms
-from zbroker.core.arguments import REPLY_TO, consumer_priority, parse_expiration, precondition
+from zbroker.core import consumer_timeout
+from zbroker.core.arguments import REPLY_TO, consumer_arguments, parse_expiration, precondition
 from zbroker.core.confirms import Confirms
 from zbroker.core.consumers import Consumer, Unacked
 from zbroker.core.deadletter import DELIVERY_LIMIT, EXPIRED, MAXLEN, REJECTED, DeadLetters
@@ -87,8 +88,11 @@ class Broker:
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                  name_source: Callable[[], str] = server_queue_name,
                  store: MessageStore | None = None, now: float = 0.0,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None,
+                 consumer_timeout_ms: int = consumer_timeout.DEFAULT_CONSUMER_TIMEOUT_MS) -> None:
         self.heartbeat = heartbeat
+        #: RabbitMQ's consumer_timeout: the server's default (``consumer_timeout.py``).
+        self.consumer_timeout_ms = consumer_timeout_ms
         self.max_body_bytes = max_body_bytes
         self.limits = limits or Limits()
         self.now = now
@@ -104,7 +108,9 @@ class Broker:
         self.outbox = Outbox()
         self.connections: dict[Hashable, Connection] = {}
         self.confirms = Confirms()
-        self.timers = Timers()
+        self.timers: Timers[Queue] = Timers()
+        #: Channels holding unacked deliveries, by when one may time out.
+        self.ack_timers: Timers[Channel] = Timers()
         self.durability = Durability(self.store, self.vhosts, self.confirms, self._all_unacked)
         self._publish_seq = 0
         #: Queues that stopped at DISPATCH_BATCH with deliverable messages left.
@@ -186,6 +192,7 @@ class Broker:
         negotiated = self.heartbeat if heartbeat is None else heartbeat
         conn = Connection(conn_id, self.outbox, negotiated, virtual_host, client_properties)
         conn.unread_limit = delivery_window
+        conn.clock = self
         conn.connected_at = now
         conn.user = username
         conn.access_key = (username, virtual_host)
@@ -276,13 +283,16 @@ class Broker:
         for queue in self.timers.due(now):
             if not queue.deleted:
                 self._guarded(self._timer, queue)
+        for channel in self.ack_timers.due(now):
+            if not channel.deleted:
+                self._guarded(self._ack_timer, channel)
         if now >= self.stats.next_sample:
             self._guarded(self.stats.tick, now)
 
     def next_deadline(self) -> float | None:
         """When ``tick`` next has something to do (seconds, as ``now``), or None."""
-        due = self.timers.next_deadline()
-        return self.stats.next_sample if due is None else min(due, self.stats.next_sample)
+        due = [d for d in (self.timers.next_deadline(), self.ack_timers.next_deadline()) if d is not None]
+        return min(due, default=self.stats.next_sample)
 
     def commit(self, now: float | None = None) -> None:
         """Make this pass's durable changes durable, then answer the publishers waiting.
@@ -452,6 +462,17 @@ class Broker:
     def _expire(self, queue: Queue) -> None:
         self._give_up(queue, queue.expire(self.now), EXPIRED)
 
+    def _ack_timer(self, channel: Channel) -> None:
+        """The consumer timeout (``consumer_timeout.py``): close the channel if one of its
+        deliveries timed out, else look again at its next deadline."""
+        due, expired = consumer_timeout.check(channel, self.now, self.consumer_timeout_ms)
+        if expired is None:
+            self.ack_timers.at(channel, due)
+            return
+        line, error = consumer_timeout.timed_out(channel, expired, self.consumer_timeout_ms)
+        log.warning("%s", line)
+        self._close_channel(channel, error)
+
     # -- connections and channels ------------------------------------------------------
 
     def _drop_connection(self, conn: Connection) -> None:
@@ -531,6 +552,7 @@ class Broker:
     def _release_channel(self, channel: Channel) -> None:
         """Cancel the channel's consumers and requeue what it held unacked."""
         channel.connection.channels.pop(channel.number, None)
+        channel.deleted = True
         consumers = list(channel.consumers.values())
         channel.consumers.clear()
         for consumer in consumers:
@@ -729,11 +751,12 @@ class Broker:
             return
         self._may(channel.connection, READ, "queue", queue)
         q = channel.connection.topology.queue(queue, channel.connection)
-        priority = consumer_priority(queue, q.settings.queue_type, arguments, q.topology.vhost)
+        priority, timeout = consumer_arguments(queue, q.settings.queue_type, arguments, q.topology.vhost)
         if q.has_exclusive_consumer or (exclusive and q.consumers):
             raise ChannelError(errors.ACCESS_REFUSED,
                                f"queue '{queue}' in vhost '{q.topology.vhost}' in exclusive use")
-        consumer = Consumer(tag, q, channel, auto_ack, exclusive, channel.prefetch_count, arguments, priority)
+        consumer = Consumer(tag, q, channel, auto_ack, exclusive, channel.prefetch_count, arguments, priority,
+                            consumer_timeout.consumer_timeout_ms(q, self.consumer_timeout_ms, timeout))
         channel.consumers[tag] = consumer
         q.add_consumer(consumer)
         self._used(q)
@@ -761,7 +784,10 @@ class Broker:
         message = q.take(auto_ack)  # an auto-acked message leaves the store here
         tag = channel.take_tag()
         if not auto_ack:
-            channel.unacked[tag] = Unacked(q, message, None, tag)
+            channel.unacked[tag] = Unacked(q, message, None, tag, self.now)
+            timeout = consumer_timeout.queue_timeout_ms(q, self.consumer_timeout_ms)
+            if timeout:
+                self.ack_timers.at(channel, self.now + timeout / 1000)
             channel.got += 1
             q.got += 1
         else:

@@ -37,11 +37,11 @@ if TYPE_CHECKING:
 
 class Consumer:
     __slots__ = ("tag", "queue", "channel", "auto_ack", "exclusive", "prefetch",
-                 "unacked", "arguments", "priority")
+                 "unacked", "arguments", "priority", "timeout")
 
     def __init__(self, tag: str, queue: "Queue", channel: "Channel", auto_ack: bool,
                  exclusive: bool, prefetch: int, arguments: dict | None = None,
-                 priority: int = 0) -> None:
+                 priority: int = 0, timeout: int = 0) -> None:
         self.tag = tag
         self.queue = queue
         self.channel = channel
@@ -51,6 +51,8 @@ class Consumer:
         self.unacked = 0
         self.arguments = arguments or {}
         self.priority = priority
+        #: Milliseconds its deliveries may stay unacked (``consumer_timeout.py``; 0: no limit).
+        self.timeout = timeout
 
     def has_credit(self) -> bool:
         if self.channel.connection.blocked:
@@ -68,13 +70,15 @@ class Consumer:
 class Unacked:
     """One delivery awaiting its ack: where it came from and who holds its credit."""
 
-    __slots__ = ("queue", "message", "consumer", "tag")
+    __slots__ = ("queue", "message", "consumer", "tag", "at")
 
-    def __init__(self, queue: "Queue", message: "Message", consumer: Consumer | None, tag: int) -> None:
+    def __init__(self, queue: "Queue", message: "Message", consumer: Consumer | None, tag: int,
+                 at: float = 0.0) -> None:
         self.queue = queue
         self.message = message
         self.consumer = consumer
         self.tag = tag
+        self.at = at  # when it was sent (``now``): the consumer timeout counts from it
 
     def settle(self) -> Any:
         """Give the credit back; returns the consumer whose queue may dispatch again."""

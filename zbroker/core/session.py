@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Hashable
 from zbroker import errors
 from zbroker.credit import DELIVERY_COST
 from zbroker.core.consumers import Consumer, Unacked
+from zbroker.core.timers import NEVER
 from zbroker.errors import ChannelError
 from zbroker.methods import Method
 
@@ -84,6 +85,8 @@ class Connection:
         self.ssl = False  # the wire's transport is TLS
         self.listener = ""  # the address it connected to, when the wire knows it
         self.protocol = "zbroker"
+        #: What its channels read ``now`` and the consumer-timeout heap from (the broker).
+        self.clock: Any = None
 
     @property
     def name(self) -> str:
@@ -122,6 +125,11 @@ class Channel:
         self.published = self.confirmed = self.returned = self.dropped = 0
         self.delivered = self.delivered_no_ack = self.got = self.got_no_ack = 0
         self.got_empty = self.redelivered = self.acked = 0
+        #: The consumer timeout (``consumer_timeout.py``): the broker (its ``now`` and its
+        #: ``ack_timers``), this channel's entry in that heap, and whether it is gone.
+        self.clock: Any = connection.clock
+        self.scheduled_at = NEVER
+        self.deleted = False
 
     def has_credit(self) -> bool:
         return not self.global_prefetch or self.consumer_unacked < self.global_prefetch
@@ -138,7 +146,10 @@ class Channel:
         tag = self.next_tag
         self.next_tag = tag + 1
         if not consumer.auto_ack:
-            self.unacked[tag] = Unacked(queue, message, consumer, tag)
+            clock = self.clock
+            self.unacked[tag] = Unacked(queue, message, consumer, tag, clock.now)
+            if consumer.timeout and self.scheduled_at is NEVER:
+                clock.ack_timers.at(self, clock.now + consumer.timeout / 1000)
             consumer.unacked += 1
             self.consumer_unacked += 1
             self.delivered += 1
