@@ -1,6 +1,6 @@
 """The dashboard in a real headless Chromium (Debian's, driven by Playwright), against a
 real broker with real clients: it must show what the broker holds, update without a
-reload, draw the rates, and its buttons must act."""
+reload, draw the rates, and its buttons must act. (Its login: test_dashboard_login.py.)"""
 from __future__ import annotations
 
 import shutil
@@ -68,21 +68,40 @@ def web() -> Broker:
     proc.remove_data()
 
 
+def log_in(page, user: str = "guest", password: str = "guest") -> None:  # noqa: ANN001
+    """Log in through the dashboard's form (the page is open and shows it)."""
+    page.wait_for_selector("#login-form", state="visible")
+    page.fill("#username", user)
+    page.fill("#password", password)
+    page.click("#login-form button[type=submit]")
+
+
+def page_errors(page) -> list[str]:  # noqa: ANN001
+    """The page's uncaught exceptions and console errors, as they come."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    return errors
+
+
 @pytest.fixture
-def page(web: Broker):
+def browser():
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        # Without a login the page is refused with the challenge that makes a browser ask.
-        refused = browser.new_page().request.get(web.http + "/")
-        assert refused.status == 401 and refused.headers["www-authenticate"] == 'Basic realm="RabbitMQ Management"'
-        page = browser.new_page(viewport={"width": 1366, "height": 768},  # a laptop screen
-                                http_credentials={"username": "guest", "password": "guest"})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        yield page
+        yield browser
         browser.close()
-        assert errors == [], errors
+
+
+@pytest.fixture
+def page(web: Broker, browser):  # noqa: ANN001
+    page = browser.new_page(viewport={"width": 1366, "height": 768})  # a laptop screen
+    errors = page_errors(page)
+    page.goto(web.http + "/")
+    log_in(page)
+    page.wait_for_selector("text=Message rates")
+    yield page
+    assert errors == [], errors
 
 
 def test_dashboard_shows_live_state_and_acts(web: Broker, page, tmp_path: Path) -> None:
@@ -90,8 +109,6 @@ def test_dashboard_shows_live_state_and_acts(web: Broker, page, tmp_path: Path) 
         "127.0.0.1", web.port, client_properties={"connection_name": "invoice-worker"}))
     channel = connection.channel()
     channel.queue_declare("invoices", durable=True, arguments={"x-message-ttl": 600000})
-    page.goto(web.http + "/")
-    page.wait_for_selector("text=Message rates")
 
     # Publish for a few seconds: the rate chart must draw a publish line, without a reload.
     deadline = time.monotonic() + 4

@@ -14,12 +14,17 @@ Rules:
 - ``/metrics`` is rabbitmq_prometheus's aggregated metrics, ``/metrics/per-object``
   adds labels per queue and channel (``metrics.py``).
 - The dashboard is static files (``dashboard/``) that read the same API.
-- Every ``/api`` path and the dashboard page need HTTP basic auth with a user whose
-  tags allow the request (``core/management_access.py``); without it, 401 and
-  RabbitMQ's ``WWW-Authenticate`` realm, so a browser asks. The broker checks each
-  request: this thread forwards the login with the client's address (for ``guest``'s
-  loopback rule) and the relay token. ``/metrics`` needs no login, as
-  rabbitmq_prometheus's; the dashboard's static files neither (they hold no data).
+- Every ``/api`` path needs HTTP basic auth with a user whose tags allow the request
+  (``core/management_access.py``); without it, 401 and RabbitMQ's ``WWW-Authenticate``
+  realm, so curl and rabbitmqadmin know to send it. The broker checks each request: this
+  thread forwards the login with the client's address (for ``guest``'s loopback rule)
+  and the relay token. ``/metrics`` needs no login, as rabbitmq_prometheus's.
+- The dashboard's page and static files need no login (they hold no data): the page
+  has its own login form and sends the same basic auth on each of its requests, with
+  ``X-Requested-With: XMLHttpRequest``, to which a 401 comes without
+  ``WWW-Authenticate`` (a browser shows no login box of its own over the form). The
+  page forbids scripts from anywhere but here (``PAGE_POLICY``): the login it keeps
+  in the tab's ``sessionStorage`` is only for this origin's scripts.
 - Bound to loopback by default when enabled.
 """
 from __future__ import annotations
@@ -52,6 +57,11 @@ _ERRORS = {401: "not_authorised", 403: "access_refused", 404: "Object Not Found"
            501: "not_implemented"}
 #: RabbitMQ's realm: a browser asks for a login when a page answers 401 with it.
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="RabbitMQ Management"'}
+#: The dashboard's requests say so with this header (jQuery's), and get no challenge.
+SCRIPTED = ("X-Requested-With", "XMLHttpRequest")
+#: The dashboard page's Content-Security-Policy: its own scripts only, no framing.
+PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none'; "
+               "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 #: The credentials of the request being answered (set by ``authenticate``).
 _credentials: contextvars.ContextVar[dict] = contextvars.ContextVar("credentials")
 #: The vhost the request's path names (``%2F`` is ``/``), or None.
@@ -318,8 +328,9 @@ def routes(api: Api) -> list[web.RouteDef]:
         return web.Response(body=text, headers={"Content-Type": metrics.CONTENT_TYPE})
 
     async def index(request: web.Request) -> web.FileResponse:
-        await api.ask("whoami")  # the page shows broker data: the login is checked first
-        return web.FileResponse(DASHBOARD / "index.html")
+        # No login here: the page holds no data, and logs in with its own form.
+        return web.FileResponse(DASHBOARD / "index.html", headers={"Content-Security-Policy": PAGE_POLICY,
+                                                                   "Cache-Control": "no-cache"})
 
     r = web
     return [
@@ -373,6 +384,8 @@ def authentication(relay_token: bytes) -> Callable:
     @web.middleware
     async def authenticate(request: web.Request,
                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if request.path == "/":  # the dashboard's page: no data, a login form of its own
+            return await handler(request)
         if request.path.startswith(("/metrics", "/static/")):
             _credentials.set({"relay": relay_token})  # the exporter's own reads
             return await handler(request)
@@ -389,7 +402,16 @@ def authentication(relay_token: bytes) -> Callable:
 @web.middleware
 async def errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                  ) -> web.StreamResponse:
-    """Every refusal as RabbitMQ's JSON error body; never a traceback to the client."""
+    """Every refusal as RabbitMQ's JSON error body; never a traceback to the client. A
+    request from the dashboard's script gets its 401 without the challenge."""
+    response = await _answer(request, handler)
+    if response.status == 401 and request.headers.get(SCRIPTED[0]) == SCRIPTED[1]:
+        response.headers.popall("WWW-Authenticate", None)
+    return response
+
+
+async def _answer(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                  ) -> web.StreamResponse:
     try:
         return await handler(request)
     except _Refused as exc:

@@ -1,4 +1,5 @@
-// zbroker dashboard: reads the management API every REFRESH_MS and redraws the open view.
+// zbroker dashboard: reads the management API every REFRESH_MS and redraws the open view;
+// a login form while nobody is logged in (session.js keeps the login and makes the requests).
 "use strict";
 const REFRESH_MS = 2000;
 const HISTORY = 150;  // chart points kept (5 minutes at REFRESH_MS)
@@ -10,15 +11,7 @@ const rate = (stats, key) => ((stats || {})[key + "_details"] || {}).rate || 0;
 const rateText = (stats, key) => rate(stats, key).toFixed(1) + "/s";
 const q = encodeURIComponent;
 
-async function api(path, options) {
-  const response = await fetch("/api" + path, options);
-  if (!response.ok) {
-    let reason = response.statusText;
-    try { reason = (await response.json()).reason; } catch (e) { /* not JSON */ }
-    throw new Error(reason);
-  }
-  return response.status === 204 ? null : response.json();
-}
+const api = (path, options) => session.request(path, options);
 
 function table(columns, rows, empty) {
   if (!rows.length) return `<p>${esc(empty)}</p>`;
@@ -141,23 +134,48 @@ async function sampleRates() {
   const o = await api("/overview");
   const point = {};
   for (const [k] of SERIES) point[k] = rate(o.message_stats, k);
-  history.push(point);
-  if (history.length > HISTORY) history.shift();
-  document.getElementById("node").textContent = o.node;
+  return [point, o.node];
+}
+
+/** Show the login form (with the API's refusal, if any) and nothing of the broker's. */
+function showLogin(reason) {
+  generation++;
+  history.length = 0;
+  document.getElementById("view").innerHTML = "";
+  document.getElementById("node").textContent = "";
+  document.getElementById("login-status").textContent = reason || "";
+  document.body.classList.add("logged-out");
+  document.getElementById("password").value = "";
+  (document.getElementById("username").value ? document.getElementById("password")
+    : document.getElementById("username")).focus();
+}
+
+function showApp() {
+  generation++;
+  document.getElementById("user-name").textContent = session.user();
+  document.getElementById("login-status").textContent = "";
+  document.body.classList.remove("logged-out");
+  refresh();
 }
 
 let busy = false;
+let generation = 0;  // bumped at each log in and log out: a refresh begun before is dropped
 async function refresh() {
-  if (busy) return;
+  if (busy || !session.active()) return;
   busy = true;
+  const started = generation;
   const status = document.getElementById("status");
   try {
-    await sampleRates();
+    const [point, node] = await sampleRates();
     const [tab, view, arg] = route();
+    const html = await (views[view] || views.overview)(arg);
+    if (started !== generation) return;
+    history.push(point);
+    if (history.length > HISTORY) history.shift();
+    document.getElementById("node").textContent = node;
     document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.tab === tab));
     const focused = document.activeElement && document.activeElement.id;
     const keep = {count: document.getElementById("get-count")?.value, mode: document.getElementById("get-mode")?.value};
-    const html = await (views[view] || views.overview)(arg);
     const main = document.getElementById("view");
     const got = document.getElementById("got")?.innerHTML;
     main.innerHTML = html;
@@ -170,10 +188,16 @@ async function refresh() {
     status.textContent = "live · " + new Date().toLocaleTimeString();
     status.className = "ok";
   } catch (error) {
-    status.textContent = "error: " + error.message;
-    status.className = "bad";
+    if (started !== generation) return;
+    if (error instanceof LoggedOut) {
+      showLogin(error.message);
+    } else {
+      status.textContent = "error: " + error.message;
+      status.className = "bad";
+    }
   } finally {
     busy = false;
+    if (started !== generation) refresh();  // logged in meanwhile: draw for the new login now
   }
 }
 
@@ -181,7 +205,11 @@ document.addEventListener("click", async (event) => {
   const target = event.target;
   const [, view, name] = route();
   try {
-    if (target.id === "get" && view === "queue") {
+    if (target.id === "logout") {
+      session.logout();
+      showLogin("");
+      return;
+    } else if (target.id === "get" && view === "queue") {
       const messages = await api(`/queues/${name}/get`, {method: "POST", headers: {"Content-Type": "application/json"},
         body: JSON.stringify({count: Number(document.getElementById("get-count").value), ackmode: document.getElementById("get-mode").value, encoding: "auto", truncate: 50000})});
       document.getElementById("got").innerHTML = messages.length ? messages.map((m, i) =>
@@ -200,10 +228,46 @@ document.addEventListener("click", async (event) => {
     }
     refresh();
   } catch (error) {
-    alert(error.message);
+    if (error instanceof LoggedOut) showLogin(error.message);
+    else alert(error.message);
   }
 });
 
+document.getElementById("login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.target;
+  form.querySelector("button").disabled = true;
+  try {
+    await session.login(form.username.value, form.password.value);
+    form.password.value = "";
+    showApp();
+  } catch (error) {
+    showLogin(error.message);
+  } finally {
+    form.querySelector("button").disabled = false;
+  }
+});
+
+/** A URL with credentials (http://user:pass@host/) logs in with them, then the page
+ * reloads at the same address without them (out of the address bar and the history). */
+async function start() {
+  const fromUrl = session.urlLogin();
+  if (fromUrl) {
+    document.getElementById("username").value = fromUrl[0];
+    try {
+      await session.login(...fromUrl);
+      location.replace(location.origin + location.pathname + location.search + location.hash);
+      return;
+    } catch (error) {
+      session.logout();
+      showLogin(error.message);
+      return;
+    }
+  }
+  if (session.active()) showApp();
+  else showLogin("");
+}
+
 window.addEventListener("hashchange", refresh);
-refresh();
 setInterval(refresh, REFRESH_MS);
+start();
