@@ -12,6 +12,26 @@ _DEFAULT = object()
 DEFAULT_HOST = "localhost"
 DEFAULT_VIRTUAL_HOST = "/"
 SCHEMES = ("zbroker", "amqp", "tcp")
+#: AMQP 0-9-1's ports (plain, TLS): a program ported from pika often still names one.
+AMQP_PORTS = (5672, 5671)
+
+
+def amqp_server_text(endpoint: str, host: str) -> str:
+    """Why ``zbroker.client`` cannot use an AMQP server it was pointed at, and what to do."""
+    in_url = f"[{host}]" if ":" in host else host
+    return (f"{endpoint} is an AMQP 0-9-1 server (RabbitMQ's protocol), and zbroker.client speaks the "
+            f"zbroker wire, on the broker's zbroker port ({DEFAULT_PORT} unless `zbroker serve --bind` "
+            f"says otherwise): connect there (e.g. zbroker://{in_url}:{DEFAULT_PORT}/ or "
+            f"ConnectionParameters('{host}', {DEFAULT_PORT})), or use real pika over AMQP against "
+            "`zbroker serve --amqp`")
+
+
+def amqp_port_hint(port: int) -> str:
+    """A word on a failed connection to one of AMQP's ports ('' for another port)."""
+    if port not in AMQP_PORTS:
+        return ""
+    return (f" ({port} is AMQP's port; zbroker.client speaks the zbroker wire, on the broker's zbroker "
+            f"port, {DEFAULT_PORT} by default; real pika speaks AMQP to `zbroker serve --amqp`)")
 
 
 class PlainCredentials:
@@ -150,6 +170,10 @@ class URLParameters(ConnectionParameters):
 
     def __init__(self, url: str) -> None:
         parsed = urlparse(url)
+        if parsed.scheme == "amqps":
+            raise ValueError(f"amqps:// is AMQP over TLS, for real pika against `zbroker serve --amqps`; "
+                             f"zbroker.client speaks the zbroker wire (zbroker://host:{DEFAULT_PORT}/), "
+                             "encrypted with CURVE (curve_server_key)")
         if parsed.scheme not in SCHEMES:
             raise ValueError(f"URL scheme must be one of {SCHEMES}, got {parsed.scheme!r}")
         kwargs: dict[str, Any] = {}
