@@ -237,3 +237,10 @@ def test_unbinding_another_connections_exclusive_queue_is_405_when_bound(peer: F
     owner.bind("mine", "amq.direct", "k")
     assert close_of(unbind_queue(peer, "mine", "amq.direct"))[0] == 405
     assert [(d.name, k) for d, k, _ in peer.broker.topology.exchanges["amq.direct"].bindings] == [("mine", "k")]
+
+
+def test_binding_with_both_ends_missing_names_the_exchange_as_rabbitmq(peer: FakePeer) -> None:
+    assert close_of(peer.bind("nq", "nx")) == (404, "NOT_FOUND - no exchange 'nx' in vhost '/'")
+    peer.send(Op.CHANNEL_CLOSE_OK, 1)
+    peer.send(Op.CHANNEL_OPEN, 1)
+    assert close_of(peer.bind("nq", "amq.direct")) == (404, "NOT_FOUND - no queue 'nq' in vhost '/'")

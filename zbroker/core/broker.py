@@ -630,8 +630,7 @@ class Broker:
                        routing_key: str, arguments: dict) -> None:
         check_name(routing_key, "routing key")
         self._may_bind(channel.connection, "exchange", destination, source, routing_key)
-        topology = channel.connection.topology
-        topology.bind(topology.exchange(destination), source, routing_key, arguments)
+        channel.connection.topology.bind_names(destination, False, source, routing_key, arguments, None)
         channel.send((M.EXCHANGE_BIND_OK, channel.number))
 
     def _exchange_unbind(self, channel: Channel, _: Any, destination: str, source: str,
@@ -666,8 +665,7 @@ class Broker:
                     arguments: dict) -> None:
         check_name(routing_key, "routing key")
         self._may_bind(channel.connection, "queue", queue, exchange, routing_key)
-        topology = channel.connection.topology
-        topology.bind(topology.queue(queue, channel.connection), exchange, routing_key, arguments)
+        channel.connection.topology.bind_names(queue, True, exchange, routing_key, arguments, channel.connection)
         channel.send((M.QUEUE_BIND_OK, channel.number))
 
     def _queue_unbind(self, channel: Channel, _: Any, queue: str, exchange: str, routing_key: str,

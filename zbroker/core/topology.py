@@ -365,6 +365,15 @@ class Topology:
             if isinstance(destination, Exchange):
                 source.exchange_destinations += 1
 
+    def bind_names(self, destination_name: str, to_queue: bool, source_name: str, routing_key: str,
+                   arguments: dict, conn: Connection | None) -> None:
+        """A client's bind: the source is looked up first, so with both missing the 404
+        names the exchange, as RabbitMQ's; then the destination (404, or 405 for another
+        connection's exclusive queue)."""
+        self._bindable_source(source_name)
+        destination = self.queue(destination_name, conn) if to_queue else self.exchange(destination_name)
+        self.bind(destination, source_name, routing_key, arguments)
+
     def unbind(self, destination_name: str, to_queue: bool, source_name: str, routing_key: str,
                arguments: dict, conn: Connection | None) -> None:
         """Remove a binding. Idempotent, as RabbitMQ's (and as deleting is): a source,
