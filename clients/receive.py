@@ -1,6 +1,5 @@
 #!/usr/bin/env python
 """Hello world, consumer: print what arrives on the queue 'hello'."""
-import os
 import sys
 
 import zbroker.client as pika
@@ -26,7 +25,5 @@ if __name__ == '__main__':
         main()
     except KeyboardInterrupt:
         print('Interrupted')
-        try:
-            sys.exit(0)
-        except SystemExit:
-            os._exit(0)
+    except pika.exceptions.AMQPConnectionError as exc:  # no broker, or it went away (320: stopped)
+        sys.exit(repr(exc))

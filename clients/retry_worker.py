@@ -15,20 +15,6 @@ import zbroker.client as pika
 MAX_ATTEMPTS = 3
 RETRY_DELAY_MS = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 
-connection = pika.BlockingConnection(pika.ConnectionParameters(host='localhost'))
-channel = connection.channel()
-
-channel.exchange_declare(exchange='jobs.retry', exchange_type='fanout', durable=True)
-channel.queue_declare(queue='jobs', durable=True,
-                      arguments={'x-dead-letter-exchange': 'jobs.retry'})
-channel.queue_declare(queue='jobs.wait', durable=True,
-                      arguments={'x-message-ttl': RETRY_DELAY_MS,
-                                 'x-dead-letter-exchange': '',
-                                 'x-dead-letter-routing-key': 'jobs'})
-channel.queue_bind(queue='jobs.wait', exchange='jobs.retry')
-channel.queue_declare(queue='jobs.parked', durable=True)
-print(' [*] Waiting for jobs. To exit press CTRL+C', flush=True)
-
 
 def failures(properties):
     """How many times this job was rejected from 'jobs' so far (from x-death)."""
@@ -38,20 +24,43 @@ def failures(properties):
     return 0
 
 
-def callback(ch, method, properties, body):
-    attempt = failures(properties) + 1
-    if b'fail' not in body:
-        print(f" [x] Done {body.decode()} (attempt {attempt})", flush=True)
-        ch.basic_ack(delivery_tag=method.delivery_tag)
-    elif attempt < MAX_ATTEMPTS:
-        print(f" [!] Failed {body.decode()} (attempt {attempt}), retrying in {RETRY_DELAY_MS} ms", flush=True)
-        ch.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
-    else:
-        print(f" [!] Parked {body.decode()} after {attempt} attempts", flush=True)
-        ch.basic_publish(exchange='', routing_key='jobs.parked', body=body, properties=properties)
-        ch.basic_ack(delivery_tag=method.delivery_tag)
+def main():
+    connection = pika.BlockingConnection(pika.ConnectionParameters(host='localhost'))
+    channel = connection.channel()
+
+    channel.exchange_declare(exchange='jobs.retry', exchange_type='fanout', durable=True)
+    channel.queue_declare(queue='jobs', durable=True,
+                          arguments={'x-dead-letter-exchange': 'jobs.retry'})
+    channel.queue_declare(queue='jobs.wait', durable=True,
+                          arguments={'x-message-ttl': RETRY_DELAY_MS,
+                                     'x-dead-letter-exchange': '',
+                                     'x-dead-letter-routing-key': 'jobs'})
+    channel.queue_bind(queue='jobs.wait', exchange='jobs.retry')
+    channel.queue_declare(queue='jobs.parked', durable=True)
+    print(' [*] Waiting for jobs. To exit press CTRL+C', flush=True)
+
+    def callback(ch, method, properties, body):
+        attempt = failures(properties) + 1
+        if b'fail' not in body:
+            print(f" [x] Done {body.decode()} (attempt {attempt})", flush=True)
+            ch.basic_ack(delivery_tag=method.delivery_tag)
+        elif attempt < MAX_ATTEMPTS:
+            print(f" [!] Failed {body.decode()} (attempt {attempt}), retrying in {RETRY_DELAY_MS} ms", flush=True)
+            ch.basic_reject(delivery_tag=method.delivery_tag, requeue=False)
+        else:
+            print(f" [!] Parked {body.decode()} after {attempt} attempts", flush=True)
+            ch.basic_publish(exchange='', routing_key='jobs.parked', body=body, properties=properties)
+            ch.basic_ack(delivery_tag=method.delivery_tag)
+
+    channel.basic_qos(prefetch_count=1)
+    channel.basic_consume(queue='jobs', on_message_callback=callback)
+    channel.start_consuming()
 
 
-channel.basic_qos(prefetch_count=1)
-channel.basic_consume(queue='jobs', on_message_callback=callback)
-channel.start_consuming()
+if __name__ == '__main__':
+    try:
+        main()
+    except KeyboardInterrupt:
+        print('Interrupted')
+    except pika.exceptions.AMQPConnectionError as exc:  # no broker, or it went away (320: stopped)
+        sys.exit(repr(exc))

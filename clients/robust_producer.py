@@ -19,20 +19,31 @@ queue = sys.argv[2] if len(sys.argv) > 2 else "robust_tasks"
 pause = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
 logging.basicConfig(level=logging.INFO, format="%(asctime)s producer %(message)s", stream=sys.stderr)
 
-connection = pika.RobustConnection(pika.ConnectionParameters(heartbeat=2), reconnect_delay=0.2,
-                                   max_reconnect_delay=2.0)
-channel = connection.channel()
-channel.queue_declare(queue=queue, durable=True)
-channel.confirm_delivery()
-for task_id in range(count):
-    payload = os.urandom(64 + task_id % 512)
-    properties = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
-                                      headers={"sha256": hashlib.sha256(payload).hexdigest()})
-    channel.publish_nowait("", queue, f"{task_id}:".encode() + payload, properties)
-    if task_id % 50 == 49:
-        channel.wait_for_confirms()
-        if pause:
-            connection.sleep(pause)
-channel.wait_for_confirms()
-print(f" [x] {count} tasks confirmed after {connection.reconnects} reconnection(s)", flush=True)
-connection.close()
+
+def main():
+    connection = pika.RobustConnection(pika.ConnectionParameters(heartbeat=2), reconnect_delay=0.2,
+                                       max_reconnect_delay=2.0)
+    channel = connection.channel()
+    channel.queue_declare(queue=queue, durable=True)
+    channel.confirm_delivery()
+    for task_id in range(count):
+        payload = os.urandom(64 + task_id % 512)
+        properties = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,
+                                          headers={"sha256": hashlib.sha256(payload).hexdigest()})
+        channel.publish_nowait("", queue, f"{task_id}:".encode() + payload, properties)
+        if task_id % 50 == 49:
+            channel.wait_for_confirms()
+            if pause:
+                connection.sleep(pause)
+    channel.wait_for_confirms()
+    print(f" [x] {count} tasks confirmed after {connection.reconnects} reconnection(s)", flush=True)
+    connection.close()
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except KeyboardInterrupt:
+        print('Interrupted')
+    except pika.exceptions.AMQPConnectionError as exc:  # no broker at the start (later cuts are healed)
+        sys.exit(repr(exc))

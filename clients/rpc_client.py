@@ -44,9 +44,19 @@ class FibonacciRpcClient(object):
         return int(self.response)
 
 
-fibonacci_rpc = FibonacciRpcClient()
+def main():
+    fibonacci_rpc = FibonacciRpcClient()
 
-n = int(sys.argv[1]) if len(sys.argv) > 1 else 30
-print(f" [x] Requesting fib({n})")
-response = fibonacci_rpc.call(n)
-print(f" [.] Got {response}")
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+    print(f" [x] Requesting fib({n})")
+    response = fibonacci_rpc.call(n)
+    print(f" [.] Got {response}")
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except KeyboardInterrupt:
+        print('Interrupted')
+    except pika.exceptions.AMQPConnectionError as exc:  # no broker, or it went away (320: stopped)
+        sys.exit(repr(exc))

@@ -1,12 +1,8 @@
 #!/usr/bin/env python
 """RPC, server: answer fib(n) requests from 'rpc_queue' to each request's reply_to."""
+import sys
+
 import zbroker.client as pika
-
-connection = pika.BlockingConnection(pika.ConnectionParameters(host='localhost'))
-
-channel = connection.channel()
-
-channel.queue_declare(queue='rpc_queue')
 
 
 def fib(n):
@@ -31,8 +27,24 @@ def on_request(ch, method, props, body):
     ch.basic_ack(delivery_tag=method.delivery_tag)
 
 
-channel.basic_qos(prefetch_count=1)
-channel.basic_consume(queue='rpc_queue', on_message_callback=on_request)
+def main():
+    connection = pika.BlockingConnection(pika.ConnectionParameters(host='localhost'))
 
-print(" [x] Awaiting RPC requests")
-channel.start_consuming()
+    channel = connection.channel()
+
+    channel.queue_declare(queue='rpc_queue')
+
+    channel.basic_qos(prefetch_count=1)
+    channel.basic_consume(queue='rpc_queue', on_message_callback=on_request)
+
+    print(" [x] Awaiting RPC requests")
+    channel.start_consuming()
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except KeyboardInterrupt:
+        print('Interrupted')
+    except pika.exceptions.AMQPConnectionError as exc:  # no broker, or it went away (320: stopped)
+        sys.exit(repr(exc))

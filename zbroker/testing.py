@@ -9,11 +9,20 @@
   a temporary data directory; ``.restart()`` and ``.kill()`` -- SIGKILL -- to test what
   survives), all stopped after the test.
 
-A ``BrokerProcess`` gives ``host``, ``port``, ``endpoint``, ``parameters()`` (pika's
-``ConnectionParameters``) and ``management(verb, **arguments)`` (what ``zbroker ctl`` asks).
-Every broker also speaks AMQP 0-9-1 on a free port: ``amqp_port`` and ``amqp_url``
-(``amqp://guest:guest@127.0.0.1:PORT/%2F``), for code written against real pika, kombu,
-Celery or aio-pika.
+Each of them (``zbroker``, and what ``zbroker_factory`` returns) is a ``BrokerProcess``.
+To connect to it:
+
+- ``parameters(**options)``: ``zbroker.client.ConnectionParameters`` for it, e.g.
+  ``BlockingConnection(broker.parameters(heartbeat=5))``;
+- ``url``: the same as a URL, ``zbroker://guest:guest@127.0.0.1:PORT/%2F``, for code that
+  takes one (``zbroker.client.URLParameters(broker.url)``);
+- ``host``, ``port`` and ``endpoint`` (``tcp://127.0.0.1:PORT``), for code that takes a
+  host and port (or set ``ZBROKER_HOST``/``ZBROKER_PORT`` for a program under test);
+- ``amqp_port`` and ``amqp_url`` (``amqp://guest:guest@127.0.0.1:PORT/%2F``): every broker
+  also speaks AMQP 0-9-1 on a free port, for code written against real pika, kombu,
+  Celery or aio-pika;
+- ``management(verb, **arguments)``: what ``zbroker ctl`` asks (``management("list",
+  kind="queues")``).
 """
 from __future__ import annotations
 
@@ -77,6 +86,11 @@ class BrokerProcess:
     def parameters(self, **options: Any) -> Any:
         from zbroker.client import ConnectionParameters
         return ConnectionParameters(self.host, self.port, **options)
+
+    @property
+    def url(self) -> str:
+        """Where ``zbroker.client`` connects, as a URL (RabbitMQ's default user, from loopback)."""
+        return f"zbroker://guest:guest@{self.host}:{self.port}/%2F"
 
     @property
     def amqp_url(self) -> str:

@@ -9,19 +9,23 @@ Rules:
   same name, except where the table ``ALIASES`` says (``source_name`` is a binding's
   ``source``; the channel ``pid`` columns, which name an Erlang process in RabbitMQ,
   show the channel's name). An unknown column is an error naming the ones there are.
+- The broker asked is ``--broker``, else where ``zbroker.client`` connects by default:
+  ``tcp://$ZBROKER_HOST:$ZBROKER_PORT`` (127.0.0.1 and 5680 for what is unset).
 - A broker that is down or does not answer is one line on stderr and exit status 69
   (EX_UNAVAILABLE, as rabbitmqctl); a refused request is ``Error: <reason>`` and 1.
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import click
 import zmq
 
+from zbroker import DEFAULT_PORT
 from zbroker.management.client import ManagementClient, RequestFailed, Unreachable
 
 EX_UNAVAILABLE = 69
@@ -201,7 +205,8 @@ def _formatting(f: Callable) -> Callable:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--broker", default=None, metavar="ENDPOINT",
-              help="The broker's endpoint  [default: the default --bind of zbroker serve]")
+              help="The broker's endpoint  [default: tcp://$ZBROKER_HOST:$ZBROKER_PORT, the variables "
+                   "zbroker.client reads, each 127.0.0.1 and 5680 when unset]")
 @click.option("--timeout", "-t", type=float, default=10.0, show_default=True,
               help="Seconds to wait for the broker's answer.")
 @click.option("--user", default="guest", show_default=True, envvar="ZBROKER_USER",
@@ -217,14 +222,24 @@ def _formatting(f: Callable) -> Callable:
 def ctl(ctx: click.Context, broker: str | None, timeout: float, user: str, password: str,
         curve_server_key: str | None) -> None:
     """Inspect and manage a running broker, as rabbitmqctl does."""
-    from zbroker import DEFAULT_BIND
     from zbroker.curve import KeyError_, server_key
     try:
         key = server_key(curve_server_key) if curve_server_key else None
     except KeyError_ as exc:
         raise click.BadParameter(str(exc), param_hint="--curve-server-key") from None
-    ctx.obj = {"broker": broker or DEFAULT_BIND, "timeout": timeout,
+    ctx.obj = {"broker": broker or default_broker(os.environ), "timeout": timeout,
                "credentials": {"user": user, "password": password}, "curve_server_key": key}
+
+
+def default_broker(environ: Mapping[str, str]) -> str:
+    """The broker ``--broker`` names when not given: where ``zbroker.client`` connects by
+    default, from the same variables (ZBROKER_HOST, ZBROKER_PORT), on loopback and
+    zbroker's port when they are unset."""
+    host = environ.get("ZBROKER_HOST") or "127.0.0.1"
+    port = environ.get("ZBROKER_PORT") or str(DEFAULT_PORT)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.UsageError(f"ZBROKER_PORT={port!r} is not a port number (1-65535)")
+    return f"tcp://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 def _ctl(ctx: click.Context, formatter: str = "table", quiet: bool = False, no_headers: bool = False) -> Ctl:
@@ -400,7 +415,9 @@ def close_connection(ctx: click.Context, connection: str, explanation: str) -> N
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.pass_context
 def export_definitions(ctx: click.Context, file: str) -> None:
-    """Write exchanges, queues and bindings to FILE ('-': standard output) as RabbitMQ's JSON."""
+    """Write the definitions to FILE ('-': standard output) as RabbitMQ's JSON: vhosts, users
+    (with password hashes and limits), permissions, topic permissions, vhost limits,
+    exchanges, queues and bindings."""
     c = _ctl(ctx, quiet=file == "-")
     c.info(f'Exporting definitions in JSON to a file at "{file}" ...')
     text = json.dumps(c.ask("definitions"), indent=2, default=str)
@@ -414,7 +431,10 @@ def export_definitions(ctx: click.Context, file: str) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.pass_context
 def import_definitions(ctx: click.Context, file: str) -> None:
-    """Declare the exchanges, queues and bindings in FILE (RabbitMQ's definitions JSON)."""
+    """Apply FILE (RabbitMQ's definitions JSON, '-': standard input): its vhosts, users,
+    permissions, topic permissions and limits, then its exchanges, queues and bindings. The
+    file is checked whole first; what zbroker cannot apply (policies, other parameters) is
+    refused, and then nothing is imported."""
     c = _ctl(ctx)
     try:
         text = sys.stdin.read() if file == "-" else Path(file).read_text()
@@ -423,5 +443,20 @@ def import_definitions(ctx: click.Context, file: str) -> None:
         raise click.ClickException(f"cannot read definitions from {file}: {exc}") from None
     c.info(f'Importing definitions in JSON from a file at "{file}" ...')
     counts = c.ask("import_definitions", definitions=data)
-    click.echo(f"Imported {counts['exchanges']} exchanges, {counts['queues']} queues and "
-               f"{counts['bindings']} bindings")
+    click.echo(imported_line(counts, data))
+
+
+def imported_line(counts: dict[str, int], data: dict) -> str:
+    """What an import applied, every kind named: the broker's counts, and the limits, which
+    travel inside user entries and as ``vhost-limits`` parameters (the broker applied all of
+    the file, or it would have refused it)."""
+    def n(count: int, word: str) -> str:
+        return f"{count} {word}{'' if count == 1 else 's'}"
+    user_limits = sum(1 for user in data.get("users") or [] if isinstance(user, dict) and user.get("limits"))
+    vhost_limits = len(data.get("parameters") or [])  # (only vhost-limits parameters are accepted)
+    return (f"Imported {n(counts.get('vhosts', 0), 'vhost')}, {n(counts.get('users', 0), 'user')}, "
+            f"{n(counts.get('permissions', 0), 'permission')}, "
+            f"{n(counts.get('topic_permissions', 0), 'topic permission')}, "
+            f"limits of {n(user_limits, 'user')} and {n(vhost_limits, 'vhost')}, "
+            f"{n(counts['exchanges'], 'exchange')}, {n(counts['queues'], 'queue')} and "
+            f"{n(counts['bindings'], 'binding')}")

@@ -193,8 +193,13 @@ class DiskStore(MessageStore):
                 self._live[number] = self._live.get(number, 0) + 1
         self._collect_segments()
         count = sum(len(v) for v in recovered.values())
-        log.info("store %s: %d message(s) in %d queue(s) recovered from %d segment(s)",
-                 self.directory, count, len(recovered), len(self._segments))
+        if not numbers:
+            log.info("store %s: a new journal, nothing to recover", self.directory)
+        elif not count:
+            log.info("store %s: no messages to recover (%d segment(s) read)", self.directory, len(numbers))
+        else:
+            log.info("store %s: %d message(s) in %d queue(s) recovered from %d segment(s)",
+                     self.directory, count, len(recovered), len(numbers))
         return Recovered(topology, recovered, replay.max_seq)
 
     def _check_format(self) -> None:
