@@ -6,15 +6,10 @@ A connection is known to the core only once its handshake is done; its id is the
 listener's key for the socket (an int, so it never collides with a ZeroMQ routing id).
 
 Rules (AMQP 0-9-1 and RabbitMQ's behaviour):
-1. Handshake: the 8-byte protocol header, then start/start-ok (SASL PLAIN or AMQPLAIN),
-   tune/tune-ok, open/open-ok, within ``HANDSHAKE_TIMEOUT_S``. A wrong protocol header
-   is answered with ours and the socket is closed. Logins are checked against the
-   broker's users (``core/users.py``: ``guest`` from a loopback address only);
-   a refused login is 403 ACCESS_REFUSED with RabbitMQ's text, sent (then the socket
-   closed) when the client announced ``authentication_failure_close``.
-2. Tune: the broker offers ``channel_max``, ``frame_max`` (128 KiB, RabbitMQ's) and its
-   heartbeat; the client's tune-ok may lower the first two (``frame_max`` at least 4096,
-   else 530) and sets the heartbeat (RabbitMQ takes the client's value).
+1. Handshake (``amqp_handshake.py``): protocol header, start/start-ok, tune/tune-ok,
+   open/open-ok within ``HANDSHAKE_TIMEOUT_S``, logins checked against the broker's users.
+2. Each connection's state (``amqp_connection.py``) only moves forward; once the core
+   knows it (RUNNING), its channel frames become core commands.
 3. A publish is assembled from its method, content header and body frames before the
    core sees it, so the core gets one command with the whole body. Any other frame on
    that channel in between is 505 UNEXPECTED_FRAME. A header announcing more than the
@@ -42,27 +37,23 @@ Rules (AMQP 0-9-1 and RabbitMQ's behaviour):
 from __future__ import annotations
 
 import logging
-import platform
-from dataclasses import dataclass, field
 from typing import Any
 
 from pamqp import commands as C
 
-from zbroker import __version__, errors
+from zbroker import errors
 from zbroker.amqp import codec, methods
 from zbroker.amqp.codec import FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FrameError
 from zbroker.core import Broker
-from zbroker.core.users import LOGIN_REFUSED
-from zbroker.credit import DELIVERY_WINDOW
 from zbroker.methods import BODY_METHODS
 from zbroker.methods import Method as M
+from zbroker.wires import amqp_handshake as handshake
+from zbroker.wires.amqp_connection import (CLOSE_WAIT, CLOSED, CLOSING, HEADER, OPEN, RUNNING, START_OK,
+                                           TUNE_OK, AmqpConnection, Content)
+from zbroker.wires.amqp_handshake import HANDSHAKE_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
-#: RabbitMQ's default frame_max (128 KiB) is what the broker offers.
-FRAME_MAX = 131072
-#: RabbitMQ's handshake_timeout: a connection must be open within this.
-HANDSHAKE_TIMEOUT_S = 10.0
 #: How long the broker waits for close-ok after its connection.close.
 CLOSE_TIMEOUT_S = 3.0
 #: The longest the broker waits for a client to close its socket after close-ok
@@ -70,18 +61,6 @@ CLOSE_TIMEOUT_S = 3.0
 CLOSE_OK_WAIT_S = 30.0
 #: How often heartbeats and timeouts are looked at (they are whole seconds).
 CHECK_INTERVAL_S = 0.25
-PROTOCOL = "AMQP 0-9-1"
-MECHANISMS = ("PLAIN", "AMQPLAIN")
-#: RabbitMQ's capabilities, each true of zbroker.
-CAPABILITIES = {
-    "publisher_confirms": True, "exchange_exchange_bindings": True, "basic.nack": True,
-    "consumer_cancel_notify": True, "connection.blocked": True, "consumer_priorities": True,
-    "authentication_failure_close": True, "per_consumer_qos": True, "direct_reply_to": True,
-}
-
-#: _CLOSING: the broker sent connection.close and waits for close-ok; _CLOSE_WAIT: it sent
-#: close-ok and waits for the client to close the socket (rule 8); _CLOSED: done.
-_HEADER, _START_OK, _TUNE_OK, _OPEN, _RUNNING, _CLOSING, _CLOSE_WAIT, _CLOSED = range(8)
 _PUBLISH = int(M.BASIC_PUBLISH)
 _DELIVER = int(M.BASIC_DELIVER)
 _BLOCKED, _UNBLOCKED = int(M.CONNECTION_BLOCKED), int(M.CONNECTION_UNBLOCKED)
@@ -90,64 +69,6 @@ _CANCEL = int(M.BASIC_CANCEL)
 _UPDATE_SECRET = int(M.CONNECTION_UPDATE_SECRET)
 _PUBLISH_CREDIT = int(M.PUBLISH_CREDIT)
 _CHANNEL_OPEN = int(M.CHANNEL_OPEN)
-
-
-@dataclass
-class Content:
-    """A publish being assembled on one channel (rule 3)."""
-
-    fields: list[Any]
-    size: int = -1  # -1: the content header has not come yet
-    properties: dict = field(default_factory=dict)
-    parts: list[bytes] = field(default_factory=list)
-    got: int = 0
-    skip: bool = False  # refused at its header: its body frames are dropped
-
-
-class AmqpConnection:
-    """One TCP connection as the wire sees it."""
-
-    def __init__(self, key: int, peer_host: str, peer_port: int, now: float, wire: "AmqpWire",
-                 listener: str, tls: bool) -> None:
-        self.key = key
-        self.wire = wire
-        self.listener = listener  # "host:port" it connected to
-        self.tls = tls
-        self.peer_host = peer_host
-        self.peer_port = peer_port
-        self.state = _HEADER
-        self.inbuf = bytearray()
-        self.out: list[Any] = []
-        self.frame_max = FRAME_MAX
-        self.channel_max = 0
-        self.heartbeat = 0
-        self.opened_at = now
-        self.last_recv = now
-        self.last_send = now
-        self.close_by = 0.0  # while closing: when the socket goes anyway
-        self.close_now = False  # the listener closes the socket once ``out`` is written
-        self.paused = False  # rule 6
-        self.resume = False  # unpaused by the core's events: apply what waits in ``inbuf``
-        self.username = ""
-        self.mechanism = ""
-        self.client_properties: dict = {}
-        self.capabilities: dict = {}
-        self.content: dict[int, Content] = {}
-        self.core: Any = None  # the core's Connection, once open
-
-    def send(self, data: Any) -> None:
-        self.out.append(data)
-        self.wire.writing.add(self.key)
-
-    def close_soon(self) -> None:
-        """The listener closes the socket once what is queued for it is written."""
-        self.close_now = True
-        self.wire.closing.add(self.key)
-        self.wire.read_version += 1
-
-    def pause(self, paused: bool) -> None:
-        self.paused = paused
-        self.wire.read_version += 1
 
 
 class AmqpWire:
@@ -176,7 +97,7 @@ class AmqpWire:
 
     def data_received(self, key: int, data: bytes, now: float) -> None:
         conn = self.connections.get(key)
-        if conn is None or conn.state >= _CLOSE_WAIT:
+        if conn is None or conn.state >= CLOSE_WAIT:
             return
         conn.last_recv = now
         conn.inbuf += data
@@ -186,7 +107,7 @@ class AmqpWire:
     def reading(self, key: int) -> bool:
         """Whether the listener should read the socket now (rule 6)."""
         conn = self.connections.get(key)
-        return conn is not None and not conn.paused and conn.state != _CLOSED
+        return conn is not None and not conn.paused and conn.state != CLOSED
 
     def connection_lost(self, key: int, now: float, reason: str = "connection closed by peer") -> None:
         """The socket is gone: release what the core held for it."""
@@ -196,9 +117,9 @@ class AmqpWire:
         self.read_version += 1
         if conn is None:
             return
-        if conn.state in (_RUNNING, _CLOSING) and key in self.broker.connections:
+        if conn.state in (RUNNING, CLOSING) and key in self.broker.connections:
             self.broker.connection_lost(key, now, reason)
-        elif conn.state < _CLOSING:
+        elif conn.state < CLOSING:
             log.info("AMQP connection from %s:%d closed during the handshake", conn.peer_host, conn.peer_port)
 
     def take_output(self, listener: str) -> dict[int, list[Any]]:
@@ -236,18 +157,18 @@ class AmqpWire:
             return
         self._next_check = now + CHECK_INTERVAL_S
         for conn in list(self.connections.values()):
-            if conn.state == _CLOSED:
+            if conn.state == CLOSED:
                 continue
-            if conn.state == _CLOSING or conn.state == _CLOSE_WAIT:
+            if conn.state == CLOSING or conn.state == CLOSE_WAIT:
                 if now >= conn.close_by:
-                    conn.state = _CLOSED
+                    conn.state = CLOSED
                     conn.close_soon()
                 continue
-            if conn.state != _RUNNING:
+            if conn.state != RUNNING:
                 if now - conn.opened_at > HANDSHAKE_TIMEOUT_S:
                     log.warning("AMQP connection from %s:%d: handshake not done in %.0f s, closed",
                                 conn.peer_host, conn.peer_port, HANDSHAKE_TIMEOUT_S)
-                    conn.state = _CLOSED
+                    conn.state = CLOSED
                     conn.close_soon()
                 continue
             beat = conn.heartbeat
@@ -257,8 +178,8 @@ class AmqpWire:
                 conn.send(codec.HEARTBEAT)
                 conn.last_send = now
             if not conn.paused and now - conn.last_recv > 2 * beat:
-                log.warning("connection %s: missed heartbeats from client, timeout: %ds", key_name(conn), beat)
-                conn.state = _CLOSED
+                log.warning("connection %s: missed heartbeats from client, timeout: %ds", conn.name, beat)
+                conn.state = CLOSED
                 conn.close_soon()
                 self.broker.connection_lost(conn.key, now, "missed heartbeats")
 
@@ -271,12 +192,12 @@ class AmqpWire:
         buf = conn.inbuf
         pos = 0
         try:
-            if conn.state == _HEADER:
+            if conn.state == HEADER:
                 if len(buf) < 8:
                     return
-                self._protocol_header(conn, bytes(buf[:8]))
+                handshake.protocol_header(self.broker, conn, bytes(buf[:8]))
                 pos = 8
-            while conn.state not in (_CLOSED, _HEADER) and not conn.paused:
+            while conn.state not in (CLOSED, HEADER) and not conn.paused:
                 cut = codec.next_frame(buf, pos, conn.frame_max)
                 if cut is None:
                     break
@@ -287,35 +208,21 @@ class AmqpWire:
         except FrameError as exc:
             self._fail(conn, exc.code, exc.detail, now)
         except Exception:  # a bug: that connection goes, the broker goes on
-            log.exception("internal error handling input from connection %s", key_name(conn))
+            log.exception("internal error handling input from connection %s", conn.name)
             self._fail(conn, errors.INTERNAL_ERROR, "internal error", now)
         finally:
-            if conn.state == _CLOSED:
+            if conn.state == CLOSED:
                 conn.inbuf = bytearray()
             elif pos:
                 del buf[:pos]
             self.broker.after_input()
-
-    def _protocol_header(self, conn: AmqpConnection, header: bytes) -> None:
-        if header != codec.PROTOCOL_HEADER:
-            log.warning("connection from %s:%d: bad protocol header %r", conn.peer_host, conn.peer_port, header)
-            conn.send(codec.PROTOCOL_HEADER)
-            conn.state = _CLOSED
-            conn.close_soon()
-            return
-        properties = {"product": "zbroker", "version": __version__,
-                      "platform": f"Python {platform.python_version()}",
-                      "cluster_name": self.broker.node_name, "capabilities": CAPABILITIES,
-                      "copyright": "zbroker contributors", "information": "Licensed under the MIT License"}
-        self._send_method(conn, 0, C.Connection.Start, 0, 9, properties, " ".join(MECHANISMS), "en_US")
-        conn.state = _START_OK
 
     def _frame(self, conn: AmqpConnection, kind: int, channel: int, buf: bytearray,
                start: int, end: int, now: float) -> bool:
         """Apply one frame; False when it must wait (rule 6)."""
         if kind == FRAME_METHOD:
             payload = bytes(buf[start:end])
-            if channel and conn.state == _RUNNING:
+            if channel and conn.state == RUNNING:
                 fast = methods.fast_command(channel, payload)
                 if fast is not None:
                     return self._channel_command(conn, fast[0], fast[1:], None, now)
@@ -323,9 +230,9 @@ class AmqpWire:
             if channel == 0:
                 self._connection_method(conn, method, now)
                 return True
-            if conn.state == _CLOSING:
+            if conn.state == CLOSING:
                 return True
-            if conn.state != _RUNNING:
+            if conn.state != RUNNING:
                 raise FrameError(errors.COMMAND_INVALID, f"{method.name} before connection.open-ok")
             spec, fields = methods.to_command(channel, method)
             nowait_ok = spec.nowait_ok if spec.silent or getattr(method, "nowait", False) else None
@@ -334,7 +241,7 @@ class AmqpWire:
             if channel != 0:
                 raise FrameError(errors.UNEXPECTED_FRAME, f"type {kind}, all octets = {codec.octets(buf[start:end])}")
             return True
-        if conn.state == _CLOSING:
+        if conn.state == CLOSING:
             return True
         if conn.core is not None and conn.core.publish_blocked:
             conn.pause(True)  # rule 6: a blocked connection's content waits too
@@ -351,96 +258,30 @@ class AmqpWire:
     def _connection_method(self, conn: AmqpConnection, method: Any, now: float) -> None:
         state = conn.state
         if isinstance(method, C.Connection.CloseOk):
-            if state == _CLOSING:
-                conn.state = _CLOSED
+            if state == CLOSING:
+                conn.state = CLOSED
                 conn.close_soon()
             return
-        if state == _CLOSING:
+        if state == CLOSING:
             if isinstance(method, C.Connection.Close):  # both sides closed at once
-                self._send_method(conn, 0, C.Connection.CloseOk)
-                conn.state = _CLOSED
+                conn.send_method(0, C.Connection.CloseOk)
+                conn.state = CLOSED
                 conn.close_soon()
             return
-        if state == _START_OK and isinstance(method, C.Connection.StartOk):
-            self._start_ok(conn, method, now)
-        elif state == _TUNE_OK and isinstance(method, C.Connection.TuneOk):
-            self._tune_ok(conn, method)
-        elif state == _OPEN and isinstance(method, C.Connection.Open):
-            self._open(conn, method, now)
-        elif state == _RUNNING and isinstance(method, C.Connection.Close):
+        if state == START_OK and isinstance(method, C.Connection.StartOk):
+            handshake.start_ok(self.broker, conn, method, now)
+        elif state == TUNE_OK and isinstance(method, C.Connection.TuneOk):
+            handshake.tune_ok(self.broker, conn, method)
+        elif state == OPEN and isinstance(method, C.Connection.Open):
+            handshake.open_(self.broker, conn, method, now)
+        elif state == RUNNING and isinstance(method, C.Connection.Close):
             self._command(conn, _CONNECTION_CLOSE, [method.reply_code, method.reply_text], None, now)
-        elif state == _RUNNING and isinstance(method, C.Connection.UpdateSecret):
+        elif state == RUNNING and isinstance(method, C.Connection.UpdateSecret):
             secret = method.new_secret
             self._command(conn, _UPDATE_SECRET, [secret.decode(errors="replace") if isinstance(secret, bytes)
                                                  else str(secret), str(method.reason)], None, now)
         else:
             raise FrameError(errors.COMMAND_INVALID, f"unexpected {method.name} on channel 0")
-
-    def _start_ok(self, conn: AmqpConnection, method: Any, now: float) -> None:
-        conn.client_properties = codec.plain_table(method.client_properties or {}, "client_properties")
-        capabilities = conn.client_properties.get("capabilities")
-        conn.capabilities = capabilities if isinstance(capabilities, dict) else {}
-        conn.mechanism = method.mechanism
-        response = method.response
-        if isinstance(response, str):
-            response = response.encode()
-        if method.mechanism == "PLAIN":
-            parts = bytes(response).split(b"\x00")
-            if len(parts) != 3:
-                raise FrameError(errors.ACCESS_REFUSED, LOGIN_REFUSED.format("PLAIN"))
-            user, password = parts[1], parts[2]
-        elif method.mechanism == "AMQPLAIN":
-            table = codec.decode_table_bytes(bytes(response), "the AMQPLAIN response")
-            user, password = table.get("LOGIN", b""), table.get("PASSWORD", b"")
-        else:
-            raise FrameError(errors.COMMAND_INVALID, f"unknown authentication mechanism '{method.mechanism}'")
-        conn.username = user.decode(errors="replace") if isinstance(user, bytes) else str(user)
-        text = password.decode(errors="replace") if isinstance(password, bytes) else str(password)
-        refusal = self.broker.users.login(conn.username, text, conn.peer_host, now, conn.mechanism)
-        if refusal is not None:
-            self._refuse_login(conn, refusal)
-            return
-        self._send_method(conn, 0, C.Connection.Tune, self.broker.limits.channel_max, FRAME_MAX,
-                          self.broker.heartbeat)
-        conn.state = _TUNE_OK
-
-    def _refuse_login(self, conn: AmqpConnection, why: str) -> None:
-        """(The core logged why.)"""
-        if conn.capabilities.get("authentication_failure_close"):
-            text = errors.reply_text(errors.ACCESS_REFUSED, LOGIN_REFUSED.format(conn.mechanism))
-            self._send_method(conn, 0, C.Connection.Close, errors.ACCESS_REFUSED, text, 0, 0)
-        conn.state = _CLOSED
-        conn.close_soon()
-
-    def _tune_ok(self, conn: AmqpConnection, method: Any) -> None:
-        frame_max = method.frame_max or FRAME_MAX
-        if frame_max < codec.FRAME_MIN_SIZE:
-            raise FrameError(errors.NOT_ALLOWED, f"frame_max={frame_max} < {codec.FRAME_MIN_SIZE} min size")
-        if frame_max > FRAME_MAX:
-            raise FrameError(errors.NOT_ALLOWED, f"frame_max={frame_max} > {FRAME_MAX} max size")
-        offered = self.broker.limits.channel_max
-        conn.channel_max = min(method.channel_max or offered, offered)
-        conn.frame_max = frame_max
-        conn.heartbeat = method.heartbeat
-        conn.state = _OPEN
-
-    def _open(self, conn: AmqpConnection, method: Any, now: float) -> None:
-        core = self.broker.open_connection(conn.key, now, conn.heartbeat, method.virtual_host,
-                                           conn.username, None, conn.client_properties,
-                                           DELIVERY_WINDOW, conn.peer_host, conn.mechanism)
-        if core is None:  # refused (vhost, connection limit): the core queued the close
-            conn.state = _RUNNING
-            return
-        core.protocol = PROTOCOL
-        core.peer = conn.peer_host
-        core.peer_port = conn.peer_port
-        core.frame_max = conn.frame_max
-        core.auth_mechanism = conn.mechanism
-        conn.core = core
-        core.listener = conn.listener
-        core.ssl = conn.tls
-        conn.state = _RUNNING
-        self._send_method(conn, 0, C.Connection.OpenOk, "")
 
     def _channel_command(self, conn: AmqpConnection, op: int, fields: list[Any], nowait_ok: int | None,
                          now: float) -> bool:
@@ -516,8 +357,8 @@ class AmqpWire:
             self._closing(conn, now)
 
     def _closing(self, conn: AmqpConnection, now: float) -> None:
-        if conn.state < _CLOSE_WAIT:
-            conn.state = _CLOSING
+        if conn.state < CLOSE_WAIT:
+            conn.state = CLOSING
             conn.close_by = now + CLOSE_TIMEOUT_S
             conn.content.clear()
 
@@ -525,21 +366,18 @@ class AmqpWire:
         """Rule 8: the peer broke the protocol; nothing more it sent is applied."""
         conn.inbuf = bytearray()
         conn.content.clear()
-        if conn.state >= _CLOSING:
+        if conn.state >= CLOSING:
             return  # its close is on the way; what it sends meanwhile is not worth a log line
-        log.warning("connection %s closed: %s", key_name(conn), errors.reply_text(code, detail))
+        log.warning("connection %s closed: %s", conn.name, errors.reply_text(code, detail))
         running = conn.key in self.broker.connections
         self._closing(conn, now)
         if running:
             self.broker.close_connection(conn.key, code, detail)  # its close goes out with the events
         else:
             text = methods.reply_text(errors.reply_text(code, detail))
-            self._send_method(conn, 0, C.Connection.Close, code, text, 0, 0)
+            conn.send_method(0, C.Connection.Close, code, text, 0, 0)
 
     # -- output ----------------------------------------------------------------------------
-
-    def _send_method(self, conn: AmqpConnection, channel: int, cls: type, *args: Any) -> None:
-        conn.send(codec.method_frame(channel, cls, *args))
 
     def encode(self, pending: dict[Any, list[Any]], now: float) -> None:
         """Encode the core's events for AMQP connections into their output buffers.
@@ -548,13 +386,13 @@ class AmqpWire:
         resumed = []
         for key, parts in pending.items():
             conn = self.connections.get(key)
-            if conn is None or conn.state >= _CLOSE_WAIT:
+            if conn is None or conn.state >= CLOSE_WAIT:
                 continue
             try:
                 self._encode(conn, parts, now)
             except Exception:
-                log.exception("internal error encoding for connection %s", key_name(conn))
-                conn.state = _CLOSED
+                log.exception("internal error encoding for connection %s", conn.name)
+                conn.state = CLOSED
                 conn.close_soon()
                 self.broker.connection_lost(key, now, "internal error")
                 continue
@@ -597,7 +435,7 @@ class AmqpWire:
             elif op == _CONNECTION_CLOSE:
                 self._closing(conn, now)
             elif op == _CONNECTION_CLOSE_OK:  # rule 8: the client closes the socket
-                conn.state = _CLOSE_WAIT
+                conn.state = CLOSE_WAIT
                 wait = conn.heartbeat or CLOSE_OK_WAIT_S
                 conn.close_by = now + min(wait, CLOSE_OK_WAIT_S)
             channel = event[1] if op >= _CHANNEL_OPEN else 0
@@ -618,6 +456,3 @@ def _drop_first(parts: list[Any] | None, start: int, op: int, channel: int) -> N
             del parts[i]
             return
 
-
-def key_name(conn: AmqpConnection) -> str:
-    return f"{conn.peer_host}:{conn.peer_port}"
