@@ -1,7 +1,7 @@
 """The ``zbroker`` command: ``serve`` the broker, ``bench`` it. Only here is logging configured.
 
 Every option can also come from the environment as ``ZBROKER_<OPTION>``
-(``ZBROKER_BIND=tcp://0.0.0.0:5680``), through click's ``auto_envvar_prefix``.
+(``ZBROKER_SERVE_BIND=tcp://0.0.0.0:5680``), through click's ``auto_envvar_prefix``.
 """
 from __future__ import annotations
 
