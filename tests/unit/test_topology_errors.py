@@ -72,10 +72,10 @@ def test_exchange_redeclare_with_other_type_is_406(peer: FakePeer) -> None:
              "received 'direct' but current is 'fanout'")
 
 
-def test_unknown_exchange_type_closes_connection_503(peer: FakePeer) -> None:
+def test_unknown_exchange_type_closes_the_channel_406_as_rabbitmq_4(peer: FakePeer) -> None:
     assert close_of(exchange_declare(peer, "x", "nosuchtype")) == (
-        503, "COMMAND_INVALID - unknown exchange type 'nosuchtype'")
-    assert peer.broker.connections == {}
+        406, "PRECONDITION_FAILED - unknown exchange type 'nosuchtype'")
+    assert peer.broker.connections != {} and "x" not in peer.broker.topology.exchanges
 
 
 def test_reserved_names_are_403(peer: FakePeer) -> None:

@@ -185,8 +185,8 @@ class Topology:
             raise ChannelError(errors.ACCESS_REFUSED, "operation not permitted on the default exchange")
         if passive:
             return self.exchange(name)
-        if kind not in EXCHANGE_TYPES:
-            raise ConnectionError_(errors.COMMAND_INVALID, f"unknown exchange type '{kind}'")
+        if kind not in EXCHANGE_TYPES:  # RabbitMQ 4.x's channel error (3.x: 503, closing the connection)
+            raise ChannelError(errors.PRECONDITION_FAILED, f"unknown exchange type '{kind}'")
         existing = self.exchanges.get(name)
         if existing is None:
             if name.startswith(RESERVED_PREFIX):
