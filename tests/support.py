@@ -39,6 +39,9 @@ READY = re.compile(r"ready on (tcp://\S+):(\d+)")
 AMQP_READY = re.compile(r"AMQP 0-9-1 listener on (\S+):(\d+)")
 AMQPS_READY = re.compile(r"AMQP 0-9-1 TLS listener on (\S+):(\d+)")
 START_TIMEOUT_S = 20.0
+#: How long ``wait_for`` waits for a line unless told: generous, since a wait ends as soon
+#: as its line comes, and a loaded machine can take seconds to start a client process.
+WAIT_S = 30.0
 
 
 def child_env(port: int | None = None) -> dict[str, str]:
@@ -63,7 +66,7 @@ class LineReader:
             self._queue.put(line.rstrip("\n"))
         self._queue.put(None)
 
-    def wait_for(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+    def wait_for(self, pattern: str, timeout: float = WAIT_S) -> re.Match[str]:
         """Wait for a line matching ``pattern`` (a regex), among lines seen so far or new ones."""
         rx = re.compile(pattern)
         for line in self.lines:
@@ -123,7 +126,7 @@ class Process:
     def pid(self) -> int:
         return self.popen.pid
 
-    def wait_for(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+    def wait_for(self, pattern: str, timeout: float = WAIT_S) -> re.Match[str]:
         return self.output.wait_for(pattern, timeout)
 
     def kill(self) -> None:
