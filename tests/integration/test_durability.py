@@ -106,7 +106,8 @@ def test_unacked_messages_come_back_redelivered_after_sigkill_and_acked_never(da
             ch.basic_publish("", "work", b"job %d" % i, PERSISTENT)
         ch.basic_qos(prefetch_count=3)
         seen = []
-        for method, _, body in ch.consume("work", inactivity_timeout=2):
+        for method, _, body in ch.consume("work", inactivity_timeout=30):
+            assert method is not None, seen
             seen.append(body)
             if body == b"job 0":
                 ch.basic_ack(method.delivery_tag)
@@ -249,11 +250,13 @@ def test_crash_loop_loses_no_confirmed_message(data_dir: Path) -> None:
         assert all(n > 0 for n in per_producer.values()), per_producer
         ch = connect(broker).channel()
         ch.basic_qos(prefetch_count=1000)
+        queued = ch.queue_declare("crash", durable=True, passive=True).method.message_count
         stored = []
-        for method, _, body in ch.consume("crash", auto_ack=True, inactivity_timeout=2.0):
-            if method is None:
-                break
+        for method, _, body in ch.consume("crash", auto_ack=True, inactivity_timeout=30):
+            assert method is not None, f"{len(stored)} of {queued} messages came"
             stored.append(body)
+            if len(stored) == queued:  # (the producers are done: nothing more comes)
+                break
         ch.cancel()
         keys = set()
         for body in stored:
