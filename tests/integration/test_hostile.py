@@ -55,10 +55,10 @@ def raw_peer(endpoint: str, ctx: zmq.Context, rcvhwm: int = 1000) -> zmq.Socket:
     sock.setsockopt(zmq.RCVHWM, rcvhwm)
     sock.connect(endpoint)
     sock.send_multipart([HEADER, encode(Op.HELLO, None, "/", "guest", "guest", {})])
-    assert sock.poll(5000)
+    assert sock.poll(30_000)
     sock.recv_multipart()
     sock.send_multipart([HEADER, encode(Op.CHANNEL_OPEN, 1)])
-    assert sock.poll(5000)
+    assert sock.poll(30_000)
     sock.recv_multipart()
     return sock
 
