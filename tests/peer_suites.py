@@ -8,22 +8,28 @@ another broker such as RabbitMQ): ``python -m tests.peer_suites`` (``bin/peer-su
   one whose "containers" are zbroker processes (or the broker under ``--against``).
 * pika 1.4.4: its sdist ships no tests, so ``--pika-repo PATH`` names a checkout of
   pika's repository at that tag; its blocking and async acceptance tests run with
-  ``tests/peer_plugin/peer_pika.py``, which points their ``localhost:5672`` at the broker.
+  ``tests/peer_plugin/peer_pika.py``, which points their ``localhost:5672`` at the broker
+  (suite ``pika``), and the async ones again with their ``--use-tls`` (suite
+  ``pika-tls``: their client certificate, zbroker serving their test certificates).
 
 Their files are never modified or copied into this project. Their tests run in a
 virtualenv of their own, ``.peer-suites/venv`` (pytest and the suites' test
 dependencies), never in ``.venv``. Per suite the command prints passed / failed / errors /
 skipped and every failing test id with a one-line reason; with ``--against URL
---compare`` it runs both brokers and lists the tests that pass there and fail on zbroker.
+--compare`` it runs both brokers and lists the tests that pass there and fail on zbroker
+(grouped by reason first), those that fail on both and those that fail only there; it
+exits 1 when some test passes there and fails on zbroker.
 Results are kept in ``.peer-suites/results/`` (``--reuse`` takes the other broker's from
-there instead of running it again), pytest's output and the brokers' logs in
-``.peer-suites/logs/``.
+there instead of running it again), pytest's output and the brokers' logs of the last
+run of each suite against each broker in ``.peer-suites/logs/SUITE@BROKER/``.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -132,7 +138,7 @@ def zbroker_source(rev: str | None) -> tuple[dict[str, str], str]:
         dest.mkdir(parents=True, exist_ok=True)
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", sha, "zbroker"], capture_output=True, check=True)
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
-    return {"PYTHONPATH": str(dest)}, f"commit {sha} (git archive)"
+    return {"PYTHONPATH": str(dest), "REV": sha}, f"commit {sha} (git archive)"
 
 
 def server_product(host: str, port: int) -> str:
@@ -164,7 +170,8 @@ class Target:
 
 def zbroker_target(rev: str | None, in_memory: bool) -> Target:
     env, where = zbroker_source(rev)
-    return Target("zbroker", "zbroker", zbroker_env=env, description=f"zbroker, {where}", in_memory=in_memory)
+    label = f"zbroker-{env.pop('REV')}" if "REV" in env else "zbroker"
+    return Target("zbroker", label, zbroker_env=env, description=f"zbroker, {where}", in_memory=in_memory)
 
 
 def external_target(url: str, amqps_port: int | None, local_rabbitmq: bool) -> Target:
@@ -244,11 +251,8 @@ def merge_reports(lines: list[dict]) -> dict[str, Outcome]:
 
 def run_pytest(suite: str, target: Target, cwd: Path, args: list[str], env: dict[str, str],
                timeout: float, extra: list[str]) -> SuiteResult:
-    logs = CACHE / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    report = logs / f"{suite}@{target.label}.jsonl"
-    log = logs / f"{suite}@{target.label}.pytest.log"
-    report.unlink(missing_ok=True)
+    logs = Path(env["PEER_LOG_DIR"])
+    report, log = logs / "report.jsonl", logs / "pytest.log"
     env = {**os.environ, **env, "PEER_REPORT": str(report),
            "PYTHONPATH": os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(PLUGINS / ".")) if p)}
     env.pop("PYTHONSAFEPATH", None)
@@ -273,9 +277,17 @@ def run_pytest(suite: str, target: Target, cwd: Path, args: list[str], env: dict
     return result
 
 
-def target_env(target: Target, tls: tuple[str, str]) -> dict[str, str]:
-    logs, work = CACHE / "logs", CACHE / "work"
-    logs.mkdir(parents=True, exist_ok=True)
+def log_dir(suite: str, target: Target, subset: bool) -> Path:
+    """``.peer-suites/logs/SUITE@BROKER`` (``.subset`` when pytest arguments choose the
+    tests), emptied: this run's pytest output and broker logs."""
+    logs = CACHE / "logs" / f"{suite}@{target.label}{'.subset' if subset else ''}"
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir(parents=True)
+    return logs
+
+
+def target_env(suite: str, target: Target, tls: tuple[str, str], subset: bool) -> dict[str, str]:
+    logs, work = log_dir(suite, target, subset), CACHE / "work"
     work.mkdir(parents=True, exist_ok=True)
     env = {"PEER_LOG_DIR": str(logs), "PEER_WORK_DIR": str(work), "PEER_TARGET": target.kind}
     if target.kind == "zbroker":
@@ -296,7 +308,7 @@ def zbroker_command(target: Target) -> list[str]:
 def run_aio_pika(target: Target, tls: tuple[str, str], extra: list[str], timeout: float) -> SuiteResult:
     src = ensure_aio_pika()
     args = ["-p", "peer_aio_pika", "-o", "log_cli=false", "-rA", *extra, "tests"]
-    return run_pytest("aio-pika", target, src, args, target_env(target, tls), timeout, extra)
+    return run_pytest("aio-pika", target, src, args, target_env("aio-pika", target, tls, bool(extra)), timeout, extra)
 
 
 def run_pika(repo: Path, target: Target, tls: tuple[str, str], extra: list[str], timeout: float,
@@ -306,13 +318,13 @@ def run_pika(repo: Path, target: Target, tls: tuple[str, str], extra: list[str],
     certificates and requiring a client certificate signed by their CA, as their
     testdata/rabbitmq.conf.in has RabbitMQ do."""
     suite = "pika-tls" if use_tls else "pika"
-    env = target_env(target, tls)
+    env = target_env(suite, target, tls, bool(extra))
     broker = None
     if target.kind == "zbroker":
         certs = repo / "testdata" / "certs"
         server_tls = (str(certs / "server_certificate.pem"), str(certs / "server_key.pem")) if use_tls else tls
         client_check = ("--tls-ca", str(certs / "ca_certificate.pem"), "--tls-require-client-cert") if use_tls else ()
-        broker = Zbroker(zbroker_command(target), work_dir=CACHE / "work", log_dir=CACHE / "logs",
+        broker = Zbroker(zbroker_command(target), work_dir=CACHE / "work", log_dir=Path(env["PEER_LOG_DIR"]),
                          name=f"zbroker-{suite}-{os.getpid()}", tls=server_tls, in_memory=target.in_memory,
                          extra_args=client_check)
         broker.start()
@@ -339,13 +351,33 @@ def run_pika(repo: Path, target: Target, tls: tuple[str, str], extra: list[str],
 # -- reporting ------------------------------------------------------------------------------
 
 def short(reason: str, width: int = 220) -> str:
+    """One line: a traceback carried in an assertion message (pika's threaded test
+    wrapper) shortened to its last line, the exception."""
+    if "Traceback (most recent call last)" in reason:
+        lines = [line for line in reason.splitlines() if line.strip()]
+        reason = lines[-1] if lines else reason
     reason = " ".join(reason.split())
     return reason if len(reason) <= width else reason[: width - 3] + "..."
 
 
+def kind_of(reason: str) -> str:
+    """A failure's reason with names, ids and addresses blanked, to group failures."""
+    def blank(m: re.Match) -> str:  # generated names: letters with digits, or mixed case
+        w = m.group(0)
+        digits, upper, lower = (any(f(c) for c in w) for f in (str.isdigit, str.isupper, str.islower))
+        return "…" if (digits and (upper or lower)) or (upper and lower) else w
+
+    def names(m: re.Match) -> str:
+        return re.sub(r"[A-Za-z0-9_-]{10,}", blank, m.group(0))
+    reason = re.sub(r"0x[0-9a-f]+", "0x…", short(reason, 10_000))
+    reason = re.sub(r"'[^']*'", names, reason)
+    return short(reason, 160)
+
+
 def print_result(result: SuiteResult) -> None:
     c = result.counts()
-    print(f"\n== {result.suite} against {result.description}  ({result.seconds:.0f} s)")
+    subset = ", the tests the pytest arguments chose" if result.subset else ""
+    print(f"\n== {result.suite} against {result.description}  ({result.seconds:.0f} s{subset}; log {result.log})")
     print(f"   passed {c['passed']}  failed {c['failed']}  errors {c['error']}  skipped {c['skipped']}"
           + (f"   [{result.note}]" if result.note else ""))
     for kind in ("failed", "error"):
@@ -367,9 +399,10 @@ def print_comparison(ref: SuiteResult, z: SuiteResult) -> int:
     bad = ("failed", "error")
     cr, cz = ref.counts(), z.counts()
     print(f"\n== {z.suite}: {ref.description} vs {z.description}")
-    print(f"   {'':10}{ref.target:>12}{z.target:>12}")
+    w = max(12, len(ref.target) + 2, len(z.target) + 2)
+    print(f"   {'':10}{ref.target:>{w}}{z.target:>{w}}")
     for key, name in (("passed", "passed"), ("failed", "failed"), ("error", "errors"), ("skipped", "skipped")):
-        print(f"   {name:10}{cr[key]:>12}{cz[key]:>12}")
+        print(f"   {name:10}{cr[key]:>{w}}{cz[key]:>{w}}")
     regressions = sorted(n for n, o in z.outcomes.items()
                          if o.outcome in bad and n in ref.outcomes and ref.outcomes[n].outcome == "passed")
     both = sorted(n for n, o in z.outcomes.items()
@@ -380,6 +413,12 @@ def print_comparison(ref: SuiteResult, z: SuiteResult) -> int:
     other = sorted(n for n, o in z.outcomes.items() if o.outcome in bad and n in ref.outcomes
                    and ref.outcomes[n].outcome == "skipped")
     print(f"\n   pass on {ref.target}, fail on {z.target}: {len(regressions)}")
+    kinds: dict[str, int] = {}
+    for n in regressions:
+        kinds[kind_of(z.outcomes[n].reason)] = kinds.get(kind_of(z.outcomes[n].reason), 0) + 1
+    if len(kinds) > 1 or len(regressions) > 3:
+        for kind, count in sorted(kinds.items(), key=lambda kv: -kv[1]):
+            print(f"     x{count:<4} {kind}")
     for n in regressions:
         print(f"   - {n}\n       {z.target}: {short(z.outcomes[n].reason)}")
     print(f"\n   fail on both: {len(both)}")
