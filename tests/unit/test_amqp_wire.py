@@ -16,6 +16,7 @@ from pamqp.heartbeat import Heartbeat
 from tests.unit.amqp_peer import AmqpPeer, make
 from zbroker.amqp.codec import PROTOCOL_HEADER
 from zbroker.wires.amqp import CLOSE_OK_WAIT_S
+from zbroker.wires.amqp_connection import CLOSE_TIMEOUT_S
 
 
 def opened(**broker_args) -> tuple:  # noqa: ANN003
@@ -79,10 +80,14 @@ def test_wrong_credentials_and_guest_from_afar_are_refused_with_403() -> None:
     bad.handshake(password="nope")
     assert closed_with(bad) == (403, "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. "
                                      "For details see the broker logfile.")
+    assert not bad.closed  # RabbitMQ's order: the client's close-ok, then the socket goes
+    bad.send(0, C.Connection.CloseOk())
     assert bad.closed
     remote = AmqpPeer(wire, clock, host="192.0.2.7")
     remote.handshake()
     assert closed_with(remote)[0] == 403
+    wire.tick(clock.advance(CLOSE_TIMEOUT_S + 0.5))  # a client that never answers: closed anyway
+    assert remote.closed
     quiet = AmqpPeer(wire, clock)  # without authentication_failure_close: just closed
     quiet.handshake(password="nope", capabilities={})
     assert quiet.methods() == [] and quiet.closed

@@ -48,14 +48,12 @@ from zbroker.core import Broker
 from zbroker.methods import BODY_METHODS
 from zbroker.methods import Method as M
 from zbroker.wires import amqp_handshake as handshake
-from zbroker.wires.amqp_connection import (CLOSE_WAIT, CLOSED, CLOSING, HEADER, OPEN, RUNNING, START_OK,
-                                           TUNE_OK, AmqpConnection, Content)
+from zbroker.wires.amqp_connection import (CLOSE_TIMEOUT_S, CLOSE_WAIT, CLOSED, CLOSING, HEADER, OPEN, RUNNING,
+                                           START_OK, TUNE_OK, AmqpConnection, Content)
 from zbroker.wires.amqp_handshake import HANDSHAKE_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
-#: How long the broker waits for close-ok after its connection.close.
-CLOSE_TIMEOUT_S = 3.0
 #: The longest the broker waits for a client to close its socket after close-ok
 #: (RabbitMQ's ``CLOSING_TIMEOUT``; a shorter heartbeat timeout shortens it).
 CLOSE_OK_WAIT_S = 30.0

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 HEADER, START_OK, TUNE_OK, OPEN, RUNNING, CLOSING, CLOSE_WAIT, CLOSED = range(8)
 #: RabbitMQ's default frame_max (128 KiB) is what the broker offers.
 FRAME_MAX = 131072
+#: How long the broker waits for close-ok after its connection.close.
+CLOSE_TIMEOUT_S = 3.0
 
 
 @dataclass

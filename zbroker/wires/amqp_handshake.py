@@ -6,8 +6,9 @@ Rules:
    with ours and the socket is closed.
 2. Logins are checked against the broker's users (``core/users.py``: ``guest`` from a
    loopback address only); a refused login is 403 ACCESS_REFUSED with RabbitMQ's text,
-   sent (then the socket closed) when the client announced
-   ``authentication_failure_close``. The password is not kept past start-ok.
+   sent when the client announced ``authentication_failure_close`` (the socket is closed
+   on its close-ok, or after ``CLOSE_TIMEOUT_S``, as RabbitMQ waits for it); other clients
+   just lose the socket. The password is not kept past start-ok.
 3. Tune: the broker offers ``channel_max``, ``frame_max`` (128 KiB, RabbitMQ's) and its
    heartbeat; the client's tune-ok may lower the first two (``frame_max`` at least 4096,
    else 530) and sets the heartbeat (RabbitMQ takes the client's value).
@@ -28,7 +29,8 @@ from zbroker.amqp.codec import FrameError
 from zbroker.core import Broker
 from zbroker.core.users import LOGIN_REFUSED
 from zbroker.credit import DELIVERY_WINDOW
-from zbroker.wires.amqp_connection import CLOSED, FRAME_MAX, OPEN, RUNNING, START_OK, TUNE_OK, AmqpConnection
+from zbroker.wires.amqp_connection import (CLOSE_TIMEOUT_S, CLOSED, CLOSING, FRAME_MAX, OPEN, RUNNING, START_OK,
+                                           TUNE_OK, AmqpConnection)
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +82,19 @@ def start_ok(broker: Broker, conn: AmqpConnection, method: Any, now: float) -> N
     conn.username = user.decode(errors="replace") if isinstance(user, bytes) else str(user)
     text = password.decode(errors="replace") if isinstance(password, bytes) else str(password)
     if broker.users.login(conn.username, text, conn.peer_host, now, conn.mechanism) is not None:
-        _refuse_login(conn)  # (the core logged why)
+        _refuse_login(conn, now)  # (the core logged why)
         return
     conn.send_method(0, C.Connection.Tune, broker.limits.channel_max, FRAME_MAX, broker.heartbeat)
     conn.state = TUNE_OK
 
 
-def _refuse_login(conn: AmqpConnection) -> None:
+def _refuse_login(conn: AmqpConnection, now: float) -> None:
     if conn.capabilities.get("authentication_failure_close"):
         text = errors.reply_text(errors.ACCESS_REFUSED, LOGIN_REFUSED.format(conn.mechanism))
         conn.send_method(0, C.Connection.Close, errors.ACCESS_REFUSED, text, 0, 0)
+        conn.state = CLOSING
+        conn.close_by = now + CLOSE_TIMEOUT_S
+        return
     conn.state = CLOSED
     conn.close_soon()
 
