@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 import msgpack
 import zmq
@@ -189,6 +189,15 @@ class Broker(Process):
         """Delete the data directory if this broker made it (call once it has stopped)."""
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def pump_until(connection: object, done: Callable[[], bool], timeout: float = WAIT_S) -> None:
+    """Run a blocking connection's I/O (its callbacks) until ``done()``: an event, waited
+    for with a deadline, never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"not done within {timeout} s"
+        connection.process_data_events(0.05)  # type: ignore[attr-defined]
 
 
 def client_program(name: str, *args: str, port: int) -> Process:

@@ -13,7 +13,7 @@ import pytest
 
 import zbroker.client as pika
 from zbroker.client import exceptions
-from tests.support import Broker, python_snippet
+from tests.support import Broker, pump_until, python_snippet
 
 PUBLISHER = """
 import sys, zbroker.client as pika
@@ -87,7 +87,7 @@ def test_blocked_connection_timeout_raises_and_management_goes_on() -> None:
         ch = conn.channel()
         ch.queue_declare("q")
         ch.basic_publish("", "q", b"accepted: it was in flight")
-        conn.process_data_events(0.3)
+        pump_until(conn, lambda: bool(calls))
         assert len(calls) == 1 and calls[0][0] is conn
         assert calls[0][1].method.NAME == "Connection.Blocked"
         assert calls[0][1].method.reason == "low on memory"

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import zbroker.client as pika
-from tests.support import ROOT, Broker, child_env
+from tests.support import ROOT, Broker, child_env, pump_until
 from zbroker.management.client import ManagementClient
 
 HTTP_READY = r"HTTP API and dashboard on http://([\d.]+):(\d+)/"
@@ -187,7 +187,7 @@ def test_ctl_purge_delete_and_close(broker: Broker) -> None:
     assert refused.returncode == 1 and "in use" in refused.stderr
     out = ctl(broker, "delete_queue", "orders")
     assert out.returncode == 0 and "Queue was successfully deleted with 0 ready messages" in out.stdout
-    connection.process_data_events(0.5)
+    pump_until(connection, lambda: bool(cancelled))
     assert cancelled == ["worker-1"]  # the consumer is told, as RabbitMQ's consumer cancel notify
 
     missing = ctl(broker, "purge_queue", "orders")
