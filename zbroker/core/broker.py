@@ -291,8 +291,11 @@ class Broker:
 
     def next_deadline(self) -> float | None:
         """When ``tick`` next has something to do (seconds, as ``now``), or None."""
-        due = [d for d in (self.timers.next_deadline(), self.ack_timers.next_deadline()) if d is not None]
-        return min(due, default=self.stats.next_sample)
+        soonest = self.stats.next_sample
+        for due in (self.timers.next_deadline(), self.ack_timers.next_deadline()):
+            if due is not None and due < soonest:
+                soonest = due
+        return soonest
 
     def commit(self, now: float | None = None) -> None:
         """Make this pass's durable changes durable, then answer the publishers waiting.
