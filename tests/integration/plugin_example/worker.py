@@ -14,7 +14,8 @@ def test_worker_answers(zbroker_channel):
     reply = ch.queue_declare("", exclusive=True).method.queue
     ch.basic_consume("jobs", handle)
     ch.basic_publish("", "jobs", b"hello", pika.BasicProperties(reply_to=reply, correlation_id="1"))
-    for method, properties, body in ch.consume(reply, auto_ack=True, inactivity_timeout=5):
+    for method, properties, body in ch.consume(reply, auto_ack=True, inactivity_timeout=30):
+        assert method is not None, "no reply within 30 s"
         assert (body, properties.correlation_id) == (b"HELLO", "1")
         break
 
