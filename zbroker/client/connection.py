@@ -21,18 +21,17 @@ import heapq
 import itertools
 import logging
 import os
-import socket
 import threading
 import time
 from collections import deque
 from typing import Any, Callable, Iterable
-from urllib.parse import urlsplit
 
 import zmq
 
 from zbroker import __version__
 from zbroker.client import exceptions, frame, spec
-from zbroker.client.parameters import ConnectionParameters, amqp_port_hint, amqp_server_text
+from zbroker.client.connect_errors import handshake_failure, refused
+from zbroker.client.parameters import ConnectionParameters
 from zbroker.credit import DELIVERY_COST, publish_cost
 from zbroker.curve import secure_client
 from zbroker.protocol import HEADER, Op, ProtocolError, check_header, decode_message, encode
@@ -70,43 +69,12 @@ _FIRST_CHANNEL_OP = int(Op.CHANNEL_OPEN)
 _TRANSPORT_LOST = zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
 _HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
                      | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
-#: libzmq's ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: one side uses CURVE, the other not.
-_MECHANISM_MISMATCH = 0x11000002
 _MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | _TRANSPORT_LOST | _HANDSHAKE_FAILED
 
 
 #: Connection refusals that another attempt would only repeat.
 PERMANENT = (exceptions.ProbableAuthenticationError, exceptions.ProbableAccessDeniedError,
              exceptions.IncompatibleProtocolError)
-
-
-#: How long a failed handshake's peer gets to show it is an AMQP server.
-AMQP_PROBE_TIMEOUT_S = 2.0
-#: AMQP 0-9-1's protocol header, and the start of what a server answers it with: a method
-#: frame on channel 0 (then its size), connection.start (class 10, method 10).
-_AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
-_CONNECTION_START = (b"\x01\x00\x00", b"\x00\x0a\x00\x0a")
-
-
-def _speaks_amqp(host: str | None, port: int | None) -> bool:
-    """Whether ``host:port`` is an AMQP server (RabbitMQ, zbroker's ``--amqp`` listener):
-    asked after a ZeroMQ handshake there failed, with AMQP's own protocol header, it answers
-    connection.start, or its own header if it speaks another AMQP version."""
-    if host is None or port is None:
-        return False
-    reply = b""
-    try:
-        with socket.create_connection((host, port), AMQP_PROBE_TIMEOUT_S) as sock:
-            sock.sendall(_AMQP_HEADER)
-            while len(reply) < 11:
-                more = sock.recv(11 - len(reply))
-                if not more:
-                    break
-                reply += more
-    except OSError:
-        pass
-    frame_start, method = _CONNECTION_START
-    return reply.startswith(b"AMQP") or (reply[:3] == frame_start and reply[7:11] == method)
 
 
 def _context() -> zmq.Context:
@@ -359,38 +327,11 @@ class BlockingConnection:
                 return
             event = message["event"]
             if event & _HANDSHAKE_FAILED:  # (before the disconnect that follows it)
-                self._lose(self._handshake_failure(event, message["value"]))
+                self._lose(handshake_failure(event, message["value"], self._endpoint, self._curve))
             elif connecting and event & (zmq.EVENT_CONNECT_RETRIED | _TRANSPORT_LOST):
-                self._lose(exceptions.AMQPConnectionError(
-                    f"connection refused by {self._endpoint}{amqp_port_hint(urlsplit(self._endpoint).port)}"))
+                self._lose(refused(self._endpoint))
             elif event & _TRANSPORT_LOST and not self._close_ok:
                 self._lose(exceptions.StreamLostError("Transport indicated EOF"))
-
-    def _handshake_failure(self, event: int, value: int) -> exceptions.AMQPConnectionError:
-        """What a failed ZeroMQ handshake means, said plainly. A refused key and a
-        security mismatch are for good; anything else (a broker dying mid-handshake)
-        may pass, so it is an ordinary connection error."""
-        where = self._endpoint
-        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-            return exceptions.ProbableAuthenticationError(
-                f"the broker at {where} refused this client's CURVE key (it allows listed keys only: "
-                "give curve_client_key_file)")
-        if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == _MECHANISM_MISMATCH:
-            return exceptions.IncompatibleProtocolError(
-                f"ZeroMQ handshake with {where} failed: the broker " + (
-                    "does not use CURVE (zbroker serve --curve-secret-key)" if self._curve else
-                    "requires CURVE encryption (give curve_server_key, the broker's public key)"))
-        address = urlsplit(where)
-        if _speaks_amqp(address.hostname, address.port):  # (a pika program's port or URL, kept)
-            return exceptions.IncompatibleProtocolError(amqp_server_text(where, address.hostname))
-        hint = amqp_port_hint(address.port)
-        if hint:  # (a TLS listener, say: it does not answer in plain AMQP)
-            return exceptions.AMQPConnectionError(f"ZeroMQ handshake with {where} failed{hint}")
-        if self._curve:
-            return exceptions.AMQPConnectionError(
-                f"CURVE handshake with {where} failed: is curve_server_key the broker's public key?")
-        return exceptions.AMQPConnectionError(f"ZeroMQ handshake with {where} failed (does the broker require "
-                                              "CURVE encryption? then give curve_server_key)")
 
     def _lose(self, reason: exceptions.AMQPConnectionError) -> None:
         """The connection is over: remember why, close every channel, drop the socket."""
