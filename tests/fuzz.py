@@ -5,7 +5,7 @@ Why a generator of our own, not atheris or hypothesis: a million frames must run
 about a minute, reproducibly from a seed, with no native build. Hypothesis drives the
 core's state machine (``tests/unit/test_core_properties.py``), where shrinking matters;
 here volume matters. Generation is structure-aware: it knows every command's fields
-(``zbroker/protocol/commands.py``) and RabbitMQ's argument names, so most frames get
+(``zbroker/protocol/native_commands.py``) and RabbitMQ's argument names, so most frames get
 past the codec and reach the core's rules, and then it breaks them: wrong types, missing
 and extra fields, unknown opcodes, bit flips, truncation, deep or huge values, bodies
 missing or misplaced.
@@ -32,8 +32,11 @@ from typing import Any, Callable
 import msgpack
 
 from zbroker.core import Broker
-from zbroker.protocol import HEADER, Op, ProtocolError, decode_message
-from zbroker.protocol.commands import SPECS
+from zbroker.protocol import HEADER
+from zbroker.protocol import Op
+from zbroker.protocol import ProtocolError
+from zbroker.protocol import decode_message
+from zbroker.protocol.native_commands import SPECS
 from zbroker.wires.native import NativeWire
 
 NAMES = ["", "q", "q2", "dlq", "amq.direct", "amq.fanout", "amq.topic", "amq.headers", "amq.rabbitmq.reply-to",

@@ -31,7 +31,7 @@ from pamqp import frame, header
 from pamqp.body import ContentBody
 
 from tests.fuzz import ARGUMENTS, COMMON_NAMES, EXCHANGE_TYPES, NAMES, Bugs
-from zbroker.amqp.codec import PROTOCOL_HEADER
+from zbroker.protocol.amqp_codec import PROTOCOL_HEADER
 from zbroker.core import Broker
 from zbroker.wires.amqp import AmqpWire
 

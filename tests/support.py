@@ -23,7 +23,8 @@ import msgpack
 import zmq
 
 from zbroker.client import exceptions as zexceptions
-from zbroker.protocol import HEADER, Op
+from zbroker.protocol import HEADER
+from zbroker.protocol import Op
 
 try:  # real pika, for the tests that run over AMQP 0-9-1 too
     import pika as _real_pika

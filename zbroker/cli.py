@@ -16,8 +16,8 @@ import click
 from zbroker import DEFAULT_BIND, __version__, resources
 from zbroker.bench import WORKLOADS
 from zbroker.core.broker import DEFAULT_HEARTBEAT_S, DEFAULT_MAX_BODY_BYTES
-from zbroker.core.consumer_timeout import DEFAULT_CONSUMER_TIMEOUT_MS
-from zbroker.core.limits import DEFAULT_CHANNEL_MAX, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_QUEUES, Limits
+from zbroker.core.messaging.consumer_timeout import DEFAULT_CONSUMER_TIMEOUT_MS
+from zbroker.core.access.limits import DEFAULT_CHANNEL_MAX, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_QUEUES, Limits
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -180,7 +180,7 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, consumer_timeout: int,
 def _warn_if_only_guest(broker: Any, endpoints: list[str]) -> None:
     """RabbitMQ's default user logs in from loopback only: on a LAN address with no other
     user, nobody but local programs can connect; say so, and how to fix it."""
-    from zbroker.core.users import DEFAULT_USER, is_loopback
+    from zbroker.core.access.users import DEFAULT_USER, is_loopback
 
     if set(broker.users.users) - {DEFAULT_USER}:
         return

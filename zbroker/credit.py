@@ -14,7 +14,7 @@ PUBLISH_CREDIT = 4 * 1024 * 1024
 DELIVERY_WINDOW = 4 * 1024 * 1024
 #: A message's cost besides its frames' bytes: the transport's per-message overhead.
 MESSAGE_COST = 64
-#: The zbroker header frame is 3 bytes (``zbroker/protocol/codec.py``: magic + version).
+#: The zbroker header frame is 3 bytes (``zbroker/protocol/native_codec.py``: magic + version).
 _HEADER_AND_MESSAGE_COST = 3 + MESSAGE_COST
 #: What one delivery counts against the delivery window besides its body (its command
 #: frame and the transport's per-message cost).

@@ -101,7 +101,7 @@ class Server:
         self.monitor = monitor
         self.curve = curve
         self._zap: ZapHandler | None = None
-        #: What the in-process HTTP server proves itself with (``core/management_access.py``).
+        #: What the in-process HTTP server proves itself with (``core/access/management_access.py``).
         self.relay_token = secrets.token_bytes(32)
         self.management = ManagementWire(broker, self.facts, self.relay_token)
         self.wire = NativeWire(broker, management=self.management)

@@ -24,7 +24,7 @@ from tests.support import Broker, child_env, python_snippet
 pika = pytest.importorskip("pika")
 
 import zbroker.client as zpika  # noqa: E402
-from zbroker.amqp.codec import PROTOCOL_HEADER  # noqa: E402
+from zbroker.protocol.amqp_codec import PROTOCOL_HEADER  # noqa: E402
 
 
 def amqp(broker: Broker, **kwargs: object) -> "pika.BlockingConnection":

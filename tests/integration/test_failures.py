@@ -11,7 +11,10 @@ import zmq
 
 import zbroker.client as pika
 from zbroker.client import exceptions
-from zbroker.protocol import HEADER, Op, decode_message, encode
+from zbroker.protocol import HEADER
+from zbroker.protocol import Op
+from zbroker.protocol import decode_message
+from zbroker.protocol import encode
 from tests.support import CHANNEL_CLOSED, Broker, hello_many, python_snippet
 
 HOLDER = """

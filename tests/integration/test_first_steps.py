@@ -100,7 +100,7 @@ def test_a_new_store_says_so_at_start_up(tmp_path) -> None:
 
 def test_import_definitions_says_what_it_applied(broker: Broker, tmp_path) -> None:
     """Every kind the file carries is counted in the line ctl prints, not only topology."""
-    from zbroker.core.passwords import hash_password
+    from zbroker.core.access.passwords import hash_password
     definitions = {
         "vhosts": [{"name": "/"}, {"name": "staging"}],
         "users": [{"name": "app", "password_hash": hash_password("pw"), "tags": [],

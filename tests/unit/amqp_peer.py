@@ -10,7 +10,7 @@ from pamqp.body import ContentBody
 from pamqp.heartbeat import Heartbeat
 
 from tests.unit.wire import FakeClock
-from zbroker.amqp.codec import PROTOCOL_HEADER
+from zbroker.protocol.amqp_codec import PROTOCOL_HEADER
 from zbroker.core import Broker
 from zbroker.wires.amqp import AmqpWire
 

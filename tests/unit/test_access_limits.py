@@ -3,9 +3,11 @@ peers on the zbroker wire."""
 import pytest
 
 from tests.unit.wire import FakePeer
-from zbroker.core import Broker, definitions, snapshot
-from zbroker.core.access_limits import LimitError
-from zbroker.core.management import Management, ManagementError
+from zbroker.core import Broker
+from zbroker.core.management import definitions
+from zbroker.core.durability import snapshot
+from zbroker.core.access.access_limits import LimitError
+from zbroker.core.management.requests import Management, ManagementError
 from zbroker.protocol import Op
 
 

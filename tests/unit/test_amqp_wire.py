@@ -14,7 +14,7 @@ from pamqp.body import ContentBody
 from pamqp.heartbeat import Heartbeat
 
 from tests.unit.amqp_peer import AmqpPeer, make
-from zbroker.amqp.codec import PROTOCOL_HEADER
+from zbroker.protocol.amqp_codec import PROTOCOL_HEADER
 from zbroker.wires.amqp import CLOSE_OK_WAIT_S
 from zbroker.wires.amqp_connection import CLOSE_TIMEOUT_S
 
@@ -378,7 +378,7 @@ def test_content_header_properties_round_trip_exactly() -> None:
 def test_the_codec_keeps_doubles_and_long_keys_exact() -> None:
     """pamqp's own table encoder writes floats as 32 bits and cuts keys at 128 bytes; the
     content headers zbroker writes keep both (decoded here as pika would)."""
-    from zbroker.amqp.codec import content_header, decode_header
+    from zbroker.protocol.amqp_codec import content_header, decode_header
 
     props = {"headers": {"f": 0.1, "k" * 200: "long key", "when": datetime(2024, 1, 2, tzinfo=timezone.utc)},
              "timestamp": 1_700_000_000, "type": "t"}
@@ -399,7 +399,7 @@ exchange_name = st.text("abcXYZ019-_.:", max_size=40)
        immediate=st.booleans(), tag=st.integers(0, 2**63 - 1), multiple=st.booleans(), redelivered=st.booleans())
 def test_the_per_message_fast_paths_agree_with_pamqp(channel, exchange, routing_key, mandatory, immediate,  # noqa: ANN001
                                                      tag, multiple, redelivered) -> None:
-    from zbroker.amqp import codec
+    from zbroker.protocol import amqp_codec as codec
 
     publish = frame.marshal(C.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=mandatory,
                                             immediate=immediate), channel)
@@ -421,7 +421,8 @@ def test_a_truncated_publish_is_501() -> None:
 def test_every_outbound_method_encodes_as_pamqp_would() -> None:
     """zbroker encodes from pamqp's description of each method (pamqp's marshal would
     refuse names RabbitMQ accepts); for names pamqp accepts, the bytes are pamqp's."""
-    from zbroker.amqp import codec, methods
+    from zbroker.protocol import amqp_codec as codec
+    from zbroker.protocol import amqp_methods as methods
     from zbroker.methods import Method as M
 
     samples = {M.CONNECTION_CLOSE: (M.CONNECTION_CLOSE, 320, "CONNECTION_FORCED - bye"),
@@ -489,7 +490,7 @@ text = short_text.filter(bool)  # (pamqp's encoder leaves out empty strings and 
                                            min_size=1, max_size=4))
 def test_content_headers_decode_as_pamqp_decodes_them(content_type, correlation_id, reply_to, delivery_mode,  # noqa: ANN001
                                                       priority, timestamp, headers) -> None:
-    from zbroker.amqp.codec import decode_header
+    from zbroker.protocol.amqp_codec import decode_header
 
     props = C.Basic.Properties(content_type=content_type, correlation_id=correlation_id, reply_to=reply_to,
                                delivery_mode=delivery_mode, priority=priority, headers=headers,

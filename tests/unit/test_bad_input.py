@@ -9,7 +9,8 @@ import pytest
 
 from tests.unit.wire import FakeClock, FakePeer, bodies, closes
 from zbroker.core import Broker
-from zbroker.protocol import HEADER, Op
+from zbroker.protocol import HEADER
+from zbroker.protocol import Op
 from zbroker.storage import MemoryStore
 
 
@@ -76,7 +77,7 @@ class FlakyStore(MemoryStore):
 
 
 def test_a_failed_store_read_leaves_the_message_in_its_queue(monkeypatch: pytest.MonkeyPatch) -> None:
-    from zbroker.core import queues
+    from zbroker.core.messaging import queues
     monkeypatch.setattr(queues, "PAGE_AFTER", 1)
     store = FlakyStore()
     broker = Broker(store=store)

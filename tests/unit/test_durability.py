@@ -9,7 +9,7 @@ import pytest
 
 from tests.unit.wire import FakePeer, bodies, deliveries
 from zbroker.core import Broker
-from zbroker.core import queues as broker_module
+from zbroker.core.messaging import queues as broker_module
 from zbroker.protocol import Op
 from zbroker.storage import DiskStore, MemoryStore
 
@@ -237,7 +237,7 @@ def test_purge_and_delete_reach_the_paged_tail(node: Restartable, monkeypatch: p
 
 
 def test_paged_tail_is_compact_and_ordered() -> None:
-    from zbroker.core.paging import PagedTail
+    from zbroker.core.durability.paging import PagedTail
     tail = PagedTail()
     for seq in range(1, 100_001):
         tail.append(seq, seq * 10, 1)

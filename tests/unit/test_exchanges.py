@@ -1,5 +1,5 @@
 """Exchange types routing, with no broker around them."""
-from zbroker.core.exchanges import (DirectExchange, FanoutExchange, HeadersExchange, TopicExchange,
+from zbroker.core.messaging.exchanges import (DirectExchange, FanoutExchange, HeadersExchange, TopicExchange,
                                     headers_match)
 
 

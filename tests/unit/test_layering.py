@@ -9,7 +9,7 @@ from tests.support import ROOT, child_env
 CODE = """
 import sys
 sys.modules['zmq'] = None  # any 'import zmq' now fails
-import zbroker.protocol, zbroker.core, zbroker.core.topic, zbroker.errors, zbroker.wires.native
+import zbroker.protocol, zbroker.core, zbroker.core.messaging.topic, zbroker.errors, zbroker.wires.native
 from zbroker.core import Broker
 Broker()
 assert not any(m == 'zmq' or m.startswith('zmq.') for m in sys.modules if sys.modules[m] is not None)
@@ -37,7 +37,7 @@ def test_core_imports_no_wire_no_clock_no_sockets() -> None:
     forbidden = ("time", "zmq", "msgpack", "socket", "threading", "asyncio", "zbroker.protocol",
                  "zbroker.wires", "zbroker.server", "zbroker.transport", "zbroker.client")
     offenders = {}
-    for path in sorted((ROOT / "zbroker" / "core").glob("*.py")):
+    for path in sorted((ROOT / "zbroker" / "core").rglob("*.py")):
         bad = {name for name in _imports(path) for f in forbidden if name == f or name.startswith(f + ".")}
         if bad:
             offenders[path.name] = sorted(bad)

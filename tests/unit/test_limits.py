@@ -4,7 +4,9 @@ from __future__ import annotations
 
 
 from tests.unit.wire import FakePeer
-from zbroker.protocol import HEADER, Op, encode
+from zbroker.protocol import HEADER
+from zbroker.protocol import Op
+from zbroker.protocol import encode
 
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from tests.unit.wire import FakePeer, closes
 from zbroker.core import Broker
-from zbroker.core.limits import Limits
+from zbroker.core.access.limits import Limits
 from zbroker.protocol import Op
 
 

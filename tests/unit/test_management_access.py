@@ -6,7 +6,7 @@ import pytest
 
 from tests.unit.wire import FakeClock
 from zbroker.core import Broker
-from zbroker.protocol.management import MANAGEMENT_HEADER, decode_reply, encode_request
+from zbroker.protocol.native_management import MANAGEMENT_HEADER, decode_reply, encode_request
 from zbroker.wires.management import ManagementWire
 
 TOKEN = b"t" * 32
@@ -28,7 +28,7 @@ def wire() -> ManagementWire:
 
 
 def wire_declare(broker: Broker, name: str) -> None:
-    from zbroker.core.management import Management
+    from zbroker.core.management.requests import Management
     Management(broker).handle("import_definitions", {"definitions": {"queues": [{"name": name}]}})
 
 

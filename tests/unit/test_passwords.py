@@ -3,7 +3,7 @@
 import base64
 import hashlib
 
-from zbroker.core.passwords import SHA256, check_password, hash_password
+from zbroker.core.access.passwords import SHA256, check_password, hash_password
 
 #: From RabbitMQ 3.10.8's definitions export: guest/guest and bob/'s3cret pässword'.
 RABBITMQ_GUEST = "OftrWJ2x5kPfL0/nijcHnetd1fqdKZHksGvC/qNNNjDl65Et"

@@ -6,8 +6,8 @@ import pytest
 
 from tests.unit.wire import FakePeer
 from zbroker.core import Broker
-from zbroker.core.permissions import Permission, PermissionError_
-from zbroker.core.users import UserError
+from zbroker.core.access.permissions import Permission, PermissionError_
+from zbroker.core.access.users import UserError
 from zbroker.protocol import Op
 
 DECLARE = {"passive": False, "durable": False, "auto_delete": False, "internal": False}
@@ -188,8 +188,9 @@ def test_topic_permissions_on_publish_and_bind(broker: Broker) -> None:
 
 
 def test_topic_permissions_are_durable_and_travel_in_definitions(broker: Broker) -> None:
-    from zbroker.core import definitions, snapshot
-    from zbroker.core.management import Management
+    from zbroker.core.management import definitions
+    from zbroker.core.durability import snapshot
+    from zbroker.core.management.requests import Management
     broker.users.set_topic_permissions("bob", "/", "amq.topic", "^a", "^b")
     again = Broker()
     snapshot.restore(again.vhosts, snapshot.snapshot(broker.vhosts))

@@ -6,8 +6,8 @@ import pytest
 
 from tests.unit.wire import FakeClock, FakePeer, deliveries
 from zbroker.core import Broker
-from zbroker.core.management import Management, ManagementError
-from zbroker.protocol.management import MANAGEMENT_HEADER, decode_reply, encode_request
+from zbroker.core.management.requests import Management, ManagementError
+from zbroker.protocol.native_management import MANAGEMENT_HEADER, decode_reply, encode_request
 from zbroker.wires.management import ManagementWire
 from zbroker.wires.native import NativeWire
 

@@ -1,7 +1,7 @@
 """Topic matching, against a table of cases checked on RabbitMQ 3.10."""
 import pytest
 
-from zbroker.core.topic import CACHE_MAX_KEYS, TopicMatcher, split_words
+from zbroker.core.messaging.topic import CACHE_MAX_KEYS, TopicMatcher, split_words
 
 PATTERNS = ["*", "#", "", "#.#", "*.#", "a.*", "a.#", "#.a", "a..b", "a.*.b", "*.*"]
 # routing key -> patterns that match it, as RabbitMQ 3.10 routed them.

@@ -4,9 +4,10 @@ import pytest
 
 from tests.unit.wire import FakePeer
 from zbroker.core import Broker
-from zbroker.core import definitions, snapshot
-from zbroker.core.management import Management, ManagementError
-from zbroker.core.users import UserError, Users
+from zbroker.core.management import definitions
+from zbroker.core.durability import snapshot
+from zbroker.core.management.requests import Management, ManagementError
+from zbroker.core.access.users import UserError, Users
 from zbroker.protocol import Op
 
 #: bob / 's3cret pässword' as RabbitMQ 3.10.8 exported him.

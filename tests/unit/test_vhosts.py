@@ -3,9 +3,11 @@ name the vhost; deleting one closes its connections and removes what it held."""
 import pytest
 
 from tests.unit.wire import FakePeer
-from zbroker.core import Broker, definitions, snapshot
-from zbroker.core.management import Management, ManagementError
-from zbroker.core.users import UserError
+from zbroker.core import Broker
+from zbroker.core.management import definitions
+from zbroker.core.durability import snapshot
+from zbroker.core.management.requests import Management, ManagementError
+from zbroker.core.access.users import UserError
 from zbroker.protocol import Op
 
 

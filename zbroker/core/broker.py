@@ -34,29 +34,29 @@ import secrets
 from typing import Any, Callable, Hashable, Iterable
 
 from zbroker import errors
-from zbroker.core import transactions
-from zbroker.core.alarms import Alarms
-from zbroker.core import consumer_timeout
-from zbroker.core.arguments import REPLY_TO, consumer_arguments, parse_expiration, precondition
-from zbroker.core.confirms import Confirms
-from zbroker.core.consumers import Consumer, Unacked
-from zbroker.core.deadletter import DELIVERY_LIMIT, EXPIRED, MAXLEN, REJECTED, DeadLetters
-from zbroker.core.durability import PERSISTENT, Durability
-from zbroker.core.exchanges import Exchange, TopicExchange
-from zbroker.core.journal import QueueJournal
-from zbroker.core.limits import Limits
-from zbroker.core.message import Message
-from zbroker.core.queues import Queue
-from zbroker.core.reply_to import REPLY_PREFIX, DirectReplyTo, is_reply_name
-from zbroker.core.session import Channel, Connection, Outbox
-from zbroker.core.stats import Stats
-from zbroker.core.timers import Timers
-from zbroker.core.users import LOGIN_REFUSED
-from zbroker.core.access_limits import reached
-from zbroker.core.permissions import CONFIGURE, DEFAULT_EXCHANGE_NAME, READ, WRITE, check, check_any, check_topic
-from zbroker.core.topology import DEFAULT_EXCHANGES, Topology, check_name, header_routes, server_queue_name
-from zbroker.core.users import Users
-from zbroker.core.vhosts import VirtualHosts
+from zbroker.core.messaging import transactions
+from zbroker.core.messaging.alarms import Alarms
+from zbroker.core.messaging import consumer_timeout
+from zbroker.core.messaging.arguments import REPLY_TO, consumer_arguments, parse_expiration, precondition
+from zbroker.core.messaging.confirms import Confirms
+from zbroker.core.messaging.consumers import Consumer, Unacked
+from zbroker.core.messaging.deadletter import DELIVERY_LIMIT, EXPIRED, MAXLEN, REJECTED, DeadLetters
+from zbroker.core.durability.persistence import PERSISTENT, Durability
+from zbroker.core.messaging.exchanges import Exchange, TopicExchange
+from zbroker.core.durability.journal import QueueJournal
+from zbroker.core.access.limits import Limits
+from zbroker.core.messaging.message import Message
+from zbroker.core.messaging.queues import Queue
+from zbroker.core.messaging.reply_to import REPLY_PREFIX, DirectReplyTo, is_reply_name
+from zbroker.core.messaging.session import Channel, Connection, Outbox
+from zbroker.core.management.stats import Stats
+from zbroker.core.messaging.timers import Timers
+from zbroker.core.access.users import LOGIN_REFUSED
+from zbroker.core.access.access_limits import reached
+from zbroker.core.access.permissions import CONFIGURE, DEFAULT_EXCHANGE_NAME, READ, WRITE, check, check_any, check_topic
+from zbroker.core.messaging.topology import DEFAULT_EXCHANGES, Topology, check_name, header_routes, server_queue_name
+from zbroker.core.access.users import Users
+from zbroker.core.access.vhosts import VirtualHosts
 from zbroker.errors import BrokerError, ChannelError, ConnectionError_
 from zbroker.methods import Method as M
 from zbroker.storage.memory import MemoryStore

@@ -23,7 +23,7 @@ import zmq.utils.monitor
 
 from zbroker.curve import secure_client
 from zbroker.protocol import ProtocolError
-from zbroker.protocol.management import MANAGEMENT_HEADER, decode_reply, encode_request
+from zbroker.protocol.native_management import MANAGEMENT_HEADER, decode_reply, encode_request
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_CREDENTIALS = {"user": "guest", "password": "guest"}

@@ -15,7 +15,7 @@ Rules:
   adds labels per queue and channel (``metrics.py``).
 - The dashboard is static files (``dashboard/``) that read the same API.
 - Every ``/api`` path needs HTTP basic auth with a user whose tags allow the request
-  (``core/management_access.py``); without it, 401 and RabbitMQ's ``WWW-Authenticate``
+  (``core/access/management_access.py``); without it, 401 and RabbitMQ's ``WWW-Authenticate``
   realm, so curl and rabbitmqadmin know to send it. The broker checks each request: this
   thread forwards the login with the client's address (for ``guest``'s loopback rule)
   and the relay token. ``/metrics`` needs no login, as rabbitmq_prometheus's.

@@ -42,8 +42,9 @@ from typing import Any
 from pamqp import commands as C
 
 from zbroker import errors
-from zbroker.amqp import codec, methods
-from zbroker.amqp.codec import FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FrameError
+from zbroker.protocol import amqp_codec as codec
+from zbroker.protocol import amqp_methods as methods
+from zbroker.protocol.amqp_codec import FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FrameError
 from zbroker.core import Broker
 from zbroker.methods import BODY_METHODS
 from zbroker.methods import Method as M

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from zbroker.amqp import codec
+from zbroker.protocol import amqp_codec as codec
 
 if TYPE_CHECKING:
     from zbroker.wires.amqp import AmqpWire

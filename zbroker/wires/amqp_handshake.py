@@ -4,7 +4,7 @@ Rules:
 1. The 8-byte protocol header, then start/start-ok (SASL PLAIN or AMQPLAIN), tune/tune-ok,
    open/open-ok, within ``HANDSHAKE_TIMEOUT_S``. A wrong protocol header is answered
    with ours and the socket is closed.
-2. Logins are checked against the broker's users (``core/users.py``: ``guest`` from a
+2. Logins are checked against the broker's users (``core/access/users.py``: ``guest`` from a
    loopback address only); a refused login is 403 ACCESS_REFUSED with RabbitMQ's text,
    sent when the client announced ``authentication_failure_close`` (the socket is closed
    on its close-ok, or after ``CLOSE_TIMEOUT_S``, as RabbitMQ waits for it); other clients
@@ -24,10 +24,10 @@ from typing import Any
 from pamqp import commands as C
 
 from zbroker import __version__, errors
-from zbroker.amqp import codec
-from zbroker.amqp.codec import FrameError
+from zbroker.protocol import amqp_codec as codec
+from zbroker.protocol.amqp_codec import FrameError
 from zbroker.core import Broker
-from zbroker.core.users import LOGIN_REFUSED
+from zbroker.core.access.users import LOGIN_REFUSED
 from zbroker.credit import DELIVERY_WINDOW
 from zbroker.wires.amqp_connection import (CLOSE_TIMEOUT_S, CLOSED, CLOSING, FRAME_MAX, OPEN, RUNNING, START_OK,
                                            TUNE_OK, AmqpConnection)

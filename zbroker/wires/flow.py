@@ -12,7 +12,7 @@ Publish credit (RabbitMQ's credit flow, between the client and the broker):
   returns what it took from each peer in a ``PUBLISH_CREDIT`` event once that is a
   quarter window or more (so a slow publisher, an RPC client, gets no extra message per
   publish; one with less than that taken still has three quarters to go on), except to a
-  connection an alarm blocks (``core/alarms.py``): it gets its credit when the alarm
+  connection an alarm blocks (``core/messaging/alarms.py``): it gets its credit when the alarm
   clears. A publisher is therefore never more than one window ahead of what the broker
   has applied and written: its send queue, the socket buffers and the broker's receive
   pipe hold at most ``PUBLISH_CREDIT`` bytes (plus one message) of its publishes.

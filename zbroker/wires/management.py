@@ -1,4 +1,4 @@
-"""Management requests on the broker's socket (``protocol/management.py``) <-> the core's
+"""Management requests on the broker's socket (``protocol/native_management.py``) <-> the core's
 ``Management``. Pure like the other wires: the server hands it frames, takes replies.
 
 Rules:
@@ -11,7 +11,7 @@ Rules:
 - ``facts`` is a callable the server gives: what only it knows (listeners, memory,
   data directory), merged into ``overview`` and ``status``.
 - Every request logs in and is authorised before it is applied
-  (``core/management_access.py``): ``host`` is where the request came from (None: a
+  (``core/access/management_access.py``): ``host`` is where the request came from (None: a
   local transport), ``relay_token`` what the in-process HTTP server proves itself with.
 """
 from __future__ import annotations
@@ -20,10 +20,10 @@ import logging
 from typing import Any, Callable
 
 from zbroker.core import Broker
-from zbroker.core.management import Management, ManagementError
-from zbroker.core.management_access import AccessDenied, authorize, login
+from zbroker.core.management.requests import Management, ManagementError
+from zbroker.core.access.management_access import AccessDenied, authorize, login
 from zbroker.protocol import ProtocolError
-from zbroker.protocol.management import MANAGEMENT_HEADER, decode_request, encode_reply
+from zbroker.protocol.native_management import MANAGEMENT_HEADER, decode_request, encode_reply
 from zbroker.protocol.tables import TableError, check_properties
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ Rules:
   the codec chose (502/501/540); commands before it in the batch were applied.
 - Flow control (``flow.py``): publish credit and the delivery window. A publish beyond
   the credit, or a read report beyond what was delivered, closes the connection (503).
-- A message with the management header (``protocol/management.py``) is a management
+- A message with the management header (``protocol/native_management.py``) is a management
   request, whoever sends it: ``management.py`` answers it; it opens no connection.
 - A connection-level event only the broker sends (HELLO_OK, CONNECTION_BLOCKED, ...)
   coming from a client closes its connection (503).
@@ -29,9 +29,12 @@ from typing import Any, Callable
 from zbroker import __version__, errors
 from zbroker.core import Broker
 from zbroker.methods import Method as M
-from zbroker.protocol import HEADER, ProtocolError, check_header, decode_message
-from zbroker.protocol.management import MANAGEMENT_HEADER
-from zbroker.protocol.codec import pack
+from zbroker.protocol import HEADER
+from zbroker.protocol import ProtocolError
+from zbroker.protocol import check_header
+from zbroker.protocol import decode_message
+from zbroker.protocol.native_management import MANAGEMENT_HEADER
+from zbroker.protocol.native_codec import pack
 from zbroker.credit import DELIVERY_WINDOW, PUBLISH_CREDIT, message_cost
 from zbroker.wires.flow import PublishCredit
 from zbroker.wires.management import ManagementWire

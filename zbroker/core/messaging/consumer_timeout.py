@@ -27,13 +27,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from zbroker import errors
-from zbroker.core.timers import NEVER
+from zbroker.core.messaging.timers import NEVER
 from zbroker.errors import ChannelError
 
 if TYPE_CHECKING:
-    from zbroker.core.consumers import Unacked
-    from zbroker.core.queues import Queue
-    from zbroker.core.session import Channel
+    from zbroker.core.messaging.consumers import Unacked
+    from zbroker.core.messaging.queues import Queue
+    from zbroker.core.messaging.session import Channel
 
 #: RabbitMQ's default consumer_timeout: 30 minutes.
 DEFAULT_CONSUMER_TIMEOUT_MS = 1_800_000

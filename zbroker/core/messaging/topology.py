@@ -30,14 +30,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from zbroker import errors
-from zbroker.core.arguments import QUORUM, amqp_type, queue_settings
-from zbroker.core.exchanges import EXCHANGE_TYPES, Exchange, HeadersExchange, freeze, valid_match_mode
-from zbroker.core.journal import QueueJournal
-from zbroker.core.access_limits import reached
-from zbroker.core.limits import Limits
-from zbroker.core.users import Users
-from zbroker.core.queues import Queue
-from zbroker.core.session import Connection
+from zbroker.core.messaging.arguments import QUORUM, amqp_type, queue_settings
+from zbroker.core.messaging.exchanges import EXCHANGE_TYPES, Exchange, HeadersExchange, freeze, valid_match_mode
+from zbroker.core.durability.journal import QueueJournal
+from zbroker.core.access.access_limits import reached
+from zbroker.core.access.limits import Limits
+from zbroker.core.access.users import Users
+from zbroker.core.messaging.queues import Queue
+from zbroker.core.messaging.session import Connection
 from zbroker.errors import ChannelError, ConnectionError_
 
 VHOST = "/"

@@ -27,11 +27,11 @@ import logging
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
-from zbroker.core.message import Message
+from zbroker.core.messaging.message import Message
 
 if TYPE_CHECKING:
-    from zbroker.core.exchanges import Exchange
-    from zbroker.core.queues import Queue
+    from zbroker.core.messaging.exchanges import Exchange
+    from zbroker.core.messaging.queues import Queue
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Any, Iterator, Sequence
 import msgpack
 
 from zbroker import errors
-from zbroker.protocol.commands import BODY_OPS, PROPERTY_FIELDS, PROTOCOL_VERSION, SPECS, TABLE_FIELDS
+from zbroker.protocol.native_commands import BODY_OPS, PROPERTY_FIELDS, PROTOCOL_VERSION, SPECS, TABLE_FIELDS
 from zbroker.protocol.tables import TableError, check_properties, check_table
 
 MAGIC = b"ZB"

@@ -31,14 +31,15 @@ import re
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from zbroker import __version__
-from zbroker.core import definitions, views
-from zbroker.core.access_limits import LimitError
-from zbroker.core.management_access import Principal, sees_all
-from zbroker.core.permissions import PermissionError_
-from zbroker.core.users import DEFAULT_VHOST, UserError
-from zbroker.core.exchanges import EXCHANGE_TYPES
-from zbroker.core.passwords import SHA256
-from zbroker.core.stats import CHANNEL_COUNTERS
+from zbroker.core.management import definitions
+from zbroker.core.management import views
+from zbroker.core.access.access_limits import LimitError
+from zbroker.core.access.management_access import Principal, sees_all
+from zbroker.core.access.permissions import PermissionError_
+from zbroker.core.access.users import DEFAULT_VHOST, UserError
+from zbroker.core.messaging.exchanges import EXCHANGE_TYPES
+from zbroker.core.access.passwords import SHA256
+from zbroker.core.management.stats import CHANNEL_COUNTERS
 from zbroker.errors import BrokerError
 
 if TYPE_CHECKING:

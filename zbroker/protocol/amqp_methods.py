@@ -4,7 +4,7 @@ Rules of this module:
 - ``INBOUND``: each method a client may send on a channel, with the core ``Method`` it
   becomes and pamqp's attribute names in the order of the core's fields (the zbroker
   command table's). Field types are then checked against that same table
-  (``protocol/commands.py``), tables in depth: one set of rules for both wires.
+  (``protocol/native_commands.py``), tables in depth: one set of rules for both wires.
 - A method with a ``nowait`` bit names the core's answer to swallow when it is set.
 - What AMQP offers and zbroker does not do is refused, never ignored: ``immediate=true``
   and ``no_local=true`` are 540 NOT_IMPLEMENTED (RabbitMQ refuses the first and ignores
@@ -21,9 +21,9 @@ from typing import Any, Callable
 from pamqp import commands as C
 
 from zbroker import errors
-from zbroker.amqp.codec import ACK_ID, PUBLISH_ID, FrameError, decode_ack, decode_publish, plain_table
+from zbroker.protocol.amqp_codec import ACK_ID, PUBLISH_ID, FrameError, decode_ack, decode_publish, plain_table
 from zbroker.methods import Method as M
-from zbroker.protocol.commands import SPECS, TABLE_FIELDS
+from zbroker.protocol.native_commands import SPECS, TABLE_FIELDS
 
 #: AMQP's reply-text is a short string: longer texts are cut, as RabbitMQ does.
 MAX_REPLY_TEXT = 255

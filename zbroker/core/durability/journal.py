@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from zbroker.core.message import Message
+from zbroker.core.messaging.message import Message
 from zbroker.storage.store import MessageStore
 
 

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any, Hashable
 
 from zbroker import errors
 from zbroker.credit import DELIVERY_COST
-from zbroker.core.consumers import Consumer, Unacked
-from zbroker.core.timers import NEVER
+from zbroker.core.messaging.consumers import Consumer, Unacked
+from zbroker.core.messaging.timers import NEVER
 from zbroker.errors import ChannelError
 from zbroker.methods import Method
 
 if TYPE_CHECKING:
-    from zbroker.core.message import Message
-    from zbroker.core.queues import Queue
+    from zbroker.core.messaging.message import Message
+    from zbroker.core.messaging.queues import Queue
 
 _DELIVER = int(Method.BASIC_DELIVER)
 

@@ -19,15 +19,15 @@ import datetime
 from typing import TYPE_CHECKING, Any, Iterable
 from urllib.parse import quote
 
-from zbroker.core.exchanges import Exchange
-from zbroker.core.queues import MESSAGE_MEMORY, Queue
-from zbroker.core.session import Channel, Connection
-from zbroker.core.stats import CHANNEL_COUNTERS, QUEUE_COUNTERS, channel_counts, queue_counts
+from zbroker.core.messaging.exchanges import Exchange
+from zbroker.core.messaging.queues import MESSAGE_MEMORY, Queue
+from zbroker.core.messaging.session import Channel, Connection
+from zbroker.core.management.stats import CHANNEL_COUNTERS, QUEUE_COUNTERS, channel_counts, queue_counts
 
 if TYPE_CHECKING:
     from zbroker.core.broker import Broker
-    from zbroker.core.topology import Topology
-    from zbroker.core.consumers import Consumer
+    from zbroker.core.messaging.topology import Topology
+    from zbroker.core.messaging.consumers import Consumer
 
 
 def details(names: Iterable[str], counts: Iterable[int], rates: Iterable[float]) -> dict[str, Any]:

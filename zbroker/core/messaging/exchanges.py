@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Hashable, Iterable
 
-from zbroker.core.topic import TopicMatcher
+from zbroker.core.messaging.topic import TopicMatcher
 
 BindingKey = tuple[Any, str, Hashable]  # (destination, routing_key, frozen arguments)
 

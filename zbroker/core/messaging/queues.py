@@ -41,15 +41,15 @@ import heapq
 from collections import deque
 from typing import TYPE_CHECKING, Any, Hashable, Iterable, Iterator
 
-from zbroker.core.arguments import QUORUM, QueueSettings
-from zbroker.core.message import Message
-from zbroker.core.paging import PagedTail
+from zbroker.core.messaging.arguments import QUORUM, QueueSettings
+from zbroker.core.messaging.message import Message
+from zbroker.core.durability.paging import PagedTail
 
 if TYPE_CHECKING:
-    from zbroker.core.consumers import Consumer
-    from zbroker.core.exchanges import Exchange
-    from zbroker.core.journal import QueueJournal
-    from zbroker.core.session import Connection
+    from zbroker.core.messaging.consumers import Consumer
+    from zbroker.core.messaging.exchanges import Exchange
+    from zbroker.core.durability.journal import QueueJournal
+    from zbroker.core.messaging.session import Connection
 
 #: Paged messages moved to a lane's head at a time (as index entries: read when taken).
 REFILL = 256

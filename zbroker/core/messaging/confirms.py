@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from zbroker.methods import Method
 
 if TYPE_CHECKING:
-    from zbroker.core.session import Channel
+    from zbroker.core.messaging.session import Channel
 
 _ACK, _NACK = int(Method.BASIC_ACK), int(Method.BASIC_NACK)
 

@@ -33,13 +33,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from zbroker import __version__
-from zbroker.core.access_limits import USER_LIMITS, VHOST_LIMITS, LimitError, check_definition
-from zbroker.core.arguments import queue_settings
-from zbroker.core.exchanges import EXCHANGE_TYPES
-from zbroker.core.passwords import ALGORITHMS, SHA256
-from zbroker.core.permissions import Permission, PermissionError_, TopicPermission
-from zbroker.core.queues import Queue
-from zbroker.core.topology import DEFAULT_EXCHANGES, VHOST
+from zbroker.core.access.access_limits import USER_LIMITS, VHOST_LIMITS, LimitError, check_definition
+from zbroker.core.messaging.arguments import queue_settings
+from zbroker.core.messaging.exchanges import EXCHANGE_TYPES
+from zbroker.core.access.passwords import ALGORITHMS, SHA256
+from zbroker.core.access.permissions import Permission, PermissionError_, TopicPermission
+from zbroker.core.messaging.queues import Queue
+from zbroker.core.messaging.topology import DEFAULT_EXCHANGES, VHOST
 from zbroker.errors import BrokerError
 
 if TYPE_CHECKING:

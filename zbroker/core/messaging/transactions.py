@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from zbroker.core.arguments import precondition
+from zbroker.core.messaging.arguments import precondition
 from zbroker.methods import Method as M
 
 if TYPE_CHECKING:
-    from zbroker.core.consumers import Unacked
-    from zbroker.core.session import Channel
+    from zbroker.core.messaging.consumers import Unacked
+    from zbroker.core.messaging.session import Channel
 
 #: Methods a transaction holds until its commit.
 HELD = frozenset(int(m) for m in (M.BASIC_PUBLISH, M.BASIC_ACK, M.BASIC_NACK, M.BASIC_REJECT))

@@ -30,9 +30,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from zbroker.core.message import Message
-    from zbroker.core.queues import Queue
-    from zbroker.core.session import Channel
+    from zbroker.core.messaging.message import Message
+    from zbroker.core.messaging.queues import Queue
+    from zbroker.core.messaging.session import Channel
 
 
 class Consumer:

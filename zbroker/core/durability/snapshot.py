@@ -13,15 +13,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from zbroker.core.arguments import QueueSettings, queue_settings
-from zbroker.core.exchanges import EXCHANGE_TYPES, Exchange
-from zbroker.core.queues import Queue
-from zbroker.core.topology import DEFAULT_EXCHANGES, Topology, is_durable_binding
-from zbroker.core.users import DEFAULT_VHOST
+from zbroker.core.messaging.arguments import QueueSettings, queue_settings
+from zbroker.core.messaging.exchanges import EXCHANGE_TYPES, Exchange
+from zbroker.core.messaging.queues import Queue
+from zbroker.core.messaging.topology import DEFAULT_EXCHANGES, Topology, is_durable_binding
+from zbroker.core.access.users import DEFAULT_VHOST
 from zbroker.errors import BrokerError
 
 if TYPE_CHECKING:
-    from zbroker.core.vhosts import VirtualHosts
+    from zbroker.core.access.vhosts import VirtualHosts
 
 #: 2: a section per vhost (1: the default vhost's topology at the top level).
 FORMAT = 2

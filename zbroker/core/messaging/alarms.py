@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Iterable
 from zbroker.methods import Method as M
 
 if TYPE_CHECKING:
-    from zbroker.core.session import Connection
+    from zbroker.core.messaging.session import Connection
 
 RESOURCES = ("memory", "disk")
 

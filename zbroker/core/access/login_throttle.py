@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 
-log = logging.getLogger("zbroker.core.users")
+log = logging.getLogger("zbroker.core.access.users")
 
 BURST = 10
 REFILL_S = 1.0

@@ -2,7 +2,7 @@
 
 A management message is ``[MANAGEMENT_HEADER, request]`` with ``request`` a msgpack
 array ``[request id, verb, arguments, credentials]`` (``credentials``: a map with
-``user`` and ``password``, checked by ``core/management_access.py``; a request without
+``user`` and ``password``, checked by ``core/access/management_access.py``; a request without
 it is refused as a failed login); the broker answers ``[MANAGEMENT_HEADER,
 [request id, ok, result]]`` where ``result`` is the answer, or ``{"status", "error",
 "reason"}`` when ``ok`` is false. It needs no HELLO and opens no connection: a
@@ -23,7 +23,7 @@ from typing import Any
 import msgpack
 
 from zbroker import errors
-from zbroker.protocol.codec import ProtocolError, pack
+from zbroker.protocol.native_codec import ProtocolError, pack
 from zbroker.protocol.tables import TableError, check_table
 
 MANAGEMENT_VERSION = 1

@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from zbroker.core.queues import Queue
-from zbroker.core.topology import Counts, Topology
-from zbroker.core.users import DEFAULT_VHOST, UserError, Users
+from zbroker.core.messaging.queues import Queue
+from zbroker.core.messaging.topology import Counts, Topology
+from zbroker.core.access.users import DEFAULT_VHOST, UserError, Users
 
 DEFAULT_DESCRIPTION = "Default virtual host"
 

@@ -25,17 +25,17 @@ import logging
 import math
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
-from zbroker.core import snapshot
-from zbroker.core.confirms import Confirms
-from zbroker.core.consumers import Unacked
-from zbroker.core.message import Message
-from zbroker.core import queues as paging_rules
-from zbroker.core.queues import Queue
+from zbroker.core.durability import snapshot
+from zbroker.core.messaging.confirms import Confirms
+from zbroker.core.messaging.consumers import Unacked
+from zbroker.core.messaging.message import Message
+from zbroker.core.messaging import queues as paging_rules
+from zbroker.core.messaging.queues import Queue
 from zbroker.storage.store import NO_TTL, MessageStore, Recovered, RecoveredQueue
 
 if TYPE_CHECKING:
-    from zbroker.core.session import Channel
-    from zbroker.core.vhosts import VirtualHosts
+    from zbroker.core.messaging.session import Channel
+    from zbroker.core.access.vhosts import VirtualHosts
 
 log = logging.getLogger(__name__)
 

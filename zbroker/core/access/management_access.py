@@ -25,8 +25,8 @@ import hmac
 from dataclasses import dataclass, field
 from typing import Any
 
-from zbroker.core.permissions import CONFIGURE, READ, WRITE, check
-from zbroker.core.users import DEFAULT_VHOST, Users
+from zbroker.core.access.permissions import CONFIGURE, READ, WRITE, check
+from zbroker.core.access.users import DEFAULT_VHOST, Users
 from zbroker.errors import ChannelError
 
 MANAGEMENT_TAGS = frozenset({"management", "policymaker", "monitoring", "administrator"})

@@ -23,12 +23,12 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from zbroker import errors
-from zbroker.core.arguments import REPLY_TO, precondition
+from zbroker.core.messaging.arguments import REPLY_TO, precondition
 from zbroker.errors import ChannelError
 from zbroker.methods import Method as M
 
 if TYPE_CHECKING:
-    from zbroker.core.session import Channel
+    from zbroker.core.messaging.session import Channel
 
 REPLY_PREFIX = REPLY_TO + "."
 

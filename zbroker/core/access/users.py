@@ -21,11 +21,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
-from zbroker.core.access_limits import AccessLimits
-from zbroker.core.login_throttle import LoginThrottle
+from zbroker.core.access.access_limits import AccessLimits
+from zbroker.core.access.login_throttle import LoginThrottle
 
-from zbroker.core.passwords import ALGORITHMS, SHA256, check_password, hash_password
-from zbroker.core.permissions import Permissions
+from zbroker.core.access.passwords import ALGORITHMS, SHA256, check_password, hash_password
+from zbroker.core.access.permissions import Permissions
 
 log = logging.getLogger(__name__)
 
