@@ -32,10 +32,7 @@ from typing import Any, Callable
 import msgpack
 
 from zbroker.core import Broker
-from zbroker.protocol import HEADER
-from zbroker.protocol import Op
-from zbroker.protocol import ProtocolError
-from zbroker.protocol import decode_message
+from zbroker.protocol import HEADER, Op, ProtocolError, decode_message
 from zbroker.protocol.native_commands import SPECS
 from zbroker.wires.native import NativeWire
 

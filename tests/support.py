@@ -23,8 +23,7 @@ import msgpack
 import zmq
 
 from zbroker.client import exceptions as zexceptions
-from zbroker.protocol import HEADER
-from zbroker.protocol import Op
+from zbroker.protocol import HEADER, Op
 
 try:  # real pika, for the tests that run over AMQP 0-9-1 too
     import pika as _real_pika

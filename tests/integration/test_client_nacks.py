@@ -13,11 +13,7 @@ import zmq
 
 import zbroker.client as pika
 from zbroker.client import exceptions
-from zbroker.protocol import HEADER
-from zbroker.protocol import Op
-from zbroker.protocol import check_header
-from zbroker.protocol import decode_message
-from zbroker.protocol import encode
+from zbroker.protocol import HEADER, Op, check_header, decode_message, encode
 
 
 class NackingBroker(threading.Thread):

@@ -11,10 +11,7 @@ import zmq
 
 import zbroker.client as pika
 from zbroker.client import exceptions
-from zbroker.protocol import HEADER
-from zbroker.protocol import Op
-from zbroker.protocol import decode_message
-from zbroker.protocol import encode
+from zbroker.protocol import HEADER, Op, decode_message, encode
 from tests.support import CHANNEL_CLOSED, Broker, hello_many, python_snippet
 
 HOLDER = """

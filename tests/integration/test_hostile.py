@@ -14,9 +14,7 @@ import zmq
 
 import zbroker.client as pika
 from tests.support import Broker, hello_many
-from zbroker.protocol import HEADER
-from zbroker.protocol import Op
-from zbroker.protocol import encode
+from zbroker.protocol import HEADER, Op, encode
 
 #: The bystander must keep at least this fraction of its undisturbed rate.
 FAIR_SHARE = 0.25

@@ -421,8 +421,7 @@ def test_a_truncated_publish_is_501() -> None:
 def test_every_outbound_method_encodes_as_pamqp_would() -> None:
     """zbroker encodes from pamqp's description of each method (pamqp's marshal would
     refuse names RabbitMQ accepts); for names pamqp accepts, the bytes are pamqp's."""
-    from zbroker.protocol import amqp_codec as codec
-    from zbroker.protocol import amqp_methods as methods
+    from zbroker.protocol import amqp_codec as codec, amqp_methods as methods
     from zbroker.methods import Method as M
 
     samples = {M.CONNECTION_CLOSE: (M.CONNECTION_CLOSE, 320, "CONNECTION_FORCED - bye"),

@@ -9,8 +9,7 @@ import pytest
 
 from tests.unit.wire import FakeClock, FakePeer, bodies, closes
 from zbroker.core import Broker
-from zbroker.protocol import HEADER
-from zbroker.protocol import Op
+from zbroker.protocol import HEADER, Op
 from zbroker.storage import MemoryStore
 
 

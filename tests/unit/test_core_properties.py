@@ -25,8 +25,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from tests.unit.wire import FakeClock, FakePeer
 from zbroker.core import Broker
 from zbroker.core.messaging import transactions
-from zbroker.protocol import HEADER
-from zbroker.protocol import Op
+from zbroker.protocol import HEADER, Op
 
 EXAMPLES = int(os.environ.get("ZBROKER_FUZZ_EXAMPLES", "40"))
 STEPS = int(os.environ.get("ZBROKER_FUZZ_STEPS", "60"))

@@ -202,8 +202,7 @@ def test_confirms_ack_each_batch_once_after_returns() -> None:
     peer = FakePeer(broker, b"p").open()
     peer.send(Op.CONFIRM_SELECT, 1)
     peer.declare("q")
-    from zbroker.protocol import HEADER
-    from zbroker.protocol import encode
+    from zbroker.protocol import HEADER, encode
     parts = [HEADER]
     for _ in range(3):
         parts += [encode(Op.BASIC_PUBLISH, 1, "", "q", False, {}), b"x"]

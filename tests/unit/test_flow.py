@@ -7,9 +7,7 @@ import pytest
 from tests.unit.wire import FakePeer, bodies, deliveries
 from zbroker.core import Broker
 from zbroker.credit import DELIVERY_COST, message_cost
-from zbroker.protocol import HEADER
-from zbroker.protocol import Op
-from zbroker.protocol import encode
+from zbroker.protocol import HEADER, Op, encode
 from zbroker.resources import memory_limit, parse_size
 from zbroker.wires.native import NativeWire
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 
 from tests.unit.wire import FakePeer
-from zbroker.protocol import HEADER
-from zbroker.protocol import Op
-from zbroker.protocol import encode
+from zbroker.protocol import HEADER, Op, encode
 
 
 

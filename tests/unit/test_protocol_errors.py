@@ -3,11 +3,7 @@ import msgpack
 import pytest
 
 from zbroker.core import Broker
-from zbroker.protocol import HEADER
-from zbroker.protocol import Op
-from zbroker.protocol import ProtocolError
-from zbroker.protocol import decode_command
-from zbroker.protocol import encode
+from zbroker.protocol import HEADER, Op, ProtocolError, decode_command, encode
 
 from tests.unit.wire import FakePeer
 

@@ -118,8 +118,7 @@ def test_exclusive_queue_is_405_for_other_connections(peer: FakePeer) -> None:
 
 
 def test_publish_to_missing_exchange_is_404_and_later_frames_are_discarded(peer: FakePeer) -> None:
-    from zbroker.protocol import HEADER
-    from zbroker.protocol import encode
+    from zbroker.protocol import HEADER, encode
     got = peer.send_parts([HEADER, encode(Op.BASIC_PUBLISH, 1, "nosuch", "k", False, {}), b"x",
                            encode(Op.QUEUE_DECLARE, 1, "after", False, False, False, False, {})])
     assert close_of(got) == (404, "NOT_FOUND - no exchange 'nosuch' in vhost '/'")

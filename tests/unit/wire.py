@@ -6,10 +6,7 @@ from typing import Any
 
 from zbroker.core import Broker
 from zbroker.credit import DELIVERY_COST
-from zbroker.protocol import HEADER
-from zbroker.protocol import Op
-from zbroker.protocol import decode_message
-from zbroker.protocol import encode
+from zbroker.protocol import HEADER, Op, decode_message, encode
 from zbroker.protocol.native_codec import pack
 from zbroker.wires.native import NativeWire
 

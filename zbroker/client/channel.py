@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, NamedTuple
 
 from zbroker.client import exceptions, frame, spec
 from zbroker.client.exchange_type import ExchangeType
-from zbroker.protocol import Op
-from zbroker.protocol import encode
+from zbroker.protocol import Op, encode
 from zbroker.protocol.native_codec import MAX_COMMAND_BYTES
 from zbroker.protocol.tables import TableError, check_properties, check_table
 

@@ -34,12 +34,7 @@ from zbroker.client.connect_errors import handshake_failure, refused
 from zbroker.client.parameters import ConnectionParameters
 from zbroker.credit import DELIVERY_COST, publish_cost
 from zbroker.curve import secure_client
-from zbroker.protocol import HEADER
-from zbroker.protocol import Op
-from zbroker.protocol import ProtocolError
-from zbroker.protocol import check_header
-from zbroker.protocol import decode_message
-from zbroker.protocol import encode
+from zbroker.protocol import HEADER, Op, ProtocolError, check_header, decode_message, encode
 from zbroker.protocol.native_codec import DELIVERY_OVERHEAD_BYTES, MAX_COMMAND_BYTES
 from zbroker.transport import POLLIN, recv_batch, send_parts, wait_readable
 

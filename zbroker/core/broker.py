@@ -51,7 +51,6 @@ from zbroker.core.messaging.reply_to import REPLY_PREFIX, DirectReplyTo, is_repl
 from zbroker.core.messaging.session import Channel, Connection, Outbox
 from zbroker.core.management.stats import Stats
 from zbroker.core.messaging.timers import Timers
-from zbroker.core.access.users import LOGIN_REFUSED
 from zbroker.core.access.access_limits import reached
 from zbroker.core.access.permissions import CONFIGURE, DEFAULT_EXCHANGE_NAME, READ, WRITE, check, check_any, check_topic
 from zbroker.core.messaging.topology import DEFAULT_EXCHANGES, Topology, check_name, header_routes, server_queue_name
@@ -157,22 +156,26 @@ class Broker:
 
     # -- entry points ----------------------------------------------------------------
 
+    def login(self, username: str, password: str, peer_host: str | None, now: float,
+              mechanism: str = "PLAIN") -> bool:
+        """Check a login, the one path for every wire (``users.py``: the password, the
+        loopback rule for ``guest``, the failed-login throttle). False: refused, and the
+        core logged why; the wire refuses it its own way (RabbitMQ's 403 text is
+        ``users.LOGIN_REFUSED``)."""
+        self.now = now
+        return self.users.login(username, password, peer_host, now, mechanism) is None
+
     def open_connection(self, conn_id: Hashable, now: float, heartbeat: int | None,
-                        virtual_host: str, username: str, password: str | None,
-                        client_properties: dict, delivery_window: int = 0,
-                        peer_host: str | None = None, mechanism: str = "PLAIN") -> Connection | None:
-        """A wire finished its handshake; None (and a close event) if it is refused.
+                        virtual_host: str, username: str, client_properties: dict,
+                        delivery_window: int = 0, peer_host: str | None = None) -> Connection | None:
+        """A wire finished its handshake, ``username``'s login accepted (``login``); None
+        (and a close event) if the connection is refused (vhost, permissions, limits).
 
         ``delivery_window``: delivery bytes the peer may hold unread before deliveries to
         it pause (0: none; the wire bounds the peer another way, e.g. TCP). ``peer_host``:
-        where it comes from (None: a local transport), for ``guest``'s loopback rule.
-        ``password`` None: the wire checked the login itself (AMQP does, at start-ok).
+        where it comes from (None: a local transport).
         """
         self.now = now
-        refused = None if password is None else self.users.login(username, password, peer_host, now, mechanism)
-        if refused is not None:
-            self.close_connection(conn_id, errors.ACCESS_REFUSED, LOGIN_REFUSED.format(mechanism))
-            return None
         topology = self.vhosts.get(virtual_host)
         if topology is None:
             self.close_connection(conn_id, errors.NOT_ALLOWED, f"vhost {virtual_host} not found")
@@ -233,9 +236,11 @@ class Broker:
                         f"user limit of {limit}")
         return None
 
-    def command(self, conn: Connection, op: int, fields: list[Any], body: Any, now: float) -> None:
+    def command(self, conn: Connection, op: int, fields: Any, body: Any, now: float,
+                nowait: bool = False) -> None:
         """Apply one command of an open connection (channel commands, connection.close
-        and connection.update-secret)."""
+        and connection.update-secret). ``nowait``: the client asked for no answer (AMQP's
+        no-wait bit): the command's ``-ok`` is not sent, anything else still is."""
         self.now = now
         try:
             if op == _CONNECTION_CLOSE:
@@ -250,7 +255,7 @@ class Broker:
                 log.info("connection %s: user '%s' updated secret, reason: %s", conn.name, conn.user, fields[1])
                 conn.send((M.CONNECTION_UPDATE_SECRET_OK,))
             elif op != _CONNECTION_CLOSE_OK:
-                self._channel_command(conn, op, fields, body)
+                self._channel_command(conn, op, fields, body, nowait)
         except Exception:
             log.exception("internal error handling a command from %s", conn.name)
             self.close_connection(conn.conn_id, errors.INTERNAL_ERROR, "internal error")
@@ -486,7 +491,7 @@ class Broker:
         for queue in list(conn.exclusive_queues):
             self._delete_queue(queue)
 
-    def _channel_command(self, conn: Connection, op: int, fields: list[Any], body: Any) -> None:
+    def _channel_command(self, conn: Connection, op: int, fields: Any, body: Any, nowait: bool = False) -> None:
         handler = self._channel_ops.get(op)
         number = fields[0] if fields else 0
         channel = conn.channels.get(number)
@@ -498,11 +503,17 @@ class Broker:
                 if channel.tx is not None and op in transactions.HELD:
                     transactions.hold(channel, op, fields, body,
                                       lambda fields_, body_: self._check_publish(channel, fields_, body_))
+                elif nowait:
+                    channel.nowait = True
+                    try:
+                        handler(channel, body, *fields[1:])
+                    finally:
+                        channel.nowait = False
                 else:
                     handler(channel, body, *fields[1:])
             elif op == M.CHANNEL_CLOSE:
                 self._release_channel(channel)
-                channel.send((M.CHANNEL_CLOSE_OK, number))
+                channel.reply((M.CHANNEL_CLOSE_OK, number))
             elif op == M.CHANNEL_OPEN:
                 raise ConnectionError_(errors.CHANNEL_ERROR, "second 'channel.open' seen")
             elif op == M.CHANNEL_CLOSE_OK:  # for a channel the broker did not close
@@ -621,26 +632,26 @@ class Broker:
                 self._may(conn, WRITE, "exchange", alternate)
         conn.topology.declare_exchange(exchange, exchange_type, passive, durable, auto_delete,
                                        internal, arguments)
-        channel.send((M.EXCHANGE_DECLARE_OK, channel.number))
+        channel.reply((M.EXCHANGE_DECLARE_OK, channel.number))
 
     def _exchange_delete(self, channel: Channel, _: Any, exchange: str, if_unused: bool) -> None:
         if exchange and exchange not in DEFAULT_EXCHANGES:  # (those refused below, as RabbitMQ's order)
             self._may(channel.connection, CONFIGURE, "exchange", exchange)
         channel.connection.topology.delete_exchange(exchange, if_unused)
-        channel.send((M.EXCHANGE_DELETE_OK, channel.number))
+        channel.reply((M.EXCHANGE_DELETE_OK, channel.number))
 
     def _exchange_bind(self, channel: Channel, _: Any, destination: str, source: str,
                        routing_key: str, arguments: dict) -> None:
         check_name(routing_key, "routing key")
         self._may_bind(channel.connection, "exchange", destination, source, routing_key)
         channel.connection.topology.bind_names(destination, False, source, routing_key, arguments, None)
-        channel.send((M.EXCHANGE_BIND_OK, channel.number))
+        channel.reply((M.EXCHANGE_BIND_OK, channel.number))
 
     def _exchange_unbind(self, channel: Channel, _: Any, destination: str, source: str,
                          routing_key: str, arguments: dict) -> None:
         self._may_bind(channel.connection, "exchange", destination, source, routing_key)
         channel.connection.topology.unbind(destination, False, source, routing_key, arguments, None)
-        channel.send((M.EXCHANGE_UNBIND_OK, channel.number))
+        channel.reply((M.EXCHANGE_UNBIND_OK, channel.number))
 
     def _queue_declare(self, channel: Channel, _: Any, queue: str, passive: bool, durable: bool,
                        exclusive: bool, auto_delete: bool, arguments: dict) -> None:
@@ -662,20 +673,20 @@ class Broker:
         q = conn.topology.declare_queue(queue, passive, durable, exclusive, auto_delete, arguments,
                                         conn, server_named)
         self._used(q)
-        channel.send((M.QUEUE_DECLARE_OK, channel.number, q.name, q.message_count, len(q.consumers)))
+        channel.reply((M.QUEUE_DECLARE_OK, channel.number, q.name, q.message_count, len(q.consumers)))
 
     def _queue_bind(self, channel: Channel, _: Any, queue: str, exchange: str, routing_key: str,
                     arguments: dict) -> None:
         check_name(routing_key, "routing key")
         self._may_bind(channel.connection, "queue", queue, exchange, routing_key)
         channel.connection.topology.bind_names(queue, True, exchange, routing_key, arguments, channel.connection)
-        channel.send((M.QUEUE_BIND_OK, channel.number))
+        channel.reply((M.QUEUE_BIND_OK, channel.number))
 
     def _queue_unbind(self, channel: Channel, _: Any, queue: str, exchange: str, routing_key: str,
                       arguments: dict) -> None:
         self._may_bind(channel.connection, "queue", queue, exchange, routing_key)
         channel.connection.topology.unbind(queue, True, exchange, routing_key, arguments, channel.connection)
-        channel.send((M.QUEUE_UNBIND_OK, channel.number))
+        channel.reply((M.QUEUE_UNBIND_OK, channel.number))
 
     def _may_bind(self, conn: Connection, kind: str, destination: str, source: str, routing_key: str) -> None:
         """(Un)binding writes to the destination and reads the source exchange (and, from a
@@ -700,7 +711,7 @@ class Broker:
     def _queue_purge(self, channel: Channel, _: Any, queue: str) -> None:
         self._may(channel.connection, READ, "queue", queue)
         count = channel.connection.topology.queue(queue, channel.connection).purge()
-        channel.send((M.QUEUE_PURGE_OK, channel.number, count))
+        channel.reply((M.QUEUE_PURGE_OK, channel.number, count))
 
     def _queue_delete(self, channel: Channel, _: Any, queue: str, if_unused: bool,
                       if_empty: bool) -> None:
@@ -715,7 +726,7 @@ class Broker:
                 raise ChannelError(errors.PRECONDITION_FAILED,
                                    f"queue '{queue}' in vhost '{topology.vhost}' not empty")
             count = self._delete_queue(q)
-        channel.send((M.QUEUE_DELETE_OK, channel.number, count))
+        channel.reply((M.QUEUE_DELETE_OK, channel.number, count))
 
     def _delete_queue(self, queue: Queue) -> int:
         """Delete a queue and tell its consumers (RabbitMQ's consumer cancel notify)."""
@@ -739,7 +750,7 @@ class Broker:
             channel.global_prefetch = prefetch_count
         else:
             channel.prefetch_count = prefetch_count
-        channel.send((M.BASIC_QOS_OK, channel.number))
+        channel.reply((M.BASIC_QOS_OK, channel.number))
         self._dispatch_consumers_of(channel)
 
     def _basic_consume(self, channel: Channel, _: Any, queue: str, consumer_tag_: str,
@@ -761,13 +772,13 @@ class Broker:
         channel.consumers[tag] = consumer
         q.add_consumer(consumer)
         self._used(q)
-        channel.send((M.BASIC_CONSUME_OK, channel.number, tag))
+        channel.reply((M.BASIC_CONSUME_OK, channel.number, tag))
         self._dispatch(q)
 
     def _basic_cancel(self, channel: Channel, _: Any, consumer_tag_: str) -> None:
         self.reply_to.cancel(channel, consumer_tag_)
         consumer = channel.consumers.pop(consumer_tag_, None)
-        channel.send((M.BASIC_CANCEL_OK, channel.number, consumer_tag_))
+        channel.reply((M.BASIC_CANCEL_OK, channel.number, consumer_tag_))
         if consumer is not None:
             consumer.queue.remove_consumer(consumer)
             self._consumer_left(consumer.queue, holding=consumer.unacked > 0)
@@ -962,7 +973,7 @@ class Broker:
         if not requeue:
             raise ConnectionError_(errors.NOT_IMPLEMENTED, "requeue=false")
         self._requeue(channel.take_all_unacked())
-        channel.send((M.BASIC_RECOVER_OK, channel.number))
+        channel.reply((M.BASIC_RECOVER_OK, channel.number))
 
     def _after_settle(self, channel: Channel, entries: list[Unacked]) -> None:
         """Credit came back: let the queues those deliveries came from move again."""
@@ -1019,16 +1030,16 @@ class Broker:
         if channel.tx is not None:
             raise precondition("cannot switch from tx to confirm mode")
         channel.confirm = True
-        channel.send((M.CONFIRM_SELECT_OK, channel.number))
+        channel.reply((M.CONFIRM_SELECT_OK, channel.number))
 
     def _channel_flow(self, channel: Channel, _: Any, active: bool) -> None:
         if not active:
             raise ConnectionError_(errors.NOT_IMPLEMENTED, "active=false")
-        channel.send((M.CHANNEL_FLOW_OK, channel.number, True))
+        channel.reply((M.CHANNEL_FLOW_OK, channel.number, True))
 
     def _tx_select(self, channel: Channel, _: Any) -> None:
         transactions.select(channel)
-        channel.send((M.TX_SELECT_OK, channel.number))
+        channel.reply((M.TX_SELECT_OK, channel.number))
 
     def _check_publish(self, channel: Channel, fields: list[Any], body: Any) -> None:
         """What a transaction checks of a publish when it arrives (transactions rule 1)."""
@@ -1059,11 +1070,11 @@ class Broker:
                 self._after_settle(channel, item.entries)
         finally:
             channel.tx = []
-        channel.send((M.TX_COMMIT_OK, channel.number))
+        channel.reply((M.TX_COMMIT_OK, channel.number))
 
     def _tx_rollback(self, channel: Channel, _: Any) -> None:
         transactions.rollback(channel)
-        channel.send((M.TX_ROLLBACK_OK, channel.number))
+        channel.reply((M.TX_ROLLBACK_OK, channel.number))
 
     # -- delivery plumbing -----------------------------------------------------------------
 

@@ -42,12 +42,10 @@ from typing import Any
 from pamqp import commands as C
 
 from zbroker import errors
-from zbroker.protocol import amqp_codec as codec
-from zbroker.protocol import amqp_methods as methods
+from zbroker.protocol import amqp_codec as codec, amqp_methods as methods
 from zbroker.protocol.amqp_codec import FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FrameError
 from zbroker.core import Broker
-from zbroker.methods import BODY_METHODS
-from zbroker.methods import Method as M
+from zbroker.methods import BODY_METHODS, Method as M
 from zbroker.wires import amqp_handshake as handshake
 from zbroker.wires.amqp_connection import (CLOSE_TIMEOUT_S, CLOSE_WAIT, CLOSED, CLOSING, HEADER, OPEN, RUNNING,
                                            START_OK, TUNE_OK, AmqpConnection, Content)

@@ -81,7 +81,7 @@ def start_ok(broker: Broker, conn: AmqpConnection, method: Any, now: float) -> N
         raise FrameError(errors.COMMAND_INVALID, f"unknown authentication mechanism '{method.mechanism}'")
     conn.username = user.decode(errors="replace") if isinstance(user, bytes) else str(user)
     text = password.decode(errors="replace") if isinstance(password, bytes) else str(password)
-    if broker.users.login(conn.username, text, conn.peer_host, now, conn.mechanism) is not None:
+    if not broker.login(conn.username, text, conn.peer_host, now, conn.mechanism):
         _refuse_login(conn, now)  # (the core logged why)
         return
     conn.send_method(0, C.Connection.Tune, broker.limits.channel_max, FRAME_MAX, broker.heartbeat)
@@ -114,8 +114,8 @@ def tune_ok(broker: Broker, conn: AmqpConnection, method: Any) -> None:
 
 def open_(broker: Broker, conn: AmqpConnection, method: Any, now: float) -> None:
     core = broker.open_connection(conn.key, now, conn.heartbeat, method.virtual_host,
-                                  conn.username, None, conn.client_properties,
-                                  DELIVERY_WINDOW, conn.peer_host, conn.mechanism)
+                                  conn.username, conn.client_properties,
+                                  DELIVERY_WINDOW, conn.peer_host)
     conn.state = RUNNING
     if core is None:  # refused (vhost, connection limit): the core queued the close
         return

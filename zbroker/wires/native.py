@@ -28,11 +28,9 @@ from typing import Any, Callable
 
 from zbroker import __version__, errors
 from zbroker.core import Broker
+from zbroker.core.access.users import LOGIN_REFUSED
 from zbroker.methods import Method as M
-from zbroker.protocol import HEADER
-from zbroker.protocol import ProtocolError
-from zbroker.protocol import check_header
-from zbroker.protocol import decode_message
+from zbroker.protocol import HEADER, ProtocolError, check_header, decode_message
 from zbroker.protocol.native_management import MANAGEMENT_HEADER
 from zbroker.protocol.native_codec import pack
 from zbroker.credit import DELIVERY_WINDOW, PUBLISH_CREDIT, message_cost
@@ -129,7 +127,10 @@ class NativeWire:
         broker = self.broker
         if op == M.HELLO:
             heartbeat, virtual_host, username, password, client_properties = fields
-            conn = broker.open_connection(peer, now, heartbeat, virtual_host, username, password,
+            if not broker.login(username, password, host, now):
+                broker.close_connection(peer, errors.ACCESS_REFUSED, LOGIN_REFUSED.format("PLAIN"))
+                return None
+            conn = broker.open_connection(peer, now, heartbeat, virtual_host, username,
                                           client_properties, self.delivery_window, host)
             if conn is not None:
                 conn.send((M.HELLO_OK, conn.heartbeat, broker.max_body_bytes,

@@ -31,8 +31,7 @@ import re
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from zbroker import __version__
-from zbroker.core.management import definitions
-from zbroker.core.management import views
+from zbroker.core.management import definitions, views
 from zbroker.core.access.access_limits import LimitError
 from zbroker.core.access.management_access import Principal, sees_all
 from zbroker.core.access.permissions import PermissionError_

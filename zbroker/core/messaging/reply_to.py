@@ -51,7 +51,7 @@ class DirectReplyTo:
         name = REPLY_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(18)).decode()
         channel.reply_to = (tag, name)
         self._channels[name] = channel
-        channel.send((M.BASIC_CONSUME_OK, channel.number, tag))
+        channel.reply((M.BASIC_CONSUME_OK, channel.number, tag))
 
     def cancel(self, channel: "Channel", tag: str) -> None:
         if channel.reply_to is not None and channel.reply_to[0] == tag:
@@ -90,4 +90,4 @@ class DirectReplyTo:
         vhost = channel.connection.virtual_host
         if queue != REPLY_TO and self._waiting(queue, vhost) is None:
             raise ChannelError(errors.NOT_FOUND, f"no queue '{queue}' in vhost '{vhost}'")
-        channel.send((M.QUEUE_DECLARE_OK, channel.number, queue, 0, 1))
+        channel.reply((M.QUEUE_DECLARE_OK, channel.number, queue, 0, 1))

@@ -130,12 +130,19 @@ class Channel:
         self.clock: Any = connection.clock
         self.scheduled_at = NEVER
         self.deleted = False
+        #: Set while a command sent with no-wait is applied: its ``-ok`` is not sent.
+        self.nowait = False
 
     def has_credit(self) -> bool:
         return not self.global_prefetch or self.consumer_unacked < self.global_prefetch
 
     def send(self, event: tuple, body: Any = None) -> None:
         self.connection.outbox.put(self.connection.conn_id, event, body)
+
+    def reply(self, event: tuple) -> None:
+        """Send a command's ``-ok``, unless the client asked for none (``nowait``)."""
+        if not self.nowait:
+            self.connection.outbox.put(self.connection.conn_id, event)
 
     def take_tag(self) -> int:
         tag = self.next_tag
