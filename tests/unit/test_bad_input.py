@@ -76,8 +76,8 @@ class FlakyStore(MemoryStore):
 
 
 def test_a_failed_store_read_leaves_the_message_in_its_queue(monkeypatch: pytest.MonkeyPatch) -> None:
-    from zbroker.core.messaging import queues
-    monkeypatch.setattr(queues, "PAGE_AFTER", 1)
+    from zbroker.core.messaging import classic
+    monkeypatch.setattr(classic, "PAGE_AFTER", 1)
     store = FlakyStore()
     broker = Broker(store=store)
     peer = FakePeer(broker, b"p").open()
@@ -107,7 +107,7 @@ def test_a_bug_in_a_timer_is_logged_and_the_broker_goes_on(caplog: pytest.LogCap
         raise RuntimeError("bug")
     queue.expire = broken  # type: ignore[method-assign]
     clock.advance(1, broker)
-    assert "internal error in _timer" in caplog.text
+    assert "internal error in timer" in caplog.text
     peer.declare("other")
     peer.consume("other", "c", auto_ack=True)
     assert bodies(peer.publish("", "other", b"still serving")) == [b"still serving"]

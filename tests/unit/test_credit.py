@@ -245,7 +245,7 @@ def test_requeued_message_goes_back_before_newer_ones() -> None:
 
 
 def test_long_dispatch_is_cut_into_batches() -> None:
-    from zbroker.core.broker import DISPATCH_BATCH
+    from zbroker.core.messaging.delivery import DISPATCH_BATCH
     broker = Broker()
     peer = FakePeer(broker, b"p").open()
     peer.declare("q")

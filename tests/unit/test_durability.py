@@ -9,7 +9,7 @@ import pytest
 
 from tests.unit.wire import FakePeer, bodies, deliveries
 from zbroker.core import Broker
-from zbroker.core.messaging import queues as broker_module
+from zbroker.core.messaging import classic as broker_module
 from zbroker.protocol import Op
 from zbroker.storage import DiskStore, MemoryStore
 

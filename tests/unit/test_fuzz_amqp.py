@@ -13,12 +13,12 @@ def test_twenty_thousand_fuzzed_amqp_messages_find_no_bug() -> None:
 
 def test_the_amqp_fuzzer_reports_a_bug_it_is_shown(monkeypatch) -> None:  # noqa: ANN001
     """The check can fail: a core that crashes on a purge is caught, with the seed."""
-    from zbroker.core import Broker
 
     def broken(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
         raise RuntimeError("planted bug")
 
-    monkeypatch.setattr(Broker, "_queue_purge", broken)
+    from zbroker.core.messaging.declarations import Declarations
+    monkeypatch.setattr(Declarations, "queue_purge", broken)
     try:
         run(5_000, seed=5)
     except AssertionError as exc:

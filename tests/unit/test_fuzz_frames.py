@@ -13,12 +13,12 @@ def test_thirty_thousand_fuzzed_messages_find_no_bug() -> None:
 
 def test_the_fuzzer_reports_a_bug_it_is_shown(monkeypatch) -> None:
     """The check can fail: a core that crashes on a publish is caught, with the seed."""
-    from zbroker.core import Broker
 
     def broken(self, *args, **kwargs):
         raise RuntimeError("planted bug")
 
-    monkeypatch.setattr(Broker, "_basic_publish", broken)
+    from zbroker.core.messaging.publishing import Publishing
+    monkeypatch.setattr(Publishing, "basic_publish", broken)
     try:
         run_frames(2_000, seed=5)
     except AssertionError as exc:

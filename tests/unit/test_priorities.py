@@ -8,7 +8,7 @@ import pytest
 from tests.unit.wire import FakePeer, bodies, closes, deliveries
 from zbroker.core import Broker
 from zbroker.protocol import Op
-from zbroker.core.messaging import queues as queue_module
+from zbroker.core.messaging import classic as queue_module
 from zbroker.storage import DiskStore
 
 

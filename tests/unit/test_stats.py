@@ -147,7 +147,7 @@ def test_definitions_are_checked_before_anything_is_declared(broker: Broker) -> 
     assert m.handle("definitions", {})["bindings"][0]["routing_key"] == "a.*"
     typed = {"queues": [{"name": "qq", "type": "quorum", "durable": True, "arguments": {}}]}
     m.handle("import_definitions", {"definitions": typed})  # RabbitMQ 3.13+'s queue "type" field
-    assert broker.topology.queues["qq"].quorum
+    assert broker.topology.queues["qq"].TYPE == "quorum"
     with pytest.raises(ManagementError) as err:
         m.handle("import_definitions", {"definitions": {"queues": [
             {"name": "q2", "type": "quorum", "arguments": {"x-queue-type": "classic"}}]}})

@@ -11,7 +11,7 @@ import pytest
 from tests.unit.test_durability import PERSISTENT, Restartable, message_count
 from tests.unit.wire import FakeClock, FakePeer, bodies, deliveries
 from zbroker.core import Broker
-from zbroker.core.messaging import queues as queues_module
+from zbroker.core.messaging import classic as queues_module
 from zbroker.protocol import Op
 from zbroker.storage import DiskStore
 

@@ -54,7 +54,7 @@ class FakePeer:
         """Take every frame queued for this peer (others' frames stay queued for them),
         publish credit returned as the server loop would."""
         self.wire.grant_credit()
-        mine = [pack(p) if type(p) is tuple else p for p in self.broker.outbox.pending.pop(self.peer, [])]
+        mine = [pack(p) if isinstance(p, tuple) else p for p in self.broker.outbox.pending.pop(self.peer, [])]
         got = []
         for op, fields, body in decode_message(mine, 0):
             if op == Op.PUBLISH_CREDIT:  # flow control, as the client takes it: not an event

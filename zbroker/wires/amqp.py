@@ -449,7 +449,7 @@ def _drop_first(parts: list[Any] | None, start: int, op: int, channel: int) -> N
         return
     for i in range(start, len(parts)):
         part = parts[i]
-        if type(part) is tuple and part[0] == op and part[1] == channel:
+        if isinstance(part, tuple) and part[0] == op and part[1] == channel:
             del parts[i]
             return
 

@@ -163,5 +163,5 @@ class NativeWire:
             if others is not None and type(peer) is not bytes:
                 others[peer] = parts
                 continue
-            out[peer] = [pack(p) if type(p) is tuple else p for p in parts]
+            out[peer] = [pack(p) if isinstance(p, tuple) else p for p in parts]
         return out

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from zbroker.core.messaging.queues import Queue
+from zbroker.core.messaging.queue_type import QueueType
 from zbroker.core.messaging.topology import Counts, Topology
 from zbroker.core.access.users import DEFAULT_VHOST, UserError, Users
 
@@ -74,7 +74,7 @@ class VirtualHosts:
         self.changes += 1
         return topology
 
-    def queues(self) -> Iterator[Queue]:
+    def queues(self) -> Iterator[QueueType]:
         for topology in self.topologies.values():
             yield from topology.queues.values()
 

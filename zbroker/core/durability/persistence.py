@@ -29,8 +29,8 @@ from zbroker.core.durability import snapshot
 from zbroker.core.messaging.confirms import Confirms
 from zbroker.core.messaging.consumers import Unacked
 from zbroker.core.messaging.message import Message
-from zbroker.core.messaging import queues as paging_rules
-from zbroker.core.messaging.queues import Queue
+from zbroker.core.messaging import classic as paging_rules
+from zbroker.core.messaging.queue_type import QueueType
 from zbroker.storage.store import NO_TTL, MessageStore, Recovered, RecoveredQueue
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class Durability:
 
     def recover(self, recovered: Recovered, now: float) -> int:
         """Rebuild what the store held; returns the highest publish seq it had seen."""
-        by_id: dict[int, Queue] = {}
+        by_id: dict[int, QueueType] = {}
         if recovered.topology is not None:
             by_id = snapshot.restore(self.vhosts, recovered.topology)
         self._saved_changes = self._changes()
@@ -75,7 +75,7 @@ class Durability:
                      sum(q.message_count for q in by_id.values()))
         return recovered.max_seq
 
-    def _recover_messages(self, queue: Queue, stored: RecoveredQueue, now: float) -> None:
+    def _recover_messages(self, queue: QueueType, stored: RecoveredQueue, now: float) -> None:
         """The head window (and every redelivered message, all at the front) in memory,
         the rest as the paged tail: the same bound as live paging."""
         journal = queue.journal
@@ -106,7 +106,7 @@ class Durability:
 
     # -- writing (rules 1-3) -----------------------------------------------------------
 
-    def store_message(self, message: Message, queues: Iterable[Queue],
+    def store_message(self, message: Message, queues: Iterable[QueueType],
                       confirming: "Channel | None" = None) -> None:
         """Journal a persistent message for the durable queues it reached.
 
@@ -130,7 +130,7 @@ class Durability:
                 self.confirms.store_failed(confirming)
 
     @staticmethod
-    def forget(queue: Queue, message: Message) -> None:
+    def forget(queue: QueueType, message: Message) -> None:
         """The message left ``queue`` for good: free its place in the store."""
         journal = queue.journal
         if journal is not None and message.location is not None:

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from zbroker.core.messaging.arguments import QueueSettings, queue_settings
 from zbroker.core.messaging.exchanges import EXCHANGE_TYPES, Exchange
-from zbroker.core.messaging.queues import Queue
+from zbroker.core.messaging.queue_type import QueueType
+from zbroker.core.messaging.queue_types import queue_type
 from zbroker.core.messaging.topology import DEFAULT_EXCHANGES, Topology, is_durable_binding
 from zbroker.core.access.users import DEFAULT_VHOST
 from zbroker.errors import BrokerError
@@ -48,12 +49,12 @@ def _topology(topology: Topology) -> dict[str, list]:
     for source in topology.exchanges.values():
         for (destination, key, _), arguments in source.bindings.items():
             if is_durable_binding(source, destination):
-                kind = "queue" if isinstance(destination, Queue) else "exchange"
+                kind = "queue" if isinstance(destination, QueueType) else "exchange"
                 bindings.append([source.name, kind, destination.name, key, arguments])
     return {"exchanges": exchanges, "queues": queues, "bindings": bindings}
 
 
-def restore(vhosts: "VirtualHosts", data: dict[str, Any]) -> dict[int, Queue]:
+def restore(vhosts: "VirtualHosts", data: dict[str, Any]) -> dict[int, QueueType]:
     """Rebuild the durable topology of every vhost from ``data``; returns the queues by
     store id. Format 1 (before vhosts) is the default vhost's alone."""
     if data.get("format") not in (1, FORMAT):
@@ -63,7 +64,7 @@ def restore(vhosts: "VirtualHosts", data: dict[str, Any]) -> dict[int, Queue]:
         vhosts.users.limits.restore(data.get("limits"))
         vhosts.users.permissions.restore_topics(data.get("topic_permissions") or [])
     sections = data["vhosts"] if data["format"] == FORMAT else [{"name": DEFAULT_VHOST, **data}]
-    by_id: dict[int, Queue] = {}
+    by_id: dict[int, QueueType] = {}
     for section in sections:
         topology = vhosts.get(section["name"]) or vhosts.add(section["name"], section.get("description", ""),
                                                             section.get("tags"))
@@ -72,16 +73,17 @@ def restore(vhosts: "VirtualHosts", data: dict[str, Any]) -> dict[int, Queue]:
     return by_id
 
 
-def _restore_topology(topology: Topology, data: dict[str, Any]) -> dict[int, Queue]:
+def _restore_topology(topology: Topology, data: dict[str, Any]) -> dict[int, QueueType]:
     for name, kind, auto_delete, internal, arguments in data["exchanges"]:
         topology.exchanges[name] = EXCHANGE_TYPES[kind](name, True, auto_delete, internal, arguments)
-    by_id: dict[int, Queue] = {}
+    by_id: dict[int, QueueType] = {}
     for name, store_id, auto_delete, arguments in data["queues"]:
-        queue = Queue(name, True, None, auto_delete, arguments, _settings(name, arguments))
+        settings = _settings(name, arguments)
+        queue = queue_type(settings.queue_type)(name, True, None, auto_delete, arguments, settings)
         topology.add_queue(queue, store_id)
         by_id[store_id] = queue
     for source, kind, destination, key, arguments in data["bindings"]:
-        dest: Queue | Exchange | None = (topology.queues.get(destination) if kind == "queue"
+        dest: QueueType | Exchange | None = (topology.queues.get(destination) if kind == "queue"
                                          else topology.exchanges.get(destination))
         if dest is not None and source in topology.exchanges:
             topology.bind(dest, source, key, arguments)

@@ -38,7 +38,7 @@ from zbroker.core.messaging.arguments import queue_settings
 from zbroker.core.messaging.exchanges import EXCHANGE_TYPES
 from zbroker.core.access.passwords import ALGORITHMS, SHA256
 from zbroker.core.access.permissions import Permission, PermissionError_, TopicPermission
-from zbroker.core.messaging.queues import Queue
+from zbroker.core.messaging.queue_type import QueueType
 from zbroker.core.messaging.topology import DEFAULT_EXCHANGES, VHOST
 from zbroker.errors import BrokerError
 
@@ -65,10 +65,10 @@ def export(broker: "Broker") -> dict[str, Any]:
                    for q in topology.queues.values() if not q.exclusive]
         for source in topology.exchanges.values():
             for (destination, key, _), arguments in source.bindings.items():
-                if isinstance(destination, Queue) and destination.exclusive:
+                if isinstance(destination, QueueType) and destination.exclusive:
                     continue
                 bindings.append({"source": source.name, "vhost": vhost, "destination": destination.name,
-                                 "destination_type": "queue" if isinstance(destination, Queue) else "exchange",
+                                 "destination_type": "queue" if isinstance(destination, QueueType) else "exchange",
                                  "routing_key": key, "arguments": arguments})
     return {"product_name": "zbroker", "product_version": __version__,
             "users": users.definitions(),

@@ -18,10 +18,11 @@ Rules of this module:
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Hashable, Iterable
 
 if TYPE_CHECKING:
-    from zbroker.core.broker import Broker
+    from zbroker.core.access.vhosts import VirtualHosts
+    from zbroker.core.messaging.session import Connection
 
 SAMPLE_INTERVAL = 5.0
 #: Per-object samples are kept while a management read came in the last this many seconds.
@@ -60,8 +61,10 @@ def exchange_counts(exchange: Any) -> Sample:
 
 
 class Stats:
-    def __init__(self, broker: "Broker", now: float) -> None:
-        self.broker = broker
+    def __init__(self, connections: "dict[Hashable, Connection]", vhosts: "VirtualHosts", now: float) -> None:
+        #: What it reads: the open connections (their channels) and every vhost's topology.
+        self.connections = connections
+        self.vhosts = vhosts
         self.started_at = now
         self.interval = SAMPLE_INTERVAL
         self.closed = [0] * len(_CHANNEL_ATTRS)
@@ -78,7 +81,7 @@ class Stats:
         self.closed = [a + b for a, b in zip(self.closed, channel_counts(channel))]
 
     def channels(self) -> Iterable[Any]:
-        for conn in self.broker.connections.values():
+        for conn in self.connections.values():
             yield from conn.channels.values()
 
     def totals(self) -> dict[str, int]:
@@ -89,7 +92,7 @@ class Stats:
                 sums[i] += value
         totals = dict(zip(CHANNEL_COUNTERS.values(), sums))
         ready = unacked = 0
-        for queue in self.broker.vhosts.queues():
+        for queue in self.vhosts.queues():
             ready += queue.ready
             unacked += queue.unacked
         totals.update(messages_ready=ready, messages_unacknowledged=unacked,
@@ -116,7 +119,7 @@ class Stats:
 
     def _sample_objects(self) -> dict[tuple[str, Any], Sample]:
         sample: dict[tuple[str, Any], Sample] = {}
-        for topology in self.broker.vhosts.topologies.values():
+        for topology in self.vhosts.topologies.values():
             for queue in topology.queues.values():
                 sample[("queue", queue)] = queue_counts(queue)
             for exchange in topology.exchanges.values():

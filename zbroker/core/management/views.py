@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 from urllib.parse import quote
 
 from zbroker.core.messaging.exchanges import Exchange
-from zbroker.core.messaging.queues import MESSAGE_MEMORY, Queue
+from zbroker.core.messaging.classic import MESSAGE_MEMORY
+from zbroker.core.messaging.queue_type import QueueType
 from zbroker.core.messaging.session import Channel, Connection
 from zbroker.core.management.stats import CHANNEL_COUNTERS, QUEUE_COUNTERS, channel_counts, queue_counts
 
@@ -45,7 +46,7 @@ def millis(seconds: float) -> int:
 
 # -- queues ------------------------------------------------------------------------------
 
-def queue(broker: "Broker", q: Queue) -> dict[str, Any]:
+def queue(broker: "Broker", q: QueueType) -> dict[str, Any]:
     counts = queue_counts(q)
     rates = broker.stats.rates("queue", q, len(counts))
     publish, deliver, deliver_no_ack, get, get_no_ack = counts[:5]
@@ -74,7 +75,7 @@ def queue(broker: "Broker", q: Queue) -> dict[str, Any]:
     }
 
 
-def queue_detail(broker: "Broker", q: Queue) -> dict[str, Any]:
+def queue_detail(broker: "Broker", q: QueueType) -> dict[str, Any]:
     """A queue with its consumers and its incoming publishes per exchange."""
     out = queue(broker, q)
     out["consumer_details"] = [consumer(broker, c) for c in q.consumers]
@@ -123,7 +124,7 @@ def bindings(topology: "Topology") -> list[dict[str, Any]]:
 def binding(vhost: str, source: str, destination: Any, routing_key: str, arguments: dict) -> dict[str, Any]:
     return {
         "source": source, "vhost": vhost, "destination": destination.name,
-        "destination_type": "queue" if isinstance(destination, Queue) else "exchange",
+        "destination_type": "queue" if isinstance(destination, QueueType) else "exchange",
         "routing_key": routing_key, "arguments": arguments,
         "properties_key": properties_key(routing_key, arguments),
     }

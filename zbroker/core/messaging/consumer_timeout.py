@@ -32,20 +32,20 @@ from zbroker.errors import ChannelError
 
 if TYPE_CHECKING:
     from zbroker.core.messaging.consumers import Unacked
-    from zbroker.core.messaging.queues import Queue
+    from zbroker.core.messaging.queue_type import QueueType
     from zbroker.core.messaging.session import Channel
 
 #: RabbitMQ's default consumer_timeout: 30 minutes.
 DEFAULT_CONSUMER_TIMEOUT_MS = 1_800_000
 
 
-def queue_timeout_ms(queue: "Queue", server_ms: int) -> int:
+def queue_timeout_ms(queue: "QueueType", server_ms: int) -> int:
     """The timeout for deliveries from ``queue`` without a consumer's own (rule 1)."""
     own = queue.settings.consumer_timeout
     return server_ms if own is None else own
 
 
-def consumer_timeout_ms(queue: "Queue", server_ms: int, argument: int | None) -> int:
+def consumer_timeout_ms(queue: "QueueType", server_ms: int, argument: int | None) -> int:
     """A new consumer's timeout (rule 1): its argument, else the queue's or the server's."""
     return queue_timeout_ms(queue, server_ms) if argument is None else argument
 

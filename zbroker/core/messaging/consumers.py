@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from zbroker.core.messaging.message import Message
-    from zbroker.core.messaging.queues import Queue
+    from zbroker.core.messaging.queue_type import QueueType
     from zbroker.core.messaging.session import Channel
 
 
@@ -39,7 +39,7 @@ class Consumer:
     __slots__ = ("tag", "queue", "channel", "auto_ack", "exclusive", "prefetch",
                  "unacked", "arguments", "priority", "timeout")
 
-    def __init__(self, tag: str, queue: "Queue", channel: "Channel", auto_ack: bool,
+    def __init__(self, tag: str, queue: "QueueType", channel: "Channel", auto_ack: bool,
                  exclusive: bool, prefetch: int, arguments: dict | None = None,
                  priority: int = 0, timeout: int = 0) -> None:
         self.tag = tag
@@ -72,7 +72,7 @@ class Unacked:
 
     __slots__ = ("queue", "message", "consumer", "tag", "at")
 
-    def __init__(self, queue: "Queue", message: "Message", consumer: Consumer | None, tag: int,
+    def __init__(self, queue: "QueueType", message: "Message", consumer: Consumer | None, tag: int,
                  at: float = 0.0) -> None:
         self.queue = queue
         self.message = message

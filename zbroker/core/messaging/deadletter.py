@@ -31,7 +31,7 @@ from zbroker.core.messaging.message import Message
 
 if TYPE_CHECKING:
     from zbroker.core.messaging.exchanges import Exchange
-    from zbroker.core.messaging.queues import Queue
+    from zbroker.core.messaging.queue_type import QueueType
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +47,12 @@ class DeadLetters:
     publish."""
 
     def __init__(self, next_seq: Callable[[], int],
-                 enqueue: Callable[[list["Queue"], Message], None]) -> None:
+                 enqueue: Callable[[list["QueueType"], Message], None]) -> None:
         self._next_seq = next_seq
         self._enqueue = enqueue
         self._cycles_logged: set[tuple[str, ...]] = set()
 
-    def give_up(self, queue: "Queue", messages: list[Message], reason: str, now: float) -> None:
+    def give_up(self, queue: "QueueType", messages: list[Message], reason: str, now: float) -> None:
         """Dead-letter ``messages`` if ``queue`` (still there) has a dead-letter exchange
         that exists; otherwise they are simply gone."""
         dlx = queue.settings.dead_letter_exchange
@@ -64,7 +64,7 @@ class DeadLetters:
         for message in messages:
             self._dead_letter(queue, exchange, message, reason, now)
 
-    def _dead_letter(self, queue: "Queue", exchange: "Exchange", message: Message, reason: str,
+    def _dead_letter(self, queue: "QueueType", exchange: "Exchange", message: Message, reason: str,
                      now: float) -> None:
         if not message.is_loaded:
             assert queue.journal is not None  # only a queue with a journal holds paged messages

@@ -22,7 +22,7 @@ from zbroker.methods import Method
 
 if TYPE_CHECKING:
     from zbroker.core.messaging.message import Message
-    from zbroker.core.messaging.queues import Queue
+    from zbroker.core.messaging.queue_type import QueueType
 
 _DELIVER = int(Method.BASIC_DELIVER)
 
@@ -58,7 +58,7 @@ class Connection:
         #: Channels the broker closed and whose CHANNEL_CLOSE_OK has not come yet:
         #: frames on them are discarded, as AMQP requires.
         self.closing_channels: set[int] = set()
-        self.exclusive_queues: list[Queue] = []
+        self.exclusive_queues: list[QueueType] = []
         #: No deliveries while set: the peer's pipe is full (``pipe_full``, set by the
         #: wire) or it holds a full delivery window unread (``unread >= unread_limit``).
         self.blocked = False
@@ -149,7 +149,7 @@ class Channel:
         self.next_tag = tag + 1
         return tag
 
-    def deliver(self, consumer: Consumer, queue: "Queue", message: "Message") -> None:
+    def deliver(self, consumer: Consumer, queue: "QueueType", message: "Message") -> None:
         tag = self.next_tag
         self.next_tag = tag + 1
         if not consumer.auto_ack:

@@ -56,3 +56,16 @@ class Timers(Generic[T]):
         while self._heap and self._heap[0][2].deleted:
             heapq.heappop(self._heap)
         return self._heap[0][0] if self._heap else None
+
+
+class Clock:
+    """The ``now`` of the call being applied (seconds, given by the wire's loop with every
+    entry point; never read from a clock here) and the consumer timeout's heap: shared by
+    every part of the core that needs them, channels included (one per delivery)."""
+
+    __slots__ = ("now", "ack_timers")
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        #: Channels holding unacked deliveries, by when one may time out.
+        self.ack_timers: Timers[Any] = Timers()

@@ -30,13 +30,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from zbroker import errors
-from zbroker.core.messaging.arguments import QUORUM, amqp_type, queue_settings
+from zbroker.core.messaging.arguments import amqp_type, queue_settings
 from zbroker.core.messaging.exchanges import EXCHANGE_TYPES, Exchange, HeadersExchange, freeze, valid_match_mode
 from zbroker.core.durability.journal import QueueJournal
 from zbroker.core.access.access_limits import reached
 from zbroker.core.access.limits import Limits
 from zbroker.core.access.users import Users
-from zbroker.core.messaging.queues import Queue
+from zbroker.core.messaging.queue_type import QueueType
+from zbroker.core.messaging.queue_types import queue_type
 from zbroker.core.messaging.session import Connection
 from zbroker.errors import ChannelError, ConnectionError_
 
@@ -51,7 +52,7 @@ DEFAULT_EXCHANGES = {
     "amq.headers": "headers",
     "amq.match": "headers",
 }
-#: Queue arguments whose values must agree on redeclaration (RabbitMQ's list); what the
+#: QueueType arguments whose values must agree on redeclaration (RabbitMQ's list); what the
 #: others may be is ``arguments.py``'s business.
 EQUIVALENCE_ARGS = (
     "x-queue-type", "x-message-ttl", "x-expires", "x-max-length", "x-max-length-bytes",
@@ -70,7 +71,7 @@ class DefaultExchange(Exchange):
 
     kind = "direct"
 
-    def __init__(self, queues: dict[str, Queue]) -> None:
+    def __init__(self, queues: dict[str, QueueType]) -> None:
         super().__init__("", durable=True)
         self._queues = queues
 
@@ -111,7 +112,7 @@ def check_name(name: str, what: str) -> None:
         raise ConnectionError_(errors.SYNTAX_ERROR, f"{what} name longer than {MAX_NAME_BYTES} bytes")
 
 
-def is_durable_binding(source: Exchange, destination: Queue | Exchange) -> bool:
+def is_durable_binding(source: Exchange, destination: QueueType | Exchange) -> bool:
     return source.durable and destination.durable and not getattr(destination, "exclusive", False)
 
 
@@ -122,8 +123,9 @@ class Counts:
     next_queue_id: int = 1
     next_transient_id: int = -1
     queues: int = 0
-    #: How many quorum queues exist: while 0, a transient publish needs no store look.
-    quorum_queues: int = 0
+    #: How many queues keep every message (``QueueType.keeps_every_message``: quorum
+    #: queues): while 0, a transient publish needs no store look.
+    keeping_queues: int = 0
 
 
 class Topology:
@@ -135,7 +137,7 @@ class Topology:
                  users: Users | None = None) -> None:
         self.vhost = vhost
         self.limits = limits or Limits()
-        self.queues: dict[str, Queue] = {}
+        self.queues: dict[str, QueueType] = {}
         self.counts = counts or Counts()
         self.durable_changes = 0
         #: Who may log in (``users.py``), shared by every vhost; saved with the topology.
@@ -159,7 +161,7 @@ class Topology:
             raise ChannelError(errors.NOT_FOUND, f"no exchange '{name}' in vhost '{self.vhost}'")
         return exchange
 
-    def queue(self, name: str, conn: Connection | None) -> Queue:
+    def queue(self, name: str, conn: Connection | None) -> QueueType:
         """The queue, checked for existence (404) and exclusive ownership (405)."""
         queue = self.queues.get(name)
         if queue is None:
@@ -167,7 +169,7 @@ class Topology:
         self._check_owner(queue, conn)
         return queue
 
-    def _check_owner(self, queue: Queue, conn: Connection | None) -> None:
+    def _check_owner(self, queue: QueueType, conn: Connection | None) -> None:
         if queue.exclusive_owner is not None and queue.exclusive_owner is not conn:
             raise ChannelError(
                 errors.RESOURCE_LOCKED,
@@ -238,7 +240,7 @@ class Topology:
 
     def declare_queue(self, name: str, passive: bool, durable: bool, exclusive: bool,
                       auto_delete: bool, arguments: dict, conn: Connection,
-                      server_named: bool = False) -> Queue:
+                      server_named: bool = False) -> QueueType:
         """``server_named``: ``name`` came from ``new_queue_name`` (the client sent '')."""
         check_name(name, "queue")
         if passive:
@@ -261,7 +263,8 @@ class Topology:
             self._check_queue_equivalent(existing, durable, auto_delete, arguments)
             return existing
         settings = queue_settings(name, arguments, self.vhost)
-        self._check_queue_type(name, settings.queue_type, durable, exclusive, auto_delete)
+        kind = queue_type(settings.queue_type)
+        kind.check_declare(name, self.vhost, durable, exclusive, auto_delete)
         vhost_limit = reached(self.users.limits.vhosts.get(self.vhost), "max-queues", len(self.queues))
         if vhost_limit is not None:
             raise ChannelError(errors.PRECONDITION_FAILED, f"cannot declare queue '{name}': queue limit in vhost "
@@ -272,19 +275,19 @@ class Topology:
             self.limits.report("queues", f"queue limit in cluster ({limit}) is reached")
             raise ChannelError(errors.PRECONDITION_FAILED, text)
         self.limits.clear("queues")
-        queue = Queue(name, durable, conn if exclusive else None, auto_delete, arguments, settings)
+        queue = kind(name, durable, conn if exclusive else None, auto_delete, arguments, settings)
         self.add_queue(queue)
         if exclusive:
             conn.exclusive_queues.append(queue)
         return queue
 
-    def add_queue(self, queue: Queue, store_id: int | None = None) -> None:
+    def add_queue(self, queue: QueueType, store_id: int | None = None) -> None:
         """Register a new queue; a durable one gets its journal (``store_id`` on recovery)."""
         self.queues[queue.name] = queue
         queue.topology = self
         counts = self.counts
         counts.queues += 1
-        counts.quorum_queues += queue.quorum
+        counts.keeping_queues += queue.keeps_every_message
         if queue.persists:
             if store_id is None:
                 store_id = counts.next_queue_id
@@ -303,17 +306,7 @@ class Topology:
                 queue.journal = journal
                 queue.pages = True
 
-    def _check_queue_type(self, name: str, qtype: str, durable: bool, exclusive: bool,
-                          auto_delete: bool) -> None:
-        """A quorum queue is durable, shared and kept (RabbitMQ's rules)."""
-        if qtype == QUORUM:
-            for bad, prop in ((not durable, "non-durable"), (exclusive, "exclusive-owner"),
-                              (auto_delete, "auto-delete")):
-                if bad:
-                    raise ChannelError(errors.PRECONDITION_FAILED,
-                                       f"invalid property '{prop}' for queue '{name}' in vhost '{self.vhost}'")
-
-    def _check_queue_equivalent(self, queue: Queue, durable: bool, auto_delete: bool, arguments: dict) -> None:
+    def _check_queue_equivalent(self, queue: QueueType, durable: bool, auto_delete: bool, arguments: dict) -> None:
         where = f"for queue '{queue.name}' in vhost '{self.vhost}'"
         for arg, have, want in (("durable", queue.durable, durable),
                                 ("auto_delete", queue.auto_delete, auto_delete)):
@@ -332,12 +325,12 @@ class Topology:
             raise ChannelError(errors.PRECONDITION_FAILED,
                                f"inequivalent arg '{arg}' {where}: received {received} but current is {current}")
 
-    def delete_queue(self, queue: Queue) -> int:
+    def delete_queue(self, queue: QueueType) -> int:
         """Remove the queue and its bindings; the caller cancels its consumers."""
         count = queue.message_count
         if self.queues.pop(queue.name, None) is not None:
             self.counts.queues -= 1
-            self.counts.quorum_queues -= queue.quorum
+            self.counts.keeping_queues -= queue.keeps_every_message
         queue.deleted = True
         if queue.journal is not None:
             queue.journal.drop(queue.stored())
@@ -352,7 +345,7 @@ class Topology:
 
     # -- bindings ------------------------------------------------------------------
 
-    def bind(self, destination: Queue | Exchange, source_name: str, routing_key: str,
+    def bind(self, destination: QueueType | Exchange, source_name: str, routing_key: str,
              arguments: dict) -> None:
         source = self._bindable_source(source_name)
         if isinstance(source, HeadersExchange) and not valid_match_mode(arguments):
@@ -398,7 +391,7 @@ class Topology:
             raise ChannelError(errors.ACCESS_REFUSED, "operation not permitted on the default exchange")
         return self.exchange(name)
 
-    def _unbind(self, source: Exchange, destination: Queue | Exchange, routing_key: str,
+    def _unbind(self, source: Exchange, destination: QueueType | Exchange, routing_key: str,
                 arguments: dict) -> None:
         if not source.unbind(destination, routing_key, arguments):
             return
@@ -411,15 +404,15 @@ class Topology:
 
     # -- routing -------------------------------------------------------------------
 
-    def route_keys(self, exchange: Exchange, routing_keys: list[str], properties: dict) -> list[Queue]:
+    def route_keys(self, exchange: Exchange, routing_keys: list[str], properties: dict) -> list[QueueType]:
         """The queues a message with several routing keys (CC/BCC) reaches, each once."""
-        found: dict[int, Queue] = {}
+        found: dict[int, QueueType] = {}
         for key in routing_keys:
             for queue in self.route(exchange, key, properties):
                 found.setdefault(id(queue), queue)
         return list(found.values())
 
-    def route(self, exchange: Exchange, routing_key: str, properties: dict) -> Iterable[Queue]:
+    def route(self, exchange: Exchange, routing_key: str, properties: dict) -> Iterable[QueueType]:
         """The queues a message reaches; where an exchange routes it nowhere and has an
         ``alternate-exchange``, the alternate's (and so on, each exchange once)."""
         queues = self._route(exchange, routing_key, properties)
@@ -435,12 +428,12 @@ class Topology:
             queues = self._route(exchange, routing_key, properties)
         return queues
 
-    def _route(self, exchange: Exchange, routing_key: str, properties: dict) -> Iterable[Queue]:
+    def _route(self, exchange: Exchange, routing_key: str, properties: dict) -> Iterable[QueueType]:
         """The queues a message reaches, following exchange-to-exchange bindings once each."""
         if not exchange.exchange_destinations:  # the common case: queues only, no walk
             return exchange.route(routing_key, properties.get("headers") if type(exchange) is HeadersExchange
                                   else None)
-        out: list[Queue] = []
+        out: list[QueueType] = []
         seen: set[int] = set()
         pending: list[Exchange] = [exchange]
         while pending:
@@ -450,7 +443,7 @@ class Topology:
             seen.add(id(ex))
             headers = properties.get("headers") if type(ex) is HeadersExchange else None
             for dest in ex.route(routing_key, headers):
-                if type(dest) is Queue:
+                if not isinstance(dest, Exchange):  # a queue
                     if id(dest) not in seen:
                         seen.add(id(dest))
                         out.append(dest)

@@ -18,9 +18,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from zbroker.core.messaging.arguments import precondition
 from zbroker.methods import Method as M
+from zbroker.methods import TxCommitOk, TxRollbackOk, TxSelectOk
 
 if TYPE_CHECKING:
     from zbroker.core.messaging.consumers import Unacked
+    from zbroker.core.messaging.delivery import Delivery
+    from zbroker.core.messaging.publishing import Publishing
     from zbroker.core.messaging.session import Channel
 
 #: Methods a transaction holds until its commit.
@@ -89,3 +92,36 @@ def rollback(channel: "Channel") -> None:
     if entries:
         channel.unacked.update((entry.tag, entry) for entry in entries)
         channel.unacked = dict(sorted(channel.unacked.items()))
+
+
+class Transactions:
+    """The tx.* handlers: what a transaction holds is applied by publishing and delivery."""
+
+    def __init__(self, publishing: "Publishing", delivery: "Delivery") -> None:
+        self.publishing = publishing
+        self.delivery = delivery
+
+    def tx_select(self, channel: "Channel", _: Any) -> None:
+        select(channel)
+        channel.reply(TxSelectOk(channel.number))
+
+    def hold(self, channel: "Channel", op: int, fields: Any, body: Any) -> None:
+        """A publish or settlement on a tx channel: checked now, applied at commit (rule 1)."""
+        hold(channel, op, fields, body, lambda fields_, body_: self.publishing.check(channel, fields_, body_))
+
+    def tx_commit(self, channel: "Channel", _: Any) -> None:
+        held = take(channel)
+        channel.tx = None  # applied as if outside a transaction
+        try:
+            for item in held:
+                if isinstance(item, Publish):
+                    self.publishing.basic_publish(channel, item.body, *item.fields[1:])
+                else:
+                    self.delivery.settle(channel, item.entries, item.requeue)
+        finally:
+            channel.tx = []
+        channel.reply(TxCommitOk(channel.number))
+
+    def tx_rollback(self, channel: "Channel", _: Any) -> None:
+        rollback(channel)
+        channel.reply(TxRollbackOk(channel.number))

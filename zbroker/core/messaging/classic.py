@@ -1,5 +1,6 @@
-"""A queue owns its messages: their order in priority lanes, paging, expiry, length
-limits and counters; and it chooses which of its consumers gets the next one.
+"""The classic queue: RabbitMQ's default type. It owns its messages: their order in
+priority lanes, paging, expiry and length limits (the rest of a queue, its consumers and
+counters, is every type's: ``queue_type.py``).
 
 Rules of this module:
 1. Order. A queue has one lane per priority (``x-max-priority`` + 1 lanes; a queue
@@ -14,9 +15,7 @@ Rules of this module:
    join their lane's paged tail (``paging.py``), refilled into the head ``REFILL`` at
    a time. Once a lane has a tail every newcomer to it joins the tail, to keep order.
 3. Counters. ``ready`` / ``ready_bytes`` count the messages waiting (expired ones are
-   out the moment they expire), ``unacked`` those taken and not yet settled. Plain
-   integer event counters (enqueued per exchange, delivered, got, redelivered, acked)
-   only ever grow; statistics read them, nothing here depends on them.
+   out the moment they expire), ``unacked`` those taken and not yet settled.
 4. Expiry. A message expires ``min(its expiration, x-message-ttl)`` ms after it was
    published, and keeps that time when requeued. Every ready message with an expiry
    sits in a heap; ``expire(now)`` takes out every one that is due, wherever it is in
@@ -27,28 +26,23 @@ Rules of this module:
    ``drop-head`` the broker asks ``over_limit()`` after an enqueue and drops what it
    returns from the front; with ``reject-publish(-dlx)`` ``would_overflow`` refuses the
    newcomer before it is enqueued, as RabbitMQ does.
-6. Consumers. Higher ``x-priority`` first; round robin among consumers of equal
-   priority, skipping those without credit (``consumers.py``). With
-   ``x-single-active-consumer`` only ``active`` receives; when it goes, the first of
-   the others (highest priority, earliest registered) takes over.
-7. Delivery limit (quorum queues). A message that comes back unsettled is counted;
-   past ``x-delivery-limit`` returns ``requeue`` does not put it back but hands it to
-   the broker, to be dead-lettered with reason ``delivery_limit`` or dropped.
+6. Returns. ``requeue`` puts every message back, marked redelivered; ``returned`` is
+   where a subtype counts returns and keeps some out (the quorum queue's delivery
+   limit). ``take`` hands a message out as it is held.
 """
 from __future__ import annotations
 
 import heapq
 from collections import deque
-from typing import TYPE_CHECKING, Any, Hashable, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
-from zbroker.core.messaging.arguments import QUORUM, QueueSettings
-from zbroker.core.messaging.message import Message
 from zbroker.core.durability.paging import PagedTail
+from zbroker.core.messaging.arguments import CLASSIC, TYPE_MODULES, QueueSettings
+from zbroker.core.messaging.message import Message
+from zbroker.core.messaging.queue_type import QueueType
+from zbroker.core.messaging.timers import NEVER
 
 if TYPE_CHECKING:
-    from zbroker.core.messaging.consumers import Consumer
-    from zbroker.core.messaging.exchanges import Exchange
-    from zbroker.core.durability.journal import QueueJournal
     from zbroker.core.messaging.session import Connection
 
 #: Paged messages moved to a lane's head at a time (as index entries: read when taken).
@@ -65,7 +59,6 @@ PAGE_AFTER_BYTES = 16 * 1024 * 1024
 TRANSIENT_PAGE_AFTER = 100_000
 TRANSIENT_PAGE_AFTER_BYTES = 64 * 1024 * 1024
 MESSAGE_MEMORY = 256
-NEVER = float("inf")
 
 
 class Lane:
@@ -78,74 +71,29 @@ class Lane:
         self.tail = PagedTail()
 
 
-class Queue:
+class ClassicQueue(QueueType):
+    TYPE = CLASSIC
+    MODULE = TYPE_MODULES[CLASSIC]
+
     def __init__(self, name: str, durable: bool = False, exclusive_owner: "Connection | None" = None,
                  auto_delete: bool = False, arguments: dict | None = None,
                  settings: QueueSettings | None = None) -> None:
-        self.name = name
-        self.durable = durable
-        self.exclusive_owner = exclusive_owner
-        self.auto_delete = auto_delete
-        self.arguments = arguments or {}
-        self.settings = settings or QueueSettings()
+        super().__init__(name, durable, exclusive_owner, auto_delete, arguments, settings)
         self.lanes = [Lane() for _ in range((self.settings.max_priority or 0) + 1)]
         self._lane0 = self.lanes[0]
         self._highest_first = self.lanes[::-1]
-        self.ready = 0
-        self.ready_bytes = 0
-        self.unacked = 0
         self._resident = 0  # messages in the heads, dead ones included
         self._dead: set[int] = set()
         #: seq -> (expiry, the message if in a head / None if paged, lane) of ready messages.
         self._expiring: dict[int, tuple[float, Message | None, int]] = {}
         self._heap: list[tuple[float, int]] = []
+
+    def _derive(self) -> None:
+        super()._derive()
+        #: Nothing to apply per message on enqueue: the publish fast path.
         self._plain = self.settings.plain
-        #: Limits or a TTL: the broker looks again after each enqueue.
-        self.careful = self.settings.message_ttl is not None or self.settings.limited
-        #: reject-publish(-dlx): a full queue refuses newcomers.
-        self.rejects = self.settings.limited and self.settings.overflow != "drop-head"
-        self.quorum = self.settings.queue_type == QUORUM
-        self.consumers: list[Consumer] = []
-        self.active: Consumer | None = None  # the single active consumer, if that is on
-        self._prioritised = False
-        self._rr = 0
-        self.had_consumer = False
-        self.deleted = False
-        #: The vhost's topology that holds it (set by ``Topology.add_queue``).
-        self.topology: Any = None
-        #: When the queue was last used (x-expires counts from here).
-        self.last_used = 0.0
-        #: The earliest deadline the broker's timers hold for this queue.
-        self.scheduled_at = NEVER
-        #: Bindings that route into this queue: (source exchange, key, frozen args).
-        self.sources: set[tuple[Exchange, str, Hashable]] = set()
-        #: Set for a durable queue: where its persistent messages' moves are recorded.
-        self.journal: QueueJournal | None = None
-        self.pages = False  # set with a journal whose store can page
-        #: Counters (rule 3; ``stats.py`` reads them): messages enqueued per exchange
-        #: they came through, deliveries to consumers, gets, redeliveries, acks.
-        self.incoming: dict[str, int] = {}
-        self.delivered = self.delivered_no_ack = self.got = self.got_no_ack = 0
-        self.redelivered = self.acked = 0
 
     # -- facts ---------------------------------------------------------------------
-
-    @property
-    def exclusive(self) -> bool:
-        return self.exclusive_owner is not None
-
-    @property
-    def persists(self) -> bool:
-        """Survives a restart: durable and not exclusive (RabbitMQ drops exclusive ones)."""
-        return self.durable and self.exclusive_owner is None
-
-    @property
-    def message_count(self) -> int:
-        return self.ready
-
-    @property
-    def has_messages(self) -> bool:
-        return self.ready > 0
 
     @property
     def resident_count(self) -> int:
@@ -158,11 +106,6 @@ class Queue:
         dead_paged = sum(1 for lane in self.lanes for seq, _ in lane.tail if seq in self._dead) \
             if self._dead else 0
         return sum(len(lane.tail) for lane in self.lanes) - dead_paged
-
-    @property
-    def unused_auto_delete(self) -> bool:
-        """An auto-delete queue goes when its last consumer does (never before its first)."""
-        return self.auto_delete and self.had_consumer and not self.consumers
 
     def expiry_of(self, message: Message) -> float | None:
         """When ``message`` expires in this queue (seconds), or None."""
@@ -196,20 +139,7 @@ class Queue:
     def timed(self) -> bool:
         return bool(self._heap) or self.settings.expires is not None
 
-    def unused_since(self, now: float) -> bool:
-        """True if x-expires says the queue is due for deletion at ``now``."""
-        expires = self.settings.expires
-        return (expires is not None and not self.consumers
-                and now >= self.last_used + expires / 1000.0)
-
     # -- in ------------------------------------------------------------------------
-
-    def would_overflow(self, message: Message) -> bool:
-        """reject-publish(-dlx): accepting ``message`` would pass a limit."""
-        s = self.settings
-        return s.overflow != "drop-head" and (
-            (s.max_length is not None and self.ready >= s.max_length)
-            or (s.max_length_bytes is not None and self.ready_bytes + message.size > s.max_length_bytes))
 
     def enqueue(self, message: Message) -> None:
         """Add a newly published message at the back of its lane."""
@@ -276,18 +206,18 @@ class Queue:
         heapq.heappush(self._heap, (expires, seq))
 
     def requeue(self, messages: Iterable[Message]) -> list[Message]:
-        """Put messages back where they were (by seq), marked redelivered. Returns those a
-        quorum queue's delivery limit keeps out (the broker dead-letters them)."""
+        """Put messages back where they were (by seq), marked redelivered. Returns those
+        the type keeps out (``returned``: none here)."""
         if self.deleted:
             return []
         over: list[Message] = []
-        limit = self.settings.delivery_limit
         for message in sorted(messages, key=lambda m: m.seq, reverse=True):
             self.unacked -= 1
-            message = message.as_redelivered(returned=self.quorum)
-            if limit is not None and message.returns > limit:
-                over.append(message)
+            back = self.returned(message)
+            if back is None:
+                over.append(message.as_redelivered(returned=True))
                 continue
+            message = back
             index = self.lane_of(message)
             head = self.lanes[index].head
             i, n = 0, len(head)
@@ -301,6 +231,10 @@ class Queue:
             if expires is not None:
                 self._track(message.seq, expires, message, index)
         return over
+
+    def returned(self, message: Message) -> Message | None:
+        """A delivery came back unsettled: the message to put back (None: keep it out)."""
+        return message.as_redelivered()
 
     # -- out -----------------------------------------------------------------------
 
@@ -350,8 +284,6 @@ class Queue:
         self._pop(lane, message)
         if not settled:
             self.unacked += 1
-        if message.returns and self.quorum:
-            message = _with_delivery_count(message)
         return message
 
     def _next(self) -> tuple[Lane, Message]:
@@ -370,10 +302,6 @@ class Queue:
         self.ready_bytes -= message.size
         if self._expiring:
             self._expiring.pop(message.seq, None)
-
-    def settled(self, count: int = 1) -> None:
-        """Deliveries taken unsettled were acked, rejected or lost for good."""
-        self.unacked -= count
 
     def expire(self, now: float) -> list[Message]:
         """Take out every ready message whose time has come (rule 4); returns them (a
@@ -473,105 +401,3 @@ class Queue:
     def relocate(self, moved: dict[int, int]) -> None:
         for lane in self.lanes:
             lane.tail.relocate(moved)
-
-    # -- consumers -----------------------------------------------------------------
-
-    @property
-    def has_exclusive_consumer(self) -> bool:
-        return any(c.exclusive for c in self.consumers)
-
-    def add_consumer(self, consumer: "Consumer") -> None:
-        """Register a consumer, after those of higher or equal priority."""
-        consumers = self.consumers
-        if consumer.priority:
-            self._prioritised = True
-        if self._prioritised:
-            i = len(consumers)
-            while i > 0 and consumers[i - 1].priority < consumer.priority:
-                i -= 1
-            consumers.insert(i, consumer)
-        else:
-            consumers.append(consumer)
-        self.had_consumer = True
-        if self.settings.single_active_consumer and self.active is None:
-            self.active = consumer
-
-    def remove_consumer(self, consumer: "Consumer") -> None:
-        try:
-            i = self.consumers.index(consumer)
-        except ValueError:
-            return
-        del self.consumers[i]
-        if i < self._rr:
-            self._rr -= 1
-        if self._rr >= len(self.consumers):
-            self._rr = 0
-        if self.active is consumer:
-            self.active = self.consumers[0] if self.consumers else None
-
-    def dispatch(self, limit: int) -> bool:
-        """Deliver up to ``limit`` messages; True if it stopped at the limit with more to do.
-
-        The limit keeps one pass of the broker loop short when a consumer needs no credit
-        (auto-ack or prefetch 0) and the queue is long: the rest goes out next pass.
-        """
-        while self.consumers and self.ready:
-            if limit <= 0:
-                return True
-            consumer = self._next_with_credit()
-            if consumer is None:
-                return False
-            consumer.channel.deliver(consumer, self, self.take(consumer.auto_ack))
-            limit -= 1
-        return False
-
-    def _next_with_credit(self) -> "Consumer | None":
-        if self.active is not None:
-            return self.active if self.active.has_credit() else None
-        consumers = self.consumers
-        n = len(consumers)
-        if n == 1:
-            only = consumers[0]
-            return only if only.has_credit() else None
-        if self._prioritised:
-            return self._next_by_priority()
-        start = self._rr
-        for k in range(n):
-            i = (start + k) % n
-            consumer = consumers[i]
-            if consumer.has_credit():
-                self._rr = (i + 1) % n
-                return consumer
-        return None
-
-    def _next_by_priority(self) -> "Consumer | None":
-        """The first consumer with credit in priority order; it then moves behind the
-        others of its priority, which makes equal priorities take turns."""
-        consumers = self.consumers
-        for i, consumer in enumerate(consumers):
-            if consumer.has_credit():
-                j = i + 1
-                while j < len(consumers) and consumers[j].priority == consumer.priority:
-                    j += 1
-                if j > i + 1:
-                    consumers.insert(j - 1, consumers.pop(i))
-                return consumer
-        return None
-
-    def __repr__(self) -> str:
-        return f"<Queue {self.name!r} ready={self.ready} consumers={len(self.consumers)}>"
-
-    def __hash__(self) -> int:
-        return id(self)
-
-    def __eq__(self, other: Any) -> bool:
-        return self is other
-
-
-def _with_delivery_count(message: Message) -> Message:
-    """A quorum queue's redelivery carries ``x-delivery-count``: returns so far."""
-    properties = dict(message.properties)
-    headers = dict(properties.get("headers") or {})
-    headers["x-delivery-count"] = message.returns
-    properties["headers"] = headers
-    return message.copy(properties=properties)

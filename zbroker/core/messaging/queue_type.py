@@ -1,0 +1,259 @@
+"""The queue-type interface: what the broker may ask of any queue, whatever its type
+(RabbitMQ's ``rabbit_queue_type`` is the model).
+
+Rules of this module:
+1. The broker never asks which type a queue is; it calls this interface. A type is a
+   subclass (``classic.py``, ``quorum.py``; streams will be a third) registered in
+   ``queue_types.py`` under its ``x-queue-type`` name.
+2. The interface, by stage of a queue's life:
+   - declare: the arguments are validated against the one table of what each argument
+     is for (``arguments.queue_settings``: 406 with RabbitMQ's text, naming ``MODULE``),
+     then ``check_declare`` (the type's rules on durable / exclusive / auto-delete) and
+     the constructor; ``apply_settings`` takes settings changed at run time (policies);
+   - in: ``would_overflow``, ``enqueue``, ``append_recovered`` (recovery after a
+     restart), ``requeue`` (returns what the type will not take back);
+   - out: ``dispatch`` (deliver under the consumers' credit), ``take`` (the next
+     message, for a get or a delivery), ``settled``, ``expire``, ``over_limit``;
+   - consumers: ``add_consumer`` / ``remove_consumer``; the choice of the next consumer
+     is ``consumer_choice.py``'s, shared by every type;
+   - going: ``purge``, ``clear``, ``stored`` (what the store must drop with it);
+   - statistics: ``message_count``, ``resident_count``, ``paged_count`` and the plain
+     counters (``incoming``, ``delivered``, ``got``, ``redelivered``, ``acked``...).
+3. What every queue is, whatever its type, lives here: its name and declaration, its
+   consumers, its place in its vhost's topology and the broker's timers, its counters.
+   How it holds messages is the type's.
+4. Class facts the broker reads instead of asking the type: ``keeps_every_message`` (the
+   store keeps a copy of every message, persistent or not: quorum), ``counts_returns``
+   (a message returned unsettled is counted: ``x-delivery-count``, ``x-delivery-limit``).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar, Hashable, Iterable, Iterator
+
+from zbroker.core.messaging.arguments import QueueSettings
+from zbroker.core.messaging.consumer_choice import ConsumerChoice
+from zbroker.core.messaging.timers import NEVER
+
+if TYPE_CHECKING:
+    from zbroker.core.durability.journal import QueueJournal
+    from zbroker.core.messaging.consumers import Consumer
+    from zbroker.core.messaging.exchanges import Exchange
+    from zbroker.core.messaging.message import Message
+    from zbroker.core.messaging.session import Connection
+
+
+class QueueType(ABC):
+    #: The ``x-queue-type`` name, and RabbitMQ's module for it (error texts name it).
+    TYPE: ClassVar[str]
+    MODULE: ClassVar[str]
+    keeps_every_message: ClassVar[bool] = False
+    counts_returns: ClassVar[bool] = False
+
+    def __init__(self, name: str, durable: bool = False, exclusive_owner: "Connection | None" = None,
+                 auto_delete: bool = False, arguments: dict | None = None,
+                 settings: QueueSettings | None = None) -> None:
+        self.name = name
+        self.durable = durable
+        self.exclusive_owner = exclusive_owner
+        self.auto_delete = auto_delete
+        self.arguments = arguments or {}
+        self.settings = settings or QueueSettings(queue_type=self.TYPE)
+        self.choice = ConsumerChoice(self.settings.single_active_consumer)
+        #: The consumers in priority order (the choice's own list).
+        self.consumers: list[Consumer] = self.choice.consumers
+        self.ready = 0
+        self.ready_bytes = 0
+        self.unacked = 0
+        self.deleted = False
+        #: The vhost's topology that holds it (set by ``Topology.add_queue``).
+        self.topology: Any = None
+        #: When the queue was last used (x-expires counts from here).
+        self.last_used = 0.0
+        #: The earliest deadline the broker's timers hold for this queue.
+        self.scheduled_at = NEVER
+        #: Bindings that route into this queue: (source exchange, key, frozen args).
+        self.sources: set[tuple[Exchange, str, Hashable]] = set()
+        #: Set for a durable queue: where its persistent messages' moves are recorded.
+        self.journal: QueueJournal | None = None
+        self.pages = False  # set with a journal whose store can page
+        #: Counters (``stats.py`` reads them): messages enqueued per exchange they came
+        #: through, deliveries to consumers, gets, redeliveries, acks. They only grow.
+        self.incoming: dict[str, int] = {}
+        self.delivered = self.delivered_no_ack = self.got = self.got_no_ack = 0
+        self.redelivered = self.acked = 0
+        self._derive()
+
+    # -- declare -------------------------------------------------------------------------
+
+    @classmethod
+    def check_declare(cls, name: str, vhost: str, durable: bool, exclusive: bool, auto_delete: bool) -> None:
+        """The type's rules on a new queue's properties (406 with RabbitMQ's text)."""
+
+    def apply_settings(self, settings: QueueSettings) -> None:
+        """Settings changed at run time (a policy): from now on they apply. The broker
+        then applies limits and expiry to what the queue holds (``Delivery.after_enqueue``)."""
+        if settings.max_priority != self.settings.max_priority:
+            raise ValueError("x-max-priority cannot change on a running queue")
+        self.settings = settings
+        self.choice.single_active = settings.single_active_consumer
+        self._derive()
+
+    def _derive(self) -> None:
+        """Facts computed from the settings once, read per message."""
+        s = self.settings
+        #: Limits or a TTL: the broker looks again after each enqueue.
+        self.careful = s.message_ttl is not None or s.limited
+        #: reject-publish(-dlx): a full queue refuses newcomers.
+        self.rejects = s.limited and s.overflow != "drop-head"
+
+    # -- facts ---------------------------------------------------------------------------
+
+    @property
+    def exclusive(self) -> bool:
+        return self.exclusive_owner is not None
+
+    @property
+    def persists(self) -> bool:
+        """Survives a restart: durable and not exclusive (RabbitMQ drops exclusive ones)."""
+        return self.durable and self.exclusive_owner is None
+
+    @property
+    def message_count(self) -> int:
+        return self.ready
+
+    @property
+    def has_messages(self) -> bool:
+        return self.ready > 0
+
+    @property
+    def unused_auto_delete(self) -> bool:
+        """An auto-delete queue goes when its last consumer does (never before its first)."""
+        return self.auto_delete and self.choice.had_consumer and not self.consumers
+
+    @property
+    def had_consumer(self) -> bool:
+        return self.choice.had_consumer
+
+    def unused_since(self, now: float) -> bool:
+        """True if x-expires says the queue is due for deletion at ``now``."""
+        expires = self.settings.expires
+        return (expires is not None and not self.consumers
+                and now >= self.last_used + expires / 1000.0)
+
+    def would_overflow(self, message: "Message") -> bool:
+        """reject-publish(-dlx): accepting ``message`` would pass a limit."""
+        s = self.settings
+        return s.overflow != "drop-head" and (
+            (s.max_length is not None and self.ready >= s.max_length)
+            or (s.max_length_bytes is not None and self.ready_bytes + message.size > s.max_length_bytes))
+
+    # -- consumers -----------------------------------------------------------------------
+
+    @property
+    def active(self) -> "Consumer | None":
+        """The single active consumer, if that is on and there is one."""
+        return self.choice.active
+
+    @property
+    def has_exclusive_consumer(self) -> bool:
+        return self.choice.has_exclusive
+
+    def add_consumer(self, consumer: "Consumer") -> None:
+        self.choice.add(consumer)
+
+    def remove_consumer(self, consumer: "Consumer") -> None:
+        self.choice.remove(consumer)
+
+    def dispatch(self, limit: int) -> bool:
+        """Deliver up to ``limit`` messages to consumers with credit; True if it stopped
+        at the limit with more to do (the broker goes on next loop pass)."""
+        choose = self.choice.next
+        while self.consumers and self.ready:
+            if limit <= 0:
+                return True
+            consumer = choose()
+            if consumer is None:
+                return False
+            consumer.channel.deliver(consumer, self, self.take(consumer.auto_ack))
+            limit -= 1
+        return False
+
+    # -- what each type does its own way -------------------------------------------------
+
+    @property
+    @abstractmethod
+    def resident_count(self) -> int:
+        """Ready messages held in memory (RabbitMQ's messages_ram)."""
+
+    @property
+    @abstractmethod
+    def paged_count(self) -> int:
+        """Ready messages held on disk only (RabbitMQ's messages_paged_out)."""
+
+    @property
+    @abstractmethod
+    def timed(self) -> bool:
+        """Something here has a deadline (a message expiry, x-expires)."""
+
+    @abstractmethod
+    def next_deadline(self) -> float:
+        """The earliest time something may be due here; ``NEVER`` if none."""
+
+    @abstractmethod
+    def due(self, now: float) -> bool:
+        """Some ready message is past its expiry at ``now``."""
+
+    @abstractmethod
+    def enqueue(self, message: "Message") -> None:
+        """Take a newly published message."""
+
+    @abstractmethod
+    def append_recovered(self, message: "Message | None", seq: int, location: int, size: int,
+                         priority: int, expires: float | None) -> None:
+        """A message recovered from the store, in order (None: left in the store)."""
+
+    @abstractmethod
+    def requeue(self, messages: Iterable["Message"]) -> list["Message"]:
+        """Take back deliveries returned unsettled; returns those it will not keep."""
+
+    @abstractmethod
+    def take(self, settled: bool) -> "Message":
+        """The next message, leaving for a consumer (``settled``: it needs no ack)."""
+
+    def settled(self, count: int = 1) -> None:
+        """Deliveries taken unsettled were acked, rejected or lost for good."""
+        self.unacked -= count
+
+    @abstractmethod
+    def expire(self, now: float) -> list["Message"]:
+        """Take out every ready message whose time has come; returns them."""
+
+    @abstractmethod
+    def over_limit(self) -> list["Message"]:
+        """drop-head: take messages from the front until within the limits; returns them."""
+
+    @abstractmethod
+    def purge(self) -> int:
+        """Remove every ready message (from the store too); returns how many."""
+
+    @abstractmethod
+    def clear(self) -> None:
+        """Forget every ready message (the store is the caller's)."""
+
+    @abstractmethod
+    def stored(self) -> Iterator[tuple[int, int]]:
+        """(seq, location) of every ready message held that is in the store."""
+
+    @abstractmethod
+    def relocate(self, moved: dict[int, int]) -> None:
+        """The store compacted: paged messages' locations moved (seq -> new location)."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} ready={self.ready} consumers={len(self.consumers)}>"
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: Any) -> bool:
+        return self is other
