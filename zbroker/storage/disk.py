@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable
 
 import msgpack
 
-from zbroker.storage import records
+import zbroker.storage.records as records
 from zbroker.storage.datadir import DataDirLock, fsync_dir, replace_file
 from zbroker.storage.store import (MessageStore, Recovered, RecoveredQueue, StoreError, fact_arrays,
                                    message_facts)

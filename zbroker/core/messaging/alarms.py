@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
-from zbroker.methods import Method as M
+from zbroker.methods import ConnectionBlocked, ConnectionUnblocked
 
 if TYPE_CHECKING:
     from zbroker.core.messaging.session import Connection
@@ -59,7 +59,7 @@ class Alarms:
             return
         conn.publish_blocked = True
         self.blocked.add(conn)
-        conn.send((M.CONNECTION_BLOCKED, reason_text(self.active)))
+        conn.send(ConnectionBlocked(reason_text(self.active)))
 
     def forget(self, conn: "Connection") -> None:
         self.blocked.discard(conn)
@@ -67,5 +67,5 @@ class Alarms:
     def _unblock_all(self) -> None:
         for conn in self.blocked:
             conn.publish_blocked = False
-            conn.send((M.CONNECTION_UNBLOCKED,))
+            conn.send(ConnectionUnblocked())
         self.blocked.clear()

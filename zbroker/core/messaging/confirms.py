@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zbroker.methods import Method
+from zbroker.methods import BasicAck, BasicNack
 
 if TYPE_CHECKING:
     from zbroker.core.messaging.session import Channel
 
-_ACK, _NACK = int(Method.BASIC_ACK), int(Method.BASIC_NACK)
+_ACK, _NACK = BasicAck.METHOD, BasicNack.METHOD
+_new = tuple.__new__  # (a named event without the checking constructor: once per confirm)
 
 
 class Confirms:
@@ -74,16 +75,16 @@ class Confirms:
                 continue  # closed since: nothing to answer
             number, last = channel.number, channel.publish_seq
             if channel in self._failed:
-                channel.send((_NACK, number, last, True, False))
+                channel.send(_new(BasicNack, (_NACK, number, last, True, False)))
             else:
                 answered = channel.confirmed_seq
                 for seq in refused or ():
                     if seq - 1 > answered:
-                        channel.send((_ACK, number, seq - 1, True))
-                    channel.send((_NACK, number, seq, False, False))
+                        channel.send(_new(BasicAck, (_ACK, number, seq - 1, True)))
+                    channel.send(_new(BasicNack, (_NACK, number, seq, False, False)))
                     answered = seq
                 if last > answered:
-                    channel.send((_ACK, number, last, True))
+                    channel.send(_new(BasicAck, (_ACK, number, last, True)))
             channel.confirmed += last - channel.confirmed_seq
             channel.confirmed_seq = last
         self._pending.clear()

@@ -46,7 +46,7 @@ _GET_OK = BasicGetOk.METHOD
 _GET_EMPTY = BasicGetEmpty.METHOD
 
 
-def consumer_tag() -> str:
+def new_consumer_tag() -> str:
     return "amq.ctag-" + base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
 
 
@@ -76,9 +76,9 @@ class Consuming:
         channel.reply(BasicQosOk(channel.number))
         self.delivery.dispatch_consumers_of(channel)
 
-    def basic_consume(self, channel: "Channel", _: Any, queue: str, consumer_tag_: str,
+    def basic_consume(self, channel: "Channel", _: Any, queue: str, consumer_tag: str,
                       auto_ack: bool, exclusive: bool, arguments: dict) -> None:
-        tag = consumer_tag_ or consumer_tag()
+        tag = consumer_tag or new_consumer_tag()
         if tag in channel.consumers or (channel.reply_to is not None and channel.reply_to[0] == tag):
             raise ConnectionError_(errors.NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'")
         if queue == REPLY_TO:
@@ -98,10 +98,10 @@ class Consuming:
         channel.reply(BasicConsumeOk(channel.number, tag))
         self.delivery.dispatch(q)
 
-    def basic_cancel(self, channel: "Channel", _: Any, consumer_tag_: str) -> None:
-        self.reply_to.cancel(channel, consumer_tag_)
-        consumer = channel.consumers.pop(consumer_tag_, None)
-        channel.reply(BasicCancelOk(channel.number, consumer_tag_))
+    def basic_cancel(self, channel: "Channel", _: Any, consumer_tag: str) -> None:
+        self.reply_to.cancel(channel, consumer_tag)
+        consumer = channel.consumers.pop(consumer_tag, None)
+        channel.reply(BasicCancelOk(channel.number, consumer_tag))
         if consumer is not None:
             consumer.queue.remove_consumer(consumer)
             self.delivery.consumer_left(consumer.queue, holding=consumer.unacked > 0)

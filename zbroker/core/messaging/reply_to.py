@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from zbroker import errors
 from zbroker.core.messaging.arguments import REPLY_TO, precondition
 from zbroker.errors import ChannelError
-from zbroker.methods import Method as M
+from zbroker.methods import BasicConsumeOk, BasicDeliver, QueueDeclareOk
 
 if TYPE_CHECKING:
     from zbroker.core.messaging.session import Channel
@@ -51,7 +51,7 @@ class DirectReplyTo:
         name = REPLY_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(18)).decode()
         channel.reply_to = (tag, name)
         self._channels[name] = channel
-        channel.reply((M.BASIC_CONSUME_OK, channel.number, tag))
+        channel.reply(BasicConsumeOk(channel.number, tag))
 
     def cancel(self, channel: "Channel", tag: str) -> None:
         if channel.reply_to is not None and channel.reply_to[0] == tag:
@@ -81,8 +81,8 @@ class DirectReplyTo:
         channel = self._waiting(routing_key, vhost)
         if channel is None:
             return False
-        channel.send((M.BASIC_DELIVER, channel.number, channel.reply_to[0], channel.take_tag(), False,
-                      "", routing_key, properties), body)
+        channel.send(BasicDeliver(channel.number, channel.reply_to[0], channel.take_tag(), False,
+                                  "", routing_key, properties), body)
         return True
 
     def declare(self, channel: "Channel", queue: str) -> None:
@@ -90,4 +90,4 @@ class DirectReplyTo:
         vhost = channel.connection.virtual_host
         if queue != REPLY_TO and self._waiting(queue, vhost) is None:
             raise ChannelError(errors.NOT_FOUND, f"no queue '{queue}' in vhost '{vhost}'")
-        channel.reply((M.QUEUE_DECLARE_OK, channel.number, queue, 0, 1))
+        channel.reply(QueueDeclareOk(channel.number, queue, 0, 1))

@@ -3,10 +3,10 @@
 A ``Connection`` is one client connection, whatever wire it came over; ``conn_id`` is
 the wire's opaque name for it (the zbroker wire uses the ZeroMQ routing id). Its
 ``Channel``s hold the per-channel facts: prefetch, the unacked deliveries keyed by
-delivery tag, consumers, confirm and transaction mode. Events for a connection are
-``(Method, fields...)`` tuples (``zbroker/methods.py``), each followed by its body when
-it has one, appended to the shared ``Outbox``; the wire takes them all after each batch
-and encodes them its own way.
+delivery tag, consumers, confirm and transaction mode. Events for a connection are the
+methods' named tuples (``zbroker/methods.py``: ``BasicDeliver(channel, ...)``), each
+followed by its body when it has one, appended to the shared ``Outbox``; the server
+hands each connection's events to its own wire, which encodes them its own way.
 """
 from __future__ import annotations
 
@@ -18,13 +18,14 @@ from zbroker.credit import DELIVERY_COST
 from zbroker.core.messaging.consumers import Consumer, Unacked
 from zbroker.core.messaging.timers import NEVER
 from zbroker.errors import ChannelError
-from zbroker.methods import Method
+from zbroker.methods import BasicDeliver
 
 if TYPE_CHECKING:
     from zbroker.core.messaging.message import Message
     from zbroker.core.messaging.queue_type import QueueType
 
-_DELIVER = int(Method.BASIC_DELIVER)
+_DELIVER = BasicDeliver.METHOD
+_new = tuple.__new__  # (a named event without the checking constructor: once per delivery)
 
 
 class Outbox:
@@ -174,8 +175,8 @@ class Channel:
                 conn.blocked = True
         conn.outbox.put(
             conn.conn_id,
-            (_DELIVER, self.number, consumer.tag, tag, message.redelivered,
-             message.exchange, message.routing_key, message.properties),
+            _new(BasicDeliver, (_DELIVER, self.number, consumer.tag, tag, message.redelivered,
+                                message.exchange, message.routing_key, message.properties)),
             message.body,
         )
 
