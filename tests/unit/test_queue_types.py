@@ -33,9 +33,7 @@ class FakeChannel:
     def __init__(self) -> None:
         self.delivered: list[tuple[str, bytes]] = []
         self.connection = type("Conn", (), {"blocked": False})()
-
-    def has_credit(self) -> bool:
-        return True
+        self.global_prefetch = self.consumer_unacked = 0
 
     def deliver(self, consumer: Consumer, queue: QueueType, msg: Message) -> None:
         if not consumer.auto_ack:

@@ -71,7 +71,7 @@ DEFAULT_MAX_BODY_BYTES = 128 * 1024 * 1024
 
 #: Hot-path method numbers as plain ints (an IntEnum member look-up costs ~90 ns on 3.11).
 _CONNECTION_CLOSE, _CONNECTION_CLOSE_OK = int(M.CONNECTION_CLOSE), int(M.CONNECTION_CLOSE_OK)
-_UPDATE_SECRET = int(M.CONNECTION_UPDATE_SECRET)
+_UPDATE_SECRET, _CHANNEL_OPEN = int(M.CONNECTION_UPDATE_SECRET), int(M.CHANNEL_OPEN)
 _HELD = transactions.HELD
 
 
@@ -192,7 +192,19 @@ class Broker:
         no-wait bit): the command's ``-ok`` is not sent, anything else still is."""
         self.clock.now = now
         try:
-            if op == _CONNECTION_CLOSE:
+            if op >= _CHANNEL_OPEN:
+                channel = conn.channels.get(fields[0] if fields else 0)
+                handler = self._handlers.get(op)
+                if channel is None or handler is None or nowait or channel.tx is not None:
+                    self._channel_command(conn, op, fields, body, nowait)
+                    return
+                try:  # the common case, in line: once per publish and per ack
+                    handler(channel, body, *fields[1:])
+                except ChannelError as exc:
+                    self.admission.close_channel(channel, exc)
+                except ConnectionError_ as exc:
+                    self.admission.close_for(conn, exc.code, exc.text)
+            elif op == _CONNECTION_CLOSE:
                 log.info("connection %s closed by client (%s %s)", conn.name, *fields[:2])
                 self.admission.drop_connection(conn)
                 conn.send(ConnectionCloseOk())
@@ -204,13 +216,14 @@ class Broker:
                 log.info("connection %s: user '%s' updated secret, reason: %s", conn.name, conn.user, fields[1])
                 conn.send(ConnectionUpdateSecretOk())
             elif op != _CONNECTION_CLOSE_OK:
-                self._channel_command(conn, op, fields, body, nowait)
+                self.admission.not_open(conn, op, fields[0] if fields else 0)
         except Exception:
             log.exception("internal error handling a command from %s", conn.name)
             self.close_connection(conn.conn_id, errors.INTERNAL_ERROR, "internal error")
 
     def _channel_command(self, conn: Connection, op: int, fields: Any, body: Any, nowait: bool) -> None:
-        """The error boundary of a channel command (the module's rules)."""
+        """A channel command other than the common case (``command`` applies that): a
+        channel not open, a channel method, a transaction, no-wait."""
         number = fields[0] if fields else 0
         channel = conn.channels.get(number)
         if channel is None:

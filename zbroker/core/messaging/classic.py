@@ -275,8 +275,16 @@ class ClassicQueue(QueueType):
         error leaves it where it was.
         """
         head = self._lane0.head
-        if self._plain and head and not self._dead:  # the common case, without calls
-            lane, message = self._lane0, head[0]
+        if self._plain and head and not self._dead and head[0].location is None:  # the common case, in line
+            message = head.popleft()
+            self._resident -= 1
+            self.ready -= 1
+            self.ready_bytes -= message.size
+            if self._expiring:
+                self._expiring.pop(message.seq, None)
+            if not settled:
+                self.unacked += 1
+            return message
         else:
             lane, message = self._next()
         if message.location is not None and self.journal is not None:

@@ -61,7 +61,8 @@ class Consumer:
             return True
         if self.prefetch and self.unacked >= self.prefetch:
             return False
-        return self.channel.has_credit()
+        channel = self.channel  # the channel's share (global prefetch, rule 1)
+        return not channel.global_prefetch or channel.consumer_unacked < channel.global_prefetch
 
     def __repr__(self) -> str:
         return f"<Consumer {self.tag!r} on {self.queue.name!r} unacked={self.unacked}>"

@@ -127,11 +127,16 @@ class Delivery:
 
     def forget(self, entry: Unacked) -> None:
         """A delivery is acked: free its credit and its place in the store."""
-        entry.settle()
+        consumer = entry.consumer  # (``Unacked.settle``, ``settled`` and ``Durability.forget``, in line)
+        if consumer is not None:
+            consumer.unacked -= 1
+            consumer.channel.consumer_unacked -= 1
         queue = entry.queue
-        queue.settled()
+        queue.unacked -= 1
         queue.acked += 1
-        self.durability.forget(queue, entry.message)
+        message = entry.message
+        if message.location is not None and queue.journal is not None:
+            queue.journal.remove(message.seq, message.location)
 
     def reject(self, entries: list[Unacked]) -> None:
         """Rejected without requeue: dead-lettered where the queue says so, else dropped."""

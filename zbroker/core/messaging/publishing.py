@@ -65,7 +65,9 @@ class Publishing:
         if permission is None or not permission.writes_all:
             checks.may(conn, WRITE, "exchange", exchange)
         topology = conn.topology
-        ex = self.publishable(topology, exchange, body)
+        ex = topology.exchanges.get(exchange)
+        if ex is None or ex.internal or len(body) > self.max_body_bytes:
+            ex = self.publishable(topology, exchange, body)  # (raises the refusal)
         if checks.topics and type(ex) is TopicExchange:
             checks.may_publish_topic(conn, exchange, routing_key, properties)
         ex.published_in += 1

@@ -134,9 +134,6 @@ class Channel:
         #: Set while a command sent with no-wait is applied: its ``-ok`` is not sent.
         self.nowait = False
 
-    def has_credit(self) -> bool:
-        return not self.global_prefetch or self.consumer_unacked < self.global_prefetch
-
     def send(self, event: tuple, body: Any = None) -> None:
         self.connection.outbox.put(self.connection.conn_id, event, body)
 
@@ -173,12 +170,13 @@ class Channel:
             conn.unread += message.size + DELIVERY_COST  # size is len(body)
             if conn.unread >= conn.unread_limit:
                 conn.blocked = True
-        conn.outbox.put(
-            conn.conn_id,
-            _new(BasicDeliver, (_DELIVER, self.number, consumer.tag, tag, message.redelivered,
-                                message.exchange, message.routing_key, message.properties)),
-            message.body,
-        )
+        pending = conn.outbox.pending  # (``Outbox.put``, in line: once per delivery)
+        parts = pending.get(conn.conn_id)
+        if parts is None:
+            parts = pending[conn.conn_id] = []
+        parts.append(_new(BasicDeliver, (_DELIVER, self.number, consumer.tag, tag, message.redelivered,
+                                         message.exchange, message.routing_key, message.properties)))
+        parts.append(message.body)
 
     def settle(self, delivery_tag: int, multiple: bool) -> list[Unacked]:
         """Remove and return the deliveries an ack/nack/reject names.

@@ -415,7 +415,11 @@ class Topology:
     def route(self, exchange: Exchange, routing_key: str, properties: dict) -> Iterable[QueueType]:
         """The queues a message reaches; where an exchange routes it nowhere and has an
         ``alternate-exchange``, the alternate's (and so on, each exchange once)."""
-        queues = self._route(exchange, routing_key, properties)
+        if not exchange.exchange_destinations:  # (``_route``'s common case, in line: once per publish)
+            queues = exchange.route(routing_key, properties.get("headers") if type(exchange) is HeadersExchange
+                                    else None)
+        else:
+            queues = self._route(exchange, routing_key, properties)
         if queues or exchange.alternate is None:
             return queues
         tried = {exchange.name}
