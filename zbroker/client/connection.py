@@ -30,6 +30,7 @@ import zmq
 
 from zbroker import __version__
 from zbroker.client import exceptions, frame, spec
+from zbroker.client.channel import BlockingChannel
 from zbroker.client.connect_errors import handshake_failure, refused
 from zbroker.client.events import Events
 from zbroker.client.link import Link
@@ -420,11 +421,10 @@ class BlockingConnection:
 
     # -- public API ------------------------------------------------------------------
 
-    def _new_channel(self, channel_number: int) -> Any:
-        from zbroker.client.channel import BlockingChannel
+    def _new_channel(self, channel_number: int) -> BlockingChannel:
         return BlockingChannel(self, channel_number)
 
-    def channel(self, channel_number: int | None = None) -> Any:
+    def channel(self, channel_number: int | None = None) -> BlockingChannel:
         self._raise_if_lost()
         if channel_number is None:
             channel_number = next(n for n in itertools.count(1) if n not in self._channels)
