@@ -571,4 +571,3 @@ class BlockingConnection:
             self._teardown()
         except Exception:
             pass
-
