@@ -2,8 +2,9 @@
 
 Pure, as the zbroker wire is: the listener (``zbroker/listener.py``) hands it the bytes
 each socket received and writes the buffers it returns; ``now`` comes with every call.
-A connection is known to the core only once its handshake is done; its id is the
-listener's key for the socket (an int, so it never collides with a ZeroMQ routing id).
+A connection is known to the core only once its handshake is done; its id is the key
+``accept`` gives the listener for the socket (an int, ``CONN_ID``: it never collides with
+a ZeroMQ routing id, and the server hands this wire its connections' events by it).
 
 Rules (AMQP 0-9-1 and RabbitMQ's behaviour):
 1. Handshake (``amqp_handshake.py``): protocol header, start/start-ok, tune/tune-ok,
