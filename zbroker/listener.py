@@ -1,21 +1,21 @@
 """The AMQP 0-9-1 listener's sockets: a TCP server socket and its connections, all
 non-blocking, all in one epoll set whose descriptor the server's loop polls beside the
 ROUTER (``zmq_poll`` takes plain descriptors), so the core stays on one thread and idle
-connections cost a loop pass nothing. With ``server.py`` the only broker module
-that touches sockets; what the bytes mean is ``wires/amqp.py``'s business.
+connections cost a loop pass nothing. With ``server.py`` (the ROUTER) the broker's
+modules that touch sockets; what the bytes mean is ``wires/amqp.py``'s business, and the
+listener talks to that wire only, never to the core.
 
 Rules:
 - Each pass reads at most ``RECV_BYTES`` from each readable socket: a publisher that
   floods waits in its kernel buffers (TCP is its flow control), and every connection
   gets its turn.
 - Writes are gathered (``sendmsg``) from the wire's buffers, bodies by reference. What
-  the kernel does not take waits here, and the socket is polled for POLLOUT. While more
-  than ``WRITE_HIGH_BYTES`` wait, the core stops delivering to that connection
-  (``set_pipe_full``, as for a full ZeroMQ pipe); below ``WRITE_LOW_BYTES`` it resumes.
-- Deliveries to a connection are charged to its delivery window by the core; once what
-  waits here is below ``WRITE_LOW_BYTES`` the window is reported read, so a loop pass can
-  queue at most one window of deliveries for a socket, however many publishes it applies.
+  the kernel does not take waits here, and the socket is polled for POLLOUT. After each
+  write the wire hears how many bytes still wait (``AmqpWire.output_pending``): it
+  decides what that means for deliveries (its rule 5: the delivery window, a full pipe).
 - A socket is read only while the wire wants it (an alarm holds a publisher).
+- Time: each call gets the loop pass's ``now``; the listener reads the (monotonic) clock
+  itself only to time a pause in accepting.
 - Out of descriptors (EMFILE), accepting pauses for ``ACCEPT_RETRY_S``, logged once:
   the connections already open keep working.
 - TLS (``amqps``, the standard library's ``ssl``): the handshake runs non-blocking after
@@ -37,7 +37,6 @@ from typing import Any
 
 import zmq
 
-from zbroker.core import Broker
 from zbroker.wires.amqp import AmqpWire
 
 log = logging.getLogger(__name__)
@@ -49,8 +48,6 @@ RECV_BYTES = 256 * 1024
 ACCEPT_BATCH = 64
 #: Buffers handed to one sendmsg call (Linux's IOV_MAX is 1024).
 IOV_BATCH = 512
-WRITE_HIGH_BYTES = 4 * 1024 * 1024
-WRITE_LOW_BYTES = 1024 * 1024
 ACCEPT_RETRY_S = 0.5
 BACKLOG = 1024
 
@@ -69,7 +66,7 @@ TLS_SEND_BYTES = 256 * 1024
 
 
 class _Peer:
-    __slots__ = ("sock", "fd", "out", "pending", "full", "mask", "handshaking", "wants")
+    __slots__ = ("sock", "fd", "out", "pending", "mask", "handshaking", "wants")
 
     def __init__(self, sock: socket.socket, handshaking: bool = False) -> None:
         self.handshaking = handshaking  # a TLS handshake is under way...
@@ -79,12 +76,10 @@ class _Peer:
         self.mask = -1  # the epoll events asked for; -1: not registered yet
         self.out: deque[Any] = deque()
         self.pending = 0  # bytes waiting in ``out``
-        self.full = False
 
 
 class AmqpListener:
-    def __init__(self, broker: Broker, wire: AmqpWire, address: str, tls: ssl.SSLContext | None = None) -> None:
-        self.broker = broker
+    def __init__(self, wire: AmqpWire, address: str, tls: ssl.SSLContext | None = None) -> None:
         self.wire = wire
         self.address = address
         self.tls = tls
@@ -172,7 +167,7 @@ class AmqpListener:
                 self._handshake(key, now)
                 continue
             if events & select.EPOLLOUT:
-                self._write(key)
+                self._write(key, now)
             if events & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR) and key in self._peers:
                 self._read(key, now)
 
@@ -249,7 +244,7 @@ class AmqpListener:
                 continue
             peer.out.extend(buffers)
             peer.pending += sum(map(len, buffers))
-            self._write(key)
+            self._write(key, now)
         for key in self.wire.take_closing(self.endpoint):
             peer = self._peers.get(key)
             if peer is None:
@@ -258,7 +253,7 @@ class AmqpListener:
                 self._close(key)
                 self.wire.connection_lost(key, now)
 
-    def _write(self, key: int) -> None:
+    def _write(self, key: int, now: float) -> None:
         peer = self._peers[key]
         out = peer.out
         if peer.handshaking:
@@ -275,7 +270,7 @@ class AmqpListener:
             except OSError as exc:
                 out.clear()
                 peer.pending = 0
-                self._lost(key, time.time(), f"socket error: {exc.strerror}")
+                self._lost(key, now, f"socket error: {exc.strerror}")
                 return
             peer.pending -= sent
             while sent:
@@ -294,19 +289,7 @@ class AmqpListener:
         elif key in self._blocked_writes:
             self._blocked_writes.discard(key)
             self._interest(peer, peer.mask & ~select.EPOLLOUT)
-        self._set_full(key, peer)
-
-    def _set_full(self, key: int, peer: _Peer) -> None:
-        if peer.pending < WRITE_LOW_BYTES:
-            core = self.broker.connections.get(key)
-            if core is not None and core.unread:
-                self.broker.deliveries_read(key, core.unread)  # its delivery window is written
-        if not peer.full and peer.pending > WRITE_HIGH_BYTES:
-            peer.full = True
-            self.broker.set_pipe_full(key, True)
-        elif peer.full and peer.pending < WRITE_LOW_BYTES:
-            peer.full = False
-            self.broker.set_pipe_full(key, False)
+        self.wire.output_pending(key, peer.pending)
 
     # -- closing ---------------------------------------------------------------------------
 

@@ -1,13 +1,27 @@
-"""The only broker module that touches ZeroMQ or the clock: the ROUTER loop around the
-pure core and its zbroker wire adapter.
+"""The broker's loop: the ZeroMQ ROUTER, the AMQP listeners and the pure core with its
+wires, on one thread.
 
-Each pass of the loop: poll (timeout: the core's next deadline), drain up to
-``DRAIN_BATCH`` messages into the wire, check memory and disk (at most every 0.1 s,
-``resources.py``: the core's alarms), ``tick`` the core's timers, commit the store (one
-fsync for every persistent message of the pass: group commit), send what the core
-queued with the publish credit the pass used (one ZeroMQ message per peer per pass),
-then retry anything a full peer pipe refused. ``now`` is wall-clock seconds (a persistent message's expiry must hold across
-a restart). Rules:
+Sockets: the ROUTER is read and written here (through ``transport.py``), the AMQP
+sockets by ``listener.py``, CURVE's authentication socket by ``curve.py``; this loop
+polls them all. The core and the wires touch none.
+
+Clock: each pass reads it once, after the poll: ``now``, wall-clock seconds (a persistent
+message's expiry must hold across a restart), goes to every call of the pass (the wires,
+the listeners, the core's ``tick``, ``run_pending`` and ``commit``); the monotonic
+clock, read alongside it, times the loop's own intervals (probes, resource checks). One
+more monotonic reading bounds the next poll: a deadline that passed while the pass ran
+makes the poll return at once, and the next pass acts on it. The listener reads the
+monotonic clock only to time a pause in accepting.
+
+Each pass of the loop: poll (timeout: the soonest deadline of the core, the wires and
+the loop), drain up to ``DRAIN_BATCH`` messages into the zbroker wire and the listeners'
+bytes into the AMQP wire, check memory and disk (at most every 0.1 s, ``resources.py``:
+the core's alarms), ``tick`` the wires' and the core's timers, commit the store (one
+fsync for every persistent message of the pass: group commit), hand each connection's
+events to its own wire (``_route``: the type of a connection id says whose it is,
+``CONN_ID``), send the zbroker wire's frames (one ZeroMQ message per peer per pass,
+publish credit returned) and let the listeners write the AMQP wire's buffers, then retry
+anything a full peer pipe refused. Rules:
 
 - ``ROUTER_MANDATORY`` is on, so ZeroMQ never drops a frame silently: a full pipe
   (EAGAIN) keeps the frames in a per-peer backlog, sent in order later, and the core
@@ -95,8 +109,8 @@ class Server:
         #: The AMQP 0-9-1 listeners (``listener.py``; one wire, ``wires/amqp.py``): plain
         #: where ``amqp`` names an address, TLS where ``amqps`` does (with ``tls``).
         self.amqp_wire = AmqpWire(broker)
-        self.amqp = AmqpListener(broker, self.amqp_wire, amqp) if amqp else None
-        self.amqps = AmqpListener(broker, self.amqp_wire, amqps, tls) if amqps else None
+        self.amqp = AmqpListener(self.amqp_wire, amqp) if amqp else None
+        self.amqps = AmqpListener(self.amqp_wire, amqps, tls) if amqps else None
         self.listeners = [listener for listener in (self.amqp, self.amqps) if listener is not None]
         self.monitor = monitor
         self.curve = curve
@@ -106,6 +120,9 @@ class Server:
         self.management = ManagementWire(broker, self.facts, self.relay_token)
         self.wire = NativeWire(broker, management=self.management)
         self.wire.peer_address = peer_address
+        #: Whose a connection is, by the type of its id: each wire's ids are its own.
+        self._routes: dict[type, Any] = {NativeWire.CONN_ID: self.wire, AmqpWire.CONN_ID: self.amqp_wire}
+        assert len(self._routes) == 2  # the wires' id types differ (not peer input)
         self.bind = bind
         self.endpoint = bind
         #: In-process endpoint of the same ROUTER, for the HTTP server's thread.
@@ -212,47 +229,53 @@ class Server:
             items.append((zap, POLLIN))
         listeners = self.listeners
         ready: list[tuple[Any, int]] = []
-        self._next_sweep = time.monotonic() + PROBE_SWEEP_S
+        now, mono = time.time(), time.monotonic()
+        self._next_sweep = mono + PROBE_SWEEP_S
         try:
             while not self.should_exit:
                 try:
                     if not listeners:
-                        events = wait_readable(items, self._poll_timeout_ms())
+                        events = wait_readable(items, self._poll_timeout_ms(now, mono))
                     else:
                         polled = items + [item for listener in listeners for item in listener.poll_items()]
-                        ready = poll_events(polled, self._poll_timeout_ms())
+                        ready = poll_events(polled, self._poll_timeout_ms(now, mono))
                         events = [item for item, _ in ready]
                 except zmq.ZMQError as exc:
                     if exc.errno == zmq.EINTR:
                         continue
                     raise
-                if router in events:
-                    self._drain(router)
-                if monitor in events:
-                    self._read_monitor(monitor)
-                if zap is not None and zap in events:
-                    self._zap.handle()
-                if ready:
-                    for listener in listeners:
-                        listener.handle(ready, time.time())
-                self._run_probes()
-                if self.monitor is not None:
-                    self._check_resources()
-                now = time.time()
-                if listeners:
-                    self.amqp_wire.tick(now)
-                self.broker.tick(now)
-                if self.broker.has_pending_work:
-                    self.broker.run_pending(now)
-                self.broker.commit(now)  # durable before anything of this pass is sent
-                self._flush()
+                now, mono = time.time(), time.monotonic()  # this pass's clock (the module's rules)
+                self._pass(events, ready, now, mono)
         finally:
             self.close()
 
-    def _check_resources(self) -> None:
+    def _pass(self, events: list[Any], ready: list[tuple[Any, int]], now: float, mono: float) -> None:
+        """One pass after a poll: input, timers, commit, output, all at ``now``."""
+        router, monitor = self._router, self._monitor
+        if router in events:
+            self._drain(router, now)
+        if monitor in events:
+            self._read_monitor(monitor, mono)
+        if self._zap is not None and self._zap.socket in events:
+            self._zap.handle()
+        if ready:
+            for listener in self.listeners:
+                listener.handle(ready, now)
+        self._run_probes(mono, now)
+        if self.monitor is not None:
+            self._check_resources(mono, now)
+        if self.listeners:
+            self.amqp_wire.tick(now)
+        broker = self.broker
+        broker.tick(now)
+        if broker.has_pending_work:
+            broker.run_pending(now)
+        broker.commit(now)  # durable before anything of this pass is sent
+        self._flush(now)
+
+    def _check_resources(self, mono: float, now: float) -> None:
         monitor = self.monitor
         assert monitor is not None
-        mono = time.monotonic()
         if not monitor.due(mono):
             return
         for name, (active, figures) in monitor.check(mono).items():
@@ -261,63 +284,86 @@ class Server:
                     log.warning("%s alarm set (%s): publishing connections are blocked", name, figures)
                 else:
                     log.warning("%s alarm cleared (%s)", name, figures)
-                self.broker.set_alarm(name, active, time.time())
+                self.broker.set_alarm(name, active, now)
 
-    def _poll_timeout_ms(self) -> int:
+    def _poll_timeout_ms(self, now: float, mono: float) -> int:
+        """How long the next poll may wait: until the soonest deadline, counted from the
+        last pass's clock (``now``, ``mono``) less the time that pass took, so that a
+        deadline that came while it ran is acted on by the next pass at once."""
         if self.broker.has_pending_work:
             return 0
         if self._backlog:
             return 5
-        now = time.monotonic()
         due = max(min([self._next_sweep, *self._probes]), self._last_probe + PROBE_MIN_INTERVAL_S)
         if self.monitor is not None and self.broker.alarms.active:
             due = min(due, self.monitor.next_check)  # input may never come: see it clear
-        timeout = max(0, int((due - now) * 1000) + 1)
+        wait = due - mono
         deadline = self.broker.next_deadline()
         if self.listeners:
             wire_deadline = self.amqp_wire.next_deadline()
             if wire_deadline is not None:
                 deadline = wire_deadline if deadline is None else min(deadline, wire_deadline)
         if deadline is not None:
-            timeout = min(timeout, max(0, int((deadline - time.time()) * 1000) + 1))
-        return timeout
+            wait = min(wait, deadline - now)
+        wait -= time.monotonic() - mono
+        return 0 if wait <= 0 else int(wait * 1000) + 1
 
-    def _drain(self, router: zmq.Socket) -> None:
+    def _drain(self, router: zmq.Socket, now: float) -> None:
         handle = self.wire.handle
-        now = time.time()
         for frame, parts in recv_batch(router, DRAIN_BATCH, keep_large=True, with_frame=True):
             if len(parts) < 2:
                 log.warning("dropping a message with no header from %s", parts[0].hex()[:12])
                 continue
             handle(parts[0], parts, 1, now, frame)
 
-    def _flush(self) -> None:
+    def _flush(self, now: float) -> None:
         router = self._router
         assert router is not None
         if self._backlog:
-            self._retry_backlog(router)
+            self._retry_backlog(router, now)
         if self.management.replies:
             self._send_replies(router)
         listeners = self.listeners
-        others: dict[Any, list[Any]] | None = {} if listeners else None
         while True:
-            pending = self.wire.take_outgoing(others)
-            if others:
-                self.amqp_wire.encode(others, time.time())
-                others.clear()
-            if pending:
-                self._send(router, pending)
+            frames = self._route(now)
+            if frames:
+                self._send(router, frames, now)  # a gone peer's messages may go to others: again
             elif not listeners:
                 return
             elif not self.broker.outbox.pending:
                 # Writing may resume deliveries or lose a peer (its messages requeued to
                 # others): whatever that queued goes out in this pass too.
                 for listener in listeners:
-                    listener.flush(time.time())
+                    listener.flush(now)
                 if not self.broker.outbox.pending:
                     return
 
-    def _send(self, router: zmq.Socket, pending: dict[Any, list[Any]]) -> None:
+    def _route(self, now: float) -> dict[bytes, list[Any]]:
+        """Hand each connection's events to its own wire: the AMQP wire encodes its into
+        its connections' buffers (the listeners write them); the zbroker wire's frames,
+        publish credit returned first, are returned for the ROUTER."""
+        native = self.wire
+        if native.credit.used:
+            native.grant_credit()  # (a dict of the peers that published since their last grant)
+        events = self.broker.outbox.take()
+        if not events:
+            return {}
+        mine: dict[bytes, list[Any]] = {}
+        theirs: dict[Any, dict[Any, list[Any]]] = {}
+        routes = self._routes
+        for conn_id, parts in events.items():
+            wire = routes.get(type(conn_id))
+            if wire is native:
+                mine[conn_id] = parts
+            elif wire is not None:
+                theirs.setdefault(wire, {})[conn_id] = parts
+            else:
+                log.error("events for connection %r, which no wire has, dropped", conn_id)
+        for wire, its_events in theirs.items():
+            wire.encode(its_events, now)
+        return native.encode(mine)
+
+    def _send(self, router: zmq.Socket, pending: dict[bytes, list[Any]], now: float) -> None:
         for peer, parts in pending.items():
             if peer in self._backlog:
                 self._backlog[peer].append(parts)
@@ -331,7 +377,7 @@ class Server:
                 if exc.errno != zmq.EHOSTUNREACH:
                     raise
                 # Releasing a gone peer may requeue messages to others: the caller loops.
-                self.broker.connection_lost(peer, time.time(), "peer unreachable")
+                self.broker.connection_lost(peer, now, "peer unreachable")
 
     def _send_replies(self, router: zmq.Socket) -> None:
         """Management answers; one that cannot go (its asker is gone or not reading) is
@@ -366,7 +412,7 @@ class Server:
                 facts["disk"] = {"free": self.monitor.disk_free(), "limit": self.monitor.disk_free_limit}
         return facts
 
-    def _retry_backlog(self, router: zmq.Socket) -> None:
+    def _retry_backlog(self, router: zmq.Socket, now: float) -> None:
         for peer in list(self._backlog):
             queue = self._backlog[peer]
             while queue:
@@ -378,7 +424,7 @@ class Server:
                     if exc.errno != zmq.EHOSTUNREACH:
                         raise
                     queue.clear()
-                    self.broker.connection_lost(peer, time.time(), "peer unreachable")
+                    self.broker.connection_lost(peer, now, "peer unreachable")
                     break
                 queue.popleft()
             if not queue:
@@ -387,35 +433,34 @@ class Server:
 
     # -- finding dead peers ------------------------------------------------------------
 
-    def _read_monitor(self, monitor: zmq.Socket) -> None:
+    def _read_monitor(self, monitor: zmq.Socket, mono: float) -> None:
         while True:
             try:
                 monitor.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
-        now = time.monotonic()
-        self._probes = sorted({*self._probes, *(now + d for d in PROBE_AFTER_DISCONNECT_S)})
+        self._probes = sorted({*self._probes, *(mono + d for d in PROBE_AFTER_DISCONNECT_S)})
 
-    def _run_probes(self) -> None:
-        now = time.monotonic()
-        if now - self._last_probe < PROBE_MIN_INTERVAL_S:
+    def _run_probes(self, mono: float, now: float) -> None:
+        if mono - self._last_probe < PROBE_MIN_INTERVAL_S:
             return  # what is due stays due: probed on a pass a moment later
         due = False
-        while self._probes and self._probes[0] <= now:
+        while self._probes and self._probes[0] <= mono:
             self._probes.pop(0)
             due = True
-        if now >= self._next_sweep:
-            self._next_sweep = now + PROBE_SWEEP_S
+        if mono >= self._next_sweep:
+            self._next_sweep = mono + PROBE_SWEEP_S
             due = True
         if due:
-            self._last_probe = now
-            self._probe_all()
+            self._last_probe = mono
+            self._probe_all(now)
 
-    def _probe_all(self) -> None:
+    def _probe_all(self, now: float) -> None:
         router = self._router
         assert router is not None
+        native, routes = self.wire, self._routes
         for peer in self.broker.conn_ids():
-            if type(peer) is not bytes:
+            if routes.get(type(peer)) is not native:
                 continue  # another wire's connection (AMQP's sockets tell of their own end)
             if peer in self._backlog:
                 continue  # a full pipe means a live, slow reader
@@ -426,7 +471,7 @@ class Server:
             except zmq.ZMQError as exc:
                 if exc.errno != zmq.EHOSTUNREACH:
                     raise
-                self.broker.connection_lost(peer, time.time(), "peer disconnected")
+                self.broker.connection_lost(peer, now, "peer disconnected")
 
     # -- shutdown ----------------------------------------------------------------------
 
@@ -438,12 +483,13 @@ class Server:
             self.broker.close()
         except OSError as exc:
             log.error("closing the store failed: %s", exc)
+        now = time.time()
         try:
-            self._flush()
+            self._flush(now)
         except zmq.ZMQError:
             pass
         for listener in self.listeners:
-            listener.close(time.time())
+            listener.close(now)
         if self._monitor is not None:
             self._router.disable_monitor()
             self._monitor.close(0)

@@ -76,17 +76,17 @@ class AmqpPeer:
     # -- receiving -------------------------------------------------------------------
 
     def pump(self) -> None:
-        """Run what the server loop would after input: encode the core's events, collect
-        every frame written to this connection."""
-        broker = self.wire.broker
-        others: dict[Any, list[Any]] = {}
-        for key, parts in broker.outbox.take().items():
-            others[key] = parts
-        self.wire.encode(others, self.clock.now)
+        """Run what the server loop and the listener would after input: hand the core's
+        events for the AMQP wire's connections to it (another wire's stay queued), collect
+        every frame written to each fake peer and tell the wire it was all written."""
+        pending = self.wire.broker.outbox.pending
+        mine = {key: pending.pop(key) for key in list(pending) if type(key) is AmqpWire.CONN_ID}
+        self.wire.encode(mine, self.clock.now)
         for key, buffers in self.wire.take_output("127.0.0.1:5672").items():
             peer = self.wire.test_peers.get(key)
             if peer is not None:
                 peer.read(b"".join(bytes(b) for b in buffers))
+                self.wire.output_pending(key, 0)
 
     def read(self, data: bytes) -> None:
         data = self._pending + data

@@ -1,36 +1,37 @@
 """``BlockingChannel``: pika's blocking channel API on zbroker's wire.
 
-Synchronous methods (declare, bind, consume, get, ...) send one command and pump the
-connection until its reply, or until the broker closes the channel, which raises
-``ChannelClosedByBroker`` with RabbitMQ's code and text. Afterwards every call raises
-``ChannelWrongStateError('Channel is closed.')``, as pika does.
-
-Deliveries are queued as connection events and handed to consumer callbacks only while
-the program is inside a dispatching call. A consumer being cancelled by the program
-rejects (requeue) what it had not yet dispatched, so nothing it was sent is lost.
+Rules:
+- Synchronous methods (declare, bind, consume, get, ...) send one command and read input
+  until its reply, or until the broker closes the channel, which raises
+  ``ChannelClosedByBroker`` with RabbitMQ's code and text. Afterwards every call raises
+  ``ChannelWrongStateError('Channel is closed.')``, as pika does.
+- The channel uses its connection only through its link (``link.py``), and the
+  connection calls it only as a ``LinkedChannel``: ``open_on_broker``,
+  ``handle_command``, ``dispatch_event``, ``connection_closing``, ``connection_lost``.
+- Here: the channel's life, the routing of the broker's commands to it, declarations,
+  transactions, publishing and publisher confirms. Receiving (consumers, ``basic_get``,
+  acks) is its base class ``Consuming`` (``consuming.py``).
+- In confirm mode ``basic_publish`` waits for its own message's confirm;
+  ``publish_nowait`` and ``wait_for_confirms`` pipeline them (an extension).
 """
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 import warnings
-from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Generator, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from zbroker.client import exceptions, frame, spec
+from zbroker.client.arguments import arguments_table, message_body, short_string
+from zbroker.client.consuming import Consuming
 from zbroker.client.exchange_type import ExchangeType
 from zbroker.protocol import Op, encode
 from zbroker.protocol.native_codec import MAX_COMMAND_BYTES
-from zbroker.protocol.tables import TableError, check_properties, check_table
+from zbroker.protocol.tables import TableError, check_properties
 
 if TYPE_CHECKING:
     from zbroker.client.connection import BlockingConnection
 
 log = logging.getLogger(__name__)
-
-MAX_SHORT_STRING = 255
-_CANCELLED = object()  # marks a broker cancel in a consume() generator's queue
 
 
 class ReturnedMessage(NamedTuple):
@@ -41,90 +42,17 @@ class ReturnedMessage(NamedTuple):
     body: bytes
 
 
-class _Consumer:
-    __slots__ = ("tag", "callback", "auto_ack", "pending")
+class BlockingChannel(Consuming):
+    """pika's ``BlockingChannel`` (module rules); ``BlockingConnection.channel()`` makes it."""
 
-    def __init__(self, tag: str, callback: Callable[..., None] | None, auto_ack: bool) -> None:
-        self.tag = tag
-        self.callback = callback
-        self.auto_ack = auto_ack
-        #: consume() generators keep their deliveries here instead of a callback.
-        self.pending: deque[Any] | None = None if callback is not None else deque()
-
-
-def _short(value: Any, what: str) -> str:
-    if type(value) is not str:
-        if not isinstance(value, str):
-            raise TypeError(f"{what} must be a str, got {type(value).__name__}")
-        value = str.__str__(value)  # a str subclass (an ExchangeType member): its plain text
-    # UTF-8 takes at most 4 bytes a character: only longer strings need encoding to check.
-    if len(value) > MAX_SHORT_STRING // 4 and len(value.encode()) > MAX_SHORT_STRING:
-        raise exceptions.ShortStringTooLong(value.encode())
-    return value
-
-
-def _table(arguments: dict | None) -> dict:
-    if arguments is None:
-        return {}
-    if not isinstance(arguments, dict):
-        raise TypeError(f"arguments must be a dict or None, got {type(arguments).__name__}")
-    table = spec.amqp_table(arguments)
-    try:  # the broker would close the connection (502) for these: say it here
-        check_table(table, "arguments")
-    except TableError as exc:
-        raise ValueError(f"invalid arguments: {exc}") from None
-    return table
-
-
-def _body(body: Any) -> bytes:
-    if isinstance(body, str):
-        return body.encode("utf-8")
-    if isinstance(body, (bytes, bytearray, memoryview)):
-        return bytes(body) if not isinstance(body, bytes) else body
-    raise TypeError(f"body must be bytes or str, got {type(body).__name__}")
-
-
-_CONSUME_PARAMS = ("queue", "on_message_callback", "auto_ack", "exclusive", "consumer_tag", "arguments")
-_CONSUME_PARAMS_0X = ("consumer_callback", "queue", "no_ack", "exclusive", "consumer_tag", "arguments")
-
-
-def _consume_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-    """Read basic_consume's arguments in pika 1.x order, or pika 0.x's callback-first one."""
-    old_style = (args and callable(args[0])) or "consumer_callback" in kwargs or "no_ack" in kwargs
-    names = _CONSUME_PARAMS_0X if old_style else _CONSUME_PARAMS
-    if len(args) > len(names):
-        raise TypeError(f"basic_consume() takes at most {len(names)} arguments")
-    values: dict[str, Any] = {"auto_ack": False, "no_ack": False, "exclusive": False,
-                              "consumer_tag": None, "arguments": None, "queue": ""}
-    values.update(zip(names, args))
-    for key, value in kwargs.items():
-        if key not in names:
-            raise TypeError(f"basic_consume() got an unexpected keyword argument {key!r}")
-        if key in dict(zip(names, args)):
-            raise TypeError(f"basic_consume() got multiple values for argument {key!r}")
-        values[key] = value
-    if old_style:
-        warnings.warn("basic_consume(callback, queue, no_ack=...) is pika 0.x; use "
-                      "basic_consume(queue, on_message_callback, auto_ack=...)", DeprecationWarning, stacklevel=3)
-        return (values["queue"], values.get("consumer_callback"), values["no_ack"], values["exclusive"],
-                values["consumer_tag"], values["arguments"])
-    if "queue" not in kwargs and not args:
-        raise TypeError("basic_consume() missing required argument: 'queue'")
-    return (values["queue"], values.get("on_message_callback"), values["auto_ack"], values["exclusive"],
-            values["consumer_tag"], values["arguments"])
-
-
-class BlockingChannel:
-    def __init__(self, connection: "BlockingConnection", channel_number: int) -> None:
-        self._connection = connection
+    def __init__(self, connection: BlockingConnection, channel_number: int) -> None:
+        self._connection = connection  # only for pika's ``connection`` property
+        self._link = connection.link
         self._number = channel_number
         self._open_state = False
         self._closing_reason: exceptions.ChannelClosed | None = None
         self._reply: tuple[int, list[Any], Any] | None = None
-        self._consumers: dict[str, _Consumer] = {}
-        self._generator: tuple[tuple[Any, ...], _Consumer] | None = None
-        #: Tags cancelled by the program: late deliveries for them are rejected/kept.
-        self._cancelled: dict[str, list[Any]] = {}
+        self._init_consuming()
         self._confirm = False
         self._publish_seq = 0
         self._confirmed_seq = 0  # every publish up to here is acked or nacked
@@ -134,9 +62,18 @@ class BlockingChannel:
         self._nacked_messages: list[ReturnedMessage] = []
         self._returned: list[ReturnedMessage] = []
         self._on_return: list[Callable[..., None]] = []
-        self._on_cancel: list[Callable[..., None]] = []
 
     # -- plumbing ---------------------------------------------------------------------
+
+    def open_on_broker(self) -> None:
+        """Internal to zbroker's client: register with the connection and open the channel
+        on the broker (``BlockingConnection.channel`` calls it once)."""
+        self._link.register(self)
+        try:
+            self._open()
+        except BaseException:
+            self._link.unregister(self)
+            raise
 
     def _open(self) -> None:
         self._send(Op.CHANNEL_OPEN)
@@ -147,7 +84,7 @@ class BlockingChannel:
         parts = [encode(op, self._number, *fields)]
         if body is not None:
             parts.append(body)
-        self._connection._send(parts)
+        self._link.send(parts)
 
     def _raise_if_not_open(self) -> None:
         if not self.is_open:
@@ -160,7 +97,7 @@ class BlockingChannel:
 
     def _await(self, expect: set[int]) -> tuple[list[Any], Any]:
         self._reply = None
-        self._connection._wait_until(lambda: self._reply is not None or self._closing_reason is not None)
+        self._link.wait_until(lambda: self._reply is not None or self._closing_reason is not None)
         if self._reply is None:
             assert self._closing_reason is not None  # the wait ended on one or the other
             raise self._closing_reason
@@ -173,108 +110,70 @@ class BlockingChannel:
     def _method_frame(self, method: Any) -> frame.Method:
         return frame.Method(self._number, method)
 
-    # -- input from the connection ------------------------------------------------------
+    # -- input from the connection (LinkedChannel) ------------------------------------------
 
-    def _on_command(self, op: int, fields: list[Any], body: Any) -> None:
+    def handle_command(self, op: int, fields: list[Any], body: Any) -> None:
+        """Internal to zbroker's client: a command the broker sent to this channel."""
         if op == Op.BASIC_DELIVER:
             _, tag, dtag, redelivered, exchange, routing_key, props = fields
             method = spec.Basic.Deliver(tag, dtag, redelivered, exchange, routing_key)
             self._on_delivery(method, spec.BasicProperties.from_wire(props), body)
         elif op == Op.BASIC_ACK or op == Op.BASIC_NACK:
-            _, tag, multiple = fields[:3]
-            if op == Op.BASIC_NACK:
-                self._nacked.update(range(self._confirmed_seq + 1 if multiple else tag, tag + 1))
-            self._confirmed_seq = max(self._confirmed_seq, tag)
-            if self._unconfirmed:
-                self._settle_unconfirmed(tag)
+            self._on_confirm(op == Op.BASIC_NACK, fields[1], fields[2])
         elif op == Op.BASIC_RETURN:
             _, code, text, exchange, routing_key, props = fields
             returned = ReturnedMessage(spec.Basic.Return(code, text, exchange, routing_key),
                                        spec.BasicProperties.from_wire(props), body)
             if self._confirm:  # raised by the publish as UnroutableError, and called back
                 self._returned.append(returned)
-            self._connection._queue_event(self, "return", returned)
+            self._link.queue_event(self, "return", returned)
         elif op == Op.BASIC_CANCEL:
-            self._connection._queue_event(self, "cancel", fields[1])
+            self._link.queue_event(self, "cancel", fields[1])
         elif op == Op.CHANNEL_CLOSE:
             self._closed(exceptions.ChannelClosedByBroker(fields[1], fields[2]))
-            self._connection._queue_event(self, "closed", None)
+            self._link.queue_event(self, "closed", None)
             log.info("channel %d closed by broker: (%s) %s", self._number, fields[1], fields[2])
-            self._connection._send([encode(Op.CHANNEL_CLOSE_OK, self._number)])
+            self._link.send([encode(Op.CHANNEL_CLOSE_OK, self._number)])
         elif op == Op.CHANNEL_CLOSE_OK:
             self._closed(exceptions.ChannelClosedByClient(200, "Normal shutdown"))
         else:
             self._reply = (op, fields, body)
 
-    def _on_delivery(self, method: Any, properties: spec.BasicProperties, body: Any) -> None:
-        tag = method.consumer_tag
-        if tag in self._consumers:
-            self._connection._queue_event(self, "deliver", (method, properties, body))
-        elif tag in self._cancelled:
-            # Sent before the broker saw our cancel: hand it back (manual) or keep it
-            # for basic_cancel's return value (auto_ack), as pika does.
-            self._cancelled[tag].append((method, properties, body))
-        else:
-            log.debug("delivery for unknown consumer %s rejected", tag)
-            self._send(Op.BASIC_REJECT, method.delivery_tag, True)
-
-    def _dispatch_event(self, kind: str, payload: Any) -> bool:
+    def dispatch_event(self, kind: str, payload: Any) -> bool:
+        """Internal to zbroker's client: run the callbacks of one event queued for this
+        channel; whether any ran."""
         if kind == "closed":
             return True  # wakes a waiting process_data_events, which then raises
         if not self._open_state:  # closed by the broker, the program or the connection
             return False
         if kind == "deliver":
-            consumer = self._consumers.get(payload[0].consumer_tag)
-            if consumer is None:
-                return False
-            if consumer.pending is not None:
-                consumer.pending.append(payload)
-            else:
-                consumer.callback(self, *payload)
-            return True
+            return self._deliver(payload)
         if kind == "return":
             for callback in self._on_return:
                 callback(self, *payload)
             return True
         if kind == "cancel":
-            consumer = self._consumers.pop(payload, None)
-            if consumer is not None and consumer.pending is not None:
-                consumer.pending.append(_CANCELLED)
-            for callback in self._on_cancel:
-                callback(self._method_frame(spec.Basic.Cancel(consumer_tag=payload)))
+            self._broker_cancelled(payload)
             return True
         return False
+
+    def connection_closing(self) -> None:
+        """Internal to zbroker's client: the program closes the connection; what was not
+        dispatched is dropped (the broker requeues it)."""
+        self._forget_consumers()
+
+    def connection_lost(self, reason: Exception) -> None:
+        """Internal to zbroker's client: the connection ended, so has this channel."""
+        self._open_state = False
+        self._link.unregister(self)
 
     def _closed(self, reason: exceptions.ChannelClosed) -> None:
         self._open_state = False
         self._closing_reason = reason
-        self._connection._channels.pop(self._number, None)
-
-    def _on_connection_closed(self, reason: Exception) -> None:
-        self._open_state = False
-        self._connection._channels.pop(self._number, None)
-
-    def _forget_consumers(self) -> None:
-        """Drop undispatched deliveries: closing the channel makes the broker requeue them."""
-        self._consumers.clear()
-        self._generator = None
-        events = self._connection._events
-        kept = [e for e in events if e[0] is not self]
-        events.clear()
-        events.extend(kept)
-
-    def _take_pending(self, tag: str) -> list[Any]:
-        """Remove and return undispatched deliveries for one consumer."""
-        events = self._connection._events
-        taken = [e[2] for e in events if e[0] is self and e[1] == "deliver" and e[2][0].consumer_tag == tag]
-        if taken:
-            kept = [e for e in events if not (e[0] is self and e[1] == "deliver" and e[2][0].consumer_tag == tag)]
-            events.clear()
-            events.extend(kept)
-        return taken
+        self._link.unregister(self)
 
     def _process_data_events(self, time_limit: float | None) -> None:
-        self._connection.process_data_events(time_limit=time_limit)
+        self._link.process_data_events(time_limit=time_limit)
         if isinstance(self._closing_reason, exceptions.ChannelClosedByBroker):
             raise self._closing_reason
 
@@ -285,20 +184,16 @@ class BlockingChannel:
         return self._number
 
     @property
-    def connection(self) -> "BlockingConnection":
+    def connection(self) -> BlockingConnection:
         return self._connection
 
     @property
     def is_open(self) -> bool:
-        return self._open_state and self._connection.is_open
+        return self._open_state and self._link.is_open
 
     @property
     def is_closed(self) -> bool:
         return not self.is_open
-
-    @property
-    def consumer_tags(self) -> list[str]:
-        return list(self._consumers)
 
     def __int__(self) -> int:
         return self._number
@@ -319,15 +214,11 @@ class BlockingChannel:
         self._raise_if_not_open()
         self._forget_consumers()
         self._send(Op.CHANNEL_CLOSE, reply_code, reply_text)
-        self._connection._wait_until(lambda: self._closing_reason is not None)
+        self._link.wait_until(lambda: self._closing_reason is not None)
 
     def add_on_return_callback(self, callback: Callable[..., None]) -> None:
         """``callback(channel, method, properties, body)`` for each returned message."""
         self._on_return.append(callback)
-
-    def add_on_cancel_callback(self, callback: Callable[..., None]) -> None:
-        """``callback(method_frame)`` when the broker cancels a consumer (queue deleted)."""
-        self._on_cancel.append(callback)
 
     def flow(self, active: bool) -> bool:
         """``channel.flow``: RabbitMQ (and zbroker) answer True for active=True and close
@@ -357,26 +248,26 @@ class BlockingChannel:
                          passive: bool = False, durable: bool = False, auto_delete: bool = False,
                          internal: bool = False, arguments: dict | None = None) -> frame.Method:
         kind = exchange_type.value if isinstance(exchange_type, ExchangeType) else exchange_type
-        self._rpc(Op.EXCHANGE_DECLARE, _short(exchange, "exchange"), _short(kind, "exchange_type"),
-                  bool(passive), bool(durable), bool(auto_delete), bool(internal), _table(arguments),
+        self._rpc(Op.EXCHANGE_DECLARE, short_string(exchange, "exchange"), short_string(kind, "exchange_type"),
+                  bool(passive), bool(durable), bool(auto_delete), bool(internal), arguments_table(arguments),
                   expect={Op.EXCHANGE_DECLARE_OK})
         return self._method_frame(spec.Exchange.DeclareOk())
 
     def exchange_delete(self, exchange: str | None = None, if_unused: bool = False) -> frame.Method:
-        self._rpc(Op.EXCHANGE_DELETE, _short(exchange or "", "exchange"), bool(if_unused),
+        self._rpc(Op.EXCHANGE_DELETE, short_string(exchange or "", "exchange"), bool(if_unused),
                   expect={Op.EXCHANGE_DELETE_OK})
         return self._method_frame(spec.Exchange.DeleteOk())
 
     def exchange_bind(self, destination: str, source: str, routing_key: str = "",
                       arguments: dict | None = None) -> frame.Method:
-        self._rpc(Op.EXCHANGE_BIND, _short(destination, "destination"), _short(source, "source"),
-                  _short(routing_key, "routing_key"), _table(arguments), expect={Op.EXCHANGE_BIND_OK})
+        self._rpc(Op.EXCHANGE_BIND, short_string(destination, "destination"), short_string(source, "source"),
+                  short_string(routing_key, "routing_key"), arguments_table(arguments), expect={Op.EXCHANGE_BIND_OK})
         return self._method_frame(spec.Exchange.BindOk())
 
     def exchange_unbind(self, destination: str | None = None, source: str | None = None,
                         routing_key: str = "", arguments: dict | None = None) -> frame.Method:
-        self._rpc(Op.EXCHANGE_UNBIND, _short(destination or "", "destination"), _short(source or "", "source"),
-                  _short(routing_key, "routing_key"), _table(arguments), expect={Op.EXCHANGE_UNBIND_OK})
+        self._rpc(Op.EXCHANGE_UNBIND, short_string(destination or "", "destination"), short_string(source or "", "source"),
+                  short_string(routing_key, "routing_key"), arguments_table(arguments), expect={Op.EXCHANGE_UNBIND_OK})
         return self._method_frame(spec.Exchange.UnbindOk())
 
     # -- queues ---------------------------------------------------------------------------
@@ -384,31 +275,31 @@ class BlockingChannel:
     def queue_declare(self, queue: str = "", passive: bool = False, durable: bool = False,
                       exclusive: bool = False, auto_delete: bool = False,
                       arguments: dict | None = None) -> frame.Method:
-        fields, _ = self._rpc(Op.QUEUE_DECLARE, _short(queue, "queue"), bool(passive), bool(durable),
-                              bool(exclusive), bool(auto_delete), _table(arguments),
+        fields, _ = self._rpc(Op.QUEUE_DECLARE, short_string(queue, "queue"), bool(passive), bool(durable),
+                              bool(exclusive), bool(auto_delete), arguments_table(arguments),
                               expect={Op.QUEUE_DECLARE_OK})
         return self._method_frame(spec.Queue.DeclareOk(fields[1], fields[2], fields[3]))
 
     def queue_bind(self, queue: str, exchange: str, routing_key: str | None = None,
                    arguments: dict | None = None) -> frame.Method:
         key = queue if routing_key is None else routing_key
-        self._rpc(Op.QUEUE_BIND, _short(queue, "queue"), _short(exchange, "exchange"),
-                  _short(key, "routing_key"), _table(arguments), expect={Op.QUEUE_BIND_OK})
+        self._rpc(Op.QUEUE_BIND, short_string(queue, "queue"), short_string(exchange, "exchange"),
+                  short_string(key, "routing_key"), arguments_table(arguments), expect={Op.QUEUE_BIND_OK})
         return self._method_frame(spec.Queue.BindOk())
 
     def queue_unbind(self, queue: str, exchange: str | None = None, routing_key: str | None = None,
                      arguments: dict | None = None) -> frame.Method:
         key = queue if routing_key is None else routing_key
-        self._rpc(Op.QUEUE_UNBIND, _short(queue, "queue"), _short(exchange or "", "exchange"),
-                  _short(key, "routing_key"), _table(arguments), expect={Op.QUEUE_UNBIND_OK})
+        self._rpc(Op.QUEUE_UNBIND, short_string(queue, "queue"), short_string(exchange or "", "exchange"),
+                  short_string(key, "routing_key"), arguments_table(arguments), expect={Op.QUEUE_UNBIND_OK})
         return self._method_frame(spec.Queue.UnbindOk())
 
     def queue_purge(self, queue: str) -> frame.Method:
-        fields, _ = self._rpc(Op.QUEUE_PURGE, _short(queue, "queue"), expect={Op.QUEUE_PURGE_OK})
+        fields, _ = self._rpc(Op.QUEUE_PURGE, short_string(queue, "queue"), expect={Op.QUEUE_PURGE_OK})
         return self._method_frame(spec.Queue.PurgeOk(fields[1]))
 
     def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False) -> frame.Method:
-        fields, _ = self._rpc(Op.QUEUE_DELETE, _short(queue, "queue"), bool(if_unused), bool(if_empty),
+        fields, _ = self._rpc(Op.QUEUE_DELETE, short_string(queue, "queue"), bool(if_unused), bool(if_empty),
                               expect={Op.QUEUE_DELETE_OK})
         return self._method_frame(spec.Queue.DeleteOk(fields[1]))
 
@@ -429,13 +320,13 @@ class BlockingChannel:
                 check_properties(props)
             except TableError as exc:
                 raise ValueError(f"invalid message properties: {exc}") from None
-        data = _body(body)
-        command = encode(Op.BASIC_PUBLISH, self._number, _short(exchange, "exchange"),
-                         _short(routing_key, "routing_key"), bool(mandatory), props)
+        data = message_body(body)
+        command = encode(Op.BASIC_PUBLISH, self._number, short_string(exchange, "exchange"),
+                         short_string(routing_key, "routing_key"), bool(mandatory), props)
         if len(command) > MAX_COMMAND_BYTES:  # the broker would close the connection (501)
             raise ValueError(f"message properties too large: {len(command)} bytes encoded, "
                              f"frame_max is {MAX_COMMAND_BYTES}")
-        self._connection._publish(command, data)
+        self._link.publish(command, data)
         return data
 
     def basic_publish(self, exchange: str, routing_key: str, body: bytes | str,
@@ -455,7 +346,7 @@ class BlockingChannel:
 
     def _wait_confirmed(self, seq: int, timeout: float | None) -> bool:
         """Wait until the broker confirmed every publish up to ``seq``; False on timeout."""
-        done = self._connection._wait_until(
+        done = self._link.wait_until(
             lambda: self._confirmed_seq >= seq or self._closing_reason is not None, timeout)
         if self._confirmed_seq < seq and self._closing_reason is not None:
             raise self._closing_reason
@@ -489,6 +380,14 @@ class BlockingChannel:
         self._unconfirmed[self._publish_seq] = ReturnedMessage(None, properties or spec.BasicProperties(), data)
         return self._publish_seq
 
+    def _on_confirm(self, nack: bool, tag: int, multiple: bool) -> None:
+        """The broker's ack (or nack) of the publishes up to ``tag`` (or of that one)."""
+        if nack:
+            self._nacked.update(range(self._confirmed_seq + 1 if multiple else tag, tag + 1))
+        self._confirmed_seq = max(self._confirmed_seq, tag)
+        if self._unconfirmed:
+            self._settle_unconfirmed(tag)
+
     def _settle_unconfirmed(self, up_to: int) -> None:
         """Let go of confirmed publish_nowait() messages; keep the nacked ones for wait_for_confirms."""
         unconfirmed = self._unconfirmed
@@ -521,180 +420,3 @@ class BlockingChannel:
         if returned:
             raise exceptions.UnroutableError(returned)
         return True
-
-    # -- consuming --------------------------------------------------------------------------
-
-    def basic_qos(self, prefetch_size: int = 0, prefetch_count: int = 0, global_qos: bool = False,
-                  **kwargs: Any) -> None:
-        if "all_channels" in kwargs:  # pika 0.x name
-            warnings.warn("all_channels is deprecated, use global_qos", DeprecationWarning, stacklevel=2)
-            global_qos = kwargs.pop("all_channels")
-        if kwargs:
-            raise TypeError(f"unexpected keyword arguments: {sorted(kwargs)}")
-        for name, value in (("prefetch_size", prefetch_size), ("prefetch_count", prefetch_count)):
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-        self._rpc(Op.BASIC_QOS, prefetch_size, prefetch_count, bool(global_qos), expect={Op.BASIC_QOS_OK})
-
-    def _new_tag(self) -> str:
-        return f"ctag{self._number}.{uuid.uuid4().hex}"
-
-    def basic_consume(self, *args: Any, **kwargs: Any) -> str:
-        """``basic_consume(queue, on_message_callback, auto_ack=False, exclusive=False,
-        consumer_tag=None, arguments=None)``; returns the consumer tag.
-
-        ``on_message_callback(channel, method, properties, body)`` runs for each delivery.
-        pika 0.x's ``basic_consume(callback, queue, no_ack=...)`` is accepted with a
-        DeprecationWarning, so tutorials copied years ago still run.
-        """
-        queue, callback, auto_ack, exclusive, tag, arguments = _consume_arguments(args, kwargs)
-        if not callable(callback):
-            raise ValueError(f"callback on_message_callback must be callable; got {callback!r}")
-        self._raise_if_not_open()
-        tag = tag or self._new_tag()
-        self._start_consumer(_Consumer(_short(tag, "consumer_tag"), callback, bool(auto_ack)),
-                             queue, exclusive, arguments)
-        return tag
-
-    def _start_consumer(self, consumer: _Consumer, queue: str, exclusive: bool, arguments: dict | None) -> None:
-        if consumer.tag in self._consumers:
-            raise exceptions.DuplicateConsumerTag(consumer.tag)
-        # Registered before the request: deliveries may follow CONSUME_OK in one message.
-        self._consumers[consumer.tag] = consumer
-        try:
-            self._rpc(Op.BASIC_CONSUME, _short(queue, "queue"), consumer.tag, consumer.auto_ack,
-                      bool(exclusive), _table(arguments), expect={Op.BASIC_CONSUME_OK})
-        except BaseException:
-            self._consumers.pop(consumer.tag, None)
-            raise
-
-    def basic_cancel(self, consumer_tag: str) -> list[tuple[Any, Any, Any]]:
-        """Cancel a consumer. Manual-ack: undispatched deliveries are rejected with requeue
-        and ``[]`` is returned; auto_ack: they are returned as (method, properties, body)."""
-        if consumer_tag not in self._consumers:
-            log.warning("basic_cancel of unknown consumer %s; already cancelled by user or broker?", consumer_tag)
-            return []
-        self._raise_if_not_open()
-        consumer = self._consumers.pop(consumer_tag)
-        self._cancelled[consumer_tag] = []
-        try:
-            # Cancel first, then hand back: rejected messages then stay in the queue
-            # instead of bouncing back to this consumer.
-            self._send(Op.BASIC_CANCEL, consumer_tag)
-            self._connection._wait_until(
-                lambda: (self._reply is not None and self._reply[0] == Op.BASIC_CANCEL_OK)
-                or self._closing_reason is not None)
-            self._reply = None
-        finally:
-            late = self._cancelled.pop(consumer_tag, [])
-            if self._generator is not None and self._generator[1] is consumer:
-                self._generator = None
-        held = [p for p in (consumer.pending or ()) if p is not _CANCELLED]
-        pending = held + self._take_pending(consumer_tag) + late
-        if consumer.pending:
-            consumer.pending.clear()
-        if consumer.auto_ack:
-            return pending
-        if self.is_open:
-            for method, _, _ in pending:
-                self._send(Op.BASIC_REJECT, method.delivery_tag, True)
-        return []
-
-    def start_consuming(self) -> None:
-        """Dispatch deliveries to callbacks until every consumer of this channel is cancelled."""
-        if self._connection._dispatching:
-            raise exceptions.ReentrancyError(
-                "start_consuming may not be called from the scope of another BlockingConnection "
-                "or BlockingChannel callback")
-        self._raise_if_not_open()
-        while self.is_open and any(c.callback is not None for c in self._consumers.values()):
-            self._process_data_events(time_limit=None)
-
-    def stop_consuming(self, consumer_tag: str | None = None) -> None:
-        if consumer_tag:
-            self.basic_cancel(consumer_tag)
-            return
-        for tag in list(self._consumers):
-            if self.is_open:
-                self.basic_cancel(tag)
-
-    def consume(self, queue: str, auto_ack: bool = False, exclusive: bool = False,
-                arguments: dict | None = None, inactivity_timeout: float | None = None,
-                consumer_tag: str | None = None) -> Generator[tuple[Any, Any, Any], None, None]:
-        """Yield ``(method, properties, body)`` per delivery; ``(None, None, None)`` after
-        ``inactivity_timeout`` seconds with none. Call ``cancel()`` when leaving the loop."""
-        self._raise_if_not_open()
-        params = (queue, auto_ack, exclusive)
-        if self._generator is not None:
-            if self._generator[0] != params:
-                raise ValueError("Consume with different params not allowed on existing queue consumer "
-                                 f"generator; previous params: {self._generator[0]!r}; new params: {params!r}")
-        else:
-            consumer = _Consumer(_short(consumer_tag or self._new_tag(), "consumer_tag"), None, bool(auto_ack))
-            self._generator = (params, consumer)
-            try:
-                self._start_consumer(consumer, queue, exclusive, arguments)
-            except BaseException:
-                self._generator = None
-                raise
-        while self._generator is not None:
-            pending = self._generator[1].pending
-            assert pending is not None  # generator consumers always queue
-            if pending:
-                event = pending.popleft()
-                if event is _CANCELLED:
-                    self._generator = None
-                    return
-                yield event
-                continue
-            if inactivity_timeout is None:
-                self._process_data_events(time_limit=None)
-                continue
-            deadline = time.monotonic() + inactivity_timeout
-            while self._generator is not None and not self._generator[1].pending:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    yield (None, None, None)
-                    break
-                self._process_data_events(time_limit=remaining)
-
-    def get_waiting_message_count(self) -> int:
-        if self._generator is None:
-            return 0
-        pending = self._generator[1].pending or deque()
-        return sum(1 for p in pending if p is not _CANCELLED)
-
-    def cancel(self) -> int:
-        """Cancel the consume() generator; its undelivered messages are requeued. Returns 0, as pika."""
-        if self._generator is None:
-            log.warning("cancel: queue consumer generator is inactive (already cancelled by client or broker?)")
-            return 0
-        consumer = self._generator[1]
-        if consumer.tag in self._consumers and self.is_open:
-            self.basic_cancel(consumer.tag)
-        self._generator = None
-        return 0
-
-    def basic_get(self, queue: str, auto_ack: bool = False) -> tuple[Any, Any, Any]:
-        fields, body = self._rpc(Op.BASIC_GET, _short(queue, "queue"), bool(auto_ack),
-                                 expect={Op.BASIC_GET_OK, Op.BASIC_GET_EMPTY})
-        if len(fields) == 1:
-            return None, None, None
-        _, dtag, redelivered, exchange, routing_key, message_count, props = fields
-        method = spec.Basic.GetOk(dtag, redelivered, exchange, routing_key, message_count)
-        return method, spec.BasicProperties.from_wire(props), body
-
-    def basic_ack(self, delivery_tag: int = 0, multiple: bool = False) -> None:
-        self._raise_if_not_open()
-        self._send(Op.BASIC_ACK, int(delivery_tag), bool(multiple))
-
-    def basic_nack(self, delivery_tag: int = 0, multiple: bool = False, requeue: bool = True) -> None:
-        self._raise_if_not_open()
-        self._send(Op.BASIC_NACK, int(delivery_tag), bool(multiple), bool(requeue))
-
-    def basic_reject(self, delivery_tag: int = 0, requeue: bool = True) -> None:
-        self._raise_if_not_open()
-        self._send(Op.BASIC_REJECT, int(delivery_tag), bool(requeue))
-
-    def basic_recover(self, requeue: bool = False) -> None:
-        self._rpc(Op.BASIC_RECOVER, bool(requeue), expect={Op.BASIC_RECOVER_OK})

@@ -10,33 +10,39 @@ How it works:
   blocks the user's thread for ten minutes does not lose the connection. A socket
   monitor reports the transport dropping, which becomes ``StreamLostError`` at once.
 - ``add_callback_threadsafe`` is the only method other threads may call: it queues the
-  callback and wakes the socket wait through a pipe.
+  callback and wakes the socket wait through a pipe. When callbacks run: ``events.py``.
+- Channels see the connection only through ``link`` (a ``ChannelLink``, ``link.py``), and
+  it sees them only as ``LinkedChannel``s.
 - Flow control (``zbroker/wires/flow.py``): a publish waits, pumping the socket, while the
   connection has no publish credit or an alarm blocks it (``Connection.Blocked``); the
   deliveries read are reported so the broker's delivery window stays open.
 """
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
 import os
 import threading
 import time
-from collections import deque
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import zmq
 
 from zbroker import __version__
 from zbroker.client import exceptions, frame, spec
+from zbroker.client.channel import BlockingChannel
 from zbroker.client.connect_errors import handshake_failure, refused
+from zbroker.client.events import Events
+from zbroker.client.link import Link
 from zbroker.client.parameters import ConnectionParameters
 from zbroker.credit import DELIVERY_COST, publish_cost
 from zbroker.curve import secure_client
 from zbroker.protocol import HEADER, Op, ProtocolError, check_header, decode_message, encode
 from zbroker.protocol.native_codec import DELIVERY_OVERHEAD_BYTES, MAX_COMMAND_BYTES
 from zbroker.transport import POLLIN, recv_batch, send_parts, wait_readable
+
+if TYPE_CHECKING:
+    from zbroker.client.link import LinkedChannel
 
 log = logging.getLogger(__name__)
 
@@ -95,17 +101,12 @@ class BlockingConnection:
                 raise TypeError("parameters must be a ConnectionParameters or a sequence of them")
         #: Where to connect, in order (kept: a robust connection connects again).
         self._candidates = candidates
-        self._channels: dict[int, Any] = {}
-        self._events: deque[tuple[Any, str, Any]] = deque()
-        self._timers: list[tuple[float, int, Callable[[], None]]] = []
-        self._timer_ids = itertools.count(1)
-        self._cancelled_timers: set[int] = set()
-        self._threadsafe: deque[Callable[[], None]] = deque()
+        self._channels: dict[int, LinkedChannel] = {}
+        self._events = Events()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._lock = threading.Lock()
-        self._dispatching = 0
         self._closed_reason: exceptions.AMQPConnectionError | None = None
         #: Set once the reason was raised to the program: later calls get
         #: ConnectionWrongStateError, as in pika.
@@ -256,7 +257,7 @@ class BlockingConnection:
 
     def _report_read(self) -> None:
         """Tell the broker the deliveries we took in, unless the program is behind."""
-        if self._unreported >= self._report_step > 0 and len(self._events) < HELD_EVENTS:
+        if self._unreported >= self._report_step > 0 and len(self._events.queue) < HELD_EVENTS:
             n, self._unreported = self._unreported, 0
             self._send([encode(Op.DELIVERY_READ, n)])
 
@@ -338,7 +339,7 @@ class BlockingConnection:
         if self._closed_reason is None:
             self._closed_reason = reason
         for channel in list(self._channels.values()):
-            channel._on_connection_closed(self._closed_reason)
+            channel.connection_lost(self._closed_reason)
         self._teardown()
 
     def _on_command(self, op: int, fields: list[Any], body: Any) -> None:
@@ -349,7 +350,7 @@ class BlockingConnection:
             self._unreported += len(body) + DELIVERY_COST
         channel = self._channels.get(fields[0])
         if channel is not None:
-            channel._on_command(op, fields, body)
+            channel.handle_command(op, fields, body)
         elif op == _DELIVER:
             log.debug("delivery for unknown channel %s dropped (broker requeues it)", fields[0])
 
@@ -388,58 +389,24 @@ class BlockingConnection:
             self._blocked_deadline = None
         callbacks = self._blocked_callbacks if blocked else self._unblocked_callbacks
         for callback in callbacks:
-            self._events.append((self, "connection", (callback, frame.Method(0, method))))
+            self._events.put_call(callback, self, frame.Method(0, method))
 
-    def _dispatch_event(self, kind: str, payload: Any) -> bool:
-        """A connection-level event (blocked/unblocked): pika calls ``cb(connection, frame)``."""
-        callback, method_frame = payload
-        callback(self, method_frame)
-        return True
+    # -- channels and callbacks ------------------------------------------------------
 
-    # -- events and dispatch ---------------------------------------------------------
-
-    def _queue_event(self, channel: Any, kind: str, payload: Any) -> None:
-        self._events.append((channel, kind, payload))
-
-    def _has_ready(self) -> bool:
-        return bool(self._events or self._threadsafe or
-                    (self._timers and self._timers[0][0] <= time.monotonic()))
+    @property
+    def link(self) -> Link:
+        """Internal to zbroker's client: this connection as a channel sees it (a
+        ``ChannelLink``). A new small object each time, so that a connection holds no
+        reference to itself (channels keep theirs)."""
+        return Link(self, self._channels, self._events, send=self._send, publish=self._publish,
+                    wait_until=self._wait_until)
 
     def _dispatch(self) -> int:
-        """Run the queued callbacks; returns how many ran."""
-        ran = 0
-        self._dispatching += 1
-        try:
-            while self._threadsafe:
-                self._threadsafe.popleft()()
-                ran += 1
-            now = time.monotonic() if self._timers else 0.0
-            while self._timers and self._timers[0][0] <= now:
-                _, timer_id, callback = heapq.heappop(self._timers)
-                if timer_id in self._cancelled_timers:
-                    self._cancelled_timers.discard(timer_id)
-                    continue
-                callback()
-                ran += 1
-            # Only the events present now: callbacks may queue more, handled next round.
-            for _ in range(len(self._events)):
-                if not self._events:
-                    break
-                channel, kind, payload = self._events.popleft()
-                if channel._dispatch_event(kind, payload):
-                    ran += 1
-        finally:
-            self._dispatching -= 1
+        """Run one round of callbacks (``events.py``); returns how many ran."""
+        ran = self._events.dispatch()
         if self._unreported and self._sock is not None:
             self._report_read()
         return ran
-
-    def _next_timer_in(self) -> float | None:
-        while self._timers and self._timers[0][1] in self._cancelled_timers:
-            self._cancelled_timers.discard(heapq.heappop(self._timers)[1])
-        if not self._timers:
-            return None
-        return max(0.0, self._timers[0][0] - time.monotonic())
 
     def _wait_until(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
         """Pump the socket until ``done()`` or the timeout; no callbacks run."""
@@ -454,11 +421,10 @@ class BlockingConnection:
 
     # -- public API ------------------------------------------------------------------
 
-    def _new_channel(self, channel_number: int) -> Any:
-        from zbroker.client.channel import BlockingChannel
+    def _new_channel(self, channel_number: int) -> BlockingChannel:
         return BlockingChannel(self, channel_number)
 
-    def channel(self, channel_number: int | None = None) -> Any:
+    def channel(self, channel_number: int | None = None) -> BlockingChannel:
         self._raise_if_lost()
         if channel_number is None:
             channel_number = next(n for n in itertools.count(1) if n not in self._channels)
@@ -469,12 +435,7 @@ class BlockingConnection:
         elif channel_number in self._channels:
             raise exceptions.InvalidChannelNumber(channel_number)
         channel = self._new_channel(channel_number)
-        self._channels[channel_number] = channel
-        try:
-            channel._open()
-        except BaseException:
-            self._channels.pop(channel_number, None)
-            raise
+        channel.open_on_broker()  # registers it through the link
         return channel
 
     def process_data_events(self, time_limit: float | None = 0) -> None:
@@ -487,9 +448,9 @@ class BlockingConnection:
         self._raise_if_lost()
         deadline = None if time_limit is None else time.monotonic() + time_limit
         while True:
-            if not self._has_ready():
+            if not self._events.has_ready():
                 wait = MAX_WAIT_S if deadline is None else max(0.0, deadline - time.monotonic())
-                timer_in = self._next_timer_in()
+                timer_in = self._events.next_timer_in()
                 if timer_in is not None:
                     wait = min(wait, timer_in)
                 self._pump(min(wait, MAX_WAIT_S))
@@ -516,13 +477,10 @@ class BlockingConnection:
     def call_later(self, delay: float, callback: Callable[[], None]) -> int:
         if not callable(callback):
             raise TypeError("callback must be callable")
-        timer_id = next(self._timer_ids)
-        heapq.heappush(self._timers, (time.monotonic() + delay, timer_id, callback))
-        return timer_id
+        return self._events.call_later(delay, callback)
 
     def remove_timeout(self, timeout_id: int) -> None:
-        if any(t[1] == timeout_id for t in self._timers):
-            self._cancelled_timers.add(timeout_id)
+        self._events.remove_timeout(timeout_id)
 
     def add_callback_threadsafe(self, callback: Callable[[], None]) -> None:
         """The only thread-safe method: run ``callback`` in the connection's thread."""
@@ -531,7 +489,7 @@ class BlockingConnection:
         if self.is_closed:
             raise exceptions.ConnectionWrongStateError("BlockingConnection.add_callback_threadsafe() "
                                                        "called on closed or closing connection.")
-        self._threadsafe.append(callback)
+        self._events.add_threadsafe(callback)
         try:
             os.write(self._wake_w, b"x")
         except (BlockingIOError, OSError):
@@ -561,7 +519,7 @@ class BlockingConnection:
             raise exceptions.ConnectionWrongStateError(
                 f"BlockingConnection.close({reply_code}, {reply_text!r}) called on closed connection.")
         for channel in list(self._channels.values()):
-            channel._forget_consumers()
+            channel.connection_closing()
         try:
             self._send([encode(Op.CONNECTION_CLOSE, reply_code, reply_text)])
             self._wait_until(lambda: self._close_ok, CLOSE_TIMEOUT_S)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, cast
 
 from zbroker.client import exceptions
 from zbroker.client.channel import BlockingChannel, ReturnedMessage
@@ -113,11 +113,13 @@ class RobustConnection(BlockingConnection):
 
     def _drop_deliveries(self) -> None:
         """Deliveries not yet dispatched: the broker requeued them when we were lost."""
-        kept = [event for event in self._events if event[1] != "deliver"]
-        self._events.clear()
-        self._events.extend(kept)
-        for channel in self._channels.values():
-            channel._drop_pending()
+        self._events.take(lambda event: event[1] == "deliver")
+        for channel in self._robust_channels():
+            channel.drop_deliveries()
+
+    def _robust_channels(self) -> list[RobustChannel]:
+        """The open channels, in number order (all are RobustChannels: ``_new_channel``)."""
+        return [cast(RobustChannel, self._channels[n]) for n in sorted(self._channels)]
 
     def _raise_if_lost(self) -> None:
         if self._outage is not None:
@@ -152,9 +154,9 @@ class RobustConnection(BlockingConnection):
                 self._phase = "connecting"
                 self._reconnect_once()
                 self._phase = "restoring"
-                for channel in [self._channels[n] for n in sorted(self._channels)]:
+                for channel in self._robust_channels():
                     try:
-                        channel._restore()
+                        channel.restore()
                     except exceptions.ChannelClosed as exc:  # e.g. a redeclaration now refused
                         log.error("channel %d could not be restored: %r", channel.channel_number, exc)
                 break
@@ -222,10 +224,10 @@ class RobustChannel(BlockingChannel):
     """A channel of a ``RobustConnection``: remembers what it declared, consumed and
     published unconfirmed, to do it again after a reconnection."""
 
-    _connection: RobustConnection
-
     def __init__(self, connection: RobustConnection, channel_number: int) -> None:
         super().__init__(connection, channel_number)
+        #: Its connection's extensions beyond the link: queue aliases, retrying a call.
+        self._robust = connection
         #: (method name, arguments) of declarations and bindings, in the program's order.
         self._journal: list[tuple[str, tuple]] = []
         self._qos: dict[bool, tuple[int, int]] = {}
@@ -238,12 +240,14 @@ class RobustChannel(BlockingChannel):
 
     # -- delivery tags across reconnections (rule 3) -------------------------------------
 
-    def _on_command(self, op: int, fields: list[Any], body: Any) -> None:
+    def handle_command(self, op: int, fields: list[Any], body: Any) -> None:
+        """Internal to zbroker's client: a command from the broker, its delivery tag
+        counted on from before the reconnections."""
         if op == Op.BASIC_DELIVER:
             fields = list(fields)
             fields[2] += self._tag_offset
             self._max_tag = max(self._max_tag, fields[2])
-        super()._on_command(op, fields, body)
+        super().handle_command(op, fields, body)
 
     def _send(self, op: int, *fields: Any, body: Any = None) -> None:
         if op in _SETTLE_OPS and fields[0]:
@@ -255,14 +259,18 @@ class RobustChannel(BlockingChannel):
             fields = (tag - self._tag_offset, *fields[1:])
         super()._send(op, *fields, body=body)
 
-    def _drop_pending(self) -> None:
+    def drop_deliveries(self) -> None:
+        """Internal to zbroker's client: the connection was lost; deliveries held for a
+        consume() generator are dropped (the broker requeued them)."""
         for consumer in self._consumers.values():
             if consumer.pending:
                 consumer.pending.clear()
 
     # -- restoring -----------------------------------------------------------------------
 
-    def _restore(self) -> None:
+    def restore(self) -> None:
+        """Internal to zbroker's client: the connection is back; open this channel again
+        and redo what it did (module rules)."""
         if not self._open_state:
             return  # closed before the cut: stays closed
         self._tag_offset = self._max_tag
@@ -282,7 +290,7 @@ class RobustChannel(BlockingChannel):
         for tag, (queue, exclusive, arguments) in self._consumed.items():
             consumer = self._consumers.get(tag)
             if consumer is not None:
-                self._rpc(Op.BASIC_CONSUME, self._connection.alias(queue), tag, consumer.auto_ack, exclusive,
+                self._rpc(Op.BASIC_CONSUME, self._robust.alias(queue), tag, consumer.auto_ack, exclusive,
                           arguments or {}, expect={Op.BASIC_CONSUME_OK})
         for exchange, routing_key, body, properties, mandatory in resend:
             self.publish_nowait(exchange, routing_key, body, properties, mandatory)
@@ -290,7 +298,7 @@ class RobustChannel(BlockingChannel):
             log.info("channel %d: %d unconfirmed message(s) published again", self._number, len(resend))
 
     def _apply(self, method: str, args: tuple) -> None:
-        aliases = self._connection.aliases
+        aliases = self._robust.aliases
         if method == "queue_declare" and args[0].startswith("amq.gen-"):  # server-named
             old = args[0]
             new = BlockingChannel.queue_declare(self, "", *args[1:]).method.queue
@@ -300,7 +308,7 @@ class RobustChannel(BlockingChannel):
         if method == "queue_declare":
             BlockingChannel.queue_declare(self, *args)
         elif method in ("queue_bind", "queue_unbind"):
-            getattr(BlockingChannel, method)(self, self._connection.alias(args[0]), *args[1:])
+            getattr(BlockingChannel, method)(self, self._robust.alias(args[0]), *args[1:])
         else:
             getattr(BlockingChannel, method)(self, *args)
 
@@ -314,7 +322,7 @@ class RobustChannel(BlockingChannel):
     # -- the program's calls: done, remembered, done again after a restore ---------------
 
     def _retry(self, call: Callable[[], Any]) -> Any:
-        return self._connection.retrying(call)
+        return self._robust.retrying(call)
 
     def exchange_declare(self, exchange: str, exchange_type: Any = "direct", passive: bool = False,
                          durable: bool = False, auto_delete: bool = False, internal: bool = False,
@@ -348,7 +356,7 @@ class RobustChannel(BlockingChannel):
 
     def queue_declare(self, queue: str = "", passive: bool = False, durable: bool = False,
                       exclusive: bool = False, auto_delete: bool = False, arguments: dict | None = None) -> Any:
-        name = self._connection.alias(queue)
+        name = self._robust.alias(queue)
         result = self._retry(lambda: BlockingChannel.queue_declare(
             self, name, passive, durable, exclusive, auto_delete, arguments))
         if not passive:
@@ -359,23 +367,23 @@ class RobustChannel(BlockingChannel):
     def queue_bind(self, queue: str, exchange: str, routing_key: str | None = None,
                    arguments: dict | None = None) -> Any:
         args = (queue, exchange, queue if routing_key is None else routing_key, arguments)
-        result = self._retry(lambda: BlockingChannel.queue_bind(self, self._connection.alias(queue), *args[1:]))
+        result = self._retry(lambda: BlockingChannel.queue_bind(self, self._robust.alias(queue), *args[1:]))
         self._record("queue_bind", args)
         return result
 
     def queue_unbind(self, queue: str, exchange: str | None = None, routing_key: str | None = None,
                      arguments: dict | None = None) -> Any:
         args = (queue, exchange, queue if routing_key is None else routing_key, arguments)
-        result = self._retry(lambda: BlockingChannel.queue_unbind(self, self._connection.alias(queue), *args[1:]))
+        result = self._retry(lambda: BlockingChannel.queue_unbind(self, self._robust.alias(queue), *args[1:]))
         self._forget(lambda m, a: not (m == "queue_bind" and a == args))
         return result
 
     def queue_purge(self, queue: str) -> Any:
-        return self._retry(lambda: BlockingChannel.queue_purge(self, self._connection.alias(queue)))
+        return self._retry(lambda: BlockingChannel.queue_purge(self, self._robust.alias(queue)))
 
     def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False) -> Any:
         result = self._retry(lambda: BlockingChannel.queue_delete(
-            self, self._connection.alias(queue), if_unused, if_empty))
+            self, self._robust.alias(queue), if_unused, if_empty))
         self._forget(lambda m, a: not (m in ("queue_declare", "queue_bind") and a[0] == queue))
         return result
 
@@ -389,7 +397,7 @@ class RobustChannel(BlockingChannel):
 
     def _start_consumer(self, consumer: Any, queue: str, exclusive: bool, arguments: dict | None) -> None:
         self._retry(lambda: BlockingChannel._start_consumer(
-            self, consumer, self._connection.alias(queue), exclusive, arguments))
+            self, consumer, self._robust.alias(queue), exclusive, arguments))
         self._consumed[consumer.tag] = (queue, exclusive, arguments)
 
     def basic_cancel(self, consumer_tag: str) -> list:
@@ -398,7 +406,7 @@ class RobustChannel(BlockingChannel):
 
     def basic_get(self, queue: str, auto_ack: bool = False) -> tuple[Any, Any, Any]:
         method, properties, body = self._retry(lambda: BlockingChannel.basic_get(
-            self, self._connection.alias(queue), auto_ack))
+            self, self._robust.alias(queue), auto_ack))
         if method is not None:
             method.delivery_tag += self._tag_offset
             self._max_tag = max(self._max_tag, method.delivery_tag)
@@ -406,12 +414,12 @@ class RobustChannel(BlockingChannel):
 
     def basic_publish(self, exchange: str, routing_key: str, body: bytes | str, properties: Any = None,
                       mandatory: bool = False) -> None:
-        key = self._connection.alias(routing_key) if exchange == "" else routing_key
+        key = self._robust.alias(routing_key) if exchange == "" else routing_key
         self._retry(lambda: BlockingChannel.basic_publish(self, exchange, key, body, properties, mandatory))
 
     def publish_nowait(self, exchange: str, routing_key: str, body: bytes | str, properties: Any = None,
                        mandatory: bool = False) -> int:
-        key = self._connection.alias(routing_key) if exchange == "" else routing_key
+        key = self._robust.alias(routing_key) if exchange == "" else routing_key
         seq = self._retry(lambda: BlockingChannel.publish_nowait(self, exchange, key, body, properties, mandatory))
         if seq:
             self._resend[seq] = (exchange, key, body, properties, mandatory)

@@ -1,79 +1,96 @@
 """AMQP 0-9-1's methods <-> the core's commands and events, as two tables.
 
 Rules of this module:
+- The core's field names are ``zbroker/methods.py``'s (``FIELDS``), and pamqp's
+  attributes carry the same names but for ``_PAMQP_NAMES`` (``no_ack``, ``global_``).
+  Both tables are built from those names, never from positions written out here.
 - ``INBOUND``: each method a client may send on a channel, with the core ``Method`` it
-  becomes and pamqp's attribute names in the order of the core's fields (the zbroker
-  command table's). Field types are then checked against that same table
-  (``protocol/native_commands.py``), tables in depth: one set of rules for both wires.
-- A method with a ``nowait`` bit names the core's answer to swallow when it is set.
+  becomes; its fields are the core's, in the core's order, read from pamqp's attributes.
+  A publish's properties come from its content header, not its method frame. Field types
+  are then checked against the zbroker wire's table (``protocol/native_commands.py``),
+  tables in depth: one set of rules for both wires.
+- ``nowait``: a method with a no-wait bit set is a core command with ``nowait`` (the core
+  leaves out its ``-ok``); ``silent`` methods always are (basic.recover-async has no -ok).
 - What AMQP offers and zbroker does not do is refused, never ignored: ``immediate=true``
   and ``no_local=true`` are 540 NOT_IMPLEMENTED (RabbitMQ refuses the first and ignores
   the second). The deprecated ``basic.recover-async`` is basic.recover without an answer,
   as in RabbitMQ.
-- ``OUTBOUND``: each core event (a tuple, ``zbroker/methods.py``) as a pamqp method. The
-  connection handshake methods are the wire's own (``wires/amqp.py``), not here.
+- ``OUTBOUND``: each core event (a tuple, ``zbroker/methods.py``) as a pamqp method whose
+  arguments are the event's fields of the same names; an argument the core does not
+  carry takes ``_PAMQP_DEFAULTS``' value, and a reply text is cut to AMQP's short string.
+  The connection handshake methods are the wire's own (``wires/amqp_handshake.py``), not here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from pamqp import commands as C
 
 from zbroker import errors
 from zbroker.protocol.amqp_codec import ACK_ID, PUBLISH_ID, FrameError, decode_ack, decode_publish, plain_table
-from zbroker.methods import Method as M
+from zbroker.methods import FIELDS, Method as M
 from zbroker.protocol.native_commands import SPECS, TABLE_FIELDS
 
 #: AMQP's reply-text is a short string: longer texts are cut, as RabbitMQ does.
 MAX_REPLY_TEXT = 255
+#: The core's field name -> pamqp's attribute, where they differ.
+_PAMQP_NAMES = {"auto_ack": "no_ack", "global_qos": "global_"}
+#: Fields a channel method's frame does not carry: they come with its content.
+_FROM_CONTENT = frozenset({"properties"})
+#: pamqp arguments of outbound methods that the core's events do not carry.
+_PAMQP_DEFAULTS: dict[str, Any] = {
+    "class_id": 0, "method_id": 0,  # a close names no method that caused it
+    "channel_id": b"",  # channel.open-ok's deprecated id: empty, as RabbitMQ sends it
+    "nowait": False,  # a broker-side basic.cancel
+    "cluster_id": "",  # basic.get-empty's deprecated field
+}
 
 
 @dataclass(frozen=True)
 class Inbound:
     method: int
-    attributes: tuple[str, ...]
-    #: The core's answer to drop when the client set ``nowait``; None: no nowait bit.
-    nowait_ok: int | None = None
-    #: The answer is never sent (basic.recover-async has no -ok).
+    #: The answer is never sent (basic.recover-async has no -ok): always ``nowait``.
     silent: bool = False
+    #: Per core field after the channel: pamqp's attribute, or None (from the content).
+    attributes: tuple[str | None, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        names = FIELDS[M(self.method)][1:]
+        object.__setattr__(self, "attributes", tuple(
+            None if name in _FROM_CONTENT else _PAMQP_NAMES.get(name, name) for name in names))
 
 
 INBOUND: dict[type, Inbound] = {
-    C.Channel.Open: Inbound(M.CHANNEL_OPEN, ()),
-    C.Channel.Close: Inbound(M.CHANNEL_CLOSE, ("reply_code", "reply_text")),
-    C.Channel.CloseOk: Inbound(M.CHANNEL_CLOSE_OK, ()),
-    C.Channel.Flow: Inbound(M.CHANNEL_FLOW, ("active",)),
-    C.Exchange.Declare: Inbound(M.EXCHANGE_DECLARE, ("exchange", "exchange_type", "passive", "durable",
-                                                     "auto_delete", "internal", "arguments"),
-                                M.EXCHANGE_DECLARE_OK),
-    C.Exchange.Delete: Inbound(M.EXCHANGE_DELETE, ("exchange", "if_unused"), M.EXCHANGE_DELETE_OK),
-    C.Exchange.Bind: Inbound(M.EXCHANGE_BIND, ("destination", "source", "routing_key", "arguments"),
-                             M.EXCHANGE_BIND_OK),
-    C.Exchange.Unbind: Inbound(M.EXCHANGE_UNBIND, ("destination", "source", "routing_key", "arguments"),
-                               M.EXCHANGE_UNBIND_OK),
-    C.Queue.Declare: Inbound(M.QUEUE_DECLARE, ("queue", "passive", "durable", "exclusive", "auto_delete",
-                                               "arguments"), M.QUEUE_DECLARE_OK),
-    C.Queue.Bind: Inbound(M.QUEUE_BIND, ("queue", "exchange", "routing_key", "arguments"), M.QUEUE_BIND_OK),
-    C.Queue.Unbind: Inbound(M.QUEUE_UNBIND, ("queue", "exchange", "routing_key", "arguments")),
-    C.Queue.Purge: Inbound(M.QUEUE_PURGE, ("queue",), M.QUEUE_PURGE_OK),
-    C.Queue.Delete: Inbound(M.QUEUE_DELETE, ("queue", "if_unused", "if_empty"), M.QUEUE_DELETE_OK),
-    C.Basic.Qos: Inbound(M.BASIC_QOS, ("prefetch_size", "prefetch_count", "global_")),
-    C.Basic.Consume: Inbound(M.BASIC_CONSUME, ("queue", "consumer_tag", "no_ack", "exclusive", "arguments"),
-                             M.BASIC_CONSUME_OK),
-    C.Basic.Cancel: Inbound(M.BASIC_CANCEL, ("consumer_tag",), M.BASIC_CANCEL_OK),
-    C.Basic.Publish: Inbound(M.BASIC_PUBLISH, ("exchange", "routing_key", "mandatory")),
-    C.Basic.Get: Inbound(M.BASIC_GET, ("queue", "no_ack")),
-    C.Basic.Ack: Inbound(M.BASIC_ACK, ("delivery_tag", "multiple")),
-    C.Basic.Nack: Inbound(M.BASIC_NACK, ("delivery_tag", "multiple", "requeue")),
-    C.Basic.Reject: Inbound(M.BASIC_REJECT, ("delivery_tag", "requeue")),
-    C.Basic.Recover: Inbound(M.BASIC_RECOVER, ("requeue",)),
-    C.Basic.RecoverAsync: Inbound(M.BASIC_RECOVER, ("requeue",), M.BASIC_RECOVER_OK, silent=True),
-    C.Confirm.Select: Inbound(M.CONFIRM_SELECT, (), M.CONFIRM_SELECT_OK),
-    C.Tx.Select: Inbound(M.TX_SELECT, ()),
-    C.Tx.Commit: Inbound(M.TX_COMMIT, ()),
-    C.Tx.Rollback: Inbound(M.TX_ROLLBACK, ()),
+    C.Channel.Open: Inbound(M.CHANNEL_OPEN),
+    C.Channel.Close: Inbound(M.CHANNEL_CLOSE),
+    C.Channel.CloseOk: Inbound(M.CHANNEL_CLOSE_OK),
+    C.Channel.Flow: Inbound(M.CHANNEL_FLOW),
+    C.Exchange.Declare: Inbound(M.EXCHANGE_DECLARE),
+    C.Exchange.Delete: Inbound(M.EXCHANGE_DELETE),
+    C.Exchange.Bind: Inbound(M.EXCHANGE_BIND),
+    C.Exchange.Unbind: Inbound(M.EXCHANGE_UNBIND),
+    C.Queue.Declare: Inbound(M.QUEUE_DECLARE),
+    C.Queue.Bind: Inbound(M.QUEUE_BIND),
+    C.Queue.Unbind: Inbound(M.QUEUE_UNBIND),
+    C.Queue.Purge: Inbound(M.QUEUE_PURGE),
+    C.Queue.Delete: Inbound(M.QUEUE_DELETE),
+    C.Basic.Qos: Inbound(M.BASIC_QOS),
+    C.Basic.Consume: Inbound(M.BASIC_CONSUME),
+    C.Basic.Cancel: Inbound(M.BASIC_CANCEL),
+    C.Basic.Publish: Inbound(M.BASIC_PUBLISH),
+    C.Basic.Get: Inbound(M.BASIC_GET),
+    C.Basic.Ack: Inbound(M.BASIC_ACK),
+    C.Basic.Nack: Inbound(M.BASIC_NACK),
+    C.Basic.Reject: Inbound(M.BASIC_REJECT),
+    C.Basic.Recover: Inbound(M.BASIC_RECOVER),
+    C.Basic.RecoverAsync: Inbound(M.BASIC_RECOVER, silent=True),
+    C.Confirm.Select: Inbound(M.CONFIRM_SELECT),
+    C.Tx.Select: Inbound(M.TX_SELECT),
+    C.Tx.Commit: Inbound(M.TX_COMMIT),
+    C.Tx.Rollback: Inbound(M.TX_ROLLBACK),
 }
+assert all(a is None or a in cls.__slots__ for cls, spec in INBOUND.items() for a in spec.attributes)
 
 #: Flags zbroker does not implement: (method class, attribute) -> RabbitMQ's text.
 _REFUSED_FLAGS: dict[tuple[type, str], str] = {
@@ -82,8 +99,9 @@ _REFUSED_FLAGS: dict[tuple[type, str], str] = {
 }
 
 
-def to_command(channel: int, method: Any) -> tuple[Inbound, list[Any]]:
-    """A client's channel method as the core's ``(spec, [channel, fields...])``.
+def to_command(channel: int, method: Any) -> tuple[Inbound, list[Any], bool]:
+    """A client's channel method as the core's ``(spec, [channel, fields...], nowait)``
+    (a publish's properties an empty table, to be filled from its content header).
 
     Raises ``FrameError`` for a method that is not a client's on a channel, a flag
     zbroker refuses, or a field the core's table does not accept.
@@ -96,18 +114,21 @@ def to_command(channel: int, method: Any) -> tuple[Inbound, list[Any]]:
         if refused_cls is cls and getattr(method, attribute):
             raise FrameError(errors.NOT_IMPLEMENTED, text)
     fields: list[Any] = [channel]
-    types = SPECS[spec.method].exact_types
-    names = SPECS[spec.method].fields
+    core = SPECS[spec.method]
+    types = core.exact_types
     for i, attribute in enumerate(spec.attributes, 1):
+        if attribute is None:
+            fields.append({})
+            continue
         value = getattr(method, attribute)
-        name = names[i][0]
+        name = core.fields[i][0]
         if name in TABLE_FIELDS:
             value = plain_table(value or {}, name)
         elif type(value) not in types[i]:
             raise FrameError(errors.SYNTAX_ERROR, f"{method.name}: field '{attribute}' has a value of "
                                                   f"type {type(value).__name__}")
         fields.append(value)
-    return spec, fields
+    return spec, fields, spec.silent or bool(getattr(method, "nowait", False))
 
 
 _PUBLISH_OP, _ACK_OP = int(M.BASIC_PUBLISH), int(M.BASIC_ACK)
@@ -132,42 +153,63 @@ def reply_text(text: str) -> str:
     return text if len(data) <= MAX_REPLY_TEXT else data[:MAX_REPLY_TEXT].decode(errors="ignore")
 
 
+def _arguments(method: M, cls: type) -> Callable[[tuple], tuple]:
+    """What ``cls`` (a pamqp method) takes, in its order, from an event of ``method``:
+    the event's field of each argument's name (its place from ``FIELDS``; the event
+    opens with the method number), else ``_PAMQP_DEFAULTS``' value."""
+    at = {name: i for i, name in enumerate(FIELDS[method], 1)}
+    plan = tuple((at[name], name == "reply_text") if name in at else (None, _PAMQP_DEFAULTS[name])
+                 for name in cls.__slots__)
+    if not plan:
+        return lambda event: ()
+    if all(i is not None and not cut for i, cut in plan):
+        places = tuple(i for i, _ in plan)
+        return lambda event: tuple(event[i] for i in places)
+    return lambda event: tuple((reply_text(event[i]) if extra else event[i]) if i is not None else extra
+                               for i, extra in plan)
+
+
+#: Core event method -> the pamqp method class it goes out as.
+_OUTBOUND_CLASSES: dict[M, type] = {
+    M.CONNECTION_CLOSE: C.Connection.Close,
+    M.CONNECTION_CLOSE_OK: C.Connection.CloseOk,
+    M.CONNECTION_UPDATE_SECRET_OK: C.Connection.UpdateSecretOk,
+    M.CONNECTION_BLOCKED: C.Connection.Blocked,
+    M.CONNECTION_UNBLOCKED: C.Connection.Unblocked,
+    M.CHANNEL_OPEN_OK: C.Channel.OpenOk,
+    M.CHANNEL_CLOSE: C.Channel.Close,
+    M.CHANNEL_CLOSE_OK: C.Channel.CloseOk,
+    M.CHANNEL_FLOW_OK: C.Channel.FlowOk,
+    M.EXCHANGE_DECLARE_OK: C.Exchange.DeclareOk,
+    M.EXCHANGE_DELETE_OK: C.Exchange.DeleteOk,
+    M.EXCHANGE_BIND_OK: C.Exchange.BindOk,
+    M.EXCHANGE_UNBIND_OK: C.Exchange.UnbindOk,
+    M.QUEUE_DECLARE_OK: C.Queue.DeclareOk,
+    M.QUEUE_BIND_OK: C.Queue.BindOk,
+    M.QUEUE_UNBIND_OK: C.Queue.UnbindOk,
+    M.QUEUE_PURGE_OK: C.Queue.PurgeOk,
+    M.QUEUE_DELETE_OK: C.Queue.DeleteOk,
+    M.BASIC_QOS_OK: C.Basic.QosOk,
+    M.BASIC_CONSUME_OK: C.Basic.ConsumeOk,
+    M.BASIC_CANCEL: C.Basic.Cancel,
+    M.BASIC_CANCEL_OK: C.Basic.CancelOk,
+    M.BASIC_RETURN: C.Basic.Return,
+    M.BASIC_GET_OK: C.Basic.GetOk,
+    M.BASIC_GET_EMPTY: C.Basic.GetEmpty,
+    M.BASIC_ACK: C.Basic.Ack,
+    M.BASIC_NACK: C.Basic.Nack,
+    M.BASIC_RECOVER_OK: C.Basic.RecoverOk,
+    M.CONFIRM_SELECT_OK: C.Confirm.SelectOk,
+    M.TX_SELECT_OK: C.Tx.SelectOk,
+    M.TX_COMMIT_OK: C.Tx.CommitOk,
+    M.TX_ROLLBACK_OK: C.Tx.RollbackOk,
+}
 #: Core event method -> (pamqp method class, its arguments from the event tuple
 #: ``(method, channel, ...)``); connection events have no channel. Encoded by
-#: ``codec.method_frame``.
+#: ``codec.method_frame``. (basic.deliver, the per-message event, is the wire's own
+#: fast path: ``codec.deliver_frame``.)
 OUTBOUND: dict[int, tuple[type, Callable[[tuple], tuple]]] = {
-    M.CONNECTION_CLOSE: (C.Connection.Close, lambda e: (e[1], reply_text(e[2]), 0, 0)),
-    M.CONNECTION_CLOSE_OK: (C.Connection.CloseOk, lambda e: ()),
-    M.CONNECTION_UPDATE_SECRET_OK: (C.Connection.UpdateSecretOk, lambda e: ()),
-    M.CONNECTION_BLOCKED: (C.Connection.Blocked, lambda e: (e[1],)),
-    M.CONNECTION_UNBLOCKED: (C.Connection.Unblocked, lambda e: ()),
-    M.CHANNEL_OPEN_OK: (C.Channel.OpenOk, lambda e: (b"",)),
-    M.CHANNEL_CLOSE: (C.Channel.Close, lambda e: (e[2], reply_text(e[3]), 0, 0)),
-    M.CHANNEL_CLOSE_OK: (C.Channel.CloseOk, lambda e: ()),
-    M.CHANNEL_FLOW_OK: (C.Channel.FlowOk, lambda e: (e[2],)),
-    M.EXCHANGE_DECLARE_OK: (C.Exchange.DeclareOk, lambda e: ()),
-    M.EXCHANGE_DELETE_OK: (C.Exchange.DeleteOk, lambda e: ()),
-    M.EXCHANGE_BIND_OK: (C.Exchange.BindOk, lambda e: ()),
-    M.EXCHANGE_UNBIND_OK: (C.Exchange.UnbindOk, lambda e: ()),
-    M.QUEUE_DECLARE_OK: (C.Queue.DeclareOk, lambda e: (e[2], e[3], e[4])),
-    M.QUEUE_BIND_OK: (C.Queue.BindOk, lambda e: ()),
-    M.QUEUE_UNBIND_OK: (C.Queue.UnbindOk, lambda e: ()),
-    M.QUEUE_PURGE_OK: (C.Queue.PurgeOk, lambda e: (e[2],)),
-    M.QUEUE_DELETE_OK: (C.Queue.DeleteOk, lambda e: (e[2],)),
-    M.BASIC_QOS_OK: (C.Basic.QosOk, lambda e: ()),
-    M.BASIC_CONSUME_OK: (C.Basic.ConsumeOk, lambda e: (e[2],)),
-    M.BASIC_CANCEL: (C.Basic.Cancel, lambda e: (e[2], False)),
-    M.BASIC_CANCEL_OK: (C.Basic.CancelOk, lambda e: (e[2],)),
-    M.BASIC_RETURN: (C.Basic.Return, lambda e: (e[2], reply_text(e[3]), e[4], e[5])),
-    M.BASIC_GET_OK: (C.Basic.GetOk, lambda e: (e[2], e[3], e[4], e[5], e[6])),
-    M.BASIC_GET_EMPTY: (C.Basic.GetEmpty, lambda e: ("",)),
-    M.BASIC_ACK: (C.Basic.Ack, lambda e: (e[2], e[3])),
-    M.BASIC_NACK: (C.Basic.Nack, lambda e: (e[2], e[3], e[4])),
-    M.BASIC_RECOVER_OK: (C.Basic.RecoverOk, lambda e: ()),
-    M.CONFIRM_SELECT_OK: (C.Confirm.SelectOk, lambda e: ()),
-    M.TX_SELECT_OK: (C.Tx.SelectOk, lambda e: ()),
-    M.TX_COMMIT_OK: (C.Tx.CommitOk, lambda e: ()),
-    M.TX_ROLLBACK_OK: (C.Tx.RollbackOk, lambda e: ()),
-}
+    op: (cls, _arguments(op, cls)) for op, cls in _OUTBOUND_CLASSES.items()}
 #: Where the properties sit in a body-carrying event tuple.
-PROPERTIES_AT = {M.BASIC_DELIVER: 7, M.BASIC_RETURN: 6, M.BASIC_GET_OK: 7}
+PROPERTIES_AT = {op: FIELDS[op].index("properties") + 1
+                 for op in (M.BASIC_DELIVER, M.BASIC_RETURN, M.BASIC_GET_OK)}

@@ -1,9 +1,11 @@
 """Every command on the wire, as one table.
 
 Rules of this module:
-- A command is a msgpack array ``[opcode, field, field, ...]``; the table below gives
-  each opcode its name, its fields (name and accepted types) and whether a body frame
-  follows it. Everything the decoder checks comes from this table.
+- A command is a msgpack array ``[opcode, field, field, ...]``. Its fields, names and
+  order, are ``zbroker/methods.py``'s (``FIELDS``), and so is whether a body frame
+  follows it (``BODY_METHODS``); this module adds the types each field accepts
+  (``TYPES``, by field name, with per-command ``EXCEPTIONS``). ``SPECS`` joins the two,
+  and everything the decoder checks comes from it.
 - Channel commands carry the channel number as their first field; connection commands
   have none.
 - Opcodes are stable: a new command gets a new number, an old number is never reused.
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from zbroker.methods import BODY_METHODS, Method
+from zbroker.methods import BODY_METHODS, FIELDS, Method
 
 PROTOCOL_VERSION = 1
 
@@ -42,117 +44,57 @@ class Spec:
         return tuple(frozenset(t) for _, t in self.fields)
 
 
-_CH = ("channel", _INT)
-
-
-def _spec(op: Op, *fields: tuple[str, tuple[type, ...]], body: bool = False) -> Spec:
-    return Spec(op, tuple(fields), body)
-
-
-SPECS: dict[int, Spec] = {
-    s.op: s
-    for s in (
-        # HELLO: the client's wish for heartbeat (None: take the broker's), vhost,
-        # credentials and free-form client properties.
-        _spec(Op.HELLO, ("heartbeat", _OPT_INT), ("virtual_host", _STR),
-              ("username", _STR), ("password", _STR), ("client_properties", _DICT)),
-        _spec(Op.HELLO_OK, ("heartbeat", _INT), ("max_body_bytes", _INT),
-              ("server_properties", _DICT)),
-        _spec(Op.CONNECTION_CLOSE, ("reply_code", _INT), ("reply_text", _STR)),
-        _spec(Op.CONNECTION_CLOSE_OK),
-        _spec(Op.CONNECTION_UPDATE_SECRET, ("new_secret", _STR), ("reason", _STR)),
-        _spec(Op.CONNECTION_UPDATE_SECRET_OK),
-        _spec(Op.CONNECTION_BLOCKED, ("reason", _STR)),
-        _spec(Op.CONNECTION_UNBLOCKED),
-        # Flow control (``zbroker/wires/flow.py``): the broker returns publish credit in
-        # bytes; the client reports the delivery bytes it handed to the program.
-        _spec(Op.PUBLISH_CREDIT, ("bytes", _INT)),
-        _spec(Op.DELIVERY_READ, ("bytes", _INT)),
-        _spec(Op.CHANNEL_OPEN, _CH),
-        _spec(Op.CHANNEL_OPEN_OK, _CH),
-        _spec(Op.CHANNEL_CLOSE, _CH, ("reply_code", _INT), ("reply_text", _STR)),
-        _spec(Op.CHANNEL_CLOSE_OK, _CH),
-        _spec(Op.EXCHANGE_DECLARE, _CH, ("exchange", _STR), ("exchange_type", _STR),
-              ("passive", _BOOL), ("durable", _BOOL), ("auto_delete", _BOOL),
-              ("internal", _BOOL), ("arguments", _DICT)),
-        _spec(Op.EXCHANGE_DECLARE_OK, _CH),
-        _spec(Op.EXCHANGE_DELETE, _CH, ("exchange", _STR), ("if_unused", _BOOL)),
-        _spec(Op.EXCHANGE_DELETE_OK, _CH),
-        _spec(Op.EXCHANGE_BIND, _CH, ("destination", _STR), ("source", _STR),
-              ("routing_key", _STR), ("arguments", _DICT)),
-        _spec(Op.EXCHANGE_BIND_OK, _CH),
-        _spec(Op.EXCHANGE_UNBIND, _CH, ("destination", _STR), ("source", _STR),
-              ("routing_key", _STR), ("arguments", _DICT)),
-        _spec(Op.EXCHANGE_UNBIND_OK, _CH),
-        _spec(Op.QUEUE_DECLARE, _CH, ("queue", _STR), ("passive", _BOOL),
-              ("durable", _BOOL), ("exclusive", _BOOL), ("auto_delete", _BOOL),
-              ("arguments", _DICT)),
-        _spec(Op.QUEUE_DECLARE_OK, _CH, ("queue", _STR), ("message_count", _INT),
-              ("consumer_count", _INT)),
-        _spec(Op.QUEUE_BIND, _CH, ("queue", _STR), ("exchange", _STR),
-              ("routing_key", _STR), ("arguments", _DICT)),
-        _spec(Op.QUEUE_BIND_OK, _CH),
-        _spec(Op.QUEUE_UNBIND, _CH, ("queue", _STR), ("exchange", _STR),
-              ("routing_key", _STR), ("arguments", _DICT)),
-        _spec(Op.QUEUE_UNBIND_OK, _CH),
-        _spec(Op.QUEUE_PURGE, _CH, ("queue", _STR)),
-        _spec(Op.QUEUE_PURGE_OK, _CH, ("message_count", _INT)),
-        _spec(Op.QUEUE_DELETE, _CH, ("queue", _STR), ("if_unused", _BOOL),
-              ("if_empty", _BOOL)),
-        _spec(Op.QUEUE_DELETE_OK, _CH, ("message_count", _INT)),
-        _spec(Op.BASIC_QOS, _CH, ("prefetch_size", _INT), ("prefetch_count", _INT),
-              ("global_qos", _BOOL)),
-        _spec(Op.BASIC_QOS_OK, _CH),
-        _spec(Op.BASIC_CONSUME, _CH, ("queue", _STR), ("consumer_tag", _STR),
-              ("auto_ack", _BOOL), ("exclusive", _BOOL), ("arguments", _DICT)),
-        _spec(Op.BASIC_CONSUME_OK, _CH, ("consumer_tag", _STR)),
-        _spec(Op.BASIC_CANCEL, _CH, ("consumer_tag", _STR)),
-        _spec(Op.BASIC_CANCEL_OK, _CH, ("consumer_tag", _STR)),
-        _spec(Op.BASIC_PUBLISH, _CH, ("exchange", _STR), ("routing_key", _STR),
-              ("mandatory", _BOOL), ("properties", _DICT), body=True),
-        _spec(Op.BASIC_DELIVER, _CH, ("consumer_tag", _STR), ("delivery_tag", _INT),
-              ("redelivered", _BOOL), ("exchange", _STR), ("routing_key", _STR),
-              ("properties", _DICT), body=True),
-        _spec(Op.BASIC_RETURN, _CH, ("reply_code", _INT), ("reply_text", _STR),
-              ("exchange", _STR), ("routing_key", _STR), ("properties", _DICT),
-              body=True),
-        _spec(Op.BASIC_GET, _CH, ("queue", _STR), ("auto_ack", _BOOL)),
-        _spec(Op.BASIC_GET_OK, _CH, ("delivery_tag", _INT), ("redelivered", _BOOL),
-              ("exchange", _STR), ("routing_key", _STR), ("message_count", _INT),
-              ("properties", _DICT), body=True),
-        _spec(Op.BASIC_GET_EMPTY, _CH),
-        _spec(Op.BASIC_ACK, _CH, ("delivery_tag", _INT), ("multiple", _BOOL)),
-        _spec(Op.BASIC_NACK, _CH, ("delivery_tag", _INT), ("multiple", _BOOL),
-              ("requeue", _BOOL)),
-        _spec(Op.BASIC_REJECT, _CH, ("delivery_tag", _INT), ("requeue", _BOOL)),
-        _spec(Op.BASIC_RECOVER, _CH, ("requeue", _BOOL)),
-        _spec(Op.BASIC_RECOVER_OK, _CH),
-        _spec(Op.CONFIRM_SELECT, _CH),
-        _spec(Op.CONFIRM_SELECT_OK, _CH),
-        _spec(Op.CHANNEL_FLOW, _CH, ("active", _BOOL)),
-        _spec(Op.CHANNEL_FLOW_OK, _CH, ("active", _BOOL)),
-        _spec(Op.TX_SELECT, _CH),
-        _spec(Op.TX_SELECT_OK, _CH),
-        _spec(Op.TX_COMMIT, _CH),
-        _spec(Op.TX_COMMIT_OK, _CH),
-        _spec(Op.TX_ROLLBACK, _CH),
-        _spec(Op.TX_ROLLBACK_OK, _CH),
-    )
+#: The types each field accepts, by the field's name (``methods.FIELDS`` names them);
+#: a name means the same thing, and takes the same types, in every command.
+TYPES: dict[str, tuple[type, ...]] = {
+    "channel": _INT,
+    # connection
+    "heartbeat": _INT, "virtual_host": _STR, "username": _STR, "password": _STR,
+    "client_properties": _DICT, "max_body_bytes": _INT, "server_properties": _DICT,
+    "reply_code": _INT, "reply_text": _STR, "new_secret": _STR, "reason": _STR,
+    # flow control (``zbroker/wires/flow.py``): the broker returns publish credit in
+    # bytes; the client reports the delivery bytes it handed to the program.
+    "bytes": _INT,
+    # channels, exchanges, queues
+    "active": _BOOL, "exchange": _STR, "exchange_type": _STR, "passive": _BOOL, "durable": _BOOL,
+    "auto_delete": _BOOL, "internal": _BOOL, "arguments": _DICT, "if_unused": _BOOL, "if_empty": _BOOL,
+    "destination": _STR, "source": _STR, "routing_key": _STR, "queue": _STR, "exclusive": _BOOL,
+    "message_count": _INT, "consumer_count": _INT,
+    # basic
+    "prefetch_size": _INT, "prefetch_count": _INT, "global_qos": _BOOL, "consumer_tag": _STR,
+    "auto_ack": _BOOL, "mandatory": _BOOL, "properties": _DICT, "delivery_tag": _INT,
+    "redelivered": _BOOL, "multiple": _BOOL, "requeue": _BOOL,
+}
+#: Where one command takes other types for a field than ``TYPES`` says.
+EXCEPTIONS: dict[tuple[Op, str], tuple[type, ...]] = {
+    # HELLO: the client's wish for heartbeat; None: take the broker's.
+    (Op.HELLO, "heartbeat"): _OPT_INT,
 }
 
-#: Opcodes whose command frame is followed by a body frame.
-BODY_OPS: frozenset[int] = frozenset(op for op, s in SPECS.items() if s.has_body)
-assert BODY_OPS == BODY_METHODS  # one list of body-carrying methods for every wire
+
+def _spec(op: Op) -> Spec:
+    """``op``'s fields (``methods.FIELDS``) with their types, and whether a body follows."""
+    names = FIELDS[op]
+    missing = [name for name in names if name not in TYPES]
+    assert not missing, f"{op.name}: no types for {missing}"  # this table's, not peer input
+    return Spec(op, tuple((name, EXCEPTIONS.get((op, name), TYPES[name])) for name in names),
+                op in BODY_METHODS)
+
+
+SPECS: dict[int, Spec] = {op: _spec(op) for op in Op}
+assert set(SPECS) == set(Op)  # every method has a spec
+assert all(name in FIELDS[op] for op, name in EXCEPTIONS)  # every exception names a real field
+
+#: Opcodes whose command frame is followed by a body frame (one list for every wire).
+BODY_OPS: frozenset[int] = frozenset(op for op, spec in SPECS.items() if spec.has_body)
 
 #: Fields holding a table whose nested values come from the peer: each is checked in
 #: depth by the codec (``tables.py``) before any of it reaches the broker.
 PROPERTY_FIELDS = frozenset({"properties"})
 TABLE_FIELDS = frozenset({"arguments", "client_properties"})
 
-#: Connection-level opcodes (no channel field).
-CONNECTION_OPS: frozenset[int] = frozenset(
-    {Op.HELLO, Op.HELLO_OK, Op.CONNECTION_CLOSE, Op.CONNECTION_CLOSE_OK, Op.CONNECTION_BLOCKED,
-     Op.CONNECTION_UNBLOCKED, Op.PUBLISH_CREDIT, Op.DELIVERY_READ, Op.CONNECTION_UPDATE_SECRET,
-     Op.CONNECTION_UPDATE_SECRET_OK}
-)
-assert all(op < Op.CHANNEL_OPEN for op in CONNECTION_OPS)  # methods.py numbers them so
+#: Connection-level opcodes (no channel field): ``methods.py`` numbers them below
+#: CHANNEL_OPEN.
+CONNECTION_OPS: frozenset[int] = frozenset(op for op in Op if op < Op.CHANNEL_OPEN)
+assert all(FIELDS[op][:1] != ("channel",) for op in CONNECTION_OPS)
+assert all(FIELDS[op][:1] == ("channel",) for op in Op if op not in CONNECTION_OPS)

@@ -2,22 +2,29 @@
 
 Pure, as the zbroker wire is: the listener (``zbroker/listener.py``) hands it the bytes
 each socket received and writes the buffers it returns; ``now`` comes with every call.
-A connection is known to the core only once its handshake is done; its id is the
-listener's key for the socket (an int, so it never collides with a ZeroMQ routing id).
+A connection is known to the core only once its handshake is done; its id is the key
+``accept`` gives the listener for the socket (an int, ``CONN_ID``: it never collides with
+a ZeroMQ routing id, and the server hands this wire its connections' events by it).
 
 Rules (AMQP 0-9-1 and RabbitMQ's behaviour):
 1. Handshake (``amqp_handshake.py``): protocol header, start/start-ok, tune/tune-ok,
    open/open-ok within ``HANDSHAKE_TIMEOUT_S``, logins checked against the broker's users.
-2. Each connection's state (``amqp_connection.py``) only moves forward; once the core
-   knows it (RUNNING), its channel frames become core commands.
+2. Each connection's state (``amqp_connection.py``: ``State``, ``TRANSITIONS``) only
+   moves forward; once the core knows it (RUNNING), its channel frames become core
+   commands. A move the table does not allow is a bug: logged, and that connection is
+   dropped (its socket closed, the core told), as for any bug in encoding its events.
 3. A publish is assembled from its method, content header and body frames before the
    core sees it, so the core gets one command with the whole body. Any other frame on
    that channel in between is 505 UNEXPECTED_FRAME. A header announcing more than the
    broker's largest body closes the channel (406) and its body frames are skipped.
-4. ``nowait``: the core always answers; the wire drops that answer.
+4. ``nowait``: a method with its no-wait bit set goes to the core as a ``nowait``
+   command, whose ``-ok`` the core leaves out (errors still close the channel).
 5. Deliveries are held to the zbroker wire's 4 MiB delivery window (``credit.py``): the
-   listener reports the window read once what it queued for the socket is written, so a
-   peer that stops reading costs one window, however many publishes a loop pass applies.
+   listener tells the wire (``output_pending``) how many bytes still wait for the
+   socket; below ``WRITE_LOW_BYTES`` the window is reported read to the core, so a peer
+   that stops reading costs one window, however many publishes a loop pass applies. While
+   more than ``WRITE_HIGH_BYTES`` wait, the core stops delivering to that connection
+   (``set_pipe_full``, as for a full ZeroMQ pipe); below ``WRITE_LOW_BYTES`` it resumes.
 6. While an alarm blocks the connection (``Connection.publish_blocked``), the wire stops
    at the next publish and reads nothing more from the socket (RabbitMQ's "blocked"
    state) until the alarm clears; its heartbeat is not held against it meanwhile.
@@ -45,10 +52,10 @@ from zbroker import errors
 from zbroker.protocol import amqp_codec as codec, amqp_methods as methods
 from zbroker.protocol.amqp_codec import FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FrameError
 from zbroker.core import Broker
-from zbroker.methods import BODY_METHODS, Method as M
+from zbroker.methods import BODY_METHODS, FIELDS, Method as M
 from zbroker.wires import amqp_handshake as handshake
-from zbroker.wires.amqp_connection import (CLOSE_TIMEOUT_S, CLOSE_WAIT, CLOSED, CLOSING, HEADER, OPEN, RUNNING,
-                                           START_OK, TUNE_OK, AmqpConnection, Content)
+from zbroker.wires.amqp_connection import (CLOSE_TIMEOUT_S, CLOSE_WAIT, CLOSED, CLOSING, HEADER, RUNNING,
+                                           AmqpConnection, Content, IllegalTransition)
 from zbroker.wires.amqp_handshake import HANDSHAKE_TIMEOUT_S
 
 log = logging.getLogger(__name__)
@@ -58,17 +65,30 @@ log = logging.getLogger(__name__)
 CLOSE_OK_WAIT_S = 30.0
 #: How often heartbeats and timeouts are looked at (they are whole seconds).
 CHECK_INTERVAL_S = 0.25
+#: Bytes waiting for a socket above which the core stops delivering to it (rule 5),
+#: and below which it resumes and the delivery window counts as read.
+WRITE_HIGH_BYTES = 4 * 1024 * 1024
+WRITE_LOW_BYTES = 1024 * 1024
 _PUBLISH = int(M.BASIC_PUBLISH)
 _DELIVER = int(M.BASIC_DELIVER)
 _BLOCKED, _UNBLOCKED = int(M.CONNECTION_BLOCKED), int(M.CONNECTION_UNBLOCKED)
 _CONNECTION_CLOSE, _CONNECTION_CLOSE_OK = int(M.CONNECTION_CLOSE), int(M.CONNECTION_CLOSE_OK)
 _CANCEL = int(M.BASIC_CANCEL)
 _UPDATE_SECRET = int(M.CONNECTION_UPDATE_SECRET)
-_PUBLISH_CREDIT = int(M.PUBLISH_CREDIT)
 _CHANNEL_OPEN = int(M.CHANNEL_OPEN)
+#: A channel event's channel: the first field after the method number (``methods.py``).
+_CHANNEL = 1
+#: basic.deliver's properties: the fields before them are ``codec.deliver_frame``'s.
+_DELIVER_PROPERTIES = methods.PROPERTIES_AT[M.BASIC_DELIVER]
+#: A publish command's properties (the command's fields open with the channel).
+_PUBLISH_PROPERTIES = FIELDS[M.BASIC_PUBLISH].index("properties")
 
 
 class AmqpWire:
+    #: The type of this wire's connection ids (the listener's keys for its sockets): how
+    #: the server tells which wire a connection's events are for.
+    CONN_ID = int
+
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.connections: dict[int, AmqpConnection] = {}
@@ -154,31 +174,37 @@ class AmqpWire:
             return
         self._next_check = now + CHECK_INTERVAL_S
         for conn in list(self.connections.values()):
-            if conn.state == CLOSED:
-                continue
-            if conn.state == CLOSING or conn.state == CLOSE_WAIT:
-                if now >= conn.close_by:
-                    conn.state = CLOSED
-                    conn.close_soon()
-                continue
-            if conn.state != RUNNING:
-                if now - conn.opened_at > HANDSHAKE_TIMEOUT_S:
-                    log.warning("AMQP connection from %s:%d: handshake not done in %.0f s, closed",
-                                conn.peer_host, conn.peer_port, HANDSHAKE_TIMEOUT_S)
-                    conn.state = CLOSED
-                    conn.close_soon()
-                continue
-            beat = conn.heartbeat
-            if not beat:
-                continue
-            if now - conn.last_send >= beat / 2:
-                conn.send(codec.HEARTBEAT)
-                conn.last_send = now
-            if not conn.paused and now - conn.last_recv > 2 * beat:
-                log.warning("connection %s: missed heartbeats from client, timeout: %ds", conn.name, beat)
-                conn.state = CLOSED
+            try:
+                self._check(conn, now)
+            except IllegalTransition:
+                log.exception("internal error timing connection %s", conn.name)
+                self._drop(conn, now)
+
+    def _check(self, conn: AmqpConnection, now: float) -> None:
+        """One connection's timers (rule 7, and the handshake's and close's bounds)."""
+        state = conn.state
+        if state == CLOSED:
+            return
+        if state == CLOSING or state == CLOSE_WAIT:
+            if now >= conn.close_by:
                 conn.close_soon()
-                self.broker.connection_lost(conn.key, now, "missed heartbeats")
+            return
+        if state != RUNNING:
+            if now - conn.opened_at > HANDSHAKE_TIMEOUT_S:
+                log.warning("AMQP connection from %s:%d: handshake not done in %.0f s, closed",
+                            conn.peer_host, conn.peer_port, HANDSHAKE_TIMEOUT_S)
+                conn.close_soon()
+            return
+        beat = conn.heartbeat
+        if not beat:
+            return
+        if now - conn.last_send >= beat / 2:
+            conn.send(codec.HEARTBEAT)
+            conn.last_send = now
+        if not conn.paused and now - conn.last_recv > 2 * beat:
+            log.warning("connection %s: missed heartbeats from client, timeout: %ds", conn.name, beat)
+            conn.close_soon()
+            self.broker.connection_lost(conn.key, now, "missed heartbeats")
 
     def next_deadline(self) -> float | None:
         return self._next_check if self.connections else None
@@ -204,6 +230,9 @@ class AmqpWire:
                 pos = end + 1
         except FrameError as exc:
             self._fail(conn, exc.code, exc.detail, now)
+        except IllegalTransition:  # a bug in the wire's state machine: that connection goes
+            log.exception("internal error handling input from connection %s", conn.name)
+            self._drop(conn, now)
         except Exception:  # a bug: that connection goes, the broker goes on
             log.exception("internal error handling input from connection %s", conn.name)
             self._fail(conn, errors.INTERNAL_ERROR, "internal error", now)
@@ -222,7 +251,7 @@ class AmqpWire:
             if channel and conn.state == RUNNING:
                 fast = methods.fast_command(channel, payload)
                 if fast is not None:
-                    return self._channel_command(conn, fast[0], fast[1:], None, now)
+                    return self._channel_command(conn, fast[0], fast[1:], False, now)
             method = codec.decode_method(payload)
             if channel == 0:
                 self._connection_method(conn, method, now)
@@ -231,9 +260,8 @@ class AmqpWire:
                 return True
             if conn.state != RUNNING:
                 raise FrameError(errors.COMMAND_INVALID, f"{method.name} before connection.open-ok")
-            spec, fields = methods.to_command(channel, method)
-            nowait_ok = spec.nowait_ok if spec.silent or getattr(method, "nowait", False) else None
-            return self._channel_command(conn, spec.method, fields, nowait_ok, now)
+            spec, fields, nowait = methods.to_command(channel, method)
+            return self._channel_command(conn, spec.method, fields, nowait, now)
         if kind == FRAME_HEARTBEAT:
             if channel != 0:
                 raise FrameError(errors.UNEXPECTED_FRAME, f"type {kind}, all octets = {codec.octets(buf[start:end])}")
@@ -256,21 +284,16 @@ class AmqpWire:
         state = conn.state
         if isinstance(method, C.Connection.CloseOk):
             if state == CLOSING:
-                conn.state = CLOSED
                 conn.close_soon()
             return
         if state == CLOSING:
             if isinstance(method, C.Connection.Close):  # both sides closed at once
                 conn.send_method(0, C.Connection.CloseOk)
-                conn.state = CLOSED
                 conn.close_soon()
             return
-        if state == START_OK and isinstance(method, C.Connection.StartOk):
-            handshake.start_ok(self.broker, conn, method, now)
-        elif state == TUNE_OK and isinstance(method, C.Connection.TuneOk):
-            handshake.tune_ok(self.broker, conn, method)
-        elif state == OPEN and isinstance(method, C.Connection.Open):
-            handshake.open_(self.broker, conn, method, now)
+        step = handshake.STEPS.get(state)
+        if step is not None and isinstance(method, step[0]):
+            step[1](self.broker, conn, method, now)
         elif state == RUNNING and isinstance(method, C.Connection.Close):
             self._command(conn, _CONNECTION_CLOSE, [method.reply_code, method.reply_text], None, now)
         elif state == RUNNING and isinstance(method, C.Connection.UpdateSecret):
@@ -280,7 +303,7 @@ class AmqpWire:
         else:
             raise FrameError(errors.COMMAND_INVALID, f"unexpected {method.name} on channel 0")
 
-    def _channel_command(self, conn: AmqpConnection, op: int, fields: list[Any], nowait_ok: int | None,
+    def _channel_command(self, conn: AmqpConnection, op: int, fields: list[Any], nowait: bool,
                          now: float) -> bool:
         """A channel method, decoded; False when a publish must wait (rule 6)."""
         channel = fields[0]
@@ -292,14 +315,12 @@ class AmqpWire:
             if core is not None and core.publish_blocked:
                 conn.pause(True)  # rule 6: this publish waits in the buffer
                 return False
-            if len(fields) == 4:
-                fields.append({})  # the properties, from the content header
-            conn.content[channel] = Content(fields)
+            conn.content[channel] = Content(fields)  # its properties come with the content header
             return True
         if op == _CHANNEL_OPEN and channel > conn.channel_max:
             raise FrameError(errors.CHANNEL_ERROR, f"channel {channel} is above the negotiated "
                                                    f"channel_max ({conn.channel_max})")
-        self._command(conn, op, fields, None, now, nowait_ok)
+        self._command(conn, op, fields, None, now, nowait)
         return True
 
     def _content_header(self, conn: AmqpConnection, channel: int, payload: bytes, now: float) -> None:
@@ -308,7 +329,7 @@ class AmqpWire:
             raise FrameError(errors.UNEXPECTED_FRAME, "expected method frame, got non method frame instead")
         size, properties = codec.decode_header(payload)
         content.size = size
-        content.fields[4] = properties
+        content.fields[_PUBLISH_PROPERTIES] = properties
         if size > self.broker.max_body_bytes:
             self.broker.channel_error(conn.core, channel, errors.PRECONDITION_FAILED,
                                       f"message size {size} is larger than configured max size "
@@ -338,24 +359,18 @@ class AmqpWire:
                 self._command(conn, _PUBLISH, content.fields, body, now)
 
     def _command(self, conn: AmqpConnection, op: int, fields: list[Any], body: Any, now: float,
-                 drop_ok: int | None = None) -> None:
+                 nowait: bool = False) -> None:
         broker = self.broker
         core = broker.connections.get(conn.key)
         if core is None:
             return  # closed by the broker; its close is on the way
-        if drop_ok is None:
-            broker.command(core, op, fields, body, now)
-        else:
-            pending = broker.outbox.pending.get(conn.key)
-            mark = len(pending) if pending is not None else 0
-            broker.command(core, op, fields, body, now)
-            _drop_first(broker.outbox.pending.get(conn.key), mark, drop_ok, fields[0])
+        broker.command(core, op, fields, body, now, nowait)
         if conn.key not in broker.connections:  # the broker closed it: only close-ok counts now
             self._closing(conn, now)
 
     def _closing(self, conn: AmqpConnection, now: float) -> None:
         if conn.state < CLOSE_WAIT:
-            conn.state = CLOSING
+            conn.move(CLOSING)
             conn.close_by = now + CLOSE_TIMEOUT_S
             conn.content.clear()
 
@@ -374,10 +389,20 @@ class AmqpWire:
             text = methods.reply_text(errors.reply_text(code, detail))
             conn.send_method(0, C.Connection.Close, code, text, 0, 0)
 
+    def _drop(self, conn: AmqpConnection, now: float, reason: str = "internal error") -> None:
+        """A bug in the wire for this connection (logged by the caller): it goes at once,
+        its socket closed and the core told; every other connection goes on."""
+        conn.inbuf = bytearray()
+        conn.content.clear()
+        conn.close_soon()  # (CLOSED may follow any state)
+        if conn.key in self.broker.connections:
+            self.broker.connection_lost(conn.key, now, reason)
+
     # -- output ----------------------------------------------------------------------------
 
     def encode(self, pending: dict[Any, list[Any]], now: float) -> None:
-        """Encode the core's events for AMQP connections into their output buffers.
+        """Encode the core's events for this wire's connections (the server hands each
+        wire its own) into their output buffers.
 
         A failure to encode is a bug: logged, and that one connection is dropped."""
         resumed = []
@@ -389,9 +414,7 @@ class AmqpWire:
                 self._encode(conn, parts, now)
             except Exception:
                 log.exception("internal error encoding for connection %s", conn.name)
-                conn.state = CLOSED
-                conn.close_soon()
-                self.broker.connection_lost(key, now, "internal error")
+                self._drop(conn, now)
                 continue
             if conn.resume:
                 conn.resume = False
@@ -402,13 +425,14 @@ class AmqpWire:
     def _encode(self, conn: AmqpConnection, parts: list[Any], now: float) -> None:
         out = conn.out
         frame_max = conn.frame_max
+        ch, props = _CHANNEL, _DELIVER_PROPERTIES  # (locals: the per-delivery path)
         i, n = 0, len(parts)
         while i < n:
             event = parts[i]
             i += 1
             op = event[0]
             if op == _DELIVER:
-                out.extend(codec.content_frames(event[1], codec.deliver_frame(*event[1:7]), event[7],
+                out.extend(codec.content_frames(event[ch], codec.deliver_frame(*event[ch:props]), event[props],
                                                 parts[i], frame_max))
                 i += 1
                 continue
@@ -416,7 +440,7 @@ class AmqpWire:
                 body = parts[i]
                 i += 1
                 cls, args = methods.OUTBOUND[op]
-                out.extend(codec.content_frames(event[1], codec.method_frame(event[1], cls, *args(event)),
+                out.extend(codec.content_frames(event[ch], codec.method_frame(event[ch], cls, *args(event)),
                                                 event[methods.PROPERTIES_AT[op]], body, frame_max))
                 continue
             if op == _BLOCKED or op == _UNBLOCKED:
@@ -427,29 +451,33 @@ class AmqpWire:
                     continue
             elif op == _CANCEL and not conn.capabilities.get("consumer_cancel_notify"):
                 continue
-            elif op == _PUBLISH_CREDIT:
-                continue
             elif op == _CONNECTION_CLOSE:
                 self._closing(conn, now)
             elif op == _CONNECTION_CLOSE_OK:  # rule 8: the client closes the socket
-                conn.state = CLOSE_WAIT
+                conn.move(CLOSE_WAIT)
                 wait = conn.heartbeat or CLOSE_OK_WAIT_S
                 conn.close_by = now + min(wait, CLOSE_OK_WAIT_S)
-            channel = event[1] if op >= _CHANNEL_OPEN else 0
+            channel = event[ch] if op >= _CHANNEL_OPEN else 0
             cls, args = methods.OUTBOUND[op]
             out.append(codec.method_frame(channel, cls, *args(event)))
         conn.last_send = now
         if out:
             self.writing.add(conn.key)
 
-
-def _drop_first(parts: list[Any] | None, start: int, op: int, channel: int) -> None:
-    """Remove the first ``op`` event for ``channel`` queued from ``start`` on (rule 4)."""
-    if not parts:
-        return
-    for i in range(start, len(parts)):
-        part = parts[i]
-        if isinstance(part, tuple) and part[0] == op and part[1] == channel:
-            del parts[i]
+    def output_pending(self, key: int, nbytes: int) -> None:
+        """The listener wrote what the socket took of ``key``'s output: ``nbytes`` still
+        wait. Rule 5: what the core may deliver to it next."""
+        conn = self.connections.get(key)
+        if conn is None:
             return
-
+        broker = self.broker
+        if nbytes < WRITE_LOW_BYTES:
+            core = broker.connections.get(key)
+            if core is not None and core.unread:
+                broker.deliveries_read(key, core.unread)  # its delivery window is written
+            if conn.write_full:
+                conn.write_full = False
+                broker.set_pipe_full(key, False)
+        elif nbytes > WRITE_HIGH_BYTES and not conn.write_full:
+            conn.write_full = True
+            broker.set_pipe_full(key, True)

@@ -14,12 +14,14 @@ Rules:
    else 530) and sets the heartbeat (RabbitMQ takes the client's value).
 4. At open the core takes the connection (``Broker.open_connection``), which may refuse
    it (an unknown vhost, a limit): its close is then on the way.
+5. ``STEPS`` says which method each handshake state waits for, and who applies it; any
+   other method on channel 0 before the connection runs is 503 COMMAND_INVALID.
 """
 from __future__ import annotations
 
 import logging
 import platform
-from typing import Any
+from typing import Any, Callable
 
 from pamqp import commands as C
 
@@ -29,8 +31,8 @@ from zbroker.protocol.amqp_codec import FrameError
 from zbroker.core import Broker
 from zbroker.core.access.users import LOGIN_REFUSED
 from zbroker.credit import DELIVERY_WINDOW
-from zbroker.wires.amqp_connection import (CLOSE_TIMEOUT_S, CLOSED, CLOSING, FRAME_MAX, OPEN, RUNNING, START_OK,
-                                           TUNE_OK, AmqpConnection)
+from zbroker.wires.amqp_connection import (CLOSE_TIMEOUT_S, CLOSING, FRAME_MAX, OPEN, RUNNING, START_OK, TUNE_OK,
+                                           AmqpConnection, State)
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,6 @@ def protocol_header(broker: Broker, conn: AmqpConnection, header: bytes) -> None
     if header != codec.PROTOCOL_HEADER:
         log.warning("connection from %s: bad protocol header %r", conn.name, header)
         conn.send(codec.PROTOCOL_HEADER)
-        conn.state = CLOSED
         conn.close_soon()
         return
     properties = {"product": "zbroker", "version": __version__,
@@ -58,7 +59,7 @@ def protocol_header(broker: Broker, conn: AmqpConnection, header: bytes) -> None
                   "cluster_name": broker.node_name, "capabilities": CAPABILITIES,
                   "copyright": "zbroker contributors", "information": "Licensed under the MIT License"}
     conn.send_method(0, C.Connection.Start, 0, 9, properties, " ".join(MECHANISMS), "en_US")
-    conn.state = START_OK
+    conn.move(START_OK)
 
 
 def start_ok(broker: Broker, conn: AmqpConnection, method: Any, now: float) -> None:
@@ -85,21 +86,20 @@ def start_ok(broker: Broker, conn: AmqpConnection, method: Any, now: float) -> N
         _refuse_login(conn, now)  # (the core logged why)
         return
     conn.send_method(0, C.Connection.Tune, broker.limits.channel_max, FRAME_MAX, broker.heartbeat)
-    conn.state = TUNE_OK
+    conn.move(TUNE_OK)
 
 
 def _refuse_login(conn: AmqpConnection, now: float) -> None:
     if conn.capabilities.get("authentication_failure_close"):
         text = errors.reply_text(errors.ACCESS_REFUSED, LOGIN_REFUSED.format(conn.mechanism))
         conn.send_method(0, C.Connection.Close, errors.ACCESS_REFUSED, text, 0, 0)
-        conn.state = CLOSING
+        conn.move(CLOSING)
         conn.close_by = now + CLOSE_TIMEOUT_S
         return
-    conn.state = CLOSED
     conn.close_soon()
 
 
-def tune_ok(broker: Broker, conn: AmqpConnection, method: Any) -> None:
+def tune_ok(broker: Broker, conn: AmqpConnection, method: Any, now: float) -> None:
     frame_max = method.frame_max or FRAME_MAX
     if frame_max < codec.FRAME_MIN_SIZE:
         raise FrameError(errors.NOT_ALLOWED, f"frame_max={frame_max} < {codec.FRAME_MIN_SIZE} min size")
@@ -109,14 +109,14 @@ def tune_ok(broker: Broker, conn: AmqpConnection, method: Any) -> None:
     conn.channel_max = min(method.channel_max or offered, offered)
     conn.frame_max = frame_max
     conn.heartbeat = method.heartbeat
-    conn.state = OPEN
+    conn.move(OPEN)
 
 
 def open_(broker: Broker, conn: AmqpConnection, method: Any, now: float) -> None:
     core = broker.open_connection(conn.key, now, conn.heartbeat, method.virtual_host,
                                   conn.username, conn.client_properties,
                                   DELIVERY_WINDOW, conn.peer_host)
-    conn.state = RUNNING
+    conn.move(RUNNING)
     if core is None:  # refused (vhost, connection limit): the core queued the close
         return
     core.protocol = PROTOCOL
@@ -129,3 +129,10 @@ def open_(broker: Broker, conn: AmqpConnection, method: Any, now: float) -> None
     conn.core = core
     conn.send_method(0, C.Connection.OpenOk, "")
 
+
+#: Handshake state -> the method it waits for and the step that applies it.
+STEPS: dict[State, tuple[type, Callable[[Broker, AmqpConnection, Any, float], None]]] = {
+    START_OK: (C.Connection.StartOk, start_ok),
+    TUNE_OK: (C.Connection.TuneOk, tune_ok),
+    OPEN: (C.Connection.Open, open_),
+}

@@ -20,6 +20,9 @@ Rules:
   coming from a client closes its connection (503).
 - Events are encoded here and nowhere else: a core event tuple is exactly a command
   frame's array, so encoding is one msgpack call per event; bodies pass untouched.
+- Outbound, the wire encodes the events of its own connections, which the server hands
+  it (``encode``); its connection ids are ZeroMQ routing ids (``CONN_ID``: bytes), so
+  the server can tell them from another wire's.
 """
 from __future__ import annotations
 
@@ -48,6 +51,10 @@ _SERVER_ONLY = frozenset({M.HELLO_OK, M.CONNECTION_BLOCKED, M.CONNECTION_UNBLOCK
 
 
 class NativeWire:
+    #: The type of this wire's connection ids (ZeroMQ routing ids): how the server tells
+    #: which wire a connection's events are for.
+    CONN_ID = bytes
+
     def __init__(self, broker: Broker, publish_credit: int = PUBLISH_CREDIT,
                  delivery_window: int = DELIVERY_WINDOW, management: ManagementWire | None = None) -> None:
         self.broker = broker
@@ -151,17 +158,15 @@ class NativeWire:
         for peer, amount in self.credit.grants(self.broker.connections):
             outbox.put(peer, (_PUBLISH_CREDIT, amount))
 
-    def take_outgoing(self, others: dict[Any, list[Any]] | None = None) -> dict[Any, list[Any]]:
-        """Frames to send, per peer, credit returned: each event encoded, bodies as they are.
+    @staticmethod
+    def encode(events: dict[bytes, list[Any]]) -> dict[bytes, list[Any]]:
+        """Frames to send per peer for the core's events of this wire's connections: each
+        event encoded, bodies as they are."""
+        return {peer: [pack(p) if isinstance(p, tuple) else p for p in parts] for peer, parts in events.items()}
 
-        With ``others``, the events of connections that are not ZeroMQ peers (another
-        wire's, whose ids are not bytes) are put there, not encoded."""
+    def take_outgoing(self) -> dict[bytes, list[Any]]:
+        """Where this wire is the broker's only one (tests, the fuzzer): publish credit
+        returned, then every event the core queued, encoded."""
         if self.credit.used:
-            self.grant_credit()  # (a dict of the peers that published since their last grant)
-        out = {}
-        for peer, parts in self.broker.outbox.take().items():
-            if others is not None and type(peer) is not bytes:
-                others[peer] = parts
-                continue
-            out[peer] = [pack(p) if isinstance(p, tuple) else p for p in parts]
-        return out
+            self.grant_credit()
+        return self.encode(self.broker.outbox.take())
