@@ -53,7 +53,9 @@ def _module_name(path, root) -> str:
 
 def _runtime_imports(path, name: str, modules: set[str]) -> set[str]:
     """The zbroker modules ``path`` (module ``name``) imports when it runs: every import
-    statement, in functions too, but not those under ``if TYPE_CHECKING:`` (type-only)."""
+    statement, in functions too, but not those under ``if TYPE_CHECKING:`` (type-only).
+    ``from package import submodule`` counts as the submodule (the package's own
+    ``__init__`` runs first for any submodule, which is no circle between files)."""
     found: set[str] = set()
 
     def visit(node) -> None:
@@ -63,8 +65,9 @@ def _runtime_imports(path, name: str, modules: set[str]) -> set[str]:
             if isinstance(child, ast.Import):
                 found.update(alias.name for alias in child.names)
             elif isinstance(child, ast.ImportFrom) and child.module and not child.level:
-                found.add(child.module)
-                found.update(f"{child.module}.{alias.name}" for alias in child.names)
+                for alias in child.names:  # a submodule by name, else a name the module defines
+                    sub = f"{child.module}.{alias.name}"
+                    found.add(sub if sub in modules else child.module)
             visit(child)
 
     visit(ast.parse(path.read_text()))
