@@ -36,7 +36,7 @@ from zbroker.errors import ChannelError, ConnectionError_
 from zbroker.methods import ChannelClose, ChannelCloseOk, ChannelFlowOk, ChannelOpenOk, ConnectionClose
 from zbroker.methods import Method as M
 
-log = logging.getLogger("zbroker.core.broker")
+log = logging.getLogger(__name__)
 
 MAX_CHANNEL = 65535
 _CHANNEL_METHODS = (M.CHANNEL_OPEN, M.CHANNEL_CLOSE, M.CHANNEL_CLOSE_OK)

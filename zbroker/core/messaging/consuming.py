@@ -39,7 +39,7 @@ from zbroker.methods import BasicCancelOk, BasicConsumeOk, BasicGetEmpty, BasicG
 if TYPE_CHECKING:
     from zbroker.core.messaging.session import Channel
 
-log = logging.getLogger("zbroker.core.broker")
+log = logging.getLogger(__name__)
 
 _new = tuple.__new__
 _GET_OK = BasicGetOk.METHOD

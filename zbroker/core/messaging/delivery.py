@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from zbroker.core.messaging.session import Channel
     from zbroker.core.messaging.topology import Counts
 
-log = logging.getLogger("zbroker.core.broker")
+log = logging.getLogger(__name__)
 
 #: Deliveries one queue makes per dispatch before yielding to the rest of the loop.
 DISPATCH_BATCH = 1000
