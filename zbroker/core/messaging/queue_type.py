@@ -17,6 +17,7 @@ Rules of this module:
    - consumers: ``add_consumer`` / ``remove_consumer``; the choice of the next consumer
      is ``consumer_choice.py``'s, shared by every type;
    - going: ``purge``, ``clear``, ``stored`` (what the store must drop with it);
+   - the store's compaction: ``resident``, ``paged``, ``relocate``;
    - statistics: ``message_count``, ``resident_count``, ``paged_count`` and the plain
      counters (``incoming``, ``delivered``, ``got``, ``redelivered``, ``acked``...).
 3. What every queue is, whatever its type, lives here: its name and declaration, its
@@ -244,6 +245,14 @@ class QueueType(ABC):
     @abstractmethod
     def stored(self) -> Iterator[tuple[int, int]]:
         """(seq, location) of every ready message held that is in the store."""
+
+    @abstractmethod
+    def resident(self) -> Iterator["Message"]:
+        """The ready messages held in memory (the store compacts around them)."""
+
+    @abstractmethod
+    def paged(self) -> Iterator[tuple[int, int]]:
+        """(seq, location) of the ready messages held in the store only."""
 
     @abstractmethod
     def relocate(self, moved: dict[int, int]) -> None:
