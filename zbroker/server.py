@@ -3,7 +3,8 @@ wires, on one thread.
 
 Sockets: the ROUTER is read and written here (through ``transport.py``), the AMQP
 sockets by ``listener.py``, CURVE's authentication socket by ``curve.py``; this loop
-polls them all. The core and the wires touch none.
+polls them all. The core and the wires touch none. (The HTTP management server has its
+own thread and sockets, and reaches the loop through the ROUTER's in-process endpoint.)
 
 Clock: each pass reads it once, after the poll: ``now``, wall-clock seconds (a persistent
 message's expiry must hold across a restart), goes to every call of the pass (the wires,
@@ -20,8 +21,8 @@ the core's alarms), ``tick`` the wires' and the core's timers, commit the store 
 fsync for every persistent message of the pass: group commit), hand each connection's
 events to its own wire (``_route``: the type of a connection id says whose it is,
 ``CONN_ID``), send the zbroker wire's frames (one ZeroMQ message per peer per pass,
-publish credit returned) and let the listeners write the AMQP wire's buffers, then retry
-anything a full peer pipe refused. Rules:
+publish credit returned; first, what a full peer pipe refused before) and let the
+listeners write the AMQP wire's buffers. Rules:
 
 - ``ROUTER_MANDATORY`` is on, so ZeroMQ never drops a frame silently: a full pipe
   (EAGAIN) keeps the frames in a per-peer backlog, sent in order later, and the core
