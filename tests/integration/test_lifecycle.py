@@ -13,7 +13,8 @@ from typing import Iterator
 import pytest
 
 import zbroker.client as pika
-from tests.support import Broker, python_snippet
+from tests.support import WAIT_S, Broker, python_snippet
+from zbroker.management.client import ManagementClient
 
 PERSISTENT = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
 
@@ -58,6 +59,13 @@ def test_single_active_consumer_fails_over_when_the_active_one_is_killed(broker:
             ch.basic_publish("", "ordered", body)
         first.wait_for("first got hold-m4")
         assert second.output.count("got") == 0, "only the active consumer receives"
+        # Its acks of m1 and m2 are on their way: kill it once the broker has them, so
+        # that exactly the two held messages are unacked when it dies.
+        with ManagementClient(broker.endpoint) as client:
+            deadline = time.monotonic() + WAIT_S
+            while client.request("queue", name="ordered")["messages_unacknowledged"] != 2:
+                assert time.monotonic() < deadline, "the first consumer's acks of m1 and m2 never arrived"
+                conn.sleep(0.02)
         first.kill()  # SIGKILL with two unacked
         second.wait_for("second got hold-m3 redelivered=True", timeout=10)
         second.wait_for("second got hold-m4 redelivered=True")
