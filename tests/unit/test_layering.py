@@ -1,5 +1,7 @@
 """The layers keep to their places: protocol/ and core/ never touch a socket, the core
-reads no clock and knows no wire, and the only module that reads the clock is the server."""
+reads no clock and knows no wire (the server's loop reads the clock once a pass; the
+listener reads the monotonic one only to time a pause in accepting), and no two modules
+import each other round a circle."""
 import ast
 import subprocess
 import sys
