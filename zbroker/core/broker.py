@@ -41,7 +41,7 @@ from zbroker.core.admission import Admission
 from zbroker.core.durability.journal import QueueJournal
 from zbroker.core.durability.persistence import Durability
 from zbroker.core.management.stats import Stats
-from zbroker.core.messaging import consumer_timeout, transactions
+from zbroker.core.messaging import consumer_timeout, policies, transactions
 from zbroker.core.messaging.alarms import Alarms
 from zbroker.core.messaging.confirms import Confirms
 from zbroker.core.messaging.consumers import Unacked
@@ -378,6 +378,25 @@ class Broker:
         for exchange in [n for n in topology.exchanges if n and n not in DEFAULT_EXCHANGES]:
             topology.delete_exchange(exchange, False)
         self.vhosts.remove(name)
+
+    def set_policy(self, topology: Topology, name: str, pattern: Any, definition: Any, priority: Any = 0,
+                   apply_to: Any = "all", operator: bool = False) -> None:
+        """Add or replace a policy (an operator policy with ``operator``) of ``topology``'s
+        vhost, validated (``PolicyError``), and apply the vhost's policies again."""
+        policy = policies.make(topology.vhost, name, pattern, definition, priority, apply_to, operator)
+        topology.policies.put(policy, operator)
+        self._policies_changed(topology)
+
+    def clear_policy(self, topology: Topology, name: str, operator: bool = False) -> bool:
+        """Remove a policy; False if there was none of that name. The next match takes over."""
+        if topology.policies.remove(name, operator) is None:
+            return False
+        self._policies_changed(topology)
+        return True
+
+    def _policies_changed(self, topology: Topology) -> None:
+        for queue in topology.apply_policies():
+            self._guarded(self.delivery.settings_changed, queue)
 
     def force_close(self, conn: Connection, reason: str) -> None:
         """Close a connection on an operator's request: RabbitMQ's 320 CONNECTION_FORCED."""

@@ -34,7 +34,10 @@ MANAGEMENT_TAGS = frozenset({"management", "policymaker", "monitoring", "adminis
 READ_VERBS = frozenset({"overview", "list", "queue", "exchange", "connection", "channel", "queue_bindings",
                         "exchange_bindings", "alarms", "whoami"})
 #: Lists only an administrator may read.
-ADMIN_LISTS = frozenset({"users", "permissions", "topic_permissions", "user_limits"})
+ADMIN_LISTS = frozenset({"users", "permissions", "topic_permissions", "user_limits", "operator_policies"})
+#: A policymaker's: a vhost's policies, where the user has permissions (RabbitMQ's
+#: ``policymaker`` tag; operator policies are an administrator's).
+POLICY_VERBS = frozenset({"set_policy", "clear_policy", "policy"})
 #: Queue actions: (the permission, resource kind, the argument naming it).
 RESOURCE_VERBS = {"purge_queue": (READ, "queue", "name"), "delete_queue": (CONFIGURE, "queue", "name"),
                   "get_messages": (READ, "queue", "name"), "publish": (WRITE, "exchange", "exchange")}
@@ -91,6 +94,9 @@ def authorize(users: Users, principal: Principal, verb: str, args: dict) -> None
         raise AccessDenied(401, "Not management user")
     if "administrator" in tags:
         return
+    if verb in POLICY_VERBS or (verb == "list" and args.get("kind") == "policies"):
+        _may_make_policies(users, principal, tags, args)
+        return
     if verb in READ_VERBS and args.get("kind") not in ADMIN_LISTS:
         return
     resource = RESOURCE_VERBS.get(verb)
@@ -104,3 +110,13 @@ def authorize(users: Users, principal: Principal, verb: str, args: dict) -> None
         check(users.permissions.get(principal.name, vhost), principal.name, vhost, access, kind, name)
     except ChannelError as exc:
         raise AccessDenied(403, exc.text) from None
+
+
+def _may_make_policies(users: Users, principal: Principal, tags: set[str], args: dict) -> None:
+    """Policies are a policymaker's, in the vhosts it has permissions in (listing every
+    vhost's lists only those: the request's own filter)."""
+    if "policymaker" not in tags:
+        raise AccessDenied(401, "Not policymaker user")
+    vhost = args.get("vhost")
+    if isinstance(vhost, str) and users.permissions.get(principal.name, vhost) is None:
+        raise AccessDenied(401, f"Access refused to vhost '{vhost}'")

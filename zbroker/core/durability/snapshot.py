@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from zbroker.core.messaging.arguments import QueueSettings, queue_settings
 from zbroker.core.messaging.exchanges import EXCHANGE_TYPES, Exchange
 from zbroker.core.messaging.queue_type import QueueType
+from zbroker.core.messaging.policies import Policy, PolicyError, make
 from zbroker.core.messaging.queue_types import queue_type
 from zbroker.core.messaging.topology import DEFAULT_EXCHANGES, Topology, is_durable_binding
 from zbroker.core.access.users import DEFAULT_VHOST
@@ -51,7 +52,14 @@ def _topology(topology: Topology) -> dict[str, list]:
             if is_durable_binding(source, destination):
                 kind = "queue" if isinstance(destination, QueueType) else "exchange"
                 bindings.append([source.name, kind, destination.name, key, arguments])
-    return {"exchanges": exchanges, "queues": queues, "bindings": bindings}
+    policies = topology.policies
+    return {"exchanges": exchanges, "queues": queues, "bindings": bindings,
+            "policies": [_policy(p) for p in policies.user.values()],
+            "operator_policies": [_policy(p) for p in policies.operator.values()]}
+
+
+def _policy(policy: Policy) -> list:
+    return [policy.name, policy.pattern, policy.apply_to, policy.priority, policy.definition]
 
 
 def restore(vhosts: "VirtualHosts", data: dict[str, Any]) -> dict[int, QueueType]:
@@ -74,6 +82,13 @@ def restore(vhosts: "VirtualHosts", data: dict[str, Any]) -> dict[int, QueueType
 
 
 def _restore_topology(topology: Topology, data: dict[str, Any]) -> dict[int, QueueType]:
+    for key, operator in (("policies", False), ("operator_policies", True)):
+        for name, pattern, apply_to, priority, definition in data.get(key, ()):
+            try:
+                topology.policies.put(make(topology.vhost, name, pattern, definition, priority, apply_to, operator),
+                                      operator)
+            except PolicyError as exc:  # (saved by a zbroker that took it: kept out, and said)
+                log.error("policy '%s' of vhost '%s' not restored: %s", name, topology.vhost, exc)
     for name, kind, auto_delete, internal, arguments in data["exchanges"]:
         topology.exchanges[name] = EXCHANGE_TYPES[kind](name, True, auto_delete, internal, arguments)
     by_id: dict[int, QueueType] = {}
@@ -87,6 +102,8 @@ def _restore_topology(topology: Topology, data: dict[str, Any]) -> dict[int, Que
                                          else topology.exchanges.get(destination))
         if dest is not None and source in topology.exchanges:
             topology.bind(dest, source, key, arguments)
+    if topology.policies:
+        topology.apply_policies()
     return by_id
 
 

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from zbroker import __version__
 from zbroker.core.management import definitions, views
+from zbroker.core.management.policy_requests import PolicyRequests
+from zbroker.core.management.request_errors import MISSING as _MISSING, ManagementError, arg as _arg, not_found
 from zbroker.core.access.access_limits import LimitError
 from zbroker.core.access.management_access import Principal, sees_all
 from zbroker.core.access.permissions import PermissionError_
@@ -56,27 +58,6 @@ EXCHANGE_DESCRIPTIONS = {
 }
 
 
-class ManagementError(Exception):
-    """A refused request: an HTTP-like status and RabbitMQ's ``error``/``reason`` texts."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-    @property
-    def error(self) -> str:
-        return {400: "bad_request", 404: "Object Not Found", 405: "Method Not Allowed",
-                501: "not_implemented"}.get(self.status, "internal_server_error")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"error": self.error, "reason": self.reason}
-
-
-def not_found() -> ManagementError:
-    return ManagementError(404, "Not Found")
-
-
 class Management:
     def __init__(self, broker: "Broker") -> None:
         self.broker = broker
@@ -95,6 +76,7 @@ class Management:
             "add_vhost": self._add_vhost, "delete_vhost": self._delete_vhost,
             "whoami": self._whoami,
             **{verb: functools.partial(self._users_verb, verb) for verb in USERS_VERBS},
+            **PolicyRequests(broker, self._topology).verbs(),
         }
         #: Who asks the request being answered.
         self.principal = Principal("guest", ["administrator"])
@@ -180,6 +162,10 @@ class Management:
                                            if broker.vhosts.get(row[1]) in topologies), _topic_permission_view,
                                   lambda row: row[0]),
             "vhosts": (broker.vhosts.views, lambda v: v, lambda v: v["name"]),
+            "policies": (lambda: (p for t in topologies for p in t.policies.user.values()),
+                         lambda p: p.view(), lambda p: (p.vhost, p.name)),
+            "operator_policies": (lambda: (p for t in topologies for p in t.policies.operator.values()),
+                                  lambda p: p.view(), lambda p: (p.vhost, p.name)),
             "vhost_limits": (lambda: users.limits.vhosts.items(),
                              lambda item: {"vhost": item[0], "value": dict(item[1])}, lambda item: item[0]),
             "user_limits": (lambda: users.limits.users.items(),
@@ -505,20 +491,6 @@ def _columns(item: dict, columns: list[str]) -> dict:
 
 
 # -- arguments and payloads ---------------------------------------------------------------
-
-_MISSING = object()
-
-
-def _arg(args: dict, key: str, kind: type, default: Any = _MISSING) -> Any:
-    value = args.get(key, _MISSING)
-    if value is _MISSING or value is None:
-        if default is _MISSING:
-            raise ManagementError(400, f"'{key}' is required")
-        return default
-    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-        raise ManagementError(400, f"'{key}' must be {kind.__name__}, not {type(value).__name__}")
-    return value
-
 
 #: Access-control verbs that call one ``Users`` method of the same name: its arguments as
 #: (key, type, default); the answer names the first one.

@@ -213,8 +213,22 @@ _SETTING_NAMES = {
 }
 
 
-def queue_settings(name: str, arguments: dict, vhost: str = VHOST) -> QueueSettings:
-    """Validate a new queue's arguments (406 with RabbitMQ's text) and type them."""
+#: Policy key -> (setting, how it meets the queue's own x-argument): ``min`` the lesser
+#: wins, ``None`` the argument wins (RabbitMQ's ``res_min`` / ``res_arg`` in
+#: ``rabbit_amqqueue_process`` and ``rabbit_quorum_queue``). Validated by ``policies.py``.
+POLICY_SETTINGS: dict[str, tuple[str, Callable[[Any, Any], Any] | None]] = {
+    "message-ttl": ("message_ttl", min), "expires": ("expires", min),
+    "max-length": ("max_length", min), "max-length-bytes": ("max_length_bytes", min),
+    "delivery-limit": ("delivery_limit", min), "overflow": ("overflow", None),
+    "dead-letter-exchange": ("dead_letter_exchange", None),
+    "dead-letter-routing-key": ("dead_letter_routing_key", None),
+    "consumer-timeout": ("consumer_timeout", None),
+}
+
+
+def queue_settings(name: str, arguments: dict, vhost: str = VHOST, policy: dict | None = None) -> QueueSettings:
+    """Validate a new queue's arguments (406 with RabbitMQ's text) and type them, then
+    meet the effective policy definition (``policy``, already valid) key by key."""
     where = queue_resource(name, vhost)
     qtype = arguments.get("x-queue-type", CLASSIC)
     if qtype not in QUEUE_TYPES:
@@ -247,7 +261,25 @@ def queue_settings(name: str, arguments: dict, vhost: str = VHOST) -> QueueSetti
         values.pop("max_priority")  # RabbitMQ accepts 0: a queue with one priority
     if values.get("delivery_limit") is not None and values["delivery_limit"] < 0:
         values.pop("delivery_limit")  # RabbitMQ: a negative limit means none
+    if policy:
+        _meet_policy(values, policy, qtype)
     return QueueSettings(**values)
+
+
+def _meet_policy(values: dict[str, Any], policy: dict, qtype: str) -> None:
+    """The policy's value where the queue has no argument; where it has one, the lesser of
+    the two or the argument (``POLICY_SETTINGS``). A key the queue's type does not take
+    (``delivery-limit`` on a classic queue) means nothing to it, as in RabbitMQ."""
+    for key, value in policy.items():
+        rule = POLICY_SETTINGS.get(key)
+        if rule is None or qtype not in QUEUE_ARGUMENTS["x-" + key][1]:
+            continue
+        setting, resolve = rule
+        own = values.get(setting)
+        if own is None:
+            values[setting] = value
+        elif resolve is not None:
+            values[setting] = resolve(value, own)
 
 
 CONSUMER_STREAM_ONLY = ("x-stream-offset", "x-stream-filter", "x-stream-match-unfiltered", "x-credit")

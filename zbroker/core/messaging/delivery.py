@@ -103,6 +103,13 @@ class Delivery:
         self.expire(queue)  # what is due now, not delivered at once, goes now
         self.timers.watch(queue)
 
+    def settings_changed(self, queue: QueueType) -> None:
+        """A policy changed ``queue``'s settings: a lower limit trims it now (drop-head), a
+        new expiry or x-expires takes its place in the timers, consumers go on."""
+        self.after_enqueue(queue)
+        if queue.consumers and queue.has_messages:
+            self.dispatch(queue)
+
     # -- out -----------------------------------------------------------------------------
 
     def dispatch(self, queue: QueueType) -> None:

@@ -30,12 +30,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from zbroker import errors
-from zbroker.core.messaging.arguments import amqp_type, queue_settings
+from zbroker.core.messaging.arguments import CLASSIC, amqp_type, queue_settings
 from zbroker.core.messaging.exchanges import EXCHANGE_TYPES, Exchange, HeadersExchange, freeze, valid_match_mode
 from zbroker.core.durability.journal import QueueJournal
 from zbroker.core.access.access_limits import reached
 from zbroker.core.access.limits import Limits
 from zbroker.core.access.users import Users
+from zbroker.core.messaging.policies import PolicySet
 from zbroker.core.messaging.queue_type import QueueType
 from zbroker.core.messaging.queue_types import queue_type
 from zbroker.core.messaging.session import Connection
@@ -140,6 +141,8 @@ class Topology:
         self.queues: dict[str, QueueType] = {}
         self.counts = counts or Counts()
         self.durable_changes = 0
+        #: This vhost's policies and operator policies (``policies.py``).
+        self.policies = PolicySet()
         #: Who may log in (``users.py``), shared by every vhost; saved with the topology.
         self.users = users or Users()
         self._journal_for = journal_for
@@ -148,6 +151,36 @@ class Topology:
         for name, kind in DEFAULT_EXCHANGES.items():
             self.exchanges[name] = EXCHANGE_TYPES[kind](name, durable=True)
         self._name_source = name_source
+
+    # -- policies ------------------------------------------------------------------
+
+    def _policy_for(self, kind: str, name: str) -> dict[str, Any] | None:
+        """The effective policy definition of an entity (``policies.py``), or None."""
+        return self.policies.effective(kind, name) if self.policies else None
+
+    def _policy_alternate(self, exchange: Exchange) -> None:
+        """An exchange's ``alternate-exchange`` argument wins; without one, its policy's
+        (RabbitMQ's ``rabbit_policy:get_arg``)."""
+        argument = exchange.arguments.get("alternate-exchange")
+        if isinstance(argument, str):
+            exchange.alternate = argument
+        else:
+            exchange.alternate = (self._policy_for("exchange", exchange.name) or {}).get("alternate-exchange")
+
+    def apply_policies(self) -> list[QueueType]:
+        """The vhost's policies changed: every entity's effective settings again. Returns
+        the queues whose settings changed (the broker applies their limits and expiry)."""
+        self.durable_changes += 1
+        changed = []
+        for queue in self.queues.values():
+            settings = queue_settings(queue.name, queue.arguments, self.vhost, self._policy_for(queue.TYPE, queue.name))
+            if settings != queue.settings:
+                queue.apply_settings(settings)
+                changed.append(queue)
+        for exchange in self.exchanges.values():
+            if exchange.name:
+                self._policy_alternate(exchange)
+        return changed
 
     def new_queue_name(self) -> str:
         """A fresh server-made queue name (``amq.gen-…``)."""
@@ -200,6 +233,7 @@ class Topology:
                                    f"invalid arg 'alternate-exchange' for exchange '{name}' in vhost "
                                    f"'{self.vhost}': {{unacceptable_type,{amqp_type(alternate)}}}")
             exchange = EXCHANGE_TYPES[kind](name, durable, auto_delete, internal, arguments)
+            self._policy_alternate(exchange)
             self.exchanges[name] = exchange
             self.durable_changes += durable
             return exchange
@@ -262,7 +296,8 @@ class Topology:
                                    "that of the original declaration.")
             self._check_queue_equivalent(existing, durable, auto_delete, arguments)
             return existing
-        settings = queue_settings(name, arguments, self.vhost)
+        settings = queue_settings(name, arguments, self.vhost, self._policy_for(arguments.get("x-queue-type", CLASSIC),
+                                                                                  name))
         kind = queue_type(settings.queue_type)
         kind.check_declare(name, self.vhost, durable, exclusive, auto_delete)
         vhost_limit = reached(self.users.limits.vhosts.get(self.vhost), "max-queues", len(self.queues))

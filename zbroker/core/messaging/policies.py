@@ -1,0 +1,196 @@
+"""Policies and operator policies: a queue's or an exchange's settings given from outside
+the application, as RabbitMQ's ``rabbit_policy`` and ``rabbit_policies`` give them
+(3.10's rules; where 4.x differs, the README says which one zbroker follows).
+
+Rules of this module:
+1. A policy is a vhost, a name, a pattern (a regular expression searched for in the
+   entity's name), an ``apply-to`` (``all``, ``queues``, ``classic_queues``,
+   ``quorum_queues``, ``streams``, ``exchanges``), a priority and a definition (a map of
+   policy keys). Validation has RabbitMQ's texts (``PolicyError``).
+2. At most one policy applies to an entity: of those whose pattern matches and whose
+   ``apply-to`` covers it, the highest priority; equal priorities: the first by name.
+   Definitions are never merged between policies.
+3. Operator policies are chosen the same way among operator policies and accept only
+   the limit keys (``OPERATOR_KEYS``). Where both set a key, the lesser value wins; the
+   effective definition is the user policy's with the operator policy's keys merged in.
+4. A queue's own x-arguments meet the effective definition key by key in
+   ``arguments.queue_settings`` (``POLICY_WINS``: which side wins, or the lesser).
+5. Nothing here is looked at per message: the effective settings are computed when an
+   entity is declared and again when a policy of its vhost changes.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from zbroker.core.messaging.arguments import CLASSIC, OVERFLOW_MODES, QUORUM
+
+APPLY_TO = ("all", "queues", "classic_queues", "quorum_queues", "streams", "exchanges")
+#: The keys an operator policy may set, and how it meets a user policy's value (rule 3).
+OPERATOR_KEYS = frozenset({"expires", "message-ttl", "max-length", "max-length-bytes",
+                           "max-in-memory-length", "max-in-memory-bytes", "delivery-limit"})
+
+
+class PolicyError(ValueError):
+    """A policy RabbitMQ would refuse; the text is RabbitMQ's (``Validation failed`` and
+    its reason, as ``rabbitmqctl set_policy`` and the HTTP API say it)."""
+
+
+def erlang(value: Any) -> str:
+    """``value`` as Erlang's ``~p`` prints the term RabbitMQ decoded from JSON: a string
+    is a binary ``<<"...">>``, a list ``[...]``, a pair ``{K,V}``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '<<"' + value.replace("\\", "\\\\").replace('"', '\\"') + '">>'
+    if isinstance(value, (list, tuple)):
+        inner = ",".join(erlang(v) for v in value)
+        return "{" + inner + "}" if isinstance(value, tuple) else "[" + inner + "]"
+    if isinstance(value, dict):
+        return "[" + ",".join(erlang((k, v)) for k, v in value.items()) + "]"
+    if value is None:
+        return "null"
+    return repr(value)
+
+
+def _check(test: Callable[[Any], bool], text: str) -> Callable[[Any], None]:
+    def validate(value: Any) -> None:
+        if not test(value):
+            raise PolicyError(text.format(erlang(value)))
+    return validate
+
+
+def _integer_at_least(low: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+_STRING = lambda v: isinstance(v, str)  # noqa: E731
+#: key -> its validator, with RabbitMQ's text for a bad value (``rabbit_policies``).
+KEYS: dict[str, Callable[[Any], None]] = {
+    "alternate-exchange": _check(_STRING, "{} is not a valid alternate exchange name"),
+    "dead-letter-exchange": _check(_STRING, "{} is not a valid dead letter exchange name"),
+    "dead-letter-routing-key": _check(_STRING, "{} is not a valid dead letter routing key"),
+    "message-ttl": _check(_integer_at_least(0), "{} is not a valid message TTL"),
+    "expires": _check(_integer_at_least(1), "{} is not a valid queue expiry"),
+    "max-length": _check(_integer_at_least(0), "{} is not a valid maximum length"),
+    "max-length-bytes": _check(_integer_at_least(0), "{} is not a valid maximum length in bytes"),
+    "max-in-memory-length": _check(_integer_at_least(0), "{} is not a valid maximum memory in bytes"),
+    "max-in-memory-bytes": _check(_integer_at_least(0), "{} is not a valid maximum memory in bytes"),
+    "delivery-limit": _check(_integer_at_least(0), "{} is not a valid delivery limit"),
+    "overflow": _check(lambda v: v in OVERFLOW_MODES, "{} is not a valid overflow value"),
+    "queue-mode": _check(lambda v: v in ("default", "lazy"), "{} is not a valid queue-mode value"),
+    "queue-version": _check(lambda v: v in (1, 2) and not isinstance(v, bool), "{} is not a valid queue-version value"),
+    "consumer-timeout": _check(_integer_at_least(0), "{} is not a valid consumer timeout"),
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    vhost: str
+    name: str
+    pattern: str
+    apply_to: str
+    priority: int
+    definition: dict[str, Any]
+    regex: re.Pattern = field(compare=False, repr=False)
+
+    def covers(self, kind: str, name: str) -> bool:
+        """Rule 2's match: ``kind`` is ``exchange`` or a queue type's name."""
+        applies = self.apply_to
+        if applies != "all" and applies != _APPLY_KIND.get(kind) and not (
+                applies == "queues" and kind != "exchange"):
+            return False
+        return self.regex.search(name) is not None
+
+    def view(self) -> dict[str, Any]:
+        """As RabbitMQ's HTTP API shows a policy."""
+        return {"vhost": self.vhost, "name": self.name, "pattern": self.pattern, "apply-to": self.apply_to,
+                "definition": dict(self.definition), "priority": self.priority}
+
+
+_APPLY_KIND = {"exchange": "exchanges", CLASSIC: "classic_queues", QUORUM: "quorum_queues", "stream": "streams"}
+
+
+def make(vhost: str, name: str, pattern: Any, definition: Any, priority: Any = 0, apply_to: Any = "all",
+         operator: bool = False) -> Policy:
+    """A validated policy, or ``PolicyError`` with RabbitMQ's text."""
+    if not isinstance(pattern, str):
+        raise PolicyError(f"{erlang(pattern)} is not a valid regular expression")
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise PolicyError(f"{erlang(pattern)} is not a valid regular expression: {exc}") from None
+    if apply_to not in APPLY_TO:
+        raise PolicyError(f"{erlang(apply_to)} is not a valid apply-to value")
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise PolicyError(f"{erlang(priority)} is not a valid priority")
+    if not isinstance(definition, dict) or not definition:
+        raise PolicyError(f"definition must be a dictionary: {erlang(definition)}")
+    validate(definition, operator)
+    return Policy(vhost, name, pattern, apply_to, priority, dict(definition), regex)
+
+
+def validate(definition: dict[str, Any], operator: bool = False) -> None:
+    """Each key known and its value valid (rule 1), and an operator policy's keys limits
+    (rule 3)."""
+    unknown = [(k, v) for k, v in definition.items() if k not in KEYS]
+    if unknown:
+        raise PolicyError(f"{erlang(unknown)} are not recognised policy settings")
+    if operator:
+        refused = [(k, v) for k, v in definition.items() if k not in OPERATOR_KEYS]
+        if refused:
+            raise PolicyError(f"{erlang(refused)} are not recognised policy settings")
+    for key, value in definition.items():
+        KEYS[key](value)
+
+
+class PolicySet:
+    """One vhost's policies and operator policies, and the choice among them."""
+
+    def __init__(self) -> None:
+        self.user: dict[str, Policy] = {}
+        self.operator: dict[str, Policy] = {}
+        #: Bumped on every change: the durable snapshot is written again when it moves.
+        self.changes = 0
+
+    def put(self, policy: Policy, operator: bool = False) -> None:
+        (self.operator if operator else self.user)[policy.name] = policy
+        self.changes += 1
+
+    def remove(self, name: str, operator: bool = False) -> Policy | None:
+        removed = (self.operator if operator else self.user).pop(name, None)
+        if removed is not None:
+            self.changes += 1
+        return removed
+
+    def __bool__(self) -> bool:
+        return bool(self.user or self.operator)
+
+    def chosen(self, kind: str, name: str) -> tuple[Policy | None, Policy | None]:
+        """The user policy and the operator policy that apply to the entity (rule 2)."""
+        return _choose(self.user, kind, name), _choose(self.operator, kind, name)
+
+    def effective(self, kind: str, name: str) -> dict[str, Any]:
+        """The merged definition that applies to the entity (rule 3)."""
+        policy, operator = self.chosen(kind, name)
+        return merge(policy, operator)
+
+
+def _choose(policies: dict[str, Policy], kind: str, name: str) -> Policy | None:
+    best: Policy | None = None
+    for policy in sorted(policies.values(), key=lambda p: p.name):
+        if policy.covers(kind, name) and (best is None or policy.priority > best.priority):
+            best = policy
+    return best
+
+
+def merge(policy: Policy | None, operator: Policy | None) -> dict[str, Any]:
+    """A user policy's definition with an operator policy's merged in: the lesser value
+    where both set a key (rule 3)."""
+    merged = dict(policy.definition) if policy is not None else {}
+    if operator is not None:
+        for key, value in operator.definition.items():
+            mine = merged.get(key)
+            merged[key] = value if mine is None else min(mine, value)
+    return merged
