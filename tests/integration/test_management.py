@@ -388,13 +388,17 @@ def test_http_definitions_import_a_rabbitmq_export(web: Broker) -> None:
     assert defs["queues"] == RABBITMQ_EXPORT["queues"]
     assert defs["exchanges"] == RABBITMQ_EXPORT["exchanges"]
     assert defs["bindings"] == RABBITMQ_EXPORT["bindings"]
-    # What zbroker cannot apply is refused whole, not dropped.
-    with_policy = {**RABBITMQ_EXPORT, "queues": [{"name": "other", "vhost": "/", "durable": True,
-                                                  "auto_delete": False, "arguments": {}}],
-                   "policies": [{"vhost": "/", "name": "ttl", "pattern": ".*", "apply-to": "queues",
-                                 "definition": {"message-ttl": 1000}, "priority": 0}]}
-    status, error = http(base, "/api/definitions", "POST", with_policy)
-    assert status == 400 and "'policies' are not supported" in error["reason"]
+    # What zbroker cannot apply is refused whole, not dropped: a policy RabbitMQ would
+    # refuse (a valid one imports, and comes back out).
+    policy = {"vhost": "/", "name": "ttl", "pattern": ".*", "apply-to": "queues",
+              "definition": {"message-ttl": 1000}, "priority": 0}
+    other = [{"name": "other", "vhost": "/", "durable": True, "auto_delete": False, "arguments": {}}]
+    bad = {**RABBITMQ_EXPORT, "queues": other, "policies": [{**policy, "definition": {"message-ttl": "x"}}]}
+    status, error = http(base, "/api/definitions", "POST", bad)
+    assert status == 400 and error["reason"] == ("policy 'ttl': Validation failed: "
+                                                 '<<"x">> is not a valid message TTL')
+    assert http(base, "/api/definitions", "POST", {**RABBITMQ_EXPORT, "policies": [policy]})[0] == 204
+    assert http(base, "/api/definitions")[1]["policies"] == [policy]
     status, error = http(base, "/api/definitions", "POST",
                          {**RABBITMQ_EXPORT, "permissions": [{"user": "alice", "vhost": "/", "configure": "^alice",
                                                               "write": ".*", "read": ".*"}]})

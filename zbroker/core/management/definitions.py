@@ -23,8 +23,10 @@ Rules:
   vhost's as a ``vhost-limits`` parameter.
 - Vhosts are exported and imported (a missing one is created); every entry names an
   existing vhost or one of the file.
-- What zbroker cannot apply is refused, never dropped: policies, operator policies,
-  other parameters.
+- Policies travel as RabbitMQ's ``policies`` entries, each validated before anything is
+  imported, and set before the queues are declared (a queue gets its policy at once).
+- What zbroker cannot apply is refused, never dropped: operator policies (RabbitMQ's
+  definitions do not carry them either), other parameters.
   Informational fields (versions, ``cluster_name``, ``internal_cluster_id``) are read
   and left.
 """
@@ -38,6 +40,7 @@ from zbroker.core.messaging.arguments import queue_settings
 from zbroker.core.messaging.exchanges import EXCHANGE_TYPES
 from zbroker.core.access.passwords import ALGORITHMS, SHA256
 from zbroker.core.access.permissions import Permission, PermissionError_, TopicPermission
+from zbroker.core.messaging.policies import PolicyError, make
 from zbroker.core.messaging.queue_type import QueueType
 from zbroker.core.messaging.topology import DEFAULT_EXCHANGES, VHOST
 from zbroker.errors import BrokerError
@@ -80,7 +83,8 @@ def export(broker: "Broker") -> dict[str, Any]:
                                   for user, vhost, exchange, w, r in users.permissions.topic_rows()],
             "parameters": [{"value": dict(limits), "vhost": vhost, "component": "vhost-limits", "name": "limits"}
                            for vhost, limits in users.limits.vhosts.items()],
-            "global_parameters": [], "policies": [],
+            "global_parameters": [],
+            "policies": [p.view() for t in broker.vhosts.topologies.values() for p in t.policies.user.values()],
             "queues": queues, "exchanges": exchanges, "bindings": bindings}
 
 
@@ -99,6 +103,7 @@ def apply(broker: "Broker", data: Any) -> dict[str, int]:
     queues = _entries(data, "queues", ("name",), known)
     bindings = _entries(data, "bindings", ("source", "destination", "destination_type"), known)
     _entries(data, "parameters", (), known)
+    policies = _policies(data, known)
     _check(broker, exchanges, queues, bindings)
     for v in vhosts:
         if broker.vhosts.get(v["name"]) is None:
@@ -118,6 +123,9 @@ def apply(broker: "Broker", data: Any) -> dict[str, int]:
         users_db.set_permissions(p["user"], p.get("vhost", VHOST), p["configure"], p["write"], p["read"])
     for t in topic_permissions:
         users_db.set_topic_permissions(t["user"], t.get("vhost", VHOST), t["exchange"], t["write"], t["read"])
+    for p in policies:
+        broker.set_policy(_topology(broker, p), p["name"], p["pattern"], p["definition"], p.get("priority", 0),
+                          p.get("apply-to", "all"))
     for e in exchanges:
         _topology(broker, e).declare_exchange(e["name"], e["type"], False, bool(e.get("durable", True)),
                                               bool(e.get("auto_delete", False)), bool(e.get("internal", False)),
@@ -133,7 +141,7 @@ def apply(broker: "Broker", data: Any) -> dict[str, int]:
         destination = (topology.queue(b["destination"], None) if b["destination_type"] == "queue"
                        else topology.exchange(b["destination"]))
         topology.bind(destination, b["source"], b.get("routing_key", ""), b.get("arguments") or {})
-    return {"vhosts": len(vhosts), "users": len(users), "permissions": len(permissions),
+    return {"vhosts": len(vhosts), "users": len(users), "permissions": len(permissions), "policies": len(policies),
             "topic_permissions": len(topic_permissions),
             "exchanges": len(exchanges), "queues": len(queues), "bindings": len(bindings)}
 
@@ -259,13 +267,24 @@ def _check_unsupported(data: dict) -> None:
             check_definition(parameter.get("value"), VHOST_LIMITS)
         except LimitError as exc:
             raise DefinitionsError(f"vhost-limits of vhost '{parameter.get('vhost')}': {exc}") from None
-    for key in ("policies", "operator_policies"):
-        if data.get(key):
-            raise DefinitionsError(f"'{key}' are not supported by zbroker; remove them to import "
-                                   f"the rest (nothing was imported)")
+    if data.get("operator_policies"):
+        raise DefinitionsError("'operator_policies' are not supported in definitions (set them with "
+                               "set_operator_policy); remove them to import the rest (nothing was imported)")
     for parameter in data.get("global_parameters") or []:
         if not isinstance(parameter, dict) or parameter.get("name") not in _INFORMATIONAL_PARAMETERS:
             raise DefinitionsError(f"global parameter {parameter!r} is not supported by zbroker")
+
+
+def _policies(data: dict, vhosts: set[str]) -> list[dict]:
+    """The file's policies, each validated as ``set_policy`` would (rule: checked first)."""
+    entries = _entries(data, "policies", ("name", "pattern"), vhosts)
+    for p in entries:
+        try:
+            make(p.get("vhost", VHOST), p["name"], p["pattern"], p.get("definition"), p.get("priority", 0),
+                 p.get("apply-to", "all"))
+        except PolicyError as exc:
+            raise DefinitionsError(f"policy '{p['name']}': Validation failed: {exc}") from None
+    return entries
 
 
 def _check(broker: "Broker", exchanges: list[dict], queues: list[dict], bindings: list[dict]) -> None:
