@@ -161,3 +161,66 @@ def test_policies_survive_a_restart(tmp_path) -> None:  # noqa: ANN001
     queue = again.topology.queues["durable"]
     assert (queue.settings.max_length, queue.settings.message_ttl) == (2, 9000)
     assert [p.view()["priority"] for p in again.topology.policies.user.values()] == [1]
+
+
+def test_a_policy_with_a_key_the_type_does_not_take_skips_that_type(peer: FakePeer) -> None:
+    """RabbitMQ's ``is_applicable``: the whole policy is off a classic queue, the next one
+    applies instead; a quorum queue takes it."""
+    policy(peer, "quorum-ish", ".*", {"delivery-limit": 5, "max-length": 1}, priority=9)
+    policy(peer, "fallback", ".*", {"max-length": 7}, priority=1)
+    peer.declare("classic")
+    peer.declare("qq", durable=True, arguments={"x-queue-type": "quorum"})
+    assert settings(peer, "classic").max_length == 7
+    assert (settings(peer, "qq").max_length, settings(peer, "qq").delivery_limit) == (1, 5)
+
+
+def test_a_quorum_queue_lets_the_policy_win_for_overflow_and_expires(peer: FakePeer) -> None:
+    args = {"x-queue-type": "quorum", "x-overflow": "reject-publish", "x-expires": 1000, "x-max-length": 5}
+    peer.declare("qq", durable=True, arguments=args)
+    policy(peer, "p", ".*", {"overflow": "drop-head", "expires": 60000, "max-length": 50})
+    s = settings(peer, "qq")
+    assert (s.overflow, s.expires, s.max_length) == ("drop-head", 60000, 5)
+    policy(peer, "p", ".*", {"overflow": "reject-publish-dlx"})  # a quorum queue falls back to drop-head
+    assert settings(peer, "qq").overflow == "drop-head"
+
+
+@pytest.mark.parametrize("definition, text", [
+    ({"zzz": 1, "max-length": "x"}, '<<"x">> is not a valid maximum length'),  # values first, then keys
+    ({"b-key": 1, "a-key": 2}, '[{<<"a-key">>,2},{<<"b-key">>,1}] are not recognised policy settings'),
+    ({"ha-mode": "all"}, '[{<<"ha-mode">>,<<"all">>}] are not recognised policy settings'),  # as 4.x
+    ({}, "no policy provided"),
+    ({"max-age": "1D"}, "max-age: not supported by zbroker"),
+])
+def test_validation_order_and_refusals(definition: dict, text: str) -> None:
+    with pytest.raises(PolicyError) as err:
+        make("/", "p", ".*", definition)
+    assert str(err.value) == text
+
+
+def test_pattern_apply_to_and_priority_texts() -> None:
+    with pytest.raises(PolicyError, match=r"^pattern should be regular expression but is invalid: \{"):
+        make("/", "p", "(unclosed", {"max-length": 1})
+    with pytest.raises(PolicyError) as err:
+        make("/", "p", ".*", {"max-length": 1}, apply_to="everything")
+    assert str(err.value) == ("apply-to 'everything' unrecognised; should be one of: 'queues', 'classic_queues',  "
+                              "'quorum_queues', 'streams', 'exchanges', or 'all'")
+    with pytest.raises(PolicyError) as err:
+        make("/", "p", ".*", {"max-length": 1}, priority="5")
+    assert str(err.value) == 'priority should be a number, actually was <<"5">>'
+
+
+def test_views_name_the_policies_as_rabbitmq_does(peer: FakePeer) -> None:
+    from zbroker.core.management import views
+    peer.declare("q")
+    peer.exchange("x")
+    broker = peer.broker
+    queue, exchange = broker.topology.queues["q"], broker.topology.exchanges["x"]
+    assert views.queue(broker, queue)["policy"] is None
+    assert views.queue(broker, queue)["effective_policy_definition"] == {}
+    assert "policy" not in views.exchange(broker, exchange, "/")  # omitted when none applies
+    policy(peer, "p", ".*", {"max-length": 9})
+    policy(peer, "cap", ".*", {"max-length": 4}, operator=True)
+    view = views.queue(broker, queue)
+    assert (view["policy"], view["operator_policy"], view["effective_policy_definition"]) == (
+        "p", "cap", {"max-length": 4})
+    assert views.exchange(broker, exchange, "/")["policy"] == "p"

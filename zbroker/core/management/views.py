@@ -62,7 +62,8 @@ def queue(broker: "Broker", q: QueueType) -> dict[str, Any]:
         "name": q.name, "vhost": q.topology.vhost, "type": q.settings.queue_type, "node": broker.node_name,
         "durable": q.durable, "auto_delete": q.auto_delete, "exclusive": owner is not None,
         "owner_pid_details": {"name": connection_name(owner)} if owner is not None else None,
-        "arguments": q.arguments, **policy_fields(q.topology.policies, q.TYPE, q.name), "state": "running",
+        "arguments": q.arguments, **policy_fields(q.topology.policies, q.TYPE, q.name, q.UNSUPPORTED_POLICIES),
+        "state": "running",
         "consumers": len(q.consumers),
         "exclusive_consumer_tag": next((c.tag for c in q.consumers if c.exclusive), None),
         "single_active_consumer_tag": q.active.tag if q.active is not None else None,
@@ -107,18 +108,24 @@ def exchange(broker: "Broker", ex: Exchange, vhost: str) -> dict[str, Any]:
     return {
         "name": ex.name, "vhost": vhost, "type": ex.kind or "direct", "durable": ex.durable,
         "auto_delete": ex.auto_delete, "internal": ex.internal, "arguments": ex.arguments,
-        **policy_fields(broker.vhosts.topologies[vhost].policies, "exchange", ex.name), "user_who_performed_action": "",
+        **exchange_policy(broker.vhosts.topologies[vhost].policies, ex.name), "user_who_performed_action": "",
         "message_stats": details(("publish_in", "publish_out"), counts, rates),
     }
 
 
-def policy_fields(policies: "PolicySet", kind: str, name: str) -> dict[str, Any]:
-    """RabbitMQ's ``policy``, ``operator_policy`` and ``effective_policy_definition`` of
-    an entity (``policies.py``)."""
-    policy, operator = policies.chosen(kind, name)
+def policy_fields(policies: "PolicySet", kind: str, name: str, unsupported: frozenset[str]) -> dict[str, Any]:
+    """RabbitMQ's ``policy``, ``operator_policy`` (null when none) and
+    ``effective_policy_definition`` ({} when none) of a queue (``policies.py``)."""
+    policy, operator = policies.chosen(kind, name, unsupported)
     return {"policy": policy.name if policy is not None else None,
             "operator_policy": operator.name if operator is not None else None,
             "effective_policy_definition": merge(policy, operator)}
+
+
+def exchange_policy(policies: "PolicySet", name: str) -> dict[str, Any]:
+    """An exchange's ``policy``: its name, and no field at all when none applies (as RabbitMQ)."""
+    policy, _ = policies.chosen("exchange", name)
+    return {"policy": policy.name} if policy is not None else {}
 
 
 def bindings(topology: "Topology") -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ Rules of this module:
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -25,6 +26,7 @@ from zbroker import errors
 from zbroker.errors import ChannelError
 
 VHOST = "/"
+log = logging.getLogger(__name__)
 #: RabbitMQ's limit for x-message-ttl, x-expires and a message's expiration: 10 years.
 MAX_EXPIRY_MS = 315_360_000_000
 #: The highest x-max-priority RabbitMQ supports.
@@ -213,22 +215,23 @@ _SETTING_NAMES = {
 }
 
 
-#: Policy key -> (setting, how it meets the queue's own x-argument): ``min`` the lesser
-#: wins, ``None`` the argument wins (RabbitMQ's ``res_min`` / ``res_arg`` in
-#: ``rabbit_amqqueue_process`` and ``rabbit_quorum_queue``). Validated by ``policies.py``.
-POLICY_SETTINGS: dict[str, tuple[str, Callable[[Any, Any], Any] | None]] = {
-    "message-ttl": ("message_ttl", min), "expires": ("expires", min),
-    "max-length": ("max_length", min), "max-length-bytes": ("max_length_bytes", min),
-    "delivery-limit": ("delivery_limit", min), "overflow": ("overflow", None),
-    "dead-letter-exchange": ("dead_letter_exchange", None),
-    "dead-letter-routing-key": ("dead_letter_routing_key", None),
-    "consumer-timeout": ("consumer_timeout", None),
+#: The policy keys a queue applies, by the setting each gives. How a policy's value meets
+#: the queue's own x-argument is its type's (``QueueType.POLICY_PRECEDENCE``): ``min``
+#: the lesser wins, ``argument`` the argument wins, ``policy`` the policy wins (RabbitMQ's
+#: ``res_min`` / ``res_arg`` / ``policyHasPrecedence``).
+POLICY_SETTINGS: dict[str, str] = {
+    "message-ttl": "message_ttl", "expires": "expires", "max-length": "max_length",
+    "max-length-bytes": "max_length_bytes", "delivery-limit": "delivery_limit", "overflow": "overflow",
+    "dead-letter-exchange": "dead_letter_exchange", "dead-letter-routing-key": "dead_letter_routing_key",
+    "consumer-timeout": "consumer_timeout",
 }
 
 
-def queue_settings(name: str, arguments: dict, vhost: str = VHOST, policy: dict | None = None) -> QueueSettings:
+def queue_settings(name: str, arguments: dict, vhost: str = VHOST, policy: dict | None = None,
+                   precedence: dict[str, str] | None = None) -> QueueSettings:
     """Validate a new queue's arguments (406 with RabbitMQ's text) and type them, then
-    meet the effective policy definition (``policy``, already valid) key by key."""
+    meet the effective policy definition (``policy``, already valid) key by key, by the
+    queue type's ``precedence``."""
     where = queue_resource(name, vhost)
     qtype = arguments.get("x-queue-type", CLASSIC)
     if qtype not in QUEUE_TYPES:
@@ -261,25 +264,27 @@ def queue_settings(name: str, arguments: dict, vhost: str = VHOST, policy: dict 
         values.pop("max_priority")  # RabbitMQ accepts 0: a queue with one priority
     if values.get("delivery_limit") is not None and values["delivery_limit"] < 0:
         values.pop("delivery_limit")  # RabbitMQ: a negative limit means none
-    if policy:
-        _meet_policy(values, policy, qtype)
+    if policy and precedence:
+        _meet_policy(values, policy, precedence)
     return QueueSettings(**values)
 
 
-def _meet_policy(values: dict[str, Any], policy: dict, qtype: str) -> None:
-    """The policy's value where the queue has no argument; where it has one, the lesser of
-    the two or the argument (``POLICY_SETTINGS``). A key the queue's type does not take
-    (``delivery-limit`` on a classic queue) means nothing to it, as in RabbitMQ."""
+def _meet_policy(values: dict[str, Any], policy: dict, precedence: dict[str, str]) -> None:
+    """The policy's value where the queue has no argument; where it has one, by
+    ``precedence``. Keys the type does not read (layout, placement) change nothing."""
     for key, value in policy.items():
-        rule = POLICY_SETTINGS.get(key)
-        if rule is None or qtype not in QUEUE_ARGUMENTS["x-" + key][1]:
+        setting, rule = POLICY_SETTINGS.get(key), precedence.get(key)
+        if setting is None or rule is None:
             continue
-        setting, resolve = rule
+        if setting == "overflow" and value == "reject-publish-dlx" and values.get("queue_type") == QUORUM:
+            log.warning("invalid overflow strategy 'reject-publish-dlx' for a quorum queue: drop-head applies")
+            values[setting] = "drop-head"  # (RabbitMQ's rabbit_quorum_queue falls back to its default)
+            continue
         own = values.get(setting)
-        if own is None:
+        if own is None or rule == "policy":
             values[setting] = value
-        elif resolve is not None:
-            values[setting] = resolve(value, own)
+        elif rule == "min":
+            values[setting] = min(value, own)
 
 
 CONSUMER_STREAM_ONLY = ("x-stream-offset", "x-stream-filter", "x-stream-match-unfiltered", "x-credit")

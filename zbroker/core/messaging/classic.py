@@ -74,6 +74,14 @@ class Lane:
 class ClassicQueue(QueueType):
     TYPE = CLASSIC
     MODULE = TYPE_MODULES[CLASSIC]
+    #: RabbitMQ 4.0's ``rabbit_classic_queue`` capabilities.
+    UNSUPPORTED_POLICIES = frozenset({"max-age", "stream-max-segment-size-bytes", "initial-cluster-size",
+                                      "delivery-limit", "dead-letter-strategy", "max-in-memory-length",
+                                      "max-in-memory-bytes", "target-group-size"})
+    #: ``rabbit_amqqueue_process:process_args_policy`` (``consumer-timeout``: 4.x's ``min``).
+    POLICY_PRECEDENCE = {"expires": "min", "message-ttl": "min", "max-length": "min", "max-length-bytes": "min",
+                         "dead-letter-exchange": "argument", "dead-letter-routing-key": "argument",
+                         "overflow": "argument", "consumer-timeout": "min"}
 
     def __init__(self, name: str, durable: bool = False, exclusive_owner: "Connection | None" = None,
                  auto_delete: bool = False, arguments: dict | None = None,

@@ -105,7 +105,10 @@ class Delivery:
 
     def settings_changed(self, queue: QueueType) -> None:
         """A policy changed ``queue``'s settings: a lower limit trims it now (drop-head), a
-        new expiry or x-expires takes its place in the timers, consumers go on."""
+        new expiry takes its place in the timers, x-expires counts again from now (as
+        RabbitMQ restarts its expiry timer on a policy change), consumers go on."""
+        if queue.settings.expires is not None:
+            queue.last_used = self.clock.now
         self.after_enqueue(queue)
         if queue.consumers and queue.has_messages:
             self.dispatch(queue)

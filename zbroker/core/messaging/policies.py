@@ -1,15 +1,19 @@
 """Policies and operator policies: a queue's or an exchange's settings given from outside
-the application, as RabbitMQ's ``rabbit_policy`` and ``rabbit_policies`` give them
-(3.10's rules; where 4.x differs, the README says which one zbroker follows).
+the application, as RabbitMQ's ``rabbit_policy`` and ``rabbit_policies`` give them (3.10's
+rules, with 3.13+'s ``apply-to`` values and 4.x's refusal of the mirroring keys; the
+README says which version each choice follows).
 
 Rules of this module:
-1. A policy is a vhost, a name, a pattern (a regular expression searched for in the
-   entity's name), an ``apply-to`` (``all``, ``queues``, ``classic_queues``,
-   ``quorum_queues``, ``streams``, ``exchanges``), a priority and a definition (a map of
-   policy keys). Validation has RabbitMQ's texts (``PolicyError``).
-2. At most one policy applies to an entity: of those whose pattern matches and whose
-   ``apply-to`` covers it, the highest priority; equal priorities: the first by name.
-   Definitions are never merged between policies.
+1. A policy is a vhost, a name, a pattern (a regular expression searched for anywhere in
+   the entity's name), an ``apply-to`` (``all``, ``queues``, ``classic_queues``,
+   ``quorum_queues``, ``streams``, ``exchanges``), a priority (a number) and a
+   definition (a map of policy keys). Validation has RabbitMQ's texts (``PolicyError``):
+   a bad value is reported before unknown keys, which are listed in key order.
+2. At most one policy applies to an entity: of those whose pattern matches, whose
+   ``apply-to`` covers it and whose keys its queue type all takes (RabbitMQ's
+   ``is_applicable``: a policy with ``delivery-limit`` never applies to a classic
+   queue), the highest priority; equal priorities: the first by name (RabbitMQ leaves
+   that order unspecified). Definitions are never merged between policies.
 3. Operator policies are chosen the same way among operator policies and accept only
    the limit keys (``OPERATOR_KEYS``). Where both set a key, the lesser value wins; the
    effective definition is the user policy's with the operator policy's keys merged in.
@@ -27,6 +31,13 @@ from typing import Any, Callable
 from zbroker.core.messaging.arguments import CLASSIC, OVERFLOW_MODES, QUORUM
 
 APPLY_TO = ("all", "queues", "classic_queues", "quorum_queues", "streams", "exchanges")
+#: RabbitMQ 4.x's text for a bad ``apply-to`` (its double space included).
+APPLY_TO_TEXT = ("apply-to {} unrecognised; should be one of: 'queues', 'classic_queues',  'quorum_queues', "
+                 "'streams', 'exchanges', or 'all'")
+#: Keys RabbitMQ knows that zbroker refuses rather than ignore: stream keys (no streams
+#: yet) and the at-least-once dead-letter strategy.
+NOT_SUPPORTED = frozenset({"max-age", "stream-max-segment-size-bytes", "initial-cluster-size",
+                           "dead-letter-strategy"})
 #: The keys an operator policy may set, and how it meets a user policy's value (rule 3).
 OPERATOR_KEYS = frozenset({"expires", "message-ttl", "max-length", "max-length-bytes",
                            "max-in-memory-length", "max-in-memory-bytes", "delivery-limit"})
@@ -82,6 +93,11 @@ KEYS: dict[str, Callable[[Any], None]] = {
     "queue-mode": _check(lambda v: v in ("default", "lazy"), "{} is not a valid queue-mode value"),
     "queue-version": _check(lambda v: v in (1, 2) and not isinstance(v, bool), "{} is not a valid queue-version value"),
     "consumer-timeout": _check(_integer_at_least(0), "{} is not a valid consumer timeout"),
+    # Placement: nothing to place on one node (accepted as RabbitMQ 4.0 accepts them).
+    "queue-master-locator": _check(lambda v: v in ("client-local", "min-masters", "random"),
+                                   "{} invalid queue-master-locator value"),
+    "queue-leader-locator": _check(lambda v: v in ("client-local", "balanced", "random", "least-leaders"),
+                                   "{} is not a valid queue leader locator value"),
 }
 
 
@@ -95,11 +111,14 @@ class Policy:
     definition: dict[str, Any]
     regex: re.Pattern = field(compare=False, repr=False)
 
-    def covers(self, kind: str, name: str) -> bool:
-        """Rule 2's match: ``kind`` is ``exchange`` or a queue type's name."""
+    def covers(self, kind: str, name: str, unsupported: frozenset[str] = frozenset()) -> bool:
+        """Rule 2's match: ``kind`` is ``exchange`` or a queue type's name, whose
+        ``unsupported`` policy keys keep the whole policy off it."""
         applies = self.apply_to
         if applies != "all" and applies != _APPLY_KIND.get(kind) and not (
                 applies == "queues" and kind != "exchange"):
+            return False
+        if unsupported and not unsupported.isdisjoint(self.definition):
             return False
         return self.regex.search(name) is not None
 
@@ -116,33 +135,36 @@ def make(vhost: str, name: str, pattern: Any, definition: Any, priority: Any = 0
          operator: bool = False) -> Policy:
     """A validated policy, or ``PolicyError`` with RabbitMQ's text."""
     if not isinstance(pattern, str):
-        raise PolicyError(f"{erlang(pattern)} is not a valid regular expression")
+        raise PolicyError(f"pattern should be a binary but was {erlang(pattern)}")
     try:
         regex = re.compile(pattern)
-    except re.error as exc:
-        raise PolicyError(f"{erlang(pattern)} is not a valid regular expression: {exc}") from None
+    except re.error as exc:  # (Python's words for the fault; RabbitMQ gives PCRE's)
+        raise PolicyError(f'pattern should be regular expression but is invalid: {{"{exc.msg}",{exc.pos}}}') from None
     if apply_to not in APPLY_TO:
-        raise PolicyError(f"{erlang(apply_to)} is not a valid apply-to value")
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise PolicyError(f"{erlang(priority)} is not a valid priority")
-    if not isinstance(definition, dict) or not definition:
+        raise PolicyError(APPLY_TO_TEXT.format(f"'{apply_to}'"))
+    if isinstance(priority, bool) or not isinstance(priority, (int, float)):
+        raise PolicyError(f"priority should be a number, actually was {erlang(priority)}")
+    if not isinstance(definition, dict):
         raise PolicyError(f"definition must be a dictionary: {erlang(definition)}")
+    if not definition:
+        raise PolicyError("no policy provided")
     validate(definition, operator)
     return Policy(vhost, name, pattern, apply_to, priority, dict(definition), regex)
 
 
 def validate(definition: dict[str, Any], operator: bool = False) -> None:
-    """Each key known and its value valid (rule 1), and an operator policy's keys limits
-    (rule 3)."""
-    unknown = [(k, v) for k, v in definition.items() if k not in KEYS]
+    """Each value valid, then each key known (rule 1), an operator policy's keys limits
+    (rule 3); a key zbroker does not implement is refused, never ignored."""
+    for key in sorted(definition):
+        if key in KEYS and (not operator or key in OPERATOR_KEYS):
+            KEYS[key](definition[key])
+    missing = sorted(k for k in definition if k in NOT_SUPPORTED)
+    if missing:
+        raise PolicyError(f"{', '.join(missing)}: not supported by zbroker")
+    unknown = [(k, definition[k]) for k in sorted(definition)
+               if k not in KEYS or (operator and k not in OPERATOR_KEYS)]
     if unknown:
         raise PolicyError(f"{erlang(unknown)} are not recognised policy settings")
-    if operator:
-        refused = [(k, v) for k, v in definition.items() if k not in OPERATOR_KEYS]
-        if refused:
-            raise PolicyError(f"{erlang(refused)} are not recognised policy settings")
-    for key, value in definition.items():
-        KEYS[key](value)
 
 
 class PolicySet:
@@ -167,20 +189,21 @@ class PolicySet:
     def __bool__(self) -> bool:
         return bool(self.user or self.operator)
 
-    def chosen(self, kind: str, name: str) -> tuple[Policy | None, Policy | None]:
+    def chosen(self, kind: str, name: str, unsupported: frozenset[str] = frozenset()
+               ) -> tuple[Policy | None, Policy | None]:
         """The user policy and the operator policy that apply to the entity (rule 2)."""
-        return _choose(self.user, kind, name), _choose(self.operator, kind, name)
+        return _choose(self.user, kind, name, unsupported), _choose(self.operator, kind, name, unsupported)
 
-    def effective(self, kind: str, name: str) -> dict[str, Any]:
+    def effective(self, kind: str, name: str, unsupported: frozenset[str] = frozenset()) -> dict[str, Any]:
         """The merged definition that applies to the entity (rule 3)."""
-        policy, operator = self.chosen(kind, name)
+        policy, operator = self.chosen(kind, name, unsupported)
         return merge(policy, operator)
 
 
-def _choose(policies: dict[str, Policy], kind: str, name: str) -> Policy | None:
+def _choose(policies: dict[str, Policy], kind: str, name: str, unsupported: frozenset[str]) -> Policy | None:
     best: Policy | None = None
     for policy in sorted(policies.values(), key=lambda p: p.name):
-        if policy.covers(kind, name) and (best is None or policy.priority > best.priority):
+        if policy.covers(kind, name, unsupported) and (best is None or policy.priority > best.priority):
             best = policy
     return best
 

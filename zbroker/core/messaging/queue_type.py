@@ -50,6 +50,11 @@ class QueueType(ABC):
     MODULE: ClassVar[str]
     keeps_every_message: ClassVar[bool] = False
     counts_returns: ClassVar[bool] = False
+    #: Policy keys the type does not take: a policy with any of them does not apply to
+    #: its queues (RabbitMQ's ``unsupported_policies`` capability).
+    UNSUPPORTED_POLICIES: ClassVar[frozenset[str]] = frozenset()
+    #: How each policy key meets the queue's own x-argument (``arguments.POLICY_SETTINGS``).
+    POLICY_PRECEDENCE: ClassVar[dict[str, str]] = {}
 
     def __init__(self, name: str, durable: bool = False, exclusive_owner: "Connection | None" = None,
                  auto_delete: bool = False, arguments: dict | None = None,

@@ -30,6 +30,15 @@ class QuorumQueue(ClassicQueue):
     MODULE = TYPE_MODULES[QUORUM]
     keeps_every_message = True
     counts_returns = True
+    #: RabbitMQ 3.10's ``rabbit_quorum_queue`` capabilities (the mirroring keys are refused
+    #: outright here, as 4.x does).
+    UNSUPPORTED_POLICIES = frozenset({"max-priority", "queue-mode", "single-active-consumer", "queue-master-locator",
+                                      "max-age", "stream-max-segment-size-bytes", "initial-cluster-size"})
+    #: 3.10's ``rabbit_quorum_queue``: the policy wins for overflow and expires.
+    POLICY_PRECEDENCE = {"max-length": "min", "max-length-bytes": "min", "delivery-limit": "min",
+                         "message-ttl": "min", "overflow": "policy", "expires": "policy",
+                         "dead-letter-exchange": "argument", "dead-letter-routing-key": "argument",
+                         "consumer-timeout": "min"}
 
     @classmethod
     def check_declare(cls, name: str, vhost: str, durable: bool, exclusive: bool, auto_delete: bool) -> None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from zbroker import errors
-from zbroker.core.messaging.arguments import CLASSIC, amqp_type, queue_settings
+from zbroker.core.messaging.arguments import CLASSIC, QueueSettings, amqp_type, queue_settings
 from zbroker.core.messaging.exchanges import EXCHANGE_TYPES, Exchange, HeadersExchange, freeze, valid_match_mode
 from zbroker.core.durability.journal import QueueJournal
 from zbroker.core.access.access_limits import reached
@@ -38,7 +38,7 @@ from zbroker.core.access.limits import Limits
 from zbroker.core.access.users import Users
 from zbroker.core.messaging.policies import PolicySet
 from zbroker.core.messaging.queue_type import QueueType
-from zbroker.core.messaging.queue_types import queue_type
+from zbroker.core.messaging.queue_types import QUEUE_TYPES, queue_type
 from zbroker.core.messaging.session import Connection
 from zbroker.errors import ChannelError, ConnectionError_
 
@@ -154,9 +154,15 @@ class Topology:
 
     # -- policies ------------------------------------------------------------------
 
-    def _policy_for(self, kind: str, name: str) -> dict[str, Any] | None:
-        """The effective policy definition of an entity (``policies.py``), or None."""
-        return self.policies.effective(kind, name) if self.policies else None
+    def _settings(self, name: str, arguments: dict) -> QueueSettings:
+        """A queue's settings: its arguments met with its effective policy, by its type's
+        rules (``arguments.queue_settings``; an unknown type is refused there)."""
+        named = arguments.get("x-queue-type", CLASSIC)
+        kind = QUEUE_TYPES.get(named) if isinstance(named, str) else None
+        if kind is None or not self.policies:
+            return queue_settings(name, arguments, self.vhost)
+        policy = self.policies.effective(kind.TYPE, name, kind.UNSUPPORTED_POLICIES)
+        return queue_settings(name, arguments, self.vhost, policy, kind.POLICY_PRECEDENCE)
 
     def _policy_alternate(self, exchange: Exchange) -> None:
         """An exchange's ``alternate-exchange`` argument wins; without one, its policy's
@@ -165,7 +171,7 @@ class Topology:
         if isinstance(argument, str):
             exchange.alternate = argument
         else:
-            exchange.alternate = (self._policy_for("exchange", exchange.name) or {}).get("alternate-exchange")
+            exchange.alternate = self.policies.effective("exchange", exchange.name).get("alternate-exchange")
 
     def apply_policies(self) -> list[QueueType]:
         """The vhost's policies changed: every entity's effective settings again. Returns
@@ -173,7 +179,7 @@ class Topology:
         self.durable_changes += 1
         changed = []
         for queue in self.queues.values():
-            settings = queue_settings(queue.name, queue.arguments, self.vhost, self._policy_for(queue.TYPE, queue.name))
+            settings = self._settings(queue.name, queue.arguments)
             if settings != queue.settings:
                 queue.apply_settings(settings)
                 changed.append(queue)
@@ -296,8 +302,7 @@ class Topology:
                                    "that of the original declaration.")
             self._check_queue_equivalent(existing, durable, auto_delete, arguments)
             return existing
-        settings = queue_settings(name, arguments, self.vhost, self._policy_for(arguments.get("x-queue-type", CLASSIC),
-                                                                                  name))
+        settings = self._settings(name, arguments)
         kind = queue_type(settings.queue_type)
         kind.check_declare(name, self.vhost, durable, exclusive, auto_delete)
         vhost_limit = reached(self.users.limits.vhosts.get(self.vhost), "max-queues", len(self.queues))
