@@ -12,7 +12,9 @@ Rules:
 - The broker asked is ``--broker``, else where ``zbroker.client`` connects by default:
   ``tcp://$ZBROKER_HOST:$ZBROKER_PORT`` (127.0.0.1 and 5680 for what is unset).
 - A broker that is down or does not answer is one line on stderr and exit status 69
-  (EX_UNAVAILABLE, as rabbitmqctl); a refused request is ``Error: <reason>`` and 1.
+  (EX_UNAVAILABLE, as rabbitmqctl); a refused request is ``Error: <reason>`` and 1,
+  except for the policy verbs (``ctl_policies.py``), which print it as rabbitmqctl does:
+  ``Error:``, the reason on the next line, and 69.
 """
 from __future__ import annotations
 
@@ -20,15 +22,19 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NoReturn
 
 import click
 import zmq
 
 from zbroker import DEFAULT_PORT
+from zbroker.management import ctl_policies
 from zbroker.management.client import ManagementClient, RequestFailed, Unreachable
 
 EX_UNAVAILABLE = 69
+#: How rabbitmqctl prints a command the broker refused (its ``format_error``), exiting
+#: with ``EX_UNAVAILABLE`` (``Ctl.ask_as_rabbitmqctl``).
+RABBITMQCTL_REFUSED = "Error:\n{reason}"
 
 #: list verb -> (management list, the info line, default columns, columns).
 LISTS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
@@ -113,6 +119,12 @@ class Ctl:
         self.headers = headers
 
     def ask(self, verb: str, **arguments: Any) -> Any:
+        return self.request(verb, arguments)
+
+    def request(self, verb: str, arguments: dict[str, Any], refused: str = "Error: {reason}",
+                refused_status: int = 1) -> Any:
+        """The broker's answer; a refusal is printed as ``refused`` says and ends the
+        program with ``refused_status``."""
         try:
             with ManagementClient(self.broker, self.timeout, credentials=self.credentials,
                                   curve_server_key=self.curve_server_key) as client:
@@ -121,11 +133,19 @@ class Ctl:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(EX_UNAVAILABLE)
         except RequestFailed as exc:
-            click.echo(f"Error: {exc.reason}", err=True)
-            sys.exit(1)
+            click.echo(refused.format(reason=exc.reason), err=True)
+            sys.exit(refused_status)
         except zmq.ZMQError as exc:
             click.echo(f"Error: cannot use the broker endpoint {self.broker!r}: {exc}", err=True)
             sys.exit(EX_UNAVAILABLE)
+
+    def ask_as_rabbitmqctl(self, verb: str, **arguments: Any) -> Any:
+        """``ask``, with a refusal printed as rabbitmqctl prints a failed command."""
+        return self.request(verb, arguments, RABBITMQCTL_REFUSED, EX_UNAVAILABLE)
+
+    def fail_as_rabbitmqctl(self, reason: str) -> NoReturn:
+        click.echo(RABBITMQCTL_REFUSED.format(reason=reason), err=True)
+        sys.exit(EX_UNAVAILABLE)
 
     def info(self, text: str) -> None:
         if not self.quiet and self.formatter != "json":
@@ -417,7 +437,7 @@ def close_connection(ctx: click.Context, connection: str, explanation: str) -> N
 def export_definitions(ctx: click.Context, file: str) -> None:
     """Write the definitions to FILE ('-': standard output) as RabbitMQ's JSON: vhosts, users
     (with password hashes and limits), permissions, topic permissions, vhost limits,
-    exchanges, queues and bindings."""
+    policies, exchanges, queues and bindings."""
     c = _ctl(ctx, quiet=file == "-")
     c.info(f'Exporting definitions in JSON to a file at "{file}" ...')
     text = json.dumps(c.ask("definitions"), indent=2, default=str)
@@ -432,9 +452,9 @@ def export_definitions(ctx: click.Context, file: str) -> None:
 @click.pass_context
 def import_definitions(ctx: click.Context, file: str) -> None:
     """Apply FILE (RabbitMQ's definitions JSON, '-': standard input): its vhosts, users,
-    permissions, topic permissions and limits, then its exchanges, queues and bindings. The
-    file is checked whole first; what zbroker cannot apply (policies, other parameters) is
-    refused, and then nothing is imported."""
+    permissions, topic permissions, limits and policies, then its exchanges, queues and
+    bindings. The file is checked whole first; what zbroker cannot apply (operator policies,
+    other parameters) is refused, and then nothing is imported."""
     c = _ctl(ctx)
     try:
         text = sys.stdin.read() if file == "-" else Path(file).read_text()
@@ -460,3 +480,6 @@ def imported_line(counts: dict[str, int], data: dict) -> str:
             f"limits of {n(user_limits, 'user')} and {n(vhost_limits, 'vhost')}, "
             f"{n(counts['exchanges'], 'exchange')}, {n(counts['queues'], 'queue')} and "
             f"{n(counts['bindings'], 'binding')}")
+
+
+ctl_policies.register(ctl, _ctl, _formatting)

@@ -10,7 +10,8 @@ thousand keep-alive connections costs the loop nothing but the requests it makes
 Rules:
 - Paths, query options, field names and error bodies are RabbitMQ's; a path's
   ``{vhost}`` (``%2F`` is ``/``) is the vhost of its request (an unknown one is 404).
-  Write calls answer 204 as RabbitMQ (201 for a new user or vhost).
+  Write calls answer 204 as RabbitMQ (201 for a new user, vhost or policy). Policies
+  and operator policies have their own module (``http_policies.py``).
 - ``/metrics`` is rabbitmq_prometheus's aggregated metrics, ``/metrics/per-object``
   adds labels per queue and channel (``metrics.py``).
 - The dashboard is static files (``dashboard/``) that read the same API.
@@ -44,7 +45,7 @@ import zmq
 import zmq.asyncio
 from aiohttp import web
 
-from zbroker.management import metrics
+from zbroker.management import http_policies, metrics
 from zbroker.management.client import AsyncManagementClient, RequestFailed, Unreachable
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,9 @@ class Api:
     def name(request: web.Request, key: str = "name") -> str:
         return unquote(request.match_info[key])
 
-    async def listing(self, request: web.Request, kind: str) -> web.Response:
+    async def listing(self, request: web.Request, kind: str, default_sort: str = "") -> web.Response:
+        """A list with the request's query options; ``default_sort``: the field it is sorted
+        by when the query names none (ties by vhost, then name, as RabbitMQ's)."""
         options: dict[str, Any] = {}
         for key, read in _LIST_OPTIONS.items():
             if key in request.query:
@@ -120,6 +123,13 @@ class Api:
                     options[key] = read(request.query[key])
                 except ValueError:
                     raise _Refused(400, f"{key}: not a valid value") from None
+        if default_sort and "sort" not in options:
+            if "page" in options:
+                options["sort"] = default_sort
+            else:
+                items = await self.ask("list", kind=kind, **options)
+                return _json(sorted(items, key=lambda item: (item.get(default_sort, 0), item.get("vhost", ""),
+                                                             item.get("name", ""))))
         return _json(await self.ask("list", kind=kind, **options))
 
     async def body(self, request: web.Request) -> dict:
@@ -370,6 +380,7 @@ def routes(api: Api) -> list[web.RouteDef]:
         r.get("/api/health/checks/alarms", alarms),
         r.get("/metrics", prometheus), r.get("/metrics/per-object", prometheus),
         r.get("/", index), r.static("/static", DASHBOARD),
+        *http_policies.routes(api),
     ]
 
 
