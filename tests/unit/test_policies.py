@@ -224,3 +224,19 @@ def test_views_name_the_policies_as_rabbitmq_does(peer: FakePeer) -> None:
     assert (view["policy"], view["operator_policy"], view["effective_policy_definition"]) == (
         "p", "cap", {"max-length": 4})
     assert views.exchange(broker, exchange, "/")["policy"] == "p"
+
+
+def test_a_policy_change_over_many_queues_is_applied_a_batch_per_loop_pass(peer: FakePeer, monkeypatch) -> None:  # noqa: ANN001
+    from zbroker.core import broker as broker_module
+    monkeypatch.setattr(broker_module, "POLICY_BATCH", 2)
+    for i in range(5):
+        peer.declare(f"q{i}")
+    broker = peer.broker
+    policy(peer, "lim", "^q", {"max-length": 1})
+    limited = lambda: sum(q.settings.max_length == 1 for q in broker.topology.queues.values())  # noqa: E731
+    assert limited() == 2 and broker.has_pending_work
+    peer.declare("q-new")  # declared meanwhile: it gets the policy at once
+    assert settings(peer, "q-new").max_length == 1
+    broker.run_pending()
+    broker.run_pending()
+    assert limited() == 6 and not broker.has_pending_work

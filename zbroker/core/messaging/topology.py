@@ -174,19 +174,24 @@ class Topology:
             exchange.alternate = self.policies.effective("exchange", exchange.name).get("alternate-exchange")
 
     def apply_policies(self) -> list[QueueType]:
-        """The vhost's policies changed: every entity's effective settings again. Returns
-        the queues whose settings changed (the broker applies their limits and expiry)."""
+        """The vhost's policies changed: every entity's effective settings again, at once.
+        Returns the queues whose settings changed (the broker applies their limits)."""
+        self.apply_exchange_policies()
+        return [queue for queue in list(self.queues.values()) if self.reapply(queue)]
+
+    def apply_exchange_policies(self) -> None:
         self.durable_changes += 1
-        changed = []
-        for queue in self.queues.values():
-            settings = self._settings(queue.name, queue.arguments)
-            if settings != queue.settings:
-                queue.apply_settings(settings)
-                changed.append(queue)
         for exchange in self.exchanges.values():
             if exchange.name:
                 self._policy_alternate(exchange)
-        return changed
+
+    def reapply(self, queue: QueueType) -> bool:
+        """One queue's effective settings again; True if they changed."""
+        settings = self._settings(queue.name, queue.arguments)
+        if settings == queue.settings:
+            return False
+        queue.apply_settings(settings)
+        return True
 
     def new_queue_name(self) -> str:
         """A fresh server-made queue name (``amq.gen-…``)."""
