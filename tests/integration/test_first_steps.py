@@ -124,7 +124,7 @@ def test_import_definitions_says_what_it_applied(broker: Broker, tmp_path) -> No
     assert out.stdout.splitlines() == [
         f'Importing definitions in JSON from a file at "{path}" ...',
         "Imported 2 vhosts, 2 users, 2 permissions, 1 topic permission, limits of 1 user and 1 vhost, "
-        "1 exchange, 2 queues and 1 binding"]
+        "0 policies, 1 exchange, 2 queues and 1 binding"]
     listed = ctl("--broker", broker.endpoint, "list_vhost_limits", "-q")
     assert listed.stdout.splitlines()[1:] == ['staging\t{"max-queues": 10}']
 

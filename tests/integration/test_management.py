@@ -218,7 +218,7 @@ def test_ctl_definitions_round_trip_into_another_broker(broker: Broker, tmp_path
         out = ctl(other, "import_definitions", str(path))
         assert out.returncode == 0, out.stderr
         assert out.stdout.splitlines()[-1] == ("Imported 1 vhost, 1 user, 1 permission, 0 topic permissions, "
-                                               "limits of 0 users and 0 vhosts, 1 exchange, 1 queue and 1 binding")
+                                               "limits of 0 users and 0 vhosts, 0 policies, 1 exchange, 1 queue and 1 binding")
         c = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", other.port))
         ch = c.channel()
         ch.basic_publish("fan", "", b"through the imported binding")

@@ -478,6 +478,7 @@ def imported_line(counts: dict[str, int], data: dict) -> str:
             f"{n(counts.get('permissions', 0), 'permission')}, "
             f"{n(counts.get('topic_permissions', 0), 'topic permission')}, "
             f"limits of {n(user_limits, 'user')} and {n(vhost_limits, 'vhost')}, "
+            f"{n(counts.get('policies', 0), 'policy').replace('policys', 'policies')}, "
             f"{n(counts['exchanges'], 'exchange')}, {n(counts['queues'], 'queue')} and "
             f"{n(counts['bindings'], 'binding')}")
 
