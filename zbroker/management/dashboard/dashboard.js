@@ -1,5 +1,6 @@
 // zbroker dashboard: reads the management API every REFRESH_MS and redraws the open view;
-// a login form while nobody is logged in (session.js keeps the login and makes the requests).
+// a login form while nobody is logged in (session.js keeps the login and makes the requests;
+// policies.js the policy badges, the queue page's policy and the Policies view).
 "use strict";
 const REFRESH_MS = 2000;
 const HISTORY = 150;  // chart points kept (5 minutes at REFRESH_MS)
@@ -31,7 +32,8 @@ function features(queue) {
     "x-single-active-consumer": "SAC", "x-overflow": "Ovfl", "x-delivery-limit": "DLim"};
   for (const [key, value] of Object.entries(queue.arguments || {}))
     f.push([names[key] || "Args", `${key}: ${value}`]);
-  return f.map(([label, title]) => `<span class="feature" title="${esc(title)}">${esc(label)}</span>`).join("");
+  return f.map(([label, title]) => `<span class="feature" title="${esc(title)}">${esc(label)}</span>`).join("") +
+    policyBadges(queue);
 }
 
 function drawChart(canvas) {
@@ -82,7 +84,7 @@ const views = {
   async queue(where) {
     const r = await api(`/queues/${where}`);
     const bindings = await api(`/queues/${where}/bindings`);
-    return `<h2>Queue ${esc(r.name)}</h2>` + table(queueColumns.slice(1), [r], "") +
+    return `<h2>Queue ${esc(r.name)}</h2>` + table(queueColumns.slice(1), [r], "") + queuePolicy(r) +
       `<h2>Consumers (${r.consumer_details.length})</h2>` + table([
         ["Channel", (c) => esc(c.channel_details.name)], ["Tag", (c) => esc(c.consumer_tag)],
         ["Ack required", (c) => c.ack_required], ["Prefetch", (c) => num(c.prefetch_count), "n"],
@@ -99,7 +101,8 @@ const views = {
     const list = await api("/exchanges");
     return `<h2>Exchanges (${list.length})</h2>` + table([
       ["Name", (r) => esc(r.name || "(AMQP default)")], ["Type", (r) => esc(r.type)],
-      ["Features", (r) => (r.durable ? '<span class="feature">D</span>' : "") + (r.internal ? '<span class="feature">I</span>' : "")],
+      ["Features", (r) => (r.durable ? '<span class="feature">D</span>' : "") + (r.internal ? '<span class="feature">I</span>' : "") +
+        policyBadges(r)],
       ["Message rate in", (r) => rateText(r.message_stats, "publish_in"), "n"],
       ["Message rate out", (r) => rateText(r.message_stats, "publish_out"), "n"]], list, "No exchanges.");
   },
@@ -111,6 +114,7 @@ const views = {
       ["Channels", (r) => num(r.channels), "n"],
       ["", (r) => `<button data-close="${esc(r.name)}">Close</button>`]], list, "No connections.");
   },
+  policies: policiesView,
   async channels() {
     const list = await api("/channels");
     return `<h2>Channels (${list.length})</h2>` + table([
@@ -158,6 +162,27 @@ function showApp() {
   refresh();
 }
 
+/** What the user has put in the view's fields (by id), the focus and the caret: a redraw keeps them. */
+function fieldsOf(main) {
+  const focused = document.activeElement;
+  const values = {};
+  main.querySelectorAll("input[id], select[id], textarea[id]").forEach((f) => { values[f.id] = f.value; });
+  const caret = focused && focused.id && typeof focused.selectionStart === "number"
+    ? [focused.selectionStart, focused.selectionEnd] : null;
+  return {values, focused: focused && focused.id, caret};
+}
+
+function restoreFields({values, focused, caret}) {
+  for (const [id, value] of Object.entries(values)) {
+    const field = document.getElementById(id);
+    if (field && (field.tagName !== "SELECT" || [...field.options].some((o) => o.value === value))) field.value = value;
+  }
+  const field = focused && document.getElementById(focused);
+  if (!field) return;
+  field.focus();
+  if (caret) field.setSelectionRange(...caret);
+}
+
 let busy = false;
 let generation = 0;  // bumped at each log in and log out: a refresh begun before is dropped
 async function refresh() {
@@ -174,15 +199,12 @@ async function refresh() {
     if (history.length > HISTORY) history.shift();
     document.getElementById("node").textContent = node;
     document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.tab === tab));
-    const focused = document.activeElement && document.activeElement.id;
-    const keep = {count: document.getElementById("get-count")?.value, mode: document.getElementById("get-mode")?.value};
     const main = document.getElementById("view");
     const got = document.getElementById("got")?.innerHTML;
+    const typed = fieldsOf(main);
     main.innerHTML = html;
     if (got && document.getElementById("got")) document.getElementById("got").innerHTML = got;
-    if (keep.count && document.getElementById("get-count")) document.getElementById("get-count").value = keep.count;
-    if (keep.mode && document.getElementById("get-mode")) document.getElementById("get-mode").value = keep.mode;
-    if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
+    restoreFields(typed);
     const canvas = document.getElementById("rates");
     if (canvas) drawChart(canvas);
     status.textContent = "live · " + new Date().toLocaleTimeString();
@@ -221,11 +243,25 @@ document.addEventListener("click", async (event) => {
       if (!confirm(`Delete queue ${decodeURIComponent(name.split("/").pop())}?`)) return;
       await api(`/queues/${name}`, {method: "DELETE"});
       location.hash = "#/queues";
+    } else if (target.dataset && target.dataset.policyKind && view === "policies") {
+      await deletePolicy(target);
     } else if (target.dataset && target.dataset.close) {
       await api(`/connections/${q(target.dataset.close)}`, {method: "DELETE", headers: {"X-Reason": "Closed from the dashboard"}});
     } else {
       return;
     }
+    refresh();
+  } catch (error) {
+    if (error instanceof LoggedOut) showLogin(error.message);
+    else alert(error.message);
+  }
+});
+
+document.addEventListener("submit", async (event) => {
+  if (event.target.id !== "policy-form") return;
+  event.preventDefault();
+  try {
+    await setPolicy();
     refresh();
   } catch (error) {
     if (error instanceof LoggedOut) showLogin(error.message);

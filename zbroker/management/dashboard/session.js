@@ -25,7 +25,10 @@ async function send(path, options, authorization) {
   headers.set("X-Requested-With", "XMLHttpRequest");
   if (authorization) headers.set("Authorization", authorization);
   const response = await fetch(location.origin + "/api" + path, {...options, headers, credentials: "omit"});
-  if (response.ok) return response.status === 204 ? null : response.json();
+  if (response.ok) {  // a 201 or 204 may have no body (a PUT that created or replaced)
+    const text = await response.text();
+    return text ? JSON.parse(text) : null;
+  }
   let reason = response.statusText;
   try { reason = (await response.json()).reason; } catch (e) { /* not JSON */ }
   const error = new Error(reason);
