@@ -11,7 +11,12 @@ Rules:
 - Paths, query options, field names and error bodies are RabbitMQ's; a path's
   ``{vhost}`` (``%2F`` is ``/``) is the vhost of its request (an unknown one is 404).
   Write calls answer 204 as RabbitMQ (201 for a new user, vhost or policy). Policies
-  and operator policies have their own module (``http_policies.py``).
+  and operator policies have their own module (``http_policies.py``), declaring and
+  deleting queues, exchanges and bindings theirs (``http_objects.py``).
+- A method a path does not take is 405 with no body and RabbitMQ's ``Allow`` header
+  (cowboy_rest's: its methods in ``ALLOW_ORDER``, with HEAD and OPTIONS); an OPTIONS
+  request is 200 with the same header. Both come before the login, as cowboy_rest
+  checks the method before ``is_authorized``.
 - ``/metrics`` is rabbitmq_prometheus's aggregated metrics, ``/metrics/per-object``
   adds labels per queue and channel (``metrics.py``).
 - The dashboard is static files (``dashboard/``) that read the same API.
@@ -45,7 +50,7 @@ import zmq
 import zmq.asyncio
 from aiohttp import web
 
-from zbroker.management import http_policies, metrics
+from zbroker.management import http_objects, http_policies, metrics
 from zbroker.management.client import AsyncManagementClient, RequestFailed, Unreachable
 
 log = logging.getLogger(__name__)
@@ -63,6 +68,8 @@ SCRIPTED = ("X-Requested-With", "XMLHttpRequest")
 #: The dashboard page's Content-Security-Policy: its own scripts only, no framing.
 PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none'; "
                "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+#: The order of methods in an ``Allow`` header, as RabbitMQ's resources list them.
+ALLOW_ORDER = ("HEAD", "GET", "PUT", "POST", "DELETE", "OPTIONS")
 #: The credentials of the request being answered (set by ``authenticate``).
 _credentials: contextvars.ContextVar[dict] = contextvars.ContextVar("credentials")
 #: The vhost the request's path names (``%2F`` is ``/``), or None.
@@ -380,7 +387,7 @@ def routes(api: Api) -> list[web.RouteDef]:
         r.get("/api/health/checks/alarms", alarms),
         r.get("/metrics", prometheus), r.get("/metrics/per-object", prometheus),
         r.get("/", index), r.static("/static", DASHBOARD),
-        *http_policies.routes(api),
+        *http_policies.routes(api), *http_objects.routes(api),
     ]
 
 
@@ -391,7 +398,7 @@ def _exchange_name(request: web.Request) -> str:
 
 
 def authentication(relay_token: bytes) -> Callable:
-    """The middleware that sets each request's credentials (rule 4)."""
+    """The middleware that sets each request's credentials (rule 5)."""
     @web.middleware
     async def authenticate(request: web.Request,
                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
@@ -400,6 +407,9 @@ def authentication(relay_token: bytes) -> Callable:
         if request.path.startswith(("/metrics", "/static/")):
             _credentials.set({"relay": relay_token})  # the exporter's own reads
             return await handler(request)
+        if request.method == "OPTIONS" or request.match_info.http_exception is not None \
+                and request.match_info.http_exception.status == 405:
+            return await handler(request)  # the method is refused before any login (rule 2)
         vhost = request.match_info.get("vhost")
         _vhost.set(unquote(vhost) if vhost is not None else None)
         login = basic_auth(request.headers.get("Authorization"))
@@ -434,8 +444,10 @@ async def _answer(request: web.Request, handler: Callable[[web.Request], Awaitab
     except web.HTTPException as exc:
         if exc.status == 404:
             return _error(404, "Not Found")
-        if exc.status == 405:
-            return _error(405, "Method Not Allowed")
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            allowed = set(exc.allowed_methods) | {"OPTIONS"} | ({"HEAD"} if "GET" in exc.allowed_methods else set())
+            header = {"Allow": ", ".join(m for m in ALLOW_ORDER if m in allowed)}
+            return web.Response(status=200 if request.method == "OPTIONS" else 405, headers=header)
         raise
     except Exception:
         log.exception("internal error answering %s %s", request.method, request.path)

@@ -13,6 +13,15 @@ Rules (RabbitMQ's management plugin):
   else (users, permissions, definitions, closing connections, reset) needs
   ``administrator``. Refusals are RabbitMQ's 401 texts (``Not management user``,
   ``Not administrator user``) or the permission's 403 text.
+- Declaring and deleting queues and exchanges and (un)binding (``OBJECT_VERBS``) are
+  any management user's, in a vhost it has permissions in (else 401 ``User not
+  authorised to access virtual host``; a vhost there is not is the verb's 404), with
+  the permissions a client's method needs, checked for administrators too:
+  configure to declare or delete, write on the destination and read on the source to
+  bind or unbind, and what a new entity's alternate or dead-letter exchange needs
+  (``object_requests.extra_checks``). A refusal is RabbitMQ's 401 ``Access refused.``
+  (``rabbit_mgmt_util:direct_request``). Reading bindings between two ends needs only
+  access to the vhost.
 - The HTTP server runs in the broker process and forwards its clients' credentials with
   their address; it proves itself with ``relay_token`` (made at start, never leaves
   the process), so only it may say where a login comes from. With the token and no
@@ -41,6 +50,18 @@ POLICY_VERBS = frozenset({"set_policy", "clear_policy", "policy"})
 #: Queue actions: (the permission, resource kind, the argument naming it).
 RESOURCE_VERBS = {"purge_queue": (READ, "queue", "name"), "delete_queue": (CONFIGURE, "queue", "name"),
                   "get_messages": (READ, "queue", "name"), "publish": (WRITE, "exchange", "exchange")}
+#: Object verbs: the permissions each needs, as (permission, resource kind, argument
+#: naming it); a kind of None is the argument ``destination_type``'s.
+OBJECT_VERBS: dict[str, tuple[tuple[str, str | None, str], ...]] = {
+    "declare_queue": ((CONFIGURE, "queue", "name"),),
+    "declare_exchange": ((CONFIGURE, "exchange", "name"),),
+    "delete_exchange": ((CONFIGURE, "exchange", "name"),),
+    "bind": ((WRITE, None, "destination"), (READ, "exchange", "source")),
+    "unbind": ((WRITE, None, "destination"), (READ, "exchange", "source")),
+    "bindings_between": (), "binding": (),
+}
+#: Exchanges whose deletion the verb itself refuses, before any permission (as a client's).
+_SYSTEM_EXCHANGES = frozenset({"", "amq.direct", "amq.fanout", "amq.topic", "amq.headers", "amq.match"})
 METRICS_PRINCIPAL = "(metrics)"
 
 
@@ -92,6 +113,9 @@ def authorize(users: Users, principal: Principal, verb: str, args: dict) -> None
         return
     if not tags & MANAGEMENT_TAGS:
         raise AccessDenied(401, "Not management user")
+    if verb in OBJECT_VERBS:
+        _may_act_on_objects(users, principal, verb, args)
+        return
     if "administrator" in tags:
         return
     if verb in POLICY_VERBS:  # (listing them is any management user's, as RabbitMQ 3.10's)
@@ -120,3 +144,36 @@ def _may_make_policies(users: Users, principal: Principal, tags: set[str], args:
     vhost = args.get("vhost")
     if isinstance(vhost, str) and users.permissions.get(principal.name, vhost) is None:
         raise AccessDenied(401, f"Access refused to vhost '{vhost}'")
+
+
+def _may_act_on_objects(users: Users, principal: Principal, verb: str, args: dict) -> None:
+    """An object verb (``OBJECT_VERBS``): the vhost, then each permission ``OBJECT_VERBS`` names."""
+    vhost = args.get("vhost", DEFAULT_VHOST)
+    if not isinstance(vhost, str) or not users.vhost_exists(vhost):
+        return  # the verb itself refuses the argument (400) or the vhost (404)
+    if users.permissions.get(principal.name, vhost) is None and "administrator" not in principal.tags:
+        raise AccessDenied(401, "User not authorised to access virtual host")
+    needed = []
+    for access, kind, key in OBJECT_VERBS[verb]:
+        name = args.get(key)
+        if kind is None:
+            kind = args.get("destination_type")
+        if not isinstance(name, str) or kind not in ("queue", "exchange"):
+            return  # the verb refuses it (400)
+        if kind == "exchange" and key == "source" and name == "":
+            continue  # the default exchange: refused by the verb, after the destination's check
+        if verb == "delete_exchange" and name in _SYSTEM_EXCHANGES:
+            continue
+        needed.append((access, kind, name))
+    may(users, principal, vhost, needed)
+
+
+def may(users: Users, principal: Principal, vhost: str, needed: list[tuple[str, str, str]]) -> None:
+    """Raise RabbitMQ's 401 ``Access refused.`` unless ``principal`` has each (permission,
+    kind, name) in ``vhost``, as a client's method would need."""
+    permission = users.permissions.get(principal.name, vhost)
+    for access, kind, name in needed:
+        try:
+            check(permission, principal.name, vhost, access, kind, name)
+        except ChannelError:
+            raise AccessDenied(401, "Access refused.") from None

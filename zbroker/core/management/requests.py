@@ -31,7 +31,7 @@ import re
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from zbroker import __version__
-from zbroker.core.management import definitions, views
+from zbroker.core.management import definitions, object_requests, views
 from zbroker.core.management.policy_requests import PolicyRequests
 from zbroker.core.management.request_errors import MISSING as _MISSING, ManagementError, arg as _arg, not_found
 from zbroker.core.access.access_limits import LimitError
@@ -77,6 +77,7 @@ class Management:
             "whoami": self._whoami,
             **{verb: functools.partial(self._users_verb, verb) for verb in USERS_VERBS},
             **PolicyRequests(broker, self._topology).verbs(),
+            **object_requests.ObjectRequests(broker, self._topology, lambda: self.principal).verbs(),
         }
         #: Who asks the request being answered.
         self.principal = Principal("guest", ["administrator"])

@@ -1,0 +1,103 @@
+"""The HTTP API's writes of queues, exchanges and bindings against a real broker, as
+RabbitMQ 3.10's: 201 then 204 on PUT, the 406 text as a 400's reason, bindings named by
+properties key with a relative ``Location``, 404 and 405 as RabbitMQ answers them."""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any, Iterator
+from urllib.parse import unquote
+
+import pytest
+
+import zbroker.client as pika
+from tests.integration.test_management import HTTP_READY, basic, http
+from tests.support import Broker
+
+NOT_FOUND = {"error": "Object Not Found", "reason": "Not Found"}
+
+
+@pytest.fixture
+def web() -> Iterator[Broker]:
+    proc = Broker("--http", "127.0.0.1:0")
+    m = proc.wait_for(HTTP_READY)
+    proc.http = f"http://{m.group(1)}:{m.group(2)}"
+    yield proc
+    assert proc.stop() == 0
+    assert "Traceback" not in proc.log(), proc.log()
+    proc.remove_data()
+
+
+def raw(base: str, path: str, method: str, body: Any = None, login: bool = True) -> tuple[int, Any, bytes]:
+    """(status, headers, body) of a request."""
+    request = urllib.request.Request(base + path, method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers=basic("guest", "guest") if login else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+
+
+def test_declare_bind_and_delete_over_http(web: Broker) -> None:
+    base = web.http
+    assert http(base, "/api/queues/%2F/orders", "PUT", {"durable": True, "arguments": {"x-max-length": 5}}) == (
+        201, None)
+    assert http(base, "/api/queues/%2F/orders", "PUT", {"durable": True, "arguments": {"x-max-length": 5}}) == (
+        204, None)
+    assert http(base, "/api/queues/%2F/orders", "PUT", {"durable": False}) == (400, {
+        "error": "bad_request",
+        "reason": "inequivalent arg 'durable' for queue 'orders' in vhost '/': received 'false' but current is 'true'"})
+    assert http(base, "/api/queues/nowhere/orders", "PUT", {}) == (404, {"error": "not_found",
+                                                                        "reason": "vhost_not_found"})
+    queue = http(base, "/api/queues/%2F/orders")[1]
+    assert (queue["durable"], queue["auto_delete"], queue["arguments"]) == (True, False, {"x-max-length": 5})
+
+    assert http(base, "/api/exchanges/%2F/events", "PUT", {"type": "topic", "durable": True}) == (201, None)
+    assert http(base, "/api/exchanges/%2F/events", "PUT", {"type": "topic", "durable": True}) == (204, None)
+    assert http(base, "/api/exchanges/%2F/events")[1]["type"] == "topic"
+
+    status, headers, _ = raw(base, "/api/bindings/%2F/e/events/q/orders", "POST", {"routing_key": "order.*"})
+    assert (status, headers["Location"]) == (201, "orders/order.%252A")
+    status, headers, _ = raw(base, "/api/bindings/%2F/e/events/q/orders", "POST",
+                             {"routing_key": "a b", "arguments": {"k": "v"}})
+    props = unquote(headers["Location"].split("/")[1])  # quoted once more, as RabbitMQ's
+    assert status == 201 and props.startswith("a+b~")
+    listed = http(base, "/api/bindings/%2F/e/events/q/orders")[1]
+    assert [(b["routing_key"], b["properties_key"]) for b in listed] == [("a b", props), ("order.*", "order.%2A")]
+    assert http(base, f"/api/bindings/%2F/e/events/q/orders/{props}")[1]["arguments"] == {"k": "v"}
+
+    # The binding routes: a client's publish reaches the queue declared over HTTP.
+    connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", web.port))
+    channel = connection.channel()
+    channel.basic_publish("events", "order.new", b"hello")
+    assert channel.queue_declare("orders", passive=True, durable=True,
+                                 arguments={"x-max-length": 5}).method.message_count == 1
+    connection.close()
+
+    assert http(base, "/api/bindings/%2F/e/events/q/orders/order.%2A", "DELETE") == (204, None)
+    assert http(base, "/api/bindings/%2F/e/events/q/orders/order.%2A", "DELETE") == (404, NOT_FOUND)
+    assert http(base, "/api/bindings/%2F/e/events/q/orders/order.%2A") == (404, NOT_FOUND)
+    assert http(base, "/api/bindings/%2F/e/nowhere/q/orders", "POST", {}) == (
+        404, {"error": "not_found", "reason": "no exchange 'nowhere' in vhost '/'"})
+    assert http(base, "/api/exchanges/%2F/events?if-unused=true", "DELETE") == (
+        400, {"error": "bad_request", "reason": "exchange 'events' in vhost '/' in use"})
+    assert http(base, "/api/exchanges/%2F/events", "DELETE") == (204, None)
+    assert http(base, "/api/exchanges/%2F/events", "DELETE") == (404, NOT_FOUND)
+    assert http(base, "/api/exchanges/%2F/amq.direct", "DELETE") == (
+        401, {"error": "not_authorised", "reason": "Access refused."})
+    assert http(base, "/api/queues/%2F/orders", "DELETE") == (204, None)
+    assert http(base, "/api/queues/%2F/orders") == (404, NOT_FOUND)
+    assert http(base, "/api/queues/nowhere/orders") == (404, NOT_FOUND)
+
+
+def test_a_method_a_path_does_not_take_is_405_with_allow(web: Broker) -> None:
+    base = web.http
+    status, headers, body = raw(base, "/api/bindings/%2F/e/amq.direct/q/nothing/~", "PUT", {}, login=False)
+    assert (status, headers["Allow"], body) == (405, "HEAD, GET, DELETE, OPTIONS", b"")
+    assert raw(base, "/api/overview", "POST", {})[1]["Allow"] == "HEAD, GET, OPTIONS"
+    status, headers, _ = raw(base, "/api/queues/%2F/q", "OPTIONS", login=False)
+    assert (status, headers["Allow"]) == (200, "HEAD, GET, PUT, DELETE, OPTIONS")
+    assert raw(base, "/api/bindings/%2F/e/x/q/q", "DELETE")[1]["Allow"] == "HEAD, GET, POST, OPTIONS"
