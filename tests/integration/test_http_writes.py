@@ -101,3 +101,25 @@ def test_a_method_a_path_does_not_take_is_405_with_allow(web: Broker) -> None:
     status, headers, _ = raw(base, "/api/queues/%2F/q", "OPTIONS", login=False)
     assert (status, headers["Allow"]) == (200, "HEAD, GET, PUT, DELETE, OPTIONS")
     assert raw(base, "/api/bindings/%2F/e/x/q/q", "DELETE")[1]["Allow"] == "HEAD, GET, POST, OPTIONS"
+
+
+def test_aliveness_and_health_checks(web: Broker) -> None:
+    base = web.http
+    assert http(base, "/api/aliveness-test/%2F") == (200, {"status": "ok"})
+    assert http(base, "/api/aliveness-test/%2F") == (200, {"status": "ok"})
+    assert http(base, "/api/queues/%2F/aliveness-test")[1]["messages"] == 0
+    assert http(base, "/api/aliveness-test/nowhere") == (404, NOT_FOUND)
+    assert http(base, "/api/health/checks/virtual-hosts") == (200, {"status": "ok"})
+    assert http(base, "/api/health/checks/local-alarms") == (200, {"status": "ok"})
+    assert http(base, "/api/health/checks/node-is-quorum-critical") == (
+        200, {"status": "ok", "reason": "single node cluster"})
+    assert http(base, f"/api/health/checks/port-listener/{web.port}") == (200, {"status": "ok", "port": web.port})
+    status, body = http(base, "/api/health/checks/port-listener/1")
+    assert (status, body["status"], body["reason"], body["missing"]) == (503, "failed", "No active listener", 1)
+    assert web.port in body["ports"]
+    assert http(base, "/api/health/checks/port-listener/x") == (400, {"error": "bad_request",
+                                                                      "reason": "Invalid port"})
+    assert http(base, "/api/health/checks/protocol-listener/AMQP091") == (200, {"status": "ok", "protocol": "amqp"})
+    assert http(base, "/api/health/checks/protocol-listener/management")[1]["protocol"] == "http"
+    status, body = http(base, "/api/health/checks/protocol-listener/mqtt")
+    assert (status, body["missing"], "amqp" in body["protocols"]) == (503, "mqtt", True)

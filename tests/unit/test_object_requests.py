@@ -124,3 +124,11 @@ def test_permissions_are_a_clients(wire: ManagementWire) -> None:
     assert error(wire, "bindings_between", login("watcher", "w"), **ends)[2] == (
         "User not authorised to access virtual host")
     assert error(wire, "declare_queue", vhost="empty", name="q") == (401, "not_authorised", "Access refused.")
+
+
+def test_aliveness_test_needs_a_clients_permissions(wire: ManagementWire) -> None:
+    assert ask(wire, "aliveness_test", ADMIN) == {"status": "ok"}
+    assert ask(wire, "queue", ADMIN, name="aliveness-test")["messages"] == 0
+    assert error(wire, "aliveness_test", login("app", "p")) == (
+        401, "not_authorised", "ACCESS_REFUSED - configure access to queue 'aliveness-test' in vhost '/' "
+                               "refused for user 'app'")

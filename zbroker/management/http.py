@@ -12,7 +12,8 @@ Rules:
   ``{vhost}`` (``%2F`` is ``/``) is the vhost of its request (an unknown one is 404).
   Write calls answer 204 as RabbitMQ (201 for a new user, vhost or policy). Policies
   and operator policies have their own module (``http_policies.py``), declaring and
-  deleting queues, exchanges and bindings theirs (``http_objects.py``).
+  deleting queues, exchanges and bindings theirs (``http_objects.py``), and so do the
+  health checks other than alarms' (``http_health.py``).
 - A method a path does not take is 405 with no body and RabbitMQ's ``Allow`` header
   (cowboy_rest's: its methods in ``ALLOW_ORDER``, with HEAD and OPTIONS); an OPTIONS
   request is 200 with the same header. Both come before the login, as cowboy_rest
@@ -50,7 +51,7 @@ import zmq
 import zmq.asyncio
 from aiohttp import web
 
-from zbroker.management import http_objects, http_policies, metrics
+from zbroker.management import http_health, http_objects, http_policies, metrics
 from zbroker.management.client import AsyncManagementClient, RequestFailed, Unreachable
 
 log = logging.getLogger(__name__)
@@ -387,7 +388,7 @@ def routes(api: Api) -> list[web.RouteDef]:
         r.get("/api/health/checks/alarms", alarms),
         r.get("/metrics", prometheus), r.get("/metrics/per-object", prometheus),
         r.get("/", index), r.static("/static", DASHBOARD),
-        *http_policies.routes(api), *http_objects.routes(api),
+        *http_policies.routes(api), *http_objects.routes(api), *http_health.routes(api),
     ]
 
 

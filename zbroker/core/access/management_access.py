@@ -21,7 +21,8 @@ Rules (RabbitMQ's management plugin):
   bind or unbind, and what a new entity's alternate or dead-letter exchange needs
   (``object_requests.extra_checks``). A refusal is RabbitMQ's 401 ``Access refused.``
   (``rabbit_mgmt_util:direct_request``). Reading bindings between two ends needs only
-  access to the vhost.
+  access to the vhost. The aliveness test needs what its client's methods need, and is
+  refused with the permission's text (``with_channel``'s).
 - The HTTP server runs in the broker process and forwards its clients' credentials with
   their address; it proves itself with ``relay_token`` (made at start, never leaves
   the process), so only it may say where a login comes from. With the token and no
@@ -59,7 +60,13 @@ OBJECT_VERBS: dict[str, tuple[tuple[str, str | None, str], ...]] = {
     "bind": ((WRITE, None, "destination"), (READ, "exchange", "source")),
     "unbind": ((WRITE, None, "destination"), (READ, "exchange", "source")),
     "bindings_between": (), "binding": (),
+    # A client's queue.declare, basic.publish to the default exchange and basic.get.
+    "aliveness_test": ((CONFIGURE, "queue", "aliveness-test"), (WRITE, "exchange", ""),
+                       (READ, "queue", "aliveness-test")),
 }
+#: Object verbs whose resources are named by the table itself, not by an argument; a
+#: refusal is the permission's text (RabbitMQ's ``with_channel``: a channel's close).
+FIXED_NAMES = frozenset({"aliveness_test"})
 #: Exchanges whose deletion the verb itself refuses, before any permission (as a client's).
 _SYSTEM_EXCHANGES = frozenset({"", "amq.direct", "amq.fanout", "amq.topic", "amq.headers", "amq.match"})
 METRICS_PRINCIPAL = "(metrics)"
@@ -153,6 +160,13 @@ def _may_act_on_objects(users: Users, principal: Principal, verb: str, args: dic
         return  # the verb itself refuses the argument (400) or the vhost (404)
     if users.permissions.get(principal.name, vhost) is None and "administrator" not in principal.tags:
         raise AccessDenied(401, "User not authorised to access virtual host")
+    if verb in FIXED_NAMES:
+        for access, kind, name in OBJECT_VERBS[verb]:
+            try:
+                check(users.permissions.get(principal.name, vhost), principal.name, vhost, access, kind, name)
+            except ChannelError as exc:
+                raise AccessDenied(401, exc.text) from None
+        return
     needed = []
     for access, kind, key in OBJECT_VERBS[verb]:
         name = args.get(key)

@@ -22,6 +22,8 @@ Rules of this module (RabbitMQ 3.10's ``rabbit_mgmt_wm_queue``, ``_exchange``,
   A looked-up key's hash may also be ``views.properties_key``'s, until the views use
   this one.
 - A binding asked for by a properties key that names none is 404, as RabbitMQ's.
+- The aliveness test is a client's declare, publish and get in the vhost; it answers
+  ``{"status": "failed", "reason": …}`` when one of them fails (HTTP: 503).
 - Who may ask is ``management_access.py``'s (``OBJECT_VERBS``): configure to declare
   or delete, write on the destination and read on the source to (un)bind, and the
   extra checks a client's declare makes with an alternate or dead-letter exchange
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
 #: AMQP reply codes that ``direct_request`` answers 401 ``Access refused.``.
 REFUSED_CODES = (errors.ACCESS_REFUSED, errors.NOT_ALLOWED)
 DESTINATION_TYPES = ("queue", "exchange")
+#: RabbitMQ's aliveness test: its queue and message (``rabbit_mgmt_wm_aliveness_test``).
+ALIVENESS_QUEUE, ALIVENESS_MESSAGE = "aliveness-test", b"test_message"
 
 
 class ObjectError(ManagementError):
@@ -143,6 +147,7 @@ class ObjectRequests:
             "unbind": lambda args, _: self._acting(self.unbind, args, not_found),
             "bindings_between": lambda args, _: self.bindings_between(args),
             "binding": lambda args, _: self.binding(args),
+            "aliveness_test": lambda args, _: self.aliveness_test(args),
         }
 
     def _acting(self, verb: Callable[[dict], Any], args: dict,
@@ -227,6 +232,23 @@ class ObjectRequests:
         self.topology_of(args).unbind(found["destination"], to_queue, found["source"], found["routing_key"],
                                       found["arguments"], None)
         return {"properties_key": found["properties_key"]}
+
+    # -- aliveness ----------------------------------------------------------------------
+
+    def aliveness_test(self, args: dict) -> dict[str, str]:
+        """RabbitMQ's ``/api/aliveness-test/{vhost}``: declare ``aliveness-test`` (kept,
+        so a probe every few seconds declares nothing new), publish to it through the
+        default exchange and get the message back."""
+        topology = self.topology_of(args)
+        try:
+            queue = topology.declare_queue(ALIVENESS_QUEUE, False, False, False, False, {}, None)
+            self.broker.delivery.used(queue)
+            self.broker.publish("", ALIVENESS_QUEUE, {}, ALIVENESS_MESSAGE, topology)
+        except BrokerError as exc:
+            return {"status": "failed", "reason": exc.text}
+        if not self.broker.get(queue, 1, "ack"):
+            return {"status": "failed", "reason": "aliveness-test queue is empty"}
+        return {"status": "ok"}
 
 
 def extra_checks(topology: "Topology", verb: str, args: dict) -> list[tuple[str, str, str]]:
