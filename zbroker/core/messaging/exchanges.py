@@ -7,7 +7,9 @@ with this routing key and these headers go? The broker calls
 - ``bind`` / ``unbind`` when a binding is added or removed (both idempotent, as in
   RabbitMQ: a second identical bind is a no-op, unbinding what is not bound is fine);
 - ``route`` once per published message, so it is the hot path: direct and fanout are
-  a dict or set lookup, topic goes through the cached ``TopicMatcher``.
+  a dict or set lookup, topic goes through the cached ``TopicMatcher``, x-consistent-hash
+  through the precomputed ``HashRing``. Its second argument is the message's headers for
+  the headers exchange, its properties for a type with ``routes_on_properties``, else None.
 
 A binding is identified by (destination, routing key, arguments); ``bindings`` holds
 them all so the broker can answer ``if_unused`` and drop a deleted queue's bindings.
@@ -17,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Hashable, Iterable
 
+from zbroker.core.messaging.consistent_hash import HashRing, hash_source, hashed_value, weight_of
 from zbroker.core.messaging.topic import TopicMatcher
 
 BindingKey = tuple[Any, str, Hashable]  # (destination, routing_key, frozen arguments)
@@ -35,6 +38,9 @@ class Exchange:
     """Base: declaration attributes and the binding set; subclasses route."""
 
     kind = ""
+    #: ``route`` reads the message's properties (the topology passes them): a type that
+    #: hashes a header or property, as the consistent-hash exchange does.
+    routes_on_properties = False
 
     def __init__(self, name: str, durable: bool = False, auto_delete: bool = False,
                  internal: bool = False, arguments: dict | None = None) -> None:
@@ -208,8 +214,38 @@ def headers_match(binding_args: dict, headers: dict) -> bool:
     return all(k in headers and headers[k] == v for k, v in pairs)
 
 
+class ConsistentHashExchange(Exchange):
+    """``x-consistent-hash`` (RabbitMQ's plugin): each message to one destination, chosen by
+    a hash of its routing key, a header or a property over buckets weighted by the binding
+    keys; the rules and the ring are ``consistent_hash.py``'s."""
+
+    kind = "x-consistent-hash"
+    routes_on_properties = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._source = hash_source(self.arguments)  # (refuses bad arguments, as RabbitMQ on declare)
+        self._ring = HashRing()
+
+    def bind(self, destination: Any, routing_key: str, arguments: dict) -> bool:
+        weight_of(routing_key)  # refused even when already bound, as RabbitMQ's validate_binding
+        return super().bind(destination, routing_key, arguments)
+
+    def route(self, routing_key: str, properties: dict | None) -> Iterable[Any]:
+        if self._source is None:
+            return self._ring.route(routing_key.encode())
+        return self._ring.route(hashed_value(self._source, properties))
+
+    def _add(self, destination: Any, routing_key: str, arguments: dict) -> None:
+        self._ring.add(destination, weight_of(routing_key))
+
+    def _remove(self, destination: Any, routing_key: str, arguments: dict) -> None:
+        self._ring.remove(destination)
+
+
 EXCHANGE_TYPES: dict[str, type[Exchange]] = {
-    cls.kind: cls for cls in (DirectExchange, FanoutExchange, TopicExchange, HeadersExchange)
+    cls.kind: cls for cls in (DirectExchange, FanoutExchange, TopicExchange, HeadersExchange,
+                              ConsistentHashExchange)
 }
 
 
