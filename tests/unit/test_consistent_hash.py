@@ -215,3 +215,15 @@ def test_refusals_through_the_core(peer: FakePeer) -> None:
     peer.send(Op.CHANNEL_OPEN, 4)
     assert closes(peer.exchange("chy", "x-consistent-hash", ch=4, arguments={"hash-header": 5})) == [
         (541, "INTERNAL_ERROR")]
+
+
+def test_cc_and_bcc_do_not_add_copies_through_a_consistent_hash_exchange(peer: FakePeer) -> None:
+    """RabbitMQ's plugin routes by the first routing key alone: one copy per message."""
+    peer.exchange("ch", "x-consistent-hash")
+    for name in ("a", "b", "c"):
+        peer.declare(name)
+        peer.bind(name, "ch", "1")
+    for i in range(20):
+        peer.send(Op.BASIC_PUBLISH, 1, "ch", f"k{i}", False, {"headers": {"CC": ["x1", "x2"], "BCC": ["y"]}},
+                  body=b"m")
+    assert sum(peer.count(name) for name in ("a", "b", "c")) == 20

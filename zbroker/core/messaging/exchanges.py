@@ -41,6 +41,9 @@ class Exchange:
     #: ``route`` reads the message's properties (the topology passes them): a type that
     #: hashes a header or property, as the consistent-hash exchange does.
     routes_on_properties = False
+    #: Routes a message by its first routing key only, whatever its CC and BCC headers add
+    #: (the consistent-hash exchange: one copy, as RabbitMQ's plugin).
+    first_key_only = False
 
     def __init__(self, name: str, durable: bool = False, auto_delete: bool = False,
                  internal: bool = False, arguments: dict | None = None) -> None:
@@ -221,6 +224,7 @@ class ConsistentHashExchange(Exchange):
 
     kind = "x-consistent-hash"
     routes_on_properties = True
+    first_key_only = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -451,6 +451,8 @@ class Topology:
 
     def route_keys(self, exchange: Exchange, routing_keys: list[str], properties: dict) -> list[QueueType]:
         """The queues a message with several routing keys (CC/BCC) reaches, each once."""
+        if exchange.first_key_only:
+            return list(self.route(exchange, routing_keys[0], properties))
         found: dict[int, QueueType] = {}
         for key in routing_keys:
             for queue in self.route(exchange, key, properties):
@@ -462,7 +464,7 @@ class Topology:
         ``alternate-exchange``, the alternate's (and so on, each exchange once)."""
         if not exchange.exchange_destinations:  # (``_route``'s common case, in line: once per publish)
             queues = exchange.route(routing_key, properties.get("headers") if type(exchange) is HeadersExchange
-                                    else None)
+                                    else properties if exchange.routes_on_properties else None)
         else:
             queues = self._route(exchange, routing_key, properties)
         if queues or exchange.alternate is None:
@@ -481,7 +483,7 @@ class Topology:
         """The queues a message reaches, following exchange-to-exchange bindings once each."""
         if not exchange.exchange_destinations:  # the common case: queues only, no walk
             return exchange.route(routing_key, properties.get("headers") if type(exchange) is HeadersExchange
-                                  else None)
+                                  else properties if exchange.routes_on_properties else None)
         out: list[QueueType] = []
         seen: set[int] = set()
         pending: list[Exchange] = [exchange]
@@ -490,7 +492,8 @@ class Topology:
             if id(ex) in seen:
                 continue
             seen.add(id(ex))
-            headers = properties.get("headers") if type(ex) is HeadersExchange else None
+            headers = (properties.get("headers") if type(ex) is HeadersExchange
+                       else properties if ex.routes_on_properties else None)
             for dest in ex.route(routing_key, headers):
                 if not isinstance(dest, Exchange):  # a queue
                     if id(dest) not in seen:
