@@ -227,3 +227,13 @@ def test_cc_and_bcc_do_not_add_copies_through_a_consistent_hash_exchange(peer: F
         peer.send(Op.BASIC_PUBLISH, 1, "ch", f"k{i}", False, {"headers": {"CC": ["x1", "x2"], "BCC": ["y"]}},
                   body=b"m")
     assert sum(peer.count(name) for name in ("a", "b", "c")) == 20
+
+
+def test_definitions_check_consistent_hash_bindings_before_importing_anything(peer: FakePeer) -> None:
+    from zbroker.core.management.definitions import DefinitionsError, apply
+    bad = {"exchanges": [{"name": "ch", "type": "x-consistent-hash"}], "queues": [{"name": "q"}],
+           "bindings": [{"source": "ch", "destination": "q", "destination_type": "queue", "routing_key": "abc"}]}
+    with pytest.raises(DefinitionsError, match='binding from .ch.: PRECONDITION_FAILED - The binding key must be an '
+                                               'integer: <<"abc">>'):
+        apply(peer.broker, bad)
+    assert "ch" not in peer.broker.topology.exchanges and "q" not in peer.broker.topology.queues

@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 from zbroker import __version__
 from zbroker.core.access.access_limits import USER_LIMITS, VHOST_LIMITS, LimitError, check_definition
 from zbroker.core.messaging.arguments import queue_settings
-from zbroker.core.messaging.exchanges import EXCHANGE_TYPES
+from zbroker.core.messaging.consistent_hash import hash_source, weight_of
+from zbroker.core.messaging.exchanges import EXCHANGE_TYPES, ConsistentHashExchange
 from zbroker.core.access.passwords import ALGORITHMS, SHA256
 from zbroker.core.access.permissions import Permission, PermissionError_, TopicPermission
 from zbroker.core.messaging.policies import PolicyError, make
@@ -292,10 +293,17 @@ def _check(broker: "Broker", exchanges: list[dict], queues: list[dict], bindings
     names: set[tuple[str, str]] = {(vhost, name) for vhost, t in broker.vhosts.topologies.items() for name in t.exchanges}
     names |= {(vhost, name) for vhost in {e.get("vhost", VHOST) for e in exchanges + bindings}
               for name in DEFAULT_EXCHANGES}  # (a vhost the file makes has them too)
+    kinds: dict[tuple[str, str], str] = {}
     for e in exchanges:
         if e["type"] not in EXCHANGE_TYPES:
             raise DefinitionsError(f"exchange '{e['name']}': unknown exchange type '{e['type']}'")
+        if e["type"] == ConsistentHashExchange.kind:
+            try:
+                hash_source(e.get("arguments") or {})
+            except BrokerError as exc:
+                raise DefinitionsError(f"exchange '{e['name']}': {exc.text}") from None
         names.add((e.get("vhost", VHOST), e["name"]))
+        kinds[(e.get("vhost", VHOST), e["name"])] = e["type"]
     queue_names = {(vhost, name) for vhost, t in broker.vhosts.topologies.items() for name in t.queues}
     for q in queues:
         try:
@@ -311,6 +319,12 @@ def _check(broker: "Broker", exchanges: list[dict], queues: list[dict], bindings
         vhost = b.get("vhost", VHOST)
         if (vhost, b["source"]) not in names:
             raise DefinitionsError(f"binding from '{b['source']}': no exchange '{b['source']}' in vhost '{vhost}'")
+        source = broker.vhosts.get(vhost).exchanges.get(b["source"]) if broker.vhosts.get(vhost) else None
+        if kinds.get((vhost, b["source"]), source.kind if source is not None else None) == ConsistentHashExchange.kind:
+            try:
+                weight_of(b.get("routing_key", ""))
+            except BrokerError as exc:
+                raise DefinitionsError(f"binding from '{b['source']}': {exc.text}") from None
         known = queue_names if b["destination_type"] == "queue" else names
         if b["destination_type"] not in ("queue", "exchange") or (vhost, b["destination"]) not in known:
             raise DefinitionsError(f"binding to {b['destination_type']} '{b['destination']}': "
