@@ -7,7 +7,7 @@ import pytest
 
 from tests.unit.test_management_access import TOKEN, ask, login
 from zbroker.core import Broker
-from zbroker.core.management.object_requests import properties_key, tokenise, unpack
+from zbroker.core.management.binding_keys import properties_key, tokenise, unpack
 from zbroker.management.http_objects import relativise
 from zbroker.wires.management import ManagementWire
 

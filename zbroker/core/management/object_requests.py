@@ -18,9 +18,8 @@ Rules of this module (RabbitMQ 3.10's ``rabbit_mgmt_wm_queue``, ``_exchange``,
   key quoted as ``quote_plus`` with ``~`` as ``%7E`` (``~`` alone for an empty one),
   then ``~`` and a hash of its arguments when it has any. RabbitMQ hashes with Erlang's
   ``phash2``; ours is a stable digest in the same shape (base64url of 32 bits), so a
-  key is the same across restarts but not equal to RabbitMQ's for the same arguments.
-  A looked-up key's hash may also be ``views.properties_key``'s, until the views use
-  this one.
+  key is the same across restarts but not equal to RabbitMQ's for the same arguments
+  (``binding_keys.py``; the views list bindings with the same keys).
 - A binding asked for by a properties key that names none is 404, as RabbitMQ's.
 - The aliveness test is a client's declare, publish and get in the vhost; it answers
   ``{"status": "failed", "reason": …}`` when one of them fails (HTTP: 503).
@@ -31,16 +30,14 @@ Rules of this module (RabbitMQ 3.10's ``rabbit_mgmt_wm_queue``, ``_exchange``,
 """
 from __future__ import annotations
 
-import base64
 import json
-import zlib
 from typing import TYPE_CHECKING, Any, Callable
-from urllib.parse import quote_plus, unquote_plus
 
 from zbroker import errors
 from zbroker.core.access.management_access import Principal, may
 from zbroker.core.access.permissions import READ, WRITE
 from zbroker.core.management import views
+from zbroker.core.management.binding_keys import args_hash, properties_key, unpack
 from zbroker.core.management.request_errors import ManagementError, arg, not_found
 from zbroker.errors import BrokerError
 
@@ -90,44 +87,6 @@ def parse_bool(args: dict, key: str) -> bool:
     if value in (True, "true"):
         return True
     raise ManagementError(400, f"{{not_boolean,{json.dumps(value)}}}")
-
-
-def quote_binding(text: str) -> str:
-    """RabbitMQ's ``quote_binding``: ``quote_plus``, and ``~`` (its separator) as ``%7E``."""
-    return quote_plus(text, safe="").replace("~", "%7E")
-
-
-def args_hash(arguments: dict) -> str:
-    """32 bits of the arguments, base64url without padding (RabbitMQ's shape)."""
-    canonical = json.dumps(arguments, sort_keys=True, default=repr, separators=(",", ":"))
-    return base64.urlsafe_b64encode(zlib.crc32(canonical.encode()).to_bytes(4, "big")).rstrip(b"=").decode()
-
-
-def properties_key(routing_key: str, arguments: dict) -> str:
-    """RabbitMQ's ``pack_binding_props``."""
-    if not arguments:
-        return quote_binding(routing_key) if routing_key else "~"
-    return f"{quote_binding(routing_key)}~{quote_binding(args_hash(arguments))}"
-
-
-def tokenise(props: str) -> list[str]:
-    """RabbitMQ's ``tokenise``: split at each ``~``, a trailing one dropped."""
-    tokens: list[str] = []
-    while props:
-        head, sep, props = props.partition("~")
-        tokens.append(head)
-        if not sep:
-            break
-    return tokens
-
-
-def unpack(props: str) -> tuple[str, str | None] | None:
-    """(routing key, arguments hash or None) from a properties key, or None if it is not
-    one (RabbitMQ's ``unpack``)."""
-    tokens = tokenise(props)
-    if not 1 <= len(tokens) <= 2:
-        return None
-    return unquote_plus(tokens[0]), (unquote_plus(tokens[1]) if len(tokens) == 2 else None)
 
 
 class ObjectRequests:
@@ -221,8 +180,7 @@ class ObjectRequests:
         for found in self.bindings_between(args):
             if found["routing_key"] != key or bool(found["arguments"]) != (digest is not None):
                 continue
-            if digest is None or digest in (args_hash(found["arguments"]),
-                                            views.properties_key(key, found["arguments"]).rpartition("~")[2]):
+            if digest is None or digest == args_hash(found["arguments"]):
                 return found
         raise not_found()
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import datetime
 from typing import TYPE_CHECKING, Any, Iterable
-from urllib.parse import quote
 
 from zbroker.core.messaging.exchanges import Exchange
 from zbroker.core.messaging.classic import MESSAGE_MEMORY
 from zbroker.core.messaging.policies import PolicySet, merge
 from zbroker.core.messaging.queue_type import QueueType
 from zbroker.core.messaging.session import Channel, Connection
+from zbroker.core.management.binding_keys import properties_key
 from zbroker.core.management.stats import CHANNEL_COUNTERS, QUEUE_COUNTERS, channel_counts, queue_counts
 
 if TYPE_CHECKING:
@@ -145,15 +145,6 @@ def binding(vhost: str, source: str, destination: Any, routing_key: str, argumen
         "routing_key": routing_key, "arguments": arguments,
         "properties_key": properties_key(routing_key, arguments),
     }
-
-
-def properties_key(routing_key: str, arguments: dict) -> str:
-    """RabbitMQ's binding id in URLs: the quoted key, ``~`` if empty; arguments add a hash."""
-    key = quote(routing_key, safe="") or "~"
-    if not arguments:
-        return key
-    digest = abs(hash(tuple(sorted((k, repr(v)) for k, v in arguments.items())))) % (1 << 32)
-    return f"{key}~{digest:08x}"
 
 
 # -- connections and channels -------------------------------------------------------------
