@@ -6,27 +6,15 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import unquote
 
-import pytest
 
 import zbroker.client as pika
-from tests.integration.test_management import HTTP_READY, basic, http
+from tests.integration.test_management import basic, http, web  # noqa: F401 (web: the fixture)
 from tests.support import Broker
 
 NOT_FOUND = {"error": "Object Not Found", "reason": "Not Found"}
-
-
-@pytest.fixture
-def web() -> Iterator[Broker]:
-    proc = Broker("--http", "127.0.0.1:0")
-    m = proc.wait_for(HTTP_READY)
-    proc.http = f"http://{m.group(1)}:{m.group(2)}"
-    yield proc
-    assert proc.stop() == 0
-    assert "Traceback" not in proc.log(), proc.log()
-    proc.remove_data()
 
 
 def raw(base: str, path: str, method: str, body: Any = None, login: bool = True) -> tuple[int, Any, bytes]:

@@ -3,26 +3,13 @@ RabbitMQ 3.10's: 201 then 204 on PUT, RabbitMQ's 400 and 404 bodies, lists lowes
 priority first, a policy that trims a queue at once, operator policies for administrators."""
 from __future__ import annotations
 
-from typing import Iterator
 
-import pytest
 
 import zbroker.client as pika
-from tests.integration.test_management import HTTP_READY, http
+from tests.integration.test_management import http, web  # noqa: F401 (web: the fixture)
 from tests.support import Broker
 
 LIMIT = {"pattern": "^q$", "definition": {"max-length": 1}, "priority": 2, "apply-to": "queues"}
-
-
-@pytest.fixture
-def web() -> Iterator[Broker]:
-    proc = Broker("--http", "127.0.0.1:0")
-    m = proc.wait_for(HTTP_READY)
-    proc.http = f"http://{m.group(1)}:{m.group(2)}"
-    yield proc
-    assert proc.stop() == 0
-    assert "Traceback" not in proc.log(), proc.log()
-    proc.remove_data()
 
 
 def test_policies_over_http(web: Broker) -> None:
