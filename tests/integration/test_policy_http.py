@@ -3,8 +3,6 @@ RabbitMQ 3.10's: 201 then 204 on PUT, RabbitMQ's 400 and 404 bodies, lists lowes
 priority first, a policy that trims a queue at once, operator policies for administrators."""
 from __future__ import annotations
 
-
-
 import zbroker.client as pika
 from tests.integration.test_management import http, web  # noqa: F401 (web: the fixture)
 from tests.support import Broker
