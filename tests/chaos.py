@@ -33,6 +33,8 @@ class Report:
     duplicates: int
     reconnects: int
     seconds: float
+    #: Reconnections per client process (the workers', then the producer's).
+    per_client: tuple[int, ...] = ()
 
     def __str__(self) -> str:
         return (f"{self.kills} broker kills, {self.tasks} tasks: {self.done} done, {len(self.lost)} lost, "
@@ -92,14 +94,16 @@ def run(kills: int = 10, tasks: int = 2000, seed: int = 12, workers: int = 2, ti
         broker.stop()
     for process in (producer, *consumers):
         process.output.drain()
-    reconnects = sum(line.count(" [*] reconnected") for c in consumers for line in c.output.lines)
+    per_client = [sum(line.count(" [*] reconnected") for line in c.output.lines) for c in consumers]
     confirmed = [line for line in producer.output.lines if "confirmed after" in line]
-    reconnects += int(confirmed[0].split("after ")[1].split()[0]) if confirmed else 0
+    per_client.append(int(confirmed[0].split("after ")[1].split()[0]) if confirmed else 0)
+    reconnects = sum(per_client)
     seen = read_results(results)
     per_task = Counter(task for task, _ in seen.elements())
     report = Report(kills, tasks, len(per_task), sorted(set(range(tasks)) - set(per_task)),
                     sum(n for (_, verdict), n in seen.items() if verdict != "ok"),
-                    sum(n - 1 for n in per_task.values() if n > 1), reconnects, time.monotonic() - started)
+                    sum(n - 1 for n in per_task.values() if n > 1), reconnects, time.monotonic() - started,
+                    tuple(per_client))
     if report.lost or report.corrupt:
         print(broker.log()[-5000:], file=sys.stderr)
     return report
