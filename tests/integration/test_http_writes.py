@@ -111,3 +111,12 @@ def test_aliveness_and_health_checks(web: Broker) -> None:
     assert http(base, "/api/health/checks/protocol-listener/management")[1]["protocol"] == "http"
     status, body = http(base, "/api/health/checks/protocol-listener/mqtt")
     assert (status, body["missing"], "amqp" in body["protocols"]) == (503, "mqtt", True)
+
+
+def test_the_node_with_what_the_server_measures(web: Broker) -> None:
+    """``/api/nodes``, as rabbitmqadmin's ``list nodes`` reads it: the server's own memory."""
+    status, nodes = http(web.http, "/api/nodes?columns=name,type,mem_used")
+    assert status == 200 and len(nodes) == 1
+    assert nodes[0]["type"] == "disc" and nodes[0]["mem_used"] > 1_000_000
+    assert http(web.http, f"/api/nodes/{nodes[0]['name']}")[1]["running"] is True
+    assert http(web.http, "/api/nodes/rabbit%40elsewhere")[0] == 404

@@ -255,6 +255,12 @@ def routes(api: Api) -> list[web.RouteDef]:
     async def whoami(request: web.Request) -> web.Response:
         return _json(await api.ask("whoami"))
 
+    async def nodes(request: web.Request) -> web.Response:
+        return _json(await api.ask("nodes"))
+
+    async def node(request: web.Request) -> web.Response:
+        return _json(await api.ask("node", name=api.name(request)))
+
     async def users(request: web.Request) -> web.Response:
         return _json(await api.ask("list", kind="users"))
 
@@ -355,7 +361,7 @@ def routes(api: Api) -> list[web.RouteDef]:
         r.get("/api/overview", overview),
         r.get("/api/vhosts", vhosts), r.get("/api/vhosts/{name}", vhost),
         r.put("/api/vhosts/{name}", put_vhost), r.delete("/api/vhosts/{name}", delete_vhost),
-        r.get("/api/whoami", whoami),
+        r.get("/api/whoami", whoami), r.get("/api/nodes", nodes), r.get("/api/nodes/{name}", node),
         r.get("/api/users", users), r.get("/api/users/{name}", user), r.put("/api/users/{name}", put_user),
         r.delete("/api/users/{name}", delete_user),
         r.get("/api/users/{name}/permissions", user_permissions),

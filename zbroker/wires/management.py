@@ -29,7 +29,7 @@ from zbroker.protocol.tables import TableError, check_properties
 log = logging.getLogger(__name__)
 
 #: Verbs whose answer includes what the server knows.
-_WITH_FACTS = frozenset({"overview"})
+_WITH_FACTS = frozenset({"overview", "nodes", "node"})
 
 
 class ManagementWire:

@@ -48,6 +48,8 @@ ADMIN_LISTS = frozenset({"users", "permissions", "topic_permissions", "user_limi
 #: A policymaker's: a vhost's policies, where the user has permissions (RabbitMQ's
 #: ``policymaker`` tag; operator policies are an administrator's).
 POLICY_VERBS = frozenset({"set_policy", "clear_policy", "policy"})
+#: The node's figures: a monitoring user's (or an administrator's).
+NODE_VERBS = frozenset({"nodes", "node"})
 #: Queue actions: (the permission, resource kind, the argument naming it).
 RESOURCE_VERBS = {"purge_queue": (READ, "queue", "name"), "delete_queue": (CONFIGURE, "queue", "name"),
                   "get_messages": (READ, "queue", "name"), "publish": (WRITE, "exchange", "exchange")}
@@ -124,6 +126,10 @@ def authorize(users: Users, principal: Principal, verb: str, args: dict) -> None
         _may_act_on_objects(users, principal, verb, args)
         return
     if "administrator" in tags:
+        return
+    if verb in NODE_VERBS:  # (RabbitMQ's is_authorized_monitor)
+        if "monitoring" not in tags:
+            raise AccessDenied(401, "Not monitor user")
         return
     if verb in POLICY_VERBS:  # (listing them is any management user's, as RabbitMQ 3.10's)
         _may_make_policies(users, principal, tags, args)

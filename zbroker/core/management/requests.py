@@ -31,7 +31,7 @@ import re
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from zbroker import __version__
-from zbroker.core.management import definitions, object_requests, views
+from zbroker.core.management import definitions, node_requests, object_requests, views
 from zbroker.core.management.policy_requests import PolicyRequests
 from zbroker.core.management.request_errors import MISSING as _MISSING, ManagementError, arg as _arg, not_found
 from zbroker.core.access.access_limits import LimitError
@@ -77,7 +77,7 @@ class Management:
             "add_vhost": self._add_vhost, "delete_vhost": self._delete_vhost,
             "whoami": self._whoami,
             **{verb: functools.partial(self._users_verb, verb) for verb in USERS_VERBS},
-            **PolicyRequests(broker, self._topology).verbs(),
+            **PolicyRequests(broker, self._topology).verbs(), **node_requests.verbs(broker),
             **object_requests.ObjectRequests(broker, self._topology, lambda: self.principal).verbs(),
         }
         #: Who asks the request being answered.
@@ -255,10 +255,10 @@ class Management:
 
     def _get_messages(self, args: dict, facts: dict) -> list[dict[str, Any]]:
         queue = self._find_queue(args)
-        count = _arg(args, "count", int, 1)
+        count = _integer(args, "count", 1)  # (rabbitmqadmin sends numbers as strings)
         mode = _arg(args, "ackmode", str, "ack_requeue_true")
         encoding = _arg(args, "encoding", str, "auto")
-        truncate = _arg(args, "truncate", int, 50000)
+        truncate = _integer(args, "truncate", 50000)
         if mode not in ACK_MODES:
             raise ManagementError(400, f"ackmode must be one of {', '.join(ACK_MODES)}")
         if encoding not in ("auto", "base64"):
@@ -423,6 +423,14 @@ def _topic_permission_view(row: list[str]) -> dict[str, str]:
 def _permission_view(row: list[str]) -> dict[str, str]:
     user, vhost, configure, write, read = row
     return {"user": user, "vhost": vhost, "configure": configure, "write": write, "read": read}
+
+
+def _integer(args: dict, key: str, default: int) -> int:
+    """An integer argument, or its decimal string (RabbitMQ's ``parse_int``)."""
+    value = args.get(key)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return _arg(args, key, int, default)
 
 
 def listing(objects: list[Any], render: Callable[[Any], dict], name_of: Callable[[Any], str],
