@@ -125,3 +125,16 @@ def test_direct_reply_names_belong_to_their_vhost(broker: Broker) -> None:
     server = peer_in(broker, b"server", "/")
     server.publish("", name, b"answer")
     assert [body for o, _, body in client.collect() if o == Op.BASIC_DELIVER] == [b"answer"]
+
+
+def test_a_vhost_view_counts_its_messages() -> None:
+    from tests.unit.wire import FakePeer
+    from zbroker.core import Broker
+    broker = Broker()
+    peer = FakePeer(broker, b"p").open()
+    peer.declare("q")
+    for _ in range(3):
+        peer.publish("", "q", b"m")
+    peer.get("q", auto_ack=False)  # one taken, not yet acked
+    [view] = [v for v in broker.vhosts.views() if v["name"] == "/"]
+    assert (view["messages"], view["messages_ready"], view["messages_unacknowledged"]) == (3, 2, 1)

@@ -83,6 +83,13 @@ class VirtualHosts:
         return self.changes + sum(t.durable_changes for t in self.topologies.values())
 
     def views(self) -> list[dict]:
-        """RabbitMQ's ``/api/vhosts`` entries."""
+        """RabbitMQ's ``/api/vhosts`` entries, with their message counts (ready + unacked)."""
         return [{"name": name, "description": info.description, "tags": list(info.tags),
-                 "default_queue_type": "classic", "tracing": False} for name, info in sorted(self.info.items())]
+                 "default_queue_type": "classic", "tracing": False, **self._depth(name)}
+                for name, info in sorted(self.info.items())]
+
+    def _depth(self, name: str) -> dict[str, int]:
+        queues = self.topologies[name].queues.values()
+        ready = sum(q.ready for q in queues)
+        unacked = sum(q.unacked for q in queues)
+        return {"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked}
