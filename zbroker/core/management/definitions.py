@@ -290,26 +290,22 @@ def _policies(data: dict, vhosts: set[str]) -> list[dict]:
 
 def _check(broker: "Broker", exchanges: list[dict], queues: list[dict], bindings: list[dict]) -> None:
     """Refuse the whole file before declaring anything (rule 2)."""
-    names: set[tuple[str, str]] = {(vhost, name) for vhost, t in broker.vhosts.topologies.items() for name in t.exchanges}
+    kinds = {(vhost, name): ex.kind
+             for vhost, t in broker.vhosts.topologies.items() for name, ex in t.exchanges.items()}
+    names: set[tuple[str, str]] = set(kinds)
     names |= {(vhost, name) for vhost in {e.get("vhost", VHOST) for e in exchanges + bindings}
               for name in DEFAULT_EXCHANGES}  # (a vhost the file makes has them too)
-    kinds: dict[tuple[str, str], str] = {}
     for e in exchanges:
         if e["type"] not in EXCHANGE_TYPES:
             raise DefinitionsError(f"exchange '{e['name']}': unknown exchange type '{e['type']}'")
         if e["type"] == ConsistentHashExchange.kind:
-            try:
-                hash_source(e.get("arguments") or {})
-            except BrokerError as exc:
-                raise DefinitionsError(f"exchange '{e['name']}': {exc.text}") from None
+            _as_definitions_error(f"exchange '{e['name']}'", hash_source, e.get("arguments") or {})
         names.add((e.get("vhost", VHOST), e["name"]))
         kinds[(e.get("vhost", VHOST), e["name"])] = e["type"]
     queue_names = {(vhost, name) for vhost, t in broker.vhosts.topologies.items() for name in t.queues}
     for q in queues:
-        try:
-            queue_settings(q["name"], queue_arguments(q))
-        except BrokerError as exc:
-            raise DefinitionsError(f"queue '{q['name']}': {exc.text}") from None
+        _as_definitions_error(f"queue '{q['name']}'",
+                              lambda entry: queue_settings(entry["name"], queue_arguments(entry)), q)
         topology = broker.vhosts.get(q.get("vhost", VHOST))
         existing = topology.queues.get(q["name"]) if topology is not None else None
         if existing is not None and existing.exclusive:
@@ -319,13 +315,17 @@ def _check(broker: "Broker", exchanges: list[dict], queues: list[dict], bindings
         vhost = b.get("vhost", VHOST)
         if (vhost, b["source"]) not in names:
             raise DefinitionsError(f"binding from '{b['source']}': no exchange '{b['source']}' in vhost '{vhost}'")
-        source = broker.vhosts.get(vhost).exchanges.get(b["source"]) if broker.vhosts.get(vhost) else None
-        if kinds.get((vhost, b["source"]), source.kind if source is not None else None) == ConsistentHashExchange.kind:
-            try:
-                weight_of(b.get("routing_key", ""))
-            except BrokerError as exc:
-                raise DefinitionsError(f"binding from '{b['source']}': {exc.text}") from None
+        if kinds.get((vhost, b["source"])) == ConsistentHashExchange.kind:
+            _as_definitions_error(f"binding from '{b['source']}'", weight_of, b.get("routing_key", ""))
         known = queue_names if b["destination_type"] == "queue" else names
         if b["destination_type"] not in ("queue", "exchange") or (vhost, b["destination"]) not in known:
             raise DefinitionsError(f"binding to {b['destination_type']} '{b['destination']}': "
                                    f"no such {b['destination_type']} in vhost '{vhost}'")
+
+
+def _as_definitions_error(label: str, check: Any, value: Any) -> None:
+    """Run a declare-time check on a file's entry; its refusal names the entry."""
+    try:
+        check(value)
+    except BrokerError as exc:
+        raise DefinitionsError(f"{label}: {exc.text}") from None
