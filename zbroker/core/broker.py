@@ -55,6 +55,7 @@ from zbroker.core.messaging.reply_to import DirectReplyTo
 from zbroker.core.messaging.session import Connection, Outbox
 from zbroker.core.messaging.timers import Clock
 from zbroker.core.messaging.topology import DEFAULT_EXCHANGES, Topology, server_queue_name
+from zbroker.core.parameters import Parameters
 from zbroker.errors import BrokerError, ChannelError, ConnectionError_
 from zbroker.methods import ConnectionCloseOk, ConnectionUpdateSecretOk
 from zbroker.methods import Method as M
@@ -123,6 +124,8 @@ class Broker:
         #: This broker's name in management views (the server sets ``zbroker@<host>``).
         self.node_name = "zbroker@localhost"
         self._handlers = self._handler_table()
+        #: Parameter components and global parameters (``parameters.py``).
+        self.parameters = Parameters()
         #: Vhosts whose queues are being given changed policies (``_policies_changed``).
         self._policy_passes: dict[Topology, Iterator[QueueType]] = {}
         self.delivery.seq = self.durability.recover(self.store.open(), now)
@@ -384,6 +387,7 @@ class Broker:
             self.delivery.delete_queue(queue)
         for exchange in [n for n in topology.exchanges if n and n not in DEFAULT_EXCHANGES]:
             topology.delete_exchange(exchange, False)
+        self.parameters.clear_vhost(topology)
         self.vhosts.remove(name)
 
     def set_policy(self, topology: Topology, name: str, pattern: Any, definition: Any, priority: Any = 0,

@@ -143,6 +143,8 @@ class Topology:
         self.durable_changes = 0
         #: This vhost's policies and operator policies (``policies.py``).
         self.policies = PolicySet()
+        #: This vhost's runtime parameters, by (component, name) (``core/parameters.py``).
+        self.parameters: dict[tuple[str, str], Any] = {}
         #: Who may log in (``users.py``), shared by every vhost; saved with the topology.
         self.users = users or Users()
         self._journal_for = journal_for
