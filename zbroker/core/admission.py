@@ -22,7 +22,7 @@ from typing import Any, Callable, Hashable
 from zbroker import errors
 from zbroker.core.access.access_limits import reached
 from zbroker.core.access.limits import Limits
-from zbroker.core.access.users import Users
+from zbroker.core.access.users import INTERNAL_USER, Users
 from zbroker.core.access.vhosts import VirtualHosts
 from zbroker.core.management.stats import Stats
 from zbroker.core.messaging import transactions
@@ -84,7 +84,7 @@ class Admission:
         conn.unread_limit = delivery_window
         conn.clock = self.clock
         conn.connected_at = self.clock.now
-        conn.user = username
+        conn.user = username or INTERNAL_USER
         conn.access_key = (username, virtual_host)
         conn.topology = topology
         self.connections[conn_id] = conn

@@ -35,7 +35,7 @@ from typing import Any, Callable, Hashable, Iterable, Iterator
 from zbroker import errors
 from zbroker.core.access.checks import AccessChecks
 from zbroker.core.access.limits import Limits
-from zbroker.core.access.users import Users
+from zbroker.core.access.users import INTERNAL_KEY, Users
 from zbroker.core.access.vhosts import VirtualHosts
 from zbroker.core.admission import Admission
 from zbroker.core.durability.journal import QueueJournal
@@ -56,6 +56,7 @@ from zbroker.core.messaging.session import Connection, Outbox
 from zbroker.core.messaging.timers import Clock
 from zbroker.core.messaging.topology import DEFAULT_EXCHANGES, Topology, server_queue_name
 from zbroker.core.parameters import Parameters
+from zbroker.core.shovels import COMPONENT as SHOVEL, ShovelComponent
 from zbroker.errors import BrokerError, ChannelError, ConnectionError_
 from zbroker.methods import ConnectionCloseOk, ConnectionUpdateSecretOk
 from zbroker.methods import Method as M
@@ -126,6 +127,9 @@ class Broker:
         self._handlers = self._handler_table()
         #: Parameter components and global parameters (``parameters.py``).
         self.parameters = Parameters()
+        #: Dynamic shovels: the ``shovel`` component and its status (``shovels.py``).
+        self.shovels = ShovelComponent(self.clock, self._may_connect)
+        self.parameters.register(SHOVEL, self.shovels)
         #: Vhosts whose queues are being given changed policies (``_policies_changed``).
         self._policy_passes: dict[Topology, Iterator[QueueType]] = {}
         self.delivery.seq = self.durability.recover(self.store.open(), now)
@@ -177,6 +181,13 @@ class Broker:
         self.clock.now = now
         return self.users.login(username, password, peer_host, now, mechanism) is None
 
+    def login_internal(self, secret: bytes) -> bool:
+        """A login by one of the broker's own connections (``users.py``); refusals are logged."""
+        if self.users.internal_login(secret):
+            return True
+        log.warning("internal login refused: wrong secret")
+        return False
+
     def open_connection(self, conn_id: Hashable, now: float, heartbeat: int | None,
                         virtual_host: str, username: str, client_properties: dict,
                         delivery_window: int = 0, peer_host: str | None = None) -> Connection | None:
@@ -185,9 +196,12 @@ class Broker:
 
         ``delivery_window``: delivery bytes the peer may hold unread before deliveries to
         it pause (0: none; the wire bounds the peer another way, e.g. TCP). ``peer_host``:
-        where it comes from (None: a local transport).
+        where it comes from (None: a local transport). ``username`` ``users.INTERNAL_KEY``:
+        one of the broker's own connections (``login_internal``).
         """
         self.clock.now = now
+        if username == INTERNAL_KEY:
+            self.users.permissions.grant_internal(virtual_host)
         negotiated = self.heartbeat if heartbeat is None else heartbeat
         return self.admission.open_connection(conn_id, negotiated, virtual_host, username, client_properties,
                                               delivery_window)
@@ -424,6 +438,20 @@ class Broker:
             if done == POLICY_BATCH:
                 return
         del self._policy_passes[topology]
+
+    def _may_connect(self, user: str, vhost: str) -> bool:
+        """Whether ``user`` may open a connection to ``vhost`` (it exists, they have permissions)."""
+        return self.vhosts.get(vhost) is not None and self.users.permissions.get(user, vhost) is not None
+
+    def shovel_report(self, vhost: str, name: str, report: dict, now: float) -> None:
+        """A shovel worker's status line (the server's supervisor hands it over). A shovel
+        that is done (``src-delete-after``) goes, its parameter with it, as in RabbitMQ."""
+        self.clock.now = now
+        if self.shovels.report(vhost, name, report, now):
+            topology = self.vhosts.get(vhost)
+            if topology is not None:
+                log.info("shovel '%s' in vhost '%s' is done: its parameter is cleared", name, vhost)
+                self.parameters.clear(topology, SHOVEL, name)
 
     def force_close(self, conn: Connection, reason: str) -> None:
         """Close a connection on an operator's request: RabbitMQ's 320 CONNECTION_FORCED."""

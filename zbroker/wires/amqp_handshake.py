@@ -5,7 +5,8 @@ Rules:
    open/open-ok, within ``HANDSHAKE_TIMEOUT_S``. A wrong protocol header is answered
    with ours and the socket is closed.
 2. Logins are checked against the broker's users (``core/access/users.py``: ``guest`` from a
-   loopback address only); a refused login is 403 ACCESS_REFUSED with RabbitMQ's text,
+   loopback address only), or, with the unoffered ``INTERNAL_MECHANISM``, against the
+   server's internal secret (the broker's own connections: a shovel's local side); a refused login is 403 ACCESS_REFUSED with RabbitMQ's text,
    sent when the client announced ``authentication_failure_close`` (the socket is closed
    on its close-ok, or after ``CLOSE_TIMEOUT_S``, as RabbitMQ waits for it); other clients
    just lose the socket. The password is not kept past start-ok.
@@ -29,7 +30,7 @@ from zbroker import __version__, errors
 from zbroker.protocol import amqp_codec as codec
 from zbroker.protocol.amqp_codec import FrameError
 from zbroker.core import Broker
-from zbroker.core.access.users import LOGIN_REFUSED
+from zbroker.core.access.users import INTERNAL_KEY, LOGIN_REFUSED
 from zbroker.credit import DELIVERY_WINDOW
 from zbroker.wires.amqp_connection import (CLOSE_TIMEOUT_S, CLOSING, FRAME_MAX, OPEN, RUNNING, START_OK, TUNE_OK,
                                            AmqpConnection, State)
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT_S = 10.0
 PROTOCOL = "AMQP 0-9-1"
 MECHANISMS = ("PLAIN", "AMQPLAIN")
+#: The mechanism of the broker's own connections (a shovel's side on this broker): its
+#: response is the server's internal secret (``users.py``). Not offered in start.
+INTERNAL_MECHANISM = "ZBROKER-INTERNAL"
 #: RabbitMQ's capabilities, each true of zbroker.
 CAPABILITIES = {
     "publisher_confirms": True, "exchange_exchange_bindings": True, "basic.nack": True,
@@ -70,6 +74,13 @@ def start_ok(broker: Broker, conn: AmqpConnection, method: Any, now: float) -> N
     response = method.response
     if isinstance(response, str):
         response = response.encode()
+    if method.mechanism == INTERNAL_MECHANISM:
+        if not broker.login_internal(bytes(response)):
+            _refuse_login(conn, now)
+            return
+        conn.username = INTERNAL_KEY
+        _tune(broker, conn)
+        return
     if method.mechanism == "PLAIN":
         parts = bytes(response).split(b"\x00")
         if len(parts) != 3:
@@ -85,6 +96,10 @@ def start_ok(broker: Broker, conn: AmqpConnection, method: Any, now: float) -> N
     if not broker.login(conn.username, text, conn.peer_host, now, conn.mechanism):
         _refuse_login(conn, now)  # (the core logged why)
         return
+    _tune(broker, conn)
+
+
+def _tune(broker: Broker, conn: AmqpConnection) -> None:
     conn.send_method(0, C.Connection.Tune, broker.limits.channel_max, FRAME_MAX, broker.heartbeat)
     conn.move(TUNE_OK)
 

@@ -131,6 +131,11 @@ class Permissions:
     def clear(self, user: str, vhost: str) -> bool:
         return self.table.pop((user, vhost), None) is not None
 
+    def grant_internal(self, vhost: str) -> None:
+        """Every permission in ``vhost`` for the broker's own connections (``users.py``)."""
+        if ("", vhost) not in self.table:
+            self.table[("", vhost)] = Permission(".*", ".*", ".*")
+
     def forget_user(self, user: str) -> None:
         for table in (self.table, self.topics):
             for key in [key for key in table if key[0] == user]:
@@ -161,11 +166,11 @@ class Permissions:
 
     def rows(self) -> list[list[str]]:
         """``[user, vhost, configure, write, read]`` sorted: the snapshot's and listings' form."""
-        return [[user, vhost, *p.as_row()] for (user, vhost), p in sorted(self.table.items())]
+        return [[user, vhost, *p.as_row()] for (user, vhost), p in sorted(self.table.items()) if user]
 
     def restore(self, rows: list[list[str]]) -> None:
         self.table.clear()  # (in place: the broker holds the table)
-        self.table.update({(user, vhost): Permission(c, w, r) for user, vhost, c, w, r in rows})
+        self.table.update({(user, vhost): Permission(c, w, r) for user, vhost, c, w, r in rows if user})
 
 
 def resource(kind: str, name: str, vhost: str) -> str:

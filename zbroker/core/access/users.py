@@ -10,12 +10,18 @@ Rules (RabbitMQ's internal user database, "Access Control" guide):
   ``policymaker`` are RabbitMQ's. Users are durable: they are part of the topology
   snapshot (``snapshot.py``), so every change bumps ``changes``.
 - Names are at most 255 bytes, as AMQP's short strings; an empty name is refused.
+- The broker's own connections (a shovel's side on this broker) log in with the secret
+  the server holds (``internal_secret``, never stored), as RabbitMQ's direct connections
+  do with its internal user ``none``: every permission in every vhost. Their
+  permissions are keyed by ``INTERNAL_KEY`` (""), a name no user can have, so they
+  never show in a listing and no login can reach them.
 - Each user's permissions per vhost (``permissions.py``) live here too: ``guest`` has
   all of them on ``/``, a new user none (RabbitMQ's defaults); deleting a user drops
   its permissions. So do the per-user and per-vhost limits (``access_limits.py``).
 """
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 from dataclasses import dataclass, field
@@ -35,6 +41,10 @@ DEFAULT_VHOST = "/"
 #: permissions, so an older snapshot's users keep them).
 FULL = (".*", ".*", ".*")
 LOOPBACK_USERS = frozenset({DEFAULT_USER})
+#: The name the broker's own connections show (RabbitMQ's direct connections' user).
+INTERNAL_USER = "none"
+#: The permission key of the broker's own connections (``Permissions.grant_internal``).
+INTERNAL_KEY = ""
 #: RabbitMQ's text for every refused login, whatever the reason (the reason is logged).
 LOGIN_REFUSED = "Login was refused using authentication mechanism {}. For details see the broker logfile."
 
@@ -63,6 +73,12 @@ class Users:
         #: Bumped by every change: the durable topology is saved when it moves.
         self.changes = 0
         self.throttle = LoginThrottle()
+        #: The secret the broker's own connections prove themselves with (the server's).
+        self.internal_secret: bytes | None = None
+
+    def internal_login(self, secret: bytes) -> bool:
+        """Whether ``secret`` is the server's internal one (compared in constant time)."""
+        return self.internal_secret is not None and hmac.compare_digest(secret, self.internal_secret)
 
     def login(self, username: str, password: str, peer_host: str | None, now: float, what: str) -> str | None:
         """``authenticate`` behind the failed-login throttle (``login_throttle.py``), each

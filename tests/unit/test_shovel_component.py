@@ -1,0 +1,99 @@
+"""The ``shovel`` parameter component on the pure core: RabbitMQ 3.10's validation texts,
+what should run, status reports, a done shovel clearing its parameter, and the broker's
+own (internal) connections."""
+from __future__ import annotations
+
+import pytest
+
+from zbroker.core import Broker
+from zbroker.core.parameters import ParameterError
+from zbroker.core.shovels import parse_uri, validation_errors
+
+GOOD = {"src-uri": "amqp://", "src-queue": "a", "dest-uri": "amqp://", "dest-queue": "b"}
+
+
+def errors(value, may=lambda vhost: True, user="guest"):
+    return validation_errors(value, may, user)
+
+
+def test_a_good_definition_has_no_errors():
+    assert errors(GOOD) == []
+    assert errors({**GOOD, "ack-mode": "on-publish", "src-delete-after": "queue-length",
+                   "dest-publish-properties": {"delivery_mode": 2}, "reconnect-delay": 5}) == []
+
+
+def test_rabbitmq_texts_for_the_source_and_destination_rules():
+    assert errors({"src-uri": "amqp://", "dest-uri": "amqp://"}) == ["Must specify 'src-exchange' or 'src-queue'"]
+    assert errors({**GOOD, "src-exchange": "x"}) == ["Cannot specify 'src-exchange' and 'src-queue'"]
+    assert errors({**GOOD, "dest-exchange": "x"}) == ["Cannot specify 'dest-exchange' and 'dest-queue'"]
+    assert errors({**GOOD, "ack-mode": "no-ack", "src-delete-after": 5}) == [
+        "Cannot specify 'no-ack' and numerical 'delete-after'"]
+
+
+def test_rabbitmq_texts_for_keys_newest_first_and_unknown_keys_ahead():
+    value = {"src-queue": "a", "dest-uri": "amqp://", "ack-mode": "sometimes", "reconnect-delay": "1", "nope": 1}
+    assert errors(value) == [
+        "Unrecognised terms [{<<\"nope\">>,1}] in shovel",
+        'Key "src-uri" not found in shovel',
+        "ack-mode should be one of [<<\"no-ack\">>,<<\"on-publish\">>,<<\"on-confirm\">>], actually was <<\"sometimes\">>",
+        "reconnect-delay should be a number, actually was <<\"1\">>",
+    ]
+    assert errors({**GOOD, "src-delete-after": "soon"}) == [
+        'src-delete-after should be a number greater than or equal to 0, "never" or "queue-length", '
+        'actually was <<"soon">>']
+    assert errors({**GOOD, "dest-publish-properties": {"priority": "high"}}) == [
+        'priority should be a number, actually was <<"high">>']
+
+
+def test_uris_are_parsed_as_amqp_uri_does():
+    assert errors({**GOOD, "src-uri": "http://x"}) == [
+        '"http://x" not a valid URI: {{unexpected_uri_scheme,"http"},"http://x"}']
+    assert parse_uri("amqp://").host is None and parse_uri("amqp://").vhost == "/"
+    assert parse_uri("amqp:///v%2F1").vhost == "v/1"
+    endpoint = parse_uri("amqps://u:p@rabbit.example:5671/prod")
+    assert (endpoint.host, endpoint.vhost, endpoint.tls) == ("rabbit.example", "prod", True)
+
+
+def test_a_local_uri_needs_the_definers_access_to_its_vhost():
+    assert errors({**GOOD, "src-uri": "amqp:///other"}, may=lambda vhost: vhost == "/", user="bob") == [
+        'user "bob" may not connect to vhost "other"']
+    assert errors({**GOOD, "src-uri": "amqp://remote/other", "dest-uri": "amqps://h"}, may=lambda vhost: False) == []
+
+
+def test_amqp10_is_refused_as_not_implemented():
+    assert "not implemented" in errors({**GOOD, "src-protocol": "amqp10"})[0]
+
+
+def test_setting_and_clearing_a_shovel_tells_what_should_run():
+    broker = Broker()
+    version = broker.shovels.version
+    broker.parameters.set(broker.topology, "shovel", "s1", GOOD, "guest")
+    assert broker.shovels.wanted == {("/", "s1"): GOOD} and broker.shovels.version > version
+    assert [row["state"] for row in broker.shovels.rows()] == ["starting"]
+    with pytest.raises(ParameterError, match="Must specify"):
+        broker.parameters.set(broker.topology, "shovel", "s2", {"src-uri": "amqp://", "dest-uri": "amqp://"})
+    assert broker.parameters.clear(broker.topology, "shovel", "s1")
+    assert broker.shovels.wanted == {} and broker.shovels.rows() == []
+
+
+def test_reports_make_the_status_and_done_clears_the_parameter():
+    broker = Broker()
+    broker.parameters.set(broker.topology, "shovel", "s1", GOOD, "guest")
+    broker.shovel_report("/", "s1", {"state": "running", "info": {"src_uri": "amqp://", "src_queue": "a"}}, 10.0)
+    row = broker.shovels.rows("/")[0]
+    assert (row["state"], row["src_queue"], row["type"]) == ("running", "a", "dynamic")
+    broker.shovel_report("/", "s1", {"state": "starting", "error": "NOT_FOUND - no queue 'a'"}, 11.0)
+    assert broker.shovels.rows()[0]["reason"] == "NOT_FOUND - no queue 'a'"
+    broker.shovel_report("/", "s1", {"state": "terminated", "done": True}, 12.0)
+    assert ("shovel", "s1") not in broker.topology.parameters and broker.shovels.wanted == {}
+
+
+def test_the_broker_own_connections_log_in_with_the_secret_and_may_do_anything():
+    broker = Broker()
+    assert not broker.login_internal(b"x")  # no secret set: nobody gets in
+    broker.users.internal_secret = b"s" * 32
+    assert not broker.login_internal(b"t" * 32) and broker.login_internal(b"s" * 32)
+    broker.add_vhost("other")
+    conn = broker.open_connection("c1", 0.0, 0, "other", "", {})
+    assert conn is not None and conn.user == "none"
+    assert all(row[0] for row in broker.users.permissions.rows())  # never listed
