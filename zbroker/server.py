@@ -59,6 +59,7 @@ from zbroker.listener import AmqpListener
 from zbroker.wires.amqp import AmqpWire
 from zbroker.wires.native import NativeWire
 from zbroker.curve import ZapHandler
+from zbroker.shovel_supervisor import ShovelSupervisor
 from zbroker.transport import NOBLOCK, POLLIN, peer_address, poll_events, recv_batch, send_parts, wait_readable
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,11 @@ class Server:
         #: What the in-process HTTP server proves itself with (``core/access/management_access.py``).
         self.relay_token = secrets.token_bytes(32)
         self.management = ManagementWire(broker, self.facts, self.relay_token)
+        #: What the broker's own connections (shovels' local sides) log in with (``users.py``).
+        broker.users.internal_secret = secrets.token_bytes(32)
+        #: The loopback AMQP listener those connections use, opened when a shovel first needs it.
+        self._loopback: AmqpListener | None = None
+        self.shovels = ShovelSupervisor(broker, self._loopback_address, broker.users.internal_secret)
         self.wire = NativeWire(broker, management=self.management)
         self.wire.peer_address = peer_address
         #: Whose a connection is, by the type of its id: each wire's ids are its own.
@@ -201,6 +207,18 @@ class Server:
         monitor.connect(address)
         return monitor
 
+    def _loopback_address(self) -> tuple[str, int]:
+        """The loopback AMQP listener for shovels' ``amqp://`` (opened on first use, on a
+        port the kernel picks): (host, port)."""
+        if self._loopback is None:
+            listener = AmqpListener(self.amqp_wire, "127.0.0.1:0")
+            listener.open()
+            self._loopback = listener
+            self.listeners.append(listener)
+            log.info("loopback AMQP listener for shovels on %s", listener.endpoint)
+        host, _, port = self._loopback.endpoint.rpartition(":")
+        return host.split("://", 1)[-1], int(port)
+
     def install_signal_handlers(self) -> None:
         def stop(signum: int, _frame: Any) -> None:
             log.info("received %s, shutting down", signal.Signals(signum).name)
@@ -228,17 +246,18 @@ class Server:
         zap = self._zap.socket if self._zap is not None else None
         if zap is not None:
             items.append((zap, POLLIN))
-        listeners = self.listeners
+        listeners, shovels = self.listeners, self.shovels
         ready: list[tuple[Any, int]] = []
         now, mono = time.time(), time.monotonic()
         self._next_sweep = mono + PROBE_SWEEP_S
         try:
             while not self.should_exit:
                 try:
-                    if not listeners:
+                    if not listeners and not shovels.workers and not shovels.stopping:
                         events = wait_readable(items, self._poll_timeout_ms(now, mono))
                     else:
                         polled = items + [item for listener in listeners for item in listener.poll_items()]
+                        polled += shovels.poll_items()
                         ready = poll_events(polled, self._poll_timeout_ms(now, mono))
                         events = [item for item, _ in ready]
                 except zmq.ZMQError as exc:
@@ -267,6 +286,9 @@ class Server:
             self._check_resources(mono, now)
         if self.listeners:
             self.amqp_wire.tick(now)
+        shovels = self.shovels
+        if shovels.workers or shovels.stopping or shovels.restart_at or shovels.behind:
+            shovels.handle(ready, now, mono)
         broker = self.broker
         broker.tick(now)
         if broker.has_pending_work:
@@ -291,13 +313,16 @@ class Server:
         """How long the next poll may wait: until the soonest deadline, counted from the
         last pass's clock (``now``, ``mono``) less the time that pass took, so that a
         deadline that came while it ran is acted on by the next pass at once."""
-        if self.broker.has_pending_work:
+        if self.broker.has_pending_work or self.shovels.behind:
             return 0
         if self._backlog:
             return 5
         due = max(min([self._next_sweep, *self._probes]), self._last_probe + PROBE_MIN_INTERVAL_S)
         if self.monitor is not None and self.broker.alarms.active:
             due = min(due, self.monitor.next_check)  # input may never come: see it clear
+        shovel_due = self.shovels.next_deadline()
+        if shovel_due is not None:
+            due = min(due, shovel_due)
         wait = due - mono
         deadline = self.broker.next_deadline()
         if self.listeners:
@@ -479,6 +504,7 @@ class Server:
     def close(self) -> None:
         if self._router is None:
             return
+        self.shovels.close()
         self.broker.shutdown()
         try:
             self.broker.close()

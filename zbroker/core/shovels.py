@@ -32,6 +32,12 @@ if TYPE_CHECKING:
 COMPONENT = "shovel"
 ACK_MODES = ("no-ack", "on-publish", "on-confirm")
 PROTOCOLS = ("amqp10", "amqp091")
+#: What a worker counts, shown with its status (a zbroker extension of RabbitMQ's rows).
+COUNTERS = ("moved", "acked", "confirmed", "reconnects")
+#: The definition's keys a running shovel's status shows, under RabbitMQ's names.
+_RUNNING_KEYS = {"src-queue": "src_queue", "src-exchange": "src_exchange", "src-exchange-key": "src_exchange_key",
+                 "dest-queue": "dest_queue", "dest-exchange": "dest_exchange",
+                 "dest-exchange-key": "dest_exchange_key"}
 _PROPERTIES_STR = ("content_type", "content_encoding", "correlation_id", "reply_to", "expiration", "message_id",
                    "type", "user_id", "app_id", "cluster_id")
 _PROPERTIES_NUM = ("delivery_mode", "priority", "timestamp")
@@ -174,6 +180,8 @@ class ShovelComponent:
         status = self.status.get((vhost, name))
         if status is None:  # cleared meanwhile
             return False
+        if report.get("state") == "running":
+            report = {**report, "info": running_info(self.wanted[(vhost, name)], report)}
         status.update(report, now)
         return bool(report.get("done"))
 
@@ -199,8 +207,9 @@ class ShovelStatus:
             self.reason = report.get("error")
             self.info = dict(report.get("info") or {}) if self.state == "running" else {}
             self.timestamp = now
-        if "counters" in report and isinstance(report["counters"], dict):
-            self.counters = report["counters"]
+        counters = {key: value for key, value in report.items() if key in COUNTERS and isinstance(value, int)}
+        if counters:
+            self.counters.update(counters)
 
     def view(self) -> dict:
         at = datetime.datetime.fromtimestamp(self.timestamp)  # (RabbitMQ's local time, its layout)
@@ -213,6 +222,15 @@ class ShovelStatus:
         if self.counters:
             row.update(self.counters)
         return row
+
+
+def running_info(definition: dict, report: dict) -> dict:
+    """A running shovel's fields in ``/api/shovels`` (RabbitMQ 3.10's ``{running, Props}``):
+    the URIs the worker connected to (no passwords), the protocols, source and destination."""
+    info = {"src_uri": report.get("src", ""), "src_protocol": "amqp091", "dest_protocol": "amqp091",
+            "dest_uri": report.get("dest", "")}
+    info.update({name: definition[key] for key, name in _RUNNING_KEYS.items() if key in definition})
+    return info
 
 
 def validation_errors(value: Any, may_connect: Callable[[str], bool], user: str | None) -> list[str]:
