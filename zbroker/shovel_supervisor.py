@@ -52,6 +52,7 @@ class Worker:
     vhost: str
     name: str
     definition: dict
+    restarts: int
     process: subprocess.Popen
     fd: int
     buffer: bytearray = field(default_factory=bytearray)
@@ -110,9 +111,9 @@ class ShovelSupervisor:
     def sync(self, now: float, mono: float) -> None:
         """Start, restart and stop workers to match the core's wanted shovels."""
         self._version = self.broker.shovels.version
-        wanted = self.broker.shovels.wanted
+        wanted, restarts = self.broker.shovels.wanted, self.broker.shovels.restarts
         for key, worker in list(self.workers.items()):
-            if wanted.get(key) != worker.definition:
+            if wanted.get(key) != worker.definition or restarts.get(key, 0) != worker.restarts:
                 self._stop(key, mono)
         for key in [key for key in self.restart_at if key not in wanted]:
             del self.restart_at[key]
@@ -140,7 +141,7 @@ class ShovelSupervisor:
         process.stdin.flush()
         fd = process.stdout.fileno()
         os.set_blocking(fd, False)
-        self.workers[key] = Worker(vhost, name, definition, process, fd)
+        self.workers[key] = Worker(vhost, name, definition, self.broker.shovels.restarts.get(key, 0), process, fd)
         log.info("shovel '%s' in vhost '%s': worker %d started", name, vhost, process.pid)
 
     def _read(self, worker: Worker, now: float, mono: float) -> None:

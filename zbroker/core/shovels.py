@@ -155,6 +155,9 @@ class ShovelComponent:
         #: Bumped whenever ``wanted`` changes: the supervisor's cue.
         self.version = 0
         self.status: dict[tuple[str, str], ShovelStatus] = {}
+        #: (vhost, name) -> how many times it was asked to restart (the supervisor
+        #: restarts a worker whose count moved).
+        self.restarts: dict[tuple[str, str], int] = {}
 
     # -- the component (``parameters.Component``) --------------------------------
 
@@ -168,9 +171,17 @@ class ShovelComponent:
         if value is None:
             self.wanted.pop(key, None)
             self.status.pop(key, None)
+            self.restarts.pop(key, None)
         else:
             self.wanted[key] = value
             self.status[key] = ShovelStatus(vhost, name, timestamp=self.clock.now)
+        self.version += 1
+
+    def restart(self, vhost: str, name: str) -> None:
+        """Start a shovel's worker again (RabbitMQ's ``restart_shovel``)."""
+        key = (vhost, name)
+        self.restarts[key] = self.restarts.get(key, 0) + 1
+        self.status[key] = ShovelStatus(vhost, name, timestamp=self.clock.now)
         self.version += 1
 
     # -- what the workers say ----------------------------------------------------

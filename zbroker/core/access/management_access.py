@@ -49,7 +49,7 @@ ADMIN_LISTS = frozenset({"users", "permissions", "topic_permissions", "user_limi
 #: ``policymaker`` tag; operator policies are an administrator's).
 POLICY_VERBS = frozenset({"set_policy", "clear_policy", "policy"})
 #: The node's figures: a monitoring user's (or an administrator's).
-NODE_VERBS = frozenset({"nodes", "node"})
+NODE_VERBS = frozenset({"nodes", "node", "shovels", "delete_shovel", "restart_shovel"})
 #: Queue actions: (the permission, resource kind, the argument naming it).
 RESOURCE_VERBS = {"purge_queue": (READ, "queue", "name"), "delete_queue": (CONFIGURE, "queue", "name"),
                   "get_messages": (READ, "queue", "name"), "publish": (WRITE, "exchange", "exchange")}

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from zbroker import __version__
 from zbroker.core.management import definitions, node_requests, object_requests, views
 from zbroker.core.management.policy_requests import PolicyRequests
+from zbroker.core.management.shovel_requests import ShovelRequests
 from zbroker.core.management.request_errors import MISSING as _MISSING, ManagementError, arg as _arg, not_found
 from zbroker.core.access.access_limits import LimitError
 from zbroker.core.access.management_access import Principal, sees_all
@@ -79,6 +80,7 @@ class Management:
             **{verb: functools.partial(self._users_verb, verb) for verb in USERS_VERBS},
             **PolicyRequests(broker, self._topology).verbs(), **node_requests.verbs(broker),
             **object_requests.ObjectRequests(broker, self._topology, lambda: self.principal).verbs(),
+            **ShovelRequests(broker, lambda: self.principal).verbs(),
         }
         #: Who asks the request being answered.
         self.principal = Principal("guest", ["administrator"])
