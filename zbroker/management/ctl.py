@@ -28,7 +28,7 @@ import click
 import zmq
 
 from zbroker import DEFAULT_PORT
-from zbroker.management import ctl_policies
+from zbroker.management import ctl_policies, ctl_shovels
 from zbroker.management.client import ManagementClient, RequestFailed, Unreachable
 
 EX_UNAVAILABLE = 69
@@ -484,3 +484,4 @@ def imported_line(counts: dict[str, int], data: dict) -> str:
 
 
 ctl_policies.register(ctl, _ctl, _formatting)
+ctl_shovels.register(ctl, _ctl, _formatting)

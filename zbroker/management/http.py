@@ -51,7 +51,7 @@ import zmq
 import zmq.asyncio
 from aiohttp import web
 
-from zbroker.management import http_health, http_objects, http_policies, metrics
+from zbroker.management import http_health, http_objects, http_policies, http_shovels, metrics
 from zbroker.management.client import AsyncManagementClient, RequestFailed, Unreachable
 
 log = logging.getLogger(__name__)
@@ -395,6 +395,7 @@ def routes(api: Api) -> list[web.RouteDef]:
         r.get("/metrics", prometheus), r.get("/metrics/per-object", prometheus),
         r.get("/", index), r.static("/static", DASHBOARD),
         *http_policies.routes(api), *http_objects.routes(api), *http_health.routes(api),
+        *http_shovels.routes(api),
     ]
 
 

@@ -49,7 +49,9 @@ ADMIN_LISTS = frozenset({"users", "permissions", "topic_permissions", "user_limi
 #: ``policymaker`` tag; operator policies are an administrator's).
 POLICY_VERBS = frozenset({"set_policy", "clear_policy", "policy"})
 #: The node's figures: a monitoring user's (or an administrator's).
-NODE_VERBS = frozenset({"nodes", "node", "shovels", "delete_shovel", "restart_shovel"})
+NODE_VERBS = frozenset({"nodes", "node", "delete_shovel", "restart_shovel"})
+#: Lists a monitoring user's (or an administrator's): RabbitMQ's shovel status.
+MONITOR_LISTS = frozenset({"shovels"})
 #: Queue actions: (the permission, resource kind, the argument naming it).
 RESOURCE_VERBS = {"purge_queue": (READ, "queue", "name"), "delete_queue": (CONFIGURE, "queue", "name"),
                   "get_messages": (READ, "queue", "name"), "publish": (WRITE, "exchange", "exchange")}
@@ -133,6 +135,10 @@ def authorize(users: Users, principal: Principal, verb: str, args: dict) -> None
         return
     if verb in POLICY_VERBS:  # (listing them is any management user's, as RabbitMQ 3.10's)
         _may_make_policies(users, principal, tags, args)
+        return
+    if verb in READ_VERBS and args.get("kind") in MONITOR_LISTS:
+        if "monitoring" not in tags:
+            raise AccessDenied(401, "Not monitor user")
         return
     if verb in READ_VERBS and args.get("kind") not in ADMIN_LISTS:
         return

@@ -174,6 +174,9 @@ class Management:
                              lambda item: {"vhost": item[0], "value": dict(item[1])}, lambda item: item[0]),
             "user_limits": (lambda: users.limits.users.items(),
                             lambda item: {"user": item[0], "value": dict(item[1])}, lambda item: item[0]),
+            "shovels": (lambda: (r for t in topologies for r in broker.shovels.rows(t.vhost)
+                                 if users.permissions.get(self.principal.name, t.vhost) is not None),
+                        lambda r: r, lambda r: r["name"]),
         }
         if kind not in sources:
             raise ManagementError(400, f"unknown list {kind!r}; one of {', '.join(sorted(sources))}")

@@ -3,9 +3,9 @@
 
 Rules of this module:
 - A shovel is defined and removed as a parameter (``parameter`` requests, component
-  ``shovel``); these verbs show what runs, stop it, or restart it.
-- The list shows only shovels in vhosts the asker has permissions in (RabbitMQ filters
-  by the user's vhosts, administrators included); ``vhost`` narrows it to one.
+  ``shovel``); these verbs stop one or restart it. The list is the ``list`` verb's
+  ``shovels``, showing only shovels in vhosts the asker has permissions in (RabbitMQ
+  filters by the user's vhosts, administrators included).
 - ``delete_shovel`` clears the shovel's parameter, as RabbitMQ's DELETE does; a shovel
   that is not there is a 404. ``restart_shovel`` starts its worker again.
 - Who may ask: a ``monitoring`` (or ``administrator``) user, RabbitMQ's
@@ -29,16 +29,8 @@ class ShovelRequests:
         self.principal = principal
 
     def verbs(self) -> dict[str, Callable[[dict, dict], Any]]:
-        return {"shovels": lambda args, _: self.list(args), "delete_shovel": lambda args, _: self.delete(args),
+        return {"delete_shovel": lambda args, _: self.delete(args),
                 "restart_shovel": lambda args, _: self.restart(args)}
-
-    def list(self, args: dict) -> list[dict]:
-        vhost = arg(args, "vhost", str, None)
-        if vhost is not None and self.broker.vhosts.get(vhost) is None:
-            raise not_found()
-        who = self.principal().name
-        permissions = self.broker.users.permissions
-        return [row for row in self.broker.shovels.rows(vhost) if permissions.get(who, row["vhost"]) is not None]
 
     def _existing(self, args: dict) -> tuple[str, str]:
         vhost, name = arg(args, "vhost", str), arg(args, "name", str)
