@@ -33,7 +33,7 @@ COMPONENT = "shovel"
 ACK_MODES = ("no-ack", "on-publish", "on-confirm")
 PROTOCOLS = ("amqp10", "amqp091")
 #: What a worker counts, shown with its status (a zbroker extension of RabbitMQ's rows).
-COUNTERS = ("moved", "acked", "confirmed", "reconnects")
+COUNTERS = ("moved", "acked", "nacked", "in_flight", "remaining")
 #: The definition's keys a running shovel's status shows, under RabbitMQ's names.
 _RUNNING_KEYS = {"src-queue": "src_queue", "src-exchange": "src_exchange", "src-exchange-key": "src_exchange_key",
                  "dest-queue": "dest_queue", "dest-exchange": "dest_exchange",
