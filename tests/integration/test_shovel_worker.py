@@ -290,7 +290,7 @@ def test_a_killed_destination_loses_nothing_with_on_confirm(workers, tmp_path: P
     try:
         fill(src, "in", total)
         worker = workers(config(**{"src-uri": url(src), "src-queue": "in", "dest-uri": url(dest),
-                                   "dest-queue": "out"}))
+                                   "dest-queue": "out", "src-prefetch-count": 50}))  # (slower: killed mid-way)
         first = worker.wait(lambda line: 0 < line.get("moved", 0) < total)
         port = dest.amqp_port
         dest.kill()
@@ -303,7 +303,7 @@ def test_a_killed_destination_loses_nothing_with_on_confirm(workers, tmp_path: P
         got = collect(dest, "out", depth(dest, "out"))
         ids = [int(p.message_id) for _, p, _ in got]
         assert set(ids) == set(range(total))  # none lost
-        print(f"\n{len(ids) - total} duplicates after the SIGKILL")
+        print(f"\n{len(ids) - total} duplicates after a SIGKILL at {worker.lines[first]}")
     finally:
         src.stop()
         dest.stop()

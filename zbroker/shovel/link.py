@@ -19,7 +19,10 @@ Rules:
      on the source (one basic.ack, with the same ``multiple``), a nack nacks them
      (requeue); so nothing unconfirmed is ever acked: if a side dies, the source's
      broker requeues what was not acked (duplicates are possible, loss is not).
-   - on-publish: the delivery is acked once published (written to pika's buffer).
+   - on-publish: the delivery is acked once published (written to pika's buffer);
+     the deliveries published in one pass of the loop by one multiple ack, held while
+     the destination has more than ``UNSENT_LIMIT_BYTES`` unsent (so prefetch bounds
+     what a slow destination makes us hold, as TCP backpressure does in RabbitMQ).
    - no-ack: the source's consumer is no_ack; nothing is settled.
    Sequence numbers grow with delivery tags, so a multiple ack never covers a delivery
    still unconfirmed.
@@ -33,7 +36,8 @@ Rules:
    channel closed by a broker, a lost connection, a basic.cancel from the source leave
    it ``terminated``. Either way every connection is closed.
 6. Closing: pika sends what is buffered (acks) before connection.close; we wait for
-   both close-oks up to ``CLOSE_TIMEOUT_S``, then drop the sockets.
+   both close-oks up to ``CLOSE_TIMEOUT_S``, then drop the sockets. Each connection's
+   pending frames go out in one write (``writes.py``).
 7. Threads: all of it runs on the link's own pika IOLoop in the caller's thread; the
    only outside input is the stop ``Event``, looked at every ``TICK_S``.
 """
@@ -54,6 +58,7 @@ from pika.adapters.select_connection import IOLoop
 from zbroker.shovel.definition import Shovel
 from zbroker.shovel.forwarding import Forwarder
 from zbroker.shovel.uris import Target, connection_error_text, resolve
+from zbroker.shovel.writes import coalesce_writes, pending_bytes
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,10 @@ TICK_S = 0.1
 #: we are stopped by a supervisor that wants us gone, so less).
 CLOSE_TIMEOUT_S = 5.0
 NOT_FOUND = 404
+#: on-publish acks wait while the destination has more than this unsent (a slow
+#: destination must slow the source, not fill our memory: prefetch then bounds it).
+UNSENT_LIMIT_BYTES = 4 * 1024 * 1024
+UNSENT_WAIT_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,8 @@ class Link:
         #: on-confirm: destination sequence number -> source delivery tag, oldest first.
         self.unconfirmed: collections.OrderedDict[int, int] = collections.OrderedDict()
         self.next_seq = 0
+        #: on-publish: the latest delivery published and not acked yet (``_ack_later``).
+        self.ack_upto: int | None = None
         self.remaining: int | None = None
         self.remaining_unacked: int | None = None
         self.outcome: Outcome | None = None
@@ -163,6 +174,7 @@ class Link:
                 log.error("Shovel %s: %s", self._label(), outcome.error)
         if self.closing:
             return
+        self._flush_acks(force=True)
         self.closing = True
         self.close_by = time.monotonic() + CLOSE_TIMEOUT_S
         for side in (self.source, self.dest):
@@ -202,6 +214,7 @@ class Link:
         side.target = target
 
         def opened(connection: Any) -> None:
+            coalesce_writes(connection)
             connection.channel(on_open_callback=lambda channel: self._channel_open(side, channel, then))
 
         def open_failed(connection: Any, error: BaseException) -> None:
@@ -383,11 +396,27 @@ class Link:
         elif self.no_ack:
             self._transferred(1)
         else:
-            channel.basic_ack(deliver.delivery_tag)
-            self.counters.acked += 1
+            self._ack_later(deliver.delivery_tag)
             self._transferred(1)
         if self.remaining_unacked:
             self.remaining_unacked -= 1
+
+    def _ack_later(self, tag: int) -> None:
+        """on-publish: this delivery is acked with the others published in the same pass
+        of the loop, by one multiple ack (every delivery before it is published too)."""
+        if self.ack_upto is None:
+            self.ioloop.call_later(0, self._flush_acks)
+        self.ack_upto = tag
+        self.counters.acked += 1
+
+    def _flush_acks(self, force: bool = False) -> None:
+        if not force and pending_bytes(self.dest.connection) > UNSENT_LIMIT_BYTES:
+            self.ioloop.call_later(UNSENT_WAIT_S, self._flush_acks)  # hold the source back a while
+            return
+        tag, self.ack_upto = self.ack_upto, None
+        channel = self.source.channel
+        if tag is not None and channel is not None and channel.is_open:
+            channel.basic_ack(tag, multiple=True)
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
