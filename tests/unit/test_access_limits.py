@@ -89,6 +89,6 @@ def test_limits_are_durable_and_travel_in_definitions(broker: Broker) -> None:
     third = Broker()
     Management(third).handle("import_definitions", {"definitions": exported})
     assert third.topology.users.limits.snapshot() == again.topology.users.limits.snapshot()
-    with pytest.raises(ManagementError, match="only 'vhost-limits' parameters"):
+    with pytest.raises(ManagementError, match="component federation-upstream not found"):
         Management(third).handle("import_definitions", {"definitions": {"parameters": [
             {"component": "federation-upstream", "vhost": "/", "name": "x", "value": {}}]}})

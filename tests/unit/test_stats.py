@@ -142,8 +142,9 @@ def test_definitions_are_checked_before_anything_is_declared(broker: Broker) -> 
         m.handle("import_definitions", {"definitions": dangling})
     good = {"exchanges": [{"name": "x", "type": "topic"}], "queues": [{"name": "q"}],
             "bindings": [{"source": "x", "destination": "q", "destination_type": "queue", "routing_key": "a.*"}]}
-    assert m.handle("import_definitions", {"definitions": good}) == {"vhosts": 0, "users": 0, "permissions": 0, "topic_permissions": 0, "policies": 0, "exchanges": 1, "queues": 1,
-                                                                     "bindings": 1}
+    assert m.handle("import_definitions", {"definitions": good}) == {
+        "vhosts": 0, "users": 0, "permissions": 0, "topic_permissions": 0, "policies": 0, "global_parameters": 0,
+        "operator_policies": 0, "vhost_limits": 0, "parameters": 0, "exchanges": 1, "queues": 1, "bindings": 1}
     assert m.handle("definitions", {})["bindings"][0]["routing_key"] == "a.*"
     typed = {"queues": [{"name": "qq", "type": "quorum", "durable": True, "arguments": {}}]}
     m.handle("import_definitions", {"definitions": typed})  # RabbitMQ 3.13+'s queue "type" field

@@ -101,7 +101,7 @@ def test_vhosts_are_durable_and_travel_in_definitions(broker: Broker) -> None:
     rabbitmq_311 = {"vhosts": [{"name": "prod", "metadata": {"description": "production", "tags": ["eu"]}}]}
     Management(third).handle("import_definitions", {"definitions": rabbitmq_311})
     assert (third.vhosts.info["prod"].description, third.vhosts.info["prod"].tags) == ("production", ["eu"])
-    with pytest.raises(ManagementError, match="limits in a vhost entry are not read"):
+    with pytest.raises(ManagementError, match="are not its 'vhost-limits' parameter's"):
         Management(third).handle("import_definitions", {"definitions": {
             "vhosts": [{"name": "capped", "limits": [{"max-queues": 1}]}]}})
     assert third.vhosts.get("capped") is None

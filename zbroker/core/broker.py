@@ -103,7 +103,9 @@ class Broker:
         self.confirms = Confirms()
         self.reply_to = DirectReplyTo()
         self.alarms = Alarms()
-        self.durability = Durability(self.store, self.vhosts, self.confirms, self._all_unacked)
+        #: Parameter components and global parameters (``parameters.py``).
+        self.parameters = Parameters(self)
+        self.durability = Durability(self.store, self.vhosts, self.confirms, self._all_unacked, self.parameters)
         self.delivery = Delivery(self.clock, self.durability, self.confirms, self.vhosts.counts)
         #: Queues by their earliest deadline (``delivery.py`` rule 5).
         self.timers = self.delivery.timers
@@ -125,8 +127,6 @@ class Broker:
         #: This broker's name in management views (the server sets ``zbroker@<host>``).
         self.node_name = "zbroker@localhost"
         self._handlers = self._handler_table()
-        #: Parameter components and global parameters (``parameters.py``).
-        self.parameters = Parameters()
         #: Dynamic shovels: the ``shovel`` component and its status (``shovels.py``).
         self.shovels = ShovelComponent(self.clock, self._may_connect)
         self.parameters.register(SHOVEL, self.shovels)

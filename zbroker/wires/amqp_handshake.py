@@ -60,7 +60,7 @@ def protocol_header(broker: Broker, conn: AmqpConnection, header: bytes) -> None
         return
     properties = {"product": "zbroker", "version": __version__,
                   "platform": f"Python {platform.python_version()}",
-                  "cluster_name": broker.node_name, "capabilities": CAPABILITIES,
+                  "cluster_name": broker.parameters.cluster_name, "capabilities": CAPABILITIES,
                   "copyright": "zbroker contributors", "information": "Licensed under the MIT License"}
     conn.send_method(0, C.Connection.Start, 0, 9, properties, " ".join(MECHANISMS), "en_US")
     conn.move(START_OK)

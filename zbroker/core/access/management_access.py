@@ -12,7 +12,9 @@ Rules (RabbitMQ's management plugin):
   also need the user's permission on the resource, as a client's would; everything
   else (users, permissions, definitions, closing connections, reset) needs
   ``administrator``. Refusals are RabbitMQ's 401 texts (``Not management user``,
-  ``Not administrator user``) or the permission's 403 text.
+  ``Not administrator user``) or the permission's 403 text. Runtime and global
+  parameters are a ``policymaker``'s (``PARAMETER_VERBS``; else 401 ``User not
+  authorised to access object``).
 - Declaring and deleting queues and exchanges and (un)binding (``OBJECT_VERBS``) are
   any management user's, in a vhost it has permissions in (else 401 ``User not
   authorised to access virtual host``; a vhost there is not is the verb's 404), with
@@ -48,6 +50,14 @@ ADMIN_LISTS = frozenset({"users", "permissions", "topic_permissions", "user_limi
 #: A policymaker's: a vhost's policies, where the user has permissions (RabbitMQ's
 #: ``policymaker`` tag; operator policies are an administrator's).
 POLICY_VERBS = frozenset({"set_policy", "clear_policy", "policy"})
+#: Runtime parameters: a policymaker's, in the vhosts it has permissions in (RabbitMQ's
+#: ``is_authorized_policies``); writing the components whose own verbs are an
+#: administrator's (``ADMIN_COMPONENTS``) is an administrator's. Global parameters: any
+#: policymaker's (``is_authorized_global_parameters``). Lists follow their one-item verb.
+PARAMETER_VERBS = frozenset({"set_parameter", "clear_parameter", "parameter"})
+GLOBAL_PARAMETER_VERBS = frozenset({"set_global_parameter", "clear_global_parameter", "global_parameter"})
+PARAMETER_LISTS = {"parameters": "parameter", "global_parameters": "global_parameter"}
+ADMIN_COMPONENTS = frozenset({"operator_policy", "vhost-limits"})
 #: The node's figures: a monitoring user's (or an administrator's).
 NODE_VERBS = frozenset({"nodes", "node", "delete_shovel", "restart_shovel"})
 #: Lists a monitoring user's (or an administrator's): RabbitMQ's shovel status.
@@ -74,6 +84,8 @@ FIXED_NAMES = frozenset({"aliveness_test"})
 #: Exchanges whose deletion the verb itself refuses, before any permission (as a client's).
 _SYSTEM_EXCHANGES = frozenset({"", "amq.direct", "amq.fanout", "amq.topic", "amq.headers", "amq.match"})
 METRICS_PRINCIPAL = "(metrics)"
+#: RabbitMQ's refusal of a parameter request (``rabbit_mgmt_util:is_authorized_policies``).
+OBJECT_REFUSED = "User not authorised to access object"
 
 
 class AccessDenied(Exception):
@@ -119,7 +131,7 @@ def authorize(users: Users, principal: Principal, verb: str, args: dict) -> None
     """Raise unless ``principal`` may ask ``verb`` (rule 2)."""
     tags = set(principal.tags)
     if principal.name == METRICS_PRINCIPAL:
-        if verb not in READ_VERBS or args.get("kind") in ADMIN_LISTS:
+        if verb not in READ_VERBS or args.get("kind") in ADMIN_LISTS or args.get("kind") in PARAMETER_LISTS:
             raise AccessDenied(401, "Not administrator user")
         return
     if not tags & MANAGEMENT_TAGS:
@@ -132,6 +144,9 @@ def authorize(users: Users, principal: Principal, verb: str, args: dict) -> None
     if verb in NODE_VERBS:  # (RabbitMQ's is_authorized_monitor)
         if "monitoring" not in tags:
             raise AccessDenied(401, "Not monitor user")
+        return
+    if verb in PARAMETER_VERBS | GLOBAL_PARAMETER_VERBS or verb == "list" and args.get("kind") in PARAMETER_LISTS:
+        _may_use_parameters(users, principal, tags, verb, args)
         return
     if verb in POLICY_VERBS:  # (listing them is any management user's, as RabbitMQ 3.10's)
         _may_make_policies(users, principal, tags, args)
@@ -163,6 +178,20 @@ def _may_make_policies(users: Users, principal: Principal, tags: set[str], args:
     vhost = args.get("vhost")
     if isinstance(vhost, str) and users.permissions.get(principal.name, vhost) is None:
         raise AccessDenied(401, f"Access refused to vhost '{vhost}'")
+
+
+def _may_use_parameters(users: Users, principal: Principal, tags: set[str], verb: str, args: dict) -> None:
+    """Parameters and global parameters are a policymaker's; a vhost's parameters only
+    where it has permissions (listing every vhost's lists only those)."""
+    if "policymaker" not in tags:
+        raise AccessDenied(401, OBJECT_REFUSED)
+    if verb in GLOBAL_PARAMETER_VERBS or args.get("kind") == "global_parameters":
+        return
+    vhost = args.get("vhost", None if verb == "list" else DEFAULT_VHOST)
+    if isinstance(vhost, str) and users.permissions.get(principal.name, vhost) is None:
+        raise AccessDenied(401, OBJECT_REFUSED)
+    if verb in ("set_parameter", "clear_parameter") and args.get("component") in ADMIN_COMPONENTS:
+        raise AccessDenied(401, "Not administrator user")
 
 
 def _may_act_on_objects(users: Users, principal: Principal, verb: str, args: dict) -> None:

@@ -15,7 +15,8 @@ Rules of this module:
    the copy's append precedes the original's removal in the journal, so a crash
    between the two keeps both (at least once), never neither.
 5. Recovery rebuilds the durable topology, then each durable queue's messages: the head
-   window in memory, the rest paged (``queues.PAGE_AFTER``), each with its expiry.
+   window in memory, the rest paged (``queues.PAGE_AFTER``), each with its expiry;
+   last, the parameter components are told of their parameters (``parameters.py``).
 6. Compaction: when the store asks, the broker says which queues still hold which
    locations (queued, paged or delivered and unacked); moved records are re-pointed.
 """
@@ -36,6 +37,7 @@ from zbroker.storage.store import NO_TTL, MessageStore, Recovered, RecoveredQueu
 if TYPE_CHECKING:
     from zbroker.core.messaging.session import Channel
     from zbroker.core.access.vhosts import VirtualHosts
+    from zbroker.core.parameters import Parameters
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +46,12 @@ PERSISTENT = 2
 
 class Durability:
     def __init__(self, store: MessageStore, vhosts: "VirtualHosts", confirms: Confirms,
-                 unacked: Callable[[], Iterable[Unacked]]) -> None:
+                 unacked: Callable[[], Iterable[Unacked]], parameters: "Parameters | None" = None) -> None:
         self.store = store
         self.vhosts = vhosts
+        #: The global parameters saved with the topology, and the components told of
+        #: the parameters recovered (``parameters.py``).
+        self.parameters = parameters
         self.confirms = confirms
         self._unacked = unacked
         self._saved_changes = 0
@@ -55,14 +60,16 @@ class Durability:
     # -- recovery (rule 5) -----------------------------------------------------------
 
     def _changes(self) -> int:
-        """Changes to what the snapshot holds: the vhosts' durable topology and the users."""
-        return self.vhosts.durable_changes + self.vhosts.users.changes
+        """Changes to what the snapshot holds: the vhosts' durable topology, the users and
+        the parameters."""
+        return (self.vhosts.durable_changes + self.vhosts.users.changes
+                + (self.parameters.changes if self.parameters is not None else 0))
 
     def recover(self, recovered: Recovered, now: float) -> int:
         """Rebuild what the store held; returns the highest publish seq it had seen."""
         by_id: dict[int, QueueType] = {}
         if recovered.topology is not None:
-            by_id = snapshot.restore(self.vhosts, recovered.topology)
+            by_id = snapshot.restore(self.vhosts, recovered.topology, self.parameters)
         self._saved_changes = self._changes()
         for queue_id, stored in recovered.queues.items():
             queue = by_id.get(queue_id)
@@ -73,6 +80,8 @@ class Durability:
         if recovered.queues:
             log.info("recovered %d durable queue(s), %d persistent message(s)", len(by_id),
                      sum(q.message_count for q in by_id.values()))
+        if self.parameters is not None:  # (their components start their work now)
+            self.parameters.recovered()
         return recovered.max_seq
 
     def _recover_messages(self, queue: QueueType, stored: RecoveredQueue, now: float) -> None:
@@ -140,7 +149,7 @@ class Durability:
         """Rule 2; then compaction, while the disk accepts writes."""
         changes = self._changes()
         if changes != self._saved_changes:
-            self.store.save_topology(snapshot.snapshot(self.vhosts))
+            self.store.save_topology(snapshot.snapshot(self.vhosts, self.parameters))
             self._saved_changes = changes
         try:
             self.store.commit()

@@ -2,8 +2,9 @@
 
 Saved: durable exchanges (not the predeclared ``amq.*`` ones), durable non-exclusive
 queues with their store ids, bindings whose source and destination are both durable, as
-RabbitMQ keeps them, per vhost; the users with their password hashes, permissions and
-limits. Transient things are never written, so after a restart they are simply gone.
+RabbitMQ keeps them, per vhost, with its policies and runtime parameters; the users with
+their password hashes, permissions and limits; the global parameters. Transient things
+are never written, so after a restart they are simply gone.
 
 A durable queue's arguments are applied again on recovery, including those an older
 zbroker stored without applying them (TTL, limits, dead-lettering, priorities).
@@ -24,6 +25,7 @@ from zbroker.errors import BrokerError
 
 if TYPE_CHECKING:
     from zbroker.core.access.vhosts import VirtualHosts
+    from zbroker.core.parameters import Parameters
 
 #: 2: a section per vhost (1: the default vhost's topology at the top level).
 FORMAT = 2
@@ -31,13 +33,14 @@ FORMAT = 2
 log = logging.getLogger(__name__)
 
 
-def snapshot(vhosts: "VirtualHosts") -> dict[str, Any]:
+def snapshot(vhosts: "VirtualHosts", parameters: "Parameters | None" = None) -> dict[str, Any]:
     users = vhosts.users
+    globals_ = [[name, value] for name, value in parameters.global_values.items()] if parameters else []
     return {"format": FORMAT, "next_queue_id": vhosts.counts.next_queue_id,
             "vhosts": [{"name": name, "description": vhosts.info[name].description, "tags": vhosts.info[name].tags,
                         **_topology(topology)} for name, topology in vhosts.topologies.items()],
             "users": users.snapshot(), "permissions": users.permissions.rows(), "limits": users.limits.snapshot(),
-            "topic_permissions": users.permissions.topic_rows()}
+            "topic_permissions": users.permissions.topic_rows(), "global_parameters": globals_}
 
 
 def _topology(topology: Topology) -> dict[str, list]:
@@ -55,16 +58,20 @@ def _topology(topology: Topology) -> dict[str, list]:
     policies = topology.policies
     return {"exchanges": exchanges, "queues": queues, "bindings": bindings,
             "policies": [_policy(p) for p in policies.user.values()],
-            "operator_policies": [_policy(p) for p in policies.operator.values()]}
+            "operator_policies": [_policy(p) for p in policies.operator.values()],
+            "parameters": [[component, name, value] for (component, name), value in topology.parameters.items()]}
 
 
 def _policy(policy: Policy) -> list:
     return [policy.name, policy.pattern, policy.apply_to, policy.priority, policy.definition]
 
 
-def restore(vhosts: "VirtualHosts", data: dict[str, Any]) -> dict[int, QueueType]:
-    """Rebuild the durable topology of every vhost from ``data``; returns the queues by
-    store id. Format 1 (before vhosts) is the default vhost's alone."""
+def restore(vhosts: "VirtualHosts", data: dict[str, Any], parameters: "Parameters | None" = None
+            ) -> dict[int, QueueType]:
+    """Rebuild the durable topology of every vhost from ``data``, and the global
+    parameters into ``parameters``; returns the queues by store id. Format 1 (before
+    vhosts) is the default vhost's alone. Components are told of the parameters
+    afterwards (``Parameters.recovered``)."""
     if data.get("format") not in (1, FORMAT):
         raise ValueError(f"unknown topology format {data.get('format')!r}")
     if data.get("users"):  # (a snapshot of an older zbroker has none: guest as on a fresh broker)
@@ -78,6 +85,8 @@ def restore(vhosts: "VirtualHosts", data: dict[str, Any]) -> dict[int, QueueType
                                                             section.get("tags"))
         by_id.update(_restore_topology(topology, section))
     vhosts.counts.next_queue_id = max(vhosts.counts.next_queue_id, data["next_queue_id"])
+    if parameters is not None:
+        parameters.global_values.update((name, value) for name, value in data.get("global_parameters", ()))
     return by_id
 
 
@@ -89,6 +98,7 @@ def _restore_topology(topology: Topology, data: dict[str, Any]) -> dict[int, Que
                                       operator)
             except PolicyError as exc:  # (saved by a zbroker that took it: kept out, and said)
                 log.error("policy '%s' of vhost '%s' not restored: %s", name, topology.vhost, exc)
+    topology.parameters.update(((component, name), value) for component, name, value in data.get("parameters", ()))
     for name, kind, auto_delete, internal, arguments in data["exchanges"]:
         topology.exchanges[name] = EXCHANGE_TYPES[kind](name, True, auto_delete, internal, arguments)
     by_id: dict[int, QueueType] = {}

@@ -20,22 +20,25 @@ Rules:
   an imported one replaces the user's permissions in that vhost. Each names a user
   of the file or of the broker, and its expressions must compile.
 - Limits (``access_limits.py``) travel as RabbitMQ's: a user's in its ``limits`` map, a
-  vhost's as a ``vhost-limits`` parameter.
+  vhost's as a ``vhost-limits`` parameter (and in its vhost entry, as RabbitMQ writes it).
+- Runtime parameters (operator policies among them) and global parameters travel as
+  RabbitMQ's ``parameters`` and ``global_parameters`` (``definitions_parameters.py``),
+  each validated before anything is imported, and set before the exchanges and queues
+  are declared, as RabbitMQ sets them.
 - Vhosts are exported and imported (a missing one is created); every entry names an
   existing vhost or one of the file.
 - Policies travel as RabbitMQ's ``policies`` entries, each validated before anything is
   imported, and set before the queues are declared (a queue gets its policy at once).
-- What zbroker cannot apply is refused, never dropped: operator policies (RabbitMQ's
-  definitions do not carry them either), other parameters.
-  Informational fields (versions, ``cluster_name``, ``internal_cluster_id``) are read
-  and left.
+- What zbroker cannot apply is refused, never dropped. Informational fields (versions,
+  product names) are read and left.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from zbroker import __version__
-from zbroker.core.access.access_limits import USER_LIMITS, VHOST_LIMITS, LimitError, check_definition
+from zbroker.core.access.access_limits import USER_LIMITS, LimitError, check_definition
+from zbroker.core.management import definitions_parameters
 from zbroker.core.messaging.arguments import queue_settings
 from zbroker.core.messaging.consistent_hash import hash_source, weight_of
 from zbroker.core.messaging.exchanges import EXCHANGE_TYPES, ConsistentHashExchange
@@ -49,8 +52,8 @@ from zbroker.errors import BrokerError
 if TYPE_CHECKING:
     from zbroker.core.broker import Broker
 
-_INFORMATIONAL_PARAMETERS = {"cluster_name", "internal_cluster_id"}
-VHOST_LIMITS_COMPONENT = "vhost-limits"
+
+
 class DefinitionsError(ValueError):
     """The definitions cannot be applied; the text says which entry and why."""
 
@@ -76,15 +79,14 @@ def export(broker: "Broker") -> dict[str, Any]:
                                  "routing_key": key, "arguments": arguments})
     return {"product_name": "zbroker", "product_version": __version__,
             "users": users.definitions(),
-            "vhosts": [{"name": v["name"], "description": v["description"], "tags": v["tags"]}
+            "vhosts": [{"name": v["name"], "description": v["description"], "tags": v["tags"],
+                        "limits": definitions_parameters.vhost_limits(broker, v["name"])}
                        for v in broker.vhosts.views()],
             "permissions": [{"user": user, "vhost": vhost, "configure": c, "write": w, "read": r}
                             for user, vhost, c, w, r in users.permissions.rows()],
             "topic_permissions": [{"user": user, "vhost": vhost, "exchange": exchange, "write": w, "read": r}
                                   for user, vhost, exchange, w, r in users.permissions.topic_rows()],
-            "parameters": [{"value": dict(limits), "vhost": vhost, "component": "vhost-limits", "name": "limits"}
-                           for vhost, limits in users.limits.vhosts.items()],
-            "global_parameters": [],
+            **definitions_parameters.export(broker),
             "policies": [p.view() for t in broker.vhosts.topologies.values() for p in t.policies.user.values()],
             "queues": queues, "exchanges": exchanges, "bindings": bindings}
 
@@ -93,7 +95,6 @@ def apply(broker: "Broker", data: Any) -> dict[str, int]:
     """Declare what ``data`` defines; returns how many of each were in it."""
     if not isinstance(data, dict):
         raise DefinitionsError("definitions must be a JSON object")
-    _check_unsupported(data)
     vhosts = _vhosts(data)
     known = set(broker.vhosts.topologies) | {v["name"] for v in vhosts}
     users = _users(data)
@@ -103,8 +104,12 @@ def apply(broker: "Broker", data: Any) -> dict[str, int]:
     exchanges = _entries(data, "exchanges", ("name", "type"), known)
     queues = _entries(data, "queues", ("name",), known)
     bindings = _entries(data, "bindings", ("source", "destination", "destination_type"), known)
-    _entries(data, "parameters", (), known)
     policies = _policies(data, known)
+    try:
+        parameters, global_parameters = definitions_parameters.check(
+            broker, data, _entries(data, "parameters", ("component", "name"), known), vhosts)
+    except definitions_parameters.ParameterDefinitionsError as exc:
+        raise DefinitionsError(str(exc)) from None
     _check(broker, exchanges, queues, bindings)
     for v in vhosts:
         if broker.vhosts.get(v["name"]) is None:
@@ -118,8 +123,6 @@ def apply(broker: "Broker", data: Any) -> dict[str, int]:
     for user in users:
         if user.get("limits"):
             users_db.set_user_limits(user["name"], user["limits"])
-    for parameter in data.get("parameters") or []:
-        users_db.set_vhost_limits(parameter.get("vhost", VHOST), parameter["value"])
     for p in permissions:
         users_db.set_permissions(p["user"], p.get("vhost", VHOST), p["configure"], p["write"], p["read"])
     for t in topic_permissions:
@@ -127,6 +130,7 @@ def apply(broker: "Broker", data: Any) -> dict[str, int]:
     for p in policies:
         broker.set_policy(_topology(broker, p), p["name"], p["pattern"], p["definition"], p.get("priority", 0),
                           p.get("apply-to", "all"))
+    counts = definitions_parameters.apply(broker, parameters, global_parameters)
     for e in exchanges:
         _topology(broker, e).declare_exchange(e["name"], e["type"], False, bool(e.get("durable", True)),
                                               bool(e.get("auto_delete", False)), bool(e.get("internal", False)),
@@ -143,7 +147,7 @@ def apply(broker: "Broker", data: Any) -> dict[str, int]:
                        else topology.exchange(b["destination"]))
         topology.bind(destination, b["source"], b.get("routing_key", ""), b.get("arguments") or {})
     return {"vhosts": len(vhosts), "users": len(users), "permissions": len(permissions), "policies": len(policies),
-            "topic_permissions": len(topic_permissions),
+            "topic_permissions": len(topic_permissions), **counts,
             "exchanges": len(exchanges), "queues": len(queues), "bindings": len(bindings)}
 
 
@@ -160,9 +164,6 @@ def _vhosts(data: dict) -> list[dict]:
             raise DefinitionsError(f"a vhost entry lacks a name: {vhost!r}")
         if len(vhost["name"].encode()) > 255:
             raise DefinitionsError(f"vhost name longer than 255 bytes: {vhost['name'][:40]!r}...")
-        if vhost.get("limits"):
-            raise DefinitionsError(f"vhost '{vhost['name']}': limits in a vhost entry are not read by zbroker; "
-                                   "give them as a 'vhost-limits' parameter (nothing was imported)")
         if not isinstance(vhost.get("metadata") or {}, dict):
             raise DefinitionsError(f"vhost '{vhost['name']}': metadata must be an object")
     return vhosts
@@ -257,23 +258,6 @@ def _entries(data: dict, key: str, required: tuple[str, ...], vhosts: set[str]) 
         if not isinstance(entry.get("arguments") or {}, dict):
             raise DefinitionsError(f"arguments of an entry of '{key}' must be an object: {entry!r}")
     return entries
-
-
-def _check_unsupported(data: dict) -> None:
-    for parameter in data.get("parameters") or []:
-        if not isinstance(parameter, dict) or parameter.get("component") != VHOST_LIMITS_COMPONENT:
-            raise DefinitionsError(f"parameter {parameter!r}: only 'vhost-limits' parameters are supported by "
-                                   "zbroker; remove the others to import the rest (nothing was imported)")
-        try:
-            check_definition(parameter.get("value"), VHOST_LIMITS)
-        except LimitError as exc:
-            raise DefinitionsError(f"vhost-limits of vhost '{parameter.get('vhost')}': {exc}") from None
-    if data.get("operator_policies"):
-        raise DefinitionsError("'operator_policies' are not supported in definitions (set them with "
-                               "set_operator_policy); remove them to import the rest (nothing was imported)")
-    for parameter in data.get("global_parameters") or []:
-        if not isinstance(parameter, dict) or parameter.get("name") not in _INFORMATIONAL_PARAMETERS:
-            raise DefinitionsError(f"global parameter {parameter!r} is not supported by zbroker")
 
 
 def _policies(data: dict, vhosts: set[str]) -> list[dict]:

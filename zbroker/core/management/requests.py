@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from zbroker import __version__
 from zbroker.core.management import definitions, node_requests, object_requests, views
+from zbroker.core.management.parameter_requests import ParameterRequests
 from zbroker.core.management.policy_requests import PolicyRequests
 from zbroker.core.management.shovel_requests import ShovelRequests
 from zbroker.core.management.request_errors import MISSING as _MISSING, ManagementError, arg as _arg, not_found
@@ -63,6 +64,7 @@ EXCHANGE_DESCRIPTIONS = {
 class Management:
     def __init__(self, broker: "Broker") -> None:
         self.broker = broker
+        self.parameter_requests = ParameterRequests(broker, self._topology, lambda: self.principal)
         self._verbs: dict[str, Callable[[dict, dict], Any]] = {
             "overview": self._overview, "list": self._list, "queue": self._queue,
             "exchange": self._exchange, "connection": self._connection, "channel": self._channel,
@@ -80,7 +82,7 @@ class Management:
             **{verb: functools.partial(self._users_verb, verb) for verb in USERS_VERBS},
             **PolicyRequests(broker, self._topology).verbs(), **node_requests.verbs(broker),
             **object_requests.ObjectRequests(broker, self._topology, lambda: self.principal).verbs(),
-            **ShovelRequests(broker, lambda: self.principal).verbs(),
+            **ShovelRequests(broker, lambda: self.principal).verbs(), **self.parameter_requests.verbs(),
         }
         #: Who asks the request being answered.
         self.principal = Principal("guest", ["administrator"])
@@ -119,7 +121,7 @@ class Management:
         depth = ("messages", "messages_ready", "messages_unacknowledged")
         return {
             "management_version": __version__, "product_name": "zbroker", "product_version": __version__,
-            "rates_mode": "basic", "node": broker.node_name, "cluster_name": broker.node_name,
+            "rates_mode": "basic", "node": broker.node_name, "cluster_name": broker.parameters.cluster_name,
             "exchange_types": [{"name": kind, "description": EXCHANGE_DESCRIPTIONS[kind], "enabled": True}
                                for kind in sorted(EXCHANGE_TYPES)],
             "message_stats": message_stats,
@@ -177,6 +179,7 @@ class Management:
             "shovels": (lambda: (r for t in topologies for r in broker.shovels.rows(t.vhost)
                                  if users.permissions.get(self.principal.name, t.vhost) is not None),
                         lambda r: r, lambda r: r["name"]),
+            **self.parameter_requests.lists(topologies, args),
         }
         if kind not in sources:
             raise ManagementError(400, f"unknown list {kind!r}; one of {', '.join(sorted(sources))}")
