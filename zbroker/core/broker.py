@@ -47,6 +47,7 @@ from zbroker.core.messaging.confirms import Confirms
 from zbroker.core.messaging.consumers import Unacked
 from zbroker.core.messaging.consuming import Consuming
 from zbroker.core.messaging.declarations import Declarations
+from zbroker.core.messaging.delayed import Delays
 from zbroker.core.messaging.delivery import Delivery
 from zbroker.core.messaging.message import Message
 from zbroker.core.messaging.publishing import Publishing
@@ -109,6 +110,8 @@ class Broker:
         self.delivery = Delivery(self.clock, self.durability, self.confirms, self.vhosts.counts)
         #: Queues by their earliest deadline (``delivery.py`` rule 5).
         self.timers = self.delivery.timers
+        #: Delayed exchanges' held messages, released when due (``delayed.py``).
+        self.delays = Delays(self.delivery, self.vhosts.counts.holds)
         checks = AccessChecks(self.users)
         self.declarations = Declarations(checks, self.delivery, self.reply_to)
         self.publishing = Publishing(self.clock, checks, self.delivery, self.confirms, self.alarms,
@@ -290,7 +293,7 @@ class Broker:
 
     def tick(self, now: float) -> None:
         """Act on what is due: expire messages, delete unused queues (``x-expires``),
-        time out unacked deliveries, sample statistics."""
+        time out unacked deliveries, release delayed messages, sample statistics."""
         self.clock.now = now
         for queue in self.timers.due(now):
             if not queue.deleted:
@@ -298,13 +301,14 @@ class Broker:
         for channel in self.ack_timers.due(now):
             if not channel.deleted:
                 self._guarded(self.consuming.ack_timer, channel)
+        self.delays.tick(now, self._guarded)
         if now >= self.stats.next_sample:
             self._guarded(self.stats.tick, now)
 
     def next_deadline(self) -> float | None:
         """When ``tick`` next has something to do (seconds, as ``now``), or None."""
         soonest = self.stats.next_sample
-        for due in (self.timers.next_deadline(), self.ack_timers.next_deadline()):
+        for due in (self.timers.next_deadline(), self.ack_timers.next_deadline(), self.delays.next_deadline()):
             if due is not None and due < soonest:
                 soonest = due
         return soonest

@@ -19,6 +19,8 @@ Rules of this module:
    last, the parameter components are told of their parameters (``parameters.py``).
 6. Compaction: when the store asks, the broker says which queues still hold which
    locations (queued, paged or delivered and unacked); moved records are re-pointed.
+7. A delayed exchange's hold (``messaging/delayed.py``) is journaled, recovered and
+   compacted around as a durable queue is, under its own store id.
 """
 from __future__ import annotations
 
@@ -178,9 +180,15 @@ class Durability:
 
     # -- compaction (rule 6) ------------------------------------------------------------
 
+    def _journaled(self) -> Iterator[QueueType]:
+        """Every queue, and every delayed exchange's hold (rule 7)."""
+        yield from self.vhosts.queues()
+        for topology in self.vhosts.topologies.values():
+            yield from topology.holds()
+
     def _references(self) -> Iterator[tuple[int, int, Message | None]]:
         """(queue id, location, message or None if paged) of everything the store holds for us."""
-        for queue in self.vhosts.queues():
+        for queue in self._journaled():
             if queue.journal is not None:
                 qid = queue.journal.queue_id
                 for message in queue.resident():

@@ -8,6 +8,9 @@ are never written, so after a restart they are simply gone.
 
 A durable queue's arguments are applied again on recovery, including those an older
 zbroker stored without applying them (TTL, limits, dead-lettering, priorities).
+
+A delayed exchange's row ends with its hold's store id (``messaging/delayed.py``): its
+held messages come back into the hold, as a queue's into the queue.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from zbroker.core.messaging.arguments import QueueSettings, queue_settings
-from zbroker.core.messaging.exchanges import EXCHANGE_TYPES, Exchange
+from zbroker.core.messaging.exchanges import EXCHANGE_TYPES, DelayedExchange, Exchange
 from zbroker.core.messaging.queue_type import QueueType
 from zbroker.core.messaging.policies import Policy, PolicyError, make
 from zbroker.core.messaging.queue_types import queue_type
@@ -44,7 +47,7 @@ def snapshot(vhosts: "VirtualHosts", parameters: "Parameters | None" = None) -> 
 
 
 def _topology(topology: Topology) -> dict[str, list]:
-    exchanges = [[e.name, e.kind, e.auto_delete, e.internal, e.arguments]
+    exchanges = [[e.name, e.kind, e.auto_delete, e.internal, e.arguments, *_store_id(e)]
                  for e in topology.exchanges.values()
                  if e.durable and e.name and e.name not in DEFAULT_EXCHANGES]
     queues = [[q.name, q.journal.queue_id, q.auto_delete, q.arguments]
@@ -60,6 +63,13 @@ def _topology(topology: Topology) -> dict[str, list]:
             "policies": [_policy(p) for p in policies.user.values()],
             "operator_policies": [_policy(p) for p in policies.operator.values()],
             "parameters": [[component, name, value] for (component, name), value in topology.parameters.items()]}
+
+
+def _store_id(exchange: Exchange) -> list[int]:
+    """A delayed exchange's hold's store id, as its row's last item (none for other exchanges)."""
+    if isinstance(exchange, DelayedExchange) and exchange.hold.journal is not None:
+        return [exchange.hold.journal.queue_id]
+    return []
 
 
 def _policy(policy: Policy) -> list:
@@ -99,9 +109,12 @@ def _restore_topology(topology: Topology, data: dict[str, Any]) -> dict[int, Que
             except PolicyError as exc:  # (saved by a zbroker that took it: kept out, and said)
                 log.error("policy '%s' of vhost '%s' not restored: %s", name, topology.vhost, exc)
     topology.parameters.update(((component, name), value) for component, name, value in data.get("parameters", ()))
-    for name, kind, auto_delete, internal, arguments in data["exchanges"]:
-        topology.exchanges[name] = EXCHANGE_TYPES[kind](name, True, auto_delete, internal, arguments)
     by_id: dict[int, QueueType] = {}
+    for name, kind, auto_delete, internal, arguments, *store_id in data["exchanges"]:
+        exchange = EXCHANGE_TYPES[kind](name, True, auto_delete, internal, arguments)
+        topology.add_exchange(exchange, *store_id)
+        if isinstance(exchange, DelayedExchange) and exchange.hold.journal is not None:
+            by_id[exchange.hold.journal.queue_id] = exchange.hold
     for name, store_id, auto_delete, arguments in data["queues"]:
         settings = _settings(name, arguments)
         queue = queue_type(settings.queue_type)(name, True, None, auto_delete, arguments, settings)

@@ -41,7 +41,7 @@ from zbroker.core.access.access_limits import USER_LIMITS, LimitError, check_def
 from zbroker.core.management import definitions_parameters
 from zbroker.core.messaging.arguments import queue_settings
 from zbroker.core.messaging.consistent_hash import hash_source, weight_of
-from zbroker.core.messaging.exchanges import EXCHANGE_TYPES, ConsistentHashExchange
+from zbroker.core.messaging.exchanges import EXCHANGE_TYPES, ConsistentHashExchange, DelayedExchange
 from zbroker.core.access.passwords import ALGORITHMS, SHA256
 from zbroker.core.access.permissions import Permission, PermissionError_, TopicPermission
 from zbroker.core.messaging.policies import PolicyError, make
@@ -284,6 +284,9 @@ def _check(broker: "Broker", exchanges: list[dict], queues: list[dict], bindings
             raise DefinitionsError(f"exchange '{e['name']}': unknown exchange type '{e['type']}'")
         if e["type"] == ConsistentHashExchange.kind:
             _as_definitions_error(f"exchange '{e['name']}'", hash_source, e.get("arguments") or {})
+        if e["type"] == DelayedExchange.kind:  # (its x-delayed-type, and that type's own checks)
+            _as_definitions_error(f"exchange '{e['name']}'", lambda a: DelayedExchange("", arguments=a),
+                                  e.get("arguments") or {})
         names.add((e.get("vhost", VHOST), e["name"]))
         kinds[(e.get("vhost", VHOST), e["name"])] = e["type"]
     queue_names = {(vhost, name) for vhost, t in broker.vhosts.topologies.items() for name in t.queues}

@@ -107,7 +107,7 @@ def exchange(broker: "Broker", ex: Exchange, vhost: str) -> dict[str, Any]:
     rates = broker.stats.rates("exchange", ex, 2)
     return {
         "name": ex.name, "vhost": vhost, "type": ex.kind or "direct", "durable": ex.durable,
-        "auto_delete": ex.auto_delete, "internal": ex.internal, "arguments": ex.arguments,
+        "auto_delete": ex.auto_delete, "internal": ex.internal, "arguments": ex.arguments, **ex.info(),
         **exchange_policy(broker.vhosts.topologies[vhost].policies, ex.name), "user_who_performed_action": "",
         "message_stats": details(("publish_in", "publish_out"), counts, rates),
     }

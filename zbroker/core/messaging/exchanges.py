@@ -9,7 +9,12 @@ with this routing key and these headers go? The broker calls
 - ``route`` once per published message, so it is the hot path: direct and fanout are
   a dict or set lookup, topic goes through the cached ``TopicMatcher``, x-consistent-hash
   through the precomputed ``HashRing``. Its second argument is the message's headers for
-  the headers exchange, its properties for a type with ``routes_on_properties``, else None.
+  the headers exchange, its properties for a type with ``routes_on_properties``, else None;
+- ``info`` for the management views: what the type adds to an exchange's (RabbitMQ's
+  ``info/1`` callback).
+
+``x-delayed-message`` routes as the type its ``x-delayed-type`` names, except that a
+message with a due ``x-delay`` goes to the exchange's hold until then (``delayed.py``).
 
 A binding is identified by (destination, routing key, arguments); ``bindings`` holds
 them all so the broker can answer ``if_unused`` and drop a deleted queue's bindings.
@@ -19,8 +24,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Hashable, Iterable
 
+from zbroker import errors
 from zbroker.core.messaging.consistent_hash import HashRing, hash_source, hashed_value, weight_of
+from zbroker.core.messaging.delayed import X_DELAY, DelayedHold, delay_of, delayed_type
 from zbroker.core.messaging.topic import TopicMatcher
+from zbroker.errors import ChannelError
 
 BindingKey = tuple[Any, str, Hashable]  # (destination, routing_key, frozen arguments)
 
@@ -82,6 +90,10 @@ class Exchange:
 
     def route(self, routing_key: str, headers: dict | None) -> Iterable[Any]:
         raise NotImplementedError
+
+    def info(self) -> dict[str, Any]:
+        """What this type adds to the exchange's management view."""
+        return {}
 
     def _add(self, destination: Any, routing_key: str, arguments: dict) -> None:
         raise NotImplementedError
@@ -195,6 +207,13 @@ class HeadersExchange(Exchange):
 
     kind = "headers"
 
+    def bind(self, destination: Any, routing_key: str, arguments: dict) -> bool:
+        if not valid_match_mode(arguments):  # (refused even when already bound, as RabbitMQ's validate_binding)
+            raise ChannelError(errors.PRECONDITION_FAILED,
+                               f"Invalid x-match field value {arguments.get(X_MATCH)!r}; "
+                               "expected all, any, all-with-x, or any-with-x")
+        return super().bind(destination, routing_key, arguments)
+
     def route(self, routing_key: str, headers: dict | None) -> Iterable[Any]:
         headers = headers or {}
         return {dest for (dest, _, _), args in self.bindings.items()
@@ -247,10 +266,56 @@ class ConsistentHashExchange(Exchange):
         self._ring.remove(destination)
 
 
+class DelayedExchange(Exchange):
+    """``x-delayed-message`` (RabbitMQ's delayed message plugin): an exchange of the type its
+    ``x-delayed-type`` argument names (``inner``: its bindings, their checks and its
+    routing), which routes a message with a due ``x-delay`` to its ``hold`` instead, to be
+    routed when due (``delayed.py``)."""
+
+    kind = "x-delayed-message"
+    routes_on_properties = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # (refused as the plugin's validate: the delayed type, then that type's own checks)
+        self.inner = exchange_type(delayed_type(self.arguments))(self.name, arguments=self.arguments)
+        self.bindings = self.inner.bindings
+        self.first_key_only = self.inner.first_key_only
+        self.hold = DelayedHold(self)
+        self._held = (self.hold,)
+        inner = self.inner
+        self._reads = "headers" if type(inner) is HeadersExchange else "properties" if inner.routes_on_properties else ""
+
+    def bind(self, destination: Any, routing_key: str, arguments: dict) -> bool:
+        return self.inner.bind(destination, routing_key, arguments)
+
+    def unbind(self, destination: Any, routing_key: str, arguments: dict) -> bool:
+        return self.inner.unbind(destination, routing_key, arguments)
+
+    def route(self, routing_key: str, properties: dict | None) -> Iterable[Any]:
+        headers = properties.get("headers") if properties else None
+        if headers and X_DELAY in headers and delay_of(headers[X_DELAY]) is not None:
+            return self._held
+        reads = self._reads
+        return self.inner.route(routing_key, headers if reads == "headers" else properties if reads else None)
+
+    def info(self) -> dict[str, Any]:
+        return {"messages_delayed": self.hold.ready}
+
+
 EXCHANGE_TYPES: dict[str, type[Exchange]] = {
     cls.kind: cls for cls in (DirectExchange, FanoutExchange, TopicExchange, HeadersExchange,
-                              ConsistentHashExchange)
+                              ConsistentHashExchange, DelayedExchange)
 }
+
+
+def exchange_type(kind: str) -> type[Exchange]:
+    """The class of the exchange type named ``kind``; an unknown one is refused (RabbitMQ
+    4.x's channel error; 3.x closes the connection with 503)."""
+    cls = EXCHANGE_TYPES.get(kind)
+    if cls is None:
+        raise ChannelError(errors.PRECONDITION_FAILED, f"unknown exchange type '{kind}'")
+    return cls
 
 
 def valid_match_mode(arguments: dict) -> bool:

@@ -9,7 +9,8 @@ Rules of this module:
    a publish to such an address goes straight to the waiting channel, never a queue.
 3. CC and BCC headers add routing keys; BCC never travels with the message.
 4. Unroutable: a ``mandatory`` publish comes back as ``basic.return`` (312 NO_ROUTE),
-   others are dropped and counted.
+   others are dropped and counted. So does a ``mandatory`` publish that only a delayed
+   exchange's hold took, though it is delivered after its delay (``delayed.py`` rule 6).
 5. A publisher is remembered (``Connection.has_published``) so that a resource alarm
    blocks it (``alarms.py``), and only it.
 6. The per-message path is this module's ``basic_publish``: it reads the permission
@@ -25,6 +26,7 @@ from zbroker.core.access.permissions import WRITE
 from zbroker.core.messaging.alarms import Alarms
 from zbroker.core.messaging.arguments import REPLY_TO, parse_expiration, precondition
 from zbroker.core.messaging.confirms import Confirms
+from zbroker.core.messaging.delayed import held_only
 from zbroker.core.messaging.delivery import Delivery
 from zbroker.core.messaging.exchanges import Exchange, TopicExchange
 from zbroker.core.messaging.message import Message
@@ -100,12 +102,19 @@ class Publishing:
             delivery.seq += 1
             message = Message(delivery.seq, exchange, routing_key, properties, body, self.clock.now, ttl, len(body))
             delivery.enqueue(queues, message, channel if channel.confirm else None, seq)
+            if mandatory and held_only(queues):
+                self._return(channel, exchange, routing_key, properties, body)
         elif not mandatory:
             channel.dropped += 1
         else:
-            channel.returned += 1
-            channel.send(_new(BasicReturn, (_RETURN, channel.number, errors.NO_ROUTE, "NO_ROUTE", exchange,
-                                            routing_key, properties)), body)
+            self._return(channel, exchange, routing_key, properties, body)
+
+    @staticmethod
+    def _return(channel: "Channel", exchange: str, routing_key: str, properties: dict, body: Any) -> None:
+        """A ``mandatory`` publish no queue took comes back (rule 4)."""
+        channel.returned += 1
+        channel.send(_new(BasicReturn, (_RETURN, channel.number, errors.NO_ROUTE, "NO_ROUTE", exchange,
+                                        routing_key, properties)), body)
 
     def publisher(self, conn: "Connection") -> None:
         """``conn`` publishes: remember it, and block it while an alarm is on (rule 5)."""
@@ -155,7 +164,8 @@ class Publishing:
 
     def operator_publish(self, topology: Topology, exchange: str, routing_key: str, properties: dict,
                          body: bytes) -> bool:
-        """Publish as an operator (no channel, no confirm); True if it reached a queue."""
+        """Publish as an operator (no channel, no confirm); True if it reached a queue (a
+        delayed exchange's hold is none: RabbitMQ answers ``routed: false``)."""
         ex = self.publishable(topology, exchange, body)
         expiration = properties.get("expiration")
         ttl = parse_expiration(expiration) if expiration is not None else None
@@ -167,4 +177,4 @@ class Publishing:
         message = Message(self.delivery.next_seq(), exchange, routing_key, properties, body, self.clock.now, ttl,
                           len(body))
         self.delivery.enqueue(queues, message, None, 0)
-        return True
+        return not held_only(queues)

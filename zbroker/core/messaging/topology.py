@@ -17,7 +17,9 @@ Rules of this module (RabbitMQ's, with its reply codes and texts):
 - Durable exchanges and queues, and bindings whose both ends are durable, are the
   *durable topology*: every change to it bumps ``durable_changes`` so the broker knows
   to save a new snapshot (``snapshot.py``). A durable, non-exclusive queue gets a
-  journal from ``journal_for`` (its store id): its persistent messages are recorded.
+  journal from ``journal_for`` (its store id): its persistent messages are recorded. So
+  does the hold of a durable ``x-delayed-message`` exchange (``delayed.py``), from the
+  same store ids.
 
 Nothing here knows about channels or frames: the broker calls in and turns the
 ``ChannelError``/``ConnectionError_`` raised here into close frames.
@@ -26,12 +28,14 @@ from __future__ import annotations
 
 import base64
 import secrets
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
 
 from zbroker import errors
 from zbroker.core.messaging.arguments import CLASSIC, QueueSettings, amqp_type, queue_settings
-from zbroker.core.messaging.exchanges import EXCHANGE_TYPES, Exchange, HeadersExchange, freeze, valid_match_mode
+from zbroker.core.messaging.delayed import DelayedHold
+from zbroker.core.messaging.exchanges import (EXCHANGE_TYPES, DelayedExchange, Exchange, HeadersExchange,
+                                              exchange_type, freeze)
 from zbroker.core.durability.journal import QueueJournal
 from zbroker.core.access.access_limits import reached
 from zbroker.core.access.limits import Limits
@@ -40,6 +44,7 @@ from zbroker.core.messaging.policies import PolicySet
 from zbroker.core.messaging.queue_type import QueueType
 from zbroker.core.messaging.queue_types import QUEUE_TYPES, queue_type
 from zbroker.core.messaging.session import Connection
+from zbroker.core.messaging.timers import Timers
 from zbroker.errors import ChannelError, ConnectionError_
 
 VHOST = "/"
@@ -120,13 +125,15 @@ def is_durable_binding(source: Exchange, destination: QueueType | Exchange) -> b
 @dataclass
 class Counts:
     """What the topologies of all vhosts share (``vhosts.py``): store ids (a durable
-    queue's journal id is unique in the store) and node-wide counts."""
+    queue's journal id is unique in the store), node-wide counts, and the delayed
+    exchanges' holds by their earliest due message (``delayed.py``)."""
     next_queue_id: int = 1
     next_transient_id: int = -1
     queues: int = 0
     #: How many queues keep every message (``QueueType.keeps_every_message``: quorum
     #: queues): while 0, a transient publish needs no store look.
     keeping_queues: int = 0
+    holds: Timers[DelayedHold] = field(default_factory=Timers)
 
 
 class Topology:
@@ -233,8 +240,7 @@ class Topology:
             raise ChannelError(errors.ACCESS_REFUSED, "operation not permitted on the default exchange")
         if passive:
             return self.exchange(name)
-        if kind not in EXCHANGE_TYPES:  # RabbitMQ 4.x's channel error (3.x: 503, closing the connection)
-            raise ChannelError(errors.PRECONDITION_FAILED, f"unknown exchange type '{kind}'")
+        cls = exchange_type(kind)
         existing = self.exchanges.get(name)
         if existing is None:
             if name.startswith(RESERVED_PREFIX):
@@ -245,10 +251,9 @@ class Topology:
                 raise ChannelError(errors.PRECONDITION_FAILED,
                                    f"invalid arg 'alternate-exchange' for exchange '{name}' in vhost "
                                    f"'{self.vhost}': {{unacceptable_type,{amqp_type(alternate)}}}")
-            exchange = EXCHANGE_TYPES[kind](name, durable, auto_delete, internal, arguments)
+            exchange = cls(name, durable, auto_delete, internal, arguments)
             self._policy_alternate(exchange)
-            self.exchanges[name] = exchange
-            self.durable_changes += durable
+            self.add_exchange(exchange)
             return exchange
         for arg, have, want in (("type", existing.kind, kind), ("durable", existing.durable, durable),
                                 ("auto_delete", existing.auto_delete, auto_delete),
@@ -259,6 +264,22 @@ class Topology:
                     f"inequivalent arg '{arg}' for exchange '{name}' in vhost '{self.vhost}': "
                     f"received '{_amqp_value(want)}' but current is '{_amqp_value(have)}'")
         return existing
+
+    def add_exchange(self, exchange: Exchange, store_id: int | None = None) -> None:
+        """Register a new exchange; a delayed one's hold joins the delays' heap and, for a
+        durable exchange, gets its journal (``store_id`` on recovery)."""
+        self.exchanges[exchange.name] = exchange
+        self.durable_changes += exchange.durable
+        if isinstance(exchange, DelayedExchange):
+            hold = exchange.hold
+            hold.topology = self
+            hold.timers = self.counts.holds
+            if exchange.durable and self._journal_for is not None:
+                hold.journal = self._journal_for(self._store_id(store_id))
+
+    def holds(self) -> Iterator[DelayedHold]:
+        """The holds of this vhost's delayed exchanges."""
+        return (e.hold for e in self.exchanges.values() if isinstance(e, DelayedExchange))
 
     def delete_exchange(self, name: str, if_unused: bool) -> None:
         if name == "":
@@ -282,6 +303,12 @@ class Topology:
         exchange.exchange_destinations = 0
         for source, key, frozen in list(exchange.sources):
             self._unbind(source, exchange, key, source.bindings.get((exchange, key, frozen), {}))
+        if isinstance(exchange, DelayedExchange):  # what it holds goes with it
+            hold = exchange.hold
+            hold.deleted = True
+            if hold.journal is not None:
+                hold.journal.drop(hold.stored())
+            hold.clear()
 
     # -- queues --------------------------------------------------------------------
 
@@ -336,9 +363,7 @@ class Topology:
         counts.queues += 1
         counts.keeping_queues += queue.keeps_every_message
         if queue.persists:
-            if store_id is None:
-                store_id = counts.next_queue_id
-            counts.next_queue_id = max(counts.next_queue_id, store_id + 1)
+            store_id = self._store_id(store_id)
             if self._journal_for is not None:
                 queue.journal = self._journal_for(store_id)
                 queue.pages = queue.journal.store.pages
@@ -352,6 +377,14 @@ class Topology:
                 counts.next_transient_id -= 1
                 queue.journal = journal
                 queue.pages = True
+
+    def _store_id(self, store_id: int | None) -> int:
+        """A journal's id in the store: ``store_id`` (recovered) or the next free one."""
+        counts = self.counts
+        if store_id is None:
+            store_id = counts.next_queue_id
+        counts.next_queue_id = max(counts.next_queue_id, store_id + 1)
+        return store_id
 
     def _check_queue_equivalent(self, queue: QueueType, durable: bool, auto_delete: bool, arguments: dict) -> None:
         where = f"for queue '{queue.name}' in vhost '{self.vhost}'"
@@ -395,10 +428,6 @@ class Topology:
     def bind(self, destination: QueueType | Exchange, source_name: str, routing_key: str,
              arguments: dict) -> None:
         source = self._bindable_source(source_name)
-        if isinstance(source, HeadersExchange) and not valid_match_mode(arguments):
-            raise ChannelError(errors.PRECONDITION_FAILED,
-                               f"Invalid x-match field value {arguments.get('x-match')!r}; "
-                               "expected all, any, all-with-x, or any-with-x")
         if source.bind(destination, routing_key, arguments):
             destination.sources.add((source, routing_key, freeze(arguments)))
             self.durable_changes += is_durable_binding(source, destination)
