@@ -53,6 +53,12 @@ def test_new_keys_win_over_the_deprecated_ones() -> None:
             both.destination.publish_properties) == ("queue-length", 2, False, {})
 
 
+def test_numeric_publish_properties_from_json_are_integers() -> None:
+    properties = shovel(**{"dest-publish-properties": {"delivery_mode": 2.0, "priority": 3}}).destination
+    assert properties.publish_properties == {"delivery_mode": 2, "priority": 3}
+    assert type(properties.publish_properties["delivery_mode"]) is int
+
+
 def test_reconnect_delay_zero_means_no_reconnect() -> None:
     assert not shovel(**{"reconnect-delay": 0}).reconnects
     assert shovel(**{"reconnect-delay": 0.5}).reconnects
@@ -67,6 +73,7 @@ def test_reconnect_delay_zero_means_no_reconnect() -> None:
     ({"src-delete-after": -1}, "src-delete-after should be a number greater than or equal to 0"),
     ({"dest-uri": []}, "dest-uri should be a URI or a non-empty list"),
     ({"dest-publish-properties": {"headers": {}}}, "unknown properties ['headers']"),
+    ({"dest-publish-properties": {"priority": 1.5}}, "priority should be an integer"),
 ])
 def test_what_cannot_run_is_refused_naming_the_key(keys: dict, text: str) -> None:
     with pytest.raises(definition.DefinitionError, match=None) as raised:

@@ -210,6 +210,12 @@ def _destination(definition: dict) -> Destination:
     unknown = sorted(set(properties) - set(PUBLISH_PROPERTIES))
     if unknown:
         raise DefinitionError(f"dest-publish-properties: unknown properties {unknown}")
+    for key in ("delivery_mode", "priority", "timestamp"):  # JSON numbers; AMQP wants integers
+        value = properties.get(key)
+        if isinstance(value, float) and value.is_integer():
+            properties[key] = int(value)
+        elif value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise DefinitionError(f"dest-publish-properties: {key} should be an integer, actually was {value!r}")
     return Destination(
         uris=_uris(definition, "dest-uri"), queue=queue, exchange=exchange,
         exchange_key=_text(definition, "dest-exchange-key"),

@@ -64,9 +64,9 @@ log = logging.getLogger(__name__)
 
 #: How often the loop looks at the stop event and the counters: a stop takes this long.
 TICK_S = 0.1
-#: How long close-oks are waited for (RabbitMQ's ?MAX_CONNECTION_CLOSE_TIMEOUT is 10 s;
-#: we are stopped by a supervisor that wants us gone, so less).
-CLOSE_TIMEOUT_S = 5.0
+#: How long close-oks are waited for (RabbitMQ's ?MAX_CONNECTION_CLOSE_TIMEOUT is 10 s; the
+#: supervisor sends SIGTERM 5 s after closing our stdin, so we are gone before that).
+CLOSE_TIMEOUT_S = 3.0
 NOT_FOUND = 404
 #: on-publish acks wait while the destination has more than this unsent (a slow
 #: destination must slow the source, not fill our memory: prefetch then bounds it).
