@@ -28,7 +28,7 @@ import click
 import zmq
 
 from zbroker import DEFAULT_PORT
-from zbroker.management import ctl_policies, ctl_shovels
+from zbroker.management import ctl_parameters, ctl_policies, ctl_shovels
 from zbroker.management.client import ManagementClient, RequestFailed, Unreachable
 
 EX_UNAVAILABLE = 69
@@ -436,8 +436,9 @@ def close_connection(ctx: click.Context, connection: str, explanation: str) -> N
 @click.pass_context
 def export_definitions(ctx: click.Context, file: str) -> None:
     """Write the definitions to FILE ('-': standard output) as RabbitMQ's JSON: vhosts, users
-    (with password hashes and limits), permissions, topic permissions, vhost limits,
-    policies, exchanges, queues and bindings."""
+    (with password hashes and limits), permissions, topic permissions, runtime parameters
+    (vhost limits and operator policies among them), global parameters, policies,
+    exchanges, queues and bindings."""
     c = _ctl(ctx, quiet=file == "-")
     c.info(f'Exporting definitions in JSON to a file at "{file}" ...')
     text = json.dumps(c.ask("definitions"), indent=2, default=str)
@@ -452,9 +453,9 @@ def export_definitions(ctx: click.Context, file: str) -> None:
 @click.pass_context
 def import_definitions(ctx: click.Context, file: str) -> None:
     """Apply FILE (RabbitMQ's definitions JSON, '-': standard input): its vhosts, users,
-    permissions, topic permissions, limits and policies, then its exchanges, queues and
-    bindings. The file is checked whole first; what zbroker cannot apply (operator policies,
-    other parameters) is refused, and then nothing is imported."""
+    permissions, topic permissions, limits, policies, runtime parameters (operator policies
+    among them) and global parameters, then its exchanges, queues and bindings. The file is
+    checked whole first; what zbroker cannot apply is refused, and then nothing is imported."""
     c = _ctl(ctx)
     try:
         text = sys.stdin.read() if file == "-" else Path(file).read_text()
@@ -467,21 +468,23 @@ def import_definitions(ctx: click.Context, file: str) -> None:
 
 
 def imported_line(counts: dict[str, int], data: dict) -> str:
-    """What an import applied, every kind named: the broker's counts, and the limits, which
-    travel inside user entries and as ``vhost-limits`` parameters (the broker applied all of
-    the file, or it would have refused it)."""
+    """What an import applied, every kind named: the broker's counts, and the user limits,
+    which travel inside user entries (the broker applied all of the file, or it would have
+    refused it); operator policies and other parameters when the file has them."""
     def n(count: int, word: str) -> str:
-        return f"{count} {word}{'' if count == 1 else 's'}"
+        return f"{count} {word if count == 1 else word[:-1] + 'ies' if word.endswith('y') else word + 's'}"
     user_limits = sum(1 for user in data.get("users") or [] if isinstance(user, dict) and user.get("limits"))
-    vhost_limits = len(data.get("parameters") or [])  # (only vhost-limits parameters are accepted)
-    return (f"Imported {n(counts.get('vhosts', 0), 'vhost')}, {n(counts.get('users', 0), 'user')}, "
-            f"{n(counts.get('permissions', 0), 'permission')}, "
-            f"{n(counts.get('topic_permissions', 0), 'topic permission')}, "
-            f"limits of {n(user_limits, 'user')} and {n(vhost_limits, 'vhost')}, "
-            f"{n(counts.get('policies', 0), 'policy').replace('policys', 'policies')}, "
-            f"{n(counts['exchanges'], 'exchange')}, {n(counts['queues'], 'queue')} and "
-            f"{n(counts['bindings'], 'binding')}")
+    parts = [n(counts.get("vhosts", 0), "vhost"), n(counts.get("users", 0), "user"),
+             n(counts.get("permissions", 0), "permission"), n(counts.get("topic_permissions", 0), "topic permission"),
+             f"limits of {n(user_limits, 'user')} and {n(counts.get('vhost_limits', 0), 'vhost')}",
+             n(counts.get("policies", 0), "policy")]
+    parts += [n(counts[key], word) for key, word in (("operator_policies", "operator policy"),
+                                                     ("parameters", "other parameter"),
+                                                     ("global_parameters", "global parameter")) if counts.get(key)]
+    parts += [n(counts["exchanges"], "exchange"), n(counts["queues"], "queue")]
+    return f"Imported {', '.join(parts)} and {n(counts['bindings'], 'binding')}"
 
 
 ctl_policies.register(ctl, _ctl, _formatting)
 ctl_shovels.register(ctl, _ctl, _formatting)
+ctl_parameters.register(ctl, _ctl, _formatting)

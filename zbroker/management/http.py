@@ -11,7 +11,8 @@ Rules:
 - Paths, query options, field names and error bodies are RabbitMQ's; a path's
   ``{vhost}`` (``%2F`` is ``/``) is the vhost of its request (an unknown one is 404).
   Write calls answer 204 as RabbitMQ (201 for a new user, vhost or policy). Policies
-  and operator policies have their own module (``http_policies.py``), declaring and
+  and operator policies have their own module (``http_policies.py``), runtime and global
+  parameters and a vhost's limits theirs (``http_parameters.py``), declaring and
   deleting queues, exchanges and bindings theirs (``http_objects.py``), and so do the
   health checks other than alarms' (``http_health.py``).
 - A method a path does not take is 405 with no body and RabbitMQ's ``Allow`` header
@@ -51,7 +52,7 @@ import zmq
 import zmq.asyncio
 from aiohttp import web
 
-from zbroker.management import http_health, http_objects, http_policies, http_shovels, metrics
+from zbroker.management import http_health, http_objects, http_parameters, http_policies, http_shovels, metrics
 from zbroker.management.client import AsyncManagementClient, RequestFailed, Unreachable
 
 log = logging.getLogger(__name__)
@@ -121,10 +122,12 @@ class Api:
     def name(request: web.Request, key: str = "name") -> str:
         return unquote(request.match_info[key])
 
-    async def listing(self, request: web.Request, kind: str, default_sort: str = "") -> web.Response:
-        """A list with the request's query options; ``default_sort``: the field it is sorted
-        by when the query names none (ties by vhost, then name, as RabbitMQ's)."""
-        options: dict[str, Any] = {}
+    async def listing(self, request: web.Request, kind: str, default_sort: str = "", **arguments: Any
+                      ) -> web.Response:
+        """A list with the request's query options and ``arguments``; ``default_sort``: the
+        field it is sorted by when the query names none (ties by vhost, then name, as
+        RabbitMQ's)."""
+        options: dict[str, Any] = dict(arguments)
         for key, read in _LIST_OPTIONS.items():
             if key in request.query:
                 try:
@@ -327,19 +330,12 @@ def routes(api: Api) -> list[web.RouteDef]:
         body = await api.body(request)
         if "value" not in body:
             raise _Refused(400, "the body must be {\"value\": N}")
-        owner, name = api.name(request, "owner"), api.name(request, "limit")
-        if request.path.startswith("/api/vhost-limits"):
-            await api.ask("set_vhost_limits", vhost=owner, definition={name: body["value"]})
-        else:
-            await api.ask("set_user_limits", name=owner, definition={name: body["value"]})
+        await api.ask("set_user_limits", name=api.name(request, "owner"),
+                      definition={api.name(request, "limit"): body["value"]})
         return web.Response(status=204)
 
     async def delete_limit(request: web.Request) -> web.Response:
-        owner, name = api.name(request, "owner"), api.name(request, "limit")
-        if request.path.startswith("/api/vhost-limits"):
-            await api.ask("clear_vhost_limits", vhost=owner, limit=name)
-        else:
-            await api.ask("clear_user_limits", name=owner, limit=name)
+        await api.ask("clear_user_limits", name=api.name(request, "owner"), limit=api.name(request, "limit"))
         return web.Response(status=204)
 
     async def delete_permission(request: web.Request) -> web.Response:
@@ -374,7 +370,6 @@ def routes(api: Api) -> list[web.RouteDef]:
         r.delete("/api/topic-permissions/{vhost}/{user}", delete_topic_permission),
         r.get("/api/users/{name}/topic-permissions", user_topic_permissions),
         r.get("/api/vhost-limits", limits), r.get("/api/user-limits", limits),
-        r.put("/api/vhost-limits/{owner}/{limit}", put_limit), r.delete("/api/vhost-limits/{owner}/{limit}", delete_limit),
         r.put("/api/user-limits/{owner}/{limit}", put_limit), r.delete("/api/user-limits/{owner}/{limit}", delete_limit),
         r.get("/api/queues", lister("queues")), r.get("/api/queues/{vhost}", lister("queues")),
         r.get("/api/queues/{vhost}/{name}", queue), r.delete("/api/queues/{vhost}/{name}", delete_queue),
@@ -395,7 +390,7 @@ def routes(api: Api) -> list[web.RouteDef]:
         r.get("/metrics", prometheus), r.get("/metrics/per-object", prometheus),
         r.get("/", index), r.static("/static", DASHBOARD),
         *http_policies.routes(api), *http_objects.routes(api), *http_health.routes(api),
-        *http_shovels.routes(api),
+        *http_shovels.routes(api), *http_parameters.routes(api),
     ]
 
 

@@ -68,10 +68,21 @@ def decode_body(text: str) -> dict[str, Any] | str:
     return DOUBLY_ENCODED if isinstance(value, str) else "not_json"
 
 
-def missing_keys(body: dict[str, Any]) -> str | None:
-    """RabbitMQ's reason for a body without ``REQUIRED`` keys, or None."""
-    missing = [key for key in REQUIRED if key not in body]
+def missing_keys(body: dict[str, Any], required: tuple[str, ...] = REQUIRED) -> str | None:
+    """RabbitMQ's reason for a body without the ``required`` keys, or None."""
+    missing = [key for key in required if key not in body]
     return "[" + ",".join(f"{{key_missing,{key}}}" for key in missing) + "]" if missing else None
+
+
+def refused_write(exc: RequestFailed, escaped: bool) -> web.Response:
+    """RabbitMQ's answer to a PUT the broker refused: a vhost there is not is 404
+    ``vhost_not_found``; a 400's reason HTML-escaped where RabbitMQ escapes it (``escaped``).
+    Any other refusal is raised again."""
+    if exc.status == 404:
+        return _error(404, "not_found", "vhost_not_found")
+    if exc.status == 400 and escaped:
+        return _error(400, "bad_request", escape_html_tags(exc.reason))
+    raise exc
 
 
 def routes(api: "Api") -> list[web.RouteDef]:
@@ -107,11 +118,7 @@ def _handlers(api: "Api", suffix: str, kind: str, escaped: bool) -> dict[str, Ha
             await api.ask(f"set_{suffix}", name=name, pattern=body["pattern"], definition=body["definition"],
                           **optional)
         except RequestFailed as exc:
-            if exc.status == 404:
-                return _error(404, "not_found", "vhost_not_found")
-            if exc.status == 400 and escaped:
-                return _error(400, "bad_request", escape_html_tags(exc.reason))
-            raise
+            return refused_write(exc, escaped)
         return web.Response(status=204 if existed else 201)
 
     async def delete(request: web.Request) -> web.Response:
