@@ -102,7 +102,7 @@ class Publishing:
             delivery.seq += 1
             message = Message(delivery.seq, exchange, routing_key, properties, body, self.clock.now, ttl, len(body))
             delivery.enqueue(queues, message, channel if channel.confirm else None, seq)
-            if mandatory and held_only(queues):
+            if mandatory and topology.delayed_exchanges and held_only(queues):
                 self._return(channel, exchange, routing_key, properties, body)
         elif not mandatory:
             channel.dropped += 1

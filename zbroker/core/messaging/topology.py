@@ -150,6 +150,8 @@ class Topology:
         self.durable_changes = 0
         #: This vhost's policies and operator policies (``policies.py``).
         self.policies = PolicySet()
+        #: How many delayed exchanges it has: while 0, no routing reaches a hold.
+        self.delayed_exchanges = 0
         #: This vhost's runtime parameters, by (component, name) (``core/parameters.py``).
         self.parameters: dict[tuple[str, str], Any] = {}
         #: Who may log in (``users.py``), shared by every vhost; saved with the topology.
@@ -271,6 +273,7 @@ class Topology:
         self.exchanges[exchange.name] = exchange
         self.durable_changes += exchange.durable
         if isinstance(exchange, DelayedExchange):
+            self.delayed_exchanges += 1
             hold = exchange.hold
             hold.topology = self
             hold.timers = self.counts.holds
@@ -304,6 +307,7 @@ class Topology:
         for source, key, frozen in list(exchange.sources):
             self._unbind(source, exchange, key, source.bindings.get((exchange, key, frozen), {}))
         if isinstance(exchange, DelayedExchange):  # what it holds goes with it
+            self.delayed_exchanges -= 1
             hold = exchange.hold
             hold.deleted = True
             if hold.journal is not None:
