@@ -203,6 +203,10 @@ def test_connection_errors_in_rabbitmqs_words() -> None:
     login = pika.exceptions.ProbableAuthenticationError(
         "ConnectionClosedByBroker: (403) 'ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN.'")
     assert uris.connection_error_text(login) == "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN."
+    eof = pika.exceptions.StreamLostError("Transport indicated EOF")
+    assert uris.connection_error_text(eof) == "socket_closed_unexpectedly"
+    reset = pika.exceptions.StreamLostError("Stream connection lost: ConnectionResetError(104, 'reset')")
+    assert uris.connection_error_text(reset) == "connection to target host was reset by peer (ECONNRESET)"
     vhost = pika.exceptions.ConnectionClosedByBroker(530, "NOT_ALLOWED - vhost x not found")
     assert uris.connection_error_text(vhost) == "access to target virtual host was refused"
 

@@ -48,7 +48,7 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 import pika
@@ -57,7 +57,7 @@ from pika.adapters.select_connection import IOLoop
 
 from zbroker.shovel.definition import Shovel
 from zbroker.shovel.forwarding import Forwarder
-from zbroker.shovel.uris import Target, connection_error_text, resolve
+from zbroker.shovel.uris import Target, connection_error_text, remove_credentials, resolve
 from zbroker.shovel.writes import coalesce_writes, pending_bytes
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,6 @@ class _Side:
     connection: Any = None
     channel: Any = None
     target: Target | None = None
-    helpers: list[Any] = field(default_factory=list)  # ensure_queue's channels
 
 
 class Link:
@@ -229,7 +228,7 @@ class Link:
             custom_ioloop=self.ioloop)
 
     def _connect_failed(self, side: _Side, uri: str, text: str, then: Callable[[], None]) -> None:
-        shown = side.target.shown if side.target is not None and side.target.uri == uri else uri
+        shown = remove_credentials(uri)
         log.error("Shovel %s failed to connect (URI: %s): %s", self._label(), shown, text)
         side.uris = sorted(set(side.uris) - {uri})
         if side.uris:
@@ -251,7 +250,7 @@ class Link:
             self._stop_when_closed()
             return
         if isinstance(reason, pika.exceptions.AMQPHeartbeatTimeout):
-            text = f"Shovel detected missed heartbeats on {side.name} connection: heartbeat timeout"
+            text = f"detected missed heartbeats on {side.name} connection (heartbeat timeout)"
         else:
             text = f"{side.name} connection failed: {connection_error_text(reason)}"
         self._end(Outcome("failed", "terminated", text))

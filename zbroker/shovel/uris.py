@@ -248,6 +248,8 @@ def _causes(error: BaseException) -> list[Any]:
     return found
 
 
+#: How pika words a socket error it wraps in text (StreamLostError).
+_ERRNO_IN_TEXT = re.compile(r"Error\((\d+),")
 #: How pika words a broker's connection.close it wraps in text (probable auth/access errors).
 _CLOSED_TEXT = re.compile(r"ConnectionClosedByBroker: \((\d+)\) '(.*)'")
 
@@ -277,4 +279,8 @@ def connection_error_text(error: BaseException) -> str:
             return _ERRNO_TEXTS["ETIMEDOUT"]
         elif isinstance(cause, pika.exceptions.ConnectionClosedByBroker):
             return _broker_close_text(cause.reply_code, cause.reply_text)
+        elif isinstance(cause, pika.exceptions.StreamLostError):  # its socket error is only text
+            number = _ERRNO_IN_TEXT.search(str(cause))
+            name = errno.errorcode.get(int(number.group(1)), "") if number else ""
+            return _ERRNO_TEXTS.get(name, "socket_closed_unexpectedly")  # amqp_client's reason for an EOF
     return f"{type(error).__name__}: {error}"
