@@ -312,6 +312,33 @@ def test_a_killed_destination_loses_nothing_with_on_confirm(workers, tmp_path: P
         dest.stop()
 
 
+def test_from_an_amqps_source_checking_its_certificate(workers, tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server = ca.issue_cert("localhost", "127.0.0.1")
+    ca_file, cert_file, key_file = tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server.private_key_pem.write_to_path(str(key_file))
+    for i, blob in enumerate(server.cert_chain_pems):
+        blob.write_to_path(str(cert_file), append=i > 0)
+    src = Broker("--amqps", "127.0.0.1:0", "--tls-cert", str(cert_file), "--tls-key", str(key_file), in_memory=True)
+    dest = Broker(in_memory=True)
+    try:
+        fill(src, "in", 10)
+        tls = f"amqps://guest:guest@localhost:{src.amqps_port}/%2F?verify=verify_peer&cacertfile={ca_file}"
+        worker = workers(config(**{"src-uri": tls, "src-queue": "in", "dest-uri": url(dest), "dest-queue": "out"}))
+        assert worker.lines[worker.wait_state("running")]["src"] == f"amqps://localhost:{src.amqps_port}/%2F"
+        assert len(collect(dest, "out", 10)) == 10
+        untrusted = workers(config("untrusted", **{
+            "src-uri": f"amqps://guest:guest@127.0.0.1:{src.amqps_port}/%2F?verify=verify_peer",
+            "src-queue": "in", "dest-uri": url(dest)}))
+        line = untrusted.lines[untrusted.wait(lambda line: "error" in line)]
+        assert line["state"] == "starting" and "CERTIFICATE_VERIFY_FAILED" in line["error"]
+    finally:
+        src.stop()
+        dest.stop()
+
+
 def test_a_missing_source_exchange_is_a_404_and_retried_until_it_exists(brokers, workers) -> None:
     src, dest = brokers
     worker = workers(config(**{"src-uri": url(src), "src-exchange": "nope", "dest-uri": url(dest),

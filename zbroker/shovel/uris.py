@@ -18,14 +18,13 @@ Rules:
   the server-side ``fail_if_no_peer_cert``); unknown keys are ignored, as amqp_uri does.
 - TLS as Erlang's client with RabbitMQ's amqp_ssl: no ``verify`` means no certificate
   check (RabbitMQ logs a warning; so do we); ``verify_peer`` checks the chain and the
-  host name unless SNI is ``disable``; SNI defaults to the host when it is a name.
+  host name (or address) unless SNI is ``disable``; SNI is the host when it is a name.
 - ``remove_credentials`` is amqp_uri's: ``scheme://host[:port][path]``, no user, no query:
   what status lines and forward headers show.
 """
 from __future__ import annotations
 
 import errno
-import ipaddress
 import logging
 import re
 import socket
@@ -178,14 +177,6 @@ def _credentials(mechanisms: list[str], user: str, password: str) -> Any:
                          "does PLAIN and EXTERNAL only")
 
 
-def _is_name(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return True
-    return False
-
-
 def _tls(host: str, query: dict[str, list[str]]) -> pika.SSLOptions:
     if "depth" in query:
         raise UnsupportedUri("depth: Python's ssl module cannot limit the certificate chain's depth")
@@ -195,7 +186,9 @@ def _tls(host: str, query: dict[str, list[str]]) -> pika.SSLOptions:
     if verify not in (None, "verify_peer", "verify_none"):
         raise UnsupportedUri(f"verify={verify}: verify_peer or verify_none")
     sni = query.get("server_name_indication", [None])[0]
-    server_hostname = None if sni == "disable" else sni or (host if _is_name(host) else None)
+    # What the certificate is checked against, and sent as SNI when it is a name (Python's
+    # ssl sends no SNI for an address, as Erlang adds none for one).
+    server_hostname = None if sni == "disable" else sni or host
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if verify == "verify_peer":
         context.check_hostname = sni != "disable"
