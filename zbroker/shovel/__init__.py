@@ -9,6 +9,8 @@ Modules, by duty (each opens with its rules):
 - ``forwarding.py``: a message's destination routing and properties (forward headers).
 - ``uris.py``: shovel URIs (RabbitMQ's amqp_uri) to pika parameters, the internal login.
 - ``definition.py``: the shovel definition's keys and RabbitMQ's defaults.
+- ``writes.py``: pika's frames sent together (the worker's largest cost was ``send()``).
+- ``bench.py``: ``python -m zbroker.shovel.bench``, a worker's messages per second.
 
 The package imports nothing else of zbroker: the worker runs as a process of its own,
 and talks to this broker as any AMQP client does.
