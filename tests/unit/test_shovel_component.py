@@ -97,3 +97,13 @@ def test_the_broker_own_connections_log_in_with_the_secret_and_may_do_anything()
     conn = broker.open_connection("c1", 0.0, 0, "other", "", {})
     assert conn is not None and conn.user == "none"
     assert all(row[0] for row in broker.users.permissions.rows())  # never listed
+
+
+def test_who_may_publish_another_users_user_id():
+    """RabbitMQ's check_user_id_header: the internal user and ``impersonator``s may."""
+    broker = Broker()
+    broker.users.add("relay", "pw", ["impersonator"])
+    broker.users.permissions.set("relay", "/", ".*", ".*", ".*")
+    assert broker.open_connection("c1", 0.0, 0, "/", "", {}).impersonator
+    assert broker.open_connection("c2", 0.0, 0, "/", "relay", {}).impersonator
+    assert not broker.open_connection("c3", 0.0, 0, "/", "guest", {}).impersonator

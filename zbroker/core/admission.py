@@ -85,6 +85,8 @@ class Admission:
         conn.clock = self.clock
         conn.connected_at = self.clock.now
         conn.user = username or INTERNAL_USER
+        user = self.users.users.get(username)
+        conn.impersonator = not username or (user is not None and "impersonator" in user.tags)
         conn.access_key = (username, virtual_host)
         conn.topology = topology
         self.connections[conn_id] = conn

@@ -4,7 +4,8 @@ routes it to, with the checks RabbitMQ makes on the way.
 Rules of this module:
 1. Checks, in RabbitMQ's order: write permission on the exchange, the exchange exists
    and is not internal, the body fits ``max_body_bytes``, topic permissions of every
-   routing key, a valid ``expiration``, a ``user_id`` equal to the connection's user.
+   routing key, a valid ``expiration``, a ``user_id`` equal to the connection's user
+   (unless it is an ``impersonator``, or the broker's own connection).
 2. ``reply_to = amq.rabbitmq.reply-to`` becomes the channel's direct reply-to address;
    a publish to such an address goes straight to the waiting channel, never a queue.
 3. CC and BCC headers add routing keys; BCC never travels with the message.
@@ -79,7 +80,7 @@ class Publishing:
             if expiration is not None:
                 ttl = parse_expiration(expiration)
             user_id = properties.get("user_id")
-            if user_id is not None and user_id != conn.user:  # RabbitMQ's validated user-id
+            if user_id is not None and user_id != conn.user and not conn.impersonator:  # RabbitMQ's validated user-id
                 raise precondition(f"user_id property set to '{user_id}' but authenticated user was "
                                    f"'{conn.user}'")
             if properties.get("reply_to") == REPLY_TO:

@@ -77,6 +77,9 @@ class Connection:
         self.user = "guest"
         #: (user, vhost): where the broker looks its permissions up (``permissions.py``).
         self.access_key = ("guest", virtual_host)
+        #: May publish with another user's ``user_id``: RabbitMQ's ``impersonator`` tag,
+        #: and the broker's own connections (its internal user, as RabbitMQ's dummy backend).
+        self.impersonator = False
         #: Its vhost's exchanges and queues (``topology.py``), set when it opens.
         self.topology: Any = None
         self.peer: str | None = None  # the peer's host
