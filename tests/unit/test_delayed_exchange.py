@@ -162,6 +162,8 @@ def test_a_released_message_is_routed_by_the_bindings_of_its_time(peer: FakePeer
 
 @pytest.mark.parametrize("value,delay", [
     (1500, 1500), (1, 1), (MAX_DELAY_MS, MAX_DELAY_MS), ("1500", 1500), ("+1500", 1500), ("007", 7),
+    (str(MAX_DELAY_MS), MAX_DELAY_MS), ("0" * 30 + "5", 5), (str(MAX_DELAY_MS + 1), None), ("9" * 10_000, None),
+    ("-" + "9" * 10_000, None),
     (1500.9, 1500), (1.5, 1),
     (0, None), (-5, None), ("-5", None), (0.5, None), (-1.5, None), (MAX_DELAY_MS + 1, None), (2**70, None),
     (math.inf, None), (-math.inf, None), (math.nan, None), (True, None), (False, None), (b"1500", None),

@@ -92,6 +92,8 @@ def delay_of(value: Any) -> int | None:
     elif kind is str:
         if not _ERLANG_INTEGER.fullmatch(value):
             raise ConnectionError_(errors.INTERNAL_ERROR, f"the {X_DELAY} header '{value}' is not an integer")
+        if len(value.lstrip("+-0")) > len(str(MAX_DELAY_MS)):
+            return None  # (out of range, however long: never handed to int())
         delay = int(value)
     else:
         return None
