@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from zbroker.core.messaging.policies import erlang
-from zbroker.core.parameters import ParameterError
+from zbroker.core.management.parameter_validation import ParameterError, binary, proplist
 
 if TYPE_CHECKING:
     from zbroker.core.messaging.timers import Clock
@@ -57,7 +57,6 @@ def _typed(test: Callable[[Any], bool], kind: str) -> Callable[[str, Any], str |
     return check
 
 
-_binary = _typed(lambda v: isinstance(v, str), "binary")
 _number = _typed(_is_number, "a number")
 _boolean = _typed(lambda v: isinstance(v, bool), "boolean")
 
@@ -86,29 +85,9 @@ def _delete_after(key: str, value: Any) -> str | None:
             f"actually was {erlang(value)}")
 
 
-def _proplist(name: str, constraints: list[tuple[str, Callable[[str, Any], str | None], bool]],
-              term: Any) -> list[str]:
-    """RabbitMQ's ``rabbit_parameter_validation:proplist``: errors newest first, an
-    unrecognised remainder ahead of them."""
-    if not isinstance(term, dict):
-        return [f"{name} not a list {erlang(term)}"]
-    rest = dict(term)
-    errors: list[str] = []
-    for key, check, mandatory in constraints:
-        if key in rest:
-            text = check(key, rest.pop(key))
-            if text is not None:
-                errors.insert(0, text)
-        elif mandatory:
-            errors.insert(0, f'Key "{key}" not found in {name}')
-    if rest:
-        errors.insert(0, f"Unrecognised terms {erlang(list(rest.items()))} in {name}")
-    return errors
-
-
 def _properties(key: str, value: Any) -> str | None:
-    constraints = [(p, _binary if p in _PROPERTIES_STR else _number, False) for p in PUBLISH_PROPERTIES]
-    errors = _proplist(key, constraints, value)
+    constraints = [(p, binary if p in _PROPERTIES_STR else _number, False) for p in PUBLISH_PROPERTIES]
+    errors = proplist(key, constraints, value)
     return "\n".join(errors) if errors else None
 
 
@@ -267,18 +246,18 @@ def validation_errors(value: Any, may_connect: Callable[[str], bool], user: str 
     constraints = [
         ("reconnect-delay", _number, False), ("ack-mode", _enum(ACK_MODES), False),
         ("src-protocol", _enum(PROTOCOLS), False), ("dest-protocol", _enum(PROTOCOLS), False),
-        ("src-uri", uri, True), ("src-exchange", _binary, False), ("src-exchange-key", _binary, False),
-        ("src-queue", _binary, False), ("src-queue-args", _arguments, False),
+        ("src-uri", uri, True), ("src-exchange", binary, False), ("src-exchange-key", binary, False),
+        ("src-queue", binary, False), ("src-queue-args", _arguments, False),
         ("src-consumer-args", _arguments, False), ("prefetch-count", _number, False),
         ("src-prefetch-count", _number, False), ("delete-after", _delete_after, False),
         ("src-delete-after", _delete_after, False),
-        ("dest-uri", uri, True), ("dest-exchange", _binary, False), ("dest-exchange-key", _binary, False),
+        ("dest-uri", uri, True), ("dest-exchange", binary, False), ("dest-exchange-key", binary, False),
         ("dest-queue", _queue_name, False), ("dest-queue-args", _arguments, False),
         ("add-forward-headers", _boolean, False), ("add-timestamp-header", _boolean, False),
         ("dest-add-forward-headers", _boolean, False), ("dest-add-timestamp-header", _boolean, False),
         ("publish-properties", _properties, False), ("dest-publish-properties", _properties, False),
     ]
-    return errors + _proplist(COMPONENT, constraints, value)
+    return errors + proplist(COMPONENT, constraints, value)
 
 
 def _uri_check(may_connect: Callable[[str], bool], user: str | None) -> Callable[[str, Any], str | None]:
