@@ -149,11 +149,19 @@ def test_definitions_are_checked_before_anything_is_declared(broker: Broker) -> 
     typed = {"queues": [{"name": "qq", "type": "quorum", "durable": True, "arguments": {}}]}
     m.handle("import_definitions", {"definitions": typed})  # RabbitMQ 3.13+'s queue "type" field
     assert broker.topology.queues["qq"].TYPE == "quorum"
+    # rabbitmqctl's export names every queue's type; a classic one keeps the arguments it
+    # came with (no x-queue-type added), so it exports as it was imported.
+    plain = {"name": "plain", "vhost": "/", "type": "classic", "durable": True, "auto_delete": False,
+             "arguments": {"x-message-ttl": 5}}
+    m.handle("import_definitions", {"definitions": {"queues": [plain]}})
+    assert [q for q in m.handle("definitions", {})["queues"] if q["name"] == "plain"] == [plain]
+    assert m.handle("definitions", {})["vhosts"][0]["metadata"] == {"description": "Default virtual host",
+                                                                     "tags": []}
     with pytest.raises(ManagementError) as err:
         m.handle("import_definitions", {"definitions": {"queues": [
             {"name": "q2", "type": "quorum", "arguments": {"x-queue-type": "classic"}}]}})
     assert "x-queue-type 'classic'" in err.value.reason
-    assert m.handle("reset", {}) == {"queues": 2, "exchanges": 1}
+    assert m.handle("reset", {}) == {"queues": 3, "exchanges": 1}
     assert "q" not in broker.topology.queues and "x" not in broker.topology.exchanges
 
 

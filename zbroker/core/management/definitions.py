@@ -7,6 +7,11 @@ Rules:
 - Export: every vhost, every exchange a client declared (not the default and
   ``amq.*`` ones) and every queue but exclusive ones (a definition outlives its
   connection), with the bindings between them; transient ones too, as RabbitMQ does.
+  The shapes are ``rabbitmqctl export_definitions``' (3.10): a queue's ``type``, a vhost's
+  ``metadata`` (``description``, ``tags``). Two of the management API's fields are added:
+  an exchange's ``internal`` (RabbitMQ's ``rabbitmqctl`` leaves internal exchanges out, but
+  not the bindings to them, so its file does not import back; zbroker exports them) and
+  ``product_name``/``product_version`` (informational; RabbitMQ's import passes over them).
 - Import declares exchanges, then queues, then bindings, with the same rules and error
   texts as a client's declare. The file is checked before anything is declared (its
   shape, exchange types, queue arguments, what each binding names), so such a refusal
@@ -39,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from zbroker import __version__
 from zbroker.core.access.access_limits import USER_LIMITS, LimitError, check_definition
 from zbroker.core.management import definitions_parameters
-from zbroker.core.messaging.arguments import queue_settings
+from zbroker.core.messaging.arguments import CLASSIC, queue_settings
 from zbroker.core.messaging.consistent_hash import hash_source, weight_of
 from zbroker.core.messaging.exchanges import EXCHANGE_TYPES, ConsistentHashExchange, DelayedExchange
 from zbroker.core.access.passwords import ALGORITHMS, SHA256
@@ -67,8 +72,8 @@ def export(broker: "Broker") -> dict[str, Any]:
         exchanges += [{"name": e.name, "vhost": vhost, "type": e.kind, "durable": e.durable,
                        "auto_delete": e.auto_delete, "internal": e.internal, "arguments": e.arguments}
                       for e in topology.exchanges.values() if e.name and e.name not in DEFAULT_EXCHANGES]
-        queues += [{"name": q.name, "vhost": vhost, "durable": q.durable, "auto_delete": q.auto_delete,
-                    "arguments": q.arguments}
+        queues += [{"name": q.name, "vhost": vhost, "type": q.TYPE, "durable": q.durable,
+                    "auto_delete": q.auto_delete, "arguments": q.arguments}
                    for q in topology.queues.values() if not q.exclusive]
         for source in topology.exchanges.values():
             for (destination, key, _), arguments in source.bindings.items():
@@ -79,7 +84,7 @@ def export(broker: "Broker") -> dict[str, Any]:
                                  "routing_key": key, "arguments": arguments})
     return {"product_name": "zbroker", "product_version": __version__,
             "users": users.definitions(),
-            "vhosts": [{"name": v["name"], "description": v["description"], "tags": v["tags"],
+            "vhosts": [{"name": v["name"], "metadata": {"description": v["description"], "tags": v["tags"]},
                         "limits": definitions_parameters.vhost_limits(broker, v["name"])}
                        for v in broker.vhosts.views()],
             "permissions": [{"user": user, "vhost": vhost, "configure": c, "write": w, "read": r}
@@ -227,11 +232,13 @@ def _tags(tags: Any) -> list[str]:
 
 
 def queue_arguments(entry: dict) -> dict:
-    """A queue's arguments; RabbitMQ 3.13+ exports name the queue type in a ``type`` field
-    too, which means ``x-queue-type`` (a conflict between the two is refused)."""
+    """A queue's arguments; RabbitMQ's exports (``rabbitmqctl export_definitions``) name the
+    queue type in a ``type`` field too, which means ``x-queue-type`` (a conflict between the
+    two is refused). ``classic``, the default, is not added: the queue keeps the arguments
+    it was declared with, as RabbitMQ's does, so they export as they came in."""
     arguments = dict(entry.get("arguments") or {})
     kind = entry.get("type")
-    if kind is None:
+    if kind is None or (kind == CLASSIC and "x-queue-type" not in arguments):
         return arguments
     declared = arguments.setdefault("x-queue-type", kind)
     if declared != kind:
