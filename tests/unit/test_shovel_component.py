@@ -45,9 +45,22 @@ def test_rabbitmq_texts_for_keys_newest_first_and_unknown_keys_ahead():
         'priority should be a number, actually was <<"high">>']
 
 
+def test_rabbitmq_texts_name_the_shovel():
+    value = {"src-queue": "a", "dest-uri": "amqp://", "dest-queue": "b", "colour": "blue"}
+    assert validation_errors(value, lambda vhost: True, "guest", "orders-out") == [
+        'Unrecognised terms [{<<"colour">>,<<"blue">>}] in orders-out', 'Key "src-uri" not found in orders-out']
+    broker = Broker()
+    with pytest.raises(ParameterError, match='Key "src-uri" not found in my-shovel'):
+        broker.parameters.set(broker.topology, "shovel", "my-shovel", {"src-queue": "a", "dest-uri": "amqp://"})
+
+
 def test_uris_are_parsed_as_amqp_uri_does():
     assert errors({**GOOD, "src-uri": "http://x"}) == [
         '"http://x" not a valid URI: {{unexpected_uri_scheme,"http"},"http://x"}']
+    # Past 80 columns the term is printed as Erlang's ~p prints it: one element a line.
+    assert errors({**GOOD, "src-uri": "http://localhost"}) == [
+        '"http://localhost" not a valid URI: {{unexpected_uri_scheme,"http"},\n'
+        + " " * 37 + '"http://localhost"}']
     assert parse_uri("amqp://").host is None and parse_uri("amqp://").vhost == "/"
     assert parse_uri("amqp:///v%2F1").vhost == "v/1"
     endpoint = parse_uri("amqps://u:p@rabbit.example:5671/prod")
@@ -82,8 +95,13 @@ def test_reports_make_the_status_and_done_clears_the_parameter():
     broker.shovel_report("/", "s1", {"state": "running", "info": {"src_uri": "amqp://", "src_queue": "a"}}, 10.0)
     row = broker.shovels.rows("/")[0]
     assert (row["state"], row["src_queue"], row["type"]) == ("running", "a", "dynamic")
-    broker.shovel_report("/", "s1", {"state": "starting", "error": "NOT_FOUND - no queue 'a'"}, 11.0)
-    assert broker.shovels.rows()[0]["reason"] == "NOT_FOUND - no queue 'a'"
+    broker.shovel_report("/", "s1", {"state": "starting", "error": "could not connect to destination"}, 11.0)
+    row = broker.shovels.rows()[0]
+    assert "reason" not in row and row["error"] == "could not connect to destination"  # (RabbitMQ: no reason)
+    closed = "one of its connections closed with code 404, reason: NOT_FOUND - no queue 'a' in vhost '/'"
+    broker.shovel_report("/", "s1", {"state": "terminated", "error": closed}, 11.5)
+    row = broker.shovels.rows()[0]
+    assert (row["reason"], row["error"], row["node"]) == ('"needed a restart"', closed, "zbroker@localhost")
     broker.shovel_report("/", "s1", {"state": "terminated", "done": True}, 12.0)
     assert ("shovel", "s1") not in broker.topology.parameters and broker.shovels.wanted == {}
 
@@ -107,3 +125,20 @@ def test_who_may_publish_another_users_user_id():
     assert broker.open_connection("c1", 0.0, 0, "/", "", {}).impersonator
     assert broker.open_connection("c2", 0.0, 0, "/", "relay", {}).impersonator
     assert not broker.open_connection("c3", 0.0, 0, "/", "guest", {}).impersonator
+
+
+def test_status_rows_as_rabbitmqctl_shows_them():
+    from zbroker.management.ctl_shovels import row
+    running = {"node": "n", "timestamp": "2026-01-02 3:04:05", "name": "s", "vhost": "/", "type": "dynamic",
+               "state": "running", "src_uri": "amqp://", "src_protocol": "amqp091", "dest_protocol": "amqp091",
+               "dest_uri": "amqp://h", "src_exchange": "x", "src_exchange_key": "", "dest_queue": "q", "moved": 3}
+    assert row(running) == {
+        "destination": "amqp://h", "destination_protocol": "amqp091", "destination_queue": "q",
+        "last_changed": "2026-01-02 03:04:05", "name": "s", "source": "amqp://", "source_exchange": "x",
+        "source_exchange_key": "", "source_protocol": "amqp091", "state": "running", "termination_reason": "",
+        "type": "dynamic", "vhost": "/"}
+    terminated = {"timestamp": "2026-01-02 13:04:05", "name": "t", "vhost": "v", "type": "dynamic",
+                  "state": "terminated", "reason": '"needed a restart"', "error": "..."}
+    assert list(row(terminated).items()) == [
+        ("destination", ""), ("last_changed", "2026-01-02 13:04:05"), ("name", "t"), ("source", ""),
+        ("state", "terminated"), ("termination_reason", '"needed a restart"'), ("type", "dynamic"), ("vhost", "v")]

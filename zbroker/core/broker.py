@@ -131,7 +131,7 @@ class Broker:
         self.node_name = "zbroker@localhost"
         self._handlers = self._handler_table()
         #: Dynamic shovels: the ``shovel`` component and its status (``shovels.py``).
-        self.shovels = ShovelComponent(self.clock, self._may_connect)
+        self.shovels = ShovelComponent(self.clock, self._may_connect, lambda: self.node_name)
         self.parameters.register(SHOVEL, self.shovels)
         #: Vhosts whose queues are being given changed policies (``_policies_changed``).
         self._policy_passes: dict[Topology, Iterator[QueueType]] = {}

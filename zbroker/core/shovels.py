@@ -15,6 +15,12 @@ Rules of this module:
   ``starting`` from the moment it is defined until its worker says otherwise.
 - A worker that reports ``done`` (``src-delete-after`` reached) ends its shovel: the
   broker clears the parameter, as RabbitMQ's worker does.
+- Status rows are RabbitMQ 3.10's (``rabbit_shovel_mgmt_util:format``): ``node``,
+  ``timestamp``, ``name``, ``vhost``, ``type``, ``state``; a running shovel's URIs,
+  protocols, source and destination; a terminated one's ``reason`` as RabbitMQ prints it
+  (``rabbitmq_reason``: ``"needed a restart"`` with its quotes). zbroker adds ``error``
+  (the worker's own words for its last failure, also while ``starting``) and the
+  worker's counters (``COUNTERS``).
 """
 from __future__ import annotations
 
@@ -97,6 +103,22 @@ def _arguments(key: str, value: Any) -> str | None:
     return None if isinstance(value, dict) else f"{key} not a list {erlang(value)}"
 
 
+class UriError(ValueError):
+    """amqp_uri's ``{error, {Reason, URI}}``; ``reason`` is the Erlang term, as text."""
+
+    def __init__(self, reason: str, uri: str) -> None:
+        super().__init__(f'{{{reason},"{uri}"}}')
+        self.reason, self.uri = reason, uri
+
+    def pretty(self, column: int) -> str:
+        """The term as Erlang's ``~p`` prints it from ``column`` on: on one line if it ends
+        within 80 columns, else one element a line, each under the first."""
+        flat = str(self)
+        if column + len(flat) <= 80:
+            return flat
+        return "{" + self.reason + ",\n" + " " * (column + 1) + f'"{self.uri}"' + "}"
+
+
 @dataclass
 class Endpoint:
     """A parsed shovel URI: ``host`` None is this broker."""
@@ -108,16 +130,16 @@ class Endpoint:
 
 def parse_uri(uri: str) -> Endpoint:
     """RabbitMQ's ``amqp_uri:parse``, enough to validate: the scheme, the vhost (the path,
-    percent-decoded; none: ``/``). Raises ``ValueError`` with amqp_uri's error term."""
+    percent-decoded; none: ``/``). Raises ``UriError`` with amqp_uri's error term."""
     parsed = urllib.parse.urlsplit(uri)
     if not parsed.scheme:
-        raise ValueError(f'{{{{unable_to_parse_uri,no_scheme}},"{uri}"}}')
+        raise UriError("{unable_to_parse_uri,no_scheme}", uri)
     scheme = parsed.scheme.lower()
     if scheme not in ("amqp", "amqps"):
-        raise ValueError(f'{{{{unexpected_uri_scheme,"{scheme}"}},"{uri}"}}')
+        raise UriError(f'{{unexpected_uri_scheme,"{scheme}"}}', uri)
     path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
     if "/" in path:
-        raise ValueError(f'{{{{invalid_vhost,"{path}"}},"{uri}"}}')
+        raise UriError(f'{{invalid_vhost,"{path}"}}', uri)
     vhost = urllib.parse.unquote(path) if parsed.path else "/"
     return Endpoint(uri, parsed.hostname or None, vhost, scheme == "amqps")
 
@@ -125,8 +147,11 @@ def parse_uri(uri: str) -> Endpoint:
 class ShovelComponent:
     """The ``shovel`` parameter component: validation, what should run, what runs."""
 
-    def __init__(self, clock: "Clock", may_connect: Callable[[str, str], bool]) -> None:
+    def __init__(self, clock: "Clock", may_connect: Callable[[str, str], bool],
+                 node: Callable[[], str] = lambda: "zbroker@localhost") -> None:
         self.clock = clock
+        #: The broker's node name, in each status row (RabbitMQ's ``node``).
+        self.node = node
         #: (user, vhost) -> whether that user may open a connection there.
         self.may_connect = may_connect
         #: (vhost, name) -> the definition that should be running.
@@ -141,7 +166,8 @@ class ShovelComponent:
     # -- the component (``parameters.Component``) --------------------------------
 
     def validate(self, vhost: str, name: str, value: Any, user: str | None) -> None:
-        errors = validation_errors(value, lambda uri_vhost: user is None or self.may_connect(user, uri_vhost), user)
+        errors = validation_errors(value, lambda uri_vhost: user is None or self.may_connect(user, uri_vhost), user,
+                                   name)
         if errors:
             raise ParameterError("\n".join(errors))
 
@@ -177,7 +203,9 @@ class ShovelComponent:
 
     def rows(self, vhost: str | None = None) -> list[dict]:
         """``/api/shovels`` rows, RabbitMQ's shape, by name."""
-        return [s.view() for key, s in sorted(self.status.items()) if vhost is None or key[0] == vhost]
+        node = self.node()
+        return [{"node": node, **s.view()} for key, s in sorted(self.status.items())
+                if vhost is None or key[0] == vhost]
 
 
 @dataclass
@@ -207,11 +235,32 @@ class ShovelStatus:
                                "name": self.name, "vhost": self.vhost, "type": "dynamic", "state": self.state}
         if self.state == "running":
             row.update(self.info)
-        elif self.state == "terminated" or self.reason:
-            row["reason"] = self.reason or ""
+        elif self.state == "terminated":
+            row["reason"] = rabbitmq_reason(self.reason or "")
+        if self.reason:
+            row["error"] = self.reason
         if self.counters:
             row.update(self.counters)
         return row
+
+
+#: How RabbitMQ 3.10's worker reports a failure in the status (``rabbit_shovel_worker:terminate``),
+#: by how zbroker's worker words it: a channel or connection a broker closed (404, 406, ...)
+#: and a cancelled consumer are both "needed a restart" there (the code and text go only to
+#: its log), a heartbeat timeout "heartbeat timeout".
+_RABBITMQ_REASONS = (("one of its connections closed with code ", "needed a restart"),
+                     ("needed a restart", "needed a restart"),
+                     ("detected missed heartbeats", "heartbeat timeout"),
+                     ("destination connection failed", "destination connection failed"),
+                     ("source connection failed", "source connection failed"))
+
+
+def rabbitmq_reason(error: str) -> str:
+    """A terminated shovel's ``reason`` as RabbitMQ's status shows it: its term printed
+    with ``~p`` (a string in double quotes). Failures RabbitMQ has no words for keep
+    zbroker's, quoted the same way; the row's ``error`` always has zbroker's own."""
+    term = next((said for start, said in _RABBITMQ_REASONS if error.startswith(start)), error)
+    return '"' + term.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def running_info(definition: dict, report: dict) -> dict:
@@ -220,14 +269,18 @@ def running_info(definition: dict, report: dict) -> dict:
     info = {"src_uri": report.get("src", ""), "src_protocol": "amqp091", "dest_protocol": "amqp091",
             "dest_uri": report.get("dest", "")}
     info.update({name: definition[key] for key, name in _RUNNING_KEYS.items() if key in definition})
+    if "src-exchange" in definition:  # (RabbitMQ's source_endpoint: the key, "" by default)
+        info["src_exchange_key"] = definition.get("src-exchange-key", "")
     return info
 
 
-def validation_errors(value: Any, may_connect: Callable[[str], bool], user: str | None) -> list[str]:
+def validation_errors(value: Any, may_connect: Callable[[str], bool], user: str | None,
+                      name: str = COMPONENT) -> list[str]:
     """Every error RabbitMQ 3.10 finds in a shovel's value, in its order (``validate``:
-    source, destination, then the keys' checks newest first)."""
+    source, destination, then the keys' checks newest first). ``name`` is the shovel's:
+    RabbitMQ's texts name it (``Key "src-uri" not found in my-shovel``)."""
     if not isinstance(value, dict):
-        return [f"shovel not a list {erlang(value)}"]
+        return [f"{name} not a list {erlang(value)}"]
     errors: list[str] = []
     src_proto, dest_proto = value.get("src-protocol", "amqp091"), value.get("dest-protocol", "amqp091")
     if "amqp10" in (src_proto, dest_proto):
@@ -257,7 +310,7 @@ def validation_errors(value: Any, may_connect: Callable[[str], bool], user: str 
         ("dest-add-forward-headers", _boolean, False), ("dest-add-timestamp-header", _boolean, False),
         ("publish-properties", _properties, False), ("dest-publish-properties", _properties, False),
     ]
-    return errors + proplist(COMPONENT, constraints, value)
+    return errors + proplist(name, constraints, value)
 
 
 def _uri_check(may_connect: Callable[[str], bool], user: str | None) -> Callable[[str, Any], str | None]:
@@ -267,8 +320,9 @@ def _uri_check(may_connect: Callable[[str], bool], user: str | None) -> Callable
                 return f"{key} should be list, actually was {erlang(uri)}"
             try:
                 endpoint = parse_uri(uri)
-            except ValueError as exc:
-                return f'"{uri}" not a valid URI: {exc}'
+            except UriError as exc:
+                said = f'"{uri}" not a valid URI: '
+                return said + exc.pretty(len(said))
             if endpoint.host is None and not may_connect(endpoint.vhost):
                 return f'user "{user}" may not connect to vhost "{endpoint.vhost}"'
         return None
