@@ -17,26 +17,21 @@ Left out on purpose (zbroker differs, see the README): an operator policy set wi
 and fails), a policymaker writing ``operator_policy`` or ``vhost-limits`` (RabbitMQ lets
 it), a non-string ``cluster_name`` (RabbitMQ then refuses every AMQP connection).
 """
-import base64
 import json
 import shlex
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 import pika
+from management_http import ManagementHttp, canonical
 
 port, ctl, base = int(sys.argv[1]), shlex.split(sys.argv[2]), sys.argv[3]
 VH = "params-compat"
 QV = urllib.parse.quote(VH, safe="")
-AUTH = "Basic " + base64.b64encode(b"guest:guest").decode()
+api = ManagementHttp(base)
 
-
-def canonical(value):
-    return json.dumps(value, sort_keys=True)
 
 
 def run(*args: str) -> str:
@@ -56,21 +51,6 @@ def rows(*args: str) -> list:
     return sorted(found)
 
 
-def http(method: str, path: str, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method,
-                                     headers={"Authorization": AUTH, "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            status, text = response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        status, text = exc.code, exc.read().decode()
-    return status, json.loads(text) if text else None
-
-
-def show(method: str, path: str, body=None) -> str:
-    status, answer = http(method, path, body)
-    return f"{status} {canonical(answer) if answer is not None else ''}".strip()
 
 
 def count(channel, queue: str) -> int:
@@ -82,7 +62,7 @@ def settle(operator_policy) -> None:
     ``operator_policy`` (None: none), then a moment more, the same on both."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        status, queue = http("GET", f"/api/queues/{QV}/pp.q")
+        status, queue = api.http("GET", f"/api/queues/{QV}/pp.q")
         if status == 200 and (queue.get("operator_policy") or None) == operator_policy:
             break
         time.sleep(0.1)
@@ -100,19 +80,19 @@ ch.confirm_delivery()  # (each publish is in its queue before the next line coun
 
 # What is refused, and how.
 print("unknown component:", run("set_parameter", "-p", VH, "federation-upstream", "up", '{"uri":"amqp://"}'))
-print("unknown component over HTTP:", show("PUT", f"/api/parameters/federation-upstream/{QV}/up",
+print("unknown component over HTTP:", api.show("PUT", f"/api/parameters/federation-upstream/{QV}/up",
                                            {"value": {"uri": "amqp://"}}))
 print("policy component:", run("set_parameter", "-p", VH, "policy", "p", "{}"))
-print("policy component over HTTP:", show("PUT", f"/api/parameters/policy/{QV}/p", {"value": {}}))
+print("policy component over HTTP:", api.show("PUT", f"/api/parameters/policy/{QV}/p", {"value": {}}))
 print("clear policy component:", run("clear_parameter", "-p", VH, "policy", "p"))
 print("clear missing:", run("clear_parameter", "-p", VH, "shovel", "nope"))
-print("clear missing over HTTP:", show("DELETE", f"/api/parameters/shovel/{QV}/nope"))
-print("get missing over HTTP:", show("GET", f"/api/parameters/shovel/{QV}/nope"))
+print("clear missing over HTTP:", api.show("DELETE", f"/api/parameters/shovel/{QV}/nope"))
+print("get missing over HTTP:", api.show("GET", f"/api/parameters/shovel/{QV}/nope"))
 print("not JSON:", run("set_parameter", "-p", VH, "vhost-limits", "limits", "notjson"))
 print("no such vhost:", run("set_parameter", "-p", "params-nowhere", "vhost-limits", "limits", "{}"))
 print("list in no such vhost:", run("list_parameters", "-p", "params-nowhere"))
-print("PUT without value:", show("PUT", f"/api/parameters/vhost-limits/{QV}/limits", {"val": 1}))
-print("PUT in no such vhost:", show("PUT", "/api/parameters/vhost-limits/params-nowhere/limits", {"value": {}}))
+print("PUT without value:", api.show("PUT", f"/api/parameters/vhost-limits/{QV}/limits", {"val": 1}))
+print("PUT in no such vhost:", api.show("PUT", "/api/parameters/vhost-limits/params-nowhere/limits", {"value": {}}))
 
 # An operator policy as a parameter: it trims the queue, is listed, and goes.
 ch.queue_declare("pp.q")
@@ -123,11 +103,11 @@ print("set operator_policy:", run("set_parameter", "-p", VH, "operator_policy", 
 settle("pp-cap")
 print("trimmed to:", count(ch, "pp.q"))
 print("listed:", rows("list_parameters", "-p", VH))
-print("over HTTP:", show("GET", f"/api/parameters/operator_policy/{QV}/pp-cap"))
-print("as an operator policy:", show("GET", f"/api/operator-policies/{QV}"))
-print("PUT it again:", show("PUT", f"/api/parameters/operator_policy/{QV}/pp-cap",
+print("over HTTP:", api.show("GET", f"/api/parameters/operator_policy/{QV}/pp-cap"))
+print("as an operator policy:", api.show("GET", f"/api/operator-policies/{QV}"))
+print("PUT it again:", api.show("PUT", f"/api/parameters/operator_policy/{QV}/pp-cap",
                             {"value": {**cap, "definition": {"max-length": 2}}}))
-print("PUT another:", show("PUT", f"/api/parameters/operator_policy/{QV}/pp-cap2", {"value": cap}))
+print("PUT another:", api.show("PUT", f"/api/parameters/operator_policy/{QV}/pp-cap2", {"value": cap}))
 time.sleep(0.5)
 print("trimmed to:", count(ch, "pp.q"))
 for bad in ({"pattern": "^a", "definition": {"max-length": 1}},
@@ -135,11 +115,11 @@ for bad in ({"pattern": "^a", "definition": {"max-length": 1}},
             {"pattern": "^a", "priority": "x", "definition": {"max-length": 1}},
             {"pattern": "^a", "priority": 1, "definition": {"dead-letter-exchange": "x"}}, [1, 2]):
     print("bad", canonical(bad), "->", run("set_parameter", "-p", VH, "operator_policy", "pp-bad", json.dumps(bad)))
-print("bad over HTTP:", show("PUT", f"/api/parameters/operator_policy/{QV}/pp-bad",
+print("bad over HTTP:", api.show("PUT", f"/api/parameters/operator_policy/{QV}/pp-bad",
                              {"value": {"pattern": "<a", "priority": 1, "definition": {"foo": 1}}}))
 print("clear:", run("clear_parameter", "-p", VH, "operator_policy", "pp-cap"))
 settle("pp-cap2")
-print("DELETE:", show("DELETE", f"/api/parameters/operator_policy/{QV}/pp-cap2"))
+print("DELETE:", api.show("DELETE", f"/api/parameters/operator_policy/{QV}/pp-cap2"))
 settle(None)
 for i in range(5):
     ch.basic_publish("", "pp.q", b"%d" % i)
@@ -154,13 +134,13 @@ except pika.exceptions.ChannelClosedByBroker as exc:
     print("over the limit:", exc.reply_code, exc.reply_text)
     ch = conn.channel()
 print("listed:", rows("list_parameters", "-p", VH))
-print("vhost limits:", [v for v in http("GET", "/api/vhost-limits")[1] if v["vhost"] == VH])
-print("one limit over HTTP:", show("PUT", f"/api/vhost-limits/{QV}/max-connections", {"value": 9}))
-print("parameter:", show("GET", f"/api/parameters/vhost-limits/{QV}/limits"))
-print("bogus limit over HTTP:", show("PUT", f"/api/vhost-limits/{QV}/max-bogus", {"value": 9}))
-print("bad limit over HTTP:", show("PUT", f"/api/vhost-limits/{QV}/max-queues", {"value": "x"}))
-print("DELETE a limit:", show("DELETE", f"/api/vhost-limits/{QV}/max-queues"))
-print("parameter:", show("GET", f"/api/parameters/vhost-limits/{QV}/limits"))
+print("vhost limits:", [v for v in api.http("GET", "/api/vhost-limits")[1] if v["vhost"] == VH])
+print("one limit over HTTP:", api.show("PUT", f"/api/vhost-limits/{QV}/max-connections", {"value": 9}))
+print("parameter:", api.show("GET", f"/api/parameters/vhost-limits/{QV}/limits"))
+print("bogus limit over HTTP:", api.show("PUT", f"/api/vhost-limits/{QV}/max-bogus", {"value": 9}))
+print("bad limit over HTTP:", api.show("PUT", f"/api/vhost-limits/{QV}/max-queues", {"value": "x"}))
+print("DELETE a limit:", api.show("DELETE", f"/api/vhost-limits/{QV}/max-queues"))
+print("parameter:", api.show("GET", f"/api/parameters/vhost-limits/{QV}/limits"))
 for bad in ('{"max-queues": "x"}', '{"foo": 1}', "5", '{"max-connections": 1.5}'):
     print("bad", bad, "->", run("set_parameter", "-p", VH, "vhost-limits", "limits", bad))
 print("clear:", run("clear_parameter", "-p", VH, "vhost-limits", "limits"))
@@ -169,31 +149,31 @@ print("declared after clearing:", count(ch, "pp.q3"))
 
 # Global parameters, and the cluster name.
 print("set global:", run("set_global_parameter", "pp-g", '{"a": [1, 2]}'))
-print("set global over HTTP:", show("PUT", "/api/global-parameters/pp-list", {"value": 42}))
-print("again over HTTP:", show("PUT", "/api/global-parameters/pp-list", {"value": 43}))
+print("set global over HTTP:", api.show("PUT", "/api/global-parameters/pp-list", {"value": 42}))
+print("again over HTTP:", api.show("PUT", "/api/global-parameters/pp-list", {"value": 43}))
 print("listed:", [r for r in rows("list_global_parameters") if r.startswith("pp-")])
-print("over HTTP:", show("GET", "/api/global-parameters/pp-g"))
-print("missing over HTTP:", show("GET", "/api/global-parameters/pp-nope"))
+print("over HTTP:", api.show("GET", "/api/global-parameters/pp-g"))
+print("missing over HTTP:", api.show("GET", "/api/global-parameters/pp-nope"))
 print("clear:", run("clear_global_parameter", "pp-list"))
 print("clear missing:", run("clear_global_parameter", "pp-list"))
-print("DELETE missing:", show("DELETE", "/api/global-parameters/pp-list"))
+print("DELETE missing:", api.show("DELETE", "/api/global-parameters/pp-list"))
 print("set cluster_name:", run("set_global_parameter", "cluster_name", '"pp-cluster"'))
-print("overview cluster_name:", http("GET", "/api/overview")[1]["cluster_name"])
+print("overview cluster_name:", api.http("GET", "/api/overview")[1]["cluster_name"])
 probe = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port, VH))
 print("connection.start cluster_name:", probe._impl.server_properties.get("cluster_name"))
 probe.close()
 print("clear cluster_name:", run("clear_global_parameter", "cluster_name"))
-overview = http("GET", "/api/overview")[1]
+overview = api.http("GET", "/api/overview")[1]
 print("cluster_name is the node's again:", overview["cluster_name"] == overview["node"])
 
 # A definitions export's parameters.
 run("set_parameter", "-p", VH, "vhost-limits", "limits", '{"max-connections": 10, "max-queues": 100}')
 run("set_parameter", "-p", VH, "operator_policy", "pp-exported", json.dumps(cap))
-exported = http("GET", "/api/definitions")[1]
+exported = api.http("GET", "/api/definitions")[1]
 print("exported parameters:", sorted(canonical(p) for p in exported["parameters"] if p["vhost"] == VH))
 print("exported global parameters:", [g for g in exported["global_parameters"] if g["name"].startswith("pp-")])
 print("no policies among them:", all(p["component"] != "policy" for p in exported["parameters"]))
-print("import an unknown component:", show("POST", "/api/definitions", {"parameters": [
+print("import an unknown component:", api.show("POST", "/api/definitions", {"parameters": [
     {"vhost": VH, "component": "federation-upstream", "name": "up", "value": {}}]}))
 
 conn.close()

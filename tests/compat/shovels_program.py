@@ -23,29 +23,24 @@ Left out on purpose (zbroker differs, see the README):
   first time and after reconnect-delay the next, zbroker after reconnect-delay each time
   (the checks below wait for the state they print).
 """
-import base64
 import json
 import re
 import shlex
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import pika
+from management_http import ManagementHttp, canonical
 
 port, ctl, base = int(sys.argv[1]), shlex.split(sys.argv[2]), sys.argv[3]
-AUTH = "Basic " + base64.b64encode(b"guest:guest").decode()
+api = ManagementHttp(base)
 EXTENSIONS = {"moved", "acked", "nacked", "in_flight", "remaining", "error"}
 NAMES = ("sh-run", "sh-missing", "sh-undeclarable", "bad", "sh-gone", "sh-exchange")
 QUEUES = ("sh.src", "sh.dst", "sh.missing", "sh.missing.dst", "sh.undeclarable", "sh.gone", "sh.gone.dst")
 STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
 GOOD = {"src-uri": "amqp://", "src-queue": "sh.src", "dest-uri": "amqp://", "dest-queue": "sh.dst"}
 
-
-def canonical(value) -> str:
-    return json.dumps(value, sort_keys=True)
 
 
 def run(*args: str) -> str:
@@ -55,26 +50,11 @@ def run(*args: str) -> str:
                                                    and not line.startswith(("Setting", "Clearing")))
 
 
-def http(method: str, path: str, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method,
-                                     headers={"Authorization": AUTH, "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            status, text = response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        status, text = exc.code, exc.read().decode()
-    return status, json.loads(text) if text else None
-
-
-def show(method: str, path: str, body=None) -> str:
-    status, answer = http(method, path, body)
-    return f"{status} {canonical(answer) if answer is not None else ''}".strip()
 
 
 def rows() -> dict:
     """/api/shovels by name, without timestamps, node names and zbroker's extensions."""
-    _, listed = http("GET", "/api/shovels")
+    _, listed = api.http("GET", "/api/shovels")
     return {r["name"]: {k: v for k, v in r.items() if k not in {"timestamp", "node", *EXTENSIONS}}
             for r in listed}
 
@@ -152,16 +132,16 @@ BAD = {
 }
 for label, value in BAD.items():
     print(f"ctl {label}:", run("set_parameter", "shovel", "bad", json.dumps(value)))
-    print(f"PUT {label}:", show("PUT", "/api/parameters/shovel/%2F/bad", {"value": value}))
-print("after the refusals:", show("GET", "/api/parameters/shovel/%2F/bad"), sorted(rows()))
+    print(f"PUT {label}:", api.show("PUT", "/api/parameters/shovel/%2F/bad", {"value": value}))
+print("after the refusals:", api.show("GET", "/api/parameters/shovel/%2F/bad"), sorted(rows()))
 
 # An unknown component is refused the same way.
 upstream = json.dumps({"uri": "amqp://remote"})
 print("ctl federation-upstream:", run("set_parameter", "federation-upstream", "up", upstream))
-print("PUT federation-upstream:", show("PUT", "/api/parameters/federation-upstream/%2F/up",
+print("PUT federation-upstream:", api.show("PUT", "/api/parameters/federation-upstream/%2F/up",
                                        {"value": {"uri": "amqp://remote"}}))
-print("GET federation-upstream:", show("GET", "/api/parameters/federation-upstream"))
-print("GET federation-upstream/up:", show("GET", "/api/parameters/federation-upstream/%2F/up"))
+print("GET federation-upstream:", api.show("GET", "/api/parameters/federation-upstream"))
+print("GET federation-upstream/up:", api.show("GET", "/api/parameters/federation-upstream/%2F/up"))
 print("ctl clear federation-upstream:", run("clear_parameter", "federation-upstream", "up"))
 
 # A running shovel: its row, its status line, and what it moved.
@@ -175,8 +155,8 @@ while count(channel(), "sh.dst") != 5 and time.monotonic() < deadline:
     time.sleep(0.1)
 print("moved:", count(channel(), "sh.src"), count(channel(), "sh.dst"))
 print("shovel_status:", status_table())
-print("GET /api/shovels/%2F names:", sorted(r["name"] for r in http("GET", "/api/shovels/%2F")[1]))
-print("GET /api/parameters/shovel/%2F/sh-run:", show("GET", "/api/parameters/shovel/%2F/sh-run"))
+print("GET /api/shovels/%2F names:", sorted(r["name"] for r in api.http("GET", "/api/shovels/%2F")[1]))
+print("GET /api/parameters/shovel/%2F/sh-run:", api.show("GET", "/api/parameters/shovel/%2F/sh-run"))
 
 # From an exchange (the key RabbitMQ shows when none was given: "") to an exchange.
 exchange = {"src-uri": "amqp://", "src-exchange": "amq.topic", "dest-uri": "amqp:///%2F", "dest-exchange": "amq.direct",
@@ -211,12 +191,12 @@ time.sleep(0.5)
 print("sh-gone again:", canonical(wait("sh-gone", "running")), count(channel(), "sh.gone"))
 
 # Removing shovels over HTTP.
-print("DELETE sh-missing:", show("DELETE", "/api/shovels/vhost/%2F/sh-missing"))
+print("DELETE sh-missing:", api.show("DELETE", "/api/shovels/vhost/%2F/sh-missing"))
 time.sleep(0.5)
-print("after DELETE:", sorted(rows()), show("GET", "/api/parameters/shovel/%2F/sh-missing"))
-print("DELETE again:", show("DELETE", "/api/shovels/vhost/%2F/sh-missing"))
-print("restart missing:", show("DELETE", "/api/shovels/vhost/%2F/nope/restart"))
-print("restart sh-run:", show("DELETE", "/api/shovels/vhost/%2F/sh-run/restart"))
+print("after DELETE:", sorted(rows()), api.show("GET", "/api/parameters/shovel/%2F/sh-missing"))
+print("DELETE again:", api.show("DELETE", "/api/shovels/vhost/%2F/sh-missing"))
+print("restart missing:", api.show("DELETE", "/api/shovels/vhost/%2F/nope/restart"))
+print("restart sh-run:", api.show("DELETE", "/api/shovels/vhost/%2F/sh-run/restart"))
 print("sh-run after restart:", wait("sh-run", "running")["state"])
 print("clear sh-run:", run("clear_parameter", "shovel", "sh-run"))
 print("clear again:", run("clear_parameter", "shovel", "sh-run"))
