@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tests.support import ROOT, child_env
 from zbroker.storage import stream_chunks as chunks
 from zbroker.storage.stream_log import StreamLog, StreamLogError
-from zbroker.storage.stream_segments import FILE_HEADER_SIZE, RECORD_SIZE, Segment
+from zbroker.storage.stream_segments import FILE_HEADER_SIZE, RECORD_SIZE
 
 
 def batch(start: int, n: int, value: str | None = None) -> list[tuple[bytes, str | None]]:
@@ -320,12 +320,14 @@ def test_a_lost_sealed_index_is_rebuilt_and_an_orphan_index_removed(stream_dir: 
 
 def test_an_empty_segment_left_by_a_crash_while_rolling_is_the_active_one(stream_dir: Path) -> None:
     log = fill(stream_dir)
-    end = log.next_offset
+    end, last = log.next_offset, log.last_chunk_offset
     log.close()
     (stream_dir / f"{end:020d}.segment").write_bytes(b"")  # created, magic never written
     log = StreamLog.open(stream_dir, max_segment_bytes=400)
-    assert log.next_offset == end and log.last_chunk_offset == end
-    assert log.append(batch(0, 2), 1) == end
+    assert log.next_offset == end and log.last_chunk_offset == last
+    assert log.append(batch(0, 2), 1) == end  # stamped no older than the newest chunk
+    assert log.offset_for_timestamp(119) == last
+    assert log.offset_for_timestamp(120) == log.next_offset == end + 2
     assert offsets(read_all(log.reader(0))) == list(range(end + 2))
     log.close()
 

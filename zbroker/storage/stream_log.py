@@ -147,8 +147,16 @@ class StreamLog:
     @property
     def last_chunk_offset(self) -> int:
         """First offset of the newest chunk (RabbitMQ's ``last``); ``next_offset`` if empty."""
-        chunk = self._active.last_chunk_offset
-        return self.next_offset if chunk is None else chunk
+        newest = self._newest()
+        return self.next_offset if newest is None else newest.last_chunk_offset
+
+    def _newest(self) -> Segment | None:
+        """The newest segment holding a chunk (the active one may be empty after a crash
+        while rolling)."""
+        for segment in reversed(self._segments):
+            if segment.chunks:
+                return segment
+        return None
 
     @property
     def first_timestamp(self) -> int | None:
@@ -183,8 +191,9 @@ class StreamLog:
         self._check_open()
         active = self._active
         first = active.next_offset
-        if active.last_timestamp is not None and timestamp_ms < active.last_timestamp:
-            timestamp_ms = active.last_timestamp
+        newest = active if active.chunks else self._newest()
+        if newest is not None and timestamp_ms < newest.last_timestamp:
+            timestamp_ms = newest.last_timestamp
         buffers = chunks.encode(entries, first, timestamp_ms)
         size = len(buffers[0]) + len(buffers[1])
         if active.chunks and active.end + size > self.max_segment_bytes:
