@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from tests.support import ROOT, child_env
 from zbroker.storage import stream_chunks as chunks
 from zbroker.storage.stream_log import StreamLog, StreamLogError
-from zbroker.storage.stream_segments import FILE_HEADER_SIZE, RECORD_SIZE
+from zbroker.storage.stream_segments import FILE_HEADER_SIZE, PENDING_RECORDS, RECORD_SIZE
 
 
 def batch(start: int, n: int, value: str | None = None) -> list[tuple[bytes, str | None]]:
@@ -249,6 +249,33 @@ def test_what_was_synced_survives_a_process_that_never_closed(stream_dir: Path) 
     again.close()
 
 
+def test_chunks_whose_index_records_were_still_held_back_are_indexed_on_open(stream_dir: Path) -> None:
+    log = StreamLog.open(stream_dir)
+    for i in range(10):
+        log.append(batch(i * 2, 2), i)
+    log.sync()
+    for i in range(10, 15):
+        log.append(batch(i * 2, 2), i)  # in the file, their index records not yet written
+    again = StreamLog.open(stream_dir)  # the process died here
+    assert again.next_offset == 30 and again.last_chunk_offset == 28
+    assert again.offset_for_timestamp(12) == 24
+    assert offsets(read_all(again.reader(25))) == list(range(25, 30))
+    again.close()
+
+
+def test_small_and_large_chunks_mixed_read_back_whole(stream_dir: Path) -> None:
+    log = StreamLog.open(stream_dir)
+    expected = []
+    for i in range(60):
+        size = 150_000 if i % 17 == 5 else 40 + i
+        entries = [(bytes([i % 256]) * size, None), (b"%d" % i, "v")]
+        log.append(entries, i)
+        expected += [e[0] for e in entries]
+    assert [e[1] for e in read_all(log.reader(0), 7)] == expected
+    assert [e[1] for e in read_all(log.reader(0), 1000)] == expected
+    log.close()
+
+
 @pytest.mark.parametrize("damage", ["torn", "garbage", "bad_crc", "zeros"])
 def test_a_damaged_tail_is_truncated_away(stream_dir: Path, damage: str) -> None:
     log = fill(stream_dir)
@@ -444,14 +471,20 @@ def test_memory_is_per_segment_not_per_message_or_chunk(stream_dir: Path) -> Non
         read_all(log.reader(0))
         log.offset_for_timestamp(1000)
         after = tracemalloc.take_snapshot()
+        for i in range(PENDING_RECORDS * 3):  # never synced: the held-back records stay bounded
+            log.append(batch(0, 1), 3000)
+        assert len(log._segments[0]._pending) < PENDING_RECORDS
     finally:
         tracemalloc.stop()
     grown = sum(s.size_diff for s in after.compare_to(before, "filename")
                 if "zbroker/storage/stream" in s.traceback[0].filename)
     assert grown < 4096, grown  # 20,000 more messages in 2,000 chunks: no per-chunk state kept
+    log.sync()
     assert log.segment_count == 1
     segment = log._segments[0]
-    assert all(isinstance(v, (int, type(None), Path)) for v in vars(segment).values())
+    state = dict(vars(segment))
+    assert state.pop("_pending") == []  # index records wait for a sync (a bounded few), not longer
+    assert all(isinstance(v, (int, type(None), Path)) for v in state.values())
     log.close()
 
 

@@ -175,9 +175,40 @@ def check_crc(header: Header, chunk: bytes | memoryview) -> None:
         raise ChunkError("chunk checksum mismatch")
 
 
+class Block:
+    """Bytes of a segment read at once, so that small chunks cost one ``pread`` between
+    them, not one each; a reader keeps one only for the length of one ``read`` call."""
+
+    __slots__ = ("fd", "position", "data")
+
+    def __init__(self) -> None:
+        self.fd = -1
+        self.position = 0
+        self.data: bytes = b""
+
+    def chunk(self, fd: int, position: int, limit: int) -> tuple[Header, memoryview]:
+        """The checked chunk at ``position`` (as ``read_chunk``), from the block if it
+        holds the chunk whole, else read (and kept) afresh."""
+        rel = position - self.position
+        if fd == self.fd and 0 <= rel and rel + HEADER_SIZE <= len(self.data):
+            header = decode_header(self.data, rel)
+            end = rel + header.size
+            if end <= len(self.data) and position + header.size <= limit:
+                chunk = memoryview(self.data)[rel:end]
+                check_crc(header, chunk)
+                return header, chunk
+        header, chunk, data = _read(fd, position, limit)
+        self.fd, self.position, self.data = fd, position, data
+        return header, chunk
+
+
 def read_chunk(fd: int, position: int, limit: int) -> tuple[Header, memoryview]:
     """The whole checked chunk at ``position`` of ``fd`` (not past ``limit``): its header
     and its bytes (header included)."""
+    return _read(fd, position, limit)[:2]
+
+
+def _read(fd: int, position: int, limit: int) -> tuple[Header, memoryview, bytes]:
     buf = os.pread(fd, min(FIRST_READ_BYTES, limit - position), position)
     header = decode_header(buf)
     size = header.size
@@ -188,7 +219,7 @@ def read_chunk(fd: int, position: int, limit: int) -> tuple[Header, memoryview]:
         if len(buf) < size:
             raise ChunkError("chunk runs past the end of the file")
     check_crc(header, buf)
-    return header, memoryview(buf)[:size]
+    return header, memoryview(buf)[:size], buf
 
 
 def _pread_all(fd: int, size: int, position: int) -> bytes:

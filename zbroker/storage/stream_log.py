@@ -333,6 +333,7 @@ class Reader:
         stream._check_open()
         out: list[tuple[int, bytes, str | None]] = []
         matcher = self._matcher
+        block = chunks.Block()
         while len(out) < max_entries:
             segment = self._segment
             if segment.deleted:  # retention took it: go on from the oldest kept
@@ -345,7 +346,7 @@ class Reader:
                 self._segment, self._position = following, FILE_HEADER_SIZE
                 continue
             try:
-                header, chunk = chunks.read_chunk(segment.fd, self._position, segment.end)
+                header, chunk = block.chunk(segment.fd, self._position, segment.end)
             except chunks.ChunkError as exc:
                 raise StreamLogError(f"{segment.path}: {exc} at byte {self._position}") from None
             if matcher is not None:

@@ -15,6 +15,9 @@ Rules:
 3. Writes go at positions the segment tracks (``pwritev``), chunk first, index record
    second: a failed or short write is overwritten by the next one, and after a crash
    an index record can point past the valid chunks only if the OS lost page-cache data.
+   A chunk goes to the OS when appended; its index record waits (in memory, one loop
+   pass's worth, ``PENDING_RECORDS`` at most) until ``sync``, a lookup or ``seal``
+   writes them at once.
 4. Only the active (newest) segment is written. ``seal`` syncs both files before the
    next segment is created, so a sealed segment is complete: opening it reads two index
    records. The active one is verified on open: index records must be contiguous and
@@ -38,6 +41,8 @@ INDEX_MAGIC = b"ZSLIDX01"
 FILE_HEADER_SIZE = 8
 RECORD = struct.Struct("<QqQII")
 RECORD_SIZE = RECORD.size
+#: Index records held back at most (a caller that never syncs still writes them).
+PENDING_RECORDS = 256
 #: Index records read at a time when verifying an active segment's index.
 _VERIFY_RECORDS = 4096
 
@@ -77,6 +82,7 @@ class Segment:
         self.end = FILE_HEADER_SIZE  # bytes of the segment file in use
         self.chunks = 0  # index records
         self.deleted = False
+        self._pending: list[bytes] = []  # index records not yet written (one loop pass's)
         self._fd: int | None = None
         self._index_fd: int | None = None
 
@@ -122,8 +128,7 @@ class Segment:
     def append(self, buffers: list[bytes], first: int, count: int, timestamp_ms: int) -> None:
         size = sum(len(b) for b in buffers)
         _write_all(self.fd, buffers, self.end)
-        _write_all(self.index_fd, [RECORD.pack(first, timestamp_ms, self.end, count, size)],
-                   FILE_HEADER_SIZE + self.chunks * RECORD_SIZE)
+        self._pending.append(RECORD.pack(first, timestamp_ms, self.end, count, size))
         self.end += size
         self.chunks += 1
         self.next_offset = first + count
@@ -131,12 +136,23 @@ class Segment:
         self.last_timestamp = timestamp_ms
         if self.first_timestamp is None:
             self.first_timestamp = timestamp_ms
+        if len(self._pending) >= PENDING_RECORDS:
+            self.flush_index()
+
+    def flush_index(self) -> None:
+        """Write the index records of chunks appended since the last flush (rule 3)."""
+        if self._pending:
+            written = self.chunks - len(self._pending)
+            _write_all(self.index_fd, [b"".join(self._pending)], FILE_HEADER_SIZE + written * RECORD_SIZE)
+            self._pending = []
 
     def sync(self) -> None:
+        self.flush_index()
         os.fdatasync(self.fd)
 
     def seal(self) -> None:
         """Make both files durable: the segment is never written again."""
+        self.flush_index()
         os.fdatasync(self.fd)
         os.fdatasync(self.index_fd)
 
@@ -158,6 +174,8 @@ class Segment:
 
     def record(self, i: int) -> tuple[int, int, int, int, int]:
         """Index record ``i``: (first offset, timestamp ms, position, count, size)."""
+        if self._pending:
+            self.flush_index()
         data = os.pread(self.index_fd, RECORD_SIZE, FILE_HEADER_SIZE + i * RECORD_SIZE)
         if len(data) < RECORD_SIZE:
             raise StreamLogError(f"{self.index_path}: record {i} is missing")
