@@ -4,7 +4,8 @@
 
 Prints the append rate (with one ``sync`` per ``--sync-every`` chunks, as the broker
 syncs once per loop pass), the process RSS and its peak (``VmRSS``/``VmHWM``: the
-index must not grow with messages), the read rate, and the disk bytes. The stream is
+index must not grow with messages), the disk bytes, the time to open it again, and
+the read rate from the first offset. The stream is
 written under ``--dir`` (a fresh temporary directory by default) and deleted after.
 """
 from __future__ import annotations
@@ -64,6 +65,11 @@ def main(argv: list[str] | None = None) -> None:
           f"({appended * args.size / elapsed / 2**20:,.1f} MiB/s payload); {stream.bytes / 2**20:,.0f} MiB "
           f"on disk in {stream.segment_count} segment(s); RSS {rss:.1f} MiB, peak {peak:.1f} MiB", flush=True)
 
+    stream.close()  # a clean stop, then open as a restarted broker would
+    started = time.perf_counter()
+    stream = StreamLog.open(os.path.join(parent, "stream"), max_segment_bytes=args.segment_bytes)
+    print(f"reopen: {time.perf_counter() - started:.3f} s for {stream.segment_count} segment(s), "
+          f"offsets {stream.first_offset:,}..{stream.next_offset:,}", flush=True)
     reader = stream.reader(stream.first_offset)
     started = time.perf_counter()
     read, expected = 0, stream.first_offset
