@@ -28,7 +28,9 @@ Q = "for queue 'q' in vhost '/'"
     ({"x-queue-type": "stream"}, f"invalid arg 'x-queue-type' {Q}: \"unsupported queue type 'stream'\""),
     ({"x-consumer-timeout": -1}, f"invalid arg 'x-consumer-timeout' {Q}: {{value_negative,-1}}"),
     ({"x-consumer-timeout": "1000"}, f"invalid arg 'x-consumer-timeout' {Q}: \"expected integer, got longstr\""),
-    ({"x-max-age": "1D"}, f"invalid arg 'x-max-age' {Q}: not supported by zbroker"),
+    ({"x-max-age": "1D"}, f"invalid arg 'x-max-age' {Q} of queue type rabbit_classic_queue"),
+    ({"x-stream-max-segment-size-bytes": 1}, f"invalid arg 'x-stream-max-segment-size-bytes' {Q} of queue type "
+                                             "rabbit_classic_queue"),
 ])
 def test_invalid_queue_arguments_are_406(peer: FakePeer, arguments: dict, detail: str) -> None:
     assert closes(peer.declare("q", arguments=arguments)) == [(406, "PRECONDITION_FAILED - " + detail)]

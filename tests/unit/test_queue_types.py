@@ -43,11 +43,16 @@ class FakeChannel:
 
 def consumer(queue: QueueType, tag: str, prefetch: int = 0, priority: int = 0) -> Consumer:
     c = Consumer(tag, queue, FakeChannel(), False, False, prefetch, None, priority)  # type: ignore[arg-type]
-    queue.add_consumer(c)
+    queue.add_consumer(c, NOW)
     return c
 
 
-@pytest.fixture(params=sorted(QUEUE_TYPES), ids=lambda name: name)
+#: The types whose messages leave when consumed; a stream's log keeps them (its own tests
+#: are ``test_stream_queue.py``).
+CONSUMED_TYPES = sorted(name for name, cls in QUEUE_TYPES.items() if not cls.owns_log)
+
+
+@pytest.fixture(params=CONSUMED_TYPES, ids=lambda name: name)
 def kind(request: pytest.FixtureRequest) -> type[QueueType]:
     return queue_type(request.param)
 
@@ -170,8 +175,9 @@ def test_the_type_names_itself_for_rabbitmq_texts(kind: type[QueueType]) -> None
 # -- what each type adds --------------------------------------------------------------
 
 def test_only_a_quorum_queue_keeps_every_message_and_counts_returns() -> None:
-    assert {name: (cls.keeps_every_message, cls.counts_returns) for name, cls in QUEUE_TYPES.items()} == {
-        "classic": (False, False), "quorum": (True, True)}
+    assert {name: (cls.keeps_every_message, cls.counts_returns, cls.owns_log)
+            for name, cls in QUEUE_TYPES.items()} == {
+        "classic": (False, False, False), "quorum": (True, True, False), "stream": (False, False, True)}
 
 
 def test_a_quorum_queue_counts_returns_up_to_its_delivery_limit() -> None:
@@ -197,6 +203,6 @@ def test_a_classic_queue_never_counts_returns() -> None:
     (False, False, False, "non-durable"), (True, True, False, "exclusive-owner"), (True, False, True, "auto-delete")])
 def test_a_quorum_queue_is_durable_shared_and_kept(durable: bool, exclusive: bool, auto_delete: bool, bad: str) -> None:
     with pytest.raises(ChannelError) as err:
-        queue_type("quorum").check_declare("q", "/", durable, exclusive, auto_delete)
+        queue_type("quorum").check_declare("q", "/", durable, exclusive, auto_delete, QueueSettings())
     assert err.value.text.endswith(f"invalid property '{bad}' for queue 'q' in vhost '/'")
-    queue_type("classic").check_declare("q", "/", durable, exclusive, auto_delete)  # anything goes
+    queue_type("classic").check_declare("q", "/", durable, exclusive, auto_delete, QueueSettings())  # anything goes

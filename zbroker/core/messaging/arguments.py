@@ -19,7 +19,9 @@ Rules of this module:
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from zbroker import errors
@@ -32,10 +34,17 @@ MAX_EXPIRY_MS = 315_360_000_000
 #: The highest x-max-priority RabbitMQ supports.
 MAX_PRIORITY = 255
 OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
-CLASSIC, QUORUM = "classic", "quorum"
-QUEUE_TYPES = (CLASSIC, QUORUM)
+CLASSIC, QUORUM, STREAM = "classic", "quorum", "stream"
+QUEUE_TYPES = (CLASSIC, QUORUM, STREAM)
 #: RabbitMQ's module names, as its "of queue type" texts print them.
-TYPE_MODULES = {CLASSIC: "rabbit_classic_queue", QUORUM: "rabbit_quorum_queue"}
+TYPE_MODULES = {CLASSIC: "rabbit_classic_queue", QUORUM: "rabbit_quorum_queue", STREAM: "rabbit_stream_queue"}
+#: RabbitMQ's ceiling for a stream's segment size (``?MAX_STREAM_MAX_SEGMENT_SIZE``).
+MAX_STREAM_SEGMENT_BYTES = 3_000_000_000
+#: The units of an age (``x-max-age``, the ``max-age`` policy, an ``x-stream-offset``
+#: interval) in ms, as RabbitMQ's ``check_max_age`` reads them: a month is 30 days.
+AGE_UNITS_MS = {"Y": 365 * 86_400_000, "M": 30 * 86_400_000, "D": 86_400_000, "h": 3_600_000,
+                "m": 60_000, "s": 1000}
+_AGE = re.compile(r"([0-9]*)(.*)", re.DOTALL)  # (RabbitMQ's "(^[0-9]*)(.*)")
 REPLY_TO = "amq.rabbitmq.reply-to"
 
 
@@ -46,7 +55,7 @@ def amqp_type(value: Any) -> str:
     if isinstance(value, int):
         return "signedint" if -2**31 <= value < 2**31 else "long"
     return {str: "longstr", bytes: "longstr", float: "double", dict: "table", list: "array",
-            type(None): "void"}.get(type(value), "longstr")
+            type(None): "void", datetime: "timestamp"}.get(type(value), "longstr")
 
 
 
@@ -125,6 +134,22 @@ def _positive(value: Any) -> int:
     return value
 
 
+def parse_age(value: str) -> int | None:
+    """An age such as ``7D``, ``1h`` or ``30s`` in ms (RabbitMQ's ``check_max_age``: a
+    positive integer and one unit of ``AGE_UNITS_MS``); None if it is not one."""
+    digits, unit = _AGE.fullmatch(value).groups()  # type: ignore[union-attr]  # (matches anything)
+    if not digits or unit not in AGE_UNITS_MS or int(digits) <= 0:
+        return None
+    return int(digits) * AGE_UNITS_MS[unit]
+
+
+def _max_age(value: Any) -> int:
+    age = parse_age(_string(value))
+    if age is None:
+        raise _Invalid("invalid_max_age")
+    return age
+
+
 def _unsupported(value: Any) -> Any:
     raise _Unsupported()
 
@@ -135,12 +160,15 @@ class _Unsupported(Exception):
 
 _BOTH = (CLASSIC, QUORUM)
 #: name -> (validator, queue types it applies to). The validator returns the typed value.
+#: A stream takes what RabbitMQ 3.10's ``rabbit_stream_queue`` does (its capabilities).
 QUEUE_ARGUMENTS: dict[str, tuple[Callable[[Any], Any], tuple[str, ...]]] = {
-    "x-queue-type": (_choice(QUEUE_TYPES, "invalid_queue_type"), _BOTH),
+    "x-queue-type": (_choice(QUEUE_TYPES, "invalid_queue_type"), QUEUE_TYPES),
     "x-message-ttl": (_expiry, _BOTH),
     "x-expires": (_expires, _BOTH),
     "x-max-length": (_non_negative, _BOTH),
-    "x-max-length-bytes": (_non_negative, _BOTH),
+    "x-max-length-bytes": (_non_negative, QUEUE_TYPES),
+    "x-max-age": (_max_age, (STREAM,)),
+    "x-stream-max-segment-size-bytes": (_non_negative, (STREAM,)),
     "x-overflow": (_choice(OVERFLOW_MODES, "invalid_overflow"), _BOTH),
     "x-dead-letter-exchange": (_exchange_name, _BOTH),
     "x-dead-letter-routing-key": (_string, _BOTH),
@@ -152,7 +180,8 @@ QUEUE_ARGUMENTS: dict[str, tuple[Callable[[Any], Any], tuple[str, ...]]] = {
     "x-queue-mode": (_choice(("default", "lazy"), "invalid_queue_mode"), (CLASSIC,)),
     "x-queue-version": (_integer, (CLASSIC,)),
     "x-queue-master-locator": (_string, (CLASSIC,)),
-    "x-queue-leader-locator": (_string, _BOTH),
+    "x-queue-leader-locator": (_string, QUEUE_TYPES),
+    "x-initial-cluster-size": (_positive, (STREAM,)),
     "x-quorum-initial-group-size": (_positive, (QUORUM,)),
     "x-member-placement-tag": (_string, (QUORUM,)),
     "x-max-in-memory-length": (_non_negative, (QUORUM,)),
@@ -163,10 +192,7 @@ QUEUE_ARGUMENTS: dict[str, tuple[Callable[[Any], Any], tuple[str, ...]]] = {
     "x-delayed-retry-type": (_unsupported, (QUORUM,)),
     "x-delayed-retry-min": (_unsupported, (QUORUM,)),
     "x-delayed-retry-max": (_unsupported, (QUORUM,)),
-    "x-max-age": (_unsupported, ()),
-    "x-stream-max-segment-size-bytes": (_unsupported, ()),
-    "x-stream-filter-size-bytes": (_unsupported, ()),
-    "x-initial-cluster-size": (_unsupported, ()),
+    "x-stream-filter-size-bytes": (_unsupported, ()),  # (RabbitMQ 3.13's stream filtering)
 }
 
 
@@ -194,6 +220,9 @@ class QueueSettings:
     single_active_consumer: bool = False
     delivery_limit: int | None = None
     consumer_timeout: int | None = None
+    #: A stream's retention by age (ms) and its segment size.
+    max_age: int | None = None
+    max_segment_size_bytes: int | None = None
 
     @property
     def limited(self) -> bool:
@@ -211,7 +240,8 @@ _SETTING_NAMES = {
     "x-overflow": "overflow", "x-dead-letter-exchange": "dead_letter_exchange",
     "x-dead-letter-routing-key": "dead_letter_routing_key", "x-max-priority": "max_priority",
     "x-single-active-consumer": "single_active_consumer", "x-delivery-limit": "delivery_limit",
-    "x-consumer-timeout": "consumer_timeout",
+    "x-consumer-timeout": "consumer_timeout", "x-max-age": "max_age",
+    "x-stream-max-segment-size-bytes": "max_segment_size_bytes",
 }
 
 
@@ -223,8 +253,11 @@ POLICY_SETTINGS: dict[str, str] = {
     "message-ttl": "message_ttl", "expires": "expires", "max-length": "max_length",
     "max-length-bytes": "max_length_bytes", "delivery-limit": "delivery_limit", "overflow": "overflow",
     "dead-letter-exchange": "dead_letter_exchange", "dead-letter-routing-key": "dead_letter_routing_key",
-    "consumer-timeout": "consumer_timeout",
+    "consumer-timeout": "consumer_timeout", "max-age": "max_age",
+    "stream-max-segment-size-bytes": "max_segment_size_bytes",
 }
+#: Policy values given in another form than the setting's: ``max-age`` is an age string.
+_POLICY_VALUES: dict[str, Callable[[Any], Any]] = {"max-age": parse_age}
 
 
 def queue_settings(name: str, arguments: dict, vhost: str = VHOST, policy: dict | None = None,
@@ -280,6 +313,8 @@ def _meet_policy(values: dict[str, Any], policy: dict, precedence: dict[str, str
             log.warning("invalid overflow strategy 'reject-publish-dlx' for a quorum queue: drop-head applies")
             values[setting] = "drop-head"  # (RabbitMQ's rabbit_quorum_queue falls back to its default)
             continue
+        if key in _POLICY_VALUES:
+            value = _POLICY_VALUES[key](value)
         own = values.get(setting)
         if own is None or rule == "policy":
             values[setting] = value
@@ -287,29 +322,72 @@ def _meet_policy(values: dict[str, Any], policy: dict, precedence: dict[str, str
             values[setting] = min(value, own)
 
 
-CONSUMER_STREAM_ONLY = ("x-stream-offset", "x-stream-filter", "x-stream-match-unfiltered", "x-credit")
-#: The consumer arguments zbroker applies: name -> (validator, value when absent).
-CONSUMER_ARGUMENTS: dict[str, tuple[Callable[[Any], Any], Any]] = {
-    "x-priority": (_integer, 0),
-    "x-consumer-timeout": (_non_negative, None),  # RabbitMQ 4.x's; None: the queue's or server's
+STREAM_OFFSET_NAMES = ("first", "last", "next")
+#: Where a stream consumer starts: a name above, ``offset`` (a number), ``timestamp``
+#: (ms since the epoch) or ``age`` (ms before now); the number, 0 for a name.
+StreamOffset = tuple[str, int]
+
+
+def stream_offset(value: Any) -> StreamOffset:
+    """An ``x-stream-offset`` as RabbitMQ 3.10's ``parse_offset_arg`` reads it: ``first``,
+    ``last``, ``next``, an integer offset, an AMQP timestamp (seconds) or an age string
+    (``check_max_age``: ``1h``, ``30s``, ``7D``). Anything else is refused with RabbitMQ's
+    reason (3.10 takes other field types too, and its reader then crashes)."""
+    if isinstance(value, str):
+        if value in STREAM_OFFSET_NAMES:
+            return value, 0
+        age = parse_age(value)
+        if age is not None:
+            return "age", age
+        shown = '<<"' + value.replace("\\", "\\\\").replace('"', '\\"') + '">>'
+    elif isinstance(value, datetime):
+        utc = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+        return "timestamp", int(utc.timestamp()) * 1000
+    elif isinstance(value, int) and not isinstance(value, bool):
+        return "offset", value
+    else:
+        shown = ("true" if value else "false") if isinstance(value, bool) else repr(value)
+    raise _Invalid(f"{{invalid_stream_offset_arg,{{{amqp_type(value)},{shown}}}}}")
+
+
+def _any(value: Any) -> Any:
+    return value
+
+
+#: The consumer arguments RabbitMQ knows: name -> (validator, value when absent, the queue
+#: types that take it). One another type takes is RabbitMQ's 406 "... of queue type ...";
+#: ``_unsupported`` ones (stream filtering, RabbitMQ 3.13's) are refused, never ignored.
+#: ``x-credit`` (AMQP 1.0's link credit) means nothing over 0-9-1: a stream takes it, as
+#: RabbitMQ's does.
+CONSUMER_ARGUMENTS: dict[str, tuple[Callable[[Any], Any], Any, tuple[str, ...]]] = {
+    "x-priority": (_integer, 0, _BOTH),
+    "x-consumer-timeout": (_non_negative, None, QUEUE_TYPES),  # RabbitMQ 4.x's; None: the queue's or server's
+    "x-stream-offset": (stream_offset, None, (STREAM,)),
+    "x-credit": (_any, None, (STREAM,)),
+    "x-stream-filter": (_unsupported, None, (STREAM,)),
+    "x-stream-match-unfiltered": (_unsupported, None, (STREAM,)),
 }
 
 
 def consumer_arguments(queue: str, queue_type: str, arguments: dict, vhost: str = VHOST) -> tuple[int, int | None]:
-    """``x-priority`` and ``x-consumer-timeout`` of ``basic_consume(arguments=...)``,
-    validated with RabbitMQ's texts; a stream's consumer arguments are refused here."""
+    """Validate ``basic_consume(arguments=...)`` for a queue of ``queue_type`` with
+    RabbitMQ's texts; returns ``x-priority`` and ``x-consumer-timeout`` (a stream reads
+    its ``x-stream-offset`` itself, with ``stream_offset``)."""
+    where = queue_resource(queue, vhost)
     for key in arguments:
-        if key in CONSUMER_STREAM_ONLY:
-            raise precondition(f"invalid arg '{key}' for {queue_resource(queue, vhost)} of queue type "
-                               f"{TYPE_MODULES[queue_type]}")
+        rule = CONSUMER_ARGUMENTS.get(key)
+        if rule is not None and queue_type not in rule[2]:
+            raise precondition(f"invalid arg '{key}' for {where} of queue type {TYPE_MODULES[queue_type]}")
     values = []
-    for key, (check, absent) in CONSUMER_ARGUMENTS.items():
+    for key, (check, absent, _) in CONSUMER_ARGUMENTS.items():
         value = arguments.get(key)
         try:
             values.append(absent if value is None else check(value))
         except _Invalid as exc:
-            raise precondition(f"invalid arg '{key}' for {queue_resource(queue, vhost)}: {exc}") from None
-    priority, timeout = values
+            raise precondition(f"invalid arg '{key}' for {where}: {exc}") from None
+        except _Unsupported:
+            raise precondition(f"invalid arg '{key}' for {where}: not supported by zbroker") from None
+    priority, timeout = values[0], values[1]
     return priority, timeout
 
 

@@ -6,12 +6,16 @@ Rules of this module:
    channel's queues dispatch at once; ``prefetch_size`` is refused (540, as RabbitMQ).
 2. A consumer tag is unique on its channel (530 on reuse); a server-made tag is
    ``amq.ctag-`` and 22 random URL-safe characters, as RabbitMQ's.
-3. ``x-priority`` and ``x-consumer-timeout`` are validated where the queue type says
-   (``arguments.consumer_arguments``); an exclusive consumer excludes every other (403).
+3. Consumer arguments are validated where the queue type says
+   (``arguments.consumer_arguments``); an exclusive consumer excludes every other (403);
+   then the queue's type may refuse the consumer (``QueueType.add_consumer``: a stream
+   wants a prefetch and manual acks) before the channel knows of it.
 4. A get without auto-ack is an unacked delivery like any other: it holds no consumer
    credit but it does start the consumer timeout.
 5. Settling names delivery tags of this channel (406 for an unknown one); ack frees
-   the message, nack/reject requeue it (in place, redelivered) or dead-letter it.
+   the message, nack/reject requeue it (in place, redelivered) or dead-letter it. A
+   type may refuse gets and returns (``check_get``, ``check_return``: a stream's 540);
+   refused returns stay unacked on the channel, so the close requeues them.
 6. The consumer timeout closes the channel (406) when an unacked delivery is older than
    its consumer's (or the queue's, or the server's) timeout (``consumer_timeout.py``).
 """
@@ -33,7 +37,7 @@ from zbroker.core.messaging.message import Message
 from zbroker.core.messaging.queue_type import QueueType
 from zbroker.core.messaging.reply_to import DirectReplyTo
 from zbroker.core.messaging.timers import Clock
-from zbroker.errors import ChannelError, ConnectionError_
+from zbroker.errors import BrokerError, ChannelError, ConnectionError_
 from zbroker.methods import BasicCancelOk, BasicConsumeOk, BasicGetEmpty, BasicGetOk, BasicQosOk, BasicRecoverOk
 
 if TYPE_CHECKING:
@@ -48,6 +52,19 @@ _GET_EMPTY = BasicGetEmpty.METHOD
 
 def new_consumer_tag() -> str:
     return "amq.ctag-" + base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
+
+
+def _returned(channel: "Channel", entries: list[Unacked]) -> list[Unacked]:
+    """Deliveries a nack or reject gives back, if every queue they came from takes them
+    back (``QueueType.check_return``); if one refuses, they stay unacked on the channel
+    (its connection closes and they go back as on any close) and the refusal is raised."""
+    try:
+        for entry in entries:
+            entry.queue.check_return()
+    except BrokerError:
+        channel.unacked.update((entry.tag, entry) for entry in entries)
+        raise
+    return entries
 
 
 class Consuming:
@@ -92,8 +109,8 @@ class Consuming:
                                f"queue '{queue}' in vhost '{q.topology.vhost}' in exclusive use")
         consumer = Consumer(tag, q, channel, auto_ack, exclusive, channel.prefetch_count, arguments, priority,
                             consumer_timeout.consumer_timeout_ms(q, self.consumer_timeout_ms, timeout))
+        q.add_consumer(consumer, self.clock.now)  # (the type may refuse it: before the channel knows it)
         channel.consumers[tag] = consumer
-        q.add_consumer(consumer)
         self.delivery.used(q)
         channel.reply(BasicConsumeOk(channel.number, tag))
         self.delivery.dispatch(q)
@@ -111,6 +128,7 @@ class Consuming:
     def basic_get(self, channel: "Channel", _: Any, queue: str, auto_ack: bool) -> None:
         self.checks.may(channel.connection, READ, "queue", queue)
         q = channel.connection.topology.queue(queue, channel.connection)
+        q.check_get()
         now = self.clock.now
         self.delivery.used(q)
         if q.due(now):
@@ -141,6 +159,7 @@ class Consuming:
         """Take up to ``count`` messages (with the count left after each) and settle them
         at once: ``requeue`` puts them back (redelivered), ``ack`` removes them,
         ``reject`` dead-letters them (RabbitMQ's management "get messages" ack modes)."""
+        queue.check_get()
         if queue.due(self.clock.now):
             self.delivery.expire(queue)
         taken: list[tuple[Message, int]] = []
@@ -168,14 +187,16 @@ class Consuming:
         delivery.after_settle(channel, entries)
 
     def basic_nack(self, channel: "Channel", _: Any, delivery_tag: int, multiple: bool, requeue: bool) -> None:
-        self.delivery.settle(channel, channel.settle(delivery_tag, multiple), requeue)
+        self.delivery.settle(channel, _returned(channel, channel.settle(delivery_tag, multiple)), requeue)
 
     def basic_reject(self, channel: "Channel", _: Any, delivery_tag: int, requeue: bool) -> None:
-        self.delivery.settle(channel, channel.settle(delivery_tag, False), requeue)
+        self.delivery.settle(channel, _returned(channel, channel.settle(delivery_tag, False)), requeue)
 
     def basic_recover(self, channel: "Channel", _: Any, requeue: bool) -> None:
         if not requeue:
             raise ConnectionError_(errors.NOT_IMPLEMENTED, "requeue=false")
+        for entry in channel.unacked.values():
+            entry.queue.check_return()
         self.delivery.requeue(channel.take_all_unacked())
         channel.reply(BasicRecoverOk(channel.number))
 

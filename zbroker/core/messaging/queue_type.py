@@ -3,7 +3,7 @@
 
 Rules of this module:
 1. The broker never asks which type a queue is; it calls this interface. A type is a
-   subclass (``classic.py``, ``quorum.py``; streams will be a third) registered in
+   subclass (``classic.py``, ``quorum.py``, ``stream.py``) registered in
    ``queue_types.py`` under its ``x-queue-type`` name.
 2. The interface, by stage of a queue's life:
    - declare: the arguments are validated against the one table of what each argument
@@ -14,8 +14,11 @@ Rules of this module:
      restart), ``requeue`` (returns what the type will not take back);
    - out: ``dispatch`` (deliver under the consumers' credit), ``take`` (the next
      message, for a get or a delivery), ``settled``, ``expire``, ``over_limit``;
-   - consumers: ``add_consumer`` / ``remove_consumer``; the choice of the next consumer
-     is ``consumer_choice.py``'s, shared by every type;
+   - consumers: ``add_consumer`` (the type may refuse the consumer, before anything
+     else knows of it) / ``remove_consumer``; the choice of the next consumer is
+     ``consumer_choice.py``'s, shared by every type;
+   - refusals: ``check_get`` (basic.get) and ``check_return`` (nack, reject, recover)
+     raise where the type has no such operation (a stream: RabbitMQ's 540);
    - going: ``purge``, ``clear``, ``stored`` (what the store must drop with it);
    - the store's compaction: ``resident``, ``paged``, ``relocate``;
    - statistics: ``message_count``, ``resident_count``, ``paged_count`` and the plain
@@ -25,16 +28,20 @@ Rules of this module:
    How it holds messages is the type's.
 4. Class facts the broker reads instead of asking the type: ``keeps_every_message`` (the
    store keeps a copy of every message, persistent or not: quorum), ``counts_returns``
-   (a message returned unsettled is counted: ``x-delivery-count``, ``x-delivery-limit``).
+   (a message returned unsettled is counted: ``x-delivery-count``, ``x-delivery-limit``),
+   ``owns_log`` (its messages are in a log of its own, not the message store: a stream;
+   it gets no journal, and a persisting one is handed its log with ``attach_log``).
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar, Hashable, Iterable, Iterator
 
+from zbroker import errors
 from zbroker.core.messaging.arguments import QueueSettings
 from zbroker.core.messaging.consumer_choice import ConsumerChoice
 from zbroker.core.messaging.timers import NEVER
+from zbroker.errors import ChannelError
 
 if TYPE_CHECKING:
     from zbroker.core.durability.journal import QueueJournal
@@ -44,12 +51,22 @@ if TYPE_CHECKING:
     from zbroker.core.messaging.session import Connection
 
 
+def require_durable_shared(name: str, vhost: str, durable: bool, exclusive: bool, auto_delete: bool) -> None:
+    """A quorum queue's and a stream's rule: durable, not exclusive, not auto-delete (406
+    "invalid property ...", checked in ``rabbit_queue_type_util``'s order)."""
+    for bad, prop in ((auto_delete, "auto-delete"), (exclusive, "exclusive-owner"), (not durable, "non-durable")):
+        if bad:
+            raise ChannelError(errors.PRECONDITION_FAILED,
+                               f"invalid property '{prop}' for queue '{name}' in vhost '{vhost}'")
+
+
 class QueueType(ABC):
     #: The ``x-queue-type`` name, and RabbitMQ's module for it (error texts name it).
     TYPE: ClassVar[str]
     MODULE: ClassVar[str]
     keeps_every_message: ClassVar[bool] = False
     counts_returns: ClassVar[bool] = False
+    owns_log: ClassVar[bool] = False
     #: Policy keys the type does not take: a policy with any of them does not apply to
     #: its queues (RabbitMQ's ``unsupported_policies`` capability).
     UNSUPPORTED_POLICIES: ClassVar[frozenset[str]] = frozenset()
@@ -93,8 +110,13 @@ class QueueType(ABC):
     # -- declare -------------------------------------------------------------------------
 
     @classmethod
-    def check_declare(cls, name: str, vhost: str, durable: bool, exclusive: bool, auto_delete: bool) -> None:
-        """The type's rules on a new queue's properties (406 with RabbitMQ's text)."""
+    def check_declare(cls, name: str, vhost: str, durable: bool, exclusive: bool, auto_delete: bool,
+                      settings: QueueSettings) -> None:
+        """The type's rules on a new queue's properties and settings (406 with RabbitMQ's text)."""
+
+    def attach_log(self, log: Any, codec: Any) -> None:
+        """An ``owns_log`` type's log from the storage (``Topology.add_queue``)."""
+        raise TypeError(f"a {self.TYPE} queue keeps no log of its own")
 
     def apply_settings(self, settings: QueueSettings) -> None:
         """Settings changed at run time (a policy): from now on they apply. The broker
@@ -165,7 +187,8 @@ class QueueType(ABC):
     def has_exclusive_consumer(self) -> bool:
         return self.choice.has_exclusive
 
-    def add_consumer(self, consumer: "Consumer") -> None:
+    def add_consumer(self, consumer: "Consumer", now: float) -> None:
+        """A new consumer; the type may refuse it first (raise, with RabbitMQ's text)."""
         self.choice.add(consumer)
 
     def remove_consumer(self, consumer: "Consumer") -> None:
@@ -184,6 +207,13 @@ class QueueType(ABC):
             consumer.channel.deliver(consumer, self, self.take(consumer.auto_ack))
             limit -= 1
         return False
+
+    def check_get(self) -> None:
+        """basic.get: raise if the type has none."""
+
+    def check_return(self) -> None:
+        """A consumer gives deliveries back (nack, reject, recover): raise if the type
+        takes none back. A channel or connection that goes is not asked."""
 
     # -- what each type does its own way -------------------------------------------------
 

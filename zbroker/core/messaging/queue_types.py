@@ -2,7 +2,7 @@
 
 Rules of this module:
 - One entry per type; a type is a ``QueueType`` subclass (``queue_type.py``). Adding a
-  type (streams) is one module and one line here: nothing else asks which type a queue is.
+  type is one module and one line here: nothing else asks which type a queue is.
 - An unknown name never gets here: ``arguments.queue_settings`` refuses it first with
   RabbitMQ's 406 text.
 """
@@ -11,8 +11,9 @@ from __future__ import annotations
 from zbroker.core.messaging.classic import ClassicQueue
 from zbroker.core.messaging.queue_type import QueueType
 from zbroker.core.messaging.quorum import QuorumQueue
+from zbroker.core.messaging.stream import StreamQueue
 
-QUEUE_TYPES: dict[str, type[QueueType]] = {cls.TYPE: cls for cls in (ClassicQueue, QuorumQueue)}
+QUEUE_TYPES: dict[str, type[QueueType]] = {cls.TYPE: cls for cls in (ClassicQueue, QuorumQueue, StreamQueue)}
 
 
 def queue_type(name: str) -> type[QueueType]:

@@ -18,11 +18,10 @@ Rules of this module:
 """
 from __future__ import annotations
 
-from zbroker import errors
-from zbroker.core.messaging.arguments import QUORUM, TYPE_MODULES
+from zbroker.core.messaging.arguments import QUORUM, TYPE_MODULES, QueueSettings
 from zbroker.core.messaging.classic import ClassicQueue
 from zbroker.core.messaging.message import Message
-from zbroker.errors import ChannelError
+from zbroker.core.messaging.queue_type import require_durable_shared
 
 
 class QuorumQueue(ClassicQueue):
@@ -41,13 +40,10 @@ class QuorumQueue(ClassicQueue):
                          "consumer-timeout": "min"}
 
     @classmethod
-    def check_declare(cls, name: str, vhost: str, durable: bool, exclusive: bool, auto_delete: bool) -> None:
+    def check_declare(cls, name: str, vhost: str, durable: bool, exclusive: bool, auto_delete: bool,
+                      settings: QueueSettings) -> None:
         """Rule 1."""
-        for bad, prop in ((not durable, "non-durable"), (exclusive, "exclusive-owner"),
-                          (auto_delete, "auto-delete")):
-            if bad:
-                raise ChannelError(errors.PRECONDITION_FAILED,
-                                   f"invalid property '{prop}' for queue '{name}' in vhost '{vhost}'")
+        require_durable_shared(name, vhost, durable, exclusive, auto_delete)
 
     def returned(self, message: Message) -> Message | None:
         """Rule 3: counted; None once past the delivery limit."""

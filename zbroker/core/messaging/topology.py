@@ -17,7 +17,8 @@ Rules of this module (RabbitMQ's, with its reply codes and texts):
 - Durable exchanges and queues, and bindings whose both ends are durable, are the
   *durable topology*: every change to it bumps ``durable_changes`` so the broker knows
   to save a new snapshot (``snapshot.py``). A durable, non-exclusive queue gets a
-  journal from ``journal_for`` (its store id): its persistent messages are recorded. So
+  journal from ``journal_for`` (its store id): its persistent messages are recorded; a
+  queue that keeps its own log (a stream) gets that log from ``log_for`` instead. So
   does the hold of a durable ``x-delayed-message`` exchange (``delayed.py``), from the
   same store ids.
 
@@ -44,6 +45,7 @@ from zbroker.core.messaging.policies import PolicySet
 from zbroker.core.messaging.queue_type import QueueType
 from zbroker.core.messaging.queue_types import QUEUE_TYPES, queue_type
 from zbroker.core.messaging.session import Connection
+from zbroker.core.messaging.stream_logs import EntryCodec, StreamLog
 from zbroker.core.messaging.timers import Timers
 from zbroker.errors import ChannelError, ConnectionError_
 
@@ -142,7 +144,8 @@ class Topology:
     def __init__(self, name_source: Callable[[], str] = server_queue_name,
                  journal_for: Callable[[int], QueueJournal] | None = None,
                  limits: Limits | None = None, *, vhost: str = VHOST, counts: Counts | None = None,
-                 users: Users | None = None) -> None:
+                 users: Users | None = None,
+                 log_for: Callable[[int, QueueSettings], tuple[StreamLog, EntryCodec]] | None = None) -> None:
         self.vhost = vhost
         self.limits = limits or Limits()
         self.queues: dict[str, QueueType] = {}
@@ -157,6 +160,9 @@ class Topology:
         #: Who may log in (``users.py``), shared by every vhost; saved with the topology.
         self.users = users or Users()
         self._journal_for = journal_for
+        #: The storage's log for a persisting queue that ``owns_log`` (a stream), by its
+        #: store id and settings; without it such a queue keeps its in-memory log.
+        self._log_for = log_for
         self.default = DefaultExchange(self.queues)
         self.exchanges: dict[str, Exchange] = {"": self.default}
         for name, kind in DEFAULT_EXCHANGES.items():
@@ -342,7 +348,7 @@ class Topology:
             return existing
         settings = self._settings(name, arguments)
         kind = queue_type(settings.queue_type)
-        kind.check_declare(name, self.vhost, durable, exclusive, auto_delete)
+        kind.check_declare(name, self.vhost, durable, exclusive, auto_delete, settings)
         vhost_limit = reached(self.users.limits.vhosts.get(self.vhost), "max-queues", len(self.queues))
         if vhost_limit is not None:
             raise ChannelError(errors.PRECONDITION_FAILED, f"cannot declare queue '{name}': queue limit in vhost "
@@ -368,11 +374,14 @@ class Topology:
         counts.keeping_queues += queue.keeps_every_message
         if queue.persists:
             store_id = self._store_id(store_id)
-            if self._journal_for is not None:
+            if queue.owns_log:  # (a stream: its own log, no journal)
+                if self._log_for is not None:
+                    queue.attach_log(*self._log_for(store_id, queue.settings))
+            elif self._journal_for is not None:
                 queue.journal = self._journal_for(store_id)
                 queue.pages = queue.journal.store.pages
             self.durable_changes += 1
-        elif self._journal_for is not None:
+        elif self._journal_for is not None and not queue.owns_log:
             # A transient queue pages too, when the store can: its backlog is bounded by
             # disk, not memory. Its records are transient (never recovered) and its ids
             # negative, so they never meet a durable queue's.

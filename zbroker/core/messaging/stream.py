@@ -1,0 +1,307 @@
+"""The stream queue: RabbitMQ's third queue type (``rabbit_stream_queue``, 3.10) as AMQP
+0-9-1 clients see it. Messages are appended to a log (``stream_logs.py``) and never
+leave it by being consumed; each consumer reads the log from its own offset.
+
+Rules of this module:
+1. Declared durable, shared and kept (auto-delete, exclusive, non-durable: 406
+   "invalid property ...", in RabbitMQ's order), with a segment size at most
+   ``MAX_STREAM_SEGMENT_BYTES`` (406 "Exceeded max value for ..."). Its arguments are
+   the stream's column of ``arguments.QUEUE_ARGUMENTS``: ``x-max-length-bytes``,
+   ``x-max-age``, ``x-stream-max-segment-size-bytes`` (and the placement arguments,
+   which mean nothing on one node); any other type's argument is 406 "... of queue type
+   rabbit_stream_queue". A policy's ``max-length-bytes``, ``max-age`` and
+   ``stream-max-segment-size-bytes`` win over the arguments (``POLICY_PRECEDENCE``).
+2. In: every message is appended, one chunk per publish, timestamped with the publish's
+   ``now``; then the log applies its retention (``max-length-bytes``, ``max-age``:
+   whole segments from the front, as osiris). Nothing here expires, overflows or
+   dead-letters: per-message TTL and limits are not a stream's.
+3. Consumers: each needs a prefetch (``basic.qos``, 406 "consumer prefetch count is not
+   set for ..."), manual acks (540 "automatic acknowledgement not supported by stream
+   queues ...") and no global qos (540 "... does not support global qos"), checked in
+   that order. It starts at its ``x-stream-offset`` (``arguments.stream_offset``):
+   ``first``, ``last`` (the last chunk), ``next`` (the default: only what comes after),
+   an offset (clamped into the log), a timestamp or an age (the first chunk written at
+   or after it). Every consumer gets every message from there on.
+4. Out: a consumer is sent what it has credit for, in offset order, each delivery with
+   an ``x-stream-offset`` header (its offset) and never redelivered. An ack only gives
+   the credit back: the message stays in the log. A delivery left unacked when its
+   channel goes is forgotten (nothing is put back: the log still has it).
+5. Refused, as RabbitMQ refuses them: ``basic.get`` (540 "basic.get not supported by
+   stream queues ..."), ``queue.purge`` (540), ``basic.nack``/``basic.reject`` and
+   ``basic.recover`` (540 "basic.nack and basic.reject not supported by stream queues
+   ..."): each closes the connection.
+6. Counts: ``message_count`` is what the log holds (``next_offset - first_offset``);
+   ``unacked`` the deliveries out; ``has_messages`` says some consumer is behind the
+   log's end (the broker dispatches again when one is).
+7. The log is the queue's own: the in-memory log unless the broker's storage hands it
+   one on disk (``attach_log``, through ``Topology``'s ``log_for``); deleting the queue
+   deletes its log.
+
+Declaring a stream stays refused (``DECLARABLE``) until the type is durable end to end.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, ClassVar, Iterable, Iterator
+
+from zbroker import errors
+from zbroker.core.messaging.arguments import (MAX_STREAM_SEGMENT_BYTES, STREAM, TYPE_MODULES, QueueSettings,
+                                              precondition, queue_resource, stream_offset)
+from zbroker.core.messaging.message import Message
+from zbroker.core.messaging.queue_type import QueueType, require_durable_shared
+from zbroker.core.messaging.stream_logs import KEEP_MESSAGES, Entry, EntryCodec, LogReader, MemoryStreamLog, StreamLog
+from zbroker.core.messaging.timers import NEVER
+from zbroker.errors import ConnectionError_
+
+if TYPE_CHECKING:
+    from zbroker.core.messaging.consumers import Consumer
+    from zbroker.core.messaging.session import Connection
+
+#: Declaring ``x-queue-type: stream`` is refused as an unknown type while False: the type
+#: is not durable end to end yet (its log on disk, recovery, confirms after a sync).
+DECLARABLE = False
+#: Entries a consumer's reader takes from the log at a time (beyond its credit they wait
+#: in its buffer for the next dispatch).
+READ_BATCH = 256
+OFFSET_HEADER = "x-stream-offset"
+
+
+class _Reader:
+    """One consumer's place in the log: its reader, and what it read but has not sent."""
+
+    __slots__ = ("reader", "start", "read_to", "buffered")
+
+    def __init__(self, reader: LogReader, start: int) -> None:
+        self.reader = reader
+        self.start = start  # the first offset it is sent (a disk reader starts at a chunk)
+        self.read_to = start  # the offset after the last entry it read
+        self.buffered: deque[Entry] = deque()
+
+
+class StreamQueue(QueueType):
+    TYPE = STREAM
+    MODULE = TYPE_MODULES[STREAM]
+    owns_log = True
+    #: RabbitMQ 3.10's ``rabbit_stream_queue`` capabilities (with zbroker's
+    #: ``consumer-timeout``, which a stream's x-arguments do not take either).
+    UNSUPPORTED_POLICIES = frozenset({"expires", "message-ttl", "dead-letter-exchange", "dead-letter-routing-key",
+                                      "max-length", "max-in-memory-length", "max-in-memory-bytes", "max-priority",
+                                      "overflow", "queue-mode", "single-active-consumer", "delivery-limit",
+                                      "queue-master-locator", "dead-letter-strategy", "consumer-timeout"})
+    #: 3.10's ``policy_precedence/2``: the policy's value wins.
+    POLICY_PRECEDENCE = {"max-length-bytes": "policy", "max-age": "policy", "stream-max-segment-size-bytes": "policy"}
+
+    def __init__(self, name: str, durable: bool = True, exclusive_owner: "Connection | None" = None,
+                 auto_delete: bool = False, arguments: dict | None = None,
+                 settings: QueueSettings | None = None) -> None:
+        super().__init__(name, durable, exclusive_owner, auto_delete, arguments, settings)
+        s = self.settings
+        self.log: StreamLog = MemoryStreamLog(s.max_segment_size_bytes, s.max_length_bytes, _seconds(s.max_age))
+        self.codec: EntryCodec = KEEP_MESSAGES
+        self._readers: dict[Consumer, _Reader] = {}
+
+    def _derive(self) -> None:
+        """Rule 2: nothing for the broker to look at after an enqueue."""
+        s = self.settings
+        self.careful = self.rejects = False
+        self._retains = s.max_length_bytes is not None or s.max_age is not None
+
+    # -- declare (rule 1) and the log (rule 7) ---------------------------------------------
+
+    @classmethod
+    def check_declare(cls, name: str, vhost: str, durable: bool, exclusive: bool, auto_delete: bool,
+                      settings: QueueSettings) -> None:
+        if not DECLARABLE:
+            raise precondition(f"invalid arg 'x-queue-type' for {queue_resource(name, vhost)}: "
+                               f"\"unsupported queue type '{STREAM}'\"")
+        require_durable_shared(name, vhost, durable, exclusive, auto_delete)
+        size = settings.max_segment_size_bytes
+        if size is not None and size > MAX_STREAM_SEGMENT_BYTES:
+            raise precondition("Exceeded max value for x-stream-max-segment-size-bytes")
+
+    def attach_log(self, log: StreamLog, codec: EntryCodec) -> None:
+        """The storage's log for this queue (and how messages become its entries)."""
+        self.log = log
+        self.codec = codec
+        log.set_retention(self.settings.max_length_bytes, _seconds(self.settings.max_age))
+
+    def apply_settings(self, settings: QueueSettings) -> None:
+        """A policy changed the retention: the log keeps to it from its next append."""
+        super().apply_settings(settings)
+        self.log.set_retention(settings.max_length_bytes, _seconds(settings.max_age))
+
+    # -- facts (rule 6) --------------------------------------------------------------------
+
+    @property
+    def message_count(self) -> int:
+        return self.log.next_offset - self.log.first_offset
+
+    @property
+    def has_messages(self) -> bool:
+        end = self.log.next_offset
+        return any(r.buffered or r.read_to < end for r in self._readers.values())
+
+    @property
+    def resident_count(self) -> int:
+        return 0
+
+    @property
+    def paged_count(self) -> int:
+        return 0
+
+    @property
+    def timed(self) -> bool:
+        return False
+
+    def next_deadline(self) -> float:
+        return NEVER
+
+    def due(self, now: float) -> bool:
+        return False
+
+    def would_overflow(self, message: Message) -> bool:
+        return False
+
+    # -- in (rule 2) -----------------------------------------------------------------------
+
+    def enqueue(self, message: Message) -> None:
+        incoming = self.incoming
+        incoming[message.exchange] = incoming.get(message.exchange, 0) + 1
+        now_ms = int(message.published_at * 1000)
+        log = self.log
+        log.append([(self.codec.encode(message), None)], now_ms)
+        if self._retains:
+            log.apply_retention(now_ms)
+        self.ready = log.next_offset - log.first_offset
+
+    def append_recovered(self, message: Message | None, seq: int, location: int, size: int,
+                         priority: int, expires: float | None) -> None:
+        raise TypeError("a stream recovers from its own log, not from the message store")
+
+    # -- consumers (rule 3) ----------------------------------------------------------------
+
+    @property
+    def _where(self) -> str:
+        return queue_resource(self.name, self.topology.vhost if self.topology is not None else "/")
+
+    def add_consumer(self, consumer: "Consumer", now: float) -> None:
+        where = self._where
+        if not consumer.prefetch:
+            raise precondition(f"consumer prefetch count is not set for '{where}'")
+        if consumer.auto_ack:
+            raise ConnectionError_(errors.NOT_IMPLEMENTED,
+                                   f"automatic acknowledgement not supported by stream queues {where}")
+        if consumer.channel.global_prefetch:
+            raise ConnectionError_(errors.NOT_IMPLEMENTED, f"{where} does not support global qos")
+        start = self._start(consumer.arguments.get("x-stream-offset"), now)
+        self._readers[consumer] = _Reader(self.log.reader(start), start)
+        super().add_consumer(consumer, now)
+
+    def _start(self, value: object, now: float) -> int:
+        """The first offset a consumer with ``x-stream-offset: value`` is sent (rule 3)."""
+        log = self.log
+        kind, number = ("next", 0) if value is None else stream_offset(value)
+        if kind == "first":
+            return log.first_offset
+        if kind == "last":
+            return log.last_chunk_offset if log.next_offset > log.first_offset else log.next_offset
+        if kind == "next":
+            return log.next_offset
+        if kind == "offset":
+            return min(max(number, log.first_offset), log.next_offset)
+        if kind == "age":
+            number = int(now * 1000) - number
+        return log.offset_for_timestamp(number)
+
+    def remove_consumer(self, consumer: "Consumer") -> None:
+        self._readers.pop(consumer, None)
+        super().remove_consumer(consumer)
+
+    # -- out (rule 4) ----------------------------------------------------------------------
+
+    def dispatch(self, limit: int) -> bool:
+        """Send each consumer what it has credit for from its own place in the log."""
+        for consumer in self.consumers:
+            reader = self._readers[consumer]
+            channel = consumer.channel
+            while consumer.has_credit():
+                if limit <= 0:
+                    return True
+                entry = self._next(reader)
+                if entry is None:
+                    break
+                self.unacked += 1
+                channel.deliver(consumer, self, self._delivery(entry))
+                limit -= 1
+        return False
+
+    def _next(self, reader: _Reader) -> Entry | None:
+        buffered = reader.buffered
+        while not buffered:
+            entries = reader.reader.read(READ_BATCH)
+            if not entries:
+                return None
+            reader.read_to = entries[-1][0] + 1
+            buffered.extend(e for e in entries if e[0] >= reader.start)
+        return buffered.popleft()
+
+    def _delivery(self, entry: Entry) -> Message:
+        """The message at ``entry``'s offset as a consumer gets it: with its offset header."""
+        offset, data, _ = entry
+        message = self.codec.decode(data)
+        properties = dict(message.properties)
+        headers = dict(properties.get("headers") or {})
+        headers[OFFSET_HEADER] = offset
+        properties["headers"] = headers
+        return Message(offset, message.exchange, message.routing_key, properties, message.body,
+                       message.published_at, None, message.size)
+
+    def take(self, settled: bool) -> Message:
+        raise self._refused("basic.get")
+
+    def check_get(self) -> None:
+        raise self._refused("basic.get")
+
+    def check_return(self) -> None:
+        raise self._refused("basic.nack and basic.reject")
+
+    def _refused(self, what: str) -> ConnectionError_:
+        return ConnectionError_(errors.NOT_IMPLEMENTED, f"{what} not supported by stream queues {self._where}")
+
+    def requeue(self, messages: Iterable[Message]) -> list[Message]:
+        """A channel went with deliveries unacked: nothing goes back (rule 4)."""
+        self.unacked -= len(list(messages))
+        return []
+
+    def expire(self, now: float) -> list[Message]:
+        return []
+
+    def over_limit(self) -> list[Message]:
+        return []
+
+    # -- going (rules 5 and 7) -------------------------------------------------------------
+
+    def purge(self) -> int:
+        raise self._refused("queue.purge")
+
+    def clear(self) -> None:
+        """The queue is deleted: so is its log."""
+        self._readers.clear()
+        self.log.delete()
+        self.ready = 0
+
+    def stored(self) -> Iterator[tuple[int, int]]:
+        return iter(())
+
+    def resident(self) -> Iterator[Message]:
+        return iter(())
+
+    def paged(self) -> Iterator[tuple[int, int]]:
+        return iter(())
+
+    def relocate(self, moved: dict[int, int]) -> None:
+        """Nothing of a stream is in the message store."""
+
+
+def _seconds(ms: int | None) -> float | None:
+    return None if ms is None else ms / 1000.0
