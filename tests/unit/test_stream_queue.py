@@ -246,11 +246,25 @@ def test_retention_acts_on_append(monkeypatch: pytest.MonkeyPatch) -> None:
     assert aged.log.first_offset == 2  # NOW and NOW + 5 are over 10 s old at NOW + 20
 
 
-def test_a_policy_change_reaches_the_log() -> None:
-    q = make_stream()
-    q.apply_settings(queue_settings("s", {"x-queue-type": "stream"}, policy={"max-age": "1h"},
+def test_retention_waits_for_a_new_segment_as_osiris_does() -> None:
+    q = make_stream(**{"x-max-age": "10s", "x-stream-max-segment-size-bytes": 20})
+    for n, at in enumerate((NOW, NOW + 1, NOW + 2)):  # two 10-byte entries a segment
+        q.enqueue(message(n, at, body=b"0123456789"))
+    q.enqueue(message(3, NOW + 60, body=b"0123456789"))  # into the second segment: no roll
+    assert q.log.first_offset == 0
+    q.enqueue(message(4, NOW + 61, body=b"0123456789"))  # a third segment: the first goes
+    assert (q.log.first_offset, q.message_count) == (2, 3)
+
+
+def test_a_policy_change_applies_the_new_retention_at_once() -> None:
+    q = make_stream(**{"x-stream-max-segment-size-bytes": 10})
+    for n in range(3):
+        q.enqueue(message(n, NOW + n, body=b"0123456789"))
+    q.apply_settings(queue_settings("s", q.arguments, policy={"max-age": "1s"},
                                     precedence=StreamQueue.POLICY_PRECEDENCE))
-    assert q.log.max_age_s == 3600.0  # type: ignore[attr-defined]
+    assert q.log.max_age_s == 1.0 and q.log.first_offset == 0  # type: ignore[attr-defined]
+    assert q.expire(NOW + 3) == []  # (``Delivery.settings_changed`` looks after the change)
+    assert (q.log.first_offset, q.message_count) == (2, 1)
 
 
 # -- refusals ---------------------------------------------------------------------------
@@ -287,6 +301,7 @@ def test_consumer_arguments_a_stream_does_not_take(key: str, value: Any, detail:
         consumer_arguments("s", "stream", {key: value})
     assert reason(err.value) == detail
     assert consumer_arguments("s", "stream", {"x-stream-offset": "first", "x-credit": 10}) == (0, None)
+    assert consumer_arguments("s", "stream", {"x-stream-offset": b"last"}) == (0, None)  # (any string type)
 
 
 def test_get_purge_and_returns_are_refused_as_rabbitmq_refuses_them() -> None:
@@ -405,6 +420,13 @@ def test_a_consumer_without_prefetch_closes_the_channel(amqp: tuple[Any, AmqpPee
     peer.send(1, C.Basic.Consume(queue="s", consumer_tag="c"))
     closes = [(m.reply_code, m.reply_text) for m in peer.methods() if isinstance(m, C.Channel.Close)]
     assert closes == [(406, f"PRECONDITION_FAILED - consumer prefetch count is not set for '{Q}'")]
+
+
+def test_a_stream_is_declared_by_name(amqp: tuple[Any, AmqpPeer]) -> None:
+    _, peer = amqp
+    got = declare_stream(peer, "")
+    assert [(m.reply_code, m.reply_text) for m in got if isinstance(m, C.Channel.Close)] == [
+        (406, "PRECONDITION_FAILED - Cannot declare a server-named queue for type rabbit_stream_queue")]
 
 
 def test_a_classic_only_argument_is_refused_at_declare(amqp: tuple[Any, AmqpPeer]) -> None:

@@ -333,6 +333,8 @@ def stream_offset(value: Any) -> StreamOffset:
     ``last``, ``next``, an integer offset, an AMQP timestamp (seconds) or an age string
     (``check_max_age``: ``1h``, ``30s``, ``7D``). Anything else is refused with RabbitMQ's
     reason (3.10 takes other field types too, and its reader then crashes)."""
+    if isinstance(value, bytes) and value.decode("latin-1") in STREAM_OFFSET_NAMES:  # (any string type)
+        return value.decode(), 0
     if isinstance(value, str):
         if value in STREAM_OFFSET_NAMES:
             return value, 0

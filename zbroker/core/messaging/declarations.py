@@ -20,6 +20,7 @@ from zbroker import errors
 from zbroker.core.access.checks import AccessChecks
 from zbroker.core.access.permissions import CONFIGURE, READ, WRITE
 from zbroker.core.messaging.delivery import Delivery
+from zbroker.core.messaging.queue_types import check_server_named
 from zbroker.core.messaging.reply_to import DirectReplyTo, is_reply_name
 from zbroker.core.messaging.topology import DEFAULT_EXCHANGES, check_name
 from zbroker.errors import ChannelError
@@ -84,6 +85,7 @@ class Declarations:
             self.checks.may_any(conn, "queue", queue)
         else:
             if server_named:  # the new name is what is checked, as RabbitMQ's
+                check_server_named(arguments)
                 queue = conn.topology.new_queue_name()
             may(conn, CONFIGURE, "queue", queue)
             dlx = arguments.get("x-dead-letter-exchange")

@@ -30,7 +30,8 @@ Rules of this module:
    store keeps a copy of every message, persistent or not: quorum), ``counts_returns``
    (a message returned unsettled is counted: ``x-delivery-count``, ``x-delivery-limit``),
    ``owns_log`` (its messages are in a log of its own, not the message store: a stream;
-   it gets no journal, and a persisting one is handed its log with ``attach_log``).
+   it gets no journal, and a persisting one is handed its log with ``attach_log``),
+   ``server_named`` (it may be declared with an empty name).
 """
 from __future__ import annotations
 
@@ -67,6 +68,8 @@ class QueueType(ABC):
     keeps_every_message: ClassVar[bool] = False
     counts_returns: ClassVar[bool] = False
     owns_log: ClassVar[bool] = False
+    #: A client may declare one with an empty name (RabbitMQ's ``server_named`` capability).
+    server_named: ClassVar[bool] = True
     #: Policy keys the type does not take: a policy with any of them does not apply to
     #: its queues (RabbitMQ's ``unsupported_policies`` capability).
     UNSUPPORTED_POLICIES: ClassVar[frozenset[str]] = frozenset()

@@ -3,8 +3,9 @@
 leave it by being consumed; each consumer reads the log from its own offset.
 
 Rules of this module:
-1. Declared durable, shared and kept (auto-delete, exclusive, non-durable: 406
-   "invalid property ...", in RabbitMQ's order), with a segment size at most
+1. Declared by name (406 "Cannot declare a server-named queue for type
+   rabbit_stream_queue"), durable, shared and kept (auto-delete, exclusive, non-durable:
+   406 "invalid property ...", in RabbitMQ's order), with a segment size at most
    ``MAX_STREAM_SEGMENT_BYTES`` (406 "Exceeded max value for ..."). Its arguments are
    the stream's column of ``arguments.QUEUE_ARGUMENTS``: ``x-max-length-bytes``,
    ``x-max-age``, ``x-stream-max-segment-size-bytes`` (and the placement arguments,
@@ -12,9 +13,10 @@ Rules of this module:
    rabbit_stream_queue". A policy's ``max-length-bytes``, ``max-age`` and
    ``stream-max-segment-size-bytes`` win over the arguments (``POLICY_PRECEDENCE``).
 2. In: every message is appended, one chunk per publish, timestamped with the publish's
-   ``now``; then the log applies its retention (``max-length-bytes``, ``max-age``:
-   whole segments from the front, as osiris). Nothing here expires, overflows or
-   dead-letters: per-message TTL and limits are not a stream's.
+   ``now``. Retention (``max-length-bytes``, ``max-age``: whole segments from the front)
+   is applied when an append starts a new segment and when a policy changes the limits
+   (``expire``, which the broker calls after a settings change), as osiris does. Nothing here expires, overflows or dead-letters: per-message TTL and
+   limits are not a stream's.
 3. Consumers: each needs a prefetch (``basic.qos``, 406 "consumer prefetch count is not
    set for ..."), manual acks (540 "automatic acknowledgement not supported by stream
    queues ...") and no global qos (540 "... does not support global qos"), checked in
@@ -82,6 +84,7 @@ class StreamQueue(QueueType):
     TYPE = STREAM
     MODULE = TYPE_MODULES[STREAM]
     owns_log = True
+    server_named = False
     #: RabbitMQ 3.10's ``rabbit_stream_queue`` capabilities (with zbroker's
     #: ``consumer-timeout``, which a stream's x-arguments do not take either).
     UNSUPPORTED_POLICIES = frozenset({"expires", "message-ttl", "dead-letter-exchange", "dead-letter-routing-key",
@@ -126,7 +129,8 @@ class StreamQueue(QueueType):
         log.set_retention(self.settings.max_length_bytes, _seconds(self.settings.max_age))
 
     def apply_settings(self, settings: QueueSettings) -> None:
-        """A policy changed the retention: the log keeps to it from its next append."""
+        """A policy changed the retention: the log has the new limits, applied when the
+        broker looks after the change (``expire``)."""
         super().apply_settings(settings)
         self.log.set_retention(settings.max_length_bytes, _seconds(settings.max_age))
 
@@ -169,8 +173,9 @@ class StreamQueue(QueueType):
         incoming[message.exchange] = incoming.get(message.exchange, 0) + 1
         now_ms = int(message.published_at * 1000)
         log = self.log
+        segments = log.segment_count
         log.append([(self.codec.encode(message), None)], now_ms)
-        if self._retains:
+        if self._retains and log.segment_count != segments:
             log.apply_retention(now_ms)
         self.ready = log.next_offset - log.first_offset
 
@@ -274,6 +279,13 @@ class StreamQueue(QueueType):
         return []
 
     def expire(self, now: float) -> list[Message]:
+        """What a stream has of expiry: the log's retention, applied when the broker looks
+        after a settings change (``Delivery.settings_changed``; rule 2). Nothing is
+        returned: what retention drops is not dead-lettered."""
+        if self._retains:
+            log = self.log
+            log.apply_retention(int(now * 1000))
+            self.ready = log.next_offset - log.first_offset
         return []
 
     def over_limit(self) -> list[Message]:

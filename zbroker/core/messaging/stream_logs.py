@@ -3,14 +3,17 @@
 
 Rules of this module:
 1. A log is offsets ``first_offset <= o < next_offset``: appending never changes an
-   offset, reading never removes anything. Retention removes whole segments from the
-   front (never the one being written), as osiris does: ``max_length_bytes`` keeps the
-   log's bytes under the limit, ``max_age_s`` drops segments whose newest entry is older.
-   Retention runs when the owner calls ``apply_retention`` (a stream does after each
-   append, as osiris evaluates it when it writes).
-2. A chunk is what one ``append`` wrote: its entries share a timestamp (ms). ``last`` is
-   the first offset of the last chunk; a timestamp names the first chunk written at or
-   after it (the next offset if none was).
+   offset, reading never removes anything. A chunk that would take the segment being
+   written past ``max_segment_bytes`` starts a new one (``segment_count`` grows).
+   Retention removes whole segments from the front (never the one being written), as
+   osiris does: ``max_length_bytes`` keeps the log's bytes under the limit, ``max_age_s``
+   drops segments whose newest chunk is older. It runs when the owner calls
+   ``apply_retention`` (a stream does when an append started a segment, or its limits
+   changed, as osiris evaluates it).
+2. A chunk is what one ``append`` wrote: its entries share a timestamp (ms), never older
+   than the previous chunk's (an older one is raised to it). ``last`` is the first
+   offset of the last chunk; a timestamp names the first chunk written at or after it
+   (the next offset if none was).
 3. An entry is whatever the owner's codec made of a message (``EntryCodec``): bytes for
    a log on disk (``zbroker/storage/stream_log.py``, which meets this protocol as it
    is); the in-memory log keeps the ``Message`` itself (``KEEP_MESSAGES``), copying
@@ -38,16 +41,21 @@ class LogReader(Protocol):
 class StreamLog(Protocol):
     """What a stream asks of its log (rules 1-4)."""
 
-    first_offset: int
-    next_offset: int
-    last_chunk_offset: int
+    @property
+    def first_offset(self) -> int: ...
+    @property
+    def next_offset(self) -> int: ...
+    @property
+    def last_chunk_offset(self) -> int: ...
+    @property
+    def segment_count(self) -> int: ...
 
     def append(self, entries: list[tuple[Any, str | None]], timestamp_ms: int) -> int: ...
     def sync(self) -> None: ...
     def reader(self, offset: int) -> LogReader: ...
     def offset_for_timestamp(self, timestamp_ms: int) -> int: ...
     def set_retention(self, max_length_bytes: int | None, max_age_s: float | None) -> None: ...
-    def apply_retention(self, now_ms: int) -> None: ...
+    def apply_retention(self, now_ms: int) -> int: ...
     def close(self) -> None: ...
     def delete(self) -> None: ...
 
@@ -111,10 +119,12 @@ class MemoryStreamLog:
         """Write one chunk; returns its first offset."""
         first = self.next_offset
         segment = self._segments[-1]
-        if segment.bytes >= self.max_segment_bytes:
+        size = sum(_size(entry) for entry, _ in entries)
+        if segment.bytes and segment.bytes + size > self.max_segment_bytes:
             segment = _Segment(first)
             self._segments.append(segment)
-        size = sum(_size(entry) for entry, _ in entries)
+        if self._chunk_ms and timestamp_ms < self._chunk_ms[-1]:
+            timestamp_ms = self._chunk_ms[-1]
         self._entries.extend(entries)
         self._chunks.append(first)
         self._chunk_ms.append(timestamp_ms)
@@ -134,7 +144,12 @@ class MemoryStreamLog:
         self.max_length_bytes = max_length_bytes
         self.max_age_s = max_age_s
 
-    def apply_retention(self, now_ms: int) -> None:
+    @property
+    def segment_count(self) -> int:
+        return len(self._segments)
+
+    def apply_retention(self, now_ms: int) -> int:
+        """Drop the segments the limits no longer allow; returns the first offset kept."""
         segments = self._segments
         drop = 0
         held = self.bytes
@@ -150,6 +165,7 @@ class MemoryStreamLog:
             self._truncate(segments[drop].first)
             del segments[:drop]
             self.bytes = held
+        return self.first_offset
 
     def _truncate(self, first: int) -> None:
         """Forget every entry before offset ``first`` (a segment's start)."""
