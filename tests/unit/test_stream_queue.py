@@ -4,7 +4,9 @@ for the test (``stream.DECLARABLE``): RabbitMQ 3.10's behaviour and texts
 (``rabbit_stream_queue``, ``rabbit_amqqueue``, ``rabbit_channel``)."""
 from __future__ import annotations
 
+import pickle
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from zbroker.core.messaging.queue_types import queue_type
 from zbroker.core.messaging.stream import StreamQueue
 from zbroker.core.messaging.stream_logs import MemoryStreamLog
 from zbroker.errors import BrokerError, ChannelError, ConnectionError_
+from zbroker.storage.stream_log import StreamLog
 
 NOW = 1_000_000.0
 Q = "queue 's' in vhost '/'"
@@ -476,3 +479,51 @@ def test_a_refused_nack_loses_no_other_queues_delivery(amqp: tuple[Any, AmqpPeer
     assert [m.reply_code for m in peer.methods() if isinstance(m, C.Connection.Close)] == [540]
     classic = broker.topology.queues["c"]
     assert (classic.message_count, classic.unacked) == (1, 0)
+
+
+# -- the seam: the storage's log on disk, handed to a stream with attach_log ------------
+
+class PickleCodec:
+    """A test codec (the storage's own is msgpack): a message to bytes and back to fields."""
+
+    @staticmethod
+    def encode(message: Message) -> bytes:
+        return pickle.dumps((message.exchange, message.routing_key, message.properties, bytes(message.body),
+                             message.published_at))
+
+    @staticmethod
+    def decode(entry: bytes) -> tuple:
+        return pickle.loads(entry)
+
+
+def on_disk(tmp_path: Path, **arguments: Any) -> StreamQueue:
+    q = make_stream(**arguments)
+    s = q.settings
+    log = StreamLog.open(tmp_path / "s", max_segment_bytes=s.max_segment_size_bytes or 500_000_000)
+    q.attach_log(log, PickleCodec())
+    return q
+
+
+@pytest.mark.parametrize("offset, expected", [("first", [0, 1, 2, 3]), ("last", [2, 3]), ("next", [3]), (1, [1, 2, 3]),
+                                              ("15s", [2, 3])])
+def test_the_disk_log_serves_every_offset_kind(tmp_path: Path, offset: Any, expected: list[int]) -> None:
+    q = on_disk(tmp_path)
+    for n, at in enumerate((NOW, NOW + 10, NOW + 20)):
+        q.enqueue(message(n, at, app=n))
+    channel = consume(q, prefetch=2, offset=offset, now=NOW + 30)
+    q.enqueue(message(3, NOW + 31))
+    for _ in range(3):
+        q.consumers[0].unacked = 0
+        q.dispatch(1000)
+    assert offsets(channel) == expected
+    assert channel.delivered[0].properties["headers"]["x-stream-offset"] == expected[0]
+    assert channel.delivered[-1].body == b"m3" and q.message_count == 4
+
+
+def test_the_disk_log_keeps_the_retention_and_deletes_with_the_queue(tmp_path: Path) -> None:
+    q = on_disk(tmp_path, **{"x-max-length-bytes": 1, "x-stream-max-segment-size-bytes": 100})
+    for n in range(6):
+        q.enqueue(message(n, NOW + n, body=b"x" * 60))  # each chunk past 100 bytes: its own segment
+    assert q.log.first_offset == 5 and q.message_count == 1
+    q.clear()
+    assert not (tmp_path / "s").exists()

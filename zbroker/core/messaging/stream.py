@@ -253,13 +253,12 @@ class StreamQueue(QueueType):
     def _delivery(self, entry: Entry) -> Message:
         """The message at ``entry``'s offset as a consumer gets it: with its offset header."""
         offset, data, _ = entry
-        message = self.codec.decode(data)
-        properties = dict(message.properties)
+        exchange, routing_key, properties, body, published_at = self.codec.decode(data)
+        properties = dict(properties)
         headers = dict(properties.get("headers") or {})
         headers[OFFSET_HEADER] = offset
         properties["headers"] = headers
-        return Message(offset, message.exchange, message.routing_key, properties, message.body,
-                       message.published_at, None, message.size)
+        return Message(offset, exchange, routing_key, properties, body, published_at, None, len(body))
 
     def take(self, settled: bool) -> Message:
         raise self._refused("basic.get")

@@ -16,8 +16,10 @@ Rules of this module:
    (the next offset if none was).
 3. An entry is whatever the owner's codec made of a message (``EntryCodec``): bytes for
    a log on disk (``zbroker/storage/stream_log.py``, which meets this protocol as it
-   is); the in-memory log keeps the ``Message`` itself (``KEEP_MESSAGES``), copying
-   nothing. A filter value (RabbitMQ 3.13's stream filtering) rides with each entry.
+   is, with a codec of the storage's that reads a message's attributes and gives back
+   its ``Fields``: no import of the core); the in-memory log keeps the ``Message``
+   itself (``KEEP_MESSAGES``), copying nothing. A filter value (RabbitMQ 3.13's stream
+   filtering) rides with each entry.
 4. A reader is a position: ``read(n)`` returns up to n entries from it and moves on;
    one left behind by retention goes on from the new first offset.
 """
@@ -60,11 +62,16 @@ class StreamLog(Protocol):
     def delete(self) -> None: ...
 
 
+#: What a stream keeps of a message: exchange, routing key, properties, body, and when it
+#: was published (seconds).
+Fields = tuple[Any, Any, dict, Any, float]
+
+
 class EntryCodec(Protocol):
-    """A message into a log entry and back (rule 3)."""
+    """A message into a log entry, and the entry back into the message's fields (rule 3)."""
 
     def encode(self, message: Message) -> Any: ...
-    def decode(self, entry: Any) -> Message: ...
+    def decode(self, entry: Any) -> Fields: ...
 
 
 class _KeepMessages:
@@ -75,8 +82,8 @@ class _KeepMessages:
         return message
 
     @staticmethod
-    def decode(entry: Any) -> Message:
-        return entry
+    def decode(entry: Message) -> Fields:
+        return entry.exchange, entry.routing_key, entry.properties, entry.body, entry.published_at
 
 
 KEEP_MESSAGES: EntryCodec = _KeepMessages()
