@@ -15,8 +15,9 @@ Rules of this module:
 2. In: every message is appended, one chunk per publish, timestamped with the publish's
    ``now``. Retention (``max-length-bytes``, ``max-age``: whole segments from the front)
    is applied when an append starts a new segment and when a policy changes the limits
-   (``expire``, which the broker calls after a settings change), as osiris does. Nothing here expires, overflows or dead-letters: per-message TTL and
-   limits are not a stream's.
+   (``expire``, which the broker calls after a settings change), as osiris does.
+   Nothing expires, overflows or is dead-lettered: per-message TTL and limits are not a
+   stream's.
 3. Consumers: each needs a prefetch (``basic.qos``, 406 "consumer prefetch count is not
    set for ..."), manual acks (540 "automatic acknowledgement not supported by stream
    queues ...") and no global qos (540 "... does not support global qos"), checked in
