@@ -30,6 +30,7 @@ Error handling, at this one boundary:
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Callable, Hashable, Iterable, Iterator
 
 from zbroker import errors
@@ -62,6 +63,7 @@ from zbroker.errors import BrokerError, ChannelError, ConnectionError_
 from zbroker.methods import ConnectionCloseOk, ConnectionUpdateSecretOk
 from zbroker.methods import Method as M
 from zbroker.storage.memory import MemoryStore
+from zbroker.storage.stream_codec import stream_logs
 from zbroker.storage.store import MessageStore
 
 log = logging.getLogger(__name__)
@@ -86,7 +88,10 @@ class Broker:
                  name_source: Callable[[], str] = server_queue_name,
                  store: MessageStore | None = None, now: float = 0.0,
                  limits: Limits | None = None,
-                 consumer_timeout_ms: int = consumer_timeout.DEFAULT_CONSUMER_TIMEOUT_MS) -> None:
+                 consumer_timeout_ms: int = consumer_timeout.DEFAULT_CONSUMER_TIMEOUT_MS,
+                 data_dir: str | Path | None = None) -> None:
+        """``data_dir``: where streams keep their logs (``<data_dir>/streams``); without
+        it a stream's log is in memory."""
         self.heartbeat = heartbeat
         self.max_body_bytes = max_body_bytes
         self.limits = limits or Limits()
@@ -95,10 +100,11 @@ class Broker:
         self.ack_timers = self.clock.ack_timers
         self.store = store if store is not None else MemoryStore()
         self.users = Users()
+        log_for = None if data_dir is None else stream_logs(data_dir)
         #: Every vhost's topology (``vhosts.py``); ``topology`` is the default vhost's.
         self.vhosts = VirtualHosts(self.users, lambda vhost, counts: Topology(
             name_source, lambda queue_id: QueueJournal(self.store, queue_id, now), self.limits,
-            vhost=vhost, counts=counts, users=self.users))
+            vhost=vhost, counts=counts, users=self.users, log_for=log_for))
         self.topology = self.vhosts.default
         self.outbox = Outbox()
         self.confirms = Confirms()
@@ -324,7 +330,7 @@ class Broker:
 
     def after_input(self) -> None:
         """A batch of input was applied: answer publishers now if nothing waits for the disk."""
-        if self.confirms and not self.store.needs_sync:
+        if self.confirms and not self.store.needs_sync and not self.durability.logs_need_sync:
             self._guarded(self.confirms.flush)
 
     @property
@@ -377,6 +383,7 @@ class Broker:
         try:
             self.durability.commit()
         finally:
+            self.durability.close_logs()
             self.store.close()
 
     # -- management (``management/requests.py`` calls these; no channel is involved) -----

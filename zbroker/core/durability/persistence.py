@@ -21,6 +21,11 @@ Rules of this module:
    locations (queued, paged or delivered and unacked); moved records are re-pointed.
 7. A delayed exchange's hold (``messaging/delayed.py``) is journaled, recovered and
    compacted around as a durable queue is, under its own store id.
+8. A stream keeps its messages in its own log (``messaging/stream.py``), not the store:
+   each log written to in a pass is synced at the commit, before the pass's confirms
+   leave. A log that cannot be synced nacks every confirm of the pass (which publish
+   went to which stream is not tracked: a publisher may be told to send again a
+   message that was safe, never the other way round).
 """
 from __future__ import annotations
 
@@ -153,6 +158,7 @@ class Durability:
         if changes != self._saved_changes:
             self.store.save_topology(snapshot.snapshot(self.vhosts, self.parameters))
             self._saved_changes = changes
+        self._sync_logs()
         try:
             self.store.commit()
         except OSError as exc:
@@ -177,6 +183,25 @@ class Durability:
             return
         if moved:
             self._relocate(moved)
+
+    @property
+    def logs_need_sync(self) -> bool:
+        """A stream log was written to since the last commit (rule 8)."""
+        return any(stream_log.needs_sync for stream_log in self.vhosts.counts.logs.values())
+
+    def _sync_logs(self) -> None:
+        """Rule 8."""
+        for stream_log in self.vhosts.counts.logs.values():
+            if stream_log.needs_sync:
+                try:
+                    stream_log.sync()
+                except OSError as exc:
+                    log.error("a stream's log cannot be synced: %s; this pass's confirms are nacked", exc)
+                    self.confirms.store_failed(every=True)
+
+    def close_logs(self) -> None:
+        for stream_log in self.vhosts.counts.logs.values():
+            stream_log.close()
 
     # -- compaction (rule 6) ------------------------------------------------------------
 

@@ -50,8 +50,8 @@ def _topology(topology: Topology) -> dict[str, list]:
     exchanges = [[e.name, e.kind, e.auto_delete, e.internal, e.arguments, *_store_id(e)]
                  for e in topology.exchanges.values()
                  if e.durable and e.name and e.name not in DEFAULT_EXCHANGES]
-    queues = [[q.name, q.journal.queue_id, q.auto_delete, q.arguments]
-              for q in topology.queues.values() if q.persists and q.journal is not None]
+    queues = [[q.name, q.store_id, q.auto_delete, q.arguments]
+              for q in topology.queues.values() if q.persists and q.store_id is not None]
     bindings = []
     for source in topology.exchanges.values():
         for (destination, key, _), arguments in source.bindings.items():

@@ -11,6 +11,7 @@ Rules (RabbitMQ's, as the broker applies them):
    (``x-overflow: reject-publish``); it is still enqueued in the other queues.
 4. If the store failed to commit, every publish of the pass that was waiting for the
    disk on that channel is nacked (``multiple``): the publisher must not believe it safe.
+   A stream's log that cannot be synced nacks every publish of the pass.
 """
 from __future__ import annotations
 
@@ -53,10 +54,13 @@ class Confirms:
     def awaits_disk(self, channel: "Channel") -> None:
         self._awaiting_disk.add(channel)
 
-    def store_failed(self, channel: "Channel | None" = None) -> None:
-        """The store refused a write: ``channel``'s publishes, or all awaiting the disk."""
+    def store_failed(self, channel: "Channel | None" = None, every: bool = False) -> None:
+        """The store refused a write: ``channel``'s publishes, or all awaiting the disk
+        (``every``: all of this pass, as when a stream's log cannot be synced)."""
         if channel is not None:
             self._failed.add(channel)
+        elif every:
+            self._failed.update(self._pending)
         else:
             self._failed.update(ch for ch in self._pending if ch in self._awaiting_disk)
 

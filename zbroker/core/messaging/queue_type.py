@@ -102,6 +102,9 @@ class QueueType(ABC):
         self.sources: set[tuple[Exchange, str, Hashable]] = set()
         #: Set for a durable queue: where its persistent messages' moves are recorded.
         self.journal: QueueJournal | None = None
+        #: Its id in the storage (journal, stream log) while it persists there; the
+        #: snapshot saves the queues that have one.
+        self.store_id: int | None = None
         self.pages = False  # set with a journal whose store can page
         #: Counters (``stats.py`` reads them): messages enqueued per exchange they came
         #: through, deliveries to consumers, gets, redeliveries, acks. They only grow.

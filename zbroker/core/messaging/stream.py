@@ -36,8 +36,10 @@ Rules of this module:
 6. Counts: ``message_count`` is what the log holds (``next_offset - first_offset``);
    ``unacked`` the deliveries out; ``has_messages`` says some consumer is behind the
    log's end (the broker dispatches again when one is).
-7. The log is the queue's own: the in-memory log unless the broker's storage hands it
-   one on disk (``attach_log``, through ``Topology``'s ``log_for``); deleting the queue
+7. The log is the queue's own: the in-memory log unless the broker has a data
+   directory, whose storage hands it one on disk (``attach_log``, through
+   ``Topology``'s ``log_for``), synced before the pass's confirms leave
+   (``persistence.py`` rule 8) and found again after a restart; deleting the queue
    deletes its log.
 
 Declaring a stream stays refused (``DECLARABLE``) until the type is durable end to end.
@@ -128,6 +130,7 @@ class StreamQueue(QueueType):
         self.log = log
         self.codec = codec
         log.set_retention(self.settings.max_length_bytes, _seconds(self.settings.max_age))
+        self.ready = log.next_offset - log.first_offset  # (a recovered log has messages)
 
     def apply_settings(self, settings: QueueSettings) -> None:
         """A policy changed the retention: the log has the new limits, applied when the

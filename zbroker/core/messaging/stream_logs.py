@@ -14,13 +14,15 @@ Rules of this module:
    than the previous chunk's (an older one is raised to it). ``last`` is the first
    offset of the last chunk; a timestamp names the first chunk written at or after it
    (the next offset if none was).
-3. An entry is whatever the owner's codec made of a message (``EntryCodec``): bytes for
+3. What ``append`` wrote is readable at once and durable after ``sync``; the broker
+   syncs every log that ``needs_sync`` once per loop pass, before the pass's confirms.
+4. An entry is whatever the owner's codec made of a message (``EntryCodec``): bytes for
    a log on disk (``zbroker/storage/stream_log.py``, which meets this protocol as it
    is, with a codec of the storage's that reads a message's attributes and gives back
    its ``Fields``: no import of the core); the in-memory log keeps the ``Message``
    itself (``KEEP_MESSAGES``), copying nothing. A filter value (RabbitMQ 3.13's stream
    filtering) rides with each entry.
-4. A reader is a position: ``read(n)`` returns up to n entries from it and moves on;
+5. A reader is a position: ``read(n)`` returns up to n entries from it and moves on;
    one left behind by retention goes on from the new first offset.
 """
 from __future__ import annotations
@@ -51,6 +53,8 @@ class StreamLog(Protocol):
     def last_chunk_offset(self) -> int: ...
     @property
     def segment_count(self) -> int: ...
+    @property
+    def needs_sync(self) -> bool: ...
 
     def append(self, entries: list[tuple[Any, str | None]], timestamp_ms: int) -> int: ...
     def sync(self) -> None: ...
@@ -144,6 +148,8 @@ class MemoryStreamLog:
 
     def sync(self) -> None:
         """Nothing to flush in memory."""
+
+    needs_sync = False
 
     # -- retention (rule 1) --------------------------------------------------------------
 

@@ -136,6 +136,8 @@ class Counts:
     #: queues): while 0, a transient publish needs no store look.
     keeping_queues: int = 0
     holds: Timers[DelayedHold] = field(default_factory=Timers)
+    #: The stream logs in the storage, by store id: the broker syncs them each pass.
+    logs: dict[int, StreamLog] = field(default_factory=dict)
 
 
 class Topology:
@@ -145,7 +147,7 @@ class Topology:
                  journal_for: Callable[[int], QueueJournal] | None = None,
                  limits: Limits | None = None, *, vhost: str = VHOST, counts: Counts | None = None,
                  users: Users | None = None,
-                 log_for: Callable[[int, QueueSettings], tuple[StreamLog, EntryCodec]] | None = None) -> None:
+                 log_for: Callable[[int, QueueSettings, bool], tuple[StreamLog, EntryCodec]] | None = None) -> None:
         self.vhost = vhost
         self.limits = limits or Limits()
         self.queues: dict[str, QueueType] = {}
@@ -161,7 +163,8 @@ class Topology:
         self.users = users or Users()
         self._journal_for = journal_for
         #: The storage's log for a persisting queue that ``owns_log`` (a stream), by its
-        #: store id and settings; without it such a queue keeps its in-memory log.
+        #: store id, settings and whether it is recovered (else it starts empty); without
+        #: it such a queue keeps its in-memory log.
         self._log_for = log_for
         self.default = DefaultExchange(self.queues)
         self.exchanges: dict[str, Exchange] = {"": self.default}
@@ -373,13 +376,18 @@ class Topology:
         counts.queues += 1
         counts.keeping_queues += queue.keeps_every_message
         if queue.persists:
+            recovered = store_id is not None
             store_id = self._store_id(store_id)
             if queue.owns_log:  # (a stream: its own log, no journal)
                 if self._log_for is not None:
-                    queue.attach_log(*self._log_for(store_id, queue.settings))
+                    log, codec = self._log_for(store_id, queue.settings, recovered)
+                    queue.attach_log(log, codec)
+                    queue.store_id = store_id
+                    counts.logs[store_id] = log
             elif self._journal_for is not None:
                 queue.journal = self._journal_for(store_id)
                 queue.pages = queue.journal.store.pages
+                queue.store_id = store_id
             self.durable_changes += 1
         elif self._journal_for is not None and not queue.owns_log:
             # A transient queue pages too, when the store can: its backlog is bounded by
@@ -427,6 +435,8 @@ class Topology:
         queue.deleted = True
         if queue.journal is not None:
             queue.journal.drop(queue.stored())
+        if queue.store_id is not None:
+            self.counts.logs.pop(queue.store_id, None)
             self.durable_changes += queue.persists
         for source, key, frozen in list(queue.sources):
             self._unbind(source, queue, key, source.bindings.get((queue, key, frozen), {}))
