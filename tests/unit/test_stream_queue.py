@@ -13,6 +13,9 @@ import pytest
 from pamqp import commands as C
 
 from tests.unit.amqp_peer import AmqpPeer, make
+from tests.unit.wire import FakePeer, bodies, closes, props_of
+from zbroker.core import Broker
+from zbroker.protocol import Op
 from zbroker.core.messaging import stream
 from zbroker.core.messaging.arguments import QueueSettings, consumer_arguments, queue_settings
 from zbroker.core.messaging.consumers import Consumer
@@ -397,8 +400,8 @@ def test_get_and_purge_close_the_connection(amqp: tuple[Any, AmqpPeer], method: 
     _, peer = amqp
     declare_stream(peer)
     peer.send(1, method)
-    closes = [(m.reply_code, m.reply_text) for m in peer.methods() if isinstance(m, C.Connection.Close)]
-    assert closes == [(540, text)]
+    closed = [(m.reply_code, m.reply_text) for m in peer.methods() if isinstance(m, C.Connection.Close)]
+    assert closed == [(540, text)]
 
 
 @pytest.mark.parametrize("method", [C.Basic.Nack(delivery_tag=1), C.Basic.Reject(delivery_tag=1),
@@ -411,8 +414,8 @@ def test_nack_reject_and_recover_close_the_connection(amqp: tuple[Any, AmqpPeer]
     peer.send(1, C.Basic.Consume(queue="s", consumer_tag="c", arguments={"x-stream-offset": "first"}))
     peer.received.clear()
     peer.send(1, method)
-    closes = [(m.reply_code, m.reply_text) for m in peer.methods() if isinstance(m, C.Connection.Close)]
-    assert closes == [(540, f"NOT_IMPLEMENTED - basic.nack and basic.reject not supported by stream queues {Q}")]
+    closed = [(m.reply_code, m.reply_text) for m in peer.methods() if isinstance(m, C.Connection.Close)]
+    assert closed == [(540, f"NOT_IMPLEMENTED - basic.nack and basic.reject not supported by stream queues {Q}")]
     queue = broker.topology.queues["s"]
     assert (queue.unacked, queue.message_count, queue.consumers) == (0, 1, [])  # the connection went
 
@@ -421,8 +424,8 @@ def test_a_consumer_without_prefetch_closes_the_channel(amqp: tuple[Any, AmqpPee
     _, peer = amqp
     declare_stream(peer)
     peer.send(1, C.Basic.Consume(queue="s", consumer_tag="c"))
-    closes = [(m.reply_code, m.reply_text) for m in peer.methods() if isinstance(m, C.Channel.Close)]
-    assert closes == [(406, f"PRECONDITION_FAILED - consumer prefetch count is not set for '{Q}'")]
+    closed = [(m.reply_code, m.reply_text) for m in peer.methods() if isinstance(m, C.Channel.Close)]
+    assert closed == [(406, f"PRECONDITION_FAILED - consumer prefetch count is not set for '{Q}'")]
 
 
 def test_a_stream_is_declared_by_name(amqp: tuple[Any, AmqpPeer]) -> None:
@@ -435,8 +438,8 @@ def test_a_stream_is_declared_by_name(amqp: tuple[Any, AmqpPeer]) -> None:
 def test_a_classic_only_argument_is_refused_at_declare(amqp: tuple[Any, AmqpPeer]) -> None:
     _, peer = amqp
     got = declare_stream(peer, **{"x-message-ttl": 1000})
-    closes = [(m.reply_code, m.reply_text) for m in got if isinstance(m, C.Channel.Close)]
-    assert closes == [(406, f"PRECONDITION_FAILED - invalid arg 'x-message-ttl' for {Q} of queue type "
+    closed = [(m.reply_code, m.reply_text) for m in got if isinstance(m, C.Channel.Close)]
+    assert closed == [(406, f"PRECONDITION_FAILED - invalid arg 'x-message-ttl' for {Q} of queue type "
                             "rabbit_stream_queue")]
 
 
@@ -527,3 +530,16 @@ def test_the_disk_log_keeps_the_retention_and_deletes_with_the_queue(tmp_path: P
     assert q.log.first_offset == 5 and q.message_count == 1
     q.clear()
     assert not (tmp_path / "s").exists()
+
+
+def test_the_zbroker_wire_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stream, "DECLARABLE", True)
+    peer = FakePeer(Broker(), b"p").open()
+    assert peer.declare("s", durable=True, arguments={"x-queue-type": "stream"})[0][0] == Op.QUEUE_DECLARE_OK
+    peer.publish("", "s", b"a", properties={"headers": {"k": 1}})
+    peer.qos(5)
+    got = peer.consume("s", "c", arguments={"x-stream-offset": "first"})
+    assert bodies(got) == [b"a"] and props_of(got)[0]["headers"] == {"k": 1, "x-stream-offset": 0}
+    assert [p["headers"]["x-stream-offset"] for p in props_of(peer.publish("", "s", b"b"))] == [1]
+    assert closes(peer.get("s", auto_ack=False)) == [(540, f"NOT_IMPLEMENTED - basic.get not supported by "
+                                                          f"stream queues {Q}")]
