@@ -185,7 +185,7 @@ def test_consuming_never_removes_and_every_consumer_reads_everything() -> None:
 
 @pytest.mark.parametrize("offset, expected", [
     (None, [5]), ("next", [5]), ("first", [0, 1, 2, 3, 4, 5]), ("last", [3, 4, 5]), (3, [3, 4, 5]),
-    (-7, [0, 1, 2, 3, 4, 5]), (99, [5]),
+    (-7, [0, 1, 2, 3, 4, 5]), (99, []),
     (datetime.fromtimestamp(NOW + 20, timezone.utc), [2, 3, 4, 5]),
     (datetime.fromtimestamp(NOW + 20, timezone.utc).replace(tzinfo=None), [2, 3, 4, 5]),
     ("50s", [3, 4, 5]), ("1h", [0, 1, 2, 3, 4, 5]),
@@ -201,6 +201,16 @@ def test_a_consumer_starts_at_its_x_stream_offset(offset: Any, expected: list[in
     q.enqueue(message(5, NOW + 95))
     q.dispatch(1000)
     assert offsets(channel) == expected
+
+
+@pytest.mark.parametrize("disk", [False, True], ids=["memory", "disk"])
+def test_an_offset_past_the_end_waits_for_it(tmp_path: Path, disk: bool) -> None:
+    q = on_disk(tmp_path) if disk else make_stream()
+    fill(q, 2)
+    channel = consume(q, offset=4)
+    fill(q, 4)  # offsets 2..5
+    q.dispatch(1000)
+    assert offsets(channel) == [4, 5]
 
 
 def test_every_delivery_carries_its_offset_beside_the_publishers_headers() -> None:
@@ -269,6 +279,7 @@ def test_a_policy_change_applies_the_new_retention_at_once() -> None:
     q.apply_settings(queue_settings("s", q.arguments, policy={"max-age": "1s"},
                                     precedence=StreamQueue.POLICY_PRECEDENCE))
     assert q.log.max_age_s == 1.0 and q.log.first_offset == 0  # type: ignore[attr-defined]
+    assert q.log.max_segment_bytes == 10
     assert q.expire(NOW + 3) == []  # (``Delivery.settings_changed`` looks after the change)
     assert (q.log.first_offset, q.message_count) == (2, 1)
 
@@ -426,6 +437,15 @@ def test_a_consumer_without_prefetch_closes_the_channel(amqp: tuple[Any, AmqpPee
     peer.send(1, C.Basic.Consume(queue="s", consumer_tag="c"))
     closed = [(m.reply_code, m.reply_text) for m in peer.methods() if isinstance(m, C.Channel.Close)]
     assert closed == [(406, f"PRECONDITION_FAILED - consumer prefetch count is not set for '{Q}'")]
+
+
+def test_a_redeclare_compares_the_streams_own_arguments_only(amqp: tuple[Any, AmqpPeer]) -> None:
+    _, peer = amqp
+    declare_stream(peer, **{"x-max-age": "7D"})
+    assert [type(m) for m in declare_stream(peer, **{"x-max-age": "7D", "x-message-ttl": 5})] == [C.Queue.DeclareOk]
+    got = declare_stream(peer, **{"x-max-age": "1D"})
+    assert [(m.reply_code, m.reply_text) for m in got if isinstance(m, C.Channel.Close)] == [
+        (406, f"PRECONDITION_FAILED - inequivalent arg 'x-max-age' for {Q}: received '1D' but current is '7D'")]
 
 
 def test_a_stream_is_declared_by_name(amqp: tuple[Any, AmqpPeer]) -> None:

@@ -75,6 +75,12 @@ class QueueType(ABC):
     UNSUPPORTED_POLICIES: ClassVar[frozenset[str]] = frozenset()
     #: How each policy key meets the queue's own x-argument (``arguments.POLICY_SETTINGS``).
     POLICY_PRECEDENCE: ClassVar[dict[str, str]] = {}
+    #: The arguments whose values must agree when the queue is declared again (RabbitMQ's
+    #: list; others are not compared); what they may be is ``arguments.py``'s business.
+    EQUIVALENCE_ARGS: ClassVar[tuple[str, ...]] = (
+        "x-queue-type", "x-message-ttl", "x-expires", "x-max-length", "x-max-length-bytes",
+        "x-dead-letter-exchange", "x-dead-letter-routing-key", "x-max-priority", "x-overflow",
+        "x-queue-mode", "x-single-active-consumer")
 
     def __init__(self, name: str, durable: bool = False, exclusive_owner: "Connection | None" = None,
                  auto_delete: bool = False, arguments: dict | None = None,

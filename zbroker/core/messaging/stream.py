@@ -23,8 +23,9 @@ Rules of this module:
    queues ...") and no global qos (540 "... does not support global qos"), checked in
    that order. It starts at its ``x-stream-offset`` (``arguments.stream_offset``):
    ``first``, ``last`` (the last chunk), ``next`` (the default: only what comes after),
-   an offset (clamped into the log), a timestamp or an age (the first chunk written at
-   or after it). Every consumer gets every message from there on.
+   an offset (before the first: the first; past the end: it waits for that offset), a
+   timestamp or an age (the first chunk written at or after it). Every consumer gets
+   every message from there on.
 4. Out: a consumer is sent what it has credit for, in offset order, each delivery with
    an ``x-stream-offset`` header (its offset) and never redelivered. An ack only gives
    the credit back: the message stays in the log. A delivery left unacked when its
@@ -54,7 +55,8 @@ from zbroker.core.messaging.arguments import (MAX_STREAM_SEGMENT_BYTES, STREAM, 
                                               precondition, queue_resource, stream_offset)
 from zbroker.core.messaging.message import Message
 from zbroker.core.messaging.queue_type import QueueType, require_durable_shared
-from zbroker.core.messaging.stream_logs import KEEP_MESSAGES, Entry, EntryCodec, LogReader, MemoryStreamLog, StreamLog
+from zbroker.core.messaging.stream_logs import (DEFAULT_SEGMENT_BYTES, KEEP_MESSAGES, Entry, EntryCodec, LogReader,
+                                                MemoryStreamLog, StreamLog)
 from zbroker.core.messaging.timers import NEVER
 from zbroker.errors import ConnectionError_
 
@@ -96,6 +98,9 @@ class StreamQueue(QueueType):
                                       "queue-master-locator", "dead-letter-strategy", "consumer-timeout"})
     #: 3.10's ``policy_precedence/2``: the policy's value wins.
     POLICY_PRECEDENCE = {"max-length-bytes": "policy", "max-age": "policy", "stream-max-segment-size-bytes": "policy"}
+    #: A stream is compared on its own arguments only (its ``queue_arguments`` capability).
+    EQUIVALENCE_ARGS = ("x-queue-type", "x-max-length-bytes", "x-max-age", "x-stream-max-segment-size-bytes",
+                        "x-initial-cluster-size", "x-queue-leader-locator")
 
     def __init__(self, name: str, durable: bool = True, exclusive_owner: "Connection | None" = None,
                  auto_delete: bool = False, arguments: dict | None = None,
@@ -133,10 +138,12 @@ class StreamQueue(QueueType):
         self.ready = log.next_offset - log.first_offset  # (a recovered log has messages)
 
     def apply_settings(self, settings: QueueSettings) -> None:
-        """A policy changed the retention: the log has the new limits, applied when the
-        broker looks after the change (``expire``)."""
+        """A policy changed the retention or the segment size: the log has the new limits,
+        applied when the broker looks after the change (``expire``); the next segment
+        started has the new size."""
         super().apply_settings(settings)
         self.log.set_retention(settings.max_length_bytes, _seconds(settings.max_age))
+        self.log.max_segment_bytes = settings.max_segment_size_bytes or DEFAULT_SEGMENT_BYTES
 
     # -- facts (rule 6) --------------------------------------------------------------------
 
@@ -216,8 +223,8 @@ class StreamQueue(QueueType):
             return log.last_chunk_offset if log.next_offset > log.first_offset else log.next_offset
         if kind == "next":
             return log.next_offset
-        if kind == "offset":
-            return min(max(number, log.first_offset), log.next_offset)
+        if kind == "offset":  # (past the end: it waits for that offset, skipping what comes before)
+            return max(number, log.first_offset)
         if kind == "age":
             number = int(now * 1000) - number
         return log.offset_for_timestamp(number)

@@ -43,7 +43,10 @@ class LogReader(Protocol):
 
 
 class StreamLog(Protocol):
-    """What a stream asks of its log (rules 1-4)."""
+    """What a stream asks of its log (rules 1-5)."""
+
+    #: Settable: the size of the segments started from now on.
+    max_segment_bytes: int
 
     @property
     def first_offset(self) -> int: ...

@@ -5,7 +5,7 @@ Rules of this module (RabbitMQ's, with its reply codes and texts):
   be declared, deleted, bound or unbound (403). The ``amq.*`` exchanges exist from the
   start and cannot be deleted (403); no client may create a name with that prefix (403).
 - A redeclaration must match the existing entity: type, durable, auto_delete, internal,
-  and the queue arguments RabbitMQ compares (``EQUIVALENCE_ARGS``), else 406. Passive
+  and the queue arguments RabbitMQ compares (its type's ``EQUIVALENCE_ARGS``), else 406. Passive
   declaration only checks existence (404).
 - An exclusive queue belongs to one connection: any other connection that declares,
   binds, consumes, gets, purges or deletes it gets 405.
@@ -60,13 +60,6 @@ DEFAULT_EXCHANGES = {
     "amq.headers": "headers",
     "amq.match": "headers",
 }
-#: QueueType arguments whose values must agree on redeclaration (RabbitMQ's list); what the
-#: others may be is ``arguments.py``'s business.
-EQUIVALENCE_ARGS = (
-    "x-queue-type", "x-message-ttl", "x-expires", "x-max-length", "x-max-length-bytes",
-    "x-dead-letter-exchange", "x-dead-letter-routing-key", "x-max-priority", "x-overflow",
-    "x-queue-mode", "x-single-active-consumer",
-)
 
 
 def server_queue_name() -> str:
@@ -415,7 +408,7 @@ class Topology:
                 raise ChannelError(errors.PRECONDITION_FAILED,
                                    f"inequivalent arg '{arg}' {where}: received '{_amqp_value(want)}' "
                                    f"but current is '{_amqp_value(have)}'")
-        for arg in EQUIVALENCE_ARGS:
+        for arg in queue.EQUIVALENCE_ARGS:
             have, want = queue.arguments.get(arg), arguments.get(arg)
             if have == want:
                 continue
