@@ -563,3 +563,15 @@ def test_the_zbroker_wire_too(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [p["headers"]["x-stream-offset"] for p in props_of(peer.publish("", "s", b"b"))] == [1]
     assert closes(peer.get("s", auto_ack=False)) == [(540, f"NOT_IMPLEMENTED - basic.get not supported by "
                                                           f"stream queues {Q}")]
+
+
+def test_a_nack_in_a_transaction_is_refused_too(amqp: tuple[Any, AmqpPeer]) -> None:
+    _, peer = amqp
+    declare_stream(peer)
+    peer.publish(1, "", "s", b"m")
+    peer.send(1, C.Basic.Qos(prefetch_count=10))
+    peer.send(1, C.Basic.Consume(queue="s", consumer_tag="c", arguments={"x-stream-offset": "first"}))
+    peer.send(1, C.Tx.Select())
+    peer.received.clear()
+    peer.send(1, C.Basic.Nack(delivery_tag=1))
+    assert [m.reply_code for m in peer.methods() if isinstance(m, C.Connection.Close)] == [540]

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from zbroker.errors import BrokerError
+
 if TYPE_CHECKING:
     from zbroker.core.messaging.message import Message
     from zbroker.core.messaging.queue_type import QueueType
@@ -88,3 +90,16 @@ class Unacked:
             consumer.unacked -= 1
             consumer.channel.consumer_unacked -= 1
         return consumer
+
+
+def returnable(channel: "Channel", entries: list[Unacked]) -> list[Unacked]:
+    """Deliveries a nack or reject gives back, if every queue they came from takes them
+    back (``QueueType.check_return``); if one refuses, they stay unacked on the channel
+    (its connection closes and they go back as on any close) and the refusal is raised."""
+    try:
+        for entry in entries:
+            entry.queue.check_return()
+    except BrokerError:
+        channel.unacked.update((entry.tag, entry) for entry in entries)
+        raise
+    return entries

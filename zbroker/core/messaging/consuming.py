@@ -31,13 +31,13 @@ from zbroker.core.access.checks import AccessChecks
 from zbroker.core.access.permissions import READ
 from zbroker.core.messaging import consumer_timeout
 from zbroker.core.messaging.arguments import REPLY_TO, consumer_arguments
-from zbroker.core.messaging.consumers import Consumer, Unacked
+from zbroker.core.messaging.consumers import Consumer, Unacked, returnable
 from zbroker.core.messaging.delivery import Delivery
 from zbroker.core.messaging.message import Message
 from zbroker.core.messaging.queue_type import QueueType
 from zbroker.core.messaging.reply_to import DirectReplyTo
 from zbroker.core.messaging.timers import Clock
-from zbroker.errors import BrokerError, ChannelError, ConnectionError_
+from zbroker.errors import ChannelError, ConnectionError_
 from zbroker.methods import BasicCancelOk, BasicConsumeOk, BasicGetEmpty, BasicGetOk, BasicQosOk, BasicRecoverOk
 
 if TYPE_CHECKING:
@@ -52,19 +52,6 @@ _GET_EMPTY = BasicGetEmpty.METHOD
 
 def new_consumer_tag() -> str:
     return "amq.ctag-" + base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
-
-
-def _returned(channel: "Channel", entries: list[Unacked]) -> list[Unacked]:
-    """Deliveries a nack or reject gives back, if every queue they came from takes them
-    back (``QueueType.check_return``); if one refuses, they stay unacked on the channel
-    (its connection closes and they go back as on any close) and the refusal is raised."""
-    try:
-        for entry in entries:
-            entry.queue.check_return()
-    except BrokerError:
-        channel.unacked.update((entry.tag, entry) for entry in entries)
-        raise
-    return entries
 
 
 class Consuming:
@@ -187,10 +174,10 @@ class Consuming:
         delivery.after_settle(channel, entries)
 
     def basic_nack(self, channel: "Channel", _: Any, delivery_tag: int, multiple: bool, requeue: bool) -> None:
-        self.delivery.settle(channel, _returned(channel, channel.settle(delivery_tag, multiple)), requeue)
+        self.delivery.settle(channel, returnable(channel, channel.settle(delivery_tag, multiple)), requeue)
 
     def basic_reject(self, channel: "Channel", _: Any, delivery_tag: int, requeue: bool) -> None:
-        self.delivery.settle(channel, _returned(channel, channel.settle(delivery_tag, False)), requeue)
+        self.delivery.settle(channel, returnable(channel, channel.settle(delivery_tag, False)), requeue)
 
     def basic_recover(self, channel: "Channel", _: Any, requeue: bool) -> None:
         if not requeue:

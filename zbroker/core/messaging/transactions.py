@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from zbroker.core.messaging.arguments import precondition
+from zbroker.core.messaging.consumers import returnable
 from zbroker.methods import Method as M
 from zbroker.methods import TxCommitOk, TxRollbackOk, TxSelectOk
 
@@ -65,7 +66,8 @@ def hold(channel: "Channel", op: int, fields: list[Any], body: Any,
         return
     multiple = fields[2] if op != M.BASIC_REJECT else False
     requeue = None if op == M.BASIC_ACK else fields[-1]
-    channel.tx.append(Settle(channel.settle(fields[1], multiple), requeue))
+    entries = channel.settle(fields[1], multiple)
+    channel.tx.append(Settle(entries if requeue is None else returnable(channel, entries), requeue))
 
 
 def held_deliveries(channel: "Channel") -> "Iterator[Unacked]":
