@@ -140,7 +140,7 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, consumer_timeout: int,
     try:
         broker = Broker(heartbeat=heartbeat, max_body_bytes=max_body_bytes, store=store, now=time.time(),
                         limits=Limits(channel_max or 65535, max_connections, max_queues),
-                        consumer_timeout_ms=consumer_timeout, data_dir=data_dir)
+                        consumer_timeout_ms=consumer_timeout)
     except (StoreError, OSError) as exc:
         raise click.ClickException(f"cannot open the store: {exc}") from None
     server = Server(broker, bind, monitor=resources.Monitor(memory_limit, data_dir, disk_free_limit), amqp=amqp,

@@ -189,7 +189,11 @@ def test_a_quorum_queue_lets_the_policy_win_for_overflow_and_expires(peer: FakeP
     ({"b-key": 1, "a-key": 2}, '[{<<"a-key">>,2},{<<"b-key">>,1}] are not recognised policy settings'),
     ({"ha-mode": "all"}, '[{<<"ha-mode">>,<<"all">>}] are not recognised policy settings'),  # as 4.x
     ({}, "no policy provided"),
-    ({"max-age": "1D"}, "max-age: not supported by zbroker"),
+    ({"dead-letter-strategy": "at-least-once"}, "dead-letter-strategy: not supported by zbroker"),
+    ({"max-age": "1x"}, '<<"1x">> is not a valid max age'),
+    ({"max-age": 5}, "5 is not a valid max age"),
+    ({"stream-max-segment-size-bytes": 3_000_000_001}, "3000000001 is not a valid segment size"),
+    ({"initial-cluster-size": -1}, "-1 is not a valid cluster size"),
 ])
 def test_validation_order_and_refusals(definition: dict, text: str) -> None:
     with pytest.raises(PolicyError) as err:

@@ -1,5 +1,4 @@
-"""Streams on disk (declaring opened for the test, ``stream.DECLARABLE``): the broker hands
-each stream its log under the data directory, syncs it before a confirm leaves, saves the
+"""Streams on disk: the broker hands each stream its log under the store's directory, syncs it before a confirm leaves, saves the
 stream in the snapshot and finds its log again after a restart or a crash."""
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ from pamqp import commands as C
 from tests.unit.amqp_peer import AmqpPeer
 from tests.unit.wire import FakeClock
 from zbroker.core import Broker
-from zbroker.core.messaging import stream
 from zbroker.storage import DiskStore
 from zbroker.wires.amqp import AmqpWire
 
@@ -26,8 +24,7 @@ class Node:
         self.broker, self.peer = self._start()
 
     def _start(self) -> tuple[Broker, AmqpPeer]:
-        broker = Broker(store=DiskStore(self.directory, segment_bytes=64 * 1024), now=self.clock.now,
-                        data_dir=self.directory)
+        broker = Broker(store=DiskStore(self.directory, segment_bytes=64 * 1024), now=self.clock.now)
         peer = AmqpPeer(AmqpWire(broker), self.clock)
         peer.handshake()
         peer.open_channel()
@@ -43,8 +40,7 @@ class Node:
 
 
 @pytest.fixture
-def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Node]:
-    monkeypatch.setattr(stream, "DECLARABLE", True)
+def node(tmp_path: Path) -> Iterator[Node]:
     node = Node(tmp_path)
     yield node
     node.broker.close()

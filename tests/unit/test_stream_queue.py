@@ -1,7 +1,7 @@
 """The stream queue type (``core/messaging/stream.py``) and its in-memory log, driven
-directly with a fake clock, then end to end through the AMQP wire with declaring opened
-for the test (``stream.DECLARABLE``): RabbitMQ 3.10's behaviour and texts
-(``rabbit_stream_queue``, ``rabbit_amqqueue``, ``rabbit_channel``)."""
+directly with a fake clock, then end to end through the AMQP wire (and the zbroker
+wire): RabbitMQ 3.10's behaviour and texts (``rabbit_stream_queue``, ``rabbit_amqqueue``,
+``rabbit_channel``)."""
 from __future__ import annotations
 
 import pickle
@@ -16,7 +16,6 @@ from tests.unit.amqp_peer import AmqpPeer, make
 from tests.unit.wire import FakePeer, bodies, closes, props_of
 from zbroker.core import Broker
 from zbroker.protocol import Op
-from zbroker.core.messaging import stream
 from zbroker.core.messaging.arguments import QueueSettings, consumer_arguments, queue_settings
 from zbroker.core.messaging.consumers import Consumer
 from zbroker.core.messaging.message import Message
@@ -106,26 +105,17 @@ def test_retention_drops_whole_segments_never_the_last() -> None:
 
 # -- declaring --------------------------------------------------------------------------
 
-def test_declaring_a_stream_stays_refused_until_it_is_durable_end_to_end() -> None:
-    assert stream.DECLARABLE is False
-    with pytest.raises(ChannelError) as err:
-        StreamQueue.check_declare("s", "/", True, False, False, QueueSettings(queue_type="stream"))
-    assert reason(err.value) == f"invalid arg 'x-queue-type' for {Q}: \"unsupported queue type 'stream'\""
-
-
 @pytest.mark.parametrize("durable, exclusive, auto_delete, bad", [
     (False, False, False, "non-durable"), (True, True, False, "exclusive-owner"), (True, False, True, "auto-delete"),
     (False, True, True, "auto-delete"), (False, True, False, "exclusive-owner")])
-def test_a_stream_is_durable_shared_and_kept_in_rabbitmqs_order(monkeypatch: pytest.MonkeyPatch, durable: bool,
-                                                                 exclusive: bool, auto_delete: bool, bad: str) -> None:
-    monkeypatch.setattr(stream, "DECLARABLE", True)
+def test_a_stream_is_durable_shared_and_kept_in_rabbitmqs_order(durable: bool, exclusive: bool, auto_delete: bool,
+                                                                 bad: str) -> None:
     with pytest.raises(ChannelError) as err:
         StreamQueue.check_declare("s", "/", durable, exclusive, auto_delete, QueueSettings(queue_type="stream"))
     assert (err.value.code, reason(err.value)) == (406, f"invalid property '{bad}' for {Q}")
 
 
-def test_a_segment_size_above_rabbitmqs_ceiling_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stream, "DECLARABLE", True)
+def test_a_segment_size_above_rabbitmqs_ceiling_is_refused() -> None:
     settings = queue_settings("s", {"x-queue-type": "stream", "x-stream-max-segment-size-bytes": 3_000_000_001})
     with pytest.raises(ChannelError) as err:
         StreamQueue.check_declare("s", "/", True, False, False, settings)
@@ -251,7 +241,7 @@ def test_a_channel_that_goes_puts_nothing_back() -> None:
     assert q.requeue(channel.delivered) == [] and q.unacked == 0 and q.message_count == 2
 
 
-def test_retention_acts_on_append(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retention_acts_on_append() -> None:
     q = make_stream(**{"x-max-length-bytes": 20, "x-stream-max-segment-size-bytes": 10})
     for n in range(5):
         q.enqueue(message(n, body=b"0123456789"))
@@ -340,8 +330,7 @@ def test_deleting_a_stream_deletes_its_log() -> None:
 # -- end to end over the AMQP wire ------------------------------------------------------
 
 @pytest.fixture()
-def amqp(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, AmqpPeer]:
-    monkeypatch.setattr(stream, "DECLARABLE", True)
+def amqp() -> tuple[Any, AmqpPeer]:
     broker, wire, clock = make()
     peer = AmqpPeer(wire, clock)
     peer.handshake()
@@ -475,14 +464,11 @@ def test_deleting_the_stream_cancels_its_consumers(amqp: tuple[Any, AmqpPeer]) -
     assert any(isinstance(m, C.Basic.Cancel) for m in got) and log.deleted
 
 
-def test_the_declare_refusal_is_the_same_through_the_broker() -> None:
-    broker, wire, clock = make()
-    peer = AmqpPeer(wire, clock)
-    peer.handshake()
-    peer.open_channel()
-    got = declare_stream(peer)
-    assert [(m.reply_code, m.reply_text) for m in got if isinstance(m, C.Channel.Close)] == [
-        (406, f"PRECONDITION_FAILED - invalid arg 'x-queue-type' for {Q}: \"unsupported queue type 'stream'\"")]
+def test_a_non_durable_declare_is_refused_through_the_broker(amqp: tuple[Any, AmqpPeer]) -> None:
+    _, peer = amqp
+    peer.send(1, C.Queue.Declare(queue="s", exclusive=True, arguments={"x-queue-type": "stream"}))
+    assert [(m.reply_code, m.reply_text) for m in peer.methods() if isinstance(m, C.Channel.Close)] == [
+        (406, f"PRECONDITION_FAILED - invalid property 'exclusive-owner' for {Q}")]
     assert queue_type("stream") is StreamQueue
 
 
@@ -552,8 +538,7 @@ def test_the_disk_log_keeps_the_retention_and_deletes_with_the_queue(tmp_path: P
     assert not (tmp_path / "s").exists()
 
 
-def test_the_zbroker_wire_too(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stream, "DECLARABLE", True)
+def test_the_zbroker_wire_too() -> None:
     peer = FakePeer(Broker(), b"p").open()
     assert peer.declare("s", durable=True, arguments={"x-queue-type": "stream"})[0][0] == Op.QUEUE_DECLARE_OK
     peer.publish("", "s", b"a", properties={"headers": {"k": 1}})
@@ -575,3 +560,17 @@ def test_a_nack_in_a_transaction_is_refused_too(amqp: tuple[Any, AmqpPeer]) -> N
     peer.received.clear()
     peer.send(1, C.Basic.Nack(delivery_tag=1))
     assert [m.reply_code for m in peer.methods() if isinstance(m, C.Connection.Close)] == [540]
+
+
+def test_a_policy_sets_a_streams_retention_and_wins_over_its_arguments(amqp: tuple[Any, AmqpPeer]) -> None:
+    broker, peer = amqp
+    declare_stream(peer, **{"x-max-age": "7D", "x-max-length-bytes": 10})
+    set_policy = broker.set_policy
+    set_policy(broker.topology, "keep", "^s$", {"max-age": "1h", "max-length-bytes": 5000}, 0, "streams", False)
+    broker.run_pending()
+    queue = broker.topology.queues["s"]
+    assert (queue.settings.max_age, queue.settings.max_length_bytes) == (3_600_000, 5000)
+    assert (queue.log.max_age_s, queue.log.max_length_bytes) == (3600.0, 5000)
+    set_policy(broker.topology, "ttl", "^s$", {"message-ttl": 5, "max-age": "1s"}, 9, "all", False)
+    broker.run_pending()
+    assert queue.settings.max_age == 3_600_000  # a policy with a key a stream does not take is not its

@@ -61,8 +61,8 @@ def test_quorum_queue_must_be_durable(peer: FakePeer) -> None:
 
 
 def test_unsupported_queue_type_is_406(peer: FakePeer) -> None:
-    code, text = close_of(peer.declare("s", arguments={"x-queue-type": "stream"}))
-    assert code == 406 and "unsupported queue type 'stream'" in text
+    code, text = close_of(peer.declare("s", arguments={"x-queue-type": "lazy"}))
+    assert code == 406 and "unsupported queue type 'lazy'" in text
 
 
 def test_exchange_redeclare_with_other_type_is_406(peer: FakePeer) -> None:

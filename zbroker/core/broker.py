@@ -88,10 +88,7 @@ class Broker:
                  name_source: Callable[[], str] = server_queue_name,
                  store: MessageStore | None = None, now: float = 0.0,
                  limits: Limits | None = None,
-                 consumer_timeout_ms: int = consumer_timeout.DEFAULT_CONSUMER_TIMEOUT_MS,
-                 data_dir: str | Path | None = None) -> None:
-        """``data_dir``: where streams keep their logs (``<data_dir>/streams``); without
-        it a stream's log is in memory."""
+                 consumer_timeout_ms: int = consumer_timeout.DEFAULT_CONSUMER_TIMEOUT_MS) -> None:
         self.heartbeat = heartbeat
         self.max_body_bytes = max_body_bytes
         self.limits = limits or Limits()
@@ -100,6 +97,9 @@ class Broker:
         self.ack_timers = self.clock.ack_timers
         self.store = store if store is not None else MemoryStore()
         self.users = Users()
+        #: Streams keep their logs beside a store on disk (``<its directory>/streams``), in
+        #: memory beside a store in memory.
+        data_dir: Path | None = getattr(self.store, "directory", None)
         log_for = None if data_dir is None else stream_logs(data_dir)
         #: Every vhost's topology (``vhosts.py``); ``topology`` is the default vhost's.
         self.vhosts = VirtualHosts(self.users, lambda vhost, counts: Topology(

@@ -28,16 +28,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from zbroker.core.messaging.arguments import CLASSIC, OVERFLOW_MODES, QUORUM
+from zbroker.core.messaging.arguments import CLASSIC, MAX_STREAM_SEGMENT_BYTES, OVERFLOW_MODES, QUORUM, parse_age
 
 APPLY_TO = ("all", "queues", "classic_queues", "quorum_queues", "streams", "exchanges")
 #: RabbitMQ 4.x's text for a bad ``apply-to`` (its double space included).
 APPLY_TO_TEXT = ("apply-to {} unrecognised; should be one of: 'queues', 'classic_queues',  'quorum_queues', "
                  "'streams', 'exchanges', or 'all'")
-#: Keys RabbitMQ knows that zbroker refuses rather than ignore: stream keys (no streams
-#: yet) and the at-least-once dead-letter strategy.
-NOT_SUPPORTED = frozenset({"max-age", "stream-max-segment-size-bytes", "initial-cluster-size",
-                           "dead-letter-strategy"})
+#: Keys RabbitMQ knows that zbroker refuses rather than ignore: the at-least-once
+#: dead-letter strategy.
+NOT_SUPPORTED = frozenset({"dead-letter-strategy"})
 #: The keys an operator policy may set, and how it meets a user policy's value (rule 3).
 OPERATOR_KEYS = frozenset({"expires", "message-ttl", "max-length", "max-length-bytes",
                            "max-in-memory-length", "max-in-memory-bytes", "delivery-limit"})
@@ -93,7 +92,13 @@ KEYS: dict[str, Callable[[Any], None]] = {
     "queue-mode": _check(lambda v: v in ("default", "lazy"), "{} is not a valid queue-mode value"),
     "queue-version": _check(lambda v: v in (1, 2) and not isinstance(v, bool), "{} is not a valid queue-version value"),
     "consumer-timeout": _check(_integer_at_least(0), "{} is not a valid consumer timeout"),
+    # Streams (``stream.py``); RabbitMQ 3.10 crashes on a max-age that is not a string or
+    # has no digits, zbroker refuses it with the same text as any other bad one.
+    "max-age": _check(lambda v: isinstance(v, str) and parse_age(v) is not None, "{} is not a valid max age"),
+    "stream-max-segment-size-bytes": _check(lambda v: _integer_at_least(0)(v) and v <= MAX_STREAM_SEGMENT_BYTES,
+                                            "{} is not a valid segment size"),
     # Placement: nothing to place on one node (accepted as RabbitMQ 4.0 accepts them).
+    "initial-cluster-size": _check(_integer_at_least(0), "{} is not a valid cluster size"),
     "queue-master-locator": _check(lambda v: v in ("client-local", "min-masters", "random"),
                                    "{} invalid queue-master-locator value"),
     "queue-leader-locator": _check(lambda v: v in ("client-local", "balanced", "random", "least-leaders"),

@@ -42,8 +42,6 @@ Rules of this module:
    ``Topology``'s ``log_for``), synced before the pass's confirms leave
    (``persistence.py`` rule 8) and found again after a restart; deleting the queue
    deletes its log.
-
-Declaring a stream stays refused (``DECLARABLE``) until the type is durable end to end.
 """
 from __future__ import annotations
 
@@ -64,9 +62,6 @@ if TYPE_CHECKING:
     from zbroker.core.messaging.consumers import Consumer
     from zbroker.core.messaging.session import Connection
 
-#: Declaring ``x-queue-type: stream`` is refused as an unknown type while False: the type
-#: is not durable end to end yet (its log on disk, recovery, confirms after a sync).
-DECLARABLE = False
 #: Entries a consumer's reader takes from the log at a time (beyond its credit they wait
 #: in its buffer for the next dispatch).
 READ_BATCH = 256
@@ -122,9 +117,6 @@ class StreamQueue(QueueType):
     @classmethod
     def check_declare(cls, name: str, vhost: str, durable: bool, exclusive: bool, auto_delete: bool,
                       settings: QueueSettings) -> None:
-        if not DECLARABLE:
-            raise precondition(f"invalid arg 'x-queue-type' for {queue_resource(name, vhost)}: "
-                               f"\"unsupported queue type '{STREAM}'\"")
         require_durable_shared(name, vhost, durable, exclusive, auto_delete)
         size = settings.max_segment_size_bytes
         if size is not None and size > MAX_STREAM_SEGMENT_BYTES:
