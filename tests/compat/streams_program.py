@@ -7,8 +7,8 @@ arguments, offsets, deliveries, credit, refused operations, management and polic
 
 Real pika on both sides (zbroker's AMQP listener), guest/guest over HTTP; one line per
 check, no timestamps or generated names; ``bin/compare-rabbitmq`` diffs the two outputs.
-Not part of the suite, which must pass without a RabbitMQ. zbroker does not have streams
-yet (it refuses x-queue-type stream), so it differs from RabbitMQ here almost everywhere.
+Not part of the suite, which must pass without a RabbitMQ. Where zbroker's streams still
+differ from RabbitMQ 3.10, the README's "Streams" section lists it.
 It takes about a minute (RabbitMQ refreshes a stream's message count every 5 s).
 
 RabbitMQ 3.10.8's rules, as observed here and read in deps/rabbit/src (QN below is
