@@ -189,3 +189,12 @@ def named(fields: Any) -> Any:
     """A decoded ``[method, *fields]`` array as its method's named tuple (no copy of the
     fields' values; the length is checked by the wire that decoded it)."""
     return tuple.__new__(NAMED[fields[0]], fields)
+
+
+class SignedLong(int):
+    """An integer a table value carries as AMQP's signed 64-bit type (``l``) whatever its
+    size: an AMQP wire otherwise sends the smallest type that holds an int (``I`` below
+    2**31). The core marks the values whose type RabbitMQ fixes (a stream delivery's
+    ``x-stream-offset``); everywhere else it is an int (msgpack, JSON)."""
+
+    __slots__ = ()

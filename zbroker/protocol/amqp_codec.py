@@ -32,6 +32,7 @@ from typing import Any
 from pamqp import commands, decode
 
 from zbroker import errors
+from zbroker.methods import SignedLong
 from zbroker.protocol.tables import MAX_DEPTH, TableError, check_properties, check_table
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
@@ -392,4 +393,6 @@ def _value(value: Any) -> bytes:
         if value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
         return b"T" + struct.pack(">Q", int(value.timestamp()))
+    if kind is SignedLong:  # (last: the common kinds above pay nothing for it)
+        return b"l" + struct.pack(">q", value)
     raise TypeError(f"no AMQP field type for {kind.__name__}")  # the wires refuse them on the way in

@@ -89,11 +89,12 @@ def queue_detail(broker: "Broker", q: QueueType) -> dict[str, Any]:
 def consumer(broker: "Broker", c: "Consumer") -> dict[str, Any]:
     q = c.queue
     active = q.active is None or q.active is c
+    shown = active and q.counts_consumers  # (a stream's consumers show false, and "up")
     return {
         "consumer_tag": c.tag, "queue": {"name": q.name, "vhost": q.topology.vhost},
         "channel_details": channel_ref(c.channel), "ack_required": not c.auto_ack,
         "exclusive": c.exclusive, "prefetch_count": c.prefetch, "arguments": c.arguments,
-        "active": active,
+        "active": shown,
         "activity_status": ("single_active" if q.settings.single_active_consumer and active
                             else "up" if active else "waiting"),
         "priority": c.priority,

@@ -91,7 +91,7 @@ class Consuming:
         self.checks.may(channel.connection, READ, "queue", queue)
         q = channel.connection.topology.queue(queue, channel.connection)
         priority, timeout = consumer_arguments(queue, q.settings.queue_type, arguments, q.topology.vhost)
-        if q.has_exclusive_consumer or (exclusive and q.consumers):
+        if q.exclusive_consumers and (q.has_exclusive_consumer or (exclusive and q.consumers)):
             raise ChannelError(errors.ACCESS_REFUSED,
                                f"queue '{queue}' in vhost '{q.topology.vhost}' in exclusive use")
         consumer = Consumer(tag, q, channel, auto_ack, exclusive, channel.prefetch_count, arguments, priority,
@@ -183,7 +183,7 @@ class Consuming:
         if not requeue:
             raise ConnectionError_(errors.NOT_IMPLEMENTED, "requeue=false")
         for entry in channel.unacked.values():
-            entry.queue.check_return()
+            entry.queue.check_recover()
         self.delivery.requeue(channel.take_all_unacked())
         channel.reply(BasicRecoverOk(channel.number))
 

@@ -95,7 +95,8 @@ class Declarations:
         q = conn.topology.declare_queue(queue, passive, durable, exclusive, auto_delete, arguments,
                                         conn, server_named)
         self.delivery.used(q)
-        channel.reply(QueueDeclareOk(channel.number, q.name, q.message_count, len(q.consumers)))
+        consumers = len(q.consumers) if q.counts_consumers else 0
+        channel.reply(QueueDeclareOk(channel.number, q.name, q.message_count, consumers))
 
     def queue_bind(self, channel: "Channel", _: Any, queue: str, exchange: str, routing_key: str,
                    arguments: dict) -> None:
@@ -121,10 +122,13 @@ class Declarations:
         topology = channel.connection.topology
         if queue in topology.queues:
             q = topology.queue(queue, channel.connection)
-            if if_unused and q.consumers:
+            checks = q.delete_checks
+            if checks and if_unused and q.consumers:
                 raise ChannelError(errors.PRECONDITION_FAILED, f"queue '{queue}' in vhost '{topology.vhost}' in use")
-            if if_empty and q.has_messages:
+            if checks and if_empty and q.has_messages:
                 raise ChannelError(errors.PRECONDITION_FAILED,
                                    f"queue '{queue}' in vhost '{topology.vhost}' not empty")
             count = self.delivery.delete_queue(q)
+            if not checks:
+                count = 0
         channel.reply(QueueDeleteOk(channel.number, count))

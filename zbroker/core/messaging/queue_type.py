@@ -17,8 +17,10 @@ Rules of this module:
    - consumers: ``add_consumer`` (the type may refuse the consumer, before anything
      else knows of it) / ``remove_consumer``; the choice of the next consumer is
      ``consumer_choice.py``'s, shared by every type;
-   - refusals: ``check_get`` (basic.get) and ``check_return`` (nack, reject, recover)
-     raise where the type has no such operation (a stream: RabbitMQ's 540);
+   - refusals: ``check_get`` (basic.get), ``check_return`` (nack, reject) and
+     ``check_recover`` (basic.recover; ``check_return`` unless the type says otherwise)
+     raise where the type has no such operation (a stream: RabbitMQ's 540, 541 for a
+     recover);
    - going: ``purge``, ``clear``, ``stored`` (what the store must drop with it);
    - the store's compaction: ``resident``, ``paged``, ``relocate``;
    - statistics: ``message_count``, ``resident_count``, ``paged_count`` and the plain
@@ -31,7 +33,14 @@ Rules of this module:
    (a message returned unsettled is counted: ``x-delivery-count``, ``x-delivery-limit``),
    ``owns_log`` (its messages are in a log of its own, not the message store: a stream;
    it gets no journal, and a persisting one is handed its log with ``attach_log``),
-   ``server_named`` (it may be declared with an empty name).
+   ``server_named`` (it may be declared with an empty name), and RabbitMQ's answers that
+   are the type's (all True but for a stream, whose ``rabbit_stream_queue`` differs):
+   ``exclusive_consumers`` (basic.consume's exclusive flag is honoured; a stream accepts
+   and ignores it), ``counts_consumers`` (declare-ok's consumer_count and a management
+   consumer row's ``active`` are the consumers'; a stream's ``stat/1`` says 0 and its
+   consumers show ``active: false``), ``delete_checks`` (queue.delete honours if-unused
+   and if-empty and its delete-ok counts the ready messages; a stream's ignores both and
+   says 0).
 """
 from __future__ import annotations
 
@@ -70,6 +79,10 @@ class QueueType(ABC):
     owns_log: ClassVar[bool] = False
     #: A client may declare one with an empty name (RabbitMQ's ``server_named`` capability).
     server_named: ClassVar[bool] = True
+    #: RabbitMQ's answers that are the type's (rule 4).
+    exclusive_consumers: ClassVar[bool] = True
+    counts_consumers: ClassVar[bool] = True
+    delete_checks: ClassVar[bool] = True
     #: Policy keys the type does not take: a policy with any of them does not apply to
     #: its queues (RabbitMQ's ``unsupported_policies`` capability).
     UNSUPPORTED_POLICIES: ClassVar[frozenset[str]] = frozenset()
@@ -226,6 +239,10 @@ class QueueType(ABC):
     def check_return(self) -> None:
         """A consumer gives deliveries back (nack, reject, recover): raise if the type
         takes none back. A channel or connection that goes is not asked."""
+
+    def check_recover(self) -> None:
+        """basic.recover would give this queue's deliveries back: raise if it cannot."""
+        self.check_return()
 
     # -- what each type does its own way -------------------------------------------------
 

@@ -25,18 +25,23 @@ Rules of this module:
    ``first``, ``last`` (the last chunk), ``next`` (the default: only what comes after),
    an offset (before the first: the first; past the end: it waits for that offset), a
    timestamp or an age (the first chunk written at or after it). Every consumer gets
-   every message from there on.
+   every message from there on. ``exclusive`` is accepted and ignored (others still
+   consume), as ``rabbit_stream_queue`` ignores it.
 4. Out: a consumer is sent what it has credit for, in offset order, each delivery with
    an ``x-stream-offset`` header (its offset) and never redelivered. An ack only gives
    the credit back: the message stays in the log. A delivery left unacked when its
    channel goes is forgotten (nothing is put back: the log still has it).
 5. Refused, as RabbitMQ refuses them: ``basic.get`` (540 "basic.get not supported by
-   stream queues ..."), ``queue.purge`` (540), ``basic.nack``/``basic.reject`` and
-   ``basic.recover`` (540 "basic.nack and basic.reject not supported by stream queues
-   ..."): each closes the connection.
+   stream queues ..."), ``queue.purge`` (540), ``basic.nack``/``basic.reject`` (540
+   "basic.nack and basic.reject not supported by stream queues ...") and
+   ``basic.recover`` with a stream delivery unacked (541 "INTERNAL_ERROR": RabbitMQ's
+   requeue crashes there): each closes the connection. queue.delete ignores if-unused
+   and if-empty.
 6. Counts: ``message_count`` is what the log holds (``next_offset - first_offset``);
    ``unacked`` the deliveries out; ``has_messages`` says some consumer is behind the
-   log's end (the broker dispatches again when one is).
+   log's end (the broker dispatches again when one is). What RabbitMQ reports of a
+   stream elsewhere: consumer_count 0 in declare-ok, message_count 0 in delete-ok, and
+   ``active: false`` on its management consumer rows (``QueueType`` rule 4's facts).
 7. The log is the queue's own: the in-memory log unless the broker has a data
    directory, whose storage hands it one on disk (``attach_log``, through
    ``Topology``'s ``log_for``), synced before the pass's confirms leave
@@ -57,6 +62,7 @@ from zbroker.core.messaging.stream_logs import (DEFAULT_SEGMENT_BYTES, KEEP_MESS
                                                 MemoryStreamLog, StreamLog)
 from zbroker.core.messaging.timers import NEVER
 from zbroker.errors import ConnectionError_
+from zbroker.methods import SignedLong
 
 if TYPE_CHECKING:
     from zbroker.core.messaging.consumers import Consumer
@@ -85,6 +91,7 @@ class StreamQueue(QueueType):
     MODULE = TYPE_MODULES[STREAM]
     owns_log = True
     server_named = False
+    exclusive_consumers = counts_consumers = delete_checks = False
     #: RabbitMQ 3.10's ``rabbit_stream_queue`` capabilities (with zbroker's
     #: ``consumer-timeout``, which a stream's x-arguments do not take either).
     UNSUPPORTED_POLICIES = frozenset({"expires", "message-ttl", "dead-letter-exchange", "dead-letter-routing-key",
@@ -259,7 +266,7 @@ class StreamQueue(QueueType):
         exchange, routing_key, properties, body, published_at = self.codec.decode(data)
         properties = dict(properties)
         headers = dict(properties.get("headers") or {})
-        headers[OFFSET_HEADER] = offset
+        headers[OFFSET_HEADER] = SignedLong(offset)  # (type 'l' on the AMQP wire, as RabbitMQ's)
         properties["headers"] = headers
         return Message(offset, exchange, routing_key, properties, body, published_at, None, len(body))
 
@@ -271,6 +278,12 @@ class StreamQueue(QueueType):
 
     def check_return(self) -> None:
         raise self._refused("basic.nack and basic.reject")
+
+    def check_recover(self) -> None:
+        """RabbitMQ's requeue of a stream delivery crashes the channel: 541, the name alone."""
+        error = ConnectionError_(errors.INTERNAL_ERROR, "")
+        error.text = "INTERNAL_ERROR"
+        raise error
 
     def _refused(self, what: str) -> ConnectionError_:
         return ConnectionError_(errors.NOT_IMPLEMENTED, f"{what} not supported by stream queues {self._where}")
