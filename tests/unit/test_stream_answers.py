@@ -140,3 +140,26 @@ def test_a_streams_management_consumer_rows_are_not_active(amqp: tuple[Any, Amqp
     rows = {c.tag: views.consumer(broker, c) for q in broker.topology.queues.values() for c in q.consumers}
     assert (rows["c"]["active"], rows["c"]["activity_status"]) == (False, "up")
     assert (rows["cc"]["active"], rows["cc"]["activity_status"]) == (True, "up")
+
+
+def test_a_non_string_dead_letter_exchange_is_refused_by_its_type_first() -> None:
+    from zbroker.core.messaging.arguments import queue_settings
+    from zbroker.errors import ChannelError
+    with pytest.raises(ChannelError) as caught:
+        queue_settings("s", {"x-queue-type": "stream", "x-dead-letter-exchange": 5})
+    assert caught.value.text == ("PRECONDITION_FAILED - invalid type 'signedint' for arg 'x-dead-letter-exchange' "
+                                 "in queue 's' in vhost '/'")
+    with pytest.raises(ChannelError) as caught:
+        queue_settings("s", {"x-queue-type": "stream", "x-dead-letter-exchange": "dlx"})
+    assert caught.value.text.endswith("of queue type rabbit_stream_queue")
+
+
+def test_x_cancel_on_ha_failover_is_another_types_consumer_argument() -> None:
+    from zbroker.core.messaging.arguments import consumer_arguments
+    from zbroker.errors import ChannelError
+    with pytest.raises(ChannelError) as caught:
+        consumer_arguments("s", "stream", {"x-cancel-on-ha-failover": True})
+    assert caught.value.text == ("PRECONDITION_FAILED - invalid arg 'x-cancel-on-ha-failover' for queue 's' in "
+                                 "vhost '/' of queue type rabbit_stream_queue")
+    assert consumer_arguments("c", "classic", {"x-cancel-on-ha-failover": True, "x-consumer-timeout": 5}) == (0, 5)
+    assert consumer_arguments("q", "quorum", {"x-cancel-on-ha-failover": "x"}) == (0, None)

@@ -276,6 +276,8 @@ def queue_settings(name: str, arguments: dict, vhost: str = VHOST, policy: dict 
             continue  # unknown to RabbitMQ too: kept and ignored, as there
         check, types = rule
         if qtype not in types and check is not _unsupported:
+            if check is _exchange_name and not isinstance(value, str):  # (rabbit_channel's check comes first)
+                raise precondition(f"invalid type '{amqp_type(value)}' for arg '{key}' in {where}")
             raise precondition(f"invalid arg '{key}' for {where} of queue type {TYPE_MODULES[qtype]}")
         try:
             typed = check(value)
@@ -364,6 +366,7 @@ def _any(value: Any) -> Any:
 CONSUMER_ARGUMENTS: dict[str, tuple[Callable[[Any], Any], Any, tuple[str, ...]]] = {
     "x-priority": (_integer, 0, _BOTH),
     "x-consumer-timeout": (_non_negative, None, QUEUE_TYPES),  # RabbitMQ 4.x's; None: the queue's or server's
+    "x-cancel-on-ha-failover": (_any, None, _BOTH),  # (mirrored classic queues'; a stream refuses it)
     "x-stream-offset": (stream_offset, None, (STREAM,)),
     "x-credit": (_any, None, (STREAM,)),
     "x-stream-filter": (_unsupported, None, (STREAM,)),
