@@ -54,7 +54,7 @@ from zbroker.core.messaging.arguments import precondition
 from zbroker.core.messaging.deadletter import routing_keys
 from zbroker.core.messaging.message import Message
 from zbroker.core.messaging.queue_type import QueueType
-from zbroker.core.messaging.timers import NEVER, Timers
+from zbroker.core.messaging.timers import Timers
 from zbroker.errors import ConnectionError_
 
 if TYPE_CHECKING:
@@ -173,20 +173,6 @@ class DelayedHold(QueueType):
     @property
     def resident_count(self) -> int:
         return len(self._heap)
-
-    @property
-    def paged_count(self) -> int:
-        return 0
-
-    @property
-    def timed(self) -> bool:
-        return False
-
-    def next_deadline(self) -> float:
-        return NEVER
-
-    def due(self, now: float) -> bool:
-        return False
 
     def expire(self, now: float) -> list[Message]:
         return []  # (a TTL counts in the queues a message reaches, from its release)

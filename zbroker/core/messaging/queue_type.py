@@ -251,23 +251,26 @@ class QueueType(ABC):
     def resident_count(self) -> int:
         """Ready messages held in memory (RabbitMQ's messages_ram)."""
 
+    # A type with no paging and no deadlines (a stream, a delayed exchange's hold) keeps
+    # these four defaults; the classic queue overrides them.
+
     @property
-    @abstractmethod
     def paged_count(self) -> int:
         """Ready messages held on disk only (RabbitMQ's messages_paged_out)."""
+        return 0
 
     @property
-    @abstractmethod
     def timed(self) -> bool:
         """Something here has a deadline (a message expiry, x-expires)."""
+        return False
 
-    @abstractmethod
     def next_deadline(self) -> float:
         """The earliest time something may be due here; ``NEVER`` if none."""
+        return NEVER
 
-    @abstractmethod
     def due(self, now: float) -> bool:
         """Some ready message is past its expiry at ``now``."""
+        return False
 
     @abstractmethod
     def enqueue(self, message: "Message") -> None:

@@ -51,7 +51,7 @@ Rules of this module:
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, ClassVar, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from zbroker import errors
 from zbroker.core.messaging.arguments import (MAX_STREAM_SEGMENT_BYTES, STREAM, TYPE_MODULES, QueueSettings,
@@ -60,7 +60,6 @@ from zbroker.core.messaging.message import Message
 from zbroker.core.messaging.queue_type import QueueType, require_durable_shared
 from zbroker.core.messaging.stream_logs import (DEFAULT_SEGMENT_BYTES, KEEP_MESSAGES, Entry, EntryCodec, LogReader,
                                                 MemoryStreamLog, StreamLog)
-from zbroker.core.messaging.timers import NEVER
 from zbroker.errors import ConnectionError_
 from zbroker.methods import SignedLong
 
@@ -158,20 +157,6 @@ class StreamQueue(QueueType):
     @property
     def resident_count(self) -> int:
         return 0
-
-    @property
-    def paged_count(self) -> int:
-        return 0
-
-    @property
-    def timed(self) -> bool:
-        return False
-
-    def next_deadline(self) -> float:
-        return NEVER
-
-    def due(self, now: float) -> bool:
-        return False
 
     def would_overflow(self, message: Message) -> bool:
         return False
