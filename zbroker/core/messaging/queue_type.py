@@ -254,6 +254,9 @@ class QueueType(ABC):
     # A type with no paging and no deadlines (a stream, a delayed exchange's hold) keeps
     # these four defaults; the classic queue overrides them.
 
+    #: The log segments a stream's messages are in (``None``: this type keeps no log).
+    segments: int | None = None
+
     @property
     def paged_count(self) -> int:
         """Ready messages held on disk only (RabbitMQ's messages_paged_out)."""

@@ -133,7 +133,7 @@ class StreamQueue(QueueType):
         self.log = log
         self.codec = codec
         log.set_retention(self.settings.max_length_bytes, _seconds(self.settings.max_age))
-        self.ready = log.next_offset - log.first_offset  # (a recovered log has messages)
+        self._counted()  # (a recovered log has messages)
 
     def apply_settings(self, settings: QueueSettings) -> None:
         """A policy changed the retention or the segment size: the log has the new limits,
@@ -158,6 +158,16 @@ class StreamQueue(QueueType):
     def resident_count(self) -> int:
         return 0
 
+    @property
+    def segments(self) -> int:  # type: ignore[override]
+        return self.log.segment_count
+
+    def _counted(self) -> None:
+        """``ready`` and ``ready_bytes`` are what the log holds (rule 6)."""
+        log = self.log
+        self.ready = log.next_offset - log.first_offset
+        self.ready_bytes = log.bytes
+
     def would_overflow(self, message: Message) -> bool:
         return False
 
@@ -172,7 +182,7 @@ class StreamQueue(QueueType):
         log.append([(self.codec.encode(message), None)], now_ms)
         if self._retains and log.segment_count != segments:
             log.apply_retention(now_ms)
-        self.ready = log.next_offset - log.first_offset
+        self._counted()
 
     def append_recovered(self, message: Message | None, seq: int, location: int, size: int,
                          priority: int, expires: float | None) -> None:
@@ -283,9 +293,8 @@ class StreamQueue(QueueType):
         after a settings change (``Delivery.settings_changed``; rule 2). Nothing is
         returned: what retention drops is not dead-lettered."""
         if self._retains:
-            log = self.log
-            log.apply_retention(int(now * 1000))
-            self.ready = log.next_offset - log.first_offset
+            self.log.apply_retention(int(now * 1000))
+            self._counted()
         return []
 
     def over_limit(self) -> list[Message]:
@@ -300,7 +309,7 @@ class StreamQueue(QueueType):
         """The queue is deleted: so is its log."""
         self._readers.clear()
         self.log.delete()
-        self.ready = 0
+        self.ready = self.ready_bytes = 0
 
     def stored(self) -> Iterator[tuple[int, int]]:
         return iter(())
