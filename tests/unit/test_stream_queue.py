@@ -300,8 +300,12 @@ def test_an_invalid_offset_is_refused_with_rabbitmqs_reason(offset: Any, shown: 
 
 @pytest.mark.parametrize("key, value, detail", [
     ("x-priority", 5, f"invalid arg 'x-priority' for {Q} of queue type rabbit_stream_queue"),
-    ("x-stream-filter", "a", f"invalid arg 'x-stream-filter' for {Q}: not supported by zbroker"),
-    ("x-stream-match-unfiltered", True, f"invalid arg 'x-stream-match-unfiltered' for {Q}: not supported by zbroker"),
+    ("x-stream-filter", 5, f"invalid arg 'x-stream-filter' for {Q}: {{unacceptable_type,signedint}}"),
+    ("x-stream-filter", ["a", 1.5], f"invalid arg 'x-stream-filter' for {Q}: {{unacceptable_type,double}}"),
+    ("x-stream-match-unfiltered", "yes", f"invalid arg 'x-stream-match-unfiltered' for {Q}: {{unacceptable_type,longstr}}"),
+    ("x-zbroker-consumer-name", "", f"invalid arg 'x-zbroker-consumer-name' for {Q}: {{invalid_length,0}}"),
+    ("x-zbroker-consumer-name", "n" * 256, f"invalid arg 'x-zbroker-consumer-name' for {Q}: {{invalid_length,256}}"),
+    ("x-zbroker-consumer-name", 7, f"invalid arg 'x-zbroker-consumer-name' for {Q}: {{unacceptable_type,signedint}}"),
 ])
 def test_consumer_arguments_a_stream_does_not_take(key: str, value: Any, detail: str) -> None:
     with pytest.raises(ChannelError) as err:
@@ -526,6 +530,7 @@ def test_the_disk_log_serves_every_offset_kind(tmp_path: Path, offset: Any, expe
     q = on_disk(tmp_path)
     for n, at in enumerate((NOW, NOW + 10, NOW + 20)):
         q.enqueue(message(n, at, app=n))
+        q.log.sync()  # (each its own loop pass, so its own chunk)
     channel = consume(q, prefetch=2, offset=offset, now=NOW + 30)
     q.enqueue(message(3, NOW + 31))
     for _ in range(3):

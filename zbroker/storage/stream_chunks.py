@@ -123,6 +123,20 @@ def _filter_section(values: set[bytes]) -> tuple[int, bytes]:
     return FILTER_BLOOM, bytes(bitmap)
 
 
+def entries_size(entries: Sequence[tuple[bytes, str | None]]) -> int:
+    """At most what ``entries`` take in a chunk's data (each with a filter field), not
+    counting its header and filter section; ``ValueError`` for a filter value too long."""
+    size = 0
+    for blob, value in entries:
+        size += _ENTRY_F.size + len(blob)
+        if value is not None:
+            encoded = len(value.encode())
+            if encoded > MAX_FILTER_BYTES:
+                raise ValueError(f"a filter value is {encoded} bytes; at most {MAX_FILTER_BYTES}")
+            size += encoded
+    return size
+
+
 def encode(entries: Sequence[tuple[bytes, str | None]], first_offset: int,
            timestamp_ms: int) -> list[bytes]:
     """The buffers of one chunk (for ``os.pwritev``); ``ValueError`` for entries the

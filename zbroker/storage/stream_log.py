@@ -6,6 +6,7 @@ The interface (kept small and stable; everything else here is private)::
     log = StreamLog.open(directory, max_segment_bytes=500_000_000,
                          max_length_bytes=None, max_age_s=None)
     log.append(entries: Sequence[tuple[bytes, str | None]], timestamp_ms: int) -> int
+    log.add(entries: Sequence[tuple[bytes, str | None]], timestamp_ms: int) -> int
     log.sync() -> None;  log.needs_sync -> bool
     log.first_offset, log.next_offset, log.last_chunk_offset -> int
     log.first_timestamp -> int | None
@@ -17,6 +18,7 @@ The interface (kept small and stable; everything else here is private)::
     log.offset_for_timestamp(timestamp_ms: int) -> int
     log.set_retention(max_length_bytes: int | None, max_age_s: float | None) -> None
     log.apply_retention(now_ms: int) -> int
+    log.track(name: str, offset: int);  log.tracked(name: str) -> int | None
     log.close();  log.delete()
 
 Rules:
@@ -24,16 +26,21 @@ Rules:
 1. Offsets are dense u64s from 0, one per entry, never reused: ``append`` gives its
    entries ``next_offset .. next_offset + len - 1`` and returns the first. After
    retention ``first_offset`` is > 0; an empty log has ``first == next``.
-2. One ``append`` is one chunk (``stream_chunks``), stamped with ``timestamp_ms`` (the
-   caller's wall clock for its newest message). A timestamp older than the previous
-   chunk's is raised to it, so timestamps never go back and can be binary-searched.
-3. ``append`` writes to the OS at once (readers see it), durable only after ``sync()``
-   (one ``fdatasync``). The broker calls ``sync`` once per loop pass before any confirm
-   or delivery of that pass leaves, as it commits the message store, so nothing read
-   from the log reaches a client before it is on disk.
+2. One ``append`` is one chunk (``stream_chunks``); ``add`` gathers entries into the
+   pending chunk instead (rule 3). A chunk is stamped with its newest ``timestamp_ms``
+   (the caller's wall clock); one older than the previous is raised to it, so
+   timestamps never go back and can be binary-searched.
+3. Both give offsets at once. ``append`` writes its chunk to the OS at once; what ``add``
+   gathered is written when the log is synced, read (a reader reads everything added),
+   appended to or closed, or when it reaches ``PENDING_CHUNK_BYTES``. Written is durable
+   only after ``sync()`` (one ``fdatasync``). The broker calls ``sync`` once per loop pass before
+   any confirm or delivery of that pass leaves, as it commits the message store, so
+   nothing read from the log reaches a client before it is on disk, and the publishes
+   of one pass share a chunk (as osiris's writer batches what is pending).
 4. A directory of segments (``stream_segments``): the active (newest) one is written;
-   when a chunk would take it past ``max_segment_bytes`` it is sealed (synced) and a
-   new one begun (a chunk larger than that gets a segment of its own).
+   when an append would take it past ``max_segment_bytes`` the pending chunk is written,
+   the segment sealed (synced) and a new one begun, at once (so ``segment_count`` tells
+   the caller after its append; a chunk larger than that gets a segment of its own).
 5. Memory is per segment, never per message or chunk: chunk lookups (``reader``,
    ``offset_for_timestamp``) binary-search a segment's index file on disk.
 6. ``reader(offset)``: an offset before the first is read from the first, one past the
@@ -52,6 +59,8 @@ Rules:
    up to its last valid chunk (a torn or garbage tail is truncated away). Everything
    synced is there again at the same offsets. Damage anywhere else (a gap between
    segments, a file of another format) is ``StreamLogError``: refused, not guessed at.
+9. Named consumers' offsets (``track``, ``tracked``) live beside the segments
+   (``stream_offsets``) and are written with ``sync``.
 """
 from __future__ import annotations
 
@@ -64,6 +73,7 @@ from typing import Iterable, Sequence
 
 from zbroker.storage import stream_chunks as chunks
 from zbroker.storage.datadir import fsync_dir
+from zbroker.storage.stream_offsets import TrackedOffsets
 from zbroker.storage.stream_segments import FILE_HEADER_SIZE, Segment, StreamLogError
 
 __all__ = ["StreamLog", "Reader", "StreamLogError", "MAX_SEGMENT_BYTES"]
@@ -72,6 +82,8 @@ log = logging.getLogger(__name__)
 
 #: RabbitMQ's default x-stream-max-segment-size-bytes.
 MAX_SEGMENT_BYTES = 500_000_000
+#: Rule 3: a pending chunk this large is written without waiting for the sync.
+PENDING_CHUNK_BYTES = 1 << 20
 _SEGMENT_SUFFIX = ".segment"
 _INDEX_SUFFIX = ".index"
 
@@ -96,6 +108,12 @@ class StreamLog:
         self._bytes = 0  # of every segment but the active one (whose size changes)
         self._unsynced = False
         self._closed = False
+        #: Rule 3: the entries appended since the last chunk was written, its timestamp,
+        #: and its bytes (what the chunk's entries take; the header comes on top).
+        self._pending: list[tuple[bytes, str | None]] = []
+        self._pending_ms = 0
+        self._pending_bytes = 0
+        self._offsets: TrackedOffsets | None = None
 
     @classmethod
     def open(cls, directory: str | os.PathLike[str], max_segment_bytes: int = MAX_SEGMENT_BYTES,
@@ -124,6 +142,7 @@ class StreamLog:
             self._segments.append(Segment.create(self.directory, 0))
             fsync_dir(self.directory)
         self._bytes = sum(s.bytes for s in self._segments[:-1])
+        self._offsets = TrackedOffsets(self.directory)
         if firsts:
             log.info("stream %s: offsets %d..%d in %d segment(s) recovered", self.directory,
                      self.first_offset, self.next_offset, len(self._segments))
@@ -142,11 +161,13 @@ class StreamLog:
     @property
     def next_offset(self) -> int:
         """The offset the next appended entry gets (everything before it is readable)."""
-        return self._active.next_offset
+        return self._active.next_offset + len(self._pending)
 
     @property
     def last_chunk_offset(self) -> int:
         """First offset of the newest chunk (RabbitMQ's ``last``); ``next_offset`` if empty."""
+        if self._pending:
+            return self._active.next_offset
         newest = self._newest()
         return self.next_offset if newest is None else newest.last_chunk_offset
 
@@ -172,8 +193,8 @@ class StreamLog:
 
     @property
     def bytes(self) -> int:
-        """Disk bytes of every segment and index file."""
-        return self._bytes + self._active.bytes
+        """Disk bytes of every segment and index file (and of the pending chunk's entries)."""
+        return self._bytes + self._active.bytes + self._pending_bytes
 
     @property
     def segment_count(self) -> int:
@@ -181,26 +202,59 @@ class StreamLog:
 
     @property
     def needs_sync(self) -> bool:
-        return self._unsynced
+        offsets = self._offsets
+        return self._unsynced or (offsets is not None and offsets.dirty)
 
     # -- writing --------------------------------------------------------------------
 
     def append(self, entries: Sequence[tuple[bytes, str | None]], timestamp_ms: int) -> int:
         """Write ``entries`` (message bytes, filter value) as one chunk; returns the first
         entry's offset. Readable at once, durable after ``sync()``."""
+        self._write_pending()
+        first = self.add(entries, timestamp_ms)
+        self._write_pending()
+        return first
+
+    def add(self, entries: Sequence[tuple[bytes, str | None]], timestamp_ms: int) -> int:
+        """Gather ``entries`` into the pending chunk (rule 3); returns the first entry's
+        offset."""
         self._check_open()
+        if not entries:
+            raise ValueError("a chunk holds at least one entry")
+        size = chunks.entries_size(entries)  # (ValueError for what a chunk cannot hold)
+        active = self._active
+        if ((active.chunks or self._pending)
+                and active.end + self._pending_bytes + size + chunks.HEADER_SIZE > self.max_segment_bytes):
+            self._write_pending()
+            active = self._roll()
+        first = self.next_offset
+        newest = self._pending_ms if self._pending else self._newest_timestamp()
+        self._pending.extend(entries)
+        self._pending_ms = max(timestamp_ms, newest)
+        self._pending_bytes += size
+        self._unsynced = True
+        if self._pending_bytes >= PENDING_CHUNK_BYTES:
+            self._write_pending()
+        return first
+
+    def _newest_timestamp(self) -> int:
+        newest = self._newest()
+        return 0 if newest is None else newest.last_timestamp
+
+    def _write_pending(self) -> None:
+        """Rule 3: the pending entries become a chunk in the active segment."""
+        pending = self._pending
+        if not pending:
+            return
         active = self._active
         first = active.next_offset
-        newest = active if active.chunks else self._newest()
-        if newest is not None and timestamp_ms < newest.last_timestamp:
-            timestamp_ms = newest.last_timestamp
-        buffers = chunks.encode(entries, first, timestamp_ms)
-        size = len(buffers[0]) + len(buffers[1])
-        if active.chunks and active.end + size > self.max_segment_bytes:
-            active = self._roll()
-        active.append(buffers, first, len(entries), timestamp_ms)
+        buffers = chunks.encode(pending, first, self._pending_ms)
+        if active.chunks and active.end + len(buffers[0]) + len(buffers[1]) > self.max_segment_bytes:
+            active = self._roll()  # (only where the filter section outgrew the estimate)
+        active.append(buffers, first, len(pending), self._pending_ms)
+        self._pending = []
+        self._pending_bytes = 0
         self._unsynced = True
-        return first
 
     def _roll(self) -> Segment:
         old = self._active
@@ -216,9 +270,22 @@ class StreamLog:
     def sync(self) -> None:
         """Make everything appended durable (one ``fdatasync`` of the active segment; its
         index is rebuilt from the segment if a crash loses part of it)."""
+        self._write_pending()
         if self._unsynced:
             self._active.sync()
             self._unsynced = False
+        if self._offsets is not None:
+            self._offsets.flush()
+
+    # -- tracking (rule 9) ------------------------------------------------------------
+
+    def track(self, name: str, offset: int) -> None:
+        assert self._offsets is not None
+        self._offsets.track(name, offset)
+
+    def tracked(self, name: str) -> int | None:
+        assert self._offsets is not None
+        return self._offsets.get(name)
 
     # -- reading --------------------------------------------------------------------
 
@@ -232,6 +299,7 @@ class StreamLog:
         """First offset of the first chunk whose timestamp is >= ``timestamp_ms`` (the
         newest message of each chunk); ``next_offset`` if every chunk is older."""
         self._check_open()
+        self._write_pending()
         for segment in self._segments:
             found = segment.first_chunk_at_or_after(timestamp_ms)
             if found is not None:
@@ -291,6 +359,9 @@ class StreamLog:
         if self._closed:
             return
         try:
+            self._write_pending()
+            if self._offsets is not None:
+                self._offsets.flush()
             self._active.seal()  # the index too: the next open reads it without a scan
         finally:
             for segment in self._segments:
@@ -311,6 +382,7 @@ class Reader:
     def __init__(self, stream: StreamLog, offset: int, matcher: chunks.FilterMatcher | None) -> None:
         self._log = stream
         self._matcher = matcher
+        stream._write_pending()  # (rule 3: a reader sees every append)
         self.next_offset = 0  # the offset the next entry returned will have
         self._segment: Segment = stream._active
         self._position = FILE_HEADER_SIZE  # of the chunk holding next_offset (or the end)
@@ -331,6 +403,7 @@ class Reader:
         """Up to ``max_entries`` entries as (offset, message bytes, filter value)."""
         stream = self._log
         stream._check_open()
+        stream._write_pending()
         out: list[tuple[int, bytes, str | None]] = []
         matcher = self._matcher
         block = chunks.Block()

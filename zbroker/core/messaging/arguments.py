@@ -192,7 +192,10 @@ QUEUE_ARGUMENTS: dict[str, tuple[Callable[[Any], Any], tuple[str, ...]]] = {
     "x-delayed-retry-type": (_unsupported, (QUORUM,)),
     "x-delayed-retry-min": (_unsupported, (QUORUM,)),
     "x-delayed-retry-max": (_unsupported, (QUORUM,)),
-    "x-stream-filter-size-bytes": (_unsupported, ()),  # (RabbitMQ 3.13's stream filtering)
+    # RabbitMQ 3.13's stream filtering: the size of a chunk's bloom filter (16..255,
+    # ``StreamQueue.check_declare``). zbroker sizes its chunk filters itself and filters
+    # each message exactly, so the value changes no delivery (the README says so).
+    "x-stream-filter-size-bytes": (_non_negative, (STREAM,)),
 }
 
 
@@ -223,6 +226,7 @@ class QueueSettings:
     #: A stream's retention by age (ms) and its segment size.
     max_age: int | None = None
     max_segment_size_bytes: int | None = None
+    filter_size_bytes: int | None = None
 
     @property
     def limited(self) -> bool:
@@ -242,6 +246,7 @@ _SETTING_NAMES = {
     "x-single-active-consumer": "single_active_consumer", "x-delivery-limit": "delivery_limit",
     "x-consumer-timeout": "consumer_timeout", "x-max-age": "max_age",
     "x-stream-max-segment-size-bytes": "max_segment_size_bytes",
+    "x-stream-filter-size-bytes": "filter_size_bytes",
 }
 
 
@@ -358,9 +363,47 @@ def _any(value: Any) -> Any:
     return value
 
 
+#: The longest tracked consumer name, in UTF-8 bytes (RabbitMQ's stream protocol allows a
+#: 255-byte offset-tracking reference).
+MAX_CONSUMER_NAME_BYTES = 255
+
+
+def consumer_name(value: Any) -> str:
+    """``x-zbroker-consumer-name``: a non-empty string of at most 255 UTF-8 bytes."""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode()
+        except UnicodeDecodeError:
+            raise _Invalid("{unacceptable_type,longstr}") from None
+    if not isinstance(value, str):
+        raise _Invalid(f"{{unacceptable_type,{amqp_type(value)}}}")
+    if not value or len(value.encode()) > MAX_CONSUMER_NAME_BYTES:
+        raise _Invalid(f"{{invalid_length,{len(value.encode())}}}")
+    return value
+
+
+def stream_filter(value: Any) -> frozenset[str]:
+    """``x-stream-filter``: one filter value or an array of them (RabbitMQ 3.13). RabbitMQ
+    drops what is not a string; zbroker refuses it, so no consumer believes it filters
+    on a value it does not."""
+    values = [value] if isinstance(value, (str, bytes)) else value if isinstance(value, list) else None
+    if values is None:
+        raise _Invalid(f"{{unacceptable_type,{amqp_type(value)}}}")
+    out = set()
+    for item in values:
+        if isinstance(item, bytes):
+            try:
+                item = item.decode()
+            except UnicodeDecodeError:
+                raise _Invalid("{unacceptable_type,longstr}") from None
+        if not isinstance(item, str):
+            raise _Invalid(f"{{unacceptable_type,{amqp_type(item)}}}")
+        out.add(item)
+    return frozenset(out)
+
+
 #: The consumer arguments RabbitMQ knows: name -> (validator, value when absent, the queue
-#: types that take it). One another type takes is RabbitMQ's 406 "... of queue type ...";
-#: ``_unsupported`` ones (stream filtering, RabbitMQ 3.13's) are refused, never ignored.
+#: types that take it). One another type takes is RabbitMQ's 406 "... of queue type ...".
 #: ``x-credit`` (AMQP 1.0's link credit) means nothing over 0-9-1: a stream takes it, as
 #: RabbitMQ's does.
 CONSUMER_ARGUMENTS: dict[str, tuple[Callable[[Any], Any], Any, tuple[str, ...]]] = {
@@ -369,8 +412,10 @@ CONSUMER_ARGUMENTS: dict[str, tuple[Callable[[Any], Any], Any, tuple[str, ...]]]
     "x-cancel-on-ha-failover": (_any, None, _BOTH),  # (mirrored classic queues'; a stream refuses it)
     "x-stream-offset": (stream_offset, None, (STREAM,)),
     "x-credit": (_any, None, (STREAM,)),
-    "x-stream-filter": (_unsupported, None, (STREAM,)),
-    "x-stream-match-unfiltered": (_unsupported, None, (STREAM,)),
+    "x-stream-filter": (stream_filter, None, (STREAM,)),
+    "x-stream-match-unfiltered": (_boolean, None, (STREAM,)),
+    # zbroker's extension: a stream consumer's name, whose offset the broker tracks.
+    "x-zbroker-consumer-name": (consumer_name, None, (STREAM,)),
 }
 
 
@@ -390,8 +435,6 @@ def consumer_arguments(queue: str, queue_type: str, arguments: dict, vhost: str 
             values.append(absent if value is None else check(value))
         except _Invalid as exc:
             raise precondition(f"invalid arg '{key}' for {where}: {exc}") from None
-        except _Unsupported:
-            raise precondition(f"invalid arg '{key}' for {where}: not supported by zbroker") from None
     priority, timeout = values[0], values[1]
     return priority, timeout
 

@@ -147,6 +147,8 @@ class Delivery:
         message = entry.message
         if message.location is not None and queue.journal is not None:
             queue.journal.remove(message.seq, message.location)
+        if queue.tracks_acks:
+            queue.track_ack(entry)
 
     def reject(self, entries: list[Unacked]) -> None:
         """Rejected without requeue: dead-lettered where the queue says so, else dropped."""

@@ -55,7 +55,7 @@ from zbroker.errors import ChannelError
 
 if TYPE_CHECKING:
     from zbroker.core.durability.journal import QueueJournal
-    from zbroker.core.messaging.consumers import Consumer
+    from zbroker.core.messaging.consumers import Consumer, Unacked
     from zbroker.core.messaging.exchanges import Exchange
     from zbroker.core.messaging.message import Message
     from zbroker.core.messaging.session import Connection
@@ -256,6 +256,11 @@ class QueueType(ABC):
 
     #: The log segments a stream's messages are in (``None``: this type keeps no log).
     segments: int | None = None
+    #: Whether ``track_ack`` is to be told of each ack (a stream's named consumers).
+    tracks_acks = False
+
+    def track_ack(self, entry: "Unacked") -> None:
+        """A delivery of this queue was acked (asked only where ``tracks_acks``)."""
 
     @property
     def paged_count(self) -> int:

@@ -12,8 +12,9 @@ Rules of this module:
    which mean nothing on one node); any other type's argument is 406 "... of queue type
    rabbit_stream_queue". A policy's ``max-length-bytes``, ``max-age`` and
    ``stream-max-segment-size-bytes`` win over the arguments (``POLICY_PRECEDENCE``).
-2. In: every message is appended, one chunk per publish, timestamped with the publish's
-   ``now``. Retention (``max-length-bytes``, ``max-age``: whole segments from the front)
+2. In: every message is added to the log (``StreamLog.add``: on disk the publishes of a
+   loop pass make one chunk, written at the pass's sync), timestamped with the
+   publish's ``now``. Retention (``max-length-bytes``, ``max-age``: whole segments from the front)
    is applied when an append starts a new segment and when a policy changes the limits
    (``expire``, which the broker calls after a settings change), as osiris does.
    Nothing expires, overflows or is dead-lettered: per-message TTL and limits are not a
@@ -47,6 +48,22 @@ Rules of this module:
    ``Topology``'s ``log_for``), synced before the pass's confirms leave
    (``persistence.py`` rule 8) and found again after a restart; deleting the queue
    deletes its log.
+8. Filtering (RabbitMQ 3.13): a message's ``x-stream-filter-value`` header (a string) is
+   its entry's filter value; a consumer's ``x-stream-filter`` (a string or an array of
+   them) takes only messages with one of those values, and with
+   ``x-stream-match-unfiltered: true`` those with none too. RabbitMQ filters per chunk
+   with a bloom filter and the client must check again; zbroker filters each message
+   exactly (the log's chunk filters only spare reading chunks with nothing wanted), so
+   a consumer never gets a message its filter does not take. ``x-stream-filter-size-bytes``
+   (16..255, else 406 "Invalid value for  x-stream-filter-size-bytes") is validated and
+   compared on redeclare, and changes nothing else.
+9. Named consumers, zbroker's extension (RabbitMQ's offset tracking, which it offers on
+   its stream protocol only): a consumer with ``x-zbroker-consumer-name`` has its acks
+   tracked in the log (the highest acked offset under that name, ``StreamLog.track``,
+   durable with the log's next sync). When a consumer with that name comes again, after
+   a restart too, it starts after that offset (or at the first kept one) and its
+   ``x-stream-offset`` is not read; the first time, it starts at its ``x-stream-offset``.
+   A consumer without a name is tracked nowhere.
 """
 from __future__ import annotations
 
@@ -55,7 +72,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 from zbroker import errors
 from zbroker.core.messaging.arguments import (MAX_STREAM_SEGMENT_BYTES, STREAM, TYPE_MODULES, QueueSettings,
-                                              precondition, queue_resource, stream_offset)
+                                              precondition, queue_resource, stream_filter, stream_offset)
 from zbroker.core.messaging.message import Message
 from zbroker.core.messaging.queue_type import QueueType, require_durable_shared
 from zbroker.core.messaging.stream_logs import (DEFAULT_SEGMENT_BYTES, KEEP_MESSAGES, Entry, EntryCodec, LogReader,
@@ -64,25 +81,41 @@ from zbroker.errors import ConnectionError_
 from zbroker.methods import SignedLong
 
 if TYPE_CHECKING:
-    from zbroker.core.messaging.consumers import Consumer
+    from zbroker.core.messaging.consumers import Consumer, Unacked
     from zbroker.core.messaging.session import Connection
 
 #: Entries a consumer's reader takes from the log at a time (beyond its credit they wait
 #: in its buffer for the next dispatch).
 READ_BATCH = 256
 OFFSET_HEADER = "x-stream-offset"
+FILTER_VALUE_HEADER = "x-stream-filter-value"
+CONSUMER_NAME = "x-zbroker-consumer-name"
+#: RabbitMQ 3.13's bounds for ``x-stream-filter-size-bytes``.
+FILTER_SIZE_BYTES = range(16, 256)
 
 
 class _Reader:
-    """One consumer's place in the log: its reader, and what it read but has not sent."""
+    """One consumer's place in the log: its reader, what it read but has not sent, and
+    the filter values it asked for (``None``: every message)."""
 
-    __slots__ = ("reader", "start", "read_to", "buffered")
+    __slots__ = ("reader", "start", "read_to", "buffered", "filters", "unfiltered")
 
-    def __init__(self, reader: LogReader, start: int) -> None:
+    def __init__(self, reader: LogReader, start: int, filters: frozenset[str] | None, unfiltered: bool) -> None:
         self.reader = reader
         self.start = start  # the first offset it is sent (a disk reader starts at a chunk)
         self.read_to = start  # the offset after the last entry it read
         self.buffered: deque[Entry] = deque()
+        self.filters = filters
+        self.unfiltered = unfiltered
+
+    def wanted(self, entries: list[Entry]) -> list[Entry]:
+        """The entries from ``start`` on that the consumer's filter takes (rule 8: exact)."""
+        start, filters = self.start, self.filters
+        if filters is None:
+            return [e for e in entries if e[0] >= start] if entries[0][0] < start else entries
+        unfiltered = self.unfiltered
+        return [e for e in entries
+                if e[0] >= start and (e[2] in filters if e[2] is not None else unfiltered)]
 
 
 class StreamQueue(QueueType):
@@ -101,7 +134,9 @@ class StreamQueue(QueueType):
     POLICY_PRECEDENCE = {"max-length-bytes": "policy", "max-age": "policy", "stream-max-segment-size-bytes": "policy"}
     #: A stream is compared on its own arguments only (its ``queue_arguments`` capability).
     EQUIVALENCE_ARGS = ("x-queue-type", "x-max-length-bytes", "x-max-age", "x-stream-max-segment-size-bytes",
-                        "x-initial-cluster-size", "x-queue-leader-locator")
+                        "x-stream-filter-size-bytes", "x-initial-cluster-size", "x-queue-leader-locator")
+    #: Acks tell the stream which offsets a named consumer finished (rule 9).
+    tracks_acks = True
 
     def __init__(self, name: str, durable: bool = True, exclusive_owner: "Connection | None" = None,
                  auto_delete: bool = False, arguments: dict | None = None,
@@ -111,6 +146,7 @@ class StreamQueue(QueueType):
         self.log: StreamLog = MemoryStreamLog(s.max_segment_size_bytes, s.max_length_bytes, _seconds(s.max_age))
         self.codec: EntryCodec = KEEP_MESSAGES
         self._readers: dict[Consumer, _Reader] = {}
+        self._names: dict[Consumer, str] = {}  # named consumers (rule 9), until their last ack
 
     def _derive(self) -> None:
         """Rule 2: nothing for the broker to look at after an enqueue."""
@@ -127,6 +163,9 @@ class StreamQueue(QueueType):
         size = settings.max_segment_size_bytes
         if size is not None and size > MAX_STREAM_SEGMENT_BYTES:
             raise precondition("Exceeded max value for x-stream-max-segment-size-bytes")
+        filter_size = settings.filter_size_bytes
+        if filter_size is not None and filter_size not in FILTER_SIZE_BYTES:
+            raise precondition("Invalid value for  x-stream-filter-size-bytes")  # (two spaces: RabbitMQ's)
 
     def attach_log(self, log: StreamLog, codec: EntryCodec) -> None:
         """The storage's log for this queue (and how messages become its entries)."""
@@ -179,7 +218,8 @@ class StreamQueue(QueueType):
         now_ms = int(message.published_at * 1000)
         log = self.log
         segments = log.segment_count
-        log.append([(self.codec.encode(message), None)], now_ms)
+        headers = message.properties.get("headers")
+        log.add([(self.codec.encode(message), _filter_value(headers) if headers else None)], now_ms)
         if self._retains and log.segment_count != segments:
             log.apply_retention(now_ms)
         self._counted()
@@ -203,8 +243,19 @@ class StreamQueue(QueueType):
                                    f"automatic acknowledgement not supported by stream queues {where}")
         if consumer.channel.global_prefetch:
             raise ConnectionError_(errors.NOT_IMPLEMENTED, f"{where} does not support global qos")
-        start = self._start(consumer.arguments.get("x-stream-offset"), now)
-        self._readers[consumer] = _Reader(self.log.reader(start), start)
+        arguments = consumer.arguments
+        name = arguments.get(CONSUMER_NAME)
+        tracked = None if name is None else self.log.tracked(name)
+        if tracked is not None:
+            start = max(tracked + 1, self.log.first_offset)
+        else:
+            start = self._start(arguments.get("x-stream-offset"), now)
+        wanted = arguments.get("x-stream-filter")
+        filters = None if wanted is None else stream_filter(wanted)
+        unfiltered = bool(arguments.get("x-stream-match-unfiltered", False))
+        self._readers[consumer] = _Reader(self.log.reader(start, filters, unfiltered), start, filters, unfiltered)
+        if name is not None:
+            self._names[consumer] = name
         super().add_consumer(consumer, now)
 
     def _start(self, value: object, now: float) -> int:
@@ -225,7 +276,18 @@ class StreamQueue(QueueType):
 
     def remove_consumer(self, consumer: "Consumer") -> None:
         self._readers.pop(consumer, None)
+        if not consumer.unacked:
+            self._names.pop(consumer, None)
         super().remove_consumer(consumer)
+
+    def track_ack(self, entry: "Unacked") -> None:
+        """Rule 9: a named consumer's ack moves its tracked offset."""
+        consumer = entry.consumer
+        name = self._names.get(consumer)  # type: ignore[arg-type]
+        if name is not None:
+            self.log.track(name, entry.message.seq)
+            if consumer is not None and not consumer.unacked and consumer not in self._readers:
+                del self._names[consumer]  # (its last ack after it was cancelled)
 
     # -- out (rule 4) ----------------------------------------------------------------------
 
@@ -252,7 +314,7 @@ class StreamQueue(QueueType):
             if not entries:
                 return None
             reader.read_to = entries[-1][0] + 1
-            buffered.extend(e for e in entries if e[0] >= reader.start)
+            buffered.extend(reader.wanted(entries))
         return buffered.popleft()
 
     def _delivery(self, entry: Entry) -> Message:
@@ -308,6 +370,7 @@ class StreamQueue(QueueType):
     def clear(self) -> None:
         """The queue is deleted: so is its log."""
         self._readers.clear()
+        self._names.clear()
         self.log.delete()
         self.ready = self.ready_bytes = 0
 
@@ -322,6 +385,18 @@ class StreamQueue(QueueType):
 
     def relocate(self, moved: dict[int, int]) -> None:
         """Nothing of a stream is in the message store."""
+
+
+def _filter_value(headers: dict) -> str | None:
+    """A message's ``x-stream-filter-value``: a string, as RabbitMQ takes it (any other
+    type leaves the message unfiltered, as RabbitMQ's ``mc:x_header`` match does)."""
+    value = headers.get(FILTER_VALUE_HEADER)
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return None
+    return value if isinstance(value, str) else None
 
 
 def _seconds(ms: int | None) -> float | None:

@@ -10,12 +10,13 @@ Rules of this module:
    drops segments whose newest chunk is older. It runs when the owner calls
    ``apply_retention`` (a stream does when an append started a segment, or its limits
    changed, as osiris evaluates it).
-2. A chunk is what one ``append`` wrote: its entries share a timestamp (ms), never older
-   than the previous chunk's (an older one is raised to it). ``last`` is the first
-   offset of the last chunk; a timestamp names the first chunk written at or after it
-   (the next offset if none was).
-3. What ``append`` wrote is readable at once and durable after ``sync``; the broker
-   syncs every log that ``needs_sync`` once per loop pass, before the pass's confirms.
+2. A chunk is what one ``append`` wrote (``add`` may gather more, rule 3): its entries
+   share a timestamp (ms), never older than the previous chunk's (an older one is
+   raised to it). ``last`` is the first offset of the last chunk; a timestamp names the
+   first chunk written at or after it (the next offset if none was).
+3. What ``append`` or ``add`` wrote is readable at once and durable after ``sync``; the
+   broker syncs every log that ``needs_sync`` once per loop pass, before the pass's
+   confirms.
 4. An entry is whatever the owner's codec made of a message (``EntryCodec``): bytes for
    a log on disk (``zbroker/storage/stream_log.py``, which meets this protocol as it
    is, with a codec of the storage's that reads a message's attributes and gives back
@@ -23,7 +24,11 @@ Rules of this module:
    itself (``KEEP_MESSAGES``), copying nothing. A filter value (RabbitMQ 3.13's stream
    filtering) rides with each entry.
 5. A reader is a position: ``read(n)`` returns up to n entries from it and moves on;
-   one left behind by retention goes on from the new first offset.
+   one left behind by retention goes on from the new first offset. Given filter
+   values, it may skip chunks with none of them (the caller checks each entry).
+6. Tracking: ``track(name, offset)`` keeps the highest offset given under a name,
+   ``tracked(name)`` returns it (``None``: never tracked); a log on disk keeps it with
+   its data (durable with ``sync``), and deleting the log deletes it.
 """
 from __future__ import annotations
 
@@ -62,8 +67,12 @@ class StreamLog(Protocol):
     def needs_sync(self) -> bool: ...
 
     def append(self, entries: list[tuple[Any, str | None]], timestamp_ms: int) -> int: ...
+    def add(self, entries: list[tuple[Any, str | None]], timestamp_ms: int) -> int: ...
     def sync(self) -> None: ...
-    def reader(self, offset: int) -> LogReader: ...
+    def reader(self, offset: int, filter_values: "frozenset[str] | None" = None,
+               match_unfiltered: bool = False) -> LogReader: ...
+    def track(self, name: str, offset: int) -> None: ...
+    def tracked(self, name: str) -> int | None: ...
     def offset_for_timestamp(self, timestamp_ms: int) -> int: ...
     def set_retention(self, max_length_bytes: int | None, max_age_s: float | None) -> None: ...
     def apply_retention(self, now_ms: int) -> int: ...
@@ -126,6 +135,7 @@ class MemoryStreamLog:
         self._chunks: list[int] = []
         self._chunk_ms: list[int] = []
         self._segments = [_Segment(0)]
+        self._tracked: dict[str, int] = {}
         self.bytes = 0
         self.closed = self.deleted = False
 
@@ -150,6 +160,10 @@ class MemoryStreamLog:
         self.last_chunk_offset = first
         self.next_offset = first + len(entries)
         return first
+
+    def add(self, entries: list[tuple[Any, str | None]], timestamp_ms: int) -> int:
+        """In memory, nothing waits for a sync: a chunk of its own."""
+        return self.append(entries, timestamp_ms)
 
     def sync(self) -> None:
         """Nothing to flush in memory."""
@@ -195,7 +209,10 @@ class MemoryStreamLog:
 
     # -- reading (rules 2 and 4) ---------------------------------------------------------
 
-    def reader(self, offset: int) -> "MemoryReader":
+    def reader(self, offset: int, filter_values: frozenset[str] | None = None,
+               match_unfiltered: bool = False) -> "MemoryReader":
+        """(Filters skip nothing here: the caller checks each entry, and no chunk is read
+        from disk to spare.)"""
         return MemoryReader(self, offset)
 
     def offset_for_timestamp(self, timestamp_ms: int) -> int:
@@ -209,12 +226,22 @@ class MemoryStreamLog:
         return [(start + i, entry, filter_value)
                 for i, (entry, filter_value) in enumerate(self._entries[index:index + count])]
 
+    # -- tracking (rule 6) ----------------------------------------------------------------
+
+    def track(self, name: str, offset: int) -> None:
+        if offset > self._tracked.get(name, -1):
+            self._tracked[name] = offset
+
+    def tracked(self, name: str) -> int | None:
+        return self._tracked.get(name)
+
     # -- going ---------------------------------------------------------------------------
 
     def close(self) -> None:
         self.closed = True
 
     def delete(self) -> None:
+        self._tracked.clear()
         self._entries.clear()
         self._chunks.clear()
         self._chunk_ms.clear()
