@@ -9,6 +9,11 @@ Rules:
   same name, except where the table ``ALIASES`` says (``source_name`` is a binding's
   ``source``; the channel ``pid`` columns, which name an Erlang process in RabbitMQ,
   show the channel's name). An unknown column is an error naming the ones there are.
+  A column a queue's type lacks is empty, as rabbitmqctl's (a stream's memory and
+  ``*_ram``). Beyond rabbitmqctl: list_queues' ``segments``, a stream's log segment count
+  (RabbitMQ's stream info key from 3.13.3, which ``rabbitmq-streams stream_status``
+  shows but rabbitmqctl's list_queues refuses), and a stream's ``message_bytes``, its
+  log's bytes (rabbitmqctl's is empty for a stream).
 - The broker asked is ``--broker``, else where ``zbroker.client`` connects by default:
   ``tcp://$ZBROKER_HOST:$ZBROKER_PORT`` (127.0.0.1 and 5680 for what is unset).
 - A broker that is down or does not answer is one line on stderr and exit status 69
@@ -42,7 +47,7 @@ LISTS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
         "name", "durable", "auto_delete", "arguments", "policy", "exclusive", "exclusive_consumer_tag",
         "messages_ready", "messages_unacknowledged", "messages", "messages_ready_ram", "messages_ram",
         "messages_paged_out", "message_bytes", "message_bytes_ready", "consumers", "memory", "state",
-        "type", "single_active_consumer_tag", "idle_since", "owner_pid")),
+        "type", "single_active_consumer_tag", "idle_since", "owner_pid", "segments")),
     "list_exchanges": ("exchanges", "Listing exchanges for vhost {vhost} ...", ("name", "type"), (
         "name", "type", "durable", "auto_delete", "internal", "arguments", "policy")),
     "list_bindings": ("bindings", "Listing bindings for vhost {vhost} ...", (

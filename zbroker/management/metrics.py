@@ -42,11 +42,17 @@ CHANNEL_COUNTERS: dict[str, tuple[str, ...]] = {
     "get": ("get_no_ack",), "get_ack": ("get",), "get_empty": ("get_empty",),
     "messages_redelivered": ("redeliver",), "messages_acked": ("ack",),
 }
-#: rabbitmq_queue_* gauges <- a queue's view.
+#: rabbitmq_* gauges <- a queue's view. A queue whose view lacks the field has no sample
+#: (rabbitmq_prometheus emits none for a key the queue's type does not report: a stream
+#: has no paged-out messages or memory here). ``stream_segments`` is RabbitMQ's from
+#: 3.13.3 (a stream's log segments), as a gauge: retention lowers it, and
+#: prometheus_client would name a counter ``_total``.
 QUEUE_GAUGES: dict[str, str] = {
-    "messages_ready": "messages_ready", "messages_unacked": "messages_unacknowledged",
-    "messages": "messages", "consumers": "consumers", "messages_ready_bytes": "message_bytes_ready",
-    "messages_paged_out": "messages_paged_out", "process_memory_bytes": "memory",
+    "queue_messages_ready": "messages_ready", "queue_messages_unacked": "messages_unacknowledged",
+    "queue_messages": "messages", "queue_consumers": "consumers",
+    "queue_messages_bytes": "message_bytes", "queue_messages_ready_bytes": "message_bytes_ready",
+    "queue_messages_paged_out": "messages_paged_out", "queue_process_memory_bytes": "memory",
+    "stream_segments": "segments",
 }
 
 
@@ -99,7 +105,7 @@ def broker_families(overview: dict, queues: list[dict], channels: list[dict],
     if not aggregate:
         return
     for metric, field in QUEUE_GAUGES.items():
-        yield gauge(f"queue_{metric}", f"Sum over queues of {field}", sum(q.get(field) or 0 for q in queues))
+        yield gauge(metric, f"Sum over queues of {field}", sum(q.get(field) or 0 for q in queues))
     for metric, keys in CHANNEL_COUNTERS.items():
         counter = CounterMetricFamily(f"rabbitmq_channel_{metric}", f"Total over channels of {'+'.join(keys)}")
         counter.add_metric([], _sum(stats, keys))
@@ -134,9 +140,10 @@ def _global(overview: dict, totals: dict, stats: dict) -> Iterable[Metric]:
 
 def queue_families(queues: list[dict]) -> Iterable[Metric]:
     for metric, field in QUEUE_GAUGES.items():
-        family = GaugeMetricFamily(f"rabbitmq_queue_{metric}", f"Queue {field}", labels=["vhost", "queue"])
+        family = GaugeMetricFamily(f"rabbitmq_{metric}", f"Queue {field}", labels=["vhost", "queue"])
         for q in queues:
-            family.add_metric([q["vhost"], q["name"]], q.get(field) or 0)
+            if field in q:
+                family.add_metric([q["vhost"], q["name"]], q[field] or 0)
         yield family
     for metric, key in (("messages_published", "publish"), ("messages_acked", "ack"),
                         ("messages_delivered", "deliver_get"), ("messages_redelivered", "redeliver")):

@@ -5,6 +5,9 @@ Rules:
 - A field is here only if zbroker knows its value; none is invented or left at a
   constant to look complete (RabbitMQ's Erlang-only fields -- reductions, garbage
   collection, mirrors -- are absent).
+- A queue whose type keeps a log (``QueueType.segments`` not None: a stream) has
+  RabbitMQ's stream row (``_log_depth``): ``type`` ``stream``, messages counted as its
+  log holds them, and ``segments``; the fields RabbitMQ's stream rows lack are absent.
 - Rates come from ``stats.py``: ``<counter>_details: {"rate": per second}`` beside each
   counter, RabbitMQ's shape. Times are milliseconds since the epoch, as RabbitMQ's.
 - Names: a connection is RabbitMQ's ``"<peer host>:<port> -> <listener>"`` when the wire
@@ -54,17 +57,26 @@ def queue(broker: "Broker", q: QueueType) -> dict[str, Any]:
     stats = details(("publish", *QUEUE_COUNTERS.values()), counts[:7], rates[:7])
     stats.update(details(("deliver_get",), (deliver + deliver_no_ack + get + get_no_ack,),
                          (sum(rates[1:5]),)))
+    row = {
+        "name": q.name, "vhost": q.topology.vhost, "type": q.settings.queue_type, "node": broker.node_name,
+        "durable": q.durable, "auto_delete": q.auto_delete, "exclusive": q.exclusive_owner is not None,
+        "arguments": q.arguments, **policy_fields(q.topology.policies, q.TYPE, q.name, q.UNSUPPORTED_POLICIES),
+        "state": "running",
+        "consumers": len(q.consumers),
+    }
+    row.update(_log_depth(q, rates) if q.segments is not None else _queue_depth(q, rates))
+    row["message_stats"] = stats
+    return row
+
+
+def _queue_depth(q: QueueType, rates: list[float]) -> dict[str, Any]:
+    """A classic or quorum queue's owner, consumers and messages, as RabbitMQ's rows."""
     ready, unacked = q.ready, q.unacked
     paged = q.paged_count
     resident = ready - paged
     owner = q.exclusive_owner
     return {
-        "name": q.name, "vhost": q.topology.vhost, "type": q.settings.queue_type, "node": broker.node_name,
-        "durable": q.durable, "auto_delete": q.auto_delete, "exclusive": owner is not None,
         "owner_pid_details": {"name": connection_name(owner)} if owner is not None else None,
-        "arguments": q.arguments, **policy_fields(q.topology.policies, q.TYPE, q.name, q.UNSUPPORTED_POLICIES),
-        "state": "running",
-        "consumers": len(q.consumers),
         "exclusive_consumer_tag": next((c.tag for c in q.consumers if c.exclusive), None),
         "single_active_consumer_tag": q.active.tag if q.active is not None else None,
         **details(("messages", "messages_ready", "messages_unacknowledged"),
@@ -73,7 +85,25 @@ def queue(broker: "Broker", q: QueueType) -> dict[str, Any]:
         "message_bytes_ready": q.ready_bytes, "message_bytes": q.ready_bytes,
         "memory": resident * MESSAGE_MEMORY,
         "idle_since": None if q.consumers else _iso(q.last_used),
-        "message_stats": stats,
+    }
+
+
+def _log_depth(q: QueueType, rates: list[float]) -> dict[str, Any]:
+    """A stream's messages as RabbitMQ's ``rabbit_osiris_metrics`` reports them: messages
+    and messages_ready both what the log holds, messages_unacknowledged 0 (a delivery out
+    is still in the log; its channel counts it). Its ``segments`` are the log's (the key
+    RabbitMQ's stream rows have from 3.13.3; 3.10 shows it only in ``rabbitmq-streams
+    stream_status``). ``message_bytes``/``message_bytes_ready`` are the log's bytes: zbroker's
+    (RabbitMQ's stream rows have no bytes). Left out as RabbitMQ's stream rows leave them
+    out: the owner, the exclusive and single-active consumer tags, messages_ram,
+    messages_ready_ram, messages_paged_out, idle_since, and memory (zbroker does not
+    measure a stream's)."""
+    ready = q.ready
+    return {
+        **details(("messages", "messages_ready", "messages_unacknowledged"),
+                  (ready, ready, 0), (rates[7], rates[7], 0.0)),
+        "message_bytes_ready": q.ready_bytes, "message_bytes": q.ready_bytes,
+        "segments": q.segments,
     }
 
 
