@@ -76,6 +76,7 @@ class Method(IntEnum):
     BASIC_REJECT = 54
     BASIC_RECOVER = 55
     BASIC_RECOVER_OK = 56
+    STREAM_DELIVER = 57  # the zbroker wire's: a stream consumer's deliveries in one command
     CONFIRM_SELECT = 60
     CONFIRM_SELECT_OK = 61
     TX_SELECT = 70
@@ -88,7 +89,8 @@ class Method(IntEnum):
 
 #: Methods followed by a body.
 BODY_METHODS: frozenset[int] = frozenset({Method.BASIC_PUBLISH, Method.BASIC_DELIVER,
-                                          Method.BASIC_RETURN, Method.BASIC_GET_OK})
+                                          Method.BASIC_RETURN, Method.BASIC_GET_OK,
+                                          Method.STREAM_DELIVER})
 
 
 _CH = "channel"
@@ -148,6 +150,7 @@ FIELDS: dict[Method, tuple[str, ...]] = {
     Method.BASIC_REJECT: (_CH, "delivery_tag", "requeue"),
     Method.BASIC_RECOVER: (_CH, "requeue"),
     Method.BASIC_RECOVER_OK: (_CH,),
+    Method.STREAM_DELIVER: (_CH, "consumer_tag", "delivery_tag", "offsets", "sizes"),
     Method.CONFIRM_SELECT: (_CH,),
     Method.CONFIRM_SELECT_OK: (_CH,),
     Method.TX_SELECT: (_CH,),

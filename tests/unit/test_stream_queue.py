@@ -47,7 +47,7 @@ def message(n: int, at: float = NOW, body: bytes | None = None, **headers: Any) 
 class FakeChannel:
     def __init__(self, global_prefetch: int = 0) -> None:
         self.delivered: list[Message] = []
-        self.connection = type("Conn", (), {"blocked": False})()
+        self.connection = type("Conn", (), {"blocked": False, "stream_batches": False})()
         self.global_prefetch = global_prefetch
         self.consumer_unacked = 0
 

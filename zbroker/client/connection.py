@@ -38,6 +38,7 @@ from zbroker.client.parameters import ConnectionParameters
 from zbroker.credit import DELIVERY_COST, publish_cost
 from zbroker.curve import secure_client
 from zbroker.protocol import HEADER, Op, ProtocolError, check_header, decode_message, encode
+from zbroker.client.stream_deliveries import stream_deliveries
 from zbroker.protocol.native_codec import DELIVERY_OVERHEAD_BYTES, MAX_COMMAND_BYTES
 from zbroker.transport import POLLIN, recv_batch, send_parts, wait_readable
 
@@ -70,6 +71,7 @@ NO_CREDIT_LIMIT = 1 << 62
 #: that does not keep up gets no more deliveries (the broker's delivery window closes).
 HELD_EVENTS = 1024
 _DELIVER = int(Op.BASIC_DELIVER)
+_STREAM_DELIVER = int(Op.STREAM_DELIVER)
 #: Methods numbered below this are connection-level (``zbroker/methods.py``).
 _FIRST_CHANNEL_OP = int(Op.CHANNEL_OPEN)
 _TRANSPORT_LOST = zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
@@ -191,6 +193,8 @@ class BlockingConnection:
         sock.connect(params.endpoint)
         creds = params.credentials
         properties = {"product": "zbroker.client", "version": __version__, **(params.client_properties or {})}
+        # (a stream's deliveries may come many to a command: STREAM_DELIVER, handled here)
+        properties["capabilities"] = {**(properties.get("capabilities") or {}), "stream_batches": True}
         self._send([encode(Op.HELLO, params.heartbeat if isinstance(params.heartbeat, int) else None,
                            params.virtual_host, creds.username, creds.password, properties)])
         limits = [t for t in (params.stack_timeout, params.socket_timeout) if t is not None]
@@ -348,6 +352,13 @@ class BlockingConnection:
             return
         if op == _DELIVER:
             self._unreported += len(body) + DELIVERY_COST
+        elif op == _STREAM_DELIVER:  # (each entry to its channel as one basic.deliver)
+            self._unreported += len(body) + DELIVERY_COST * len(fields[3])
+            channel = self._channels.get(fields[0])
+            if channel is not None:
+                for deliver, payload in stream_deliveries(fields, body):
+                    channel.handle_command(_DELIVER, deliver, payload)
+            return
         channel = self._channels.get(fields[0])
         if channel is not None:
             channel.handle_command(op, fields, body)

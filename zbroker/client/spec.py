@@ -93,11 +93,19 @@ def _amqp_value(value: Any) -> Any:
     return value
 
 
+#: Values that hold no timestamp: a table of only these is given as it is (once per
+#: delivery with headers, so the common flat table costs one pass and no copy).
+_PLAIN = frozenset({str, int, float, bytes, bool, type(None)})
+
+
 def naive_utc(value: Any) -> Any:
     """Timestamps inside headers (an ``x-death`` entry's ``time``) as pika gives them:
     naive ``datetime`` objects in UTC."""
     if isinstance(value, dict):
-        return {k: naive_utc(v) for k, v in value.items()}
+        for item in value.values():
+            if type(item) not in _PLAIN:
+                return {k: naive_utc(v) for k, v in value.items()}
+        return value
     if isinstance(value, list):
         return [naive_utc(v) for v in value]
     if isinstance(value, datetime) and value.tzinfo is not None:

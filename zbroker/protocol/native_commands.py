@@ -64,6 +64,8 @@ TYPES: dict[str, tuple[type, ...]] = {
     "prefetch_size": _INT, "prefetch_count": _INT, "global_qos": _BOOL, "consumer_tag": _STR,
     "auto_ack": _BOOL, "mandatory": _BOOL, "properties": _DICT, "delivery_tag": _INT,
     "redelivered": _BOOL, "multiple": _BOOL, "requeue": _BOOL,
+    # streams (``stream_entries.py``): each entry's offset and size in STREAM_DELIVER's body
+    "offsets": (list,), "sizes": (list,),
 }
 #: Where one command takes other types for a field than ``TYPES`` says.
 EXCEPTIONS: dict[tuple[Op, str], tuple[type, ...]] = {

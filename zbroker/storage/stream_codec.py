@@ -2,10 +2,10 @@
 each stream's log lives in the data directory.
 
 Rules of this module:
-1. An entry is ``u32 metadata length | metadata (msgpack) | body``; the metadata is
-   ``[exchange, routing key, properties, published_at]`` (as the message store writes
-   them, datetimes as msgpack timestamps), the body as it came, after it. Decoding gives
-   the core's fields back: ``(exchange, routing key, properties, body, published_at)``.
+1. An entry is ``zbroker/protocol/stream_entries.py``'s (the format the zbroker wire
+   also carries to a stream's consumers, so they get entries as the log holds them:
+   ``wire_entries``). Decoding gives the core's fields back: ``(exchange, routing key,
+   properties, body, published_at)``.
 2. It reads a message's attributes and knows nothing else of the core (the core's
    ``stream_logs.EntryCodec`` is the protocol it meets).
 3. A stream's log is the directory ``<data dir>/streams/<store id>``. A new stream (not
@@ -15,33 +15,27 @@ Rules of this module:
 from __future__ import annotations
 
 import shutil
-import struct
 from pathlib import Path
 from typing import Any, Callable
 
-import msgpack
-
+from zbroker.protocol import stream_entries
 from zbroker.storage.stream_log import MAX_SEGMENT_BYTES, StreamLog
 
-META_LEN = struct.Struct("<I")
 STREAMS_DIR = "streams"
-_pack = msgpack.Packer(use_bin_type=True, datetime=True).pack
 
 
 class StreamCodec:
     """Rule 1: a message into an entry's bytes, and back into its fields."""
 
-    @staticmethod
-    def encode(message: Any) -> bytes:
-        meta = _pack([message.exchange, message.routing_key, message.properties, message.published_at])
-        return META_LEN.pack(len(meta)) + meta + bytes(message.body)
+    #: Its entries are what the zbroker wire's STREAM_DELIVER carries.
+    wire_entries = True
 
     @staticmethod
-    def decode(entry: bytes) -> tuple[Any, Any, dict, bytes, float]:
-        end = META_LEN.size + META_LEN.unpack_from(entry)[0]
-        exchange, routing_key, properties, published_at = msgpack.unpackb(
-            entry[META_LEN.size:end], raw=False, timestamp=3, strict_map_key=False)
-        return exchange, routing_key, properties, bytes(entry[end:]), published_at
+    def encode(message: Any) -> bytes:
+        return stream_entries.encode(message.exchange, message.routing_key, message.properties,
+                                     message.published_at, message.body)
+
+    decode = staticmethod(stream_entries.decode)
 
 
 CODEC = StreamCodec()

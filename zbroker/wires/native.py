@@ -18,6 +18,9 @@ Rules:
   request, whoever sends it: ``management.py`` answers it; it opens no connection.
 - A connection-level event only the broker sends (HELLO_OK, CONNECTION_BLOCKED, ...)
   coming from a client closes its connection (503).
+- A client whose HELLO has the capability ``stream_batches`` gets a stream consumer's
+  deliveries as STREAM_DELIVER (many entries in one command); any other client gets
+  one BASIC_DELIVER per message.
 - Events are encoded here and nowhere else: a core event tuple is exactly a command
   frame's array, so encoding is one msgpack call per event; bodies pass untouched.
 - Outbound, the wire encodes the events of its own connections, which the server hands
@@ -48,6 +51,16 @@ _PUBLISH_CREDIT = int(M.PUBLISH_CREDIT)
 #: Connection-level methods only the broker sends.
 _SERVER_ONLY = frozenset({M.HELLO_OK, M.CONNECTION_BLOCKED, M.CONNECTION_UNBLOCKED, M.PUBLISH_CREDIT,
                           M.CONNECTION_UPDATE_SECRET_OK})
+
+
+#: The HELLO capability by which a client says it takes STREAM_DELIVER
+#: (``zbroker/protocol/stream_entries.py``); a client without it gets BASIC_DELIVERs.
+STREAM_BATCHES = "stream_batches"
+
+
+def _asks_for_batches(client_properties: dict) -> bool:
+    capabilities = client_properties.get("capabilities")
+    return isinstance(capabilities, dict) and capabilities.get(STREAM_BATCHES) is True
 
 
 class NativeWire:
@@ -140,6 +153,7 @@ class NativeWire:
             conn = broker.open_connection(peer, now, heartbeat, virtual_host, username,
                                           client_properties, self.delivery_window, host)
             if conn is not None:
+                conn.stream_batches = _asks_for_batches(client_properties)
                 conn.send((M.HELLO_OK, conn.heartbeat, broker.max_body_bytes,
                            {"product": "zbroker", "version": __version__,
                             "channel_max": broker.limits.channel_max,

@@ -16,15 +16,16 @@ from typing import TYPE_CHECKING, Any, Hashable
 from zbroker import errors
 from zbroker.credit import DELIVERY_COST
 from zbroker.core.messaging.consumers import Consumer, Unacked
+from zbroker.core.messaging.message import Message
 from zbroker.core.messaging.timers import NEVER
 from zbroker.errors import ChannelError
-from zbroker.methods import BasicDeliver
+from zbroker.methods import BasicDeliver, StreamDeliver
 
 if TYPE_CHECKING:
-    from zbroker.core.messaging.message import Message
     from zbroker.core.messaging.queue_type import QueueType
 
 _DELIVER = BasicDeliver.METHOD
+_STREAM_DELIVER = StreamDeliver.METHOD
 _new = tuple.__new__  # (a named event without the checking constructor: once per delivery)
 
 
@@ -89,6 +90,9 @@ class Connection:
         self.ssl = False  # the wire's transport is TLS
         self.listener = ""  # the address it connected to, when the wire knows it
         self.protocol = "zbroker"
+        #: Its wire carries a stream consumer's deliveries as entries in batches
+        #: (the zbroker wire's STREAM_DELIVER, which its client asks for at HELLO).
+        self.stream_batches = False
         #: What its channels read ``now`` and the consumer-timeout heap from (the broker).
         self.clock: Any = None
 
@@ -180,6 +184,36 @@ class Channel:
         parts.append(_new(BasicDeliver, (_DELIVER, self.number, consumer.tag, tag, message.redelivered,
                                          message.exchange, message.routing_key, message.properties)))
         parts.append(message.body)
+
+    def deliver_entries(self, consumer: Consumer, queue: "QueueType", entries: list[tuple[int, bytes, Any]]) -> None:
+        """A stream's entries ``(offset, entry, filter value)`` to a consumer whose
+        connection has ``stream_batches``: one STREAM_DELIVER event
+        (``zbroker/protocol/stream_entries.py``), each entry a delivery awaiting its ack
+        as ``deliver`` makes one (a stream's consumers ack manually)."""
+        first = self.next_tag
+        count = len(entries)
+        self.next_tag = first + count
+        clock = self.clock
+        now = clock.now
+        unacked = self.unacked
+        offsets = [offset for offset, _, _ in entries]
+        sizes = [len(entry) for _, entry, _ in entries]
+        for tag, offset, size in zip(range(first, first + count), offsets, sizes):
+            unacked[tag] = Unacked(queue, Message(offset, None, None, None, None, 0.0, None, size), consumer, tag, now)
+        if consumer.timeout and self.scheduled_at is NEVER:
+            clock.ack_timers.at(self, now + consumer.timeout / 1000)
+        consumer.unacked += count
+        self.consumer_unacked += count
+        self.delivered += count
+        queue.delivered += count
+        body = b"".join([entry for _, entry, _ in entries])
+        conn = self.connection
+        if conn.unread_limit:
+            conn.unread += len(body) + DELIVERY_COST * count
+            if conn.unread >= conn.unread_limit:
+                conn.blocked = True
+        conn.outbox.put(conn.conn_id, _new(StreamDeliver, (_STREAM_DELIVER, self.number, consumer.tag, first,
+                                                           offsets, sizes)), body)
 
     def settle(self, delivery_tag: int, multiple: bool) -> list[Unacked]:
         """Remove and return the deliveries an ack/nack/reject names.

@@ -31,7 +31,11 @@ Rules of this module:
 4. Out: a consumer is sent what it has credit for, in offset order, each delivery with
    an ``x-stream-offset`` header (its offset) and never redelivered. An ack only gives
    the credit back: the message stays in the log. A delivery left unacked when its
-   channel goes is forgotten (nothing is put back: the log still has it).
+   channel goes is forgotten (nothing is put back: the log still has it). Where the
+   consumer's connection takes batches (``Connection.stream_batches``: the zbroker
+   wire's STREAM_DELIVER) and the log's entries are that wire's (``wire_entries``), its
+   deliveries go out as the log's entries, up to ``BATCH_ENTRIES`` in one event, with
+   no decoding here; the client adds the header.
 5. Refused, as RabbitMQ refuses them: ``basic.get`` (540 "basic.get not supported by
    stream queues ..."), ``queue.purge`` (540), ``basic.nack``/``basic.reject`` (540
    "basic.nack and basic.reject not supported by stream queues ...") and
@@ -87,6 +91,10 @@ if TYPE_CHECKING:
 #: Entries a consumer's reader takes from the log at a time (beyond its credit they wait
 #: in its buffer for the next dispatch).
 READ_BATCH = 256
+#: A batch of entries (``Channel.deliver_entries``) holds at most this many, and takes no
+#: more once it holds ``BATCH_BYTES`` (bounding one event and the client's work per read).
+BATCH_ENTRIES = 1000
+BATCH_BYTES = 1 << 20
 OFFSET_HEADER = "x-stream-offset"
 FILTER_VALUE_HEADER = "x-stream-filter-value"
 CONSUMER_NAME = "x-zbroker-consumer-name"
@@ -98,10 +106,11 @@ class _Reader:
     """One consumer's place in the log: its reader, what it read but has not sent, and
     the filter values it asked for (``None``: every message)."""
 
-    __slots__ = ("reader", "start", "read_to", "buffered", "filters", "unfiltered")
+    __slots__ = ("reader", "start", "read_to", "buffered", "filters", "unfiltered", "batches")
 
     def __init__(self, reader: LogReader, start: int, filters: frozenset[str] | None, unfiltered: bool) -> None:
         self.reader = reader
+        self.batches = False  # its entries go out as they are, many per event (rule 4)
         self.start = start  # the first offset it is sent (a disk reader starts at a chunk)
         self.read_to = start  # the offset after the last entry it read
         self.buffered: deque[Entry] = deque()
@@ -253,7 +262,9 @@ class StreamQueue(QueueType):
         wanted = arguments.get("x-stream-filter")
         filters = None if wanted is None else stream_filter(wanted)
         unfiltered = bool(arguments.get("x-stream-match-unfiltered", False))
-        self._readers[consumer] = _Reader(self.log.reader(start, filters, unfiltered), start, filters, unfiltered)
+        reader = _Reader(self.log.reader(start, filters, unfiltered), start, filters, unfiltered)
+        reader.batches = consumer.channel.connection.stream_batches and getattr(self.codec, "wire_entries", False)
+        self._readers[consumer] = reader
         if name is not None:
             self._names[consumer] = name
         super().add_consumer(consumer, now)
@@ -296,6 +307,11 @@ class StreamQueue(QueueType):
         for consumer in self.consumers:
             reader = self._readers[consumer]
             channel = consumer.channel
+            if reader.batches:
+                limit = self._send_entries(consumer, reader, limit)
+                if limit <= 0 and consumer.has_credit():
+                    return True
+                continue
             while consumer.has_credit():
                 if limit <= 0:
                     return True
@@ -306,6 +322,39 @@ class StreamQueue(QueueType):
                 channel.deliver(consumer, self, self._delivery(entry))
                 limit -= 1
         return False
+
+    def _send_entries(self, consumer: "Consumer", reader: _Reader, limit: int) -> int:
+        """Rule 4 for a consumer whose wire takes entries as they are: as many as its
+        credit allows per event (``stream_entries.BATCH_ENTRIES``, ``BATCH_BYTES``);
+        returns what is left of ``limit``."""
+        channel = consumer.channel
+        while limit > 0 and consumer.has_credit():
+            room = min(consumer.prefetch - consumer.unacked, limit, BATCH_ENTRIES)
+            entries = self._take(reader, room)
+            if not entries:
+                break
+            self.unacked += len(entries)
+            channel.deliver_entries(consumer, self, entries)
+            limit -= len(entries)
+        return limit
+
+    def _take(self, reader: _Reader, count: int) -> list[Entry]:
+        """Up to ``count`` entries (and about ``BATCH_BYTES``) from ``reader``'s place on."""
+        out: list[Entry] = []
+        size = 0
+        buffered = reader.buffered
+        while len(out) < count and size < BATCH_BYTES:
+            if not buffered:
+                entries = reader.reader.read(max(READ_BATCH, count - len(out)))
+                if not entries:
+                    break
+                reader.read_to = entries[-1][0] + 1
+                buffered.extend(reader.wanted(entries))
+                continue
+            entry = buffered.popleft()
+            size += len(entry[1])
+            out.append(entry)
+        return out
 
     def _next(self, reader: _Reader) -> Entry | None:
         buffered = reader.buffered

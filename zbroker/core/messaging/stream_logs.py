@@ -86,7 +86,9 @@ Fields = tuple[Any, Any, dict, Any, float]
 
 
 class EntryCodec(Protocol):
-    """A message into a log entry, and the entry back into the message's fields (rule 3)."""
+    """A message into a log entry, and the entry back into the message's fields (rule 3).
+    A codec whose entries are the zbroker wire's stream entries says so with a true
+    ``wire_entries`` attribute (the storage's does; ``StreamQueue`` rule 4)."""
 
     def encode(self, message: Message) -> Any: ...
     def decode(self, entry: Any) -> Fields: ...
