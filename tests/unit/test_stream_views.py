@@ -65,6 +65,9 @@ def test_a_streams_row_is_rabbitmqs(broker: Broker) -> None:
     # The deliveries out are the channel's unacked, not the stream's.
     channel = Management(broker).handle("list", {"kind": "channels"})[0]
     assert channel["messages_unacknowledged"] == 3
+    # ... and the overview's totals count none for the stream either (the classic's one is ready).
+    totals = broker.stats.totals()
+    assert (totals["messages_ready"], totals["messages_unacknowledged"], totals["messages"]) == (11, 0, 11)
 
 
 def test_a_classic_row_keeps_its_fields_and_has_no_segments(broker: Broker) -> None:

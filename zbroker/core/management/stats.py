@@ -94,7 +94,8 @@ class Stats:
         ready = unacked = 0
         for queue in self.vhosts.queues():
             ready += queue.ready
-            unacked += queue.unacked
+            if queue.reports_unacked:
+                unacked += queue.unacked
         totals.update(messages_ready=ready, messages_unacknowledged=unacked,
                       messages=ready + unacked)
         return totals

@@ -256,6 +256,9 @@ class QueueType(ABC):
 
     #: The log segments a stream's messages are in (``None``: this type keeps no log).
     segments: int | None = None
+    #: Its deliveries out count as messages_unacknowledged in RabbitMQ's totals (a
+    #: stream's do not: RabbitMQ reports 0 for it).
+    reports_unacked = True
     #: Whether ``track_ack`` is to be told of each ack (a stream's named consumers).
     tracks_acks = False
 

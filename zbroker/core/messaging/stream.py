@@ -146,6 +146,7 @@ class StreamQueue(QueueType):
                         "x-stream-filter-size-bytes", "x-initial-cluster-size", "x-queue-leader-locator")
     #: Acks tell the stream which offsets a named consumer finished (rule 9).
     tracks_acks = True
+    reports_unacked = False  # (rule 6: RabbitMQ's stream counts none)
 
     def __init__(self, name: str, durable: bool = True, exclusive_owner: "Connection | None" = None,
                  auto_delete: bool = False, arguments: dict | None = None,
