@@ -123,3 +123,18 @@ def test_a_new_stream_never_inherits_what_a_crash_left_under_its_id(node: Node) 
     declare(node.peer, "t")
     assert node.broker.topology.queues["t"].store_id == store_id
     assert read_all(node.peer, "t") == []
+
+
+def test_logs_of_streams_the_broker_no_longer_has_are_removed_at_start(node: Node) -> None:
+    """A stream deleted just before a crash (its snapshot gone, its directory not): the
+    next start removes that directory and keeps every stream it has."""
+    declare(node.peer)
+    node.peer.publish(1, "", "s", b"kept")
+    node.broker.commit()
+    kept = node.directory / "streams" / str(node.broker.topology.queues["s"].store_id)
+    stale = node.directory / "streams" / "987654"
+    stale.mkdir()
+    (stale / "00000000000000000000.segment").write_bytes(b"left by a crash")
+    peer = node.restart(crash=True)
+    assert kept.is_dir() and not stale.exists()
+    assert [body for _, body, _ in read_all(peer)] == [b"kept"]

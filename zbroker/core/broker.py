@@ -63,7 +63,7 @@ from zbroker.errors import BrokerError, ChannelError, ConnectionError_
 from zbroker.methods import ConnectionCloseOk, ConnectionUpdateSecretOk
 from zbroker.methods import Method as M
 from zbroker.storage.memory import MemoryStore
-from zbroker.storage.stream_codec import stream_logs
+from zbroker.storage.stream_codec import remove_unused, stream_logs
 from zbroker.storage.store import MessageStore
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,8 @@ class Broker:
         #: Vhosts whose queues are being given changed policies (``_policies_changed``).
         self._policy_passes: dict[Topology, Iterator[QueueType]] = {}
         self.delivery.seq = self.durability.recover(self.store.open(), now)
+        if data_dir is not None:  # (what a crash left of deleted streams)
+            remove_unused(data_dir, self.vhosts.counts.logs)
         for queue in list(self.vhosts.queues()):
             queue.last_used = now
             if queue.settings.limited:  # limits an older zbroker stored but did not apply

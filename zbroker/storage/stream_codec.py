@@ -10,18 +10,22 @@ Rules of this module:
    ``stream_logs.EntryCodec`` is the protocol it meets).
 3. A stream's log is the directory ``<data dir>/streams/<store id>``. A new stream (not
    one recovered) starts from an empty directory: whatever a crash left there under a
-   store id the snapshot never recorded is removed first.
+   store id the snapshot never recorded is removed first. After recovery, the
+   directories of streams the broker no longer has (deleted just before a crash, or
+   left by one) are removed (``remove_unused``).
 """
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from zbroker.protocol import stream_entries
 from zbroker.storage.stream_log import MAX_SEGMENT_BYTES, StreamLog
 
 STREAMS_DIR = "streams"
+log = logging.getLogger(__name__)
 
 
 class StreamCodec:
@@ -50,6 +54,22 @@ def stream_logs(data_dir: str | Path) -> Callable[[int, Any, bool], tuple[Stream
         return open_stream_log(data_dir, store_id, recovered, settings.max_segment_size_bytes,
                                settings.max_length_bytes, None if max_age is None else max_age / 1000), CODEC
     return log_for
+
+
+def remove_unused(data_dir: str | Path, kept: Iterable[int]) -> list[int]:
+    """Rule 3: remove every stream directory whose store id is not in ``kept``; returns
+    the ids removed."""
+    root = Path(data_dir) / STREAMS_DIR
+    keep = {str(store_id) for store_id in kept}
+    removed = []
+    if root.is_dir():
+        for directory in root.iterdir():
+            if directory.is_dir() and directory.name not in keep and directory.name.isdigit():
+                shutil.rmtree(directory, ignore_errors=True)
+                removed.append(int(directory.name))
+    if removed:
+        log.info("removed the logs of %d stream(s) the broker no longer has: %s", len(removed), sorted(removed))
+    return removed
 
 
 def open_stream_log(data_dir: str | Path, store_id: int, recovered: bool, max_segment_bytes: int | None,
