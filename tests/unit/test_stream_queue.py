@@ -506,6 +506,8 @@ def test_a_refused_nack_loses_no_other_queues_delivery(amqp: tuple[Any, AmqpPeer
 class PickleCodec:
     """A test codec (the storage's own is msgpack): a message to bytes and back to fields."""
 
+    decodes_new = True
+
     @staticmethod
     def encode(message: Message) -> bytes:
         return pickle.dumps((message.exchange, message.routing_key, message.properties, bytes(message.body),

@@ -31,8 +31,10 @@ log = logging.getLogger(__name__)
 class StreamCodec:
     """Rule 1: a message into an entry's bytes, and back into its fields."""
 
-    #: Its entries are what the zbroker wire's STREAM_DELIVER carries.
+    #: Its entries are what the zbroker wire's STREAM_DELIVER carries; each decode
+    #: builds new tables.
     wire_entries = True
+    decodes_new = True
 
     @staticmethod
     def encode(message: Any) -> bytes:

@@ -371,10 +371,13 @@ class StreamQueue(QueueType):
         """The message at ``entry``'s offset as a consumer gets it: with its offset header."""
         offset, data, _ = entry
         exchange, routing_key, properties, body, published_at = self.codec.decode(data)
-        properties = dict(properties)
-        headers = dict(properties.get("headers") or {})
+        headers = properties.get("headers")
+        if not self.codec.decodes_new:  # (the publisher's own tables: add to copies)
+            properties = dict(properties)
+            headers = properties["headers"] = dict(headers) if headers else {}
+        elif headers is None:
+            headers = properties["headers"] = {}
         headers[OFFSET_HEADER] = SignedLong(offset)  # (type 'l' on the AMQP wire, as RabbitMQ's)
-        properties["headers"] = headers
         return Message(offset, exchange, routing_key, properties, body, published_at, None, len(body))
 
     def take(self, settled: bool) -> Message:

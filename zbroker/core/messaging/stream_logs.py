@@ -88,7 +88,11 @@ Fields = tuple[Any, Any, dict, Any, float]
 class EntryCodec(Protocol):
     """A message into a log entry, and the entry back into the message's fields (rule 3).
     A codec whose entries are the zbroker wire's stream entries says so with a true
-    ``wire_entries`` attribute (the storage's does; ``StreamQueue`` rule 4)."""
+    ``wire_entries`` attribute (the storage's does; ``StreamQueue`` rule 4);
+    ``decodes_new`` says ``decode`` builds new tables each time, which the stream may
+    change (else it copies them before adding its header)."""
+
+    decodes_new: bool
 
     def encode(self, message: Message) -> Any: ...
     def decode(self, entry: Any) -> Fields: ...
@@ -96,6 +100,8 @@ class EntryCodec(Protocol):
 
 class _KeepMessages:
     """The in-memory log's codec: the entry is the message."""
+
+    decodes_new = False  # (its tables are the publisher's message's)
 
     @staticmethod
     def encode(message: Message) -> Message:
