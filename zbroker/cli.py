@@ -262,8 +262,11 @@ def _tls_context(amqps: str | None, cert: str | None, key: str | None, ca: str |
 @click.option("--watched", is_flag=True,
               help="Run the broker with --http and poll its API and metrics every second meanwhile "
                    "(what an open dashboard and a Prometheus scrape cost).")
+@click.option("--stream-messages", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Messages in the stream that the stream workload's consumers read from first (filled "
+                   "once per target); large counts need a larger --timeout  [default: 200,000; 5,000 with --quick].")
 def bench(runs: int, quick: bool, against: str | None, timeout: float, workloads: tuple[str, ...],
-          json_path: Path | None, amqp: bool, secure: bool, watched: bool) -> None:
+          json_path: Path | None, amqp: bool, secure: bool, watched: bool, stream_messages: int | None) -> None:
     """Measure zbroker, side by side with the raw-ZeroMQ ceiling (and RabbitMQ with --against)."""
     from zbroker.bench import runner
 
@@ -279,7 +282,7 @@ def bench(runs: int, quick: bool, against: str | None, timeout: float, workloads
             raise click.ClickException("--secure needs trustme for its throwaway certificates: pip install trustme") from None
     try:
         results = runner.run(runs, quick, against, timeout, list(workloads or WORKLOADS),
-                             lambda msg: click.echo(f"  {msg}", err=True), watched, amqp, secure)
+                             lambda msg: click.echo(f"  {msg}", err=True), watched, amqp, secure, stream_messages)
     except runner.BenchError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(runner.table(results))

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 from tests.support import ROOT, child_env
+from zbroker.bench.runner import METRICS
 
 
 def test_bench_quick_run_writes_a_table_and_json(tmp_path) -> None:
@@ -12,18 +13,22 @@ def test_bench_quick_run_writes_a_table_and_json(tmp_path) -> None:
                            "--amqp", "--json", str(out_json)], capture_output=True, text=True, env=child_env(), cwd=ROOT,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
-    for label in ("publish", "workqueue", "fanout", "rpc", "fanin", "persistent", "pipelined", "PUSH->PULL"):
+    for label in ("publish", "workqueue", "fanout", "rpc", "fanin", "persistent", "pipelined", "stream:",
+                  "stream/classic", "PUSH->PULL"):
         assert label in proc.stdout
     results = json.loads(out_json.read_text())["results"]
     relayed = {"publish", "workqueue", "fanout", "rpc", "fanin"}
-    for target, workloads in (("zbroker", relayed | {"persistent"}), ("zbroker-amqp", relayed | {"persistent"}),
-                              ("relay", relayed)):
+    brokered = relayed | {"persistent", "stream"}
+    for target, workloads in (("zbroker", brokered), ("zbroker-amqp", brokered), ("relay", relayed)):
         assert set(results[target]) == workloads
         for workload, metrics in results[target].items():
             # (broker CPU is read in clock ticks: a tiny run may round to 0)
-            assert all(m["median"] > 0 or (name == "broker_cpu_us" and m["median"] >= 0)
+            assert all(m["median"] > 0 or (name in ("broker_cpu_us", "read_1_broker_cores", "read_10_broker_cores")
+                                           and m["median"] >= 0)
                        for name, m in metrics.items()), (target, workload)
-            assert ("broker_cpu_us" in metrics) == (target != "relay" and workload != "persistent")
+            assert ("broker_cpu_us" in metrics) == (target != "relay" and workload not in ("persistent", "stream"))
     assert set(results["zbroker"]["persistent"]) == {"confirmed_100b_per_s", "confirmed_64k_per_s",
                                                      "pipelined_100b_per_s", "pipelined_64k_per_s"}
+    for target in ("zbroker", "zbroker-amqp"):  # the stream is filled on the first round, read on every one
+        assert set(results[target]["stream"]) == {metric for metric, _, _ in METRICS["stream"]} | {"fill_per_s"}
     assert results["push_pull"]["push_pull"]["msgs_per_s"]["median"] > 0

@@ -5,4 +5,4 @@ Every workload role speaks only the pika API, so the same code measures zbroker 
 """
 
 #: The workloads, in the order they run and print.
-WORKLOADS = ("publish", "workqueue", "fanout", "rpc", "fanin", "persistent")
+WORKLOADS = ("publish", "workqueue", "fanout", "rpc", "fanin", "persistent", "stream")

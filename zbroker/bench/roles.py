@@ -21,14 +21,19 @@ STOP = b"__stop__"
 CA_ENV = "ZBROKER_BENCH_CA"
 
 
-def connect(client: str, url: str) -> tuple[Any, Any]:
-    """(the client module, a connection to ``url``); ``amqps://`` trusts ``$ZBROKER_BENCH_CA``."""
-    pika = importlib.import_module(client)
+def parameters(pika: Any, url: str) -> Any:
+    """The connection parameters of ``url``; ``amqps://`` trusts ``$ZBROKER_BENCH_CA``."""
     params = pika.URLParameters(url)
     if url.startswith("amqps://"):
         import ssl
         params.ssl_options = pika.SSLOptions(ssl.create_default_context(cafile=os.environ[CA_ENV]), "localhost")
-    return pika, pika.BlockingConnection(params)
+    return params
+
+
+def connect(client: str, url: str) -> tuple[Any, Any]:
+    """(the client module, a blocking connection to ``url``)."""
+    pika = importlib.import_module(client)
+    return pika, pika.BlockingConnection(parameters(pika, url))
 
 
 

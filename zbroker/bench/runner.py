@@ -13,7 +13,8 @@ measured once per round as the rawest limit.
 
 Broker CPU: around each run, the CPU seconds (user + system, from /proc) of the broker's
 processes are read -- zbroker's one process, and RabbitMQ's ``beam.smp`` when it runs on
-this machine -- and reported per message published (per call for rpc).
+this machine -- and reported per message published (per call for rpc); the stream workload
+(``streams.py``) reports it as cores while its consumers read.
 """
 from __future__ import annotations
 
@@ -36,16 +37,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from zbroker.bench import WORKLOADS, ceiling, roles
+from zbroker.bench import WORKLOADS, ceiling, roles, streams
 
 READY = re.compile(r"ready on tcp://[^:]+:(\d+)")
 AMQP_READY = re.compile(r"AMQP 0-9-1 listener on [^:]+:(\d+)")
 AMQPS_READY = re.compile(r"AMQP 0-9-1 TLS listener on [^:]+:(\d+)")
 HTTP_READY = re.compile(r"HTTP API and dashboard on (http://[\d.]+:\d+)/")
 FULL = {"publish": 100_000, "workqueue": 100_000, "fanout": 50_000, "rpc": 5_000, "fanin": 80_000,
-        "persistent": 20_000, "persistent_64k": 5_000, "push_pull": 200_000}
+        "persistent": 20_000, "persistent_64k": 5_000, "push_pull": 200_000,
+        "stream": 200_000, "stream_publish": 100_000}
 QUICK = {"publish": 2_000, "workqueue": 2_000, "fanout": 1_000, "rpc": 200, "fanin": 4_000,
-         "persistent": 300, "persistent_64k": 100, "push_pull": 20_000}
+         "persistent": 300, "persistent_64k": 100, "push_pull": 20_000, "stream": 5_000, "stream_publish": 2_000}
 #: Messages per wait_for_confirms in the pipelined persistent runs.
 PIPELINE_BATCH = 1000
 FANOUT_CONSUMERS = 4
@@ -63,6 +65,7 @@ METRICS = {
                    ("confirmed_64k_per_s", "persistent 64 KiB, a confirm per message, msgs/s", True),
                    ("pipelined_100b_per_s", f"persistent 100 B, pipelined confirms ({PIPELINE_BATCH}), msgs/s", True),
                    ("pipelined_64k_per_s", f"persistent 64 KiB, pipelined confirms ({PIPELINE_BATCH}), msgs/s", True)],
+    "stream": streams.METRICS,
     "push_pull": [("msgs_per_s", "raw pyzmq PUSH->PULL, 2 processes, msgs/s", True)],
 }
 #: Workloads whose broker CPU is reported, and what it is divided by.
@@ -245,6 +248,7 @@ class Workloads:
         self.timeout = timeout
         self._mp = multiprocessing.get_context("spawn")
         self._serial = 0
+        self.streams = streams.StreamBench(counts, lambda: Session(self._mp, timeout), cpu_seconds)
 
     def _name(self, workload: str) -> str:
         self._serial += 1
@@ -347,6 +351,9 @@ class Workloads:
             finally:
                 case.close()
         return metrics
+
+    def _stream(self, s: Session, t: Target) -> dict[str, float]:
+        return self.streams.run(t)
 
     # -- the bare relay, same layouts ----------------------------------------------------
 
@@ -494,8 +501,10 @@ def _secure_setup(directory: Path) -> tuple[tuple[str, ...], tuple[str, ...], st
 
 def run(runs: int, quick: bool, against: str | None, timeout: float, workloads: list[str],
         progress: Callable[[str], None], watched: bool = False, amqp: bool = False,
-        secure: bool = False) -> Results:
+        secure: bool = False, stream_messages: int | None = None) -> Results:
     counts = dict(QUICK if quick else FULL)
+    if stream_messages:
+        counts["stream"] = stream_messages
     results = Results(runs, counts)
     bench = Workloads(counts, timeout)
     keys = Path(tempfile.mkdtemp(prefix="zbroker-bench-keys-"))
@@ -532,6 +541,7 @@ def run(runs: int, quick: bool, against: str | None, timeout: float, workloads: 
             results.add("push_pull", "push_pull", metrics)
             progress(f"[{step}/{steps}] round {i + 1}: raw PUSH->PULL: {_brief(metrics)}")
     finally:
+        bench.streams.close()
         broker.stop()
         if curved is not None:
             curved.stop()
@@ -540,7 +550,15 @@ def run(runs: int, quick: bool, against: str | None, timeout: float, workloads: 
 
 
 def _brief(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:,.0f}" for k, v in metrics.items())
+    return ", ".join(f"{k} {_cell(k, v) or 0}" for k, v in metrics.items())
+
+
+def _cell(metric: str, value: float | None) -> str:
+    if not value:
+        return ""
+    if metric in streams.RATIOS:
+        return f"{value:.2f}x"
+    return f"{value:.2f}" if metric.endswith("_cores") else f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
 
 
 def table(results: Results) -> str:
@@ -553,14 +571,13 @@ def table(results: Results) -> str:
             values = {n: results.median(n, workload, metric) for n in names}
             if not any(values.get(n) is not None for n in names if n != "relay"):
                 continue
-            row = [label, *(f"{values[n]:,.1f}" if values[n] and values[n] < 100 else
-                            f"{values[n]:,.0f}" if values[n] else "" for n in names)]
+            row = [label, *(_cell(metric, values[n]) for n in names)]
             for a, b in ratios:
                 z, o = values[a], values[b]
-                row.append(f"{z / o:.2f}x" if z and o else "")
+                row.append(f"{z / o:.2f}x" if z and o and metric not in streams.RATIOS else "")
             rows.append(row)
     push_pull = results.median("push_pull", "push_pull", "msgs_per_s")
-    if push_pull:
+    if push_pull and "relay" in names:
         rows.append([METRICS["push_pull"][0][1], *(f"{push_pull:,.0f}" if n == "relay" else "" for n in names),
                      *([""] * len(ratios))])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
