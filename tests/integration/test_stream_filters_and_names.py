@@ -344,11 +344,6 @@ def test_tracked_offsets_survive_a_sigkill_of_the_broker(pika: ModuleType, wire:
         assert "Traceback" not in b.log(), b.log()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "broker bug: consumer_arguments accepts a bytes x-zbroker-consumer-name (decoding it), but "
-    "StreamQueue.add_consumer tracks the raw bytes; TrackedOffsets.flush then raises AttributeError "
-    "('bytes' object has no attribute 'encode') in every loop pass's commit: the name is not the same "
-    "as the string, confirms stop for every queue, and the broker exits 1 on SIGTERM"))
 def test_a_consumer_name_given_as_bytes_is_the_same_name(pika: ModuleType, wire: str) -> None:
     """pika sends a bytes argument as a byte array ('x'), zbroker.client as bytes: the
     broker accepts it as the name it decodes to."""

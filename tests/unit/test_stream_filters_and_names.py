@@ -101,7 +101,7 @@ def test_a_named_consumer_resumes_after_its_last_ack(amqp: tuple[Any, AmqpPeer])
     peer.send(1, C.Basic.Ack(delivery_tag=3, multiple=True))  # offsets 0..2 done, 3..5 not
     peer.send(1, C.Basic.Cancel(consumer_tag="c1"))
     peer.methods()
-    consume(peer, "c2", **{NAME: "billing", "x-stream-offset": "first"})  # (the name wins over the offset)
+    consume(peer, "c2", **{NAME: "billing", "x-stream-offset": "first"})  # (the name wins over the offset)  # (the name wins over the offset)
     assert [offset for _, offset, _ in delivered(peer)] == [3, 4, 5]
     consume(peer, "c3", **{NAME: "audit", "x-stream-offset": 4})  # a new name starts at its offset
     assert [offset for _, offset, _ in delivered(peer)] == [4, 5]
@@ -122,6 +122,23 @@ def test_an_ack_after_the_cancel_still_counts_and_the_highest_ack_wins(amqp: tup
     peer.methods()
     consume(peer, "c2", **{NAME: "n"})
     assert [offset for _, offset, _ in delivered(peer)] == [3]
+
+
+def test_a_named_consumer_whose_channel_closed_is_forgotten(amqp: tuple[Any, AmqpPeer]) -> None:
+    broker, peer = amqp
+    declare_stream(peer)
+    for n in range(3):
+        publish(peer, b"m%d" % n)
+    for channel in range(2, 7):  # each goes with its deliveries unacked
+        peer.send(channel, C.Channel.Open())
+        peer.send(channel, C.Basic.Qos(prefetch_count=10))
+        peer.send(channel, C.Basic.Consume(queue="s", consumer_tag="c", arguments={NAME: "n",
+                                                                                   "x-stream-offset": "first"}))
+        peer.send(channel, C.Channel.Close(reply_code=200, reply_text="bye"))
+        peer.methods()
+    queue = broker.topology.queues["s"]
+    assert queue._names == {} and queue._readers == {} and queue.unacked == 0
+    assert queue.log.tracked("n") is None  # (nothing was acked)
 
 
 def test_tracked_offsets_survive_a_restart_and_a_crash(tmp_path: Path) -> None:

@@ -76,7 +76,8 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 from zbroker import errors
 from zbroker.core.messaging.arguments import (MAX_STREAM_SEGMENT_BYTES, STREAM, TYPE_MODULES, QueueSettings,
-                                              precondition, queue_resource, stream_filter, stream_offset)
+                                              consumer_name, precondition, queue_resource, stream_filter,
+                                              stream_offset)
 from zbroker.core.messaging.message import Message
 from zbroker.core.messaging.queue_type import QueueType, require_durable_shared
 from zbroker.core.messaging.stream_logs import (DEFAULT_SEGMENT_BYTES, KEEP_MESSAGES, Entry, EntryCodec, LogReader,
@@ -255,6 +256,8 @@ class StreamQueue(QueueType):
             raise ConnectionError_(errors.NOT_IMPLEMENTED, f"{where} does not support global qos")
         arguments = consumer.arguments
         name = arguments.get(CONSUMER_NAME)
+        if name is not None:
+            name = consumer_name(name)  # (validated already; bytes become the string they spell)
         tracked = None if name is None else self.log.tracked(name)
         if tracked is not None:
             start = max(tracked + 1, self.log.first_offset)
@@ -399,8 +402,11 @@ class StreamQueue(QueueType):
         return ConnectionError_(errors.NOT_IMPLEMENTED, f"{what} not supported by stream queues {self._where}")
 
     def requeue(self, messages: Iterable[Message]) -> list[Message]:
-        """A channel went with deliveries unacked: nothing goes back (rule 4)."""
+        """A channel went with deliveries unacked: nothing goes back (rule 4); a named
+        consumer it held is forgotten once nothing of it is left unacked."""
         self.unacked -= len(list(messages))
+        for consumer in [c for c in self._names if not c.unacked and c not in self._readers]:
+            del self._names[consumer]
         return []
 
     def expire(self, now: float) -> list[Message]:
