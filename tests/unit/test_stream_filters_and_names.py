@@ -134,7 +134,7 @@ def test_a_named_consumer_whose_channel_closed_is_forgotten(amqp: tuple[Any, Amq
         peer.send(channel, C.Basic.Qos(prefetch_count=10))
         peer.send(channel, C.Basic.Consume(queue="s", consumer_tag="c", arguments={NAME: "n",
                                                                                    "x-stream-offset": "first"}))
-        peer.send(channel, C.Channel.Close(reply_code=200, reply_text="bye"))
+        peer.send(channel, C.Channel.Close(reply_code=200, reply_text="bye", class_id=0, method_id=0))
         peer.methods()
     queue = broker.topology.queues["s"]
     assert queue._names == {} and queue._readers == {} and queue.unacked == 0
