@@ -368,8 +368,8 @@ def _any(value: Any) -> Any:
 MAX_CONSUMER_NAME_BYTES = 255
 
 
-def consumer_name(value: Any) -> str:
-    """``x-zbroker-consumer-name``: a non-empty string of at most 255 UTF-8 bytes."""
+def _text(value: Any) -> str:
+    """A string argument, given as a string or as the UTF-8 bytes of one (a byte array)."""
     if isinstance(value, bytes):
         try:
             value = value.decode()
@@ -377,6 +377,12 @@ def consumer_name(value: Any) -> str:
             raise _Invalid("{unacceptable_type,longstr}") from None
     if not isinstance(value, str):
         raise _Invalid(f"{{unacceptable_type,{amqp_type(value)}}}")
+    return value
+
+
+def consumer_name(value: Any) -> str:
+    """``x-zbroker-consumer-name``: a non-empty string of at most 255 UTF-8 bytes."""
+    value = _text(value)
     if not value or len(value.encode()) > MAX_CONSUMER_NAME_BYTES:
         raise _Invalid(f"{{invalid_length,{len(value.encode())}}}")
     return value
@@ -386,20 +392,9 @@ def stream_filter(value: Any) -> frozenset[str]:
     """``x-stream-filter``: one filter value or an array of them (RabbitMQ 3.13). RabbitMQ
     drops what is not a string; zbroker refuses it, so no consumer believes it filters
     on a value it does not."""
-    values = [value] if isinstance(value, (str, bytes)) else value if isinstance(value, list) else None
-    if values is None:
-        raise _Invalid(f"{{unacceptable_type,{amqp_type(value)}}}")
-    out = set()
-    for item in values:
-        if isinstance(item, bytes):
-            try:
-                item = item.decode()
-            except UnicodeDecodeError:
-                raise _Invalid("{unacceptable_type,longstr}") from None
-        if not isinstance(item, str):
-            raise _Invalid(f"{{unacceptable_type,{amqp_type(item)}}}")
-        out.add(item)
-    return frozenset(out)
+    if not isinstance(value, list):
+        return frozenset((_text(value),))
+    return frozenset(_text(item) for item in value)
 
 
 #: The consumer arguments RabbitMQ knows: name -> (validator, value when absent, the queue
