@@ -32,3 +32,13 @@ def test_bench_quick_run_writes_a_table_and_json(tmp_path) -> None:
     for target in ("zbroker", "zbroker-amqp"):  # the stream is filled on the first round, read on every one
         assert set(results[target]["stream"]) == {metric for metric, _, _ in METRICS["stream"]} | {"fill_per_s"}
     assert results["push_pull"]["push_pull"]["msgs_per_s"]["median"] > 0
+
+
+def test_stream_scale_fills_restarts_and_reads_everything(tmp_path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "zbroker.bench.stream_scale", "--messages", "5000", "--dir",
+                           str(tmp_path)], capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["filled", "broker", "read"]
+    assert lines[2].startswith("read 5,000 from first") and "msgs/s" in lines[2]
+    assert list(tmp_path.iterdir()) == []  # its data directory went
