@@ -138,3 +138,25 @@ def test_a_vhost_view_counts_its_messages() -> None:
     peer.get("q", auto_ack=False)  # one taken, not yet acked
     [view] = [v for v in broker.vhosts.views() if v["name"] == "/"]
     assert (view["messages"], view["messages_ready"], view["messages_unacknowledged"]) == (3, 2, 1)
+
+
+def test_deleting_a_vhost_with_durable_queues_is_saved(tmp_path) -> None:
+    """The broker saves a snapshot when the count of durable changes moved. That count once
+    summed the vhosts' own counts, so deleting a vhost took all its changes back out of the
+    sum: with two durable queues, what the deletion added (deleting the vhost and its
+    queues) was as much as what left with the vhost's count, the sum stayed where it was,
+    no snapshot was saved, and the vhost came back after a crash."""
+    from zbroker.storage import DiskStore
+    broker = Broker(store=DiskStore(tmp_path))
+    broker.add_vhost("staging")
+    broker.users.set_permissions("guest", "staging", ".*", ".*", ".*")
+    staging = peer_in(broker, b"stage", "staging")
+    for name in ("a", "b"):
+        staging.declare(name, durable=True)
+    broker.commit()
+    broker.delete_vhost("staging")
+    broker.commit()
+    broker.store._lock.release()  # as after SIGKILL: nothing more is written
+    again = Broker(store=DiskStore(tmp_path))
+    assert again.vhosts.get("staging") is None
+    again.close()

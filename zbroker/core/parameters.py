@@ -99,7 +99,7 @@ class Parameters:
             return False
         if not _owns_store(handler):
             topology.parameters[(component, name)] = value
-            topology.durable_changes += 1
+            topology.counts.durable_changes += 1
             self.changes += 1
         handler.changed(topology.vhost, name, value)
         return old is None
@@ -116,7 +116,7 @@ class Parameters:
             return True
         if topology.parameters.pop((component, name), _NONE) is _NONE:
             return False
-        topology.durable_changes += 1
+        topology.counts.durable_changes += 1
         self.changes += 1
         if handler is not None:
             handler.changed(topology.vhost, name, None)

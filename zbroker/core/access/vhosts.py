@@ -80,7 +80,7 @@ class VirtualHosts:
 
     @property
     def durable_changes(self) -> int:
-        return self.changes + sum(t.durable_changes for t in self.topologies.values())
+        return self.changes + self.counts.durable_changes
 
     def views(self) -> list[dict]:
         """RabbitMQ's ``/api/vhosts`` entries, with their message counts (ready + unacked)."""

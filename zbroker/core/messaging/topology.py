@@ -15,8 +15,8 @@ Rules of this module (RabbitMQ's, with its reply codes and texts):
   the vhost's ``max-queues`` (``access_limits.py``).
 
 - Durable exchanges and queues, and bindings whose both ends are durable, are the
-  *durable topology*: every change to it bumps ``durable_changes`` so the broker knows
-  to save a new snapshot (``snapshot.py``). A durable, non-exclusive queue gets a
+  *durable topology*: every change to it bumps ``counts.durable_changes`` (one counter
+  for every vhost) so the broker knows to save a new snapshot (``snapshot.py``). A durable, non-exclusive queue gets a
   journal from ``journal_for`` (its store id): its persistent messages are recorded; a
   queue that keeps its own log (a stream) gets that log from ``log_for`` instead. So
   does the hold of a durable ``x-delayed-message`` exchange (``delayed.py``), from the
@@ -131,6 +131,9 @@ class Counts:
     holds: Timers[DelayedHold] = field(default_factory=Timers)
     #: The stream logs in the storage, by store id: the broker syncs them each pass.
     logs: dict[int, StreamLog] = field(default_factory=dict)
+    #: Changes to any vhost's durable topology, only ever counted up: one number the
+    #: broker compares at each commit, however many vhosts there are.
+    durable_changes: int = 0
 
 
 class Topology:
@@ -145,7 +148,6 @@ class Topology:
         self.limits = limits or Limits()
         self.queues: dict[str, QueueType] = {}
         self.counts = counts or Counts()
-        self.durable_changes = 0
         #: This vhost's policies and operator policies (``policies.py``).
         self.policies = PolicySet()
         #: How many delayed exchanges it has: while 0, no routing reaches a hold.
@@ -193,7 +195,7 @@ class Topology:
         return [queue for queue in list(self.queues.values()) if self.reapply(queue)]
 
     def apply_exchange_policies(self) -> None:
-        self.durable_changes += 1
+        self.counts.durable_changes += 1
         for exchange in self.exchanges.values():
             if exchange.name:
                 self._policy_alternate(exchange)
@@ -273,7 +275,7 @@ class Topology:
         """Register a new exchange; a delayed one's hold joins the delays' heap and, for a
         durable exchange, gets its journal (``store_id`` on recovery)."""
         self.exchanges[exchange.name] = exchange
-        self.durable_changes += exchange.durable
+        self.counts.durable_changes += exchange.durable
         if isinstance(exchange, DelayedExchange):
             self.delayed_exchanges += 1
             hold = exchange.hold
@@ -301,7 +303,7 @@ class Topology:
 
     def _drop_exchange(self, exchange: Exchange) -> None:
         del self.exchanges[exchange.name]
-        self.durable_changes += exchange.durable
+        self.counts.durable_changes += exchange.durable
         for dest, key, frozen in list(exchange.bindings):
             dest.sources.discard((exchange, key, frozen))
         exchange.bindings.clear()
@@ -381,7 +383,7 @@ class Topology:
                 queue.journal = self._journal_for(store_id)
                 queue.pages = queue.journal.store.pages
                 queue.store_id = store_id
-            self.durable_changes += 1
+            self.counts.durable_changes += 1
         elif self._journal_for is not None and not queue.owns_log:
             # A transient queue pages too, when the store can: its backlog is bounded by
             # disk, not memory. Its records are transient (never recovered) and its ids
@@ -430,7 +432,7 @@ class Topology:
             queue.journal.drop(queue.stored())
         if queue.store_id is not None:
             self.counts.logs.pop(queue.store_id, None)
-            self.durable_changes += queue.persists
+            self.counts.durable_changes += queue.persists
         for source, key, frozen in list(queue.sources):
             self._unbind(source, queue, key, source.bindings.get((queue, key, frozen), {}))
         queue.clear()
@@ -446,7 +448,7 @@ class Topology:
         source = self._bindable_source(source_name)
         if source.bind(destination, routing_key, arguments):
             destination.sources.add((source, routing_key, freeze(arguments)))
-            self.durable_changes += is_durable_binding(source, destination)
+            self.counts.durable_changes += is_durable_binding(source, destination)
             if isinstance(destination, Exchange):
                 source.exchange_destinations += 1
 
@@ -488,7 +490,7 @@ class Topology:
         if not source.unbind(destination, routing_key, arguments):
             return
         destination.sources.discard((source, routing_key, freeze(arguments)))
-        self.durable_changes += is_durable_binding(source, destination)
+        self.counts.durable_changes += is_durable_binding(source, destination)
         if isinstance(destination, Exchange):
             source.exchange_destinations -= 1
         if source.auto_delete and not source.bindings and source.name in self.exchanges:
