@@ -138,3 +138,22 @@ def test_logs_of_streams_the_broker_no_longer_has_are_removed_at_start(node: Nod
     peer = node.restart(crash=True)
     assert kept.is_dir() and not stale.exists()
     assert [body for _, body, _ in read_all(peer)] == [b"kept"]
+
+
+def test_a_commit_syncs_the_logs_written_in_its_pass_only(node: Node) -> None:
+    for name in ("s", "t", "u"):
+        declare(node.peer, name)
+    node.broker.commit()
+    counts = node.broker.vhosts.counts
+    assert counts.written_logs == set()
+    node.peer.publish(1, "", "t", b"m")
+    t_log = node.broker.topology.queues["t"].log
+    assert counts.written_logs == {t_log} and t_log.needs_sync
+    node.broker.commit()
+    assert counts.written_logs == set() and not t_log.needs_sync
+    node.peer.publish(1, "", "u", b"m")
+    node.peer.send(1, C.Queue.Delete(queue="u"))  # written, then deleted in the same pass
+    node.peer.methods()
+    assert counts.written_logs == set()
+    node.broker.commit()  # (nothing left to sync: no error from the deleted log)
+    assert [body for _, body, _ in read_all(node.peer, "t")] == [b"m"]

@@ -22,8 +22,9 @@ Rules of this module:
 7. A delayed exchange's hold (``messaging/delayed.py``) is journaled, recovered and
    compacted around as a durable queue is, under its own store id.
 8. A stream keeps its messages in its own log (``messaging/stream.py``), not the store:
-   each log written to in a pass is synced at the commit, before the pass's confirms
-   leave. A log that cannot be synced nacks every confirm of the pass (which publish
+   each log written to in a pass (its stream marks it in ``Counts.written_logs``) is
+   synced at the commit, before the pass's confirms leave; a log not written costs the
+   pass nothing. A log that cannot be synced nacks every confirm of the pass (which publish
    went to which stream is not tracked: a publisher may be told to send again a
    message that was safe, never the other way round).
 """
@@ -187,11 +188,16 @@ class Durability:
     @property
     def logs_need_sync(self) -> bool:
         """A stream log was written to since the last commit (rule 8)."""
-        return any(stream_log.needs_sync for stream_log in self.vhosts.counts.logs.values())
+        return bool(self.vhosts.counts.written_logs)
 
     def _sync_logs(self) -> None:
-        """Rule 8."""
-        for stream_log in self.vhosts.counts.logs.values():
+        """Rule 8: the logs written to since the last commit (``Counts.written_logs``)."""
+        written = self.vhosts.counts.written_logs
+        if not written:
+            return
+        logs = list(written)
+        written.clear()
+        for stream_log in logs:
             if stream_log.needs_sync:
                 try:
                     stream_log.sync()

@@ -49,9 +49,9 @@ Rules of this module:
    ``active: false`` on its management consumer rows (``QueueType`` rule 4's facts).
 7. The log is the queue's own: the in-memory log unless the broker has a data
    directory, whose storage hands it one on disk (``attach_log``, through
-   ``Topology``'s ``log_for``), synced before the pass's confirms leave
-   (``persistence.py`` rule 8) and found again after a restart; deleting the queue
-   deletes its log.
+   ``Topology``'s ``log_for``), marked as written when it is (an append, a tracked
+   offset), synced before the pass's confirms leave (``persistence.py`` rule 8) and
+   found again after a restart; deleting the queue deletes its log.
 8. Filtering (RabbitMQ 3.13): a message's ``x-stream-filter-value`` header (a string) is
    its entry's filter value; a consumer's ``x-stream-filter`` (a string or an array of
    them) takes only messages with one of those values, and with
@@ -158,6 +158,8 @@ class StreamQueue(QueueType):
         self.codec: EntryCodec = KEEP_MESSAGES
         self._readers: dict[Consumer, _Reader] = {}
         self._names: dict[Consumer, str] = {}  # named consumers (rule 9), until their last ack
+        #: Where a log the broker syncs is marked as written (rule 7; None: nobody syncs it).
+        self._written: set | None = None
 
     def _derive(self) -> None:
         """Rule 2: nothing for the broker to look at after an enqueue."""
@@ -182,6 +184,8 @@ class StreamQueue(QueueType):
         """The storage's log for this queue (and how messages become its entries)."""
         self.log = log
         self.codec = codec
+        if self.topology is not None:
+            self._written = self.topology.counts.written_logs
         log.set_retention(self.settings.max_length_bytes, _seconds(self.settings.max_age))
         self._counted()  # (a recovered log has messages)
 
@@ -231,6 +235,8 @@ class StreamQueue(QueueType):
         segments = log.segment_count
         headers = message.properties.get("headers")
         log.add([(self.codec.encode(message), _filter_value(headers) if headers else None)], now_ms)
+        if self._written is not None:
+            self._written.add(log)
         if self._retains and log.segment_count != segments:
             log.apply_retention(now_ms)
         self._counted()
@@ -301,6 +307,8 @@ class StreamQueue(QueueType):
         name = self._names.get(consumer)  # type: ignore[arg-type]
         if name is not None:
             self.log.track(name, entry.message.seq)
+            if self._written is not None:
+                self._written.add(self.log)
             if consumer is not None and not consumer.unacked and consumer not in self._readers:
                 del self._names[consumer]  # (its last ack after it was cancelled)
 

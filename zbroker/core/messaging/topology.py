@@ -131,6 +131,9 @@ class Counts:
     holds: Timers[DelayedHold] = field(default_factory=Timers)
     #: The stream logs in the storage, by store id: the broker syncs them each pass.
     logs: dict[int, StreamLog] = field(default_factory=dict)
+    #: Those written to since the last commit (their streams add them): the ones the
+    #: commit syncs, so a pass costs nothing per stream that was not written.
+    written_logs: set[StreamLog] = field(default_factory=set)
     #: Changes to any vhost's durable topology, only ever counted up: one number the
     #: broker compares at each commit, however many vhosts there are.
     durable_changes: int = 0
@@ -431,7 +434,9 @@ class Topology:
         if queue.journal is not None:
             queue.journal.drop(queue.stored())
         if queue.store_id is not None:
-            self.counts.logs.pop(queue.store_id, None)
+            stream_log = self.counts.logs.pop(queue.store_id, None)
+            if stream_log is not None:
+                self.counts.written_logs.discard(stream_log)  # (deleted with its queue: nothing to sync)
             self.counts.durable_changes += queue.persists
         for source, key, frozen in list(queue.sources):
             self._unbind(source, queue, key, source.bindings.get((queue, key, frozen), {}))
