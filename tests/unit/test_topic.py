@@ -1,5 +1,7 @@
 """Topic matching, against a table of cases checked on RabbitMQ 3.10."""
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zbroker.core.messaging.topic import CACHE_MAX_KEYS, TopicMatcher, split_words
 
@@ -101,3 +103,35 @@ def test_cache_is_bounded() -> None:
 def test_split_words() -> None:
     assert split_words("") == ()
     assert split_words("a.") == ("a", "")
+
+
+def _naive(pattern: tuple[str, ...], key: tuple[str, ...]) -> bool:
+    """RabbitMQ's rule written out: '*' one word, '#' zero or more, anything else itself."""
+    if not pattern:
+        return not key
+    head, rest = pattern[0], pattern[1:]
+    if head == "#":
+        return any(_naive(rest, key[i:]) for i in range(len(key) + 1))
+    return bool(key) and (head == "*" or head == key[0]) and _naive(rest, key[1:])
+
+
+WORDS = st.sampled_from(["a", "b", "", "*", "#"])
+PATTERN = st.lists(WORDS, max_size=4).map(".".join)
+KEY = st.lists(st.sampled_from(["a", "b", ""]), max_size=4).map(".".join)
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(steps=st.lists(st.tuples(st.booleans(), PATTERN, st.sampled_from("qrs")), max_size=30),
+       keys=st.lists(KEY, min_size=1, max_size=10))
+def test_exact_and_wildcard_patterns_match_as_rabbitmqs_rule_says(steps, keys) -> None:
+    """Bindings added and removed in any order, exact ones and wildcard ones mixed (each
+    kept its own way), match as the rule written out does, cached or not."""
+    m = TopicMatcher()
+    bound: set[tuple[str, str]] = set()
+    for add, pattern, queue in steps:
+        (m.add if add else m.remove)(pattern, queue)
+        (bound.add if add else bound.discard)((pattern, queue))
+        assert len(m) == len(bound)
+        for key in keys:  # (twice: the second answer may come from the cache)
+            want = {q for p, q in bound if _naive(split_words(p), split_words(key))}
+            assert set(m.match(key)) == want and set(m.match(key)) == want
