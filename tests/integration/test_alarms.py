@@ -62,7 +62,9 @@ def test_memory_alarm_blocks_the_publisher_until_a_consumer_drains() -> None:
         pub.wait_for("connection blocked by the broker: low on memory", 60)
         broker.wait_for(r"memory alarm set \(resident [\d.]+ MiB, limit 110.0 MiB\)")
         time.sleep(0.5)
-        assert pub.popen.poll() is None  # blocked, not failed
+        if pub.popen.poll() is not None:  # blocked, not failed: if it ended, say how
+            pub.output.wait_closed()
+            raise AssertionError(f"the publisher ended ({pub.popen.returncode}): {pub.output.lines[-30:]}")
         with pika.BlockingConnection(pika.ConnectionParameters(port=broker.port)) as conn:
             seen = drain(conn, "flood", count, timeout=120)
         pub.wait_for("blocked low on memory", 30)
