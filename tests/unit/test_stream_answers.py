@@ -10,20 +10,11 @@ from typing import Any
 import pytest
 from pamqp import commands as C
 
-from tests.unit.amqp_peer import AmqpPeer, make
-from tests.unit.test_stream_queue import declare_stream, delivered
+from tests.unit.amqp_peer import AmqpPeer
+from tests.unit.test_stream_queue import amqp, declare_stream, delivered  # noqa: F401 (amqp: a fixture)
 from zbroker.core.management import views
 from zbroker.methods import SignedLong
 from zbroker.protocol import amqp_codec
-
-
-@pytest.fixture()
-def amqp() -> tuple[Any, AmqpPeer]:
-    broker, wire, clock = make()
-    peer = AmqpPeer(wire, clock)
-    peer.handshake()
-    peer.open_channel()
-    return broker, peer
 
 
 def second_peer(broker: Any, first: AmqpPeer) -> AmqpPeer:
