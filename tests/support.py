@@ -5,6 +5,7 @@ no test sleeps to wait for start-up.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import queue
@@ -34,6 +35,18 @@ except ImportError:
     CHANNEL_CLOSED = (zexceptions.ChannelClosedByBroker,)
 
 ROOT = Path(__file__).resolve().parent.parent
+_DATA_ROOT: Path | None = None
+
+
+def _data_root() -> Path:
+    """One temporary directory for every test broker's data directory in this process,
+    removed when the process exits: a broker restarted on a killed one's data directory
+    still finds it, and no run leaves directories behind."""
+    global _DATA_ROOT
+    if _DATA_ROOT is None:
+        _DATA_ROOT = Path(tempfile.mkdtemp(prefix="zbroker-test-"))
+        atexit.register(shutil.rmtree, _DATA_ROOT, True)
+    return _DATA_ROOT
 CLIENTS = ROOT / "clients"
 READY = re.compile(r"ready on (tcp://\S+):(\d+)")
 AMQP_READY = re.compile(r"AMQP 0-9-1 listener on (\S+):(\d+)")
@@ -163,7 +176,7 @@ class Broker(Process):
 
     def __init__(self, *extra: str, data_dir: Path | None = None, bind: str = "tcp://127.0.0.1:0",
                  prefix: tuple[str, ...] = (), in_memory: bool = False, amqp: str | None = "127.0.0.1:0") -> None:
-        self.data_dir = data_dir if data_dir is not None else Path(tempfile.mkdtemp(prefix="zbroker-test-"))
+        self.data_dir = data_dir if data_dir is not None else Path(tempfile.mkdtemp(prefix="broker-", dir=_data_root()))
         self._own_dir = data_dir is None
         store = ["--in-memory"] if in_memory else ["--data-dir", str(self.data_dir)]
         listen = ["--amqp", amqp] if amqp else []
