@@ -220,14 +220,21 @@ def killed() -> Iterator[list[Process]]:
         process.kill()
 
 
-def test_a_named_consumer_killed_holding_deliveries_resumes_right_after_its_last_ack(
-        broker: Broker, connect: Connect, pika: ModuleType, wire: str, killed: list[Process]) -> None:
+def filled_stream(connect: Connect, pika: ModuleType, name: str, count: int) -> tuple[Any, Any]:
+    """A new connection and channel, with stream ``name`` declared and ``count`` unfiltered
+    messages in it."""
     connection = connect()
     channel = connection.channel()
-    declare_stream(channel, "resumed")
+    declare_stream(channel, name)
+    publish(channel, pika, name, [None] * count)
+    assert message_count(channel, name) == count
+    return connection, channel
+
+
+def test_a_named_consumer_killed_holding_deliveries_resumes_right_after_its_last_ack(
+        broker: Broker, connect: Connect, pika: ModuleType, wire: str, killed: list[Process]) -> None:
     published = 60
-    publish(channel, pika, "resumed", [None] * published)
-    assert message_count(channel, "resumed") == published
+    connection, channel = filled_stream(connect, pika, "resumed", published)
 
     stop = 23  # the end of a batch: its ack is the last one
     victim = spawn(broker, wire, "resumed", "reader", stop)
@@ -256,12 +263,8 @@ def test_a_named_consumer_killed_holding_deliveries_resumes_right_after_its_last
 
 def test_a_named_consumer_killed_mid_stream_resumes_at_least_once(
         broker: Broker, connect: Connect, pika: ModuleType, wire: str, killed: list[Process]) -> None:
-    connection = connect()
-    channel = connection.channel()
-    declare_stream(channel, "running")
     published = 3_000
-    publish(channel, pika, "running", [None] * published)
-    assert message_count(channel, "running") == published
+    connection, channel = filled_stream(connect, pika, "running", published)
 
     victim = spawn(broker, wire, "running", "worker", -1)
     killed.append(victim)
