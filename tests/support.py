@@ -21,10 +21,21 @@ from pathlib import Path
 from typing import IO, Callable, Iterator
 
 import msgpack
+import pytest
 import zmq
 
+from zbroker import build as zbuild
 from zbroker.client import exceptions as zexceptions
 from zbroker.protocol import HEADER, Op
+
+#: This process runs the compiled build (``zbroker/build.py``; ``bin/test`` runs the
+#: suite once compiled and once pure Python).
+COMPILED = bool(zbuild.compiled_modules())
+#: A test that patches a module's or a class's insides to watch or break them (a
+#: compiled module's functions, globals and classes cannot be patched): it runs in the
+#: pure-Python run of the suite, which checks the same source.
+patches_internals = pytest.mark.skipif(COMPILED, reason="patches the insides of a compiled module; "
+                                                        "the pure-Python run checks it")
 
 try:  # real pika, for the tests that run over AMQP 0-9-1 too
     import pika as _real_pika

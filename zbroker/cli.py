@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from zbroker import DEFAULT_BIND, __version__, resources
+from zbroker import DEFAULT_BIND, __version__, build, resources
 from zbroker.bench import WORKLOADS
 from zbroker.core.broker import DEFAULT_HEARTBEAT_S, DEFAULT_MAX_BODY_BYTES
 from zbroker.core.messaging.consumer_timeout import DEFAULT_CONSUMER_TIMEOUT_MS
@@ -168,6 +168,7 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, consumer_timeout: int,
     if server.amqps is not None:
         click.echo(f"zbroker AMQP 0-9-1 TLS listener on {server.amqps.endpoint}", err=True)
     server.install_signal_handlers()
+    logging.getLogger("zbroker").info("running the %s", build.describe())
     # Printed whatever the log level: people and scripts wait for this line.
     click.echo(f"zbroker {__version__} ready on {endpoint}", err=True)
     try:

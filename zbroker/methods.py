@@ -15,7 +15,9 @@ those, followed in the outbox by its body when the method carries one
 (``BODY_METHODS``). A named tuple is still a tuple (msgpack packs it as an array, and
 ``event[0]`` is its method), so a wire may read by name or by place; the zbroker wire's
 table (``protocol/native_commands.py``) adds each field's accepted types, the AMQP
-method table (``protocol/amqp_methods.py``) maps them onto AMQP's.
+method table (``protocol/amqp_methods.py``) maps them onto AMQP's. The named tuples are
+made at import, so a type checker (and mypyc, ``build.py``) does not see them: importing
+one by name carries ``# type: ignore[attr-defined]`` and it is ``Any`` to the checker.
 """
 from __future__ import annotations
 

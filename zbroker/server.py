@@ -38,6 +38,7 @@ listeners write the AMQP wire's buffers. Rules:
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import resource
@@ -261,7 +262,7 @@ class Server:
                         ready = poll_events(polled, self._poll_timeout_ms(now, mono))
                         events = [item for item, _ in ready]
                 except zmq.ZMQError as exc:
-                    if exc.errno == zmq.EINTR:
+                    if exc.errno == errno.EINTR:
                         continue
                     raise
                 now, mono = time.time(), time.monotonic()  # this pass's clock (the module's rules)
@@ -272,6 +273,7 @@ class Server:
     def _pass(self, events: list[Any], ready: list[tuple[Any, int]], now: float, mono: float) -> None:
         """One pass after a poll: input, timers, commit, output, all at ``now``."""
         router, monitor = self._router, self._monitor
+        assert router is not None and monitor is not None  # (open() made them; not peer input)
         if router in events:
             self._drain(router, now)
         if monitor in events:
@@ -374,7 +376,7 @@ class Server:
         events = self.broker.outbox.take()
         if not events:
             return {}
-        mine: dict[bytes, list[Any]] = {}
+        mine: dict[Any, list[Any]] = {}  # (this wire's ids: bytes)
         theirs: dict[Any, dict[Any, list[Any]]] = {}
         routes = self._routes
         for conn_id, parts in events.items():

@@ -15,9 +15,10 @@ import zmq
 from zmq.backend.cython._zmq import Socket as _CSocket
 from zmq.backend.cython._zmq import zmq_poll as _zmq_poll
 
-_send = _CSocket.send
-_recv = _CSocket.recv
-_get = _CSocket.get
+#: (typed Any: they take pyzmq's socket, a subclass of the Cython one its stubs name)
+_send: Any = _CSocket.send
+_recv: Any = _CSocket.recv
+_get: Any = _CSocket.get
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 POLLIN = _POLLIN

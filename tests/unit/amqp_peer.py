@@ -18,6 +18,15 @@ CAPABILITIES = {"authentication_failure_close": True, "connection.blocked": True
                 "consumer_cancel_notify": True, "publisher_confirms": True}
 
 
+#: Every fake peer, per wire (a compiled wire takes no attributes of ours; the wire is
+#: kept here too, so that its id is not reused by another while its peers are listed).
+_PEERS: dict[int, tuple[AmqpWire, dict[Any, "AmqpPeer"]]] = {}
+
+
+def _peers_of(wire: AmqpWire) -> dict[Any, "AmqpPeer"]:
+    return _PEERS.setdefault(id(wire), (wire, {}))[1]
+
+
 class AmqpPeer:
     """One TCP connection's worth of client: sends frames, reads what the wire wrote."""
 
@@ -27,8 +36,7 @@ class AmqpPeer:
         self.key = wire.accept(host, port, clock.now, "127.0.0.1:5672")
         self.received: list[tuple[int, Any]] = []
         self._pending = b""
-        peers = wire.__dict__.setdefault("test_peers", {})  # every fake peer of this wire
-        peers[self.key] = self
+        _peers_of(wire)[self.key] = self
 
     # -- sending ---------------------------------------------------------------------
 
@@ -83,7 +91,7 @@ class AmqpPeer:
         mine = {key: pending.pop(key) for key in list(pending) if type(key) is AmqpWire.CONN_ID}
         self.wire.encode(mine, self.clock.now)
         for key, buffers in self.wire.take_output("127.0.0.1:5672").items():
-            peer = self.wire.test_peers.get(key)
+            peer = _peers_of(self.wire).get(key)
             if peer is not None:
                 peer.read(b"".join(bytes(b) for b in buffers))
                 self.wire.output_pending(key, 0)

@@ -13,6 +13,7 @@ from pamqp import frame, header
 from pamqp.body import ContentBody
 from pamqp.heartbeat import Heartbeat
 
+from tests.support import patches_internals
 from tests.unit.amqp_peer import AmqpPeer, make
 from zbroker.protocol.amqp_codec import PROTOCOL_HEADER
 from zbroker.wires.amqp import CLOSE_OK_WAIT_S
@@ -470,6 +471,7 @@ def test_frames_after_the_broker_closed_the_connection_in_the_same_read_are_drop
     assert peer.closed
 
 
+@patches_internals
 def test_a_bug_while_applying_input_closes_that_connection_541(monkeypatch) -> None:  # noqa: ANN001
     broker, wire, clock, peer = opened()
     monkeypatch.setattr(wire, "_channel_command", lambda *a: 1 / 0)

@@ -6,11 +6,14 @@ from typing import Any
 
 import msgpack
 import pytest
+import zmq
 
+from tests.support import patches_internals
 from tests.unit.wire import FakeClock, FakePeer, bodies, closes
 from zbroker.core import Broker
 from zbroker.protocol import HEADER, Op
 from zbroker.storage import MemoryStore
+from zbroker.wires import native
 
 
 def raw(op: int, *fields: Any) -> bytes:
@@ -27,6 +30,39 @@ def test_a_headers_binding_with_a_bytes_key_is_refused_and_others_publish_on() -
     assert "bytes" in closes(frames)[0][1]
     good.bind("q", "hx", arguments={"k": "v"})
     good.publish("hx", "", b"routed", properties={"headers": {"k": "v"}})
+    assert good.count("q") == 1
+
+
+
+def test_frames_over_64_kib_where_a_header_or_command_goes_close_that_peer_alone() -> None:
+    """The server hands on a frame over 64 KiB as a ``zmq.Frame``, not bytes: as a header
+    it is no zbroker message (501); as a command it is decoded and checked as any (here a
+    queue name over 255 bytes: 502)."""
+    broker = Broker()
+    good = FakePeer(broker, b"good").open()
+    good.declare("q")
+    big_header = FakePeer(broker, b"big-header").open()
+    frames = big_header.send_parts([zmq.Frame(b"x" * 70_000), raw(Op.QUEUE_DECLARE, 1, "x", False, False, False,
+                                                                    False, {})])
+    assert closes(frames) == [(501, "FRAME_ERROR - not a zbroker message (bad header frame)")]
+    big_command = FakePeer(broker, b"big-command").open()
+    frames = big_command.send_parts([HEADER, zmq.Frame(raw(Op.QUEUE_DECLARE, 1, "y" * 70_000, False, False,
+                                                               False, False, {}))])
+    assert [code for code, _ in closes(frames)] == [502]
+    good.publish("", "q", b"still served")
+    assert good.count("q") == 1
+
+
+@patches_internals
+def test_a_bug_while_reading_a_peers_message_closes_that_connection_541(monkeypatch: pytest.MonkeyPatch) -> None:
+    broker = Broker()
+    good, bad = FakePeer(broker, b"good").open(), FakePeer(broker, b"bad").open()
+    good.declare("q")
+    monkeypatch.setattr(native, "decode_message", lambda parts, start: 1 / 0)
+    frames = bad.send(Op.QUEUE_DECLARE, 1, "x", False, False, False, False, {})
+    assert closes(frames) == [(541, "INTERNAL_ERROR - internal error")]
+    monkeypatch.undo()
+    good.publish("", "q", b"still served")
     assert good.count("q") == 1
 
 
@@ -95,6 +131,7 @@ def test_a_failed_store_read_leaves_the_message_in_its_queue(monkeypatch: pytest
     assert [b for op, _, b in other.get("q") if op == Op.BASIC_GET_OK] == [b"paged"]
 
 
+@patches_internals
 def test_a_bug_in_a_timer_is_logged_and_the_broker_goes_on(caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
     broker = Broker(now=clock.now)

@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from tests.support import patches_internals
 from tests.unit.wire import FakeClock, FakePeer, closes, props_of
 from zbroker.core import Broker
 from zbroker.core.management import definitions
@@ -355,6 +356,7 @@ def test_deleting_the_exchange_drops_what_it_holds(peer: FakePeer, clock: FakeCl
 
 # -- the timers: nothing scans -------------------------------------------------------------
 
+@patches_internals
 def test_a_tick_costs_what_it_releases_not_what_is_held(peer: FakePeer, clock: FakeClock,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """20,000 messages held in 100 exchanges for an hour and one due: a tick looks at the

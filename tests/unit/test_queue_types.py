@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.unit.channels import new_channel
 from zbroker.core.messaging.arguments import QueueSettings, queue_settings
 from zbroker.core.messaging.consumers import Consumer
 from zbroker.core.messaging.message import Message
@@ -27,22 +28,8 @@ def message(seq: int, body: bytes = b"x", **properties: Any) -> Message:
     return Message(seq, "", "q", properties, body, NOW, ttl, len(body))
 
 
-class FakeChannel:
-    """What a consumer's channel gives a queue: credit, and a place to deliver to."""
-
-    def __init__(self) -> None:
-        self.delivered: list[tuple[str, bytes]] = []
-        self.connection = type("Conn", (), {"blocked": False})()
-        self.global_prefetch = self.consumer_unacked = 0
-
-    def deliver(self, consumer: Consumer, queue: QueueType, msg: Message) -> None:
-        if not consumer.auto_ack:
-            consumer.unacked += 1
-        self.delivered.append((consumer.tag, msg.body))
-
-
 def consumer(queue: QueueType, tag: str, prefetch: int = 0, priority: int = 0) -> Consumer:
-    c = Consumer(tag, queue, FakeChannel(), False, False, prefetch, None, priority)  # type: ignore[arg-type]
+    c = Consumer(tag, queue, new_channel(NOW), False, False, prefetch, None, priority)
     queue.add_consumer(c, NOW)
     return c
 

@@ -13,12 +13,14 @@ import pytest
 from pamqp import commands as C
 
 from tests.unit.amqp_peer import AmqpPeer, make
+from tests.unit.channels import delivered_on, new_channel
 from tests.unit.wire import FakePeer, bodies, closes, props_of
 from zbroker.core import Broker
 from zbroker.protocol import Op
 from zbroker.core.messaging.arguments import QueueSettings, consumer_arguments, queue_settings
 from zbroker.core.messaging.consumers import Consumer
 from zbroker.core.messaging.message import Message
+from zbroker.core.messaging.session import Channel
 from zbroker.core.messaging.queue_types import queue_type
 from zbroker.core.messaging.stream import StreamQueue
 from zbroker.core.messaging.stream_logs import MemoryStreamLog
@@ -44,31 +46,18 @@ def message(n: int, at: float = NOW, body: bytes | None = None, **headers: Any) 
     return Message(n, "", "s", {"headers": headers} if headers else {}, body, at, None, len(body))
 
 
-class FakeChannel:
-    def __init__(self, global_prefetch: int = 0) -> None:
-        self.delivered: list[Message] = []
-        self.connection = type("Conn", (), {"blocked": False, "stream_batches": False})()
-        self.global_prefetch = global_prefetch
-        self.consumer_unacked = 0
-
-    def deliver(self, consumer: Consumer, queue: Any, msg: Message) -> None:
-        consumer.unacked += 1
-        self.delivered.append(msg)
-
-
 def consume(q: StreamQueue, prefetch: int = 10, offset: Any = None, now: float = NOW, auto_ack: bool = False,
-            global_prefetch: int = 0) -> FakeChannel:
-    channel = FakeChannel(global_prefetch)
+            global_prefetch: int = 0) -> Channel:
+    channel = new_channel(now, global_prefetch)
     arguments = {} if offset is None else {"x-stream-offset": offset}
-    consumer = Consumer("c%d" % len(q.consumers), q, channel, auto_ack, False, prefetch,  # type: ignore[arg-type]
-                        arguments)
+    consumer = Consumer("c%d" % len(q.consumers), q, channel, auto_ack, False, prefetch, arguments)
     q.add_consumer(consumer, now)
     q.dispatch(1000)
     return channel
 
 
-def offsets(channel: FakeChannel) -> list[int]:
-    return [m.properties["headers"]["x-stream-offset"] for m in channel.delivered]
+def offsets(channel: Channel) -> list[int]:
+    return [m.properties["headers"]["x-stream-offset"] for m in delivered_on(channel)]
 
 
 def fill(q: StreamQueue, count: int, at: float = NOW) -> None:
@@ -169,8 +158,8 @@ def test_consuming_never_removes_and_every_consumer_reads_everything() -> None:
     first, again = consume(q, offset="first"), consume(q, offset="first")
     assert offsets(first) == offsets(again) == [0, 1, 2]
     assert (q.message_count, q.unacked) == (3, 6)
-    assert [m.body for m in first.delivered] == [b"m0", b"m1", b"m2"]
-    assert not any(m.redelivered for m in first.delivered)
+    assert [m.body for m in delivered_on(first)] == [b"m0", b"m1", b"m2"]
+    assert not any(m.redelivered for m in delivered_on(first))
 
 
 @pytest.mark.parametrize("offset, expected", [
@@ -207,7 +196,7 @@ def test_every_delivery_carries_its_offset_beside_the_publishers_headers() -> No
     q = make_stream()
     q.enqueue(message(0, app="x"))
     channel = consume(q, offset="first")
-    assert channel.delivered[0].properties == {"headers": {"app": "x", "x-stream-offset": 0}}
+    assert delivered_on(channel)[0].properties == {"headers": {"app": "x", "x-stream-offset": 0}}
 
 
 def test_a_consumer_gets_what_its_prefetch_allows_and_an_ack_gives_credit_back() -> None:
@@ -226,8 +215,8 @@ def test_a_consumer_gets_what_its_prefetch_allows_and_an_ack_gives_credit_back()
 def test_dispatch_stops_at_its_limit_and_goes_on() -> None:
     q = make_stream()
     fill(q, 5)
-    channel = FakeChannel()
-    consumer = Consumer("c", q, channel, False, False, 100, {"x-stream-offset": "first"})  # type: ignore[arg-type]
+    channel = new_channel(NOW)
+    consumer = Consumer("c", q, channel, False, False, 100, {"x-stream-offset": "first"})
     q.add_consumer(consumer, NOW)
     assert q.dispatch(3) is True and offsets(channel) == [0, 1, 2]
     assert q.dispatch(3) is False and offsets(channel) == [0, 1, 2, 3, 4]
@@ -238,7 +227,7 @@ def test_a_channel_that_goes_puts_nothing_back() -> None:
     q = make_stream()
     fill(q, 2)
     channel = consume(q, offset="first")
-    assert q.requeue(channel.delivered) == [] and q.unacked == 0 and q.message_count == 2
+    assert q.requeue(delivered_on(channel)) == [] and q.unacked == 0 and q.message_count == 2
 
 
 def test_retention_acts_on_append() -> None:
@@ -539,8 +528,8 @@ def test_the_disk_log_serves_every_offset_kind(tmp_path: Path, offset: Any, expe
         q.consumers[0].unacked = 0
         q.dispatch(1000)
     assert offsets(channel) == expected
-    assert channel.delivered[0].properties["headers"]["x-stream-offset"] == expected[0]
-    assert channel.delivered[-1].body == b"m3" and q.message_count == 4
+    assert delivered_on(channel)[0].properties["headers"]["x-stream-offset"] == expected[0]
+    assert delivered_on(channel)[-1].body == b"m3" and q.message_count == 4
 
 
 def test_the_disk_log_keeps_the_retention_and_deletes_with_the_queue(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import zmq
 
 import zbroker.server as server_module
+from tests.support import patches_internals
 from tests.unit.wire import FakeClock
 from zbroker.core import Broker
 from zbroker.protocol import HEADER, Op, encode
@@ -37,6 +38,7 @@ class FakeTime:
         return self.mono
 
 
+@patches_internals
 def test_every_call_of_a_pass_gets_the_one_now_read_for_it(monkeypatch) -> None:  # noqa: ANN001
     clock = FakeTime()
     monkeypatch.setattr(server_module, "time", clock)
@@ -85,6 +87,7 @@ def test_every_call_of_a_pass_gets_the_one_now_read_for_it(monkeypatch) -> None:
     assert clock.wall_reads == len(passes) + 2
 
 
+@patches_internals
 def test_a_deadline_that_came_during_the_pass_makes_the_next_poll_return_at_once(monkeypatch) -> None:  # noqa: ANN001
     clock = FakeTime()
     monkeypatch.setattr(server_module, "time", clock)
@@ -100,6 +103,7 @@ def test_a_deadline_that_came_during_the_pass_makes_the_next_poll_return_at_once
     assert server._poll_timeout_ms(now, mono) == 0
 
 
+@patches_internals
 def test_the_loops_own_intervals_bound_the_poll_on_the_monotonic_clock(monkeypatch) -> None:  # noqa: ANN001
     clock = FakeTime()
     monkeypatch.setattr(server_module, "time", clock)

@@ -60,7 +60,7 @@ from zbroker.core.messaging.topology import DEFAULT_EXCHANGES, Topology, server_
 from zbroker.core.parameters import Parameters
 from zbroker.core.shovels import COMPONENT as SHOVEL, ShovelComponent
 from zbroker.errors import BrokerError, ChannelError, ConnectionError_
-from zbroker.methods import ConnectionCloseOk, ConnectionUpdateSecretOk
+from zbroker.methods import ConnectionCloseOk, ConnectionUpdateSecretOk  # type: ignore[attr-defined]
 from zbroker.methods import Method as M
 from zbroker.storage.memory import MemoryStore
 from zbroker.storage.stream_codec import remove_unused, stream_logs
@@ -407,6 +407,7 @@ class Broker:
         topology = self.vhosts.get(name)
         if topology is None or topology is self.topology:
             self.vhosts.remove(name)  # raises the refusal
+            return
         for conn in [c for c in self.connections.values() if c.topology is topology]:
             log.info("connection %s closed: its vhost '%s' is deleted", conn.name, name)
             self.close_connection(conn.conn_id, errors.CONNECTION_FORCED, f"vhost '{name}' is deleted")

@@ -252,7 +252,7 @@ _LAYOUTS: dict[type, tuple[str, ...]] = {}
 _SHORT, _LONG_ARG = struct.Struct(">H"), struct.Struct(">I")
 
 
-def method_frame(channel: int, cls: type, *args: Any) -> bytes:
+def method_frame(channel: int, cls: Any, *args: Any) -> bytes:
     """A method frame for pamqp's method class ``cls``, ``args`` in the method's order.
 
     Encoded here from pamqp's description of the method, not by pamqp's ``marshal``: that

@@ -72,10 +72,13 @@ def encode(op: int, *fields: Any) -> bytes:
     return _packb((op, *fields))
 
 
-def check_header(header: bytes) -> None:
-    """Reject a message that is not ours, or is ours at another protocol version."""
+def check_header(header: Any) -> None:
+    """Reject a message that is not ours, or is ours at another protocol version (``header``:
+    bytes, or a ``zmq.Frame`` where a peer sent one over 64 KiB)."""
     if header == HEADER:
         return
+    if type(header) is not bytes:  # (a frame over 64 KiB: no header of ours)
+        raise ProtocolError(errors.FRAME_ERROR, "not a zbroker message (bad header frame)")
     if header[:2] == MAGIC and len(header) == 3:
         raise ProtocolError(
             errors.NOT_IMPLEMENTED,
@@ -85,8 +88,9 @@ def check_header(header: bytes) -> None:
     raise ProtocolError(errors.FRAME_ERROR, "not a zbroker message (bad header frame)")
 
 
-def decode_command(frame: bytes, max_bytes: int = MAX_COMMAND_BYTES) -> tuple[int, list[Any]]:
-    """Decode and validate one command frame against the table."""
+def decode_command(frame: Any, max_bytes: int = MAX_COMMAND_BYTES) -> tuple[int, list[Any]]:
+    """Decode and validate one command frame against the table (``frame``: bytes, or a
+    ``zmq.Frame`` over 64 KiB, which the size check refuses unless frame_max allows it)."""
     if len(frame) > max_bytes:
         raise ProtocolError(errors.FRAME_ERROR, f"command frame of {len(frame)} bytes is larger than "
                                                 f"frame_max ({max_bytes} bytes)")

@@ -98,5 +98,5 @@ TABLE_FIELDS = frozenset({"arguments", "client_properties"})
 #: Connection-level opcodes (no channel field): ``methods.py`` numbers them below
 #: CHANNEL_OPEN.
 CONNECTION_OPS: frozenset[int] = frozenset(op for op in Op if op < Op.CHANNEL_OPEN)
-assert all(FIELDS[op][:1] != ("channel",) for op in CONNECTION_OPS)
+assert all(FIELDS[Op(op)][:1] != ("channel",) for op in CONNECTION_OPS)
 assert all(FIELDS[op][:1] == ("channel",) for op in Op if op not in CONNECTION_OPS)

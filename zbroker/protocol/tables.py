@@ -100,8 +100,9 @@ def check_properties(properties: dict) -> None:
             check_table(value, "headers")
 
 
-def _property_error(name: str, value: Any) -> None:
-    """Say what is wrong with one property (the slow path)."""
+def _property_error(name: Any, value: Any) -> None:
+    """Say what is wrong with one property (the slow path; ``name`` is what the peer sent:
+    any key a table may hold)."""
     kind = PROPERTY_TYPES.get(name)
     if kind is None:
         raise TableError(f"unknown message property {name!r}")

@@ -44,7 +44,7 @@ Rules (AMQP 0-9-1 and RabbitMQ's behaviour):
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from pamqp import commands as C
 
@@ -87,7 +87,7 @@ _PUBLISH_PROPERTIES = FIELDS[M.BASIC_PUBLISH].index("properties")
 class AmqpWire:
     #: The type of this wire's connection ids (the listener's keys for its sockets): how
     #: the server tells which wire a connection's events are for.
-    CONN_ID = int
+    CONN_ID: ClassVar[type] = int
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker

@@ -241,8 +241,8 @@ class Durability:
     def _relocate(self, moved: dict[int, int]) -> None:
         """A compaction copied records: point messages and paged entries at the copies."""
         # A message object can be referenced from several places: move each one once.
-        messages = {id(m): m for _, loc, m in self._references() if m is not None and loc in moved}
-        for message in messages.values():
-            message.location = moved[message.location]
+        messages = {id(m): (m, moved[loc]) for _, loc, m in self._references() if m is not None and loc in moved}
+        for message, location in messages.values():
+            message.location = location
         for queue in self.vhosts.queues():
             queue.relocate(moved)

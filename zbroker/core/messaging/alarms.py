@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
-from zbroker.methods import ConnectionBlocked, ConnectionUnblocked
+from zbroker.methods import ConnectionBlocked, ConnectionUnblocked  # type: ignore[attr-defined]
 
 if TYPE_CHECKING:
     from zbroker.core.messaging.session import Connection

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zbroker.methods import BasicAck, BasicNack
+from zbroker.methods import BasicAck, BasicNack  # type: ignore[attr-defined]
 
 if TYPE_CHECKING:
     from zbroker.core.messaging.session import Channel

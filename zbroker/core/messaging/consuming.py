@@ -38,7 +38,7 @@ from zbroker.core.messaging.queue_type import QueueType
 from zbroker.core.messaging.reply_to import DirectReplyTo
 from zbroker.core.messaging.timers import Clock
 from zbroker.errors import ChannelError, ConnectionError_
-from zbroker.methods import BasicCancelOk, BasicConsumeOk, BasicGetEmpty, BasicGetOk, BasicQosOk, BasicRecoverOk
+from zbroker.methods import BasicCancelOk, BasicConsumeOk, BasicGetEmpty, BasicGetOk, BasicQosOk, BasicRecoverOk  # type: ignore[attr-defined]
 
 if TYPE_CHECKING:
     from zbroker.core.messaging.session import Channel

@@ -30,7 +30,7 @@ from zbroker.core.messaging.deadletter import DELIVERY_LIMIT, EXPIRED, MAXLEN, R
 from zbroker.core.messaging.message import Message
 from zbroker.core.messaging.queue_type import QueueType
 from zbroker.core.messaging.timers import Clock, Timers
-from zbroker.methods import BasicCancel
+from zbroker.methods import BasicCancel  # type: ignore[attr-defined]
 
 if TYPE_CHECKING:
     from zbroker.core.messaging.session import Channel

@@ -22,7 +22,7 @@ them all so the broker can answer ``if_unused`` and drop a deleted queue's bindi
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Hashable, Iterable
+from typing import Any, ClassVar, Collection, Hashable, Iterable
 
 from zbroker import errors
 from zbroker.core.messaging.consistent_hash import HashRing, hash_source, hashed_value, weight_of
@@ -45,13 +45,13 @@ def freeze(value: Any) -> Hashable:
 class Exchange:
     """Base: declaration attributes and the binding set; subclasses route."""
 
-    kind = ""
+    kind: ClassVar[str] = ""
     #: ``route`` reads the message's properties (the topology passes them): a type that
     #: hashes a header or property, as the consistent-hash exchange does.
-    routes_on_properties = False
+    routes_on_properties: ClassVar[bool] = False
     #: Routes a message by its first routing key only, whatever its CC and BCC headers add
     #: (the consistent-hash exchange: one copy, as RabbitMQ's plugin).
-    first_key_only = False
+    first_key_only: bool = False
 
     def __init__(self, name: str, durable: bool = False, auto_delete: bool = False,
                  internal: bool = False, arguments: dict | None = None) -> None:
@@ -88,7 +88,7 @@ class Exchange:
         self._remove(destination, routing_key, arguments)
         return True
 
-    def route(self, routing_key: str, headers: dict | None) -> Iterable[Any]:
+    def route(self, routing_key: str, headers: dict | None) -> Collection[Any]:
         raise NotImplementedError
 
     def info(self) -> dict[str, Any]:
@@ -109,8 +109,9 @@ class _KeyedExchange(Exchange):
     """Shared bookkeeping for types that route by routing key: a count per
     (key, destination), since bindings differing only in arguments route alike."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, name: str, durable: bool = False, auto_delete: bool = False,
+                 internal: bool = False, arguments: dict | None = None) -> None:
+        super().__init__(name, durable, auto_delete, internal, arguments)
         self._counts: Counter[tuple[str, Any]] = Counter()
 
     def _add(self, destination: Any, routing_key: str, arguments: dict) -> None:
@@ -134,13 +135,14 @@ class _KeyedExchange(Exchange):
 class DirectExchange(_KeyedExchange):
     """Routes to the destinations bound with exactly the message's routing key."""
 
-    kind = "direct"
+    kind: ClassVar[str] = "direct"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, name: str, durable: bool = False, auto_delete: bool = False,
+                 internal: bool = False, arguments: dict | None = None) -> None:
+        super().__init__(name, durable, auto_delete, internal, arguments)
         self._table: dict[str, set[Any]] = {}
 
-    def route(self, routing_key: str, headers: dict | None) -> Iterable[Any]:
+    def route(self, routing_key: str, headers: dict | None) -> Collection[Any]:
         return self._table.get(routing_key, ())
 
     def _link(self, routing_key: str, destination: Any) -> None:
@@ -156,13 +158,14 @@ class DirectExchange(_KeyedExchange):
 class FanoutExchange(_KeyedExchange):
     """Routes to every bound destination; routing keys are ignored."""
 
-    kind = "fanout"
+    kind: ClassVar[str] = "fanout"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, name: str, durable: bool = False, auto_delete: bool = False,
+                 internal: bool = False, arguments: dict | None = None) -> None:
+        super().__init__(name, durable, auto_delete, internal, arguments)
         self._dests: Counter[Any] = Counter()
 
-    def route(self, routing_key: str, headers: dict | None) -> Iterable[Any]:
+    def route(self, routing_key: str, headers: dict | None) -> Collection[Any]:
         return self._dests.keys()
 
     def _link(self, routing_key: str, destination: Any) -> None:
@@ -177,13 +180,14 @@ class FanoutExchange(_KeyedExchange):
 class TopicExchange(_KeyedExchange):
     """Routes by pattern: ``*`` one word, ``#`` zero or more (see ``topic.py``)."""
 
-    kind = "topic"
+    kind: ClassVar[str] = "topic"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, name: str, durable: bool = False, auto_delete: bool = False,
+                 internal: bool = False, arguments: dict | None = None) -> None:
+        super().__init__(name, durable, auto_delete, internal, arguments)
         self._matcher = TopicMatcher()
 
-    def route(self, routing_key: str, headers: dict | None) -> Iterable[Any]:
+    def route(self, routing_key: str, headers: dict | None) -> Collection[Any]:
         return self._matcher.match(routing_key)
 
     def _link(self, routing_key: str, destination: Any) -> None:
@@ -205,7 +209,7 @@ class HeadersExchange(Exchange):
     compared unless the mode is ``all-with-x`` / ``any-with-x``, as in RabbitMQ.
     """
 
-    kind = "headers"
+    kind: ClassVar[str] = "headers"
 
     def bind(self, destination: Any, routing_key: str, arguments: dict) -> bool:
         if not valid_match_mode(arguments):  # (refused even when already bound, as RabbitMQ's validate_binding)
@@ -214,7 +218,7 @@ class HeadersExchange(Exchange):
                                "expected all, any, all-with-x, or any-with-x")
         return super().bind(destination, routing_key, arguments)
 
-    def route(self, routing_key: str, headers: dict | None) -> Iterable[Any]:
+    def route(self, routing_key: str, headers: dict | None) -> Collection[Any]:
         headers = headers or {}
         return {dest for (dest, _, _), args in self.bindings.items()
                 if headers_match(args, headers)}
@@ -241,12 +245,13 @@ class ConsistentHashExchange(Exchange):
     a hash of its routing key, a header or a property over buckets weighted by the binding
     keys; the rules and the ring are ``consistent_hash.py``'s."""
 
-    kind = "x-consistent-hash"
-    routes_on_properties = True
+    kind: ClassVar[str] = "x-consistent-hash"
+    routes_on_properties: ClassVar[bool] = True
     first_key_only = True
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, name: str, durable: bool = False, auto_delete: bool = False,
+                 internal: bool = False, arguments: dict | None = None) -> None:
+        super().__init__(name, durable, auto_delete, internal, arguments)
         self._source = hash_source(self.arguments)  # (refuses bad arguments, as RabbitMQ on declare)
         self._ring = HashRing()
 
@@ -254,7 +259,7 @@ class ConsistentHashExchange(Exchange):
         weight_of(routing_key)  # refused even when already bound, as RabbitMQ's validate_binding
         return super().bind(destination, routing_key, arguments)
 
-    def route(self, routing_key: str, properties: dict | None) -> Iterable[Any]:
+    def route(self, routing_key: str, properties: dict | None) -> Collection[Any]:
         if self._source is None:
             return self._ring.route(routing_key.encode())
         return self._ring.route(hashed_value(self._source, properties))
@@ -272,11 +277,12 @@ class DelayedExchange(Exchange):
     routing), which routes a message with a due ``x-delay`` to its ``hold`` instead, to be
     routed when due (``delayed.py``)."""
 
-    kind = "x-delayed-message"
-    routes_on_properties = True
+    kind: ClassVar[str] = "x-delayed-message"
+    routes_on_properties: ClassVar[bool] = True
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, name: str, durable: bool = False, auto_delete: bool = False,
+                 internal: bool = False, arguments: dict | None = None) -> None:
+        super().__init__(name, durable, auto_delete, internal, arguments)
         # (refused as the plugin's validate: the delayed type, then that type's own checks)
         self.inner = exchange_type(delayed_type(self.arguments))(self.name, arguments=self.arguments)
         self.bindings = self.inner.bindings
@@ -292,7 +298,7 @@ class DelayedExchange(Exchange):
     def unbind(self, destination: Any, routing_key: str, arguments: dict) -> bool:
         return self.inner.unbind(destination, routing_key, arguments)
 
-    def route(self, routing_key: str, properties: dict | None) -> Iterable[Any]:
+    def route(self, routing_key: str, properties: dict | None) -> Collection[Any]:
         headers = properties.get("headers") if properties else None
         if headers and X_DELAY in headers and delay_of(headers[X_DELAY]) is not None:
             return self._held

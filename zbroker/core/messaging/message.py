@@ -20,9 +20,14 @@ from __future__ import annotations
 from typing import Any
 
 
+#: A message's fields, in ``__init__``'s order (``copy`` reads them; a compiled class has
+#: no ``__slots__`` to read at run time).
+FIELDS = ("seq", "exchange", "routing_key", "properties", "body", "published_at", "ttl",
+          "size", "redelivered", "location", "returns")
+
+
 class Message:
-    __slots__ = ("seq", "exchange", "routing_key", "properties", "body", "published_at", "ttl",
-                 "size", "redelivered", "location", "returns")
+    __slots__ = FIELDS
 
     def __init__(self, seq: int, exchange: Any, routing_key: Any, properties: Any, body: Any,
                  published_at: float = 0.0, ttl: int | None = None, size: int = 0,
@@ -50,7 +55,7 @@ class Message:
         return self.properties is not None
 
     def copy(self, **changes: Any) -> "Message":
-        fields = {name: getattr(self, name) for name in self.__slots__}
+        fields = {name: getattr(self, name) for name in FIELDS}
         fields.update(changes)
         return Message(**fields)
 

@@ -19,7 +19,7 @@ Rules of this module:
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Collection
 
 from zbroker import errors
 from zbroker.core.access.checks import AccessChecks
@@ -36,7 +36,7 @@ from zbroker.core.messaging.reply_to import REPLY_PREFIX, DirectReplyTo
 from zbroker.core.messaging.timers import Clock
 from zbroker.core.messaging.topology import Topology, header_routes
 from zbroker.errors import ChannelError
-from zbroker.methods import BasicReturn, ConfirmSelectOk
+from zbroker.methods import BasicReturn, ConfirmSelectOk  # type: ignore[attr-defined]
 
 if TYPE_CHECKING:
     from zbroker.core.messaging.session import Channel, Connection
@@ -91,7 +91,7 @@ class Publishing:
             if not mandatory:
                 channel.dropped += 1
                 return
-            queues: Iterable[QueueType] = ()
+            queues: Collection[QueueType] = ()
         elif properties and properties.get("headers") and (
                 "CC" in properties["headers"] or "BCC" in properties["headers"]):
             queues, properties = self._sender_selected(topology, ex, routing_key, properties)

@@ -254,13 +254,15 @@ class QueueType(ABC):
     # A type with no paging and no deadlines (a stream, a delayed exchange's hold) keeps
     # these four defaults; the classic queue overrides them.
 
-    #: The log segments a stream's messages are in (``None``: this type keeps no log).
-    segments: int | None = None
+    @property
+    def segments(self) -> int | None:
+        """The log segments a stream's messages are in (``None``: this type keeps no log)."""
+        return None
     #: Its deliveries out count as messages_unacknowledged in RabbitMQ's totals (a
     #: stream's do not: RabbitMQ reports 0 for it).
-    reports_unacked = True
+    reports_unacked: ClassVar[bool] = True
     #: Whether ``track_ack`` is to be told of each ack (a stream's named consumers).
-    tracks_acks = False
+    tracks_acks: ClassVar[bool] = False
 
     def track_ack(self, entry: "Unacked") -> None:
         """A delivery of this queue was acked (asked only where ``tracks_acks``)."""

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from zbroker import errors
 from zbroker.core.messaging.arguments import REPLY_TO, precondition
 from zbroker.errors import ChannelError
-from zbroker.methods import BasicConsumeOk, BasicDeliver, QueueDeclareOk
+from zbroker.methods import BasicConsumeOk, BasicDeliver, QueueDeclareOk  # type: ignore[attr-defined]
 
 if TYPE_CHECKING:
     from zbroker.core.messaging.session import Channel

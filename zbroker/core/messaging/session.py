@@ -19,7 +19,7 @@ from zbroker.core.messaging.consumers import Consumer, Unacked
 from zbroker.core.messaging.message import Message
 from zbroker.core.messaging.timers import NEVER
 from zbroker.errors import ChannelError
-from zbroker.methods import BasicDeliver, StreamDeliver
+from zbroker.methods import BasicDeliver, StreamDeliver  # type: ignore[attr-defined]
 
 if TYPE_CHECKING:
     from zbroker.core.messaging.queue_type import QueueType
@@ -160,7 +160,7 @@ class Channel:
         if not consumer.auto_ack:
             clock = self.clock
             self.unacked[tag] = Unacked(queue, message, consumer, tag, clock.now)
-            if consumer.timeout and self.scheduled_at is NEVER:
+            if consumer.timeout and self.scheduled_at == NEVER:
                 clock.ack_timers.at(self, clock.now + consumer.timeout / 1000)
             consumer.unacked += 1
             self.consumer_unacked += 1
@@ -200,7 +200,7 @@ class Channel:
         sizes = [len(entry) for _, entry, _ in entries]
         for tag, offset, size in zip(range(first, first + count), offsets, sizes):
             unacked[tag] = Unacked(queue, Message(offset, None, None, None, None, 0.0, None, size), consumer, tag, now)
-        if consumer.timeout and self.scheduled_at is NEVER:
+        if consumer.timeout and self.scheduled_at == NEVER:
             clock.ack_timers.at(self, now + consumer.timeout / 1000)
         consumer.unacked += count
         self.consumer_unacked += count

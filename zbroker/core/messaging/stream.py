@@ -133,7 +133,9 @@ class StreamQueue(QueueType):
     MODULE = TYPE_MODULES[STREAM]
     owns_log = True
     server_named = False
-    exclusive_consumers = counts_consumers = delete_checks = False
+    exclusive_consumers = False
+    counts_consumers = False
+    delete_checks = False
     #: RabbitMQ 3.10's ``rabbit_stream_queue`` capabilities (with zbroker's
     #: ``consumer-timeout``, which a stream's x-arguments do not take either).
     UNSUPPORTED_POLICIES = frozenset({"expires", "message-ttl", "dead-letter-exchange", "dead-letter-routing-key",
@@ -213,7 +215,7 @@ class StreamQueue(QueueType):
         return 0
 
     @property
-    def segments(self) -> int:  # type: ignore[override]
+    def segments(self) -> int:
         return self.log.segment_count
 
     def _counted(self) -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import base64
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, ClassVar, Collection, Iterable, Iterator
 
 from zbroker import errors
 from zbroker.core.messaging.arguments import CLASSIC, QueueSettings, amqp_type, queue_settings
@@ -70,13 +70,13 @@ def server_queue_name() -> str:
 class DefaultExchange(Exchange):
     """``''``: every queue is reachable by its own name, with no binding stored."""
 
-    kind = "direct"
+    kind: ClassVar[str] = "direct"
 
     def __init__(self, queues: dict[str, QueueType]) -> None:
         super().__init__("", durable=True)
         self._queues = queues
 
-    def route(self, routing_key: str, headers: dict | None) -> Iterable[Any]:
+    def route(self, routing_key: str, headers: dict | None) -> Collection[Any]:
         queue = self._queues.get(routing_key)
         return (queue,) if queue is not None else ()
 
@@ -324,7 +324,7 @@ class Topology:
     # -- queues --------------------------------------------------------------------
 
     def declare_queue(self, name: str, passive: bool, durable: bool, exclusive: bool,
-                      auto_delete: bool, arguments: dict, conn: Connection,
+                      auto_delete: bool, arguments: dict, conn: Connection | None,
                       server_named: bool = False) -> QueueType:
         """``server_named``: ``name`` came from ``new_queue_name`` (the client sent '')."""
         check_name(name, "queue")
@@ -362,7 +362,7 @@ class Topology:
         self.limits.clear("queues")
         queue = kind(name, durable, conn if exclusive else None, auto_delete, arguments, settings)
         self.add_queue(queue)
-        if exclusive:
+        if exclusive and conn is not None:  # (management declares none exclusive)
             conn.exclusive_queues.append(queue)
         return queue
 
@@ -407,12 +407,12 @@ class Topology:
 
     def _check_queue_equivalent(self, queue: QueueType, durable: bool, auto_delete: bool, arguments: dict) -> None:
         where = f"for queue '{queue.name}' in vhost '{self.vhost}'"
-        for arg, have, want in (("durable", queue.durable, durable),
-                                ("auto_delete", queue.auto_delete, auto_delete)):
-            if have != want:
+        for flag, has, wants in (("durable", queue.durable, durable),
+                                 ("auto_delete", queue.auto_delete, auto_delete)):
+            if has != wants:
                 raise ChannelError(errors.PRECONDITION_FAILED,
-                                   f"inequivalent arg '{arg}' {where}: received '{_amqp_value(want)}' "
-                                   f"but current is '{_amqp_value(have)}'")
+                                   f"inequivalent arg '{flag}' {where}: received '{_amqp_value(wants)}' "
+                                   f"but current is '{_amqp_value(has)}'")
         for arg in queue.EQUIVALENCE_ARGS:
             have, want = queue.arguments.get(arg), arguments.get(arg)
             if have == want:
@@ -481,7 +481,7 @@ class Topology:
             return
         if (source, routing_key, freeze(arguments)) not in destination.sources:
             return
-        if to_queue:
+        if isinstance(destination, QueueType):
             self._check_owner(destination, conn)
         self._unbind(source, destination, routing_key, arguments)
 
@@ -513,7 +513,7 @@ class Topology:
                 found.setdefault(id(queue), queue)
         return list(found.values())
 
-    def route(self, exchange: Exchange, routing_key: str, properties: dict) -> Iterable[QueueType]:
+    def route(self, exchange: Exchange, routing_key: str, properties: dict) -> Collection[QueueType]:
         """The queues a message reaches; where an exchange routes it nowhere and has an
         ``alternate-exchange``, the alternate's (and so on, each exchange once)."""
         if not exchange.exchange_destinations:  # (``_route``'s common case, in line: once per publish)
@@ -533,7 +533,7 @@ class Topology:
             queues = self._route(exchange, routing_key, properties)
         return queues
 
-    def _route(self, exchange: Exchange, routing_key: str, properties: dict) -> Iterable[QueueType]:
+    def _route(self, exchange: Exchange, routing_key: str, properties: dict) -> Collection[QueueType]:
         """The queues a message reaches, following exchange-to-exchange bindings once each."""
         if not exchange.exchange_destinations:  # the common case: queues only, no walk
             return exchange.route(routing_key, properties.get("headers") if type(exchange) is HeadersExchange

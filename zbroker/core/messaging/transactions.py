@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from zbroker.core.messaging.arguments import precondition
 from zbroker.core.messaging.consumers import returnable
 from zbroker.methods import Method as M
-from zbroker.methods import TxCommitOk, TxRollbackOk, TxSelectOk
+from zbroker.methods import TxCommitOk, TxRollbackOk, TxSelectOk  # type: ignore[attr-defined]
 
 if TYPE_CHECKING:
     from zbroker.core.messaging.consumers import Unacked

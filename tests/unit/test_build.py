@@ -1,0 +1,46 @@
+"""Which build runs (``zbroker/build.py``): the suite's two runs (``bin/test``) test the
+build they name, and an edited source is never shadowed by an older compiled module."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import ROOT, child_env
+from zbroker import build
+
+
+def test_the_run_tests_the_build_it_names() -> None:
+    under_test = os.environ.get("ZBROKER_BUILD_UNDER_TEST")
+    if under_test is None:
+        pytest.skip("bin/test names the build each run tests")
+    compiled = build.compiled_modules()
+    if under_test == "compiled":
+        assert compiled == list(build.COMPILED_MODULES), build.describe()
+    else:
+        assert under_test == "pure" and compiled == [], build.describe()
+
+
+def test_an_edited_source_is_stale_and_an_unchanged_one_is_not(tmp_path: Path) -> None:
+    source = tmp_path / "zbroker" / "core" / "hot.py"
+    source.parent.mkdir(parents=True)
+    source.write_text("X = 1\n")
+    record = tmp_path / "zbroker" / "compiled-sources.json"
+    record.write_text(json.dumps({"zbroker.core.hot": build.digest(source)}))
+    assert build.stale(tmp_path) == []
+    source.write_text("X = 2\n")
+    assert build.stale(tmp_path) == ["zbroker.core.hot"]
+    record.unlink()  # nothing compiled: nothing to be stale
+    assert build.stale(tmp_path) == []
+
+
+def test_pure_python_is_chosen_by_the_environment() -> None:
+    code = "import zbroker.core.broker as b, zbroker.build as z; print(b.__file__); print(z.describe())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={**child_env(), build.PURE_ENV: "1"}).stdout.splitlines()
+    assert out[0].endswith(os.path.join("zbroker", "core", "broker.py"))
+    assert out[1].startswith("pure Python") and build.PURE_ENV in out[1]
