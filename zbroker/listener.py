@@ -68,7 +68,8 @@ TLS_SEND_BYTES = 256 * 1024
 class _Peer:
     __slots__ = ("sock", "fd", "out", "pending", "mask", "handshaking", "wants")
 
-    def __init__(self, sock: socket.socket, handshaking: bool = False) -> None:
+    def __init__(self, sock: Any, handshaking: bool = False) -> None:
+        """``sock``: a ``socket.socket``, or an ``ssl.SSLSocket`` on a TLS listener."""
         self.handshaking = handshaking  # a TLS handshake is under way...
         self.wants = select.EPOLLIN  # ...and waits for this
         self.sock = sock
