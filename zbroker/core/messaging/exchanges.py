@@ -22,7 +22,7 @@ them all so the broker can answer ``if_unused`` and drop a deleted queue's bindi
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, ClassVar, Collection, Hashable, Iterable
+from typing import Any, ClassVar, Collection, Hashable
 
 from zbroker import errors
 from zbroker.core.messaging.consistent_hash import HashRing, hash_source, hashed_value, weight_of

@@ -30,7 +30,7 @@ from __future__ import annotations
 import base64
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Collection, Iterable, Iterator
+from typing import Any, Callable, ClassVar, Collection, Iterator
 
 from zbroker import errors
 from zbroker.core.messaging.arguments import CLASSIC, QueueSettings, amqp_type, queue_settings
