@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from zbroker import DEFAULT_BIND, __version__, build, resources
+from zbroker import DEFAULT_BIND, __version__, build, collector, resources
 from zbroker.bench import WORKLOADS
 from zbroker.core.broker import DEFAULT_HEARTBEAT_S, DEFAULT_MAX_BODY_BYTES
 from zbroker.core.messaging.consumer_timeout import DEFAULT_CONSUMER_TIMEOUT_MS
@@ -121,6 +121,7 @@ def serve(bind: str, heartbeat: int, max_body_bytes: int, consumer_timeout: int,
     from zbroker.storage import DiskStore, MemoryStore, StoreError
     from zbroker.storage.datadir import default_data_dir
 
+    collector.tune_for_serving()  # (before the store and the broker: what they make is not frozen)
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
     if in_memory and data_dir is not None:
         raise click.UsageError("--in-memory and --data-dir exclude each other")
