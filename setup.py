@@ -8,7 +8,10 @@ Rules:
   error is a warning in the build log, not a failed install).
 - A type error in a compiled module fails the build: mypyc compiles what mypy accepts.
 - ``zbroker/compiled-sources.json`` records a digest of each source compiled, so that a
-  process can tell a compiled module from an edited source (``build.py``).
+  process can tell a compiled module from an edited source (``build.py``). It is written
+  only once every extension was built: until then, and after a failed or partial build,
+  it names every module unbuilt, so a process runs pure Python rather than an older
+  build left in place.
 """
 from __future__ import annotations
 
@@ -19,8 +22,12 @@ import os
 from pathlib import Path
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
 
 TOP = Path(__file__).resolve().parent
+RECORD = Path("zbroker", "compiled-sources.json")
+#: A digest no source has: the module's compiled build is not to be used.
+UNBUILT = "unbuilt"
 
 
 def compiled_modules() -> list[str]:
@@ -46,8 +53,8 @@ def extensions() -> list:
         return []
     modules = compiled_modules()
     paths = [name.replace(".", "/") + ".py" for name in modules]
-    digests = {name: digest(TOP / path) for name, path in zip(modules, paths)}
-    (TOP / "zbroker" / "compiled-sources.json").write_text(json.dumps(digests, indent=1) + "\n")
+    write_record(TOP, {name: UNBUILT for name in modules})
+    BuildAndRecord.digests = {name: digest(TOP / path) for name, path in zip(modules, paths)}
     built = mypycify(["--ignore-missing-imports", "--follow-imports=silent", *paths], opt_level="3",
                      multi_file=True)
     for extension in built:
@@ -55,5 +62,33 @@ def extensions() -> list:
     return built
 
 
+def write_record(top: Path, digests: dict[str, str]) -> None:
+    (top / RECORD).write_text(json.dumps(digests, indent=1) + "\n")
+
+
+class BuildAndRecord(build_ext):
+    """``build_ext`` that records the sources' digests once every extension was built."""
+
+    #: The digests of the sources compiled (set by ``extensions()``).
+    digests: dict[str, str] = {}
+
+    def run(self) -> None:
+        self.failed: list[str] = []
+        super().run()
+        if not self.extensions or self.failed:
+            return  # (the record still names every module unbuilt)
+        write_record(TOP, self.digests)
+        if not self.inplace and (Path(self.build_lib) / RECORD).parent.is_dir():
+            write_record(Path(self.build_lib), self.digests)  # (the copy that goes in a wheel)
+
+    def build_extension(self, ext) -> None:  # type: ignore[no-untyped-def]  # (setuptools' signature)
+        try:
+            super().build_extension(ext)
+        except Exception:
+            self.failed.append(ext.name)  # (an optional extension: setuptools warns and goes on)
+            raise
+
+
 # (multi_file: the C is split, so that its files compile on every core)
-setup(ext_modules=extensions(), options={"build_ext": {"parallel": os.cpu_count() or 1}})
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildAndRecord},
+      options={"build_ext": {"parallel": os.cpu_count() or 1}})

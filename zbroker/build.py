@@ -69,15 +69,24 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:32]
 
 
-def stale(top: Path = TOP) -> list[str]:
-    """Compiled modules whose source is not what was compiled (edited since the build);
-    none where nothing was compiled."""
-    record = top / "zbroker" / "compiled-sources.json"
+#: What ``setup.py`` records for a module until its build finished (keep the two alike):
+#: no source has this digest, so an older build left in place is never used.
+UNBUILT = "unbuilt"
+
+
+def _record(top: Path = TOP) -> dict[str, str]:
+    """``compiled-sources.json``: module -> digest of the source compiled (empty: none)."""
     try:
-        digests: dict[str, str] = json.loads(record.read_text())
+        digests: dict[str, str] = json.loads((top / "zbroker" / "compiled-sources.json").read_text())
     except (OSError, ValueError):
-        return []
-    return [name for name, compiled in digests.items()
+        return {}
+    return digests
+
+
+def stale(top: Path = TOP) -> list[str]:
+    """Compiled modules whose source is not what was compiled (edited since the build, or
+    a build that did not finish); none where nothing was compiled."""
+    return [name for name, compiled in _record(top).items()
             if digest(top.joinpath(*name.split(".")).with_suffix(".py")) != compiled]
 
 
@@ -112,9 +121,12 @@ def choose() -> None:
         edited = stale()
         if not edited:
             return
-        pure_reason = (f"the compiled build is older than the source of {len(edited)} module(s) "
-                       f"({edited[0]}, ...): rebuild it with 'pip install -e .' (bin/test does)")
-        print(f"zbroker: running pure Python: {pure_reason}", file=sys.stderr)
+        if list(_record().values()).count(UNBUILT) == len(COMPILED_MODULES):  # (no compiler: a pure install)
+            pure_reason = "the last build compiled nothing (no C compiler, or it failed: see its log)"
+        else:
+            pure_reason = (f"the compiled build is older than the source of {len(edited)} module(s) "
+                           f"({edited[0]}, ...): rebuild it with 'pip install -e .' (bin/test does)")
+            print(f"zbroker: running pure Python: {pure_reason}", file=sys.stderr)
     sys.meta_path.insert(0, PureFinder())
 
 

@@ -36,6 +36,10 @@ def test_an_edited_source_is_stale_and_an_unchanged_one_is_not(tmp_path: Path) -
     assert build.stale(tmp_path) == ["zbroker.core.hot"]
     record.unlink()  # nothing compiled: nothing to be stale
     assert build.stale(tmp_path) == []
+    # A build that did not finish (setup.py records the digests only once every extension
+    # was built) leaves the sources named unbuilt: an older build left in place is stale.
+    record.write_text(json.dumps({"zbroker.core.hot": build.UNBUILT}))
+    assert build.stale(tmp_path) == ["zbroker.core.hot"]
 
 
 def test_pure_python_is_chosen_by_the_environment() -> None:
