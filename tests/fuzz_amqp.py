@@ -171,7 +171,7 @@ def run(count: int, seed: int, report: Callable[[str], None] = lambda _: None) -
                 peers.append(key)
             key = rng.choice(peers)
             data = message(rng)
-            _feed(wire, key, data, now, seed, n)
+            _feed(wire, key, data, now, seed, n, _cuts(rng, len(data)))
             for out_key, buffers in wire.take_output("127.0.0.1:5672").items():
                 # A client answers the broker's closes: close-ok, and a channel reopened.
                 for close in _check(b"".join(bytes(b) for b in buffers), seed, n, data, stats):
@@ -200,9 +200,18 @@ def run(count: int, seed: int, report: Callable[[str], None] = lambda _: None) -
     return stats
 
 
-def _feed(wire: AmqpWire, key: int, data: bytes, now: float, seed: int, n: int) -> None:
+def _cuts(rng: random.Random, size: int) -> tuple[int, ...]:
+    """Where the reads cut a message, as TCP may: mostly nowhere, sometimes anywhere."""
+    if size < 2 or rng.random() < 0.7:
+        return ()
+    return tuple(sorted(rng.sample(range(1, size), min(size - 1, rng.randint(1, 4)))))
+
+
+def _feed(wire: AmqpWire, key: int, data: bytes, now: float, seed: int, n: int,
+          cuts: tuple[int, ...] = ()) -> None:
     try:
-        wire.data_received(key, data, now)
+        for start, end in zip([0, *cuts], [*cuts, len(data)]):
+            wire.data_received(key, data[start:end], now)
         wire.encode(wire.broker.outbox.take(), now)
     except Exception as exc:
         raise AssertionError(f"seed {seed}, message {n}: {exc!r} escaped the AMQP wire for {data!r}") from exc

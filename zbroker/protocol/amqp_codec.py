@@ -66,7 +66,19 @@ class FrameError(Exception):
 
 # -- cutting frames ------------------------------------------------------------------------
 
-def next_frame(buf: bytearray, pos: int, frame_max: int) -> tuple[int, int, int, int] | None:
+def missing_octets(cut: bytes | bytearray, data: bytes) -> int:
+    """How many of ``data``'s first octets complete the frame that ``cut`` (the end of
+    an earlier read) begins; all of ``data`` when even they do not (or while the frame's
+    size is not known yet)."""
+    have = len(cut)
+    head = cut if have >= 7 else bytes(cut) + data[:7 - have]
+    if len(head) < 7:
+        return len(data)
+    size = _LONG.unpack_from(head, 3)[0]
+    return min(len(data), max(0, 7 + size + 1 - have))
+
+
+def next_frame(buf: bytes | bytearray, pos: int, frame_max: int) -> tuple[int, int, int, int] | None:
     """``(type, channel, payload start, payload end)`` of the frame at ``pos``, or None
     while it has not fully arrived."""
     if len(buf) - pos < 7:

@@ -40,6 +40,10 @@ Rules (AMQP 0-9-1 and RabbitMQ's behaviour):
    ``CLOSE_OK_WAIT_S`` (RabbitMQ's ``rabbit_reader``: the same bound).
 9. ``connection.blocked``/``unblocked`` and a broker-side ``basic.cancel`` go only to
    clients that announced the capability, as RabbitMQ does.
+10. A frame is read where it lies: in the bytes the listener read, when it is whole
+   there (a body is then copied once, out of them); only a frame cut by the end of a read,
+   and what waits behind a pause (rule 6), are kept in ``inbuf``, and what a cut frame
+   lacks is taken from the next read before the rest of it is read where it lies.
 """
 from __future__ import annotations
 
@@ -84,6 +88,12 @@ _DELIVER_PROPERTIES = methods.PROPERTIES_AT[M.BASIC_DELIVER]
 _PUBLISH_PROPERTIES = FIELDS[M.BASIC_PUBLISH].index("properties")
 
 
+def _octets(buf: bytes | bytearray, start: int, end: int) -> bytes:
+    """A frame's payload as bytes: one copy out of a read, two out of ``inbuf``."""
+    payload = buf[start:end]
+    return payload if type(payload) is bytes else bytes(payload)
+
+
 class AmqpWire:
     #: The type of this wire's connection ids (the listener's keys for its sockets): how
     #: the server tells which wire a connection's events are for.
@@ -113,13 +123,29 @@ class AmqpWire:
         return key
 
     def data_received(self, key: int, data: bytes, now: float) -> None:
+        """Bytes read from ``key``'s socket (rule 10: frames are read from them where they
+        lie; only a frame cut by the end of a read waits in ``inbuf``)."""
         conn = self.connections.get(key)
         if conn is None or conn.state >= CLOSE_WAIT:
             return
         conn.last_recv = now
-        conn.inbuf += data
-        if not conn.paused:
-            self._process(conn, now)
+        if conn.paused or conn.state == HEADER:
+            conn.inbuf += data
+            if not conn.paused:
+                self._process(conn, now)
+            return
+        start = 0
+        if conn.inbuf:  # the end of the frame the last read cut, then the rest as it lies
+            start = codec.missing_octets(conn.inbuf, data)
+            conn.inbuf += data[:start] if start < len(data) else data
+            if not self._process(conn, now):
+                return  # rule 8: nothing more of this read is applied
+            if conn.inbuf or conn.paused or conn.state == CLOSED:
+                if start < len(data) and conn.state != CLOSED:
+                    conn.inbuf += data[start:]  # it waits behind a pause
+                return
+        if start < len(data):
+            self._process(conn, now, data, start)
 
     def reading(self, key: int) -> bool:
         """Whether the listener should read the socket now (rule 6)."""
@@ -211,13 +237,15 @@ class AmqpWire:
 
     # -- input ---------------------------------------------------------------------------
 
-    def _process(self, conn: AmqpConnection, now: float) -> None:
-        buf = conn.inbuf
-        pos = 0
+    def _process(self, conn: AmqpConnection, now: float, data: bytes | None = None, pos: int = 0) -> bool:
+        """Apply the frames of ``conn.inbuf``, or of ``data`` from ``pos`` (a read whose
+        frames need no copy into ``inbuf``: rule 10); whether the input was good."""
+        buf: bytes | bytearray = conn.inbuf if data is None else data
+        good = False
         try:
             if conn.state == HEADER:
                 if len(buf) < 8:
-                    return
+                    return True
                 handshake.protocol_header(self.broker, conn, bytes(buf[:8]))
                 pos = 8
             while conn.state not in (CLOSED, HEADER) and not conn.paused:
@@ -228,6 +256,7 @@ class AmqpWire:
                 if not self._frame(conn, kind, channel, buf, start, end, now):
                     break  # paused at a publish: the frame stays in the buffer
                 pos = end + 1
+            good = True
         except FrameError as exc:
             self._fail(conn, exc.code, exc.detail, now)
         except IllegalTransition:  # a bug in the wire's state machine: that connection goes
@@ -239,15 +268,19 @@ class AmqpWire:
         finally:
             if conn.state == CLOSED:
                 conn.inbuf = bytearray()
-            elif pos:
-                del buf[:pos]
+            elif data is None:
+                if pos and buf is conn.inbuf:  # (a failure has put a new, empty one in its place)
+                    del conn.inbuf[:pos]
+            elif good and pos < len(buf):
+                conn.inbuf += buf[pos:]  # a cut frame, or what waits behind a pause
             self.broker.after_input()
+        return good
 
-    def _frame(self, conn: AmqpConnection, kind: int, channel: int, buf: bytearray,
+    def _frame(self, conn: AmqpConnection, kind: int, channel: int, buf: bytes | bytearray,
                start: int, end: int, now: float) -> bool:
         """Apply one frame; False when it must wait (rule 6)."""
         if kind == FRAME_METHOD:
-            payload = bytes(buf[start:end])
+            payload = _octets(buf, start, end)
             if channel and conn.state == RUNNING:
                 fast = methods.fast_command(channel, payload)
                 if fast is not None:
@@ -272,7 +305,7 @@ class AmqpWire:
             conn.pause(True)  # rule 6: a blocked connection's content waits too
             return False
         if kind == FRAME_HEADER:
-            self._content_header(conn, channel, bytes(buf[start:end]), now)
+            self._content_header(conn, channel, _octets(buf, start, end), now)
         elif kind == FRAME_BODY:
             self._content_body(conn, channel, buf, start, end, now)
         else:
@@ -340,7 +373,7 @@ class AmqpWire:
             if not content.skip:
                 self._command(conn, _PUBLISH, content.fields, b"", now)
 
-    def _content_body(self, conn: AmqpConnection, channel: int, buf: bytearray, start: int,
+    def _content_body(self, conn: AmqpConnection, channel: int, buf: bytes | bytearray, start: int,
                       end: int, now: float) -> None:
         content = conn.content.get(channel)
         if content is None or content.size < 0:
@@ -350,7 +383,7 @@ class AmqpWire:
             raise FrameError(errors.FRAME_ERROR, f"content body of {content.got} bytes on channel {channel}, "
                                                  f"more than the {content.size} announced")
         if not content.skip:
-            content.parts.append(bytes(buf[start:end]))
+            content.parts.append(_octets(buf, start, end))
         if content.got == content.size:
             del conn.content[channel]
             if not content.skip:
