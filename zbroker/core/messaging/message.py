@@ -17,6 +17,7 @@ in a long queue it may be held *paged*: only ``seq``, ``size``, ``redelivered`` 
 """
 from __future__ import annotations
 
+from sys import intern
 from typing import Any
 
 
@@ -24,6 +25,19 @@ from typing import Any
 #: no ``__slots__`` to read at run time).
 FIELDS = ("seq", "exchange", "routing_key", "properties", "body", "published_at", "ttl",
           "size", "redelivered", "location", "returns")
+
+
+#: The properties of every message published without any: one dict for all of them
+#: (messages are never mutated, so neither is it), not an empty one (64 B) per message.
+NO_PROPERTIES: dict = {}
+
+
+def published(seq: int, exchange: str, routing_key: str, properties: dict, body: Any, now: float,
+              ttl: int | None) -> "Message":
+    """A message as a publish makes it. Its exchange name and routing key are interned: a
+    queue of messages sent to one key holds one copy of the key, not one per message."""
+    return Message(seq, intern(exchange), intern(routing_key), properties or NO_PROPERTIES, body, now, ttl,
+                   len(body))
 
 
 class Message:

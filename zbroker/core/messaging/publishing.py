@@ -30,7 +30,7 @@ from zbroker.core.messaging.confirms import Confirms
 from zbroker.core.messaging.delayed import held_only
 from zbroker.core.messaging.delivery import Delivery
 from zbroker.core.messaging.exchanges import Exchange, TopicExchange
-from zbroker.core.messaging.message import Message
+from zbroker.core.messaging.message import published
 from zbroker.core.messaging.queue_type import QueueType
 from zbroker.core.messaging.reply_to import REPLY_PREFIX, DirectReplyTo
 from zbroker.core.messaging.timers import Clock
@@ -101,7 +101,7 @@ class Publishing:
             ex.published_out += len(queues)
             delivery = self.delivery
             delivery.seq += 1
-            message = Message(delivery.seq, exchange, routing_key, properties, body, self.clock.now, ttl, len(body))
+            message = published(delivery.seq, exchange, routing_key, properties, body, self.clock.now, ttl)
             delivery.enqueue(queues, message, channel if channel.confirm else None, seq)
             if mandatory and topology.delayed_exchanges and held_only(queues):
                 self._return(channel, exchange, routing_key, properties, body)
@@ -175,7 +175,6 @@ class Publishing:
         if not queues:
             return False
         ex.published_out += len(queues)
-        message = Message(self.delivery.next_seq(), exchange, routing_key, properties, body, self.clock.now, ttl,
-                          len(body))
+        message = published(self.delivery.next_seq(), exchange, routing_key, properties, body, self.clock.now, ttl)
         self.delivery.enqueue(queues, message, None, 0)
         return not held_only(queues)

@@ -1,0 +1,42 @@
+"""What queued messages share (``zbroker/core/messaging/message.py``): one empty
+properties dict for every message published without properties, and one copy of each
+exchange name and routing key. Nothing the broker does to a message changes them."""
+from __future__ import annotations
+
+from tests.unit.wire import FakeClock, FakePeer, deliveries
+from zbroker.core import Broker
+from zbroker.protocol import Op
+from zbroker.core.messaging.message import NO_PROPERTIES, published
+
+
+def test_a_publish_interns_its_names_and_shares_the_empty_properties() -> None:
+    key_a, key_b = "".join(["orders.", "eu"]), "".join(["orders", ".eu"])  # equal, two objects
+    assert key_a is not key_b
+    first = published(1, "ex", key_a, {}, b"1", 0.0, None)
+    second = published(2, "ex", key_b, {}, b"22", 0.0, None)
+    assert first.routing_key is second.routing_key and first.exchange is second.exchange
+    assert first.properties is NO_PROPERTIES and second.properties is NO_PROPERTIES
+    assert (first.size, second.size) == (1, 2)
+    own = {"content_type": "text/plain"}
+    assert published(3, "ex", key_a, own, b"", 0.0, None).properties is own
+
+
+def test_dead_lettering_expiring_and_redelivering_leave_the_shared_properties_empty() -> None:
+    clock = FakeClock()
+    broker = Broker(now=clock.now)
+    peer = FakePeer(broker, b"p", clock).open()
+    peer.exchange("dlx", "fanout")
+    peer.declare("dead")
+    peer.bind("dead", "dlx")
+    peer.declare("work", arguments={"x-dead-letter-exchange": "dlx", "x-message-ttl": 1000})
+    peer.declare("quorum", durable=True, arguments={"x-queue-type": "quorum"})
+    for queue in ("work", "work", "quorum"):
+        peer.publish("", queue, b"no properties")
+    [tag] = [fields[1] for op, fields, _ in peer.get("work", auto_ack=False) if op == Op.BASIC_GET_OK]
+    peer.reject(tag, requeue=False)  # dead-lettered: x-death added to its copy
+    clock.advance(2, broker)  # the other one expires into "dead" too
+    [(_, _, tag, *_)] = deliveries(peer.consume("quorum", "c2"))[:1]
+    [redelivered] = deliveries(peer.nack(tag))  # a quorum redelivery carries x-delivery-count
+    assert redelivered[-1]["headers"]["x-delivery-count"] == 1
+    assert peer.count("dead") == 2
+    assert NO_PROPERTIES == {}
