@@ -10,7 +10,7 @@ How it works:
   blocks the user's thread for ten minutes does not lose the connection. A socket
   monitor reports the transport dropping, which becomes ``StreamLostError`` at once.
 - ``add_callback_threadsafe`` is the only method other threads may call: it queues the
-  callback and wakes the socket wait through a pipe. When callbacks run: ``events.py``.
+  callback and wakes the socket wait (``wakeup.py``). When callbacks run: ``events.py``.
 - Channels see the connection only through ``link`` (a ``ChannelLink``, ``link.py``), and
   it sees them only as ``LinkedChannel``s.
 - Flow control (``zbroker/wires/flow.py``): a publish waits, pumping the socket, while the
@@ -34,6 +34,7 @@ from zbroker.client.channel import BlockingChannel
 from zbroker.client.connect_errors import handshake_failure, refused
 from zbroker.client.events import Events
 from zbroker.client.link import Link
+from zbroker.client.wakeup import Wakeup
 from zbroker.client.parameters import ConnectionParameters
 from zbroker.credit import DELIVERY_COST, publish_cost
 from zbroker.curve import secure_client
@@ -105,9 +106,7 @@ class BlockingConnection:
         self._candidates = candidates
         self._channels: dict[int, LinkedChannel] = {}
         self._events = Events()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._wakeup = Wakeup()
         self._lock = threading.Lock()
         self._closed_reason: exceptions.AMQPConnectionError | None = None
         #: Set once the reason was raised to the program: later calls get
@@ -132,15 +131,8 @@ class BlockingConnection:
         try:
             self._open(candidates)
         except BaseException:
-            self._close_wake_pipe()  # a failed attempt must not leak descriptors
+            self._wakeup.close()  # a failed attempt must not leak descriptors
             raise
-
-    def _close_wake_pipe(self) -> None:
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
     # -- opening ---------------------------------------------------------------------
 
@@ -185,7 +177,7 @@ class BlockingConnection:
             secure_client(sock, params.curve_server_key, params.curve_client_keys)
         self._monitor = sock.get_monitor_socket(_MONITORED)
         self._sock = sock
-        self._poll_items = [(sock, POLLIN), (self._monitor, POLLIN), (self._wake_r, POLLIN)]
+        self._poll_items = [(sock, POLLIN), (self._monitor, POLLIN), (self._wakeup.fd, POLLIN)]
         self._closed_reason = None
         self._close_ok = False
         self._hello = None
@@ -286,12 +278,8 @@ class BlockingConnection:
             if exc.errno == zmq.EINTR:
                 return
             raise
-        if self._wake_r in ready:
-            try:
-                while os.read(self._wake_r, 512):
-                    pass
-            except BlockingIOError:
-                pass
+        if self._wakeup.fd in ready:
+            self._wakeup.clear()
         if self._sock in ready:
             self._read_all()
         if self._monitor in ready:
@@ -501,10 +489,7 @@ class BlockingConnection:
             raise exceptions.ConnectionWrongStateError("BlockingConnection.add_callback_threadsafe() "
                                                        "called on closed or closing connection.")
         self._events.add_threadsafe(callback)
-        try:
-            os.write(self._wake_w, b"x")
-        except (BlockingIOError, OSError):
-            pass  # the pipe is full: a wake-up is pending anyway
+        self._wakeup.wake()
 
     def update_secret(self, new_secret: str, reason: str) -> None:
         """pika's connection.update-secret (RabbitMQ's extension, for expiring credentials
@@ -538,7 +523,7 @@ class BlockingConnection:
             pass
         self._close_ok = True
         self._lose(exceptions.ConnectionClosedByClient(reply_code, reply_text))
-        self._close_wake_pipe()
+        self._wakeup.close()
 
     @property
     def is_open(self) -> bool:
