@@ -249,6 +249,27 @@ def test_paged_tail_is_compact_and_ordered() -> None:
     assert len(tail.take(10**6)) == 29_990 and len(tail) == 0
 
 
+def test_paged_tail_costs_16_bytes_an_entry_and_widens_a_column_only_when_it_must() -> None:
+    from zbroker.core.durability.paging import PagedTail
+    tail = PagedTail()
+    first = 5_000_000_000  # (a broker's seqs go past 32 bits; distances in a tail rarely do)
+    for i in range(200_000):
+        tail.append(first + 3 * i, (7 << 40) | (i * 100), 100)
+    assert tail.bytes_per_entry == 16
+    assert tail.find(first + 3 * 150_000) == ((7 << 40) | 15_000_000, 100)
+    assert tail.find(first + 1) is None
+    assert tail.take(100_000)[-1] == (first + 3 * 99_999, (7 << 40) | 9_999_900, 100)  # (front reclaimed)
+    assert tail.find(first + 3 * 150_000) == ((7 << 40) | 15_000_000, 100)
+    far, huge = first + (1 << 33), 5 << 30  # four billion publishes later; a 5 GiB body
+    tail.append(far, 1 << 41, huge)
+    assert tail.bytes_per_entry == 24
+    assert tail.find(far) == (1 << 41, huge) and tail.find(first + 3 * 199_999) == ((7 << 40) | 19_999_900, 100)
+    assert list(tail)[-2:] == [(first + 3 * 199_999, (7 << 40) | 19_999_900), (far, 1 << 41)]
+    assert len(tail.take(10**6)) == 100_001 and len(tail) == 0
+    tail.append(7, 8, 9)  # emptied: compact again
+    assert tail.bytes_per_entry == 16 and list(tail) == [(7, 8)]
+
+
 def test_an_old_unacked_message_does_not_pin_the_journal(node: Restartable) -> None:
     """One delivery never acked while thousands flow past: compaction copies it forward,
     the old segments go, and after a crash it is still there, redelivered, with nothing else."""
