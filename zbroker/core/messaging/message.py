@@ -32,12 +32,39 @@ FIELDS = ("seq", "exchange", "routing_key", "properties", "body", "published_at"
 NO_PROPERTIES: dict = {}
 
 
+#: Properties dicts that queued messages hold, by their items: most producers send the
+#: same few (a content type, a delivery mode) with every message, and each message then
+#: holds the one dict (about 250 B saved a message). Emptied when it reaches
+#: ``SHARED_PROPERTIES_MAX`` entries, so a producer of ever-new properties costs nothing more.
+_shared_properties: dict[tuple, dict] = {}
+SHARED_PROPERTIES_MAX = 4096
+
+
 def published(seq: int, exchange: str, routing_key: str, properties: dict, body: Any, now: float,
               ttl: int | None) -> "Message":
     """A message as a publish makes it. Its exchange name and routing key are interned: a
-    queue of messages sent to one key holds one copy of the key, not one per message."""
-    return Message(seq, intern(exchange), intern(routing_key), properties or NO_PROPERTIES, body, now, ttl,
-                   len(body))
+    queue of messages sent to one key holds one copy of the key, not one per message; its
+    properties are shared with earlier messages' equal ones (``shared``)."""
+    return Message(seq, intern(exchange), intern(routing_key), shared(properties) if properties else NO_PROPERTIES,
+                   body, now, ttl, len(body))
+
+
+def shared(properties: dict) -> dict:
+    """``properties``, or an equal dict that earlier messages hold. Only for properties
+    whose values are all exactly ``str`` or ``int``: equal items then mean equal values of
+    the same types (``True == 1 == 1.0`` in Python), and a header table is not hashable."""
+    for value in properties.values():
+        kind = type(value)
+        if kind is not str and kind is not int:
+            return properties
+    key = tuple(properties.items())
+    known = _shared_properties.get(key)
+    if known is not None:
+        return known
+    if len(_shared_properties) >= SHARED_PROPERTIES_MAX:
+        _shared_properties.clear()
+    _shared_properties[key] = properties
+    return properties
 
 
 class Message:
