@@ -42,3 +42,14 @@ def test_stream_scale_fills_restarts_and_reads_everything(tmp_path) -> None:
     assert [line.split()[0] for line in lines] == ["filled", "broker", "read"]
     assert lines[2].startswith("read 5,000 from first") and "msgs/s" in lines[2]
     assert list(tmp_path.iterdir()) == []  # its data directory went
+
+
+def test_queued_memory_measures_each_case_on_a_real_broker(tmp_path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "zbroker.bench.queued_memory", "--messages", "20000", "--dir",
+                           str(tmp_path)], capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "--in-memory, no properties", "--in-memory, content type and delivery mode", "disk store, paged"]
+    assert all(line.endswith("(20,000 queued)") and " B a queued 100 B message " in line for line in lines)
+    assert list(tmp_path.iterdir()) == []  # its data directory went

@@ -35,10 +35,11 @@ CHUNK = 1000
 PREFETCH = 1000
 
 
-def _serve(data_dir: Path) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen([sys.executable, "-m", "zbroker", "serve", "--bind", "tcp://127.0.0.1:0",
-                             "--data-dir", str(data_dir), "--log-level", "warning"],
-                            stderr=subprocess.PIPE, text=True)
+def serve(data_dir: Path | None) -> tuple[subprocess.Popen, int]:
+    """``zbroker serve`` on ``data_dir`` (None: ``--in-memory``) and a free port, ready."""
+    store = ["--in-memory"] if data_dir is None else ["--data-dir", str(data_dir)]
+    proc = subprocess.Popen([sys.executable, "-m", "zbroker", "serve", "--bind", "tcp://127.0.0.1:0", *store,
+                             "--log-level", "warning"], stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     line = proc.stderr.readline()
     found = READY.search(line)
@@ -48,7 +49,7 @@ def _serve(data_dir: Path) -> tuple[subprocess.Popen, int]:
     return proc, int(found.group(1))
 
 
-def _status(pid: int, key: str) -> float:
+def memory_mib(pid: int, key: str) -> float:
     """``VmRSS`` or ``VmHWM`` of ``pid``, MiB."""
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -63,7 +64,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, clock ticks (USER_HZ 100)
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
         proc.wait(60)
@@ -127,23 +128,23 @@ def main(argv: list[str] | None = None) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="zbroker-stream-scale-", dir=args.dir))
     name = "scale"
     try:
-        proc, port = _serve(data_dir)
+        proc, port = serve(data_dir)
         _declare(port, name)
-        _stop(proc)
+        stop(proc)
         seconds = _fill(data_dir, args.messages, args.size)
         print(f"filled {args.messages:,} messages of {args.size} B offline in {seconds:.1f} s "
               f"({args.messages / seconds:,.0f} msgs/s)", flush=True)
         started = time.perf_counter()
-        proc, port = _serve(data_dir)
+        proc, port = serve(data_dir)
         print(f"broker ready in {time.perf_counter() - started:.1f} s with the stream recovered; "
-              f"RSS {_status(proc.pid, 'VmRSS'):.1f} MiB", flush=True)
+              f"RSS {memory_mib(proc.pid, 'VmRSS'):.1f} MiB", flush=True)
         count = args.messages if args.read is None else min(args.read, args.messages)
         cpu = _cpu_seconds(proc.pid)
         elapsed = _read(port, name, count)
         cores = (_cpu_seconds(proc.pid) - cpu) / elapsed
         print(f"read {count:,} from first on the zbroker wire in {elapsed:.1f} s: {count / elapsed:,.0f} msgs/s, "
-              f"broker {cores:.2f} cores, broker peak RSS {_status(proc.pid, 'VmHWM'):.1f} MiB", flush=True)
-        _stop(proc)
+              f"broker {cores:.2f} cores, broker peak RSS {memory_mib(proc.pid, 'VmHWM'):.1f} MiB", flush=True)
+        stop(proc)
     finally:
         if not args.keep:
             shutil.rmtree(data_dir, ignore_errors=True)
