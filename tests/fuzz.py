@@ -32,7 +32,8 @@ from typing import Any, Callable
 import msgpack
 
 from zbroker.core import Broker
-from zbroker.protocol import HEADER, Op, ProtocolError, decode_message
+from zbroker.protocol import HEADER, Op, ProtocolError
+from zbroker.protocol.native_packed import _array_header, _bin_header, decode_frames
 from zbroker.protocol.native_commands import SPECS
 from zbroker.wires.native import NativeWire
 
@@ -146,18 +147,51 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
 
 
 def message(rng: random.Random) -> list[bytes]:
-    """One ZeroMQ message after the routing id: header, commands, bodies -- or not quite."""
-    parts = [HEADER if rng.random() < 0.99 else mutate(rng, HEADER)]
+    """One ZeroMQ message after the routing id, in the split or the packed form: header,
+    commands, bodies -- or not quite."""
+    entries = []
     for _ in range(1 if rng.random() < 0.8 else rng.randrange(1, 5)):
         packed, has_body = command(rng)
         if rng.random() < 0.015:
             packed = mutate(rng, packed)
+        body = rng.randbytes(rng.choice([0, 1, 10, 100])) if has_body and rng.random() < 0.99 else None
+        entries.append((packed, body))
+    stray = rng.random() < 0.003  # a stray half command at the end
+    if rng.random() < 0.5:
+        return packed_message(rng, entries, stray)
+    parts = [HEADER if rng.random() < 0.99 else mutate(rng, HEADER)]
+    for packed, body in entries:
         parts.append(packed)
-        if has_body and rng.random() < 0.99:
-            parts.append(rng.randbytes(rng.choice([0, 1, 10, 100])))
-    if rng.random() < 0.003:
-        parts.append(b"\x93\x2e\x01")  # a stray half command at the end
+        if body is not None:
+            parts.append(body)
+    if stray:
+        parts.append(b"\x93\x2e\x01")
     return parts
+
+
+def packed_message(rng: random.Random, entries: list[tuple[bytes, bytes | None]], stray: bool) -> list[bytes]:
+    """The packed form of ``entries``: bodies inside, now and then as frames of their
+    own; and now and then a wrong count, a wrong frame number, a flipped bit."""
+    items: list[bytes] = []
+    own: list[bytes] = []
+    for packed, body in entries:
+        items.append(packed)
+        if body is None:
+            continue
+        if rng.random() < 0.1:
+            own.append(body)
+            items.append(msgpack.packb(len(own) if rng.random() < 0.95 else rng.choice([0, 7, -1, "x", None])))
+        else:
+            items.append(_bin_header(len(body)) + body)
+    if stray:
+        items.append(b"\x93\x2e\x01")
+    count = len(items) + (0 if rng.random() < 0.98 else rng.choice([-1, 1]))
+    frame = HEADER + _array_header(max(count, 0)) + b"".join(items)
+    if rng.random() < 0.01:
+        frame = HEADER + mutate(rng, frame[len(HEADER):])
+    if rng.random() < 0.003:
+        own.append(b"a frame no command names")
+    return [frame, *own]
 
 
 def opening(rng: random.Random) -> list[list[bytes]]:
@@ -231,15 +265,15 @@ def run_frames(count: int, seed: int, report: Callable[[str], None] = lambda _: 
 
 def _codec(parts: list[bytes], stats: dict[str, int]) -> None:
     try:
-        list(decode_message(parts, 1))
+        list(decode_frames(parts, 0))
     except ProtocolError:
         stats["codec_errors"] += 1
 
 
-def _check_replies(out: list[Any], seed: int, n: int, parts: list[bytes], stats: dict[str, int]) -> list[int]:
+def _check_replies(out: list[list[Any]], seed: int, n: int, parts: list[bytes], stats: dict[str, int]) -> list[int]:
     """Fail on a 541; returns the channels the broker closed."""
     closed = []
-    for op, fields, _ in decode_message(out, 0, 1 << 30):
+    for op, fields, _ in (command for message in out for command in decode_frames(message, 0, 1 << 30)):
         if op == Op.CONNECTION_CLOSE:
             stats["closes"] += 1
             code = fields[0]
@@ -299,7 +333,7 @@ def run_live(endpoint: str, count: int, seed: int, peers: int = 4) -> dict[str, 
 
 def _is_close(reply: list[bytes]) -> bool:
     try:
-        return any(op == Op.CONNECTION_CLOSE for op, _, _ in decode_message(reply, 1, 1 << 30))
+        return any(op == Op.CONNECTION_CLOSE for op, _, _ in decode_frames(reply, 0, 1 << 30))
     except ProtocolError:
         return False
 

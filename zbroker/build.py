@@ -32,6 +32,7 @@ COMPILED_MODULES = (
     "zbroker.protocol.tables",
     "zbroker.protocol.native_commands",
     "zbroker.protocol.native_codec",
+    "zbroker.protocol.native_packed",
     "zbroker.protocol.amqp_codec",
     "zbroker.wires.flow",
     "zbroker.wires.native",

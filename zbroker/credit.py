@@ -14,20 +14,15 @@ PUBLISH_CREDIT = 4 * 1024 * 1024
 DELIVERY_WINDOW = 4 * 1024 * 1024
 #: A message's cost besides its frames' bytes: the transport's per-message overhead.
 MESSAGE_COST = 64
-#: The zbroker header frame is 3 bytes (``zbroker/protocol/native_codec.py``: magic + version).
-_HEADER_AND_MESSAGE_COST = 3 + MESSAGE_COST
 #: What one delivery counts against the delivery window besides its body (its command
 #: frame and the transport's per-message cost).
 DELIVERY_COST = 256
 
 
 def message_cost(parts: Sequence[Any], start: int = 0) -> int:
-    """What the message ``parts[start:]`` (header frame first) costs against publish credit."""
-    if len(parts) - start == 3:  # header, publish, body: the common case, without a slice
-        return len(parts[start]) + len(parts[start + 1]) + len(parts[start + 2]) + MESSAGE_COST
+    """What the message ``parts[start:]`` (its first frame first, in either form) costs
+    against publish credit: the client counts the frames it sends, the broker those it
+    receives."""
+    if len(parts) - start == 1:  # one packed frame: the common case, without a slice
+        return len(parts[start]) + MESSAGE_COST
     return sum(map(len, parts[start:])) + MESSAGE_COST
-
-
-def publish_cost(command: bytes, body: Any) -> int:
-    """``message_cost`` of the client's ``[HEADER, command, body]``, without building it."""
-    return len(command) + len(body) + _HEADER_AND_MESSAGE_COST

@@ -53,7 +53,6 @@ from typing import Any
 import zmq
 
 from zbroker.core import Broker
-from zbroker.protocol import HEADER
 from zbroker.resources import Monitor, resident_bytes
 from zbroker.wires.management import ManagementWire
 from zbroker.listener import AmqpListener
@@ -366,7 +365,7 @@ class Server:
                 if not self.broker.outbox.pending:
                     return
 
-    def _route(self, now: float) -> dict[bytes, list[Any]]:
+    def _route(self, now: float) -> dict[bytes, list[list[Any]]]:
         """Hand each connection's events to its own wire: the AMQP wire encodes its into
         its connections' buffers (the listeners write them); the zbroker wire's frames,
         publish credit returned first, are returned for the ROUTER."""
@@ -391,21 +390,25 @@ class Server:
             wire.encode(its_events, now)
         return native.encode(mine)
 
-    def _send(self, router: zmq.Socket, pending: dict[bytes, list[Any]], now: float) -> None:
-        for peer, parts in pending.items():
-            if peer in self._backlog:
-                self._backlog[peer].append(parts)
+    def _send(self, router: zmq.Socket, pending: dict[bytes, list[list[Any]]], now: float) -> None:
+        backlog = self._backlog
+        for peer, messages in pending.items():
+            if peer in backlog:
+                backlog[peer].extend(messages)
                 continue
-            try:
-                send_parts(router, [peer, HEADER, *parts], NOBLOCK)
-            except zmq.Again:
-                self._backlog[peer] = deque([parts])
-                self.broker.set_pipe_full(peer, True)
-            except zmq.ZMQError as exc:
-                if exc.errno != zmq.EHOSTUNREACH:
-                    raise
-                # Releasing a gone peer may requeue messages to others: the caller loops.
-                self.broker.connection_lost(peer, now, "peer unreachable")
+            for i, frames in enumerate(messages):
+                try:
+                    send_parts(router, [peer, *frames], NOBLOCK)
+                except zmq.Again:
+                    backlog[peer] = deque(messages[i:])
+                    self.broker.set_pipe_full(peer, True)
+                    break
+                except zmq.ZMQError as exc:
+                    if exc.errno != zmq.EHOSTUNREACH:
+                        raise
+                    # Releasing a gone peer may requeue messages to others: the caller loops.
+                    self.broker.connection_lost(peer, now, "peer unreachable")
+                    break
 
     def _send_replies(self, router: zmq.Socket) -> None:
         """Management answers; one that cannot go (its asker is gone or not reading) is
@@ -445,7 +448,7 @@ class Server:
             queue = self._backlog[peer]
             while queue:
                 try:
-                    send_parts(router, [peer, HEADER, *queue[0]], NOBLOCK)
+                    send_parts(router, [peer, *queue[0]], NOBLOCK)
                 except zmq.Again:
                     break
                 except zmq.ZMQError as exc:
@@ -493,7 +496,7 @@ class Server:
             if peer in self._backlog:
                 continue  # a full pipe means a live, slow reader
             try:
-                send_parts(router, [peer, HEADER], NOBLOCK)
+                send_parts(router, [peer, *native.empty_message(peer)], NOBLOCK)
             except zmq.Again:
                 pass
             except zmq.ZMQError as exc:

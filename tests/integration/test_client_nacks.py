@@ -13,7 +13,8 @@ import zmq
 
 import zbroker.client as pika
 from zbroker.client import exceptions
-from zbroker.protocol import HEADER, Op, check_header, decode_message, encode
+from zbroker.protocol import HEADER, Op, encode
+from zbroker.protocol.native_packed import decode_frames
 
 
 class NackingBroker(threading.Thread):
@@ -32,11 +33,10 @@ class NackingBroker(threading.Thread):
             if not self.sock.poll(50):
                 continue
             peer, *parts = self.sock.recv_multipart()
-            if len(parts) < 2:
+            if not parts:
                 continue
-            check_header(parts[0])
             out = []
-            for op, fields, body in decode_message(parts, 1):
+            for op, fields, body in decode_frames(parts, 0):
                 ch = fields[0] if fields else 0
                 if op == Op.HELLO:
                     out.append(encode(Op.HELLO_OK, 60, 1 << 20, {}))

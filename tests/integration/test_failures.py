@@ -11,7 +11,8 @@ import zmq
 
 import zbroker.client as pika
 from zbroker.client import exceptions
-from zbroker.protocol import HEADER, Op, decode_message, encode
+from zbroker.protocol import HEADER, Op, encode
+from zbroker.protocol.native_packed import decode_frames
 from tests.support import CHANNEL_CLOSED, Broker, hello_many, python_snippet
 
 HOLDER = """
@@ -193,19 +194,21 @@ def test_malformed_frames_get_an_error_and_the_broker_serves_on(broker, connect,
     healthy.queue_declare("still-served")
     raw.send_multipart([HEADER, encode(Op.HELLO, None, "/", "guest", "guest", {})])
     reply = raw.recv_multipart()
-    assert list(decode_message(reply, 1))[0][0] == Op.HELLO_OK
+    assert list(decode_frames(reply, 0))[0][0] == Op.HELLO_OK
     raw.send_multipart(frames)
     reply = raw.recv_multipart()
-    [(op, fields, _)] = list(decode_message(reply, 1))
+    [(op, fields, _)] = list(decode_frames(reply, 0))
     assert op == Op.CONNECTION_CLOSE and fields[0] >= 500
     healthy.basic_publish("", "still-served", b"ok")
     assert healthy.basic_get("still-served", auto_ack=True)[2] == b"ok"
     assert "Traceback" not in broker.log()
 
 
-def test_a_100_mb_header_table_is_cut_and_a_bystander_goes_on(broker: Broker) -> None:
-    """A raw peer sends one command frame of 100 MB (a header table): 501 for it alone,
-    refused before any decoding; a well-behaved client publishes and consumes throughout."""
+@pytest.mark.parametrize("form", ["split", "packed"])
+def test_a_100_mb_header_table_is_cut_and_a_bystander_goes_on(broker: Broker, form: str) -> None:
+    """A raw peer sends one command of 100 MB (a header table), in either form: 501 for
+    it alone, refused before any decoding; a well-behaved client publishes and consumes
+    throughout."""
     conn = pika.BlockingConnection(pika.ConnectionParameters(port=broker.port))
     ch = conn.channel()
     ch.queue_declare("bystander")
@@ -222,13 +225,16 @@ def test_a_100_mb_header_table_is_cut_and_a_bystander_goes_on(broker: Broker) ->
         sock.recv_multipart()
         table = {"h": "x" * (100 * 1024 * 1024)}
         started = time.monotonic()
-        sock.send_multipart([HEADER, msgpack.packb([Op.BASIC_PUBLISH, 1, "", "bystander", False,
-                                                    {"headers": table}]), b"body"])
+        command = msgpack.packb([Op.BASIC_PUBLISH, 1, "", "bystander", False, {"headers": table}])
+        if form == "split":
+            sock.send_multipart([HEADER, command, b"body"])
+        else:  # (a packed frame over frame_max is read item by item: the command is not decoded)
+            sock.send_multipart([HEADER + b"\x92" + command + msgpack.packb(b"body")])
         del table
         ch.basic_publish("", "bystander", b"still served")
         assert sock.poll(10_000)
-        reply = msgpack.unpackb(sock.recv_multipart()[1])
-        assert reply[0] == Op.CONNECTION_CLOSE and reply[1] == 501, reply
+        [(op, fields, _)] = list(decode_frames(sock.recv_multipart(), 0))
+        assert op == Op.CONNECTION_CLOSE and fields[0] == 501, fields
         assert time.monotonic() - started < 10
         method, _, body = ch.basic_get("bystander", auto_ack=True)
         assert body == b"still served"

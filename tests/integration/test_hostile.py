@@ -16,6 +16,7 @@ import zmq
 import zbroker.client as pika
 from tests.support import Broker, hello_many
 from zbroker.protocol import HEADER, Op, encode
+from zbroker.protocol.native_packed import decode_frames
 
 #: Below this fraction of its undisturbed rate the bystander counts as stalled.
 FAIR_SHARE = 0.1
@@ -112,10 +113,9 @@ def test_a_peer_declaring_100000_queues_is_refused_past_the_limit_and_logged_onc
                                                       False, False, {}) for i in range(1000))])
             while closed is None:
                 assert sock.poll(30_000), "no CHANNEL_CLOSE for the declare past the limit"
-                for frame in sock.recv_multipart()[1:]:
-                    command = msgpack.unpackb(frame)
-                    if command[0] == Op.CHANNEL_CLOSE:
-                        closed = command
+                for op, fields, _ in decode_frames(sock.recv_multipart(), 0):
+                    if op == Op.CHANNEL_CLOSE:
+                        closed = [op, *fields]
         finally:
             sock.close(0)
         elapsed = time.monotonic() - started

@@ -203,6 +203,16 @@ def test_memory_limit_is_a_fraction_of_memory_or_a_size() -> None:
 
 
 def test_client_and_broker_count_a_publish_alike() -> None:
-    from zbroker.credit import publish_cost
+    """The client charges its credit what it sends; the broker, what it receives."""
+    from zbroker.protocol.native_packed import pack_command
+    broker = Broker()
+    peer = FakePeer(broker, b"pub").open()
+    peer.declare("q")
     command = encode(Op.BASIC_PUBLISH, 1, "", "q", False, {"headers": {"a": 1}})
-    assert publish_cost(command, b"body") == message_cost([HEADER, command, b"body"])
+    for body in (b"body", b"x" * 70_000):  # inside the packed frame, and a frame of its own
+        frames = pack_command(command, body)
+        assert len(frames) == (1 if len(body) < 65536 else 2)
+        used = peer.wire.credit.used.get(b"pub", 0)
+        peer.wire.handle(b"pub", frames, 0, peer.clock.now)
+        assert peer.wire.credit.used[b"pub"] - used == message_cost(frames) > len(body)
+    assert broker.topology.queues["q"].ready == 2

@@ -6,13 +6,13 @@ from __future__ import annotations
 import ast
 import logging
 
-import msgpack
 from pamqp import commands as C
 
 from tests.support import ROOT
 from tests.unit.amqp_peer import AmqpPeer
 from tests.unit.wire import FakeClock
 from zbroker.core import Broker
+from zbroker.protocol.native_packed import decode_frames
 from zbroker.protocol import HEADER, Op, encode
 from zbroker.server import Server
 from zbroker.wires.amqp import WRITE_HIGH_BYTES, WRITE_LOW_BYTES, AmqpWire
@@ -42,9 +42,9 @@ def test_the_server_hands_each_connections_events_to_its_own_wire() -> None:
     server.wire.handle(b"z", [HEADER, encode(Op.QUEUE_DECLARE, 1, "zq", False, False, False, False, {})],
                        0, clock.now)
     amqp.wire.data_received(amqp.key, _marshal(C.Queue.Declare(queue="aq"), 1), clock.now)
-    frames = server._route(clock.now)
-    assert list(frames) == [b"z"]  # the AMQP connection's events are not the zbroker wire's
-    ops = [msgpack.unpackb(f)[0] for f in frames[b"z"]]
+    messages = server._route(clock.now)
+    assert list(messages) == [b"z"]  # the AMQP connection's events are not the zbroker wire's
+    ops = [op for message in messages[b"z"] for op, _, _ in decode_frames(message)]
     assert ops == [Op.HELLO_OK, Op.CHANNEL_OPEN_OK, Op.QUEUE_DECLARE_OK]
     written = server.amqp_wire.take_output("127.0.0.1:5672")
     assert list(written) == [amqp.key]  # the AMQP wire encoded its own into its buffers
@@ -67,8 +67,10 @@ def test_the_zbroker_wire_encodes_only_the_events_it_is_given() -> None:
     broker = Broker()
     wire = NativeWire(broker)
     broker.outbox.put(7, (Op.CONNECTION_CLOSE, 320, "not mine"))
-    frames = wire.encode({b"p": [(Op.BASIC_DELIVER, 1, "c", 1, False, "", "q", {}), b"body"]})
-    assert list(frames) == [b"p"] and frames[b"p"][1] == b"body"
+    messages = wire.encode({b"p": [(Op.BASIC_DELIVER, 1, "c", 1, False, "", "q", {}), b"body"]})
+    assert list(messages) == [b"p"]
+    [(op, _, body)] = [command for message in messages[b"p"] for command in decode_frames(message)]
+    assert (op, body) == (Op.BASIC_DELIVER, b"body")
     assert broker.outbox.pending == {7: [(Op.CONNECTION_CLOSE, 320, "not mine")]}
 
 

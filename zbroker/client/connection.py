@@ -36,11 +36,12 @@ from zbroker.client.events import Events
 from zbroker.client.link import Link
 from zbroker.client.wakeup import Wakeup
 from zbroker.client.parameters import ConnectionParameters
-from zbroker.credit import DELIVERY_COST, publish_cost
+from zbroker.credit import DELIVERY_COST, message_cost
 from zbroker.curve import secure_client
-from zbroker.protocol import HEADER, Op, ProtocolError, check_header, decode_message, encode
+from zbroker.protocol import HEADER, PROTOCOL_VERSION, Op, ProtocolError, encode
 from zbroker.client.stream_deliveries import stream_deliveries
-from zbroker.protocol.native_codec import DELIVERY_OVERHEAD_BYTES, MAX_COMMAND_BYTES
+from zbroker.protocol.native_codec import DELIVERY_OVERHEAD_BYTES, MAX_COMMAND_BYTES, V1_HEADER
+from zbroker.protocol.native_packed import decode_frames, pack_command
 from zbroker.transport import POLLIN, recv_batch, send_parts, wait_readable
 
 if TYPE_CHECKING:
@@ -187,8 +188,10 @@ class BlockingConnection:
         properties = {"product": "zbroker.client", "version": __version__, **(params.client_properties or {})}
         # (a stream's deliveries may come many to a command: STREAM_DELIVER, handled here)
         properties["capabilities"] = {**(properties.get("capabilities") or {}), "stream_batches": True}
-        self._send([encode(Op.HELLO, params.heartbeat if isinstance(params.heartbeat, int) else None,
-                           params.virtual_host, creds.username, creds.password, properties)])
+        # (in the split form, which a broker of any version reads: ``native_codec``)
+        self._sock.send_multipart([HEADER, encode(Op.HELLO, params.heartbeat if isinstance(params.heartbeat, int)
+                                                  else None, params.virtual_host, creds.username, creds.password,
+                                                  properties)])
         limits = [t for t in (params.stack_timeout, params.socket_timeout) if t is not None]
         deadline = time.monotonic() + max(limits) if limits else None  # None: no timeout
         while self._hello is None:
@@ -237,16 +240,20 @@ class BlockingConnection:
     # -- sending and receiving -------------------------------------------------------
 
     def _send(self, parts: list[Any]) -> None:
+        """Send one command (``parts``: its encoded array, then its body if it has one)."""
         self._raise_if_lost()
         assert self._sock is not None  # set while open; _raise_if_lost covers closed
-        send_parts(self._sock, [HEADER, *parts])
+        send_parts(self._sock, pack_command(*parts))
 
     def _publish(self, command: bytes, body: Any) -> None:
         """Send a publish: only with publish credit and not blocked."""
         if self._credit <= 0 or self._blocked:
             self._wait_until(self._may_publish)
-        self._credit -= publish_cost(command, body)
-        self._send([command, body])
+        self._raise_if_lost()
+        assert self._sock is not None
+        frames = pack_command(command, body)
+        self._credit -= message_cost(frames)
+        send_parts(self._sock, frames)
 
     def _may_publish(self) -> bool:
         return not self._blocked and self._credit > 0
@@ -296,9 +303,13 @@ class BlockingConnection:
         taken = 0
         for parts in recv_batch(sock, READ_BATCH):
             taken += len(parts)
+            if parts[0] == V1_HEADER:  # (it refuses our HELLO: say why, not what it says)
+                self._lose(exceptions.IncompatibleProtocolError(
+                    540, f"the broker speaks version 1 of the zbroker wire, this client version "
+                         f"{PROTOCOL_VERSION}: upgrade the broker"))
+                return
             try:
-                check_header(parts[0])
-                for op, fields, body in decode_message(parts, 1, MAX_COMMAND_BYTES + DELIVERY_OVERHEAD_BYTES):
+                for op, fields, body in decode_frames(parts, 0, MAX_COMMAND_BYTES + DELIVERY_OVERHEAD_BYTES):
                     self._on_command(op, fields, body)
             except ProtocolError as exc:
                 log.error("broker sent an invalid message: %s", exc)

@@ -1,13 +1,20 @@
-"""Frames on the wire: one header frame, then commands, each followed by its body.
+"""Frames on the wire: commands, each followed by its body, in one of two forms.
 
-A ZeroMQ message between a client and the broker is::
+A ZeroMQ message between a client and the broker is either, in the split form::
 
     [HEADER, command, (body), command, (body), ...]
 
+or, in the packed form (``native_packed.py``: the form of everything but a HELLO from
+version 2 on), one frame that starts with ``HEADER`` and holds the same commands and
+bodies as one msgpack array, bodies over 64 KiB following as frames of their own.
 ``HEADER`` names the protocol version; every command is a msgpack array whose opcode
-says (through ``commands.SPECS``) whether a body frame follows. Several commands per
-message let either side batch; the body travels as its own frame so the broker hands
-it on without decoding, re-encoding or copying it.
+says (through ``commands.SPECS``) whether a body follows. Several commands per
+message let either side batch.
+
+Versions: 2 added the packed form. A HELLO travels in the split form, so a broker of
+any version reads the peer's version from a header frame of exactly three bytes and can
+answer a mismatch clearly; a version 2 broker takes version 1 peers, in the split form
+both ways (``V1_HEADER``).
 
 Peer input is validated here, once, and every defect becomes ``ProtocolError``: the
 caller decides what the peer gets back. Nothing here trusts the peer or uses assert.
@@ -25,6 +32,8 @@ from zbroker.protocol.tables import TableError, check_properties, check_table
 
 MAGIC = b"ZB"
 HEADER = MAGIC + bytes([PROTOCOL_VERSION])
+#: A version 1 peer's header: split form only, which this version still speaks to it.
+V1_HEADER = MAGIC + b"\x01"
 
 #: Timestamps travel as msgpack's timestamp type: a timezone-aware ``datetime`` (the
 #: time of a dead letter's ``x-death``) packs as one, and unpacks back into one.
@@ -98,6 +107,11 @@ def decode_command(frame: Any, max_bytes: int = MAX_COMMAND_BYTES) -> tuple[int,
         command = _unpackb(frame, timestamp=3)
     except Exception as exc:  # msgpack raises several unrelated types
         raise ProtocolError(errors.SYNTAX_ERROR, f"undecodable command frame: {exc}") from None
+    return check_command(command)
+
+
+def check_command(command: Any) -> tuple[int, list[Any]]:
+    """Validate one decoded command (a msgpack array) against the table."""
     if type(command) is not list or not command:
         raise ProtocolError(errors.SYNTAX_ERROR, "command frame is not a non-empty array")
     op = command[0]

@@ -9,7 +9,8 @@ Rules of this module:
 - Channel commands carry the channel number as their first field; connection commands
   have none.
 - Opcodes are stable: a new command gets a new number, an old number is never reused.
-  Changing a command's fields means bumping ``PROTOCOL_VERSION``.
+  Changing a command's fields, or how commands are framed, means bumping
+  ``PROTOCOL_VERSION`` (2: the packed form, ``native_packed.py``).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from zbroker.methods import BODY_METHODS, FIELDS, Method
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 _STR = (str,)
 _INT = (int,)

@@ -1,9 +1,9 @@
 """The zbroker wire: ZeroMQ multipart messages <-> the core's commands and events.
 
-A message from a client is ``[header, command, (body), command, (body), ...]``
-(``zbroker/protocol``); its connection id is the ZeroMQ routing id of the peer. This
-adapter is pure (no sockets): the server hands it the frames it received and sends the
-frames it returns.
+A message from a client holds commands and their bodies, in the split or the packed
+form (``zbroker/protocol``); its connection id is the ZeroMQ routing id of the peer.
+This adapter is pure (no sockets): the server hands it the frames it received and sends
+the frames it returns.
 
 Rules:
 - The first command of a connection is HELLO (version, vhost, credentials); the broker
@@ -21,8 +21,11 @@ Rules:
 - A client whose HELLO has the capability ``stream_batches`` gets a stream consumer's
   deliveries as STREAM_DELIVER (many entries in one command); any other client gets
   one BASIC_DELIVER per message.
-- Events are encoded here and nowhere else: a core event tuple is exactly a command
-  frame's array, so encoding is one msgpack call per event; bodies pass untouched.
+- Events are encoded here and nowhere else: a core event tuple is exactly a command's
+  array, so encoding is one msgpack call per event. A peer of this version gets the
+  packed form (``native_packed.py``: a pass's events in as few messages as its limit
+  allows); a version 1 peer (its HELLO had ``V1_HEADER``) gets the split form, bodies
+  untouched, for as long as it is known (``v1_peers``).
 - Outbound, the wire encodes the events of its own connections, which the server hands
   it (``encode``); its connection ids are ZeroMQ routing ids (``CONN_ID``: bytes), so
   the server can tell them from another wire's.
@@ -38,7 +41,8 @@ from zbroker.core.access.users import LOGIN_REFUSED
 from zbroker.methods import Method as M
 from zbroker.protocol import HEADER, ProtocolError, check_header, decode_message
 from zbroker.protocol.native_management import MANAGEMENT_HEADER
-from zbroker.protocol.native_codec import pack
+from zbroker.protocol.native_codec import DELIVERY_OVERHEAD_BYTES, MAX_COMMAND_BYTES, V1_HEADER, pack
+from zbroker.protocol.native_packed import decode_packed, is_packed, pack_events
 from zbroker.credit import DELIVERY_WINDOW, PUBLISH_CREDIT, message_cost
 from zbroker.wires.flow import PublishCredit
 from zbroker.wires.management import ManagementWire
@@ -51,6 +55,10 @@ _PUBLISH_CREDIT = int(M.PUBLISH_CREDIT)
 #: Connection-level methods only the broker sends.
 _SERVER_ONLY = frozenset({M.HELLO_OK, M.CONNECTION_BLOCKED, M.CONNECTION_UNBLOCKED, M.PUBLISH_CREDIT,
                           M.CONNECTION_UPDATE_SECRET_OK})
+#: The most a packed frame to a client holds: what the client accepts.
+_CLIENT_LIMIT = MAX_COMMAND_BYTES + DELIVERY_OVERHEAD_BYTES
+#: Known version 1 peers past which the ones with no connection left are forgotten.
+_V1_SLACK = 64
 
 
 #: The HELLO capability by which a client says it takes STREAM_DELIVER
@@ -79,6 +87,8 @@ class NativeWire:
         self.listener = ""
         self.credit = PublishCredit(publish_credit)
         self.delivery_window = delivery_window
+        #: Peers that spoke version 1 (the split form only): what they are sent is too.
+        self.v1_peers: set[bytes] = set()
 
     def handle(self, peer: bytes, parts: list[Any], start: int, now: float, frame: Any = None) -> None:
         """Apply one message from ``peer``: ``parts[start]`` is its header frame; ``frame``,
@@ -89,12 +99,21 @@ class NativeWire:
         charged = False
         credit_used, window = self.credit.used, self.credit.window
         try:
-            if parts[start] != HEADER:
-                if parts[start] == MANAGEMENT_HEADER and self.management is not None:
+            head = parts[start]
+            if is_packed(head):
+                commands = decode_packed(parts, start)
+            elif head == HEADER:
+                commands = decode_message(parts, start + 1)
+            elif head == V1_HEADER:
+                self.v1_peers.add(peer)
+                commands = decode_message(parts, start + 1)
+            else:
+                if head == MANAGEMENT_HEADER and self.management is not None:
                     self.management.handle(peer, parts[start:], self._host(frame))
                     return
-                check_header(parts[start])  # raises the right ProtocolError
-            for op, fields, body in decode_message(parts, start + 1):
+                check_header(head)  # raises the right ProtocolError
+                return
+            for op, fields, body in commands:
                 if conn is None:
                     host = self._host(frame)
                     conn = self._unknown_peer(peer, op, fields, now, host)
@@ -175,13 +194,27 @@ class NativeWire:
         for peer, amount in self.credit.grants(self.broker.connections):
             outbox.put(peer, (_PUBLISH_CREDIT, amount))
 
-    @staticmethod
-    def encode(events: dict[bytes, list[Any]]) -> dict[bytes, list[Any]]:
-        """Frames to send per peer for the core's events of this wire's connections: each
-        event encoded, bodies as they are."""
-        return {peer: [pack(p) if isinstance(p, tuple) else p for p in parts] for peer, parts in events.items()}
+    def encode(self, events: dict[bytes, list[Any]]) -> dict[bytes, list[list[Any]]]:
+        """The messages (each a list of frames) to send per peer for the core's events of
+        this wire's connections, in the form each peer speaks."""
+        v1_peers = self.v1_peers
+        out = {peer: self._split(peer, parts) if v1_peers and peer in v1_peers else pack_events(parts, _CLIENT_LIMIT)
+               for peer, parts in events.items()}
+        if len(v1_peers) > _V1_SLACK:
+            v1_peers.intersection_update(self.broker.connections)
+        return out
 
-    def take_outgoing(self) -> dict[bytes, list[Any]]:
+    def _split(self, peer: bytes, parts: list[Any]) -> list[list[Any]]:
+        """A version 1 peer's one message; its last if it has no connection left."""
+        if peer not in self.broker.connections:
+            self.v1_peers.discard(peer)
+        return [[V1_HEADER, *(pack(p) if isinstance(p, tuple) else p for p in parts)]]
+
+    def empty_message(self, peer: bytes) -> list[Any]:
+        """A message with no command, in the peer's form: the server's liveness probe."""
+        return [V1_HEADER if peer in self.v1_peers else HEADER]
+
+    def take_outgoing(self) -> dict[bytes, list[list[Any]]]:
         """Where this wire is the broker's only one (tests, the fuzzer): publish credit
         returned, then every event the core queued, encoded."""
         if self.credit.used:
