@@ -28,6 +28,7 @@ from typing import Any, Sequence
 #: consumers and commit (``setup.py`` reads this tuple; keep it a literal).
 COMPILED_MODULES = (
     "zbroker.transport",
+    "zbroker.credit",
     "zbroker.server",
     "zbroker.protocol.tables",
     "zbroker.protocol.native_commands",

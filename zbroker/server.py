@@ -337,7 +337,7 @@ class Server:
 
     def _drain(self, router: zmq.Socket, now: float) -> None:
         handle = self.wire.handle
-        for frame, parts in recv_batch(router, DRAIN_BATCH, keep_large=True, with_frame=True):
+        for frame, parts in recv_batch(router, DRAIN_BATCH, keep_large=True, with_frame=True, routed=True):
             if len(parts) < 2:
                 log.warning("dropping a message with no header from %s", parts[0].hex()[:12])
                 continue

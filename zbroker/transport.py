@@ -41,16 +41,24 @@ def send_parts(sock: zmq.Socket, parts: list[Any], flags: int = 0) -> None:
 
 
 def recv_parts(sock: zmq.Socket, flags: int = 0, keep_large: bool = False,
-               with_frame: bool = False) -> Any:
+               with_frame: bool = False, routed: bool = False) -> Any:
     """Receive one whole message as a list of bytes; NOBLOCK raises zmq.Again if none.
 
     With ``keep_large``, parts above ``ZERO_COPY_BYTES`` stay ``zmq.Frame`` objects: the
     broker hands such a body on by reference, never copying it (``len()`` works on both).
     With ``with_frame``, returns ``(last frame, parts)``: a frame that came off the wire
     carries the message's metadata (``peer_address``; a ROUTER's routing-id frame does not).
+    With ``routed`` (a ROUTER's messages), the first part is its routing id, which always
+    has a part after it: it is received as bytes directly, since a ``zmq.Frame`` (how the
+    other parts tell whether more follow) costs pyzmq several times a copy of a few bytes.
     """
-    frame = _recv(sock, flags, False)
-    parts = [frame.bytes]
+    if routed:
+        parts = [_recv(sock, flags, True)]
+        frame = _recv(sock, 0, False)
+        parts.append(frame if keep_large and len(frame) > ZERO_COPY_BYTES else frame.bytes)
+    else:
+        frame = _recv(sock, flags, False)
+        parts = [frame.bytes]
     while frame.more:
         frame = _recv(sock, 0, False)
         parts.append(frame if keep_large and len(frame) > ZERO_COPY_BYTES else frame.bytes)
@@ -58,7 +66,7 @@ def recv_parts(sock: zmq.Socket, flags: int = 0, keep_large: bool = False,
 
 
 def recv_batch(sock: zmq.Socket, limit: int, keep_large: bool = False,
-               with_frame: bool = False) -> Iterator[Any]:
+               with_frame: bool = False, routed: bool = False) -> Iterator[Any]:
     """The messages waiting on ``sock`` (a poll said it is readable), at most ``limit``.
 
     A lone message is the common case for request/reply: asking the socket whether more
@@ -66,11 +74,11 @@ def recv_batch(sock: zmq.Socket, limit: int, keep_large: bool = False,
     exception). When more is waiting, the loop runs until the one zmq.Again at its end.
     """
     try:
-        yield recv_parts(sock, NOBLOCK, keep_large, with_frame)
+        yield recv_parts(sock, NOBLOCK, keep_large, with_frame, routed)
         if not _get(sock, _EVENTS) & _POLLIN:
             return
         for _ in range(limit - 1):
-            yield recv_parts(sock, NOBLOCK, keep_large, with_frame)
+            yield recv_parts(sock, NOBLOCK, keep_large, with_frame, routed)
     except zmq.Again:
         return
 

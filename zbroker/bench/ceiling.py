@@ -32,7 +32,7 @@ def relay(endpoint: str, mode: str, expect: int, report: Any) -> None:
     turn = itertools.count()
     count = 0
     while True:
-        peer, kind, *rest = recv_parts(sock)
+        peer, kind, *rest = recv_parts(sock, routed=True)
         if kind == DATA:
             if mode == "rr":
                 send_parts(sock, [consumers[next(turn) % len(consumers)], DATA, rest[0]])

@@ -57,16 +57,23 @@ def _array_header(n: int) -> bytes:
     return _u16(0xDC, n) if n < 0x10000 else _u32(0xDD, n)
 
 
+#: msgpack's bin 8 headers, made once: building two bytes per body costs more than the body.
+_BIN8 = [bytes((0xC4, n)) for n in range(0x100)]
+
+
 def _bin_header(n: int) -> bytes:
     if n < 0x100:
-        return bytes((0xC4, n))
+        return _BIN8[n]
     return _u16(0xC5, n) if n < 0x10000 else _u32(0xC6, n)
+
+
+_MAGIC_0, _MAGIC_1, _VERSION = HEADER
 
 
 def is_packed(frame: Any) -> bool:
     """Is ``frame`` (bytes, or a ``zmq.Frame`` over 64 KiB) a packed frame of this version?"""
-    if type(frame) is bytes:
-        return len(frame) > _HEADER_LEN and frame[:_HEADER_LEN] == HEADER
+    if type(frame) is bytes:  # (by its bytes: a slice would be an object made and freed)
+        return len(frame) > _HEADER_LEN and frame[2] == _VERSION and frame[0] == _MAGIC_0 and frame[1] == _MAGIC_1
     return len(frame) > _HEADER_LEN and bytes(memoryview(frame)[:_HEADER_LEN]) == HEADER
 
 
