@@ -64,9 +64,9 @@ READ_BATCH = 64
 #: program busy in a callback, or an auto-ack consumer of a long queue, holds a bounded
 #: number of deliveries, not the queue.
 RCVHWM = 32
-#: Frames read per pump at most (about half as many deliveries): with READ_BATCH and
-#: RCVHWM, what a connection holds unread is a few broker messages, not the queue.
-READ_PARTS = 2048
+#: Commands read per pump at most (a broker message may hold hundreds): with READ_BATCH
+#: and RCVHWM, what a connection holds unread is a few broker messages, not the queue.
+READ_COMMANDS = 1024
 #: Publish credit when the broker keeps none: more than any program sends.
 NO_CREDIT_LIMIT = 1 << 62
 #: Undispatched events past which the client stops reporting deliveries read: a program
@@ -302,7 +302,6 @@ class BlockingConnection:
             return
         taken = 0
         for parts in recv_batch(sock, READ_BATCH):
-            taken += len(parts)
             if parts[0] == V1_HEADER:  # (it refuses our HELLO: say why, not what it says)
                 self._lose(exceptions.IncompatibleProtocolError(
                     540, f"the broker speaks version 1 of the zbroker wire, this client version "
@@ -311,13 +310,14 @@ class BlockingConnection:
             try:
                 for op, fields, body in decode_frames(parts, 0, MAX_COMMAND_BYTES + DELIVERY_OVERHEAD_BYTES):
                     self._on_command(op, fields, body)
+                    taken += 1
             except ProtocolError as exc:
                 log.error("broker sent an invalid message: %s", exc)
                 self._lose(exceptions.StreamLostError(f"invalid message from broker: {exc}"))
                 return
             if self._sock is None:  # a command closed the connection
                 return
-            if taken >= READ_PARTS:
+            if taken >= READ_COMMANDS:
                 break  # the rest waits in libzmq (RCVHWM) until the program catches up
         if self._unreported:
             self._report_read()
