@@ -263,3 +263,29 @@ def hello_many(port: int, n: int) -> Iterator[dict[str, int]]:
         for sock in socks:
             sock.close(0)
         ctx.term()
+
+
+class FakeBroker(threading.Thread):
+    """A ROUTER on a port of its own, in a thread, standing in for a broker whose replies
+    a test scripts (``answer``: one received message, its routing id first)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.port = self.sock.bind_to_random_port("tcp://127.0.0.1")
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            if self.sock.poll(50):
+                self.answer(self.sock.recv_multipart())
+
+    def answer(self, message: list[bytes]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.stop.set()
+        self.join(5)
+        self.sock.close(0)
+        self.ctx.term()

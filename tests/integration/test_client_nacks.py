@@ -5,61 +5,45 @@ a small ROUTER thread plays the broker here and speaks the same wire.
 """
 from __future__ import annotations
 
-import threading
 from typing import Iterator
 
 import pytest
-import zmq
 
 import zbroker.client as pika
 from zbroker.client import exceptions
 from zbroker.protocol import HEADER, Op, encode
 from zbroker.protocol.native_packed import decode_frames
+from tests.support import FakeBroker
 
 
-class NackingBroker(threading.Thread):
+class NackingBroker(FakeBroker):
     """Answers the handshake; confirms publishes whose body starts with b"ok", nacks the rest."""
 
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.port = self.sock.bind_to_random_port("tcp://127.0.0.1")
-        self.stop = threading.Event()
+    seq = 0
 
-    def run(self) -> None:
-        seq = 0
-        while not self.stop.is_set():
-            if not self.sock.poll(50):
-                continue
-            peer, *parts = self.sock.recv_multipart()
-            if not parts:
-                continue
-            out = []
-            for op, fields, body in decode_frames(parts, 0):
-                ch = fields[0] if fields else 0
-                if op == Op.HELLO:
-                    out.append(encode(Op.HELLO_OK, 60, 1 << 20, {}))
-                elif op == Op.CHANNEL_OPEN:
-                    out.append(encode(Op.CHANNEL_OPEN_OK, ch))
-                elif op == Op.CONFIRM_SELECT:
-                    out.append(encode(Op.CONFIRM_SELECT_OK, ch))
-                elif op == Op.BASIC_PUBLISH:
-                    seq += 1
-                    if bytes(body).startswith(b"ok"):
-                        out.append(encode(Op.BASIC_ACK, ch, seq, False))
-                    else:
-                        out.append(encode(Op.BASIC_NACK, ch, seq, False, False))
-                elif op == Op.CONNECTION_CLOSE:
-                    out.append(encode(Op.CONNECTION_CLOSE_OK))
-            if out:
-                self.sock.send_multipart([peer, HEADER, *out])
-
-    def close(self) -> None:
-        self.stop.set()
-        self.join(5)
-        self.sock.close(0)
-        self.ctx.term()
+    def answer(self, message: list[bytes]) -> None:
+        peer, *parts = message
+        if not parts:
+            return
+        out = []
+        for op, fields, body in decode_frames(parts, 0):
+            ch = fields[0] if fields else 0
+            if op == Op.HELLO:
+                out.append(encode(Op.HELLO_OK, 60, 1 << 20, {}))
+            elif op == Op.CHANNEL_OPEN:
+                out.append(encode(Op.CHANNEL_OPEN_OK, ch))
+            elif op == Op.CONFIRM_SELECT:
+                out.append(encode(Op.CONFIRM_SELECT_OK, ch))
+            elif op == Op.BASIC_PUBLISH:
+                self.seq += 1
+                if bytes(body).startswith(b"ok"):
+                    out.append(encode(Op.BASIC_ACK, ch, self.seq, False))
+                else:
+                    out.append(encode(Op.BASIC_NACK, ch, self.seq, False, False))
+            elif op == Op.CONNECTION_CLOSE:
+                out.append(encode(Op.CONNECTION_CLOSE_OK))
+        if out:
+            self.sock.send_multipart([peer, HEADER, *out])
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import resource
 import time
 
-import msgpack
 import zmq
 
 import zbroker.client as pika

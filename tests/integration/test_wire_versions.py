@@ -2,13 +2,11 @@
 this broker, and this client tells a version 1 broker apart with a clear error."""
 from __future__ import annotations
 
-import threading
-
 import pytest
 import zmq
 
 import zbroker.client as pika
-from tests.support import Broker
+from tests.support import Broker, FakeBroker
 from zbroker.client import exceptions
 from zbroker.protocol import Op, encode
 from zbroker.protocol.native_codec import V1_HEADER, decode_message
@@ -58,31 +56,15 @@ def test_a_version_1_client_is_served_beside_a_version_2_one(broker: Broker) -> 
         ctx.term()
 
 
-class VersionOneBroker(threading.Thread):
+class VersionOneBroker(FakeBroker):
     """What a zbroker of wire version 1 does with a peer of another version: it closes
     its connection with 540 and the codec's words, in its own form."""
 
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.port = self.sock.bind_to_random_port("tcp://127.0.0.1")
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            if not self.sock.poll(50):
-                continue
-            peer, header, *_ = self.sock.recv_multipart()
-            if header != V1_HEADER:  # (version 1's codec, in its words)
-                text = f"protocol version mismatch: peer speaks {header[2]}, broker speaks 1"
-                self.sock.send_multipart([peer, V1_HEADER, encode(Op.CONNECTION_CLOSE, 540, text)])
-
-    def close(self) -> None:
-        self.stop.set()
-        self.join(5)
-        self.sock.close(0)
-        self.ctx.term()
+    def answer(self, message: list[bytes]) -> None:
+        peer, header, *_ = message
+        if header != V1_HEADER:  # (version 1's codec, in its words)
+            text = f"protocol version mismatch: peer speaks {header[2]}, broker speaks 1"
+            self.sock.send_multipart([peer, V1_HEADER, encode(Op.CONNECTION_CLOSE, 540, text)])
 
 
 def test_this_client_tells_a_version_1_broker_apart() -> None:
