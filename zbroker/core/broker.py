@@ -231,7 +231,13 @@ class Broker:
                     self._channel_command(conn, op, fields, body, nowait)
                     return
                 try:  # the common case, in line: once per publish and per ack
-                    handler(channel, body, *fields[1:])
+                    arity = len(fields)
+                    if arity == 5:  # basic.publish, without slicing the fields into a tuple
+                        handler(channel, body, fields[1], fields[2], fields[3], fields[4])
+                    elif arity == 3:  # basic.ack
+                        handler(channel, body, fields[1], fields[2])
+                    else:
+                        handler(channel, body, *fields[1:])
                 except ChannelError as exc:
                     self.admission.close_channel(channel, exc)
                 except ConnectionError_ as exc:
