@@ -46,6 +46,8 @@ def arguments_table(arguments: dict | None) -> dict:
 
 def message_body(value: Any) -> bytes:
     """A message body: bytes as they are, a str in UTF-8."""
+    if type(value) is bytes:  # (the common case, first)
+        return value
     if isinstance(value, str):
         return value.encode("utf-8")
     if isinstance(value, (bytes, bytearray, memoryview)):

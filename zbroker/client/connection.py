@@ -249,11 +249,13 @@ class BlockingConnection:
         """Send a publish: only with publish credit and not blocked."""
         if self._credit <= 0 or self._blocked:
             self._wait_until(self._may_publish)
-        self._raise_if_lost()
-        assert self._sock is not None
+        sock = self._sock
+        if sock is None or self._closed_reason is not None:
+            self._raise_if_lost()
+        assert sock is not None
         frames = pack_command(command, body)
         self._credit -= message_cost(frames)
-        send_parts(self._sock, frames)
+        send_parts(sock, frames)
 
     def _may_publish(self) -> bool:
         return not self._blocked and self._credit > 0
