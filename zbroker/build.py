@@ -11,6 +11,10 @@ Rules:
   different ages are never mixed) and says so once, on stderr.
 - ``ZBROKER_PURE_PYTHON=1`` runs pure Python whatever is built: the test suite runs
   once each way (``bin/test``), and it is the way out should a compiled build misbehave.
+- A compiled extension of a module ``COMPILED_MODULES`` no longer names (an in-place
+  build of an older revision left it; Python would import it ahead of the source, and
+  it may not fit the compiled modules around it) is never loaded: that module runs from
+  its source, and the process says so once, on stderr (``orphans``).
 - Deciding happens at ``import zbroker``, before any compiled module is imported; the
   finder it installs only ever serves ``zbroker.*`` modules.
 """
@@ -92,12 +96,26 @@ def stale(top: Path = TOP) -> list[str]:
             if digest(top.joinpath(*name.split(".")).with_suffix(".py")) != compiled]
 
 
-class PureFinder:
-    """Finds ``zbroker.*`` modules as source files only (skips compiled extensions)."""
+def orphans(top: Path = TOP) -> list[str]:
+    """Modules with a compiled extension in the tree that ``COMPILED_MODULES`` does not
+    name (the compiled code's shared library lives beside ``zbroker/``, not in it)."""
+    found = []
+    for path in (top / "zbroker").rglob("*.so"):
+        name = ".".join((*path.relative_to(top).parent.parts, path.name.split(".", 1)[0]))
+        if name not in COMPILED_MODULES:
+            found.append(name)
+    return sorted(found)
 
-    @staticmethod
-    def find_spec(name: str, path: Sequence[str] | None, target: Any = None) -> Any:
-        if not name.startswith("zbroker.") or path is None:
+
+class PureFinder:
+    """Finds ``zbroker.*`` modules (``only``: these of them) as source files only,
+    skipping compiled extensions."""
+
+    def __init__(self, only: frozenset[str] | None = None) -> None:
+        self.only = only
+
+    def find_spec(self, name: str, path: Sequence[str] | None, target: Any = None) -> Any:
+        if not name.startswith("zbroker.") or path is None or (self.only is not None and name not in self.only):
             return None
         leaf = name.rpartition(".")[2]
         for directory in path:
@@ -122,6 +140,11 @@ def choose() -> None:
     else:
         edited = stale()
         if not edited:
+            left = orphans()
+            if left:
+                print(f"zbroker: ignoring compiled files of {len(left)} module(s) no longer compiled "
+                      f"({left[0]}, ...): an older build left them; delete them", file=sys.stderr)
+                sys.meta_path.insert(0, PureFinder(frozenset(left)))
             return
         if list(_record().values()).count(UNBUILT) == len(COMPILED_MODULES):  # (no compiler: a pure install)
             pure_reason = "the last build compiled nothing (no C compiler, or it failed: see its log)"

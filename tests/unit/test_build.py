@@ -48,3 +48,24 @@ def test_pure_python_is_chosen_by_the_environment() -> None:
                          env={**child_env(), build.PURE_ENV: "1"}).stdout.splitlines()
     assert out[0].endswith(os.path.join("zbroker", "core", "broker.py"))
     assert out[1].startswith("pure Python") and build.PURE_ENV in out[1]
+
+
+def test_a_compiled_file_an_older_build_left_is_never_loaded(tmp_path: Path) -> None:
+    """An in-place build leaves the extension of a module that was compiled once and is
+    no longer: it would be imported ahead of its source."""
+    package = tmp_path / "zbroker" / "core"
+    package.mkdir(parents=True)
+    suffix = ".cpython-311-x86_64-linux-gnu.so"
+    for name in ("zbroker/server", "zbroker/core/broker", "zbroker/listener", "zbroker/core/gone"):
+        (tmp_path / (name + suffix)).write_bytes(b"")
+    (tmp_path / ("0123abcd__mypyc" + suffix)).write_bytes(b"")  # (the shared library: beside zbroker/)
+    assert build.orphans(tmp_path) == ["zbroker.core.gone", "zbroker.listener"]
+    (tmp_path / "zbroker" / "listener.py").write_text("X = 1\n")
+    finder = build.PureFinder(frozenset(build.orphans(tmp_path)))
+    spec = finder.find_spec("zbroker.listener", [str(tmp_path / "zbroker")])
+    assert spec is not None and spec.origin == str(tmp_path / "zbroker" / "listener.py")
+    assert finder.find_spec("zbroker.server", [str(tmp_path / "zbroker")]) is None  # (not its business)
+
+
+def test_this_tree_has_no_such_file() -> None:
+    assert build.orphans() == []
