@@ -50,6 +50,7 @@ def test_queued_memory_measures_each_case_on_a_real_broker(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert [line.split(":")[0] for line in lines] == [
-        "--in-memory, no properties", "--in-memory, content type and delivery mode", "disk store, paged"]
-    assert all(line.endswith("(20,000 queued)") and " B a queued 100 B message " in line for line in lines)
+        "--in-memory, no properties", "--in-memory, content type and delivery mode", "disk store, transient, paged",
+        "disk store, persistent in a durable queue, paged"]
+    assert all("(20,000 queued; broker RSS " in line and " B a queued 100 B message " in line for line in lines)
     assert list(tmp_path.iterdir()) == []  # its data directory went

@@ -249,25 +249,44 @@ def test_paged_tail_is_compact_and_ordered() -> None:
     assert len(tail.take(10**6)) == 29_990 and len(tail) == 0
 
 
-def test_paged_tail_costs_16_bytes_an_entry_and_widens_a_column_only_when_it_must() -> None:
+def test_paged_tail_costs_12_bytes_an_entry_and_widens_a_column_only_when_it_must() -> None:
     from zbroker.core.durability.paging import PagedTail
     tail = PagedTail()
     first = 5_000_000_000  # (a broker's seqs go past 32 bits; distances in a tail rarely do)
     for i in range(200_000):
         tail.append(first + 3 * i, (7 << 40) | (i * 100), 100)
-    assert tail.bytes_per_entry == 16
+    assert tail.bytes_per_entry == 11  # (one disk segment so far)
+    for i in range(200_000, 300_000):  # the next segments, as a disk store numbers them
+        tail.append(first + 3 * i, ((8 + i // 50_000) << 40) | (i * 100), 100)
+    assert tail.bytes_per_entry == 12
     assert tail.find(first + 3 * 150_000) == ((7 << 40) | 15_000_000, 100)
+    assert tail.find(first + 3 * 260_000) == ((13 << 40) | 26_000_000, 100)
     assert tail.find(first + 1) is None
     assert tail.take(100_000)[-1] == (first + 3 * 99_999, (7 << 40) | 9_999_900, 100)  # (front reclaimed)
     assert tail.find(first + 3 * 150_000) == ((7 << 40) | 15_000_000, 100)
     far, huge = first + (1 << 33), 5 << 30  # four billion publishes later; a 5 GiB body
-    tail.append(far, 1 << 41, huge)
-    assert tail.bytes_per_entry == 24
-    assert tail.find(far) == (1 << 41, huge) and tail.find(first + 3 * 199_999) == ((7 << 40) | 19_999_900, 100)
-    assert list(tail)[-2:] == [(first + 3 * 199_999, (7 << 40) | 19_999_900), (far, 1 << 41)]
-    assert len(tail.take(10**6)) == 100_001 and len(tail) == 0
+    tail.append(far, 20 << 40, huge)
+    assert tail.bytes_per_entry == 22  # (seqs and sizes wide, locations as they were)
+    assert tail.find(far) == (20 << 40, huge) and tail.find(first + 3 * 299_999) == ((13 << 40) | 29_999_900, 100)
+    assert list(tail)[-2:] == [(first + 3 * 299_999, (13 << 40) | 29_999_900), (far, 20 << 40)]
+    assert len(tail.take(10**6)) == 200_001 and len(tail) == 0
     tail.append(7, 8, 9)  # emptied: compact again
-    assert tail.bytes_per_entry == 16 and list(tail) == [(7, 8)]
+    assert tail.bytes_per_entry == 11 and list(tail) == [(7, 8)]
+
+
+def test_paged_tail_relocates_entries_anywhere_a_compaction_moves_them() -> None:
+    from zbroker.core.durability.paging import PagedTail
+    tail = PagedTail()
+    for i in range(10):
+        tail.append(100 + i, (5 << 40) | (i * 1000), 10 + i)
+    moved = {(5 << 40) | 2000: (9 << 40) | 64,      # a later segment
+             (5 << 40) | 3000: (2 << 40) | 128,     # below the tail's first (its high part's distance < 0)
+             (5 << 40) | 4000: (5 << 40) | 4096}    # the same segment
+    tail.relocate(moved)
+    expected = [(100 + i, moved.get((5 << 40) | (i * 1000), (5 << 40) | (i * 1000))) for i in range(10)]
+    assert list(tail) == expected
+    assert tail.find(103) == ((2 << 40) | 128, 13)
+    assert tail.take(10) == [(seq, location, 10 + i) for i, (seq, location) in enumerate(expected)]
 
 
 def test_an_old_unacked_message_does_not_pin_the_journal(node: Restartable) -> None:
