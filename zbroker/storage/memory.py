@@ -2,28 +2,39 @@
 
 It honours the whole ``MessageStore`` contract, so the contract tests run against it
 too; ``MemoryState`` can be handed to a second ``MemoryStore`` to play a restart.
+
+Messages are journal records in an ``Arena`` (``arena.py``): packed into large byte
+arrays at about their encoded size. So this store pages as the disk store does: a queue
+past its in-memory window keeps a message as its paged tail's 12 bytes plus its record
+(about 140 bytes for a 100-byte body) instead of a message object and a body object
+(about 280), and reads it back when its turn comes.
 """
 from __future__ import annotations
 
+import logging
 from array import array
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
+import zbroker.storage.records as records
+from zbroker.storage.arena import Arena
 from zbroker.storage.store import MessageStore, Recovered, RecoveredQueue, fact_arrays, message_facts
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class MemoryState:
     topology: dict | None = None
-    messages: dict[int, tuple[str, str, dict, Any, float]] = field(default_factory=dict)
-    refs: dict[int, int] = field(default_factory=dict)  # location -> queues holding it
+    arena: Arena = field(default_factory=Arena)
     queues: dict[int, dict[int, int]] = field(default_factory=dict)  # queue id -> seq -> location
     delivered: dict[int, int] = field(default_factory=dict)
     max_seq: int = 0
-    next_location: int = 1
 
 
 class MemoryStore(MessageStore):
+    pages = True
+
     def __init__(self, state: MemoryState | None = None) -> None:
         self.state = state or MemoryState()
 
@@ -36,7 +47,7 @@ class MemoryStore(MessageStore):
                 locations = array("q", (held[q] for q in order))
                 facts = fact_arrays()
                 for location in locations:
-                    _, _, properties, body, published_at = s.messages[location]
+                    _, _, properties, body, published_at = self.read(location)
                     for column, value in zip(facts, message_facts(properties, len(body), published_at)):
                         column.append(value)
                 queues[qid] = RecoveredQueue(array("q", order), locations, s.delivered.get(qid, 0), facts)
@@ -49,10 +60,8 @@ class MemoryStore(MessageStore):
                properties: dict, body: Any, persistent: bool = True,
                published_at: float = 0.0) -> int:
         s = self.state
-        location = s.next_location
-        s.next_location += 1
-        s.messages[location] = (exchange, routing_key, properties, body, published_at)
-        s.refs[location] = len(queue_ids)
+        location = s.arena.append([records.PUBLISH, seq, queue_ids, exchange, routing_key, properties,
+                                   persistent, published_at], body, len(queue_ids))
         if not persistent:  # readable while the process lives, never recovered
             return location
         for qid in queue_ids:
@@ -61,13 +70,14 @@ class MemoryStore(MessageStore):
         return location
 
     def read(self, location: int) -> tuple[str, str, dict, Any, float | None]:
-        return self.state.messages[location]
+        meta, body = self.state.arena.read(location)
+        return meta[3], meta[4], meta[5], body, meta[7]
 
     def remove(self, queue_id: int, seq: int, location: int) -> None:
         held = self.state.queues.get(queue_id)
         if held is not None:
             held.pop(seq, None)
-        self._collect(location)
+        self.state.arena.release(location)
 
     def delivered(self, queue_id: int, seq: int) -> None:
         delivered = self.state.delivered
@@ -78,17 +88,27 @@ class MemoryStore(MessageStore):
         self.state.queues.pop(queue_id, None)
         self.state.delivered.pop(queue_id, None)
         for location in locations:
-            self._collect(location)
+            self.state.arena.release(location)
 
-    def _collect(self, location: int) -> None:
-        """One queue let go of the message; its bytes go with the last one."""
-        refs = self.state.refs
-        left = refs.get(location, 0) - 1
-        if left > 0:
-            refs[location] = left
-        else:
-            refs.pop(location, None)
-            self.state.messages.pop(location, None)
+    def compact(self, held: Callable[[Callable[[int], bool]], dict[int, list[int]]]) -> dict[int, int]:
+        """The arena's rule 4: copy a sparse segment's live records forward."""
+        arena = self.state.arena
+        number = arena.compaction_candidate()
+        if number is None:
+            return {}
+        moved: dict[int, int] = {}
+        for old, qids in held(lambda location: arena.segment_of(location) == number).items():
+            meta, body = arena.read(old)
+            new = moved[old] = arena.append(meta, body, len(qids))
+            for qid in qids:
+                recovered = self.state.queues.get(qid)
+                if recovered is not None and recovered.get(meta[1]) == old:
+                    recovered[meta[1]] = new
+            arena.release(old, len(qids))
+        if arena.held_in(number):
+            log.warning("in-memory store: compacting segment %d left references; not retrying it", number)
+            arena.gave_up(number)
+        return moved
 
     @property
     def needs_sync(self) -> bool:

@@ -35,12 +35,17 @@ REMOVE = 2  # [REMOVE, queue id, seq]
 DELIVERED = 3  # [DELIVERED, queue id, seq]: the queue delivered everything up to seq
 DROP = 4  # [DROP, queue id]: the queue was deleted, all its messages are dead
 
-_pack = msgpack.Packer(use_bin_type=True, datetime=True).pack
+#: The metadata's encoding (the in-memory store's records use it too: ``arena.py``).
+pack_meta = msgpack.Packer(use_bin_type=True, datetime=True).pack
+
+
+def unpack_meta(data: Any) -> Any:
+    return _unpackb(data, raw=False)
 
 
 def encode(meta: list[Any], body: Any = b"") -> list[Any]:
     """The buffers of one record, for ``os.writev`` (the body is not copied)."""
-    packed = _pack(meta)
+    packed = pack_meta(meta)
     head = META_LEN.pack(len(packed))
     crc = zlib.crc32(body, zlib.crc32(packed, zlib.crc32(head)))
     length = len(head) + len(packed) + len(body)
@@ -87,7 +92,7 @@ def _decode(view: memoryview, offset: int) -> tuple[list[Any], memoryview, int] 
     if meta_end > length:
         raise Corrupt(offset, "metadata longer than the record")
     try:
-        meta = _unpackb(payload[META_LEN.size:meta_end], raw=False)
+        meta = unpack_meta(payload[META_LEN.size:meta_end])
     except Exception as exc:  # a checksummed record that does not decode: still corrupt
         raise Corrupt(offset, f"undecodable metadata ({exc})") from None
     if type(meta) is not list or not meta:

@@ -8,7 +8,8 @@ Rules of this module:
    maximum = the maximum). Within a lane messages are in publish (``seq``) order and a
    requeued message goes back to its place by seq. The next message is the oldest one
    of the highest non-empty lane.
-2. Paging. A queue (durable or not, when the store is on disk) keeps at most
+2. Paging. A queue (durable or not, on a store that pages: the disk store, or the
+   in-memory one, whose records are packed byte arrays, ``storage/arena.py``) keeps at most
    ``PAGE_AFTER`` messages, or about ``PAGE_AFTER_BYTES`` of bodies, in memory (the
    lanes' heads) when they are in the store already; for transient messages, which
    paging must write, the windows are ``TRANSIENT_PAGE_AFTER(_BYTES)``. Past that, newcomers
