@@ -45,7 +45,7 @@ def test_stream_scale_fills_restarts_and_reads_everything(tmp_path) -> None:
 
 
 def test_queued_memory_measures_each_case_on_a_real_broker(tmp_path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "zbroker.bench.queued_memory", "--messages", "20000", "--dir",
+    proc = subprocess.run([sys.executable, "-m", "zbroker.bench.queued_memory", "--messages", "20000", "--drain", "--dir",
                            str(tmp_path)], capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -53,4 +53,5 @@ def test_queued_memory_measures_each_case_on_a_real_broker(tmp_path) -> None:
         "--in-memory, no properties", "--in-memory, content type and delivery mode", "disk store, transient, paged",
         "disk store, persistent in a durable queue, paged"]
     assert all("(20,000 queued; broker RSS " in line and " B a queued 100 B message " in line for line in lines)
+    assert all(" us a message published, " in line and " msgs/s" in line.split("drained at ")[1] for line in lines)
     assert list(tmp_path.iterdir()) == []  # its data directory went

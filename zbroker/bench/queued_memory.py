@@ -11,7 +11,9 @@ Four cases, each on a fresh ``zbroker serve``:
 4. a disk store, persistent messages in a durable queue: past its window (2,000
    messages) they are paged, so this is the paged index's cost.
 Each prints the growth of ``VmRSS`` from before the first publish to when the queue holds
-them all, divided by the messages.
+them all, divided by the messages. ``--drain`` then consumes them all (auto-ack) and adds
+the broker's CPU per message while they were published and while they were consumed,
+and the rate they were consumed at: what paging costs in time.
 """
 from __future__ import annotations
 
@@ -21,17 +23,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from zbroker.bench.stream_scale import memory_mib, serve, stop
+from typing import Any
+
+from zbroker.bench.stream_scale import cpu_seconds, memory_mib, serve, stop
 
 QUEUE = "queued-memory"
 #: The four cases of the module's text, in its order (``--case``).
 CASES = ["memory", "properties", "transient", "persistent"]
 
 
-def _fill(port: int, count: int, size: int, with_properties: bool, persistent: bool) -> None:
+def _fill(channel: Any, count: int, size: int, with_properties: bool, persistent: bool) -> None:
     import zbroker.client as pika
-    connection = pika.BlockingConnection(pika.URLParameters(f"tcp://127.0.0.1:{port}"))
-    channel = connection.channel()
     channel.queue_declare(QUEUE, durable=persistent)
     properties = pika.BasicProperties(content_type="text/plain", delivery_mode=1) if with_properties else None
     if persistent:
@@ -41,25 +43,41 @@ def _fill(port: int, count: int, size: int, with_properties: bool, persistent: b
         channel.basic_publish("", QUEUE, body, properties)
     while channel.queue_declare(QUEUE, passive=True).method.message_count < count:
         time.sleep(0.1)  # (publishes still in the broker's input: a round trip per check)
-    connection.close()
 
 
-def per_message(data_dir: Path | None, count: int, size: int, with_properties: bool,
-                persistent: bool = False) -> tuple[float, float]:
-    """Bytes of broker RSS growth per queued message, and the broker's RSS (MiB) then."""
+def _drain(channel: Any, count: int) -> None:
+    taken = 0
+    for _ in channel.consume(QUEUE, auto_ack=True):
+        taken += 1
+        if taken == count:
+            break
+    channel.cancel()
+
+
+def measure(data_dir: Path | None, count: int, size: int, with_properties: bool,
+            persistent: bool = False, drain: bool = False) -> str:
+    """One case on a fresh broker, as the line ``main`` prints after its name."""
+    import zbroker.client as pika
     proc, port = serve(data_dir)
     try:
-        before = memory_mib(proc.pid, "VmRSS")
-        _fill(port, count, size, with_properties, persistent)
-        after = memory_mib(proc.pid, "VmRSS")
-        return (after - before) * 1024 * 1024 / count, after
+        connection = pika.BlockingConnection(pika.URLParameters(f"tcp://127.0.0.1:{port}"))
+        channel = connection.channel()
+        channel.queue_declare(QUEUE, durable=persistent)
+        before, cpu = memory_mib(proc.pid, "VmRSS"), cpu_seconds(proc.pid)
+        _fill(channel, count, size, with_properties, persistent)
+        after, filled = memory_mib(proc.pid, "VmRSS"), cpu_seconds(proc.pid)
+        line = (f"{(after - before) * 1024 * 1024 / count:,.0f} B a queued {size} B message "
+                f"({count:,} queued; broker RSS {after:,.1f} MiB)")
+        if drain:
+            started = time.perf_counter()
+            _drain(channel, count)
+            elapsed, drained = time.perf_counter() - started, cpu_seconds(proc.pid)
+            line += (f"; broker CPU {(filled - cpu) * 1e6 / count:.1f} us a message published, "
+                     f"{(drained - filled) * 1e6 / count:.1f} us consumed; drained at {count / elapsed:,.0f} msgs/s")
+        connection.close()
+        return line
     finally:
         stop(proc)
-
-
-def _report(name: str, size: int, count: int, grown: float, rss_mib: float) -> None:
-    print(f"{name}: {grown:,.0f} B a queued {size} B message ({count:,} queued; broker RSS {rss_mib:,.1f} MiB)",
-          flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,20 +87,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dir", default=None, help="parent of the disk store (default: a temporary one)")
     parser.add_argument("--case", action="append", choices=CASES,
                         help="measure only this case (repeatable; default: all four)")
+    parser.add_argument("--drain", action="store_true", help="then consume them all, timed")
     args = parser.parse_args(argv)
     cases = args.case or CASES
     for name, with_properties in (("--in-memory, no properties", False),
                                   ("--in-memory, content type and delivery mode", True)):
         if CASES[with_properties] not in cases:
             continue
-        _report(name, args.size, args.messages, *per_message(None, args.messages, args.size, with_properties))
+        print(f"{name}: {measure(None, args.messages, args.size, with_properties, drain=args.drain)}", flush=True)
     for name, persistent in (("disk store, transient, paged", False),
                              ("disk store, persistent in a durable queue, paged", True)):
         if CASES[2 + persistent] not in cases:
             continue
         data_dir = Path(tempfile.mkdtemp(prefix="zbroker-queued-memory-", dir=args.dir))
         try:
-            _report(name, args.size, args.messages, *per_message(data_dir, args.messages, args.size, False, persistent))
+            line = measure(data_dir, args.messages, args.size, False, persistent, args.drain)
+            print(f"{name}: {line}", flush=True)
         finally:
             shutil.rmtree(data_dir, ignore_errors=True)
 

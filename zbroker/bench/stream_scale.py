@@ -58,7 +58,7 @@ def memory_mib(pid: int, key: str) -> float:
     raise KeyError(key)
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, clock ticks (USER_HZ 100)
@@ -139,9 +139,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"broker ready in {time.perf_counter() - started:.1f} s with the stream recovered; "
               f"RSS {memory_mib(proc.pid, 'VmRSS'):.1f} MiB", flush=True)
         count = args.messages if args.read is None else min(args.read, args.messages)
-        cpu = _cpu_seconds(proc.pid)
+        cpu = cpu_seconds(proc.pid)
         elapsed = _read(port, name, count)
-        cores = (_cpu_seconds(proc.pid) - cpu) / elapsed
+        cores = (cpu_seconds(proc.pid) - cpu) / elapsed
         print(f"read {count:,} from first on the zbroker wire in {elapsed:.1f} s: {count / elapsed:,.0f} msgs/s, "
               f"broker {cores:.2f} cores, broker peak RSS {memory_mib(proc.pid, 'VmHWM'):.1f} MiB", flush=True)
         stop(proc)

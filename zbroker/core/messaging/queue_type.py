@@ -269,7 +269,8 @@ class QueueType(ABC):
 
     @property
     def paged_count(self) -> int:
-        """Ready messages held on disk only (RabbitMQ's messages_paged_out)."""
+        """Ready messages held only as store records (RabbitMQ's messages_paged_out): on
+        disk, or with ``--in-memory`` packed in the in-memory store's byte arrays."""
         return 0
 
     @property
