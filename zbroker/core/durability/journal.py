@@ -34,8 +34,10 @@ class QueueJournal:
         """
         if message.body is None:
             message = self.load(message)
+        location = message.location
+        assert location is not None  # (the queue calls this only for a stored message)
         if settled:
-            self.store.remove(self.queue_id, message.seq, message.location)
+            self.store.remove(self.queue_id, message.seq, location)
         else:  # (paged transient messages are marked too: harmless, recovery skips them)
             self.store.delivered(self.queue_id, message.seq)
         return message
@@ -48,7 +50,9 @@ class QueueJournal:
 
     def load(self, message: Message) -> Message:
         """The whole message behind a paged one."""
-        exchange, routing_key, properties, body, published_at = self.store.read(message.location)
+        location = message.location
+        assert location is not None  # (a paged message always has one)
+        exchange, routing_key, properties, body, published_at = self.store.read(location)
         ttl = properties.get("expiration")
         return Message(message.seq, exchange, routing_key, properties, body,
                        self.recovered_at if published_at is None else published_at,

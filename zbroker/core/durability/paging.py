@@ -65,6 +65,13 @@ def _stored(column: array, index: int, value: int) -> array:
 
 class PagedTail:
     __slots__ = ("_seqs", "_highs", "_lows", "_sizes", "_start", "_base", "_high_base")
+    _seqs: array
+    _highs: array
+    _lows: array
+    _sizes: array
+    _start: int
+    _base: int
+    _high_base: int
 
     def __init__(self) -> None:
         self.clear()
