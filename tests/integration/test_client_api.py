@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 
@@ -325,6 +326,43 @@ def test_timers_threadsafe_callbacks_and_sleep(connect) -> None:
     conn.sleep(0.3)
     assert time.monotonic() - started >= 0.3
     assert sorted(fired) == ["thread", "timer"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="counts /proc/self/fd")
+def test_a_connection_takes_four_descriptors_as_pika_does(connect) -> None:
+    """Its TCP socket, its socket's mailbox, and the monitor's two sockets; the wake-up for
+    add_callback_threadsafe is the thread's (pika 1.4's BlockingConnection takes four too:
+    its socket, a socketpair, an epoll)."""
+    held = [connect()]  # (the process's ZeroMQ context and this thread's wake-up exist now)
+    before = len(os.listdir("/proc/self/fd"))
+    held += [connect() for _ in range(20)]
+    assert len(os.listdir("/proc/self/fd")) - before == 4 * 20
+
+
+def test_a_threadsafe_callback_wakes_whichever_thread_waits_and_none_is_lost(connect, monkeypatch) -> None:
+    import zbroker.client.connection as connection_module
+    monkeypatch.setattr(connection_module, "MAX_WAIT_S", 3600.0)  # a lost wake-up would hang
+    mine, other = connect(), connect()  # two connections of one thread share its wake-up
+    fired: list[str] = []
+    adder = threading.Thread(target=lambda: other.add_callback_threadsafe(lambda: fired.append("other")))
+    adder.start()
+    adder.join(10)
+    mine.process_data_events(0)  # may take the thread's wake-up meant for the other ...
+    other.process_data_events(time_limit=None)  # ... which still finds its callback
+    assert fired == ["other"]
+    waiting = threading.Event()
+
+    def wait_in_a_worker() -> None:  # the connection made here, waited on there
+        waiting.set()
+        while "worker" not in fired:
+            mine.process_data_events(time_limit=None)
+
+    worker = threading.Thread(target=wait_in_a_worker)
+    worker.start()
+    waiting.wait(10)  # (whether the worker is in its wait yet or not, the callback must reach it)
+    mine.add_callback_threadsafe(lambda: fired.append("worker"))
+    worker.join(20)
+    assert not worker.is_alive() and fired == ["other", "worker"]
 
 
 def test_process_data_events_none_returns_after_a_callback(connect) -> None:

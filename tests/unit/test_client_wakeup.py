@@ -44,3 +44,41 @@ def test_it_takes_one_descriptor_and_closing_twice_closes_it_once() -> None:
         os.close(reused)
     assert wakeup.fd == -1 and fd != -1
     wakeup.wake()  # closed: nobody waits, nothing raised
+
+
+def test_each_thread_has_one_wake_up_released_with_the_thread() -> None:
+    import gc
+    import threading
+    import weakref
+
+    from zbroker.client.wakeup import for_this_thread
+    mine = for_this_thread()
+    assert for_this_thread() is mine and mine.fd >= 0
+    seen: list[weakref.ref] = []
+    worker = threading.Thread(target=lambda: seen.append(weakref.ref(for_this_thread())))
+    worker.start()
+    worker.join(10)
+    gc.collect()
+    assert seen and seen[0]() is None  # (the thread's locals went with it)
+
+
+def test_a_wake_up_nothing_refers_to_closes_its_descriptor() -> None:
+    import gc
+    wakeup = Wakeup()
+    fd = wakeup.fd
+    del wakeup
+    gc.collect()
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
+def test_a_forked_child_makes_its_own_wake_up() -> None:
+    from zbroker.client.wakeup import for_this_thread
+    inherited = for_this_thread()
+    real_pid = inherited.pid
+    inherited.pid = real_pid - 1  # as if made by the parent of this process
+    try:
+        own = for_this_thread()
+        assert own is not inherited and own.pid == real_pid and own.fd != inherited.fd
+    finally:
+        inherited.pid = real_pid

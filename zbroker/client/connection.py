@@ -10,7 +10,9 @@ How it works:
   blocks the user's thread for ten minutes does not lose the connection. A socket
   monitor reports the transport dropping, which becomes ``StreamLostError`` at once.
 - ``add_callback_threadsafe`` is the only method other threads may call: it queues the
-  callback and wakes the socket wait (``wakeup.py``). When callbacks run: ``events.py``.
+  callback and wakes the socket wait of the thread that last waited on this connection
+  (one wake-up a thread, not one a connection: ``wakeup.py``). When callbacks run:
+  ``events.py``.
 - Channels see the connection only through ``link`` (a ``ChannelLink``, ``link.py``), and
   it sees them only as ``LinkedChannel``s.
 - Flow control (``zbroker/wires/flow.py``): a publish waits, pumping the socket, while the
@@ -34,7 +36,7 @@ from zbroker.client.channel import BlockingChannel
 from zbroker.client.connect_errors import handshake_failure, refused
 from zbroker.client.events import Events
 from zbroker.client.link import Link
-from zbroker.client.wakeup import Wakeup
+from zbroker.client.wakeup import Wakeup, for_this_thread
 from zbroker.client.parameters import ConnectionParameters
 from zbroker.credit import DELIVERY_COST, message_cost
 from zbroker.curve import secure_client
@@ -107,7 +109,8 @@ class BlockingConnection:
         self._candidates = candidates
         self._channels: dict[int, LinkedChannel] = {}
         self._events = Events()
-        self._wakeup = Wakeup()
+        #: The wake-up of the thread that last waited on this connection (``wakeup.py``).
+        self._wakeup: Wakeup | None = None
         self._lock = threading.Lock()
         self._closed_reason: exceptions.AMQPConnectionError | None = None
         #: Set once the reason was raised to the program: later calls get
@@ -118,6 +121,8 @@ class BlockingConnection:
         self._sock: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None
         self._poll_items: list[tuple[Any, int]] = []
+        #: ``_poll_items`` and the waiting thread's wake-up.
+        self._waited: list[tuple[Any, int]] = []
         self._curve = False
         self._blocked_callbacks: list[Callable[..., None]] = []
         self._unblocked_callbacks: list[Callable[..., None]] = []
@@ -129,11 +134,7 @@ class BlockingConnection:
         #: Set while the broker holds our publishing (an alarm); when it times out.
         self._blocked = False
         self._blocked_deadline: float | None = None
-        try:
-            self._open(candidates)
-        except BaseException:
-            self._wakeup.close()  # a failed attempt must not leak descriptors
-            raise
+        self._open(candidates)
 
     # -- opening ---------------------------------------------------------------------
 
@@ -178,7 +179,8 @@ class BlockingConnection:
             secure_client(sock, params.curve_server_key, params.curve_client_keys)
         self._monitor = sock.get_monitor_socket(_MONITORED)
         self._sock = sock
-        self._poll_items = [(sock, POLLIN), (self._monitor, POLLIN), (self._wakeup.fd, POLLIN)]
+        self._poll_items = [(sock, POLLIN), (self._monitor, POLLIN)]
+        self._wakeup = None  # (the items to wait on are made anew)
         self._closed_reason = None
         self._close_ok = False
         self._hello = None
@@ -281,14 +283,20 @@ class BlockingConnection:
         if self._sock is None:
             return
         ms = -1 if timeout is None else max(0, int(timeout * 1000))
+        wakeup = for_this_thread()
+        if wakeup is not self._wakeup:  # (the rules in wakeup.py)
+            self._wakeup = wakeup
+            self._waited = [*self._poll_items, (wakeup.fd, POLLIN)]
+            if self._events.has_threadsafe():
+                ms = 0  # queued while another thread's wake-up was this connection's
         try:
-            ready = wait_readable(self._poll_items, ms)
+            ready = wait_readable(self._waited, ms)
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EINTR:
                 return
             raise
-        if self._wakeup.fd in ready:
-            self._wakeup.clear()
+        if wakeup.fd in ready:
+            wakeup.clear()
         if self._sock in ready:
             self._read_all()
         if self._monitor in ready:
@@ -502,7 +510,9 @@ class BlockingConnection:
             raise exceptions.ConnectionWrongStateError("BlockingConnection.add_callback_threadsafe() "
                                                        "called on closed or closing connection.")
         self._events.add_threadsafe(callback)
-        self._wakeup.wake()
+        wakeup = self._wakeup  # (read after the append: the rules in wakeup.py)
+        if wakeup is not None:
+            wakeup.wake()
 
     def update_secret(self, new_secret: str, reason: str) -> None:
         """pika's connection.update-secret (RabbitMQ's extension, for expiring credentials
@@ -536,7 +546,7 @@ class BlockingConnection:
             pass
         self._close_ok = True
         self._lose(exceptions.ConnectionClosedByClient(reply_code, reply_text))
-        self._wakeup.close()
+        self._wakeup = None
 
     @property
     def is_open(self) -> bool:

@@ -56,6 +56,9 @@ class Events:
     def add_threadsafe(self, callback: Callable[[], None]) -> None:
         self._threadsafe.append(callback)
 
+    def has_threadsafe(self) -> bool:
+        return bool(self._threadsafe)
+
     def call_later(self, delay: float, callback: Callable[[], None]) -> int:
         timer_id = next(self._timer_ids)
         heapq.heappush(self._timers, (time.monotonic() + delay, timer_id, callback))

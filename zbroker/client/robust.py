@@ -215,7 +215,7 @@ class RobustConnection(BlockingConnection):
             self._outage = None  # nothing to say goodbye to
             self._close_ok = True
             super()._lose(exceptions.ConnectionClosedByClient(reply_code, reply_text))
-            self._wakeup.close()
+            self._wakeup = None
             return
         super().close(reply_code, reply_text)
 

@@ -2,21 +2,29 @@
 (``add_callback_threadsafe``).
 
 Rules:
-- One descriptor where the system has eventfd (Linux), a pipe's two elsewhere: a process
-  holding many connections spends one descriptor per connection on this, not two.
+- One per thread, not one per connection (``for_this_thread``): a thread waits on one
+  connection at a time, so the connections it runs can share it. A connection wakes the
+  wake-up of the thread that last waited on it, and that thread, before it waits, looks
+  for callbacks queued before it made its wake-up the connection's (``_pump``). A wake-up
+  meant for another of the thread's connections only ends a wait early: that connection
+  finds its callbacks when it is next waited on, as it would have. A forked child makes
+  its own (the parent's descriptor is the parent's).
+- One descriptor where the system has eventfd (Linux), a pipe's two elsewhere.
 - ``wake`` never blocks: a full pipe, or a counter at its maximum, means a wake-up is
   pending anyway. ``clear`` takes every pending wake-up. ``close`` closes each
   descriptor once, however often it is called (a descriptor number closed twice may by
-  then be another file's).
+  then be another file's); a wake-up nothing refers to any more closes itself.
 """
 from __future__ import annotations
 
 import os
 import sys
+import threading
 
 
 class Wakeup:
     def __init__(self) -> None:
+        self.pid = os.getpid()
         eventfd = getattr(os, "eventfd", None)
         if eventfd is not None:
             self.fd: int = eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -48,3 +56,17 @@ class Wakeup:
             except OSError:
                 pass
         self.fd = self._write_fd = -1
+
+    def __del__(self) -> None:
+        self.close()
+
+
+_local = threading.local()
+
+
+def for_this_thread() -> Wakeup:
+    """The calling thread's wake-up, made on its first use (and anew in a forked child)."""
+    wakeup = getattr(_local, "wakeup", None)
+    if wakeup is None or wakeup.pid != os.getpid():
+        wakeup = _local.wakeup = Wakeup()
+    return wakeup
