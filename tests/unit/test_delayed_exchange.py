@@ -13,6 +13,7 @@ import pytest
 
 from tests.support import patches_internals
 from tests.unit.wire import FakeClock, FakePeer, closes, props_of
+from tests.unit.test_durability import settle
 from zbroker.core import Broker
 from zbroker.core.management import definitions
 from zbroker.core.management.definitions import DefinitionsError
@@ -485,6 +486,7 @@ def test_held_messages_do_not_pin_the_journal(node: Node) -> None:
             p.publish("", "flow", b"%04d" % i * 25, properties={"delivery_mode": PERSISTENT})
         node.broker.commit()
         p.collect()
+    settle(node)
     assert not (node.directory / "journal" / "00000001.seg").exists()
     p = node.crash_and_restart(3600)
     node.broker.tick(node.clock.now)

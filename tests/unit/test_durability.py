@@ -3,11 +3,13 @@ a new ``Broker`` on the same directory."""
 from __future__ import annotations
 
 from pathlib import Path
+import logging
 from typing import Any, Iterator
 
 import pytest
 
 from tests.unit.wire import FakePeer, bodies, deliveries
+from zbroker.storage.compaction import STABLE_CHECKS
 from zbroker.core import Broker
 from zbroker.core.messaging import classic as broker_module
 from zbroker.protocol import Op
@@ -55,6 +57,13 @@ def publish_committed(node: Restartable, peer: FakePeer, queue: str, *messages: 
     for body in messages:
         peer.publish("", queue, body, properties=properties)
     node.broker.commit()
+
+
+def settle(node: Any) -> None:
+    """Loop passes with nothing happening: a sparse segment that stays put is compacted
+    (``storage/compaction.py``), one at a time, oldest first on disk."""
+    for _ in range(4 * STABLE_CHECKS):
+        node.broker.commit()
 
 
 def message_count(peer: FakePeer, queue: str) -> int:
@@ -301,6 +310,7 @@ def test_an_old_unacked_message_does_not_pin_the_journal(node: Restartable) -> N
     for _ in range(40):
         publish_committed(node, p, "flow", *[b"%04d" % i * 25 for i in range(50)])
         p.collect()
+    settle(node)
     journal = node.directory / "journal"
     segments = sorted(journal.glob("*.seg"))
     assert len(segments) <= 3, [s.name for s in segments]  # 40 x 50 x ~150 B would be ~5 segments of 64 KiB
@@ -309,6 +319,22 @@ def test_an_old_unacked_message_does_not_pin_the_journal(node: Restartable) -> N
     p.consume("stuck", "again", auto_ack=True)
     p.consume("flow", "w2", auto_ack=True)
     assert [(f[3], b) for f, b in zip(deliveries(p.received), bodies(p.received))] == [(True, b"the old one")]
+
+
+def test_a_segment_being_drained_is_not_compacted(node: Restartable, caplog: pytest.LogCaptureFixture) -> None:
+    """A consumer taking a long queue in order passes each segment through "a tenth live":
+    copying that tenth forward would only hand the consumer copies (``compaction.py``)."""
+    p = node.peer()
+    declare_durable(p, "long")
+    publish_committed(node, p, "long", *[b"%05d" % i * 20 for i in range(2000)])
+    assert len(list((node.directory / "journal").glob("*.seg"))) >= 4
+    with caplog.at_level(logging.INFO, logger="zbroker.storage.disk"):
+        for i in range(2000):  # one a loop pass
+            [(op, _, body)] = p.send(Op.BASIC_GET, 1, "long", True)
+            assert op == Op.BASIC_GET_OK and body == b"%05d" % i * 20
+            node.broker.commit()
+    assert "compacted" not in caplog.text
+    assert len(list((node.directory / "journal").glob("*.seg"))) == 1
 
 
 def test_compaction_moves_paged_and_queued_messages(node: Restartable, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -321,6 +347,7 @@ def test_compaction_moves_paged_and_queued_messages(node: Restartable, monkeypat
         publish_committed(node, p, "backlog", b"backlog %02d" % round_)
         publish_committed(node, p, "flow", *[b"%04d" % i * 25 for i in range(50)])
         p.collect()
+    settle(node)
     queue = node.broker.topology.queues["backlog"]
     assert queue.paged_count == 38
     assert not (node.directory / "journal" / "00000001.seg").exists()  # compacted away

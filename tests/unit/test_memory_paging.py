@@ -8,13 +8,14 @@ from typing import Iterator
 import pytest
 import zmq
 
-from tests.unit.test_durability import PERSISTENT, message_count
+from tests.unit.test_durability import PERSISTENT, message_count, settle
 from tests.unit.wire import FakePeer, bodies
 from zbroker.core import Broker
 from zbroker.core.messaging import classic as queues_module
 from zbroker.protocol import Op
 from zbroker.storage import MemoryState, MemoryStore
-from zbroker.storage.arena import INLINE_BODY_BYTES, STABLE_CHECKS, Arena
+from zbroker.storage.arena import INLINE_BODY_BYTES, Arena
+from zbroker.storage.compaction import STABLE_CHECKS
 
 
 class MemoryNode:
@@ -122,8 +123,7 @@ def test_compaction_frees_a_segment_a_few_backlog_messages_held(node: MemoryNode
         p.collect()
     arena = node.state.arena
     assert len(arena._segments) > 20  # each of the backlog's records keeps its segment ...
-    for _ in range(STABLE_CHECKS):  # ... until the loop has seen them stay put that long
-        node.broker.commit()
+    settle(node)  # ... until the loop has seen them stay put a while
     assert len(arena._segments) < 10, len(arena._segments)
     p2 = FakePeer(node.broker, b"p2").open()
     p2.consume("backlog", "c", auto_ack=True)

@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.unit.test_durability import PERSISTENT, Restartable, message_count
+from tests.unit.test_durability import PERSISTENT, Restartable, message_count, settle
 from tests.unit.wire import FakeClock, FakePeer, bodies, deliveries
 from zbroker.core import Broker
 from zbroker.core.messaging import classic as queues_module
@@ -132,6 +132,7 @@ def test_compaction_moves_a_transient_paged_tail(node: Restartable) -> None:
             p.publish("", "flow", b"%04d" % i * 25, properties=PERSISTENT)
         node.broker.commit()
         p.collect()
+    settle(node)
     assert node.broker.topology.queues["backlog"].paged_count == 35
     assert not (node.directory / "journal" / "00000001.seg").exists()  # compacted away
     p2 = FakePeer(node.broker, b"p2").open()

@@ -15,10 +15,9 @@ needs no checksum. Rules:
    three queues: three) and those still live. A release takes one; a segment with none
    left that is not the active one is freed at once. Unlike the disk journal, which must
    delete its segments oldest first, any segment may go.
-4. Compaction. A segment that holds back its memory for a few live references (at most
-   1/``COMPACT_LIVE_FRACTION`` of what was appended to it) that have not moved for
-   ``STABLE_CHECKS`` checks (one a loop pass: a segment that a consumer is draining is
-   left to empty itself; compacting needs a walk over every queue) is compacted: its live records
+4. Compaction. A segment that holds back its memory for a few live references that
+   have stayed put (``compaction.py``: a segment a consumer is draining is left to empty
+   itself) is compacted: its live records
    are copied to the active segment by the store, which knows where they are held, and
    it is freed once the last is released.
 """
@@ -27,6 +26,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from zbroker.storage.compaction import Stillness
 from zbroker.storage.records import pack_meta, unpack_meta
 
 #: Bytes a segment holds before the next record starts a new one.
@@ -36,15 +36,11 @@ INLINE_BODY_BYTES = 64 * 1024
 #: Bits of a location below the segment number (a segment stays far below 4 GiB).
 OFFSET_BITS = 32
 _OFFSET_MASK = (1 << OFFSET_BITS) - 1
-#: A segment is worth compacting once at most 1/this of what was appended to it is live.
-COMPACT_LIVE_FRACTION = 10
 #: A record's head: the lengths of its metadata and its body.
 HEAD = struct.Struct("<II")
 _pack_head = HEAD.pack
 _unpack_head = HEAD.unpack_from
 _HEAD_SIZE = HEAD.size
-#: Checks in a row a sparse segment's live references must stay the same (rule 4).
-STABLE_CHECKS = 64
 
 
 class Arena:
@@ -58,9 +54,7 @@ class Arena:
         self._appended: dict[int, int] = {}
         #: Segments a compaction could not empty (a reference nobody released): not again.
         self._no_compact: set[int] = set()
-        #: Rule 4: per sparse segment, its live references when last checked, and for
-        #: how many checks in a row they have been that.
-        self._stable: dict[int, tuple[int, int]] = {}
+        self._stillness = Stillness()  # (rule 4)
         self._active = 0
         self._segments[0] = bytearray()
 
@@ -128,21 +122,16 @@ class Arena:
         self._live.pop(number, None)
         self._appended.pop(number, None)
         self._no_compact.discard(number)
-        self._stable.pop(number, None)
+        self._stillness.forget(number)
 
     # -- compaction (rule 4) ----------------------------------------------------------
 
     def compaction_candidate(self) -> int | None:
         """A segment worth compacting (rule 4), if one is; call once a loop pass."""
-        found, stable = None, self._stable
+        found, worth = None, self._stillness.worth_compacting
         for number, live in self._live.items():
-            if (number == self._active or number in self._no_compact
-                    or not 0 < live * COMPACT_LIVE_FRACTION <= self._appended.get(number, 0)):
-                continue
-            was, checks = stable.get(number, (live, 0))
-            checks = checks + 1 if was == live else 1
-            stable[number] = (live, checks)
-            if checks >= STABLE_CHECKS and found is None:
+            if (number != self._active and number not in self._no_compact
+                    and worth(number, live, self._appended.get(number, 0)) and found is None):
                 found = number
         return found
 

@@ -20,7 +20,8 @@ Space comes back a segment at a time: a segment is deleted once no queue holds a
 message in it *and* every older segment is already gone. A removal record always sits
 in the same segment as its message or a later one, so deleting oldest-first can never
 bring a removed message back. So that one message that is never acked cannot keep every
-later segment on disk, the oldest segment is *compacted* once little of it is live: the
+later segment on disk, the oldest segment is *compacted* once little of it is live and
+that has stayed so a while (``compaction.py``: not a segment a consumer is draining): the
 broker says which queues still hold which of its messages, those are appended again
 (with the delivery marks), synced, and the old segment deleted.
 """
@@ -35,6 +36,7 @@ from typing import Any, Callable, Iterable
 import msgpack
 
 import zbroker.storage.records as records
+from zbroker.storage.compaction import Stillness
 from zbroker.storage.datadir import DataDirLock, fsync_dir, replace_file
 from zbroker.storage.store import (MessageStore, Recovered, RecoveredQueue, StoreError, fact_arrays,
                                    message_facts)
@@ -50,9 +52,6 @@ ZERO_STEP = 4 * 1024 * 1024
 #: Bits of a location that hold the offset; the segment number sits above them.
 OFFSET_BITS = 40
 _OFFSET_MASK = (1 << OFFSET_BITS) - 1
-#: The oldest segment is compacted (its live messages copied forward, so it and the
-#: segments behind it can go) once at most 1/this of what was written to it is live.
-COMPACT_LIVE_FRACTION = 10
 #: Buffers per pwritev call (the kernel's IOV_MAX is 1024).
 _IOV_BATCH = 512
 _ZEROS = bytes(1024 * 1024)
@@ -158,6 +157,7 @@ class DiskStore(MessageStore):
         self._marks: dict[int, int] = {}  # queue id -> delivered-up-to seq not yet journaled
         self._watermarks: dict[int, int] = {}  # queue id -> delivered-up-to seq, all told
         self._no_compact: set[int] = set()  # segments a compaction could not free
+        self._stillness = Stillness()
         self._unsynced: set[int] = set()  # segments written since the last sync
         self._need_sync = False
         self._topology: dict | None = None
@@ -304,6 +304,7 @@ class DiskStore(MessageStore):
             self._live.pop(number, None)
             self._appended.pop(number, None)
             self._unsynced.discard(number)
+            self._stillness.forget(number)
             removed = True
         if removed:
             fsync_dir(self._journal_dir)
@@ -450,7 +451,7 @@ class DiskStore(MessageStore):
         if number in self._no_compact or self._segments[number] is self._active:
             return None
         live, appended = self._live.get(number, 0), self._appended.get(number, 0)
-        return number if 0 < live and live * COMPACT_LIVE_FRACTION <= appended else None
+        return number if self._stillness.worth_compacting(number, live, appended) else None
 
     def compact(self, held: Callable[[Callable[[int], bool]], dict[int, list[int]]]) -> dict[int, int]:
         number = self._compaction_candidate()
