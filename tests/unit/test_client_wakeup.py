@@ -73,12 +73,20 @@ def test_a_wake_up_nothing_refers_to_closes_its_descriptor() -> None:
 
 
 def test_a_forked_child_makes_its_own_wake_up() -> None:
-    from zbroker.client.wakeup import for_this_thread
-    inherited = for_this_thread()
-    real_pid = inherited.pid
-    inherited.pid = real_pid - 1  # as if made by the parent of this process
+    from zbroker.client import wakeup as module
+    inherited = module.for_this_thread()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: its first wait makes its own wake-up
+        try:
+            own = module.for_this_thread()
+            os.write(write, b"ok" if own is not inherited and own.fd != inherited.fd else b"no")
+        finally:
+            os._exit(0)
+    os.close(write)
     try:
-        own = for_this_thread()
-        assert own is not inherited and own.pid == real_pid and own.fd != inherited.fd
+        assert os.read(read, 2) == b"ok"
     finally:
-        inherited.pid = real_pid
+        os.close(read)
+        os.waitpid(child, 0)
+    assert module.for_this_thread() is inherited  # the parent keeps its own

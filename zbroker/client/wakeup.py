@@ -21,10 +21,15 @@ import os
 import sys
 import threading
 
+#: Forks this process descends through (``for_this_thread`` compares it: a getpid per
+#: wait would be a system call).
+_forks = 0
+
 
 class Wakeup:
     def __init__(self) -> None:
-        self.pid = os.getpid()
+        #: Which process made it (``_forks`` when it was made).
+        self.generation = _forks
         eventfd = getattr(os, "eventfd", None)
         if eventfd is not None:
             self.fd: int = eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -67,6 +72,16 @@ _local = threading.local()
 def for_this_thread() -> Wakeup:
     """The calling thread's wake-up, made on its first use (and anew in a forked child)."""
     wakeup = getattr(_local, "wakeup", None)
-    if wakeup is None or wakeup.pid != os.getpid():
+    if wakeup is None or wakeup.generation != _forks:
         wakeup = _local.wakeup = Wakeup()
     return wakeup
+
+
+def _forked() -> None:
+    """In a forked child: the wake-ups it inherited are its parent's to wait on."""
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
