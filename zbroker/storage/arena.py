@@ -17,16 +17,17 @@ needs no checksum. Rules:
    delete its segments oldest first, any segment may go.
 4. Compaction. A segment that holds back its memory for a few live references that
    have stayed put (``compaction.py``: a segment a consumer is draining is left to empty
-   itself) is compacted: its live records
-   are copied to the active segment by the store, which knows where they are held, and
-   it is freed once the last is released.
+   itself) is compacted: the store, which knows where they are held, copies its live
+   records to the active segment, and it is freed once the last is released. Only the
+   segments that became sparse are looked at, so a pass's check costs nothing per
+   segment of a long backlog.
 """
 from __future__ import annotations
 
 import struct
 from typing import Any
 
-from zbroker.storage.compaction import Stillness
+from zbroker.storage.compaction import LIVE_FRACTION, Stillness
 from zbroker.storage.records import pack_meta, unpack_meta
 
 #: Bytes a segment holds before the next record starts a new one.
@@ -55,6 +56,9 @@ class Arena:
         #: Segments a compaction could not empty (a reference nobody released): not again.
         self._no_compact: set[int] = set()
         self._stillness = Stillness()  # (rule 4)
+        #: Rule 4: segments at most 1/LIVE_FRACTION live (a segment that is stays so:
+        #: only the active one is appended to).
+        self._sparse: set[int] = set()
         self._active = 0
         self._segments[0] = bytearray()
 
@@ -111,6 +115,8 @@ class Arena:
         left = self._live.get(number, 0) - references
         if left > 0:
             self._live[number] = left
+            if left * LIVE_FRACTION <= self._appended.get(number, 0):
+                self._sparse.add(number)
         elif number != self._active:
             self._free(number)
         else:
@@ -122,6 +128,7 @@ class Arena:
         self._live.pop(number, None)
         self._appended.pop(number, None)
         self._no_compact.discard(number)
+        self._sparse.discard(number)
         self._stillness.forget(number)
 
     # -- compaction (rule 4) ----------------------------------------------------------
@@ -129,9 +136,10 @@ class Arena:
     def compaction_candidate(self) -> int | None:
         """A segment worth compacting (rule 4), if one is; call once a loop pass."""
         found, worth = None, self._stillness.worth_compacting
-        for number, live in self._live.items():
+        for number in self._sparse:
             if (number != self._active and number not in self._no_compact
-                    and worth(number, live, self._appended.get(number, 0)) and found is None):
+                    and worth(number, self._live.get(number, 0), self._appended.get(number, 0))
+                    and found is None):
                 found = number
         return found
 
