@@ -136,6 +136,8 @@ class Arena:
     def compaction_candidate(self) -> int | None:
         """A segment worth compacting (rule 4), if one is; call once a loop pass."""
         found, worth = None, self._stillness.worth_compacting
+        # No break once one is found: each call counts that segment's stillness, so every
+        # sparse segment is checked every pass (hence ``found is None`` tested last).
         for number in self._sparse:
             if (number != self._active and number not in self._no_compact
                     and worth(number, self._live.get(number, 0), self._appended.get(number, 0))
