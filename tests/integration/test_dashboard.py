@@ -164,3 +164,38 @@ def test_dashboard_shows_live_state_and_acts(web: Broker, page, tmp_path: Path) 
             connection.process_data_events(0.1)
     assert closed.value.reply_code == 320
     page.wait_for_selector("text=No connections.")
+
+
+def test_an_action_waits_for_the_redraw_that_read_the_view_before_it(web: Broker, page) -> None:  # noqa: ANN001
+    """A redraw that has read the queue page asks for the queue; a Delete clicked meanwhile
+    must not reach the broker first, or that redraw's request finds no queue (a 404 the
+    user sees as a console error). Hold the redraw's request, click Delete, then let it go:
+    the DELETE must come after the redraw's answer, and the page must end on the queue list."""
+    connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", web.port))
+    connection.channel().queue_declare("short-lived")
+    connection.close()
+    queue_url = web.http + "/api/queues/%2F/short-lived"
+    held, log, armed = [], [], []
+    page.on("request", lambda r: log.append(("request", r.method, r.url)))
+    page.on("requestfinished", lambda r: log.append(("finished", r.method, r.url)))
+
+    def hold_one_get_once_armed(route, request) -> None:  # noqa: ANN001
+        if armed and request.method == "GET" and not held:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route(queue_url, hold_one_get_once_armed)
+    page.goto(web.http + "/#/queues/%2F/short-lived")
+    page.wait_for_selector("#delete")
+    armed.append(True)
+    with page.expect_request(lambda r: r.url == queue_url and r.method == "GET"):
+        pass  # the next timed redraw (every 2 s) asks for the queue, and is held there
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("#delete")
+    held[0].continue_()
+    page.wait_for_function("() => location.hash === '#/queues'")
+    page.wait_for_selector("text=No queues.")
+    before_delete = log[:log.index(("request", "DELETE", queue_url))]
+    asked, answered = (before_delete.count((event, "GET", queue_url)) for event in ("request", "finished"))
+    assert asked >= 2 and answered == asked, log  # the held GET was answered before the DELETE left

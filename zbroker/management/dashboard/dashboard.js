@@ -183,14 +183,29 @@ function restoreFields({values, focused, caret}) {
   if (caret) field.setSelectionRange(...caret);
 }
 
-let busy = false;
+/** The page's API work runs one piece at a time, in the order it was asked for: an action
+ * (delete, purge, close) never overlaps a redraw that read the view before it, so a redraw
+ * cannot ask for the queue the user has just deleted. */
+let lane = Promise.resolve();
+function inLane(work) {
+  const run = lane.then(work);
+  lane = run.catch(() => {});
+  return run;
+}
+
+let busy = false;  // a redraw is running or waiting in the lane: the timer does not queue another
 let generation = 0;  // bumped at each log in and log out: a refresh begun before is dropped
-async function refresh() {
+function refresh() {
   if (busy || !session.active()) return;
   busy = true;
+  inLane(redraw);
+}
+
+async function redraw() {
   const started = generation;
   const status = document.getElementById("status");
   try {
+    if (!session.active()) return;  // logged out while this waited in the lane
     const [point, node] = await sampleRates();
     const [tab, view, arg] = route();
     const html = await (views[view] || views.overview)(arg);
@@ -224,44 +239,50 @@ async function refresh() {
 }
 
 document.addEventListener("click", async (event) => {
-  const target = event.target;
-  const [, view, name] = route();
+  if (event.target.id === "logout") {
+    session.logout();
+    showLogin("");
+    return;
+  }
+  const [, view, name] = route();  // the view the user clicked in, not the one a later redraw shows
+  if (event.target.id === "delete" && view === "queue" &&
+      !confirm(`Delete queue ${decodeURIComponent(name.split("/").pop())}?`)) return;
   try {
-    if (target.id === "logout") {
-      session.logout();
-      showLogin("");
-      return;
-    } else if (target.id === "get" && view === "queue") {
-      const messages = await api(`/queues/${name}/get`, {method: "POST", headers: {"Content-Type": "application/json"},
-        body: JSON.stringify({count: Number(document.getElementById("get-count").value), ackmode: document.getElementById("get-mode").value, encoding: "auto", truncate: 50000})});
-      document.getElementById("got").innerHTML = messages.length ? messages.map((m, i) =>
-        `<h2>Message ${i + 1}</h2><p>Exchange: ${esc(m.exchange || "(AMQP default)")} · Routing key: ${esc(m.routing_key)} · Redelivered: ${m.redelivered} · ${num(m.payload_bytes)} bytes (${esc(m.payload_encoding)})</p><pre class="payload">${esc(m.payload)}</pre>`).join("")
-        : "<p>Queue is empty.</p>";
-    } else if (target.id === "purge" && view === "queue") {
-      await api(`/queues/${name}/contents`, {method: "DELETE"});
-    } else if (target.id === "delete" && view === "queue") {
-      if (!confirm(`Delete queue ${decodeURIComponent(name.split("/").pop())}?`)) return;
-      await api(`/queues/${name}`, {method: "DELETE"});
-      location.hash = "#/queues";
-    } else if (target.dataset && target.dataset.policyKind && view === "policies") {
-      await deletePolicy(target);
-    } else if (target.dataset && target.dataset.close) {
-      await api(`/connections/${q(target.dataset.close)}`, {method: "DELETE", headers: {"X-Reason": "Closed from the dashboard"}});
-    } else {
-      return;
-    }
-    refresh();
+    if (await inLane(() => act(event.target, view, name))) refresh();
   } catch (error) {
     if (error instanceof LoggedOut) showLogin(error.message);
     else alert(error.message);
   }
 });
 
+/** Does what the clicked button asks of the API; false when it is not one of the page's buttons. */
+async function act(target, view, name) {
+  if (target.id === "get" && view === "queue") {
+    const messages = await api(`/queues/${name}/get`, {method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({count: Number(document.getElementById("get-count").value), ackmode: document.getElementById("get-mode").value, encoding: "auto", truncate: 50000})});
+    document.getElementById("got").innerHTML = messages.length ? messages.map((m, i) =>
+      `<h2>Message ${i + 1}</h2><p>Exchange: ${esc(m.exchange || "(AMQP default)")} · Routing key: ${esc(m.routing_key)} · Redelivered: ${m.redelivered} · ${num(m.payload_bytes)} bytes (${esc(m.payload_encoding)})</p><pre class="payload">${esc(m.payload)}</pre>`).join("")
+      : "<p>Queue is empty.</p>";
+  } else if (target.id === "purge" && view === "queue") {
+    await api(`/queues/${name}/contents`, {method: "DELETE"});
+  } else if (target.id === "delete" && view === "queue") {
+    await api(`/queues/${name}`, {method: "DELETE"});
+    location.hash = "#/queues";
+  } else if (target.dataset && target.dataset.policyKind && view === "policies") {
+    await deletePolicy(target);
+  } else if (target.dataset && target.dataset.close) {
+    await api(`/connections/${q(target.dataset.close)}`, {method: "DELETE", headers: {"X-Reason": "Closed from the dashboard"}});
+  } else {
+    return false;
+  }
+  return true;
+}
+
 document.addEventListener("submit", async (event) => {
   if (event.target.id !== "policy-form") return;
   event.preventDefault();
   try {
-    await setPolicy();
+    await inLane(setPolicy);
     refresh();
   } catch (error) {
     if (error instanceof LoggedOut) showLogin(error.message);
