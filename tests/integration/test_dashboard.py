@@ -118,7 +118,9 @@ def test_dashboard_shows_live_state_and_acts(web: Broker, page, tmp_path: Path) 
         connection.process_data_events(0.02)
     page.wait_for_function("() => parseFloat(document.querySelector('[data-rate=publish]').textContent) > 0",
                            timeout=10000)
-    time.sleep(2.5)  # another refresh draws the chart with the rate in it
+    shown = page.inner_text("#status")  # "live · <time>": the next redraw draws the chart with the rate in it
+    page.wait_for_function("(shown) => document.getElementById('status').textContent !== shown", arg=shown,
+                           timeout=10000)
     chart = png_pixels(page.locator("#rates").screenshot())
     orange = sum(1 for p in chart if abs(p[0] - PUBLISH_ORANGE[0]) < 30 and abs(p[1] - PUBLISH_ORANGE[1]) < 40
                  and p[2] < 60)
