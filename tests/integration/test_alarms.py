@@ -96,7 +96,7 @@ def test_blocked_connection_timeout_raises_and_management_goes_on() -> None:
         started = time.monotonic()
         with pytest.raises(exceptions.ConnectionBlockedTimeout):
             ch.basic_publish("", "q", b"waits, then the timeout")
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 5.0  # the 0.5 s timeout, with slack for a loaded machine
         assert conn.is_closed
         with pika.BlockingConnection(pika.ConnectionParameters(port=broker.port)) as other:
             och = other.channel()

@@ -213,7 +213,7 @@ ch.start_consuming()
     try:
         started = time.monotonic()
         broker.wait_for("missed heartbeats from client, timeout: 1s", timeout=10)
-        assert time.monotonic() - started < 4  # two intervals, checked every 0.25 s
+        assert time.monotonic() - started < 8  # two intervals, checked every 0.25 s (slack for a loaded machine)
         method, _, body = ch.basic_get("hb", auto_ack=True)
         assert body == b"stuck" and method.redelivered
     finally:
@@ -271,7 +271,7 @@ def test_an_alarm_blocks_pika_with_connection_blocked_and_its_timeout() -> None:
             for _ in range(40):
                 conn.process_data_events(0.1)
                 ch.basic_publish("", "held", b"more")
-        assert time.monotonic() - started < 4
+        assert time.monotonic() - started < 8  # the 1 s timeout, not pika's 10 s socket timeout
         assert events == ["low on memory"]
         other = amqp(broker).channel()  # consumers and declarations go on
         assert other.queue_declare("held", passive=True).method.message_count <= 1

@@ -11,6 +11,7 @@ import pytest
 import zbroker.client as pika
 from zbroker.core.broker import DEFAULT_MAX_BODY_BYTES
 from zbroker.client import exceptions
+from tests.support import WAIT_S, pump_until
 
 
 PROPERTY_FIELDS = ("content_type", "content_encoding", "headers", "delivery_mode", "priority", "correlation_id",
@@ -153,15 +154,11 @@ def test_prefetch_is_never_exceeded(connect) -> None:
     ch.basic_qos(prefetch_count=3)
     held = []
     ch.basic_consume("pf", lambda c, m, p, b: held.append(m.delivery_tag))
-    conn.process_data_events(time_limit=0.5)
-    assert len(held) == 3
+    pump_until(conn, lambda: len(held) >= 3)
     conn.process_data_events(time_limit=0.2)
     assert len(held) == 3, "no delivery beyond prefetch without an ack"
     ch.basic_ack(held[-1], multiple=True)
-    deadline = time.monotonic() + 5
-    while len(held) < 6 and time.monotonic() < deadline:
-        conn.process_data_events(time_limit=0.1)
-    assert len(held) == 6
+    pump_until(conn, lambda: len(held) >= 6)
     conn.process_data_events(time_limit=0.2)
     assert len(held) == 6
 
@@ -202,6 +199,7 @@ def test_consume_generator_cancel_requeues_what_it_did_not_yield(connect) -> Non
     for method, _, _ in ch.consume("gen2"):
         ch.basic_ack(method.delivery_tag)
         break
+    pump_until(conn, lambda: ch.get_waiting_message_count() >= 4)
     conn.process_data_events(time_limit=0.2)
     assert ch.get_waiting_message_count() == 4
     ch.cancel()
@@ -554,12 +552,12 @@ def test_direct_reply_to_round_trip(connect, pika) -> None:
     client.basic_publish("", "rpc-direct", b"2", pika.BasicProperties(reply_to="amq.rabbitmq.reply-to",
                                                                        correlation_id="c1"))
     props = None
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + WAIT_S
     while props is None and time.monotonic() < deadline:
         _, props, _ = server.basic_get("rpc-direct", auto_ack=True)
     assert props.reply_to.startswith("amq.rabbitmq.reply-to.")
     server.basic_publish("", props.reply_to, b"4", pika.BasicProperties(correlation_id=props.correlation_id))
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + WAIT_S
     while not received and time.monotonic() < deadline:
         client.connection.process_data_events(time_limit=0.05)
     assert received == [(b"4", "c1")]
@@ -579,5 +577,6 @@ def test_global_and_per_consumer_prefetch(connect) -> None:
     held = []
     ch.basic_consume("qa", lambda c, m, p, b: held.append(b))
     ch.basic_consume("qb", lambda c, m, p, b: held.append(b))
-    conn.process_data_events(time_limit=0.5)
+    pump_until(conn, lambda: len(held) >= 4)
+    conn.process_data_events(time_limit=0.2)  # and no more
     assert sorted(held) == [b"a", b"a", b"b", b"b"]

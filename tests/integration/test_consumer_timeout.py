@@ -54,7 +54,8 @@ def test_a_delivery_held_past_the_timeout_closes_the_channel_and_is_redelivered(
 
 
 def test_an_acking_worker_is_never_timed_out(broker: Broker) -> None:
-    """Work that takes longer in total than the timeout, each delivery acked in time."""
+    """Work that takes longer in total than the timeout, each delivery acked in time (with
+    1.6 s to spare for each, so a stalled test process is not taken for a stuck worker)."""
     conn = connection(broker, pika)
     ch = conn.channel()
     ch.queue_declare("steady")
@@ -64,13 +65,13 @@ def test_an_acking_worker_is_never_timed_out(broker: Broker) -> None:
     done = []
 
     def work(channel, method, props, body) -> None:  # noqa: ANN001
-        conn.sleep(0.25)  # 6 x 0.25 s: longer than the 1 s timeout, each one in time
+        conn.sleep(0.4)  # 6 x 0.4 s: longer than the consumer's 2 s timeout, each one in time
         channel.basic_ack(method.delivery_tag)
         done.append(body)
         if len(done) == 6:
             channel.stop_consuming()
 
-    ch.basic_consume("steady", work)
+    ch.basic_consume("steady", work, arguments={"x-consumer-timeout": 2000})
     ch.start_consuming()
     assert done == [b"%d" % i for i in range(6)] and ch.is_open
     conn.close()

@@ -142,7 +142,7 @@ def test_wrong_or_missing_keys_fail_at_once_with_the_reason(keys: Path) -> None:
             started = time.monotonic()
             with pytest.raises(error, match=text):
                 zpika.BlockingConnection(zpika.ConnectionParameters(port=broker.port, **params))
-            assert time.monotonic() - started < 3  # not a hang until some timeout
+            assert time.monotonic() - started < 8  # not a hang until the 10 s socket timeout
         with pytest.raises(ValueError, match="ssl_options: TLS is for AMQP"):
             zpika.ConnectionParameters(port=broker.port, ssl_options={"cert": "x"})  # never ignored
         with pytest.raises(ValueError, match="is not a CURVE public key"):

@@ -125,7 +125,7 @@ def test_broker_not_running_fails_fast(broker) -> None:
     started = time.monotonic()
     with pytest.raises(exceptions.AMQPConnectionError):
         pika.BlockingConnection(params)
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 8  # at once, not at the 10 s socket timeout
 
 
 def test_retries_follow_connection_attempts(broker) -> None:
@@ -133,7 +133,7 @@ def test_retries_follow_connection_attempts(broker) -> None:
     started = time.monotonic()
     with pytest.raises(exceptions.AMQPConnectionError):
         pika.BlockingConnection(params)
-    assert 0.2 <= time.monotonic() - started < 3.0
+    assert 0.2 <= time.monotonic() - started < 8  # two retry delays, not three socket timeouts
 
 
 def test_unknown_vhost_is_access_denied(broker) -> None:

@@ -72,8 +72,8 @@ def test_sigkilled_consumer_unacked_messages_are_redelivered(broker, connect) ->
     wait_until(lambda: len(got) == 3, 30, conn)  # the three the victim had no credit for
     assert all(not redelivered for _, redelivered in got)
     victim.kill()
-    took = wait_until(lambda: len(got) == 8, 10, conn)
-    assert took < 5, f"redelivery took {took:.1f}s"
+    took = wait_until(lambda: len(got) == 8, 15, conn)
+    assert took < 8, f"redelivery took {took:.1f}s"  # at the peer's death, not at a heartbeat timeout
     redelivered = sorted(b for b, r in got if r)
     assert redelivered == [b"task-%d" % i for i in range(5)]
     broker.wait_for("lost: peer")
@@ -151,7 +151,7 @@ def test_broker_killed_raises_stream_lost_promptly() -> None:
         started = time.monotonic()
         with pytest.raises(exceptions.StreamLostError):
             ch.start_consuming()
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 8  # at once, not at the 10 s socket timeout
         assert conn.is_closed
     finally:
         broker.kill()

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import zbroker.client as pika
-from tests.support import ROOT, Broker, child_env, pump_until
+from tests.support import ROOT, WAIT_S, Broker, child_env, pump_until
 from zbroker.management.client import ManagementClient
 
 HTTP_READY = r"HTTP API and dashboard on http://([\d.]+):(\d+)/"
@@ -197,8 +197,7 @@ def test_ctl_purge_delete_and_close(broker: Broker) -> None:
     out = ctl(broker, "close_connection", name, "maintenance window")
     assert out.returncode == 0, out.stderr
     with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
-        for _ in range(50):
-            connection.process_data_events(0.1)
+        pump_until(connection, lambda: False)  # until the close arrives (or WAIT_S goes by)
     assert closed.value.reply_code == 320
     assert "maintenance window" in closed.value.reply_text
     assert rows(ctl(broker, "list_connections").stdout)[1:] == []
@@ -303,16 +302,20 @@ def test_http_rates_come_from_samples(web: Broker) -> None:
     channel = connection.channel()
     channel.queue_declare("rated")
     http(web.http, "/api/overview")  # somebody is watching: per-object samples start
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
-        channel.basic_publish("", "rated", b"x")
+    deadline = time.monotonic() + WAIT_S
+    while True:  # publishing all along: the rates are read while they are made, not after
+        for _ in range(20):
+            channel.basic_publish("", "rated", b"x")
         connection.process_data_events(0.01)
-    _, queue = http(web.http, "/api/queues/%2F/rated")
-    _, overview = http(web.http, "/api/overview")
+        _, queue = http(web.http, "/api/queues/%2F/rated")
+        _, overview = http(web.http, "/api/overview")
+        rates = (queue.get("message_stats", {}).get("publish_details", {}).get("rate", 0),
+                 overview.get("message_stats", {}).get("publish_details", {}).get("rate", 0),
+                 queue.get("messages_details", {}).get("rate", 0))
+        if rates[0] > 10 and rates[1] > 10 and rates[2] > 0:
+            break
+        assert time.monotonic() < deadline, f"no rates from the samples: {rates}"
     connection.close()
-    assert queue["message_stats"]["publish_details"]["rate"] > 10
-    assert overview["message_stats"]["publish_details"]["rate"] > 10
-    assert queue["messages_details"]["rate"] > 0
 
 
 def test_http_actions_get_publish_purge_delete_close(web: Broker) -> None:
@@ -356,8 +359,7 @@ def test_http_actions_get_publish_purge_delete_close(web: Broker) -> None:
                      headers={"X-Reason": "go away"})
     assert status == 204
     with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
-        for _ in range(50):
-            connection.process_data_events(0.1)
+        pump_until(connection, lambda: False)  # until the close arrives (or WAIT_S goes by)
     assert closed.value.reply_code == 320 and "go away" in closed.value.reply_text
 
 

@@ -9,7 +9,7 @@ from typing import Callable
 import pytest
 
 import zbroker.client as pika
-from tests.support import Broker
+from tests.support import Broker, pump_until
 from zbroker.client import exceptions
 
 
@@ -99,8 +99,7 @@ def test_after_a_lost_connection_later_calls_raise_wrong_state() -> None:
         ch = conn.channel()
         broker.kill()
         with pytest.raises(exceptions.StreamLostError):
-            for _ in range(50):
-                conn.process_data_events(0.1)
+            pump_until(conn, lambda: False)  # until the close arrives (or WAIT_S goes by)
         with pytest.raises(exceptions.ConnectionWrongStateError):
             conn.process_data_events(0)
         with pytest.raises(exceptions.ChannelWrongStateError):

@@ -421,8 +421,8 @@ def test_eof_on_stdin_stops_it_and_the_source_gets_back_what_was_unacked(brokers
     worker.wait(lambda line: line.get("nacked", 0) > 0)
     started = time.monotonic()
     worker.close_stdin()
-    assert worker.popen.wait(10) == 0
-    assert time.monotonic() - started < 5
+    assert worker.popen.wait(15) == 0
+    assert time.monotonic() - started < 10  # the 3 s close timeout, not a hang
     assert depth(src, "in") == 30
 
 
