@@ -13,7 +13,7 @@ import zbroker.client as pika
 from zbroker.client import exceptions
 from zbroker.protocol import HEADER, Op, encode
 from zbroker.protocol.native_packed import decode_frames
-from tests.support import CHANNEL_CLOSED, Broker, hello_many, python_snippet
+from tests.support import CHANNEL_CLOSED, WAIT_S, Broker, hello_many, python_snippet
 
 HOLDER = """
 import zbroker.client as pika
@@ -175,7 +175,7 @@ def raw(broker):
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, 5000)
+    sock.setsockopt(zmq.RCVTIMEO, int(WAIT_S * 1000))
     sock.connect(broker.endpoint)
     yield sock
     sock.close(0)

@@ -67,7 +67,7 @@ def test_single_active_consumer_fails_over_when_the_active_one_is_killed(broker:
                 assert time.monotonic() < deadline, "the first consumer's acks of m1 and m2 never arrived"
                 conn.sleep(0.02)
         first.kill()  # SIGKILL with two unacked
-        second.wait_for("second got hold-m3 redelivered=True", timeout=10)
+        second.wait_for("second got hold-m3 redelivered=True")
         second.wait_for("second got hold-m4 redelivered=True")
         ch.basic_publish("", "ordered", "m5")
         second.wait_for("second got m5 redelivered=False")

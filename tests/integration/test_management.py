@@ -105,7 +105,7 @@ def workload(port: int, consume: bool = True) -> tuple[Any, Any]:
         channel.basic_qos(prefetch_count=3)
         channel.basic_consume("orders", lambda *a: None, consumer_tag="worker-1")
         with ManagementClient(f"tcp://127.0.0.1:{port}") as client:
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + WAIT_S
             while client.request("queue", name="orders")["messages_unacknowledged"] < 3:
                 assert time.monotonic() < deadline, "the consumer never got its 3 deliveries"
                 connection.process_data_events(0.05)
