@@ -247,35 +247,35 @@ document.addEventListener("click", async (event) => {
   const [, view, name] = route();  // the view the user clicked in, not the one a later redraw shows
   if (event.target.id === "delete" && view === "queue" &&
       !confirm(`Delete queue ${decodeURIComponent(name.split("/").pop())}?`)) return;
+  const action = actionFor(event.target, view, name);
+  if (!action) return;  // not one of the page's buttons
   try {
-    if (await inLane(() => act(event.target, view, name))) refresh();
+    await inLane(action);
+    refresh();
   } catch (error) {
     if (error instanceof LoggedOut) showLogin(error.message);
     else alert(error.message);
   }
 });
 
-/** Does what the clicked button asks of the API; false when it is not one of the page's buttons. */
-async function act(target, view, name) {
-  if (target.id === "get" && view === "queue") {
+/** What the clicked button asks of the API, as work for the lane; null for any other click. */
+function actionFor(target, view, name) {
+  if (target.id === "get" && view === "queue") return async () => {
     const messages = await api(`/queues/${name}/get`, {method: "POST", headers: {"Content-Type": "application/json"},
       body: JSON.stringify({count: Number(document.getElementById("get-count").value), ackmode: document.getElementById("get-mode").value, encoding: "auto", truncate: 50000})});
     document.getElementById("got").innerHTML = messages.length ? messages.map((m, i) =>
       `<h2>Message ${i + 1}</h2><p>Exchange: ${esc(m.exchange || "(AMQP default)")} · Routing key: ${esc(m.routing_key)} · Redelivered: ${m.redelivered} · ${num(m.payload_bytes)} bytes (${esc(m.payload_encoding)})</p><pre class="payload">${esc(m.payload)}</pre>`).join("")
       : "<p>Queue is empty.</p>";
-  } else if (target.id === "purge" && view === "queue") {
-    await api(`/queues/${name}/contents`, {method: "DELETE"});
-  } else if (target.id === "delete" && view === "queue") {
+  };
+  if (target.id === "purge" && view === "queue") return () => api(`/queues/${name}/contents`, {method: "DELETE"});
+  if (target.id === "delete" && view === "queue") return async () => {
     await api(`/queues/${name}`, {method: "DELETE"});
     location.hash = "#/queues";
-  } else if (target.dataset && target.dataset.policyKind && view === "policies") {
-    await deletePolicy(target);
-  } else if (target.dataset && target.dataset.close) {
-    await api(`/connections/${q(target.dataset.close)}`, {method: "DELETE", headers: {"X-Reason": "Closed from the dashboard"}});
-  } else {
-    return false;
-  }
-  return true;
+  };
+  if (target.dataset && target.dataset.policyKind && view === "policies") return () => deletePolicy(target);
+  if (target.dataset && target.dataset.close) return () => api(`/connections/${q(target.dataset.close)}`,
+    {method: "DELETE", headers: {"X-Reason": "Closed from the dashboard"}});
+  return null;
 }
 
 document.addEventListener("submit", async (event) => {
