@@ -557,9 +557,7 @@ def test_direct_reply_to_round_trip(connect, pika) -> None:
         _, props, _ = server.basic_get("rpc-direct", auto_ack=True)
     assert props.reply_to.startswith("amq.rabbitmq.reply-to.")
     server.basic_publish("", props.reply_to, b"4", pika.BasicProperties(correlation_id=props.correlation_id))
-    deadline = time.monotonic() + WAIT_S
-    while not received and time.monotonic() < deadline:
-        client.connection.process_data_events(time_limit=0.05)
+    pump_until(client.connection, lambda: bool(received))
     assert received == [(b"4", "c1")]
 
 
