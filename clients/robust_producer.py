@@ -26,6 +26,7 @@ def main():
     channel = connection.channel()
     channel.queue_declare(queue=queue, durable=True)
     channel.confirm_delivery()
+    print(f" [x] Sending {count} tasks", flush=True)
     for task_id in range(count):
         payload = os.urandom(64 + task_id % 512)
         properties = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent,

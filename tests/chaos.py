@@ -76,13 +76,19 @@ def run(kills: int = 10, tasks: int = 2000, seed: int = 12, workers: int = 2, ti
     pause = max(0.0, kills * 0.75 / max(1, tasks // 50))
     producer = client_program("robust_producer.py", str(tasks), QUEUE, f"{pause:.3f}", port=port)
     try:
+        # Its first connection is not retried (pika's rule): the kills start once it is in.
+        producer.wait_for("Sending", 20)
         for _ in range(kills):
             time.sleep(rng.uniform(0.3, 0.9))
             broker.kill()
             time.sleep(rng.uniform(0.0, 0.3))
             broker = start_broker(port, work / "data")
-        producer.wait_for(r"tasks confirmed", timeout)
+        # One budget for the rest: the producer's last confirms, then the workers' last tasks.
         deadline = time.monotonic() + timeout
+        try:
+            producer.wait_for(r"tasks confirmed", timeout)
+        except AssertionError as exc:  # reported below, with what every process said
+            print(f"chaos: {exc}", file=sys.stderr)
         while time.monotonic() < deadline:
             done = {task for task, _ in read_results(results)}
             if len(done) >= tasks:
@@ -105,7 +111,9 @@ def run(kills: int = 10, tasks: int = 2000, seed: int = 12, workers: int = 2, ti
                     sum(n - 1 for n in per_task.values() if n > 1), reconnects, time.monotonic() - started,
                     tuple(per_client))
     if report.lost or report.corrupt:
-        print(broker.log()[-5000:], file=sys.stderr)
+        for name, process in [("producer", producer), *((f"worker {i}", c) for i, c in enumerate(consumers))]:
+            print(f"--- {name}:", *process.output.lines[-30:], sep="\n", file=sys.stderr)
+        print("--- the last broker:", broker.log()[-5000:], sep="\n", file=sys.stderr)
     return report
 
 
