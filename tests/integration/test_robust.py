@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 import zbroker.client as pika
-from tests.support import ROOT, Broker, child_env
+from tests.support import ROOT, WAIT_S, Broker, child_env
+from zbroker.client.channel import BlockingChannel
+from zbroker.client.robust import RobustChannel
 
 
 def free_port() -> int:
@@ -94,22 +96,82 @@ def test_topology_consumers_and_prefetch_come_back_and_stale_acks_are_dropped(
         broker.stop()
 
 
+def confirming_channel(conn: pika.RobustConnection) -> Any:
+    """A channel in confirm mode, with the durable queue ``q`` declared."""
+    ch = conn.channel()
+    ch.queue_declare("q", durable=True)
+    ch.confirm_delivery()
+    return ch
+
+
+def publish_numbered(ch: Any, count: int) -> set[bytes]:
+    """``count`` persistent messages "0", "1", … with ``publish_nowait``; returns their bodies."""
+    for i in range(count):
+        ch.publish_nowait("", "q", str(i).encode(), pika.BasicProperties(delivery_mode=2))
+    return {str(i).encode() for i in range(count)}
+
+
+def bodies_in(ch: Any) -> set[bytes]:
+    """Every body in ``q``, taken out of it."""
+    bodies = set()
+    while (message := ch.basic_get("q", auto_ack=True))[0] is not None:
+        bodies.add(message[2])
+    return bodies
+
+
 def test_unconfirmed_messages_are_published_again(tmp_path: Path) -> None:
     port, broker = start(tmp_path)
     conn = robust(port)
     try:
-        ch = conn.channel()
-        ch.queue_declare("q", durable=True)
-        ch.confirm_delivery()
-        for i in range(100):
-            ch.publish_nowait("", "q", str(i).encode(), pika.BasicProperties(delivery_mode=2))
+        ch = confirming_channel(conn)
+        sent = publish_numbered(ch, 100)
         broker = restart(broker, port, tmp_path)  # some may be confirmed, some not
         assert ch.wait_for_confirms(timeout=20)
         ch.basic_publish("", "q", b"after", pika.BasicProperties(delivery_mode=2))
-        bodies = []
-        while (message := ch.basic_get("q", auto_ack=True))[0] is not None:
-            bodies.append(message[2])
-        assert set(bodies) == {str(i).encode() for i in range(100)} | {b"after"}  # none lost (some twice)
+        assert bodies_in(ch) == sent | {b"after"}  # none lost (some twice)
+    finally:
+        conn.close()
+        broker.stop()
+
+
+@pytest.mark.parametrize("cut_in", ["round_trip", "publishing_again"])
+def test_unconfirmed_messages_survive_a_restore_cut_short_by_another_kill(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut_in: str) -> None:
+    """The broker is killed again while the first restore is under way, in one of its
+    round trips (confirm.select) or while it publishes the unconfirmed messages again
+    (the loss noticed there, as a wait for publish credit would): the messages not
+    confirmed before the first kill are still published again, by the next restore."""
+    port, broker = start(tmp_path)
+    conn = robust(port)
+    try:
+        ch = confirming_channel(conn)
+        broker.kill()  # (the client notices at its next wait)
+        sent = publish_numbered(ch, 20)
+        broker = start(tmp_path, port)[1]
+        calls = 0
+
+        def kill_once(call: Any) -> Any:
+            """The patched method: on its first call (the fifth when publishing again),
+            the broker is killed and started again before the call goes on."""
+            def patched(channel: Any, *args: Any) -> Any:
+                nonlocal broker, calls
+                calls += 1
+                if calls == (5 if cut_in == "publishing_again" else 1):
+                    broker = restart(broker, port, tmp_path)
+                    if cut_in == "publishing_again":
+                        conn.sleep(WAIT_S)  # raises inside the restore once the loss is noticed
+                        pytest.fail("the client did not notice the broker's death")
+                return call(channel, *args)
+            return patched
+
+        if cut_in == "round_trip":
+            monkeypatch.setattr(BlockingChannel, "confirm_delivery", kill_once(BlockingChannel.confirm_delivery))
+        else:
+            monkeypatch.setattr(RobustChannel, "publish_nowait", kill_once(RobustChannel.publish_nowait))
+        assert ch.wait_for_confirms(timeout=WAIT_S)
+        assert calls >= 5 if cut_in == "publishing_again" else calls >= 1
+        assert conn.reconnects == 1  # (one restore, which took two connections)
+        assert bodies_in(ch) == sent
     finally:
         conn.close()
         broker.stop()

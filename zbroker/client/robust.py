@@ -277,8 +277,6 @@ class RobustChannel(BlockingChannel):
         self._reply = None
         self._publish_seq = self._confirmed_seq = 0
         self._nacked.clear()
-        resend = list(self._resend.values())
-        self._resend.clear()
         self._unconfirmed.clear()
         self._open()
         if self._confirm:
@@ -292,10 +290,26 @@ class RobustChannel(BlockingChannel):
             if consumer is not None:
                 self._rpc(Op.BASIC_CONSUME, self._robust.alias(queue), tag, consumer.auto_ack, exclusive,
                           arguments or {}, expect={Op.BASIC_CONSUME_OK})
-        for exchange, routing_key, body, properties, mandatory in resend:
-            self.publish_nowait(exchange, routing_key, body, properties, mandatory)
-        if resend:
-            log.info("channel %d: %d unconfirmed message(s) published again", self._number, len(resend))
+        self._publish_again()
+
+    def _publish_again(self) -> None:
+        """Publish again what was not confirmed before the cut. The messages stay in
+        ``_resend`` until now, and one not yet sent again goes back there if the
+        connection is lost meanwhile: a restore cut short by another loss (the broker
+        killed again while it answered the round trips above) must not forget them."""
+        pending = list(self._resend.values())
+        self._resend.clear()
+        for done, message in enumerate(pending):
+            try:
+                self.publish_nowait(*message)
+            except BaseException:
+                # Numbered past this connection's publishes, so that none of its confirms
+                # settles them (the numbers start again at the next restore).
+                for seq, rest in enumerate(pending[done:], start=self._publish_seq + 1):
+                    self._resend[seq] = rest
+                raise
+        if pending:
+            log.info("channel %d: %d unconfirmed message(s) published again", self._number, len(pending))
 
     def _apply(self, method: str, args: tuple) -> None:
         aliases = self._robust.aliases
