@@ -66,6 +66,26 @@ def test_removed_messages_do_not_come_back(reopen: Reopen) -> None:
     assert live(reopen()) == {1: [(1, False), (3, False)]}
 
 
+def test_a_seq_named_by_a_surviving_removal_is_not_handed_out_again(reopen: Reopen) -> None:
+    """The disk store deletes a segment once its messages are removed, while the removal
+    records live on in a later one: the recovered ``max_seq`` still covers them, so a
+    message published after the restart does not share a seq with one and vanish at the
+    next recovery."""
+    store = reopen()
+    store.open()
+    locs = [store.append(seq, [1], "", "q", {}, b"x" * 5000) for seq in (1, 2)]  # a segment each
+    store.commit()
+    for seq, loc in zip((1, 2), locs):
+        store.remove(1, seq, loc)  # (in a third segment: the first two go)
+    store.commit()
+    store = reopen()
+    seq = store.open().max_seq + 1
+    assert seq == 3
+    store.append(seq, [1], "", "q", {}, b"after the restart")
+    store.commit()
+    assert live(reopen()) == {1: [(3, False)]}
+
+
 def test_message_in_two_queues_lives_until_both_remove_it(reopen: Reopen) -> None:
     store = reopen()
     store.open()

@@ -105,11 +105,21 @@ class _Replay:
                     column.append(value)
         elif kind == records.REMOVE:
             self.removed.setdefault(meta[1], set()).add(meta[2])
+            self._saw(meta[2])
         elif kind == records.DELIVERED:
             self.delivered[meta[1]] = max(self.delivered.get(meta[1], 0), meta[2])
+            self._saw(meta[2])
         elif kind == records.DROP:
             for table in (self.columns, self.removed, self.delivered):
                 table.pop(meta[1], None)
+
+    def _saw(self, seq: int) -> None:
+        """A removal or delivery mark names a seq whose publish record may be in a segment
+        already deleted: the seqs handed out after the restart start above it too, or a
+        new message would share a seq with a surviving removal and be dropped by the
+        recovery after the next restart."""
+        if seq > self.max_seq:
+            self.max_seq = seq
 
     def queues(self) -> dict[int, RecoveredQueue]:
         out = {}
