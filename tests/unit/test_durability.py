@@ -439,3 +439,26 @@ def test_a_quorum_queue_keeps_transient_messages_too(node: Restartable) -> None:
     node.broker.commit()
     p = node.restart(crash=True)
     assert (message_count(p, "quorum"), message_count(p, "classic")) == (1, 0)
+
+
+@pytest.mark.parametrize("crash", [False, True])
+def test_a_transient_message_a_quorum_queue_shares_frees_nothing_the_quorum_queue_needs(
+        node: Restartable, crash: bool) -> None:
+    """A transient message reaches a quorum queue (which stores it) and a classic queue
+    (which does not): taking it from the classic queue must not free the quorum queue's
+    place in the store, or the segment holding a persistent message still queued there
+    is deleted with it."""
+    p = node.peer()
+    declare_durable(p, "quorum", arguments={"x-queue-type": "quorum"})
+    declare_durable(p, "classic")
+    declare_durable(p, "filler")
+    p.exchange("both", "fanout", durable=True)
+    p.bind("quorum", "both")
+    p.bind("classic", "both")
+    p.publish("both", "", b"transient to both")
+    publish_committed(node, p, "quorum", b"persistent")
+    assert p.drain("classic") == [b"transient to both"]
+    assert [b for op, _, b in p.get("quorum") if op == Op.BASIC_GET_OK] == [b"transient to both"]
+    publish_committed(node, p, "filler", b"x" * 70_000)  # the next segment: the first may go
+    p = node.restart(crash=crash)
+    assert [b for op, _, b in p.get("quorum") if op == Op.BASIC_GET_OK] == [b"persistent"]

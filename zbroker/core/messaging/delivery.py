@@ -7,6 +7,9 @@ Rules of this module:
    nack; ``reject-publish-dlx`` dead-letters it), the others take it.
 2. A message reaches the store before any queue holds it when it is persistent, or when
    a queue it enters keeps every message (``QueueType.keeps_every_message``: quorum).
+   A transient one stored for those queues only is theirs alone: the other queues get
+   a copy that names no record (a location must name a record of every queue that
+   holds the message, or their removals would free what the record's queues still need).
 3. A queue with consumers dispatches right after it changes: an enqueue, a requeue, a
    settle that gave credit back, a new consumer. One dispatch delivers at most
    ``DISPATCH_BATCH`` messages; a queue cut short waits in ``pending`` for the next
@@ -71,14 +74,17 @@ class Delivery:
             if queue.rejects and queue.would_overflow(message):
                 queues = self._refuse(queues, message, confirming, seq)
                 break
+        kept = message  # what the queues that keep every message enqueue (rule 2)
         if message.properties.get("delivery_mode") == PERSISTENT:
             self.durability.store_message(message, queues, confirming)
         elif self.counts.keeping_queues:  # while 0, a transient publish needs no store look
             keeping = [q for q in queues if q.keeps_every_message]
             if keeping:
-                self.durability.store_message(message, keeping, confirming)
+                if len(keeping) < sum(1 for _ in queues):
+                    kept = message.copy()
+                self.durability.store_message(kept, keeping, confirming)
         for queue in queues:
-            queue.enqueue(message)
+            queue.enqueue(message if kept is message or not queue.keeps_every_message else kept)
             if queue.consumers:
                 self.dispatch(queue)
             if queue.careful or message.ttl is not None:
