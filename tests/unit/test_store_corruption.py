@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -101,15 +102,22 @@ def test_a_full_disk_loses_nothing_already_accepted(tmp_path: Path, monkeypatch:
     assert reopen_and_read(tmp_path) == [b"before", b"during 2", b"during 3", b"after"]
 
 
-def test_a_crash_between_compaction_copy_and_delete_recovers_each_message_once(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = DiskStore(tmp_path, segment_bytes=4096)
+def a_sparse_oldest_segment(directory: Path, keep: tuple[int, ...]) -> tuple[DiskStore, dict[int, int]]:
+    """A store of 120 messages over several 4 KiB segments, all removed but ``keep``
+    (seq 1 among them pins the oldest segment); returns it with every seq's location."""
+    store = DiskStore(directory, segment_bytes=4096)
     store.open()
     locations = {seq: store.append(seq, [1], "", "q", {}, b"%03d" % seq + b"." * 100) for seq in range(1, 121)}
     store.commit()
-    for seq in range(2, 118):  # seq 1 stays, pinning the first segment
+    for seq in set(locations) - set(keep):
         store.remove(1, seq, locations[seq])
     store.commit()
+    return store, locations
+
+
+def test_a_crash_between_compaction_copy_and_delete_recovers_each_message_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, locations = a_sparse_oldest_segment(tmp_path, keep=(1, 118, 119, 120))
     # The copies are written and synced, then the process dies before the old segment goes.
     monkeypatch.setattr(Path, "unlink", lambda self, missing_ok=False: None)
     moved = {}
@@ -122,3 +130,38 @@ def test_a_crash_between_compaction_copy_and_delete_recovers_each_message_once(
     store._lock.release()
     monkeypatch.undo()
     assert [body[:3] for body in reopen_and_read(tmp_path)] == [b"001", b"118", b"119", b"120"]
+
+
+def test_a_compaction_whose_sync_fails_keeps_the_old_segment(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copies of a compaction did not reach the disk (fdatasync failed): the store
+    raises, the queues keep their locations in the old segment, and that segment stays
+    until they let go of it."""
+    store, locations = a_sparse_oldest_segment(tmp_path, keep=(1, 120))
+    real_fdatasync, failures = os.fdatasync, []
+
+    def fails_once(fd: int) -> None:
+        if not failures:
+            failures.append(fd)
+            raise OSError(5, "Input/output error")
+        real_fdatasync(fd)
+
+    def held(selects: Callable[[int], bool]) -> dict[int, list[int]]:
+        return {loc: [1] for seq, loc in locations.items() if seq in (1, 120) and selects(loc)}
+
+    for _ in range(STABLE_CHECKS):
+        store.commit()
+        monkeypatch.setattr(os, "fdatasync", fails_once)
+        try:
+            store.compact(held)
+        except OSError:
+            break
+        finally:
+            monkeypatch.setattr(os, "fdatasync", real_fdatasync)
+    assert failures, "the compaction never ran"
+    store.commit()  # the next loop pass: the disk works again
+    assert store.read(locations[1])[3][:3] == b"001"  # the old segment is still there
+    store.remove(1, 1, locations[1])
+    store.commit()
+    store.close()
+    assert [body[:3] for body in reopen_and_read(tmp_path)] == [b"120"]

@@ -405,9 +405,9 @@ class DiskStore(MessageStore):
         meta, body, _ = record
         return meta, bytes(body)
 
-    def _release(self, location: int) -> None:
+    def _release(self, location: int, references: int = 1) -> None:
         number = location >> OFFSET_BITS
-        left = self._live.get(number, 0) - 1
+        left = self._live.get(number, 0) - references
         self._live[number] = max(0, left)
 
     def remove(self, queue_id: int, seq: int, location: int) -> None:
@@ -480,7 +480,11 @@ class DiskStore(MessageStore):
         for qid, seq in self._watermarks.items():
             self._write(records.encode([records.DELIVERED, qid, seq]))
         self._need_sync = True
-        self.commit()  # the copies are on disk before the segment is deleted
+        try:
+            self.commit()  # the copies are on disk before the segment is deleted
+        except OSError:
+            self._undo_moves(number, holders, moved)
+            raise
         if number in self._segments:
             log.warning("store %s: compacting segment %d left %d reference(s); not retrying it",
                         self.directory, number, self._live.get(number, 0))
@@ -489,6 +493,15 @@ class DiskStore(MessageStore):
             log.info("store %s: compacted segment %d: %d message(s) copied forward",
                      self.directory, number, len(moved))
         return moved
+
+    def _undo_moves(self, number: int, holders: dict[int, list[int]], moved: dict[int, int]) -> None:
+        """The copies did not reach the disk, so the queues are not pointed at them: their
+        references go back to segment ``number``, which must then stay (the copies left in
+        the journal are harmless: recovery keeps one record of a seq)."""
+        for old, new in moved.items():
+            references = len(set(holders[old]))
+            self._live[number] = self._live.get(number, 0) + references
+            self._release(new, references)
 
     def close(self) -> None:
         try:
