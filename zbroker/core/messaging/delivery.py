@@ -80,7 +80,7 @@ class Delivery:
         elif self.counts.keeping_queues:  # while 0, a transient publish needs no store look
             keeping = [q for q in queues if q.keeps_every_message]
             if keeping:
-                if len(keeping) < sum(1 for _ in queues):
+                if any(not q.keeps_every_message for q in queues):
                     kept = message.copy()
                 self.durability.store_message(kept, keeping, confirming)
         for queue in queues:
